@@ -1,0 +1,6 @@
+//! netc: a declarative graph compiler and runtime for convolutional networks.
+//!
+//! Data flows one way: `syntax` (source -> AST) -> `lower` (AST -> IR) ->
+//! `passes` (IR -> IR) -> `backend` (run the IR). `train` drives a backend.
+
+pub mod rng;

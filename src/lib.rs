@@ -3,4 +3,10 @@
 //! Data flows one way: `syntax` (source -> AST) -> `lower` (AST -> IR) ->
 //! `passes` (IR -> IR) -> `backend` (run the IR). `train` drives a backend.
 
+pub mod diag;
+pub mod frontend;
+pub mod ir;
+pub mod lower;
 pub mod rng;
+pub mod span;
+pub mod syntax;

@@ -1,1 +1,166 @@
-fn main() {}
+//! The `netc` command line: parses arguments, calls the library, prints.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use netc::frontend::{self, Compiled};
+use netc::{diag, ir, syntax};
+
+#[derive(Parser)]
+#[command(
+    name = "netc",
+    version,
+    about = "A compiler and runtime for convolutional networks described in .net files"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check a network and print its architecture table (or another form).
+    Compile {
+        /// The .net file.
+        file: PathBuf,
+        /// What to print: the architecture table, the IR text, YAML or Graphviz dot.
+        #[arg(long, value_enum, default_value_t = Emit::Table)]
+        emit: Emit,
+        /// Write the output here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Report errors and warnings only.
+    Check {
+        /// The .net file.
+        file: PathBuf,
+    },
+    /// Rewrite a file in canonical form.
+    Fmt {
+        /// The .net files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Do not write; exit 1 if a file is not in canonical form.
+        #[arg(long)]
+        check: bool,
+        /// Print the result instead of rewriting the file.
+        #[arg(long, conflicts_with = "check")]
+        stdout: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Emit {
+    Table,
+    Ir,
+    Yaml,
+    Dot,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprint!("{msg}");
+            if !msg.ends_with('\n') {
+                eprintln!();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Compiles a file, printing warnings to stderr; errors become `Err`.
+fn load(path: &Path) -> Result<(Compiled, String), String> {
+    let (c, src) = frontend::compile_file(path)?;
+    if !c.warnings.is_empty() {
+        eprint!(
+            "{}",
+            diag::render(&path.display().to_string(), &src, &c.warnings)
+        );
+    }
+    Ok((c, src))
+}
+
+fn write_out(output: Option<&Path>, text: &str) -> Result<(), String> {
+    match output {
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+        Some(p) => write_atomic(p, text.as_bytes()),
+    }
+}
+
+/// Writes via a temporary file and a rename, so a crash never leaves a
+/// half-written file in place of a good one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map_or("out".into(), |n| n.to_string_lossy())
+    ));
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("error: cannot write `{}`: {e}", path.display()))
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.cmd {
+        Cmd::Compile { file, emit, output } => {
+            let (c, _) = load(&file)?;
+            let g = &c.module.graph;
+            let text = match emit {
+                Emit::Table => ir::table::render(g),
+                Emit::Ir => ir::print::print(g, Default::default()),
+                Emit::Yaml => ir::print::to_yaml(g).map_err(|e| format!("error: {e}"))?,
+                Emit::Dot => ir::dot::dot(g),
+            };
+            write_out(output.as_deref(), &text)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Check { file } => {
+            let (c, _) = load(&file)?;
+            eprintln!(
+                "{}: ok ({} warning{})",
+                file.display(),
+                c.warnings.len(),
+                if c.warnings.len() == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Fmt {
+            files,
+            check,
+            stdout,
+        } => {
+            let mut unformatted = false;
+            for file in files {
+                let (c, src) = load(&file)?;
+                let out = syntax::fmt::format(&c.ast, &src);
+                if stdout {
+                    print!("{out}");
+                } else if out != src {
+                    if check {
+                        eprintln!("{}: not in canonical form", file.display());
+                        unformatted = true;
+                    } else {
+                        write_atomic(&file, out.as_bytes())?;
+                    }
+                }
+            }
+            Ok(if unformatted {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}

@@ -60,7 +60,11 @@ pub struct Rng {
 
 impl Rng {
     pub fn new(seed: u64, stream: u64) -> Self {
-        Rng { seed, stream, next: 0 }
+        Rng {
+            seed,
+            stream,
+            next: 0,
+        }
     }
     pub fn next_u64(&mut self) -> u64 {
         let v = bits(self.seed, self.stream, self.next);

@@ -1,0 +1,269 @@
+//! The one place where errors become text. Each stage's error enum maps to
+//! a stable code, a message, labelled spans and one help line; this module
+//! renders them with codespan-reporting as
+//! `error[N0101]: message` + `file:line:col` + the source line underlined.
+//! Codes are stable: tests and users may rely on them.
+
+use codespan_reporting::diagnostic::{Diagnostic, Label, Severity};
+use codespan_reporting::files::SimpleFile;
+use codespan_reporting::term::{self, Config};
+
+use crate::ir::infer::ShapeError;
+use crate::lower::{LowerError, LowerWarning};
+use crate::span::Span;
+use crate::syntax::SyntaxError;
+
+/// Anything that can be shown as a diagnostic against a source file.
+pub trait Diagnose {
+    fn diagnostic(&self) -> Diagnostic<()>;
+}
+
+fn primary(span: Span, msg: impl std::fmt::Display) -> Label<()> {
+    Label::primary((), span.range()).with_message(msg)
+}
+
+fn secondary(span: Span, msg: impl std::fmt::Display) -> Label<()> {
+    Label::secondary((), span.range()).with_message(msg)
+}
+
+fn help(d: Diagnostic<()>, text: impl Into<String>) -> Diagnostic<()> {
+    d.with_notes(vec![format!("help: {}", text.into())])
+}
+
+impl Diagnose for SyntaxError {
+    fn diagnostic(&self) -> Diagnostic<()> {
+        match self {
+            SyntaxError::Unexpected { span, expected, .. } => help(
+                Diagnostic::error()
+                    .with_code("N0001")
+                    .with_message(self.to_string())
+                    .with_labels(vec![primary(*span, format!("expected {expected}"))]),
+                "see the language reference in README.md",
+            ),
+            SyntaxError::TooDeep { span } => help(
+                Diagnostic::error()
+                    .with_code("N0002")
+                    .with_message(self.to_string())
+                    .with_labels(vec![primary(*span, "too deep")]),
+                "a network never needs this much nesting; check for unclosed brackets",
+            ),
+            SyntaxError::BadNumber { span, .. } => help(
+                Diagnostic::error()
+                    .with_code("N0003")
+                    .with_message(self.to_string())
+                    .with_labels(vec![primary(*span, "not a finite number")]),
+                "write a number no larger than about 1.8e308",
+            ),
+        }
+    }
+}
+
+fn shape_help(s: &ShapeError) -> String {
+    match s {
+        ShapeError::KernelTooLarge { .. } => {
+            "use a smaller kernel, add padding, or remove a pooling layer upstream".into()
+        }
+        ShapeError::Classes { .. } => {
+            "make the last dense layer's `units` equal the number of classes".into()
+        }
+        ShapeError::NotImage { .. } => {
+            "convolution, pooling and LRN need [channels, height, width] inputs".into()
+        }
+        ShapeError::ConcatMismatch { .. } => {
+            "only maps of the same height and width can be concatenated".into()
+        }
+        ShapeError::Overflow => "these sizes are far too large for any machine".into(),
+        _ => "check the layer's input".into(),
+    }
+}
+
+fn did_you_mean(s: &Option<String>, otherwise: &str) -> String {
+    match s {
+        Some(x) => format!("did you mean `{x}`?"),
+        None => otherwise.to_string(),
+    }
+}
+
+impl Diagnose for LowerError {
+    fn diagnostic(&self) -> Diagnostic<()> {
+        use LowerError::*;
+        let msg = self.to_string();
+        let (code, labels, h): (&str, Vec<Label<()>>, String) = match self {
+            UnknownName {
+                span, suggestion, ..
+            } => (
+                "N0101",
+                vec![primary(*span, "not defined")],
+                did_you_mean(
+                    suggestion,
+                    "define it with `input`, `let` or `NAME = layer(...)`",
+                ),
+            ),
+            Duplicate { span, first, .. } => (
+                "N0102",
+                vec![
+                    primary(*span, "defined again here"),
+                    secondary(*first, "first defined here"),
+                ],
+                "rename one of them".into(),
+            ),
+            UnknownOp {
+                span, suggestion, ..
+            } => (
+                "N0103",
+                vec![primary(*span, "not a layer type or a `let` layer")],
+                did_you_mean(
+                    suggestion,
+                    "layer types: conv, relu, lrn, maxpool, dense, dropout, concat, softmax_xent",
+                ),
+            ),
+            UnknownParam { span, expected, .. } => (
+                "N0104",
+                vec![primary(*span, "unknown hyperparameter")],
+                if expected.is_empty() {
+                    "this layer takes no hyperparameters".into()
+                } else {
+                    format!("expected one of: {}", expected.join(", "))
+                },
+            ),
+            MissingParam { span, name, .. } => (
+                "N0105",
+                vec![primary(*span, format!("`{name}` is missing"))],
+                format!("add `{name}: …` to the arguments"),
+            ),
+            InvalidValue { span, reason, .. } => (
+                "N0106",
+                vec![primary(*span, reason.clone())],
+                "change the value to one in range".into(),
+            ),
+            Shape {
+                span,
+                source,
+                layer,
+            } => (
+                "N0107",
+                vec![primary(*span, format!("in `{layer}`"))],
+                shape_help(source),
+            ),
+            NotDivisible { span, towers, .. } => (
+                "N0108",
+                vec![primary(*span, format!("not a multiple of {towers}"))],
+                format!("inside `towers {towers}` sizes are totals; use a multiple of {towers}"),
+            ),
+            Cycle { span, path, .. } => (
+                "N0109",
+                vec![primary(*span, "used here")],
+                if path.len() > 1 {
+                    format!("the cycle is {}", path.join(" -> "))
+                } else {
+                    "a layer cannot feed itself".into()
+                },
+            ),
+            Overflow { span } => (
+                "N0110",
+                vec![primary(*span, "too large")],
+                "these sizes are far too large for any machine".into(),
+            ),
+            Sources { span, .. } => (
+                "N0111",
+                vec![primary(*span, "wrong number of inputs")],
+                "only `concat` takes several inputs; `softmax_xent` takes logits and labels".into(),
+            ),
+            NeedsAcross { span, name } => (
+                "N0112",
+                vec![primary(*span, "defined inside `towers`")],
+                format!("write `across({name})` to gather every tower's `{name}`"),
+            ),
+            AcrossNotTower { span, .. } => (
+                "N0113",
+                vec![primary(*span, "not a tower layer")],
+                "`across` gathers the instances of a layer defined inside `towers`".into(),
+            ),
+            SourceInLaterStage { span } => (
+                "N0114",
+                vec![primary(*span, "an input here")],
+                "a layer after `->` takes the previous layer's output; start a new binding instead"
+                    .into(),
+            ),
+            NoSource { span, .. } => (
+                "N0115",
+                vec![primary(*span, "no input")],
+                "name the input first, e.g. `conv(image, …)`".into(),
+            ),
+            NotALayer { span, .. } => (
+                "N0116",
+                vec![primary(*span, "a number")],
+                "only layers and inputs can feed a layer".into(),
+            ),
+            NotANumber { span, .. } => (
+                "N0117",
+                vec![primary(*span, "not a number")],
+                "sizes take numbers or `let` constants".into(),
+            ),
+            Towers { span, first } => (
+                "N0118",
+                vec![
+                    primary(*span, "this count"),
+                    secondary(*first, "differs from this one"),
+                ],
+                "use one tower count for the whole network".into(),
+            ),
+            UnknownSetting { span, expected, .. } => (
+                "N0120",
+                vec![primary(*span, "unknown setting")],
+                format!("expected one of: {}", expected.join(", ")),
+            ),
+            SettingType { span, expected, .. } => (
+                "N0121",
+                vec![primary(*span, format!("expected {expected}"))],
+                "see the `train` section of the language reference".into(),
+            ),
+            NoSuchParam { span, .. } => (
+                "N0122",
+                vec![primary(*span, "no such parameter")],
+                "only `conv` and `dense` layers have `weight` and `bias`".into(),
+            ),
+        };
+        help(
+            Diagnostic::error()
+                .with_code(code)
+                .with_message(msg)
+                .with_labels(labels),
+            h,
+        )
+    }
+}
+
+impl Diagnose for LowerWarning {
+    fn diagnostic(&self) -> Diagnostic<()> {
+        match self {
+            LowerWarning::Unused { span, .. } => help(
+                Diagnostic::warning()
+                    .with_code("W0001")
+                    .with_message(self.to_string())
+                    .with_labels(vec![primary(*span, "defined here")]),
+                "remove it, or feed it to a layer",
+            ),
+        }
+    }
+}
+
+/// Renders diagnostics against `src` as plain text (no colour).
+pub fn render(name: &str, src: &str, diags: &[Diagnostic<()>]) -> String {
+    let file = SimpleFile::new(name, src);
+    let mut out = String::new();
+    let config = Config::default();
+    for d in diags {
+        let mut buf = term::termcolor::NoColor::new(Vec::new());
+        if term::emit_to_write_style(&mut buf, &config, &file, d).is_err() {
+            out.push_str(&format!("{}: {}\n", name, d.message));
+            continue;
+        }
+        out.push_str(&String::from_utf8_lossy(&buf.into_inner()));
+    }
+    out
+}
+
+pub fn is_error(d: &Diagnostic<()>) -> bool {
+    d.severity >= Severity::Error
+}

@@ -1,0 +1,44 @@
+//! Source text -> verified [`Module`], with diagnostics. The one entry
+//! point the CLI, the examples and the tests use to read a `.net` file.
+
+use codespan_reporting::diagnostic::Diagnostic;
+
+use crate::diag::Diagnose;
+use crate::lower::{self, Module};
+use crate::{ir, syntax};
+
+pub struct Compiled {
+    pub module: Module,
+    pub ast: syntax::ast::File,
+    /// Warnings (never errors).
+    pub warnings: Vec<Diagnostic<()>>,
+}
+
+/// Parses, lowers and verifies `src`. On failure returns the error's
+/// diagnostic (the first error found).
+pub fn compile(src: &str) -> Result<Compiled, Diagnostic<()>> {
+    let ast = syntax::parse(src).map_err(|e| e.diagnostic())?;
+    let module = lower::lower(&ast).map_err(|e| e.diagnostic())?;
+    if let Err(e) = ir::verify::verify(&module.graph) {
+        return Err(Diagnostic::bug()
+            .with_code("N9000")
+            .with_message(format!("internal error: the lowered graph is invalid: {e}")));
+    }
+    let warnings = module.warnings.iter().map(|w| w.diagnostic()).collect();
+    Ok(Compiled {
+        module,
+        ast,
+        warnings,
+    })
+}
+
+/// Reads and compiles a file; errors are rendered against the file.
+pub fn compile_file(path: &std::path::Path) -> Result<(Compiled, String), String> {
+    let name = path.display().to_string();
+    let src =
+        std::fs::read_to_string(path).map_err(|e| format!("error: cannot read `{name}`: {e}\n"))?;
+    match compile(&src) {
+        Ok(c) => Ok((c, src)),
+        Err(d) => Err(crate::diag::render(&name, &src, &[d])),
+    }
+}

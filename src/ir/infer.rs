@@ -1,0 +1,234 @@
+//! Shape inference: the output type of an op from its input types. Pure;
+//! assumes hyperparameters are in range (lowering checks them) and returns
+//! a [`ShapeError`] for any input type the op cannot take. Every product
+//! is checked, so no input can overflow.
+
+use super::{Op, Ty};
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ShapeError {
+    #[error("`{op}` takes {expected} input(s), got {got}")]
+    Arity {
+        op: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    #[error("`{op}` needs a [channels, height, width] input, got {got}")]
+    NotImage { op: &'static str, got: String },
+    #[error("kernel {size}×{size} is larger than the padded input {h}×{w}")]
+    KernelTooLarge { size: u64, h: u64, w: u64 },
+    #[error("input of `{op}` is {got}, expected {expected}")]
+    Mismatch {
+        op: &'static str,
+        expected: String,
+        got: String,
+    },
+    #[error("concatenated inputs differ in their trailing dimensions: {a} and {b}")]
+    ConcatMismatch { a: String, b: String },
+    #[error("`softmax_xent` has {logits} logits but the labels have {classes} classes")]
+    Classes { logits: u64, classes: u64 },
+    #[error("a size overflows 64 bits")]
+    Overflow,
+}
+
+/// Output size of a window of `size` every `stride` over `n + 2*pad`.
+pub fn window_out(n: u64, size: u64, stride: u64, pad: u64) -> Option<u64> {
+    let padded = n.checked_add(pad.checked_mul(2)?)?;
+    if size > padded || stride == 0 {
+        return None;
+    }
+    Some((padded - size) / stride + 1)
+}
+
+pub fn checked_product(d: &[u64]) -> Result<u64, ShapeError> {
+    d.iter()
+        .try_fold(1u64, |a, &b| a.checked_mul(b))
+        .ok_or(ShapeError::Overflow)
+}
+
+fn act(op: &'static str, t: &Ty) -> Result<Vec<u64>, ShapeError> {
+    match t {
+        Ty::Act { dims } => Ok(dims.clone()),
+        other => Err(ShapeError::Mismatch {
+            op,
+            expected: "an activation".into(),
+            got: other.to_string(),
+        }),
+    }
+}
+
+fn image(op: &'static str, t: &Ty) -> Result<[u64; 3], ShapeError> {
+    match act(op, t)?.as_slice() {
+        &[c, h, w] => Ok([c, h, w]),
+        _ => Err(ShapeError::NotImage {
+            op,
+            got: t.to_string(),
+        }),
+    }
+}
+
+fn arity(op: &Op, inputs: &[&Ty], n: usize) -> Result<(), ShapeError> {
+    if inputs.len() != n {
+        return Err(ShapeError::Arity {
+            op: op.mnemonic(),
+            expected: n,
+            got: inputs.len(),
+        });
+    }
+    Ok(())
+}
+
+fn expect_param(op: &'static str, t: &Ty, want: Vec<u64>) -> Result<(), ShapeError> {
+    let want = Ty::Param { dims: want };
+    if *t != want {
+        return Err(ShapeError::Mismatch {
+            op,
+            expected: want.to_string(),
+            got: t.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The parameter shapes a layer needs given its data input, in port order
+/// after the data input (weight, bias).
+pub fn param_shapes(op: &Op, input: &Ty) -> Result<Vec<Vec<u64>>, ShapeError> {
+    match op {
+        Op::Conv { filters, size, .. } => {
+            let [c, _, _] = image("conv", input)?;
+            checked_product(&[*filters, c, *size, *size])?;
+            Ok(vec![vec![*filters, c, *size, *size], vec![*filters]])
+        }
+        Op::Dense { units } => {
+            let n = checked_product(&act("dense", input)?)?;
+            checked_product(&[*units, n])?;
+            Ok(vec![vec![*units, n], vec![*units]])
+        }
+        _ => Ok(vec![]),
+    }
+}
+
+/// Infers the output type of `op` applied to `inputs` (in port order).
+pub fn infer(op: &Op, inputs: &[&Ty]) -> Result<Ty, ShapeError> {
+    let out = match op {
+        Op::Input { .. } | Op::Param { .. } => {
+            return Err(ShapeError::Arity {
+                op: op.mnemonic(),
+                expected: 0,
+                got: inputs.len(),
+            });
+        }
+        Op::Conv {
+            filters,
+            size,
+            stride,
+            pad,
+        } => {
+            arity(op, inputs, 3)?;
+            let [c, h, w] = image("conv", inputs[0])?;
+            let shapes = param_shapes(op, inputs[0])?;
+            expect_param("conv", inputs[1], shapes[0].clone())?;
+            expect_param("conv", inputs[2], shapes[1].clone())?;
+            let _ = c;
+            let oh = window_out(h, *size, *stride, *pad);
+            let ow = window_out(w, *size, *stride, *pad);
+            match (oh, ow) {
+                (Some(oh), Some(ow)) => Ty::Act {
+                    dims: vec![*filters, oh, ow],
+                },
+                _ => {
+                    return Err(ShapeError::KernelTooLarge {
+                        size: *size,
+                        h: h.saturating_add(pad.saturating_mul(2)),
+                        w: w.saturating_add(pad.saturating_mul(2)),
+                    });
+                }
+            }
+        }
+        Op::MaxPool { size, stride } => {
+            arity(op, inputs, 1)?;
+            let [c, h, w] = image("maxpool", inputs[0])?;
+            match (
+                window_out(h, *size, *stride, 0),
+                window_out(w, *size, *stride, 0),
+            ) {
+                (Some(oh), Some(ow)) => Ty::Act {
+                    dims: vec![c, oh, ow],
+                },
+                _ => return Err(ShapeError::KernelTooLarge { size: *size, h, w }),
+            }
+        }
+        Op::Lrn { .. } => {
+            arity(op, inputs, 1)?;
+            image("lrn", inputs[0])?;
+            inputs[0].clone()
+        }
+        Op::Relu | Op::Dropout { .. } => {
+            arity(op, inputs, 1)?;
+            Ty::Act {
+                dims: act(op.mnemonic(), inputs[0])?,
+            }
+        }
+        Op::Dense { units } => {
+            arity(op, inputs, 3)?;
+            let shapes = param_shapes(op, inputs[0])?;
+            expect_param("dense", inputs[1], shapes[0].clone())?;
+            expect_param("dense", inputs[2], shapes[1].clone())?;
+            Ty::Act { dims: vec![*units] }
+        }
+        Op::Concat => {
+            if inputs.is_empty() {
+                return Err(ShapeError::Arity {
+                    op: "concat",
+                    expected: 1,
+                    got: 0,
+                });
+            }
+            let first = act("concat", inputs[0])?;
+            if first.is_empty() {
+                return Err(ShapeError::Mismatch {
+                    op: "concat",
+                    expected: "at least one dimension".into(),
+                    got: inputs[0].to_string(),
+                });
+            }
+            let mut channels = 0u64;
+            for t in inputs {
+                let d = act("concat", t)?;
+                if d.len() != first.len() || d[1..] != first[1..] {
+                    return Err(ShapeError::ConcatMismatch {
+                        a: inputs[0].to_string(),
+                        b: t.to_string(),
+                    });
+                }
+                channels = channels.checked_add(d[0]).ok_or(ShapeError::Overflow)?;
+            }
+            let mut dims = first;
+            dims[0] = channels;
+            Ty::Act { dims }
+        }
+        Op::SoftmaxXent => {
+            arity(op, inputs, 2)?;
+            let d = act("softmax_xent", inputs[0])?;
+            let logits = checked_product(&d)?;
+            match inputs[1] {
+                Ty::Labels { classes } if *classes == logits && d.len() == 1 => Ty::Scalar,
+                Ty::Labels { classes } => {
+                    return Err(ShapeError::Classes {
+                        logits,
+                        classes: *classes,
+                    });
+                }
+                other => {
+                    return Err(ShapeError::Mismatch {
+                        op: "softmax_xent",
+                        expected: "class labels".into(),
+                        got: other.to_string(),
+                    });
+                }
+            }
+        }
+    };
+    checked_product(out.dims())?;
+    Ok(out)
+}

@@ -1,0 +1,145 @@
+//! The graph IR: a `StableDiGraph` of [`Node`]s (op, name, device, type,
+//! source span) joined by [`Edge`]s that carry the input port and whether
+//! they cross towers. Node ids stay valid while passes delete nodes.
+//! Invariants (checked by [`verify::verify`]): acyclic; each node's inputs
+//! occupy ports `0..n` exactly once; every type agrees with
+//! [`infer::infer`]; an edge is marked cross-tower iff its endpoints sit on
+//! different towers.
+
+pub mod cost;
+pub mod dot;
+pub mod infer;
+pub mod op;
+pub mod order;
+pub mod print;
+pub mod table;
+pub mod train;
+pub mod ty;
+pub mod verify;
+
+use petgraph::Direction;
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::EdgeRef;
+use serde::Serialize;
+
+pub use op::{Init, InputKind, Op, ParamRole};
+pub use ty::Ty;
+
+use crate::span::Span;
+
+/// Where a node runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Device {
+    /// Inputs: every tower receives its own copy (the paper fed each GPU
+    /// the whole batch), so edges from here never cross towers.
+    Shared,
+    /// Tower (GPU) number `0..towers`.
+    Tower(u32),
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Shared => write!(f, "shared"),
+            Device::Tower(t) => write!(f, "t{t}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Node {
+    pub op: Op,
+    /// `layer/op` for layers (`conv1/conv`, `conv1/relu`), `layer/op.weight`
+    /// for parameters, the input's name for inputs. Unique per device.
+    pub name: String,
+    /// The `.net` binding this node came from (`conv1`); the unit of the
+    /// architecture table and of `train.init` paths.
+    pub layer: String,
+    pub device: Device,
+    pub ty: Ty,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Edge {
+    /// Which input of the destination this edge feeds.
+    pub port: u32,
+    /// Source and destination run on different towers (a cross-GPU copy).
+    pub cross: bool,
+}
+
+pub type NodeId = NodeIndex<u32>;
+
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    pub name: String,
+    pub towers: u32,
+    pub g: StableDiGraph<Node, Edge>,
+}
+
+impl Graph {
+    pub fn new(name: impl Into<String>, towers: u32) -> Self {
+        Graph {
+            name: name.into(),
+            towers,
+            g: StableDiGraph::default(),
+        }
+    }
+
+    pub fn add(&mut self, node: Node) -> NodeId {
+        self.g.add_node(node)
+    }
+
+    /// Connects `src` to input `port` of `dst`, marking tower crossings.
+    pub fn connect(&mut self, src: NodeId, dst: NodeId, port: u32) {
+        let cross = crosses(self.g[src].device, self.g[dst].device);
+        self.g.add_edge(src, dst, Edge { port, cross });
+    }
+
+    /// Inputs of `n` in port order.
+    pub fn inputs(&self, n: NodeId) -> Vec<NodeId> {
+        let mut v: Vec<(u32, NodeId)> = self
+            .g
+            .edges_directed(n, Direction::Incoming)
+            .map(|e| (e.weight().port, e.source()))
+            .collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, s)| s).collect()
+    }
+
+    /// Consumers of `n` (each once per edge), in a deterministic order.
+    pub fn users(&self, n: NodeId) -> Vec<NodeId> {
+        let mut v: Vec<NodeId> = self
+            .g
+            .edges_directed(n, Direction::Outgoing)
+            .map(|e| e.target())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    pub fn node(&self, n: NodeId) -> &Node {
+        &self.g[n]
+    }
+
+    pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.g.node_indices()
+    }
+
+    /// Finds a node by name and device.
+    pub fn find(&self, name: &str, device: Device) -> Option<NodeId> {
+        self.g
+            .node_indices()
+            .find(|&n| self.g[n].name == name && self.g[n].device == device)
+    }
+
+    /// Number of edges that cross towers.
+    pub fn cross_edges(&self) -> usize {
+        self.g.edge_weights().filter(|e| e.cross).count()
+    }
+}
+
+pub fn crosses(a: Device, b: Device) -> bool {
+    matches!((a, b), (Device::Tower(x), Device::Tower(y)) if x != y)
+}

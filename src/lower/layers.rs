@@ -1,0 +1,229 @@
+//! The layer vocabulary: for each layer type of the language, its
+//! hyperparameters, their defaults and valid ranges, and the [`Op`] it
+//! becomes. Inside `towers N`, `filters` and `units` are totals over the
+//! towers (the paper's numbers) and each tower gets `total / N`.
+
+use std::collections::HashMap;
+
+use super::error::{LowerError, suggest};
+use crate::ir::Op;
+use crate::span::Span;
+use crate::syntax::ast::{Ident, Number, Value, ValueKind};
+
+/// Every layer type a stage may name.
+pub const LAYERS: &[&str] = &[
+    "conv",
+    "relu",
+    "lrn",
+    "maxpool",
+    "dense",
+    "dropout",
+    "concat",
+    "softmax_xent",
+];
+
+/// `let` constants: name -> number.
+pub type Consts = HashMap<String, Number>;
+
+/// How many data inputs a layer takes: (min, max).
+pub fn arity(op: &str) -> (usize, usize) {
+    match op {
+        "concat" => (1, usize::MAX),
+        "softmax_xent" => (2, 2),
+        _ => (1, 1),
+    }
+}
+
+struct Args<'a> {
+    op: &'a Ident,
+    items: &'a [(Ident, Value)],
+    consts: &'a Consts,
+    known: Vec<&'static str>,
+}
+
+impl<'a> Args<'a> {
+    fn find(&mut self, name: &'static str) -> Option<&'a (Ident, Value)> {
+        self.known.push(name);
+        // The last one wins, so `norm(size: 3)` overrides a `let` default.
+        self.items.iter().rev().find(|(k, _)| k.name == name)
+    }
+
+    fn number(&mut self, name: &'static str) -> Result<Option<(f64, Span)>, LowerError> {
+        let Some((_, v)) = self.find(name) else {
+            return Ok(None);
+        };
+        match &v.kind {
+            ValueKind::Number(n) => Ok(Some((n.value, v.span))),
+            ValueKind::Ident(id) => match self.consts.get(id) {
+                Some(n) => Ok(Some((n.value, v.span))),
+                None => Err(LowerError::UnknownName {
+                    name: id.clone(),
+                    span: v.span,
+                    suggestion: suggest(id, self.consts.keys().map(String::as_str)),
+                }),
+            },
+            _ => Err(LowerError::InvalidValue {
+                name: name.into(),
+                span: v.span,
+                reason: "expected a number".into(),
+            }),
+        }
+    }
+
+    fn int(
+        &mut self,
+        name: &'static str,
+        default: Option<u64>,
+        min: u64,
+    ) -> Result<u64, LowerError> {
+        let Some((v, span)) = self.number(name)? else {
+            return default.ok_or(LowerError::MissingParam {
+                op: self.op.name.clone(),
+                name,
+                span: self.op.span,
+            });
+        };
+        let bad = |reason: String| LowerError::InvalidValue {
+            name: name.into(),
+            span,
+            reason,
+        };
+        if v.fract() != 0.0 {
+            return Err(bad(format!("expected a whole number, got {v}")));
+        }
+        if v < min as f64 {
+            return Err(bad(if v < 0.0 {
+                format!("must not be negative, got {v}")
+            } else {
+                format!("must be at least {min}, got {v}")
+            }));
+        }
+        if v >= 2f64.powi(53) {
+            return Err(LowerError::Overflow { span });
+        }
+        Ok(v as u64)
+    }
+
+    fn float(
+        &mut self,
+        name: &'static str,
+        default: f64,
+        check: impl Fn(f64) -> Option<&'static str>,
+    ) -> Result<f64, LowerError> {
+        let Some((v, span)) = self.number(name)? else {
+            return Ok(default);
+        };
+        match check(v) {
+            Some(reason) => Err(LowerError::InvalidValue {
+                name: name.into(),
+                span,
+                reason: format!("{reason}, got {v}"),
+            }),
+            None => Ok(v),
+        }
+    }
+
+    fn split(&mut self, name: &'static str, towers: u64) -> Result<u64, LowerError> {
+        let total = self.int(name, None, 1)?;
+        if total % towers != 0 {
+            let span = self.find(name).map_or(self.op.span, |(_, v)| v.span);
+            return Err(LowerError::NotDivisible {
+                name,
+                total,
+                towers,
+                span,
+            });
+        }
+        Ok(total / towers)
+    }
+
+    fn finish(self) -> Result<(), LowerError> {
+        for (k, _) in self.items {
+            if !self.known.contains(&k.name.as_str()) {
+                let mut expected = self.known.clone();
+                expected.sort_unstable();
+                expected.dedup();
+                return Err(LowerError::UnknownParam {
+                    op: self.op.name.clone(),
+                    name: k.name.clone(),
+                    span: k.span,
+                    expected,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds the op for layer type `op` with named arguments `items`, for a
+/// stage instantiated in `towers` towers (1 outside a `towers` block).
+pub fn build_op(
+    op: &Ident,
+    items: &[(Ident, Value)],
+    consts: &Consts,
+    towers: u64,
+) -> Result<Op, LowerError> {
+    let mut a = Args {
+        op,
+        items,
+        consts,
+        known: Vec::new(),
+    };
+    let positive = |v: f64| (v <= 0.0).then_some("must be positive");
+    let result = match op.name.as_str() {
+        "conv" => {
+            let filters = a.split("filters", towers)?;
+            let size = a.int("size", None, 1)?;
+            let stride = a.int("stride", Some(1), 1)?;
+            let pad = a.int("pad", Some(0), 0)?;
+            Op::Conv {
+                filters,
+                size,
+                stride,
+                pad,
+            }
+        }
+        "relu" => Op::Relu,
+        "lrn" => {
+            let size = a.int("size", Some(5), 1)?;
+            let alpha = a.float("alpha", 1e-4, |v| {
+                (v < 0.0).then_some("must not be negative")
+            })?;
+            let beta = a.float("beta", 0.75, |v| {
+                (v < 0.0).then_some("must not be negative")
+            })?;
+            let k = a.float("k", 2.0, positive)?;
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                k,
+            }
+        }
+        "maxpool" => {
+            let size = a.int("size", None, 1)?;
+            let stride = a.int("stride", Some(size), 1)?;
+            Op::MaxPool { size, stride }
+        }
+        "dense" => Op::Dense {
+            units: a.split("units", towers)?,
+        },
+        "dropout" => {
+            let rate = a.float("rate", 0.5, |v| {
+                (!(0.0..1.0).contains(&v)).then_some("must lie in [0, 1)")
+            })?;
+            Op::Dropout { rate }
+        }
+        "concat" => Op::Concat,
+        "softmax_xent" => Op::SoftmaxXent,
+        other => {
+            return Err(LowerError::UnknownOp {
+                name: other.into(),
+                span: op.span,
+                suggestion: suggest(other, LAYERS.iter().copied()),
+            });
+        }
+    };
+    a.finish()?;
+    Ok(result)
+}

@@ -1,0 +1,383 @@
+//! Lowers the `train { … }` section to a [`TrainConfig`] and the
+//! initialisation rules. Every key is checked against the schema below;
+//! unknown keys and values of the wrong kind are errors pointing at the
+//! setting. Missing keys take the paper's values.
+//!
+//! ```text
+//! batch: 128   epochs: 90   seed: 0
+//! sgd { lr: 0.01, momentum: 0.9, weight_decay: 0.0005 }
+//! schedule: fixed | step(every: 30, factor: 0.1) | plateau(factor: 0.1, patience: 1, drops: 3)
+//! init { weight: normal(0, 0.01)  bias: 0  conv2.bias: 1 }
+//! data { rescale: 256  crop: 227  pad: 0  random_crop: true  mirror: true
+//!        lighting: 0.1  mean: true  test: center | ten_crop }
+//! ```
+
+use super::error::{LowerError, suggest};
+use super::layers::Consts;
+use crate::ir::train::{Schedule, TestCrop, TrainConfig};
+use crate::ir::{Init, ParamRole};
+use crate::span::Span;
+use crate::syntax::ast::{Block, CallArg, Setting, SettingBody, Value, ValueKind};
+
+/// How parameters start: defaults for weights and biases, then per-layer
+/// overrides (`conv2.bias: 1`) in source order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InitRules {
+    pub weight: Init,
+    pub bias: Init,
+    pub overrides: Vec<InitOverride>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct InitOverride {
+    pub layer: String,
+    pub role: ParamRole,
+    pub init: Init,
+    pub span: Span,
+}
+
+impl Default for InitRules {
+    /// The paper: weights N(0, 0.01), biases 0.
+    fn default() -> Self {
+        InitRules {
+            weight: Init::Normal {
+                mean: 0.0,
+                std: 0.01,
+            },
+            bias: Init::Constant { value: 0.0 },
+            overrides: Vec::new(),
+        }
+    }
+}
+
+impl InitRules {
+    pub fn for_param(&self, layer: &str, role: ParamRole) -> Init {
+        self.overrides
+            .iter()
+            .rev()
+            .find(|o| o.layer == layer && o.role == role)
+            .map(|o| o.init.clone())
+            .unwrap_or_else(|| match role {
+                ParamRole::Weight => self.weight.clone(),
+                ParamRole::Bias => self.bias.clone(),
+            })
+    }
+}
+
+struct Cx<'a> {
+    consts: &'a Consts,
+}
+
+fn unknown(s: &Setting, expected: &[&'static str]) -> LowerError {
+    LowerError::UnknownSetting {
+        key: s.key_text(),
+        span: s.key_span(),
+        expected: expected.to_vec(),
+    }
+}
+
+fn wrong(s: &Setting, span: Span, expected: &'static str) -> LowerError {
+    LowerError::SettingType {
+        key: s.key_text(),
+        span,
+        expected,
+    }
+}
+
+impl Cx<'_> {
+    fn value<'v>(&self, s: &'v Setting, expected: &'static str) -> Result<&'v Value, LowerError> {
+        match &s.body {
+            SettingBody::Value(v) => Ok(v),
+            SettingBody::Block(b) => Err(wrong(s, b.span, expected)),
+        }
+    }
+
+    fn num_of(&self, s: &Setting, v: &Value) -> Result<f64, LowerError> {
+        match &v.kind {
+            ValueKind::Number(n) => Ok(n.value),
+            ValueKind::Ident(id) => match self.consts.get(id) {
+                Some(n) => Ok(n.value),
+                None => Err(wrong(s, v.span, "a number")),
+            },
+            _ => Err(wrong(s, v.span, "a number")),
+        }
+    }
+
+    fn float(
+        &self,
+        s: &Setting,
+        ok: impl Fn(f64) -> bool,
+        expected: &'static str,
+    ) -> Result<f64, LowerError> {
+        let v = self.value(s, expected)?;
+        let x = self.num_of(s, v)?;
+        if !ok(x) {
+            return Err(LowerError::InvalidValue {
+                name: s.key_text(),
+                span: v.span,
+                reason: format!("expected {expected}, got {x}"),
+            });
+        }
+        Ok(x)
+    }
+
+    fn int(&self, s: &Setting, min: u64) -> Result<u64, LowerError> {
+        let x = self.float(
+            s,
+            |x| x.fract() == 0.0 && x >= min as f64 && x < 2f64.powi(53),
+            if min == 0 {
+                "a whole number ≥ 0"
+            } else {
+                "a whole number ≥ 1"
+            },
+        )?;
+        Ok(x as u64)
+    }
+
+    fn boolean(&self, s: &Setting) -> Result<bool, LowerError> {
+        let v = self.value(s, "`true` or `false`")?;
+        match v.kind {
+            ValueKind::Bool(b) => Ok(b),
+            _ => Err(wrong(s, v.span, "`true` or `false`")),
+        }
+    }
+
+    /// Named-or-positional call arguments against a parameter list.
+    fn call_args(
+        &self,
+        s: &Setting,
+        args: &[CallArg],
+        names: &[&'static str],
+        span: Span,
+    ) -> Result<Vec<Option<f64>>, LowerError> {
+        let mut out = vec![None; names.len()];
+        for (i, a) in args.iter().enumerate() {
+            let slot = match &a.name {
+                Some(n) => names.iter().position(|x| *x == n.name).ok_or_else(|| {
+                    LowerError::UnknownParam {
+                        op: s.key_text(),
+                        name: n.name.clone(),
+                        span: n.span,
+                        expected: names.to_vec(),
+                    }
+                })?,
+                None if i < names.len() => i,
+                None => return Err(wrong(s, a.value.span, "fewer arguments")),
+            };
+            out[slot] = Some(self.num_of(s, &a.value)?);
+        }
+        let _ = span;
+        Ok(out)
+    }
+
+    fn init(&self, s: &Setting) -> Result<Init, LowerError> {
+        const EXPECTED: &str =
+            "a number, `normal(mean, std)`, `uniform(low, high)`, `he` or `xavier`";
+        let v = self.value(s, EXPECTED)?;
+        let positive = |x: f64, v: &Value| {
+            if x > 0.0 {
+                Ok(x)
+            } else {
+                Err(LowerError::InvalidValue {
+                    name: s.key_text(),
+                    span: v.span,
+                    reason: format!("a standard deviation must be positive, got {x}"),
+                })
+            }
+        };
+        match &v.kind {
+            ValueKind::Number(_) => Ok(Init::Constant {
+                value: self.num_of(s, v)?,
+            }),
+            ValueKind::Ident(id) if id == "he" => Ok(Init::He),
+            ValueKind::Ident(id) if id == "xavier" => Ok(Init::Xavier),
+            ValueKind::Ident(_) => Ok(Init::Constant {
+                value: self.num_of(s, v)?,
+            }),
+            ValueKind::Call(name, args) => match name.name.as_str() {
+                "normal" => {
+                    let a = self.call_args(s, args, &["mean", "std"], v.span)?;
+                    let std = a[1].ok_or_else(|| wrong(s, v.span, "`normal(mean, std)`"))?;
+                    Ok(Init::Normal {
+                        mean: a[0].unwrap_or(0.0),
+                        std: positive(std, v)?,
+                    })
+                }
+                "uniform" => {
+                    let a = self.call_args(s, args, &["low", "high"], v.span)?;
+                    match (a[0], a[1]) {
+                        (Some(low), Some(high)) if low < high => Ok(Init::Uniform { low, high }),
+                        _ => Err(wrong(s, v.span, "`uniform(low, high)` with low < high")),
+                    }
+                }
+                "constant" => {
+                    let a = self.call_args(s, args, &["value"], v.span)?;
+                    Ok(Init::Constant {
+                        value: a[0].ok_or_else(|| wrong(s, v.span, EXPECTED))?,
+                    })
+                }
+                _ => Err(wrong(s, name.span, EXPECTED)),
+            },
+            _ => Err(wrong(s, v.span, EXPECTED)),
+        }
+    }
+
+    fn schedule(&self, s: &Setting) -> Result<Schedule, LowerError> {
+        const EXPECTED: &str =
+            "`fixed`, `step(every, factor)` or `plateau(factor, patience, drops)`";
+        let v = self.value(s, EXPECTED)?;
+        let factor_ok = |f: f64| f > 0.0 && f <= 1.0;
+        let bad_factor = || LowerError::InvalidValue {
+            name: s.key_text(),
+            span: v.span,
+            reason: "the factor must lie in (0, 1]".into(),
+        };
+        let whole = |x: Option<f64>, d: u64, min: f64| -> Result<u64, LowerError> {
+            match x {
+                None => Ok(d),
+                Some(x) if x.fract() == 0.0 && x >= min && x < 1e9 => Ok(x as u64),
+                Some(_) => Err(wrong(s, v.span, "whole numbers for epochs and counts")),
+            }
+        };
+        match &v.kind {
+            ValueKind::Ident(id) if id == "fixed" => Ok(Schedule::Fixed),
+            ValueKind::Call(n, args) if n.name == "step" => {
+                let a = self.call_args(s, args, &["every", "factor"], v.span)?;
+                let every = whole(a[0], 30, 1.0)?;
+                let factor = a[1].unwrap_or(0.1);
+                if !factor_ok(factor) {
+                    return Err(bad_factor());
+                }
+                Ok(Schedule::Step { every, factor })
+            }
+            ValueKind::Call(n, args) if n.name == "plateau" => {
+                let a = self.call_args(s, args, &["factor", "patience", "drops"], v.span)?;
+                let factor = a[0].unwrap_or(0.1);
+                if !factor_ok(factor) {
+                    return Err(bad_factor());
+                }
+                Ok(Schedule::Plateau {
+                    factor,
+                    patience: whole(a[1], 1, 0.0)?,
+                    drops: whole(a[2], 3, 0.0)?,
+                })
+            }
+            _ => Err(wrong(s, v.span, EXPECTED)),
+        }
+    }
+
+    fn block<'b>(&self, s: &'b Setting) -> Result<&'b Block, LowerError> {
+        match &s.body {
+            SettingBody::Block(b) => Ok(b),
+            SettingBody::Value(v) => Err(wrong(s, v.span, "a `{ … }` block")),
+        }
+    }
+}
+
+fn key1<'s>(s: &'s Setting, expected: &[&'static str]) -> Result<&'s str, LowerError> {
+    match s.key.as_slice() {
+        [k] => Ok(k.name.as_str()),
+        _ => Err(unknown(s, expected)),
+    }
+}
+
+pub fn lower_train(
+    block: Option<&Block>,
+    consts: &Consts,
+) -> Result<(TrainConfig, InitRules), LowerError> {
+    let mut cfg = TrainConfig::default();
+    let mut init = InitRules::default();
+    let Some(block) = block else {
+        return Ok((cfg, init));
+    };
+    let cx = Cx { consts };
+    const TOP: &[&str] = &["batch", "epochs", "seed", "sgd", "schedule", "init", "data"];
+    for s in &block.settings {
+        match key1(s, TOP)? {
+            "batch" => cfg.batch = cx.int(s, 1)?,
+            "epochs" => cfg.epochs = cx.int(s, 1)?,
+            "seed" => cfg.seed = cx.int(s, 0)?,
+            "schedule" => cfg.schedule = cx.schedule(s)?,
+            "sgd" => {
+                const SGD: &[&str] = &["lr", "momentum", "weight_decay"];
+                for s in &cx.block(s)?.settings {
+                    match key1(s, SGD)? {
+                        "lr" => cfg.sgd.lr = cx.float(s, |x| x > 0.0, "a positive number")?,
+                        "momentum" => {
+                            cfg.sgd.momentum =
+                                cx.float(s, |x| (0.0..1.0).contains(&x), "a number in [0, 1)")?
+                        }
+                        "weight_decay" => {
+                            cfg.sgd.weight_decay = cx.float(s, |x| x >= 0.0, "a number ≥ 0")?
+                        }
+                        _ => return Err(unknown(s, SGD)),
+                    }
+                }
+            }
+            "init" => {
+                for s in &cx.block(s)?.settings {
+                    match s.key.as_slice() {
+                        [k] if k.name == "weight" => init.weight = cx.init(s)?,
+                        [k] if k.name == "bias" => init.bias = cx.init(s)?,
+                        [layer, role] if role.name == "weight" || role.name == "bias" => {
+                            init.overrides.push(InitOverride {
+                                layer: layer.name.clone(),
+                                role: if role.name == "weight" {
+                                    ParamRole::Weight
+                                } else {
+                                    ParamRole::Bias
+                                },
+                                init: cx.init(s)?,
+                                span: s.key_span(),
+                            })
+                        }
+                        _ => {
+                            return Err(unknown(
+                                s,
+                                &["weight", "bias", "LAYER.weight", "LAYER.bias"],
+                            ));
+                        }
+                    }
+                }
+            }
+            "data" => {
+                const DATA: &[&str] = &[
+                    "rescale",
+                    "crop",
+                    "pad",
+                    "random_crop",
+                    "mirror",
+                    "lighting",
+                    "mean",
+                    "test",
+                ];
+                let d = &mut cfg.data;
+                for s in &cx.block(s)?.settings {
+                    match key1(s, DATA)? {
+                        "rescale" => d.rescale = Some(cx.int(s, 1)?),
+                        "crop" => d.crop = Some(cx.int(s, 1)?),
+                        "pad" => d.pad = cx.int(s, 0)?,
+                        "random_crop" => d.random_crop = cx.boolean(s)?,
+                        "mirror" => d.mirror = cx.boolean(s)?,
+                        "mean" => d.mean = cx.boolean(s)?,
+                        "lighting" => d.lighting = cx.float(s, |x| x >= 0.0, "a number ≥ 0")?,
+                        "test" => {
+                            let v = cx.value(s, "`center` or `ten_crop`")?;
+                            d.test = match &v.kind {
+                                ValueKind::Ident(i) if i == "center" => TestCrop::Center,
+                                ValueKind::Ident(i) if i == "ten_crop" => TestCrop::TenCrop,
+                                _ => return Err(wrong(s, v.span, "`center` or `ten_crop`")),
+                            }
+                        }
+                        _ => return Err(unknown(s, DATA)),
+                    }
+                }
+            }
+            other => {
+                let _ = suggest(other, TOP.iter().copied());
+                return Err(unknown(s, TOP));
+            }
+        }
+    }
+    Ok((cfg, init))
+}

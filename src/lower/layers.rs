@@ -25,6 +25,19 @@ pub const LAYERS: &[&str] = &[
 /// `let` constants: name -> number.
 pub type Consts = HashMap<String, Number>;
 
+/// The hyperparameters each layer type accepts.
+pub fn schema(op: &str) -> Option<&'static [&'static str]> {
+    Some(match op {
+        "conv" => &["filters", "size", "stride", "pad"],
+        "lrn" => &["size", "alpha", "beta", "k"],
+        "maxpool" => &["size", "stride"],
+        "dense" => &["units"],
+        "dropout" => &["rate"],
+        "relu" | "concat" | "softmax_xent" => &[],
+        _ => return None,
+    })
+}
+
 /// How many data inputs a layer takes: (min, max).
 pub fn arity(op: &str) -> (usize, usize) {
     match op {
@@ -163,6 +176,16 @@ pub fn build_op(
     consts: &Consts,
     towers: u64,
 ) -> Result<Op, LowerError> {
+    if let Some(names) = schema(&op.name) {
+        if let Some((k, _)) = items.iter().find(|(k, _)| !names.contains(&k.name.as_str())) {
+            return Err(LowerError::UnknownParam {
+                op: op.name.clone(),
+                name: k.name.clone(),
+                span: k.span,
+                expected: names.to_vec(),
+            });
+        }
+    }
     let mut a = Args {
         op,
         items,

@@ -88,6 +88,13 @@ pub fn lower(file: &File) -> Result<Module, LowerError> {
     // Initialisation: check every override names a real parameter.
     for o in &init.overrides {
         let Some(ps) = lw.params.get(&o.layer) else {
+            if let Some((Sym::Binding(_), _)) = lw.syms.get(o.layer.as_str()) {
+                return Err(LowerError::NoSuchParam {
+                    layer: o.layer.clone(),
+                    param: format!("{:?}", o.role).to_lowercase(),
+                    span: o.span,
+                });
+            }
             return Err(LowerError::UnknownName {
                 name: o.layer.clone(),
                 span: o.span,

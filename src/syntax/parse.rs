@@ -52,6 +52,7 @@ pub fn parse(src: &str) -> Result<File, SyntaxError> {
     for (s, _) in comments::collect(src) {
         blank.replace_range(s.range(), &" ".repeat(s.end - s.start));
     }
+    pest::set_error_detail(true);
     let mut pairs = NetParser::parse(Rule::file, &blank).map_err(|e| convert(src, e))?;
     let file = pairs.next().ok_or_else(|| SyntaxError::Unexpected {
         span: Span::new(0, 0),
@@ -104,6 +105,10 @@ fn check_nesting(src: &str) -> Result<(), SyntaxError> {
     Ok(())
 }
 
+/// Words the grammar reserves.
+const KEYWORDS: &[&str] =
+    &["network", "input", "let", "towers", "across", "train", "class", "true", "false"];
+
 /// What a user calls each grammar rule.
 fn describe(rule: Rule) -> &'static str {
     match rule {
@@ -140,27 +145,70 @@ fn describe(rule: Rule) -> &'static str {
 
 fn convert(src: &str, e: pest::error::Error<Rule>) -> SyntaxError {
     use pest::error::{ErrorVariant, InputLocation};
-    let pos = match e.location {
+    let mut pos = match e.location {
         InputLocation::Pos(p) => p,
         InputLocation::Span((s, _)) => s,
     };
-    let expected = match &e.variant {
+    let rule_pos = pos;
+    let mut words: Vec<String> = match &e.variant {
         ErrorVariant::ParsingError { positives, .. } => {
-            let mut words: Vec<&str> = positives.iter().map(|r| describe(*r)).collect();
-            words.sort_unstable();
-            words.dedup();
-            join_or(&words)
+            positives.iter().map(|r| describe(*r).to_string()).collect()
         }
-        ErrorVariant::CustomError { message } => message.clone(),
+        ErrorVariant::CustomError { message } => vec![message.clone()],
     };
+    // With error detail on, pest also knows the farthest position it
+    // reached and the literal tokens it wanted there: far more precise.
+    if let Some(at) = e.parse_attempts() {
+        if at.max_position >= pos {
+            let w: Vec<String> = at
+                .expected_tokens()
+                .iter()
+                .map(|t| t.to_string())
+                // Punctuation and keywords; character classes (`0..9`)
+                // and whitespace say nothing a user wants to read.
+                .filter(|t| {
+                    !t.trim().is_empty()
+                        && t != "//"
+                        && t != "BUILTIN_RULE"
+                        && !(t.chars().count() == 4 && t.contains(".."))
+                })
+                .map(|t| match t.as_str() {
+                    // The first characters of names, numbers and strings.
+                    "_" => "a name".to_string(),
+                    "-" => "a number".to_string(),
+                    "\"" => "a string".to_string(),
+                    _ => format!("`{t}`"),
+                })
+                .collect();
+            if !w.is_empty() {
+                pos = at.max_position;
+                words = w;
+            }
+        }
+    }
+    words.sort_unstable();
+    words.dedup();
+    let value_words = ["a name", "a number", "a string", "`[`", "`true`", "`false`"];
+    if value_words.iter().all(|w| words.iter().any(|x| x == w)) {
+        words.retain(|w| !value_words.contains(&w.as_str()));
+        words.push("a value".into());
+    }
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let expected = join_or(&words);
+    // A keyword where a name belongs (`towers = conv(...)`).
+    let (word, word_end) = token_at(src, rule_pos);
+    let bare = word.trim_matches('`');
+    if KEYWORDS.contains(&bare) && pos <= word_end {
+        return SyntaxError::Unexpected {
+            span: Span::new(rule_pos, word_end),
+            expected: "a name".into(),
+            found: format!("the keyword {word}"),
+        };
+    }
     let (found, end) = token_at(src, pos);
     SyntaxError::Unexpected {
         span: Span::new(pos, end),
-        expected: if expected.is_empty() {
-            "something else".into()
-        } else {
-            expected
-        },
+        expected: if expected.is_empty() { "something else".into() } else { expected },
         found,
     }
 }

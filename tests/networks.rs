@@ -1,0 +1,124 @@
+//! Every network in `networks/`: IR text and architecture table snapshots,
+//! canonical formatting, and the paper's numbers for `alexnet.net`.
+
+use netc::frontend;
+use netc::ir::{self, print::PrintOptions, table};
+
+fn compile(path: &std::path::Path) -> (frontend::Compiled, String) {
+    let src = std::fs::read_to_string(path).unwrap();
+    match frontend::compile(&src) {
+        Ok(c) => (c, src),
+        Err(d) => panic!("{}", netc::diag::render(&path.display().to_string(), &src, &[d])),
+    }
+}
+
+#[test]
+fn ir_and_table_snapshots() {
+    insta::glob!("../networks", "*.net", |path| {
+        let (c, _) = compile(path);
+        assert!(c.warnings.is_empty(), "{}: unexpected warnings", path.display());
+        ir::verify::verify(&c.module.graph).unwrap();
+        insta::assert_snapshot!("ir", ir::print::print(&c.module.graph, PrintOptions { spans: true }));
+        insta::assert_snapshot!("table", table::render(&c.module.graph));
+    });
+}
+
+#[test]
+fn fmt_is_idempotent_and_keeps_the_ir() {
+    let mut files: Vec<_> = std::fs::read_dir("networks").unwrap().map(|e| e.unwrap().path()).collect();
+    files.extend(std::fs::read_dir("tests/bad").unwrap().map(|e| e.unwrap().path()));
+    let mut checked = 0;
+    for path in files {
+        let src = std::fs::read_to_string(&path).unwrap();
+        let Ok(ast) = netc::syntax::parse(&src) else { continue };
+        let once = netc::syntax::fmt::format(&ast, &src);
+        let ast2 = netc::syntax::parse(&once)
+            .unwrap_or_else(|e| panic!("{}: fmt output does not parse: {e}\n{once}", path.display()));
+        let twice = netc::syntax::fmt::format(&ast2, &once);
+        assert_eq!(once, twice, "{}: fmt is not idempotent", path.display());
+        // Comments survive.
+        assert_eq!(ast.comments.len(), ast2.comments.len(), "{}: comments lost", path.display());
+        // Same IR (spans aside), or the same error code.
+        let nospan = PrintOptions { spans: false };
+        match (frontend::compile(&src), frontend::compile(&once)) {
+            (Ok(a), Ok(b)) => assert_eq!(
+                ir::print::print(&a.module.graph, nospan),
+                ir::print::print(&b.module.graph, nospan),
+                "{}: fmt changed the IR",
+                path.display()
+            ),
+            (Err(a), Err(b)) => assert_eq!(a.code, b.code, "{}", path.display()),
+            _ => panic!("{}: fmt changed whether the file compiles", path.display()),
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} files checked");
+}
+
+#[test]
+fn networks_are_in_canonical_form() {
+    for e in std::fs::read_dir("networks").unwrap() {
+        let path = e.unwrap().path();
+        let src = std::fs::read_to_string(&path).unwrap();
+        let ast = netc::syntax::parse(&src).unwrap();
+        assert_eq!(netc::syntax::fmt::format(&ast, &src), src, "{}: run `netc fmt`", path.display());
+    }
+}
+
+#[test]
+fn alexnet_has_the_papers_shapes_and_totals() {
+    let (c, _) = compile(std::path::Path::new("networks/alexnet.net"));
+    let g = &c.module.graph;
+    let rows = table::rows(g);
+    let shape = |name: &str| {
+        rows.iter().find(|r| r.layer == name).unwrap_or_else(|| panic!("no row {name}")).shape.clone()
+    };
+    assert_eq!(shape("conv1/conv"), "55×55×96");
+    assert_eq!(shape("conv2/maxpool"), "13×13×256");
+    assert_eq!(shape("conv1/maxpool"), "27×27×96");
+    assert_eq!(shape("conv2/conv"), "27×27×256");
+    assert_eq!(shape("conv3/conv"), "13×13×384");
+    assert_eq!(shape("conv4/conv"), "13×13×384");
+    assert_eq!(shape("conv5/conv"), "13×13×256");
+    assert_eq!(shape("conv5/maxpool"), "6×6×256");
+    assert_eq!(shape("fc6/dense"), "4096");
+    assert_eq!(shape("fc7/dense"), "4096");
+    assert_eq!(shape("fc8/dense"), "1000");
+    let total = ir::cost::total(g);
+    assert_eq!(total.params, 60_965_224);
+    assert_eq!(total.macs, 724_406_816);
+    // Cross-tower traffic only at conv3 and the dense layers: conv3, fc6 and
+    // fc7 gather the other tower's maps in each of two towers (6 edges),
+    // fc8 on tower 0 gathers tower 1's fc7 (1 edge).
+    assert_eq!(g.cross_edges(), 7);
+    for n in g.node_ids() {
+        let node = g.node(n);
+        if node.op.mnemonic() == "lrn" {
+            // Tower-local: each tower normalises its own 48 or 128 maps.
+            assert!(node.ty.dims()[0] == 48 || node.ty.dims()[0] == 128, "{}", node.name);
+            for i in g.inputs(n) {
+                assert_eq!(g.node(i).device, node.device);
+            }
+        }
+    }
+    let table = table::render(g);
+    assert!(table.contains("60,965,224") && table.contains("724,406,816"));
+}
+
+#[test]
+fn yaml_and_dot_forms() {
+    let (c, _) = compile(std::path::Path::new("networks/alexnet.net"));
+    let y = ir::print::to_yaml(&c.module.graph).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&y).unwrap();
+    let nodes = v["nodes"].as_sequence().unwrap();
+    assert_eq!(nodes.len(), c.module.graph.g.node_count());
+    let crosses = nodes
+        .iter()
+        .flat_map(|n| n["inputs"].as_sequence().unwrap().iter())
+        .filter(|i| i["cross_tower"].as_bool() == Some(true))
+        .count();
+    assert_eq!(crosses, 7);
+    let d = ir::dot::dot(&c.module.graph);
+    assert!(d.contains("subgraph cluster_t0") && d.contains("subgraph cluster_t1"));
+    assert_eq!(d.matches("style=dashed").count(), 7);
+}

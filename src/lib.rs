@@ -4,3 +4,4 @@
 //! `passes` (IR -> IR) -> `backend` (run the IR). `train` drives a backend.
 
 pub mod rng;
+pub mod train;

@@ -21,17 +21,17 @@
 //! eigen-decomposition), [`augment`] (crops, mirrors, PCA lighting, mean
 //! subtraction to f32 CHW), [`loader`] (shuffled, prefetched batches).
 
-//TMP pub mod augment;
+pub mod augment;
 pub mod folder;
 pub mod idx;
 //TMP pub mod loader;
-//TMP pub mod pca;
+pub mod pca;
 
 use std::path::{Path, PathBuf};
 
-//TMP pub use augment::{AugmentConfig, Augmenter, ConfigError, Mode};
+pub use augment::{AugmentConfig, Augmenter, ConfigError, MeanMode, Mode, Params};
 //TMP pub use loader::{Batch, EpochIter, Loader, LoaderConfig, WaitStats};
-//TMP pub use pca::{Pca, Stats};
+pub use pca::{Pca, Stats};
 
 /// Everything that can go wrong reading data. Every variant names the path of
 /// the file (or folder) involved, so the message alone says what to fix.

@@ -24,13 +24,13 @@
 pub mod augment;
 pub mod folder;
 pub mod idx;
-//TMP pub mod loader;
+pub mod loader;
 pub mod pca;
 
 use std::path::{Path, PathBuf};
 
 pub use augment::{AugmentConfig, Augmenter, ConfigError, MeanMode, Mode, Params};
-//TMP pub use loader::{Batch, EpochIter, Loader, LoaderConfig, WaitStats};
+pub use loader::{Batch, EpochIter, Loader, LoaderConfig, WaitStats};
 pub use pca::{Pca, Stats};
 
 /// Everything that can go wrong reading data. Every variant names the path of

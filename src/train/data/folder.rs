@@ -57,9 +57,12 @@ fn sorted_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBu
     Ok(out)
 }
 
+/// Image files with their class ids.
+pub type LabelledFiles = Vec<(PathBuf, u32)>;
+
 /// Lists the classes under `root` and their image files:
 /// `(class names, [(file, class id)])`, both sorted.
-pub fn list_image_folder(root: &Path) -> Result<(Vec<String>, Vec<(PathBuf, u32)>), DataError> {
+pub fn list_image_folder(root: &Path) -> Result<(Vec<String>, LabelledFiles), DataError> {
     let class_dirs = sorted_entries(root, |p| p.is_dir())?;
     if class_dirs.is_empty() {
         return Err(DataError::NoClasses {
@@ -96,10 +99,18 @@ pub fn load_image(path: &Path, size: usize) -> Result<Vec<u8>, DataError> {
         .map_err(|e| DataError::io(path, e))?
         .decode()
         .map_err(decode)?;
+    if img.width() == 0 || img.height() == 0 || size == 0 {
+        return Err(DataError::BadDims {
+            path: path.to_path_buf(),
+            dims: vec![img.height() as usize, img.width() as usize, size],
+            reason: "[height, width, target size]: an image or target side is zero",
+        });
+    }
     Ok(prepare(&img.to_rgb8(), size))
 }
 
 /// The paper's preparation of an RGB image (see the module documentation).
+/// Both image sides and `size` must be non-zero ([`load_image`] checks).
 pub fn prepare(rgb: &image::RgbImage, size: usize) -> Vec<u8> {
     let (w, h) = rgb.dimensions();
     let side = w.min(h);
@@ -145,6 +156,7 @@ pub fn load_image_folder(root: &Path, size: usize) -> Result<(Split, Vec<String>
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)]
 mod tests {
     use super::super::testutil::{data_present, temp_dir};
     use super::super::Dataset;
@@ -191,6 +203,15 @@ mod tests {
             gray += equal as usize;
         }
         assert!(gray >= 1, "the sample holds a grayscale image");
+        // Colour statistics of real photos: the first principal component is
+        // luminance-like (all components positive) and dominates.
+        let st = super::super::Stats::compute(split);
+        let pca = st.pca.expect("rgb");
+        eprintln!("imagenet-sample PCA: λ = {:?}, V = {:?}", pca.eigval, pca.eigvec);
+        assert!((0.02..0.5).contains(&pca.eigval[0]), "{pca:?}");
+        assert!(pca.eigval[0] > 5.0 * pca.eigval[1] && pca.eigval[2] > 0.0, "{pca:?}");
+        assert!((0..3).all(|k| pca.eigvec[k][0] > 0.4), "{pca:?}");
+        assert!(st.channel_mean.iter().all(|m| (60.0..200.0).contains(m)), "{:?}", st.channel_mean);
     }
 
     #[test]
@@ -235,6 +256,19 @@ mod tests {
         assert_eq!(names, vec!["a_class".to_string()]);
         assert_eq!(split.shape, Shape::new(3, 8, 8));
         assert!(split.images.iter().all(|&v| v == 77));
+        // A test folder with other classes is rejected, naming it.
+        let other = temp_dir("folder-errors-test");
+        std::fs::create_dir_all(other.join("b_class")).expect("mkdir");
+        image::GrayImage::from_pixel(8, 8, image::Luma([1]))
+            .save(other.join("b_class/x.png"))
+            .expect("save");
+        let err = Dataset::image_folders(&root, Some(&other), 8).expect_err("classes differ");
+        assert!(matches!(err, DataError::ClassMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("folder-errors-test"), "{err}");
+        std::fs::rename(other.join("b_class"), other.join("a_class")).expect("rename");
+        let ds = Dataset::image_folders(&root, Some(&other), 8).expect("same classes");
+        assert_eq!((ds.train.len(), ds.test.len()), (1, 1));
         let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(&other);
     }
 }

@@ -99,6 +99,12 @@ pub enum DataError {
     EmptyClass { path: PathBuf },
     #[error("{path}: no class folders (expected one sub-folder per class)")]
     NoClasses { path: PathBuf },
+    #[error("{path}: class folders {found:?} differ from the training classes {expected:?}")]
+    ClassMismatch {
+        path: PathBuf,
+        expected: Vec<String>,
+        found: Vec<String>,
+    },
 }
 
 impl DataError {
@@ -375,10 +381,10 @@ impl Dataset {
             Some(dir) => {
                 let (test, test_classes) = folder::load_image_folder(dir, size)?;
                 if test_classes != class_names {
-                    return Err(DataError::BadDims {
+                    return Err(DataError::ClassMismatch {
                         path: dir.to_path_buf(),
-                        dims: vec![test_classes.len(), class_names.len()],
-                        reason: "test class folders differ from the training class folders",
+                        expected: class_names,
+                        found: test_classes,
                     });
                 }
                 test

@@ -225,15 +225,26 @@ impl Augmenter {
                     row.fill(0.0);
                     continue;
                 }
-                for (x, o) in row.iter_mut().enumerate() {
-                    let xx = if p.mirror { crop - 1 - x } else { x };
-                    let sx = (p.ox + xx).wrapping_sub(pad);
-                    *o = if sx < w {
-                        let i = sy * w + sx;
-                        (src[i] as f32 + light - mean[i]) * scale
-                    } else {
-                        0.0
-                    };
+                // Columns x0..x1 of the (unmirrored) row fall inside the
+                // image, at source columns ox + x - pad.
+                let x0 = pad.saturating_sub(p.ox).min(crop);
+                let x1 = (w + pad).saturating_sub(p.ox).clamp(x0, crop);
+                let n = x1 - x0;
+                if n == 0 {
+                    row.fill(0.0);
+                    continue;
+                }
+                let s0 = sy * w + (p.ox + x0 - pad);
+                row[..x0].fill(0.0);
+                row[x1..].fill(0.0);
+                for (o, (&v, &m)) in row[x0..x1]
+                    .iter_mut()
+                    .zip(src[s0..s0 + n].iter().zip(&mean[s0..s0 + n]))
+                {
+                    *o = (v as f32 + light - m) * scale;
+                }
+                if p.mirror {
+                    row.reverse();
                 }
             }
         }
@@ -369,6 +380,32 @@ mod tests {
         let p = Augmenter::new(raw(3, 1), &stats, 1).expect("config");
         p.crop_into(img, &at(0, 0, false), &mut out);
         assert_eq!(&out[..9], &[0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 10.0, 11.0]);
+        // Padding wider than the crop: crops wholly outside are all zero,
+        // and every offset/mirror agrees with a naive per-pixel reference.
+        let wide = Augmenter::new(raw(3, 4), &stats, 1).expect("config");
+        wide.crop_into(img, &at(0, 0, false), &mut out);
+        assert!(out.iter().all(|&v| v == 0.0));
+        for oy in 0..=6 {
+            for ox in 0..=7 {
+                for mirror in [false, true] {
+                    wide.crop_into(img, &at(oy, ox, mirror), &mut out);
+                    for k in 0..2usize {
+                        for y in 0..3usize {
+                            for x in 0..3usize {
+                                let xx = if mirror { 2 - x } else { x };
+                                let (sy, sx) = (oy as i64 + y as i64 - 4, ox as i64 + xx as i64 - 4);
+                                let want = if (0..4).contains(&sy) && (0..5).contains(&sx) {
+                                    (100 * k as i64 + 10 * sy + sx) as f32
+                                } else {
+                                    0.0
+                                };
+                                assert_eq!(out[(k * 3 + y) * 3 + x], want, "{oy} {ox} {mirror}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
         // Mean subtraction and scaling: a one-image set minus its own mean is 0.
         let cfg = AugmentConfig { mean: MeanMode::Pixel, scale: 0.5, ..raw(3, 0) };
         let m = Augmenter::new(cfg, &stats, 1).expect("config");

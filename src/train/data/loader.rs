@@ -522,6 +522,32 @@ mod tests {
         assert!(msg.contains("waited 30.0 ms over 2 of 10 batches"), "{msg}");
     }
 
+    /// Prints the augmentation throughput at AlexNet sizes:
+    /// `cargo test --release --lib alexnet_batch_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing report, not a check"]
+    fn alexnet_batch_throughput() {
+        let root = std::path::Path::new("/work/shared/data/imagenet-sample");
+        if !super::super::testutil::data_present(root, "throughput report") {
+            return;
+        }
+        let t = Instant::now();
+        let ds = Dataset::image_folders(root, None, 256).expect("sample");
+        let decode = t.elapsed();
+        let stats = Stats::compute(&ds.train);
+        let aug = Augmenter::new(AugmentConfig::alexnet(), &stats, 1).expect("aug");
+        let l = Loader::new(Arc::new(ds.train), aug, LoaderConfig::train(50, 1)).expect("loader");
+        let t = Instant::now();
+        let n: usize = (0..4).flat_map(|e| l.epoch(e, 0)).map(|b| b.labels.len()).sum();
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "decode+prepare 100 images: {:.0} ms; augment: {:.0} images/s ({n} images); {:?}",
+            decode.as_secs_f64() * 1e3,
+            n as f64 / secs,
+            l.wait_stats()
+        );
+    }
+
     #[test]
     fn loader_rejects_bad_settings() {
         let ds = Dataset::embedded_fmnist().expect("embedded");

@@ -547,6 +547,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn errors_are_thread_safe_values() {
+        fn check<T: Send + Sync + std::error::Error + 'static>() {}
+        check::<DataError>();
+        check::<ConfigError>();
+    }
+
+    #[test]
     fn embedded_subset_loads_balanced() {
         let ds = Dataset::embedded_fmnist().expect("embedded subset");
         assert_eq!(ds.train.len(), 2000);

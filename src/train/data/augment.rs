@@ -154,7 +154,13 @@ impl Augmenter {
             MeanMode::None => vec![0.0; shape.len()],
             MeanMode::Pixel => stats.mean_image.clone(),
             MeanMode::Channel => (0..shape.len())
-                .map(|i| stats.channel_mean.get(i / plane.max(1)).copied().unwrap_or(0.0))
+                .map(|i| {
+                    stats
+                        .channel_mean
+                        .get(i / plane.max(1))
+                        .copied()
+                        .unwrap_or(0.0)
+                })
                 .collect(),
         };
         let pca = if shape.c == 3 { stats.pca } else { None };
@@ -181,7 +187,10 @@ impl Augmenter {
 
     fn max_offsets(&self) -> (usize, usize) {
         let p = 2 * self.cfg.pad;
-        (self.shape.h + p - self.cfg.crop, self.shape.w + p - self.cfg.crop)
+        (
+            self.shape.h + p - self.cfg.crop,
+            self.shape.w + p - self.cfg.crop,
+        )
     }
 
     /// The training-time random choices for image `index` in `epoch`.
@@ -283,7 +292,13 @@ impl Augmenter {
             light: [0.0; 3],
         };
         let c = self.centre_params(false);
-        let five = [at(0, 0, false), at(0, mx, false), at(my, 0, false), at(my, mx, false), c];
+        let five = [
+            at(0, 0, false),
+            at(0, mx, false),
+            at(my, 0, false),
+            at(my, mx, false),
+            c,
+        ];
         let mut all = [c; 10];
         for (i, p) in five.iter().enumerate() {
             all[i] = *p;
@@ -332,9 +347,15 @@ mod tests {
     fn tiny() -> (Split, Stats) {
         let shape = Shape::new(2, 4, 5);
         let images: Vec<u8> = (0..2)
-            .flat_map(|k| (0..4).flat_map(move |y| (0..5).map(move |x| (100 * k + 10 * y + x) as u8)))
+            .flat_map(|k| {
+                (0..4).flat_map(move |y| (0..5).map(move |x| (100 * k + 10 * y + x) as u8))
+            })
             .collect();
-        let split = Split { shape, images, labels: vec![0] };
+        let split = Split {
+            shape,
+            images,
+            labels: vec![0],
+        };
         let stats = Stats::compute(&split);
         (split, stats)
     }
@@ -351,7 +372,12 @@ mod tests {
     }
 
     fn at(oy: usize, ox: usize, mirror: bool) -> Params {
-        Params { oy, ox, mirror, light: [0.0; 3] }
+        Params {
+            oy,
+            ox,
+            mirror,
+            light: [0.0; 3],
+        }
     }
 
     #[test]
@@ -370,7 +396,10 @@ mod tests {
         .collect();
         assert_eq!(out, want);
         a.crop_into(img, &at(1, 2, true), &mut out);
-        let mirrored: Vec<f32> = want.chunks(3).flat_map(|r| r.iter().rev().copied()).collect();
+        let mirrored: Vec<f32> = want
+            .chunks(3)
+            .flat_map(|r| r.iter().rev().copied())
+            .collect();
         assert_eq!(out, mirrored);
         // Centre crop of a 4×5 image with crop 3: offsets (0, 1) (floor).
         a.center_into(img, &mut out);
@@ -393,7 +422,8 @@ mod tests {
                         for y in 0..3usize {
                             for x in 0..3usize {
                                 let xx = if mirror { 2 - x } else { x };
-                                let (sy, sx) = (oy as i64 + y as i64 - 4, ox as i64 + xx as i64 - 4);
+                                let (sy, sx) =
+                                    (oy as i64 + y as i64 - 4, ox as i64 + xx as i64 - 4);
                                 let want = if (0..4).contains(&sy) && (0..5).contains(&sx) {
                                     (100 * k as i64 + 10 * sy + sx) as f32
                                 } else {
@@ -407,19 +437,33 @@ mod tests {
             }
         }
         // Mean subtraction and scaling: a one-image set minus its own mean is 0.
-        let cfg = AugmentConfig { mean: MeanMode::Pixel, scale: 0.5, ..raw(3, 0) };
+        let cfg = AugmentConfig {
+            mean: MeanMode::Pixel,
+            scale: 0.5,
+            ..raw(3, 0)
+        };
         let m = Augmenter::new(cfg, &stats, 1).expect("config");
         m.crop_into(img, &at(1, 1, true), &mut out);
         assert!(out.iter().all(|&v| v == 0.0));
-        let cfg = AugmentConfig { mean: MeanMode::Channel, scale: 0.5, ..raw(3, 0) };
+        let cfg = AugmentConfig {
+            mean: MeanMode::Channel,
+            scale: 0.5,
+            ..raw(3, 0)
+        };
         let m = Augmenter::new(cfg, &stats, 1).expect("config");
         m.crop_into(img, &at(0, 0, false), &mut out);
         // Channel 0 mean is 17 (rows 0..40 step 10 → 15, + columns 0..4 → 2).
         assert_eq!(out[0], (0.0 - 17.0) * 0.5);
         // Bad settings.
-        assert!(matches!(Augmenter::new(raw(5, 0), &stats, 1), Err(ConfigError::CropTooLarge { .. })));
+        assert!(matches!(
+            Augmenter::new(raw(5, 0), &stats, 1),
+            Err(ConfigError::CropTooLarge { .. })
+        ));
         assert!(Augmenter::new(raw(5, 1), &stats, 1).is_ok());
-        assert_eq!(Augmenter::new(raw(0, 0), &stats, 1).err(), Some(ConfigError::ZeroCrop));
+        assert_eq!(
+            Augmenter::new(raw(0, 0), &stats, 1).err(),
+            Some(ConfigError::ZeroCrop)
+        );
     }
 
     #[test]
@@ -432,9 +476,15 @@ mod tests {
         // First value (channel 0, row 0, column 0) of each crop, and the
         // last value of its first row.
         let first: Vec<f32> = out.chunks(18).map(|c| c[0]).collect();
-        assert_eq!(first, vec![0.0, 2.0, 10.0, 12.0, 1.0, 2.0, 4.0, 12.0, 14.0, 3.0]);
+        assert_eq!(
+            first,
+            vec![0.0, 2.0, 10.0, 12.0, 1.0, 2.0, 4.0, 12.0, 14.0, 3.0]
+        );
         let row_end: Vec<f32> = out.chunks(18).map(|c| c[2]).collect();
-        assert_eq!(row_end, vec![2.0, 4.0, 12.0, 14.0, 3.0, 0.0, 2.0, 10.0, 12.0, 1.0]);
+        assert_eq!(
+            row_end,
+            vec![2.0, 4.0, 12.0, 14.0, 3.0, 0.0, 2.0, 10.0, 12.0, 1.0]
+        );
         // Each mirrored crop is its partner reversed row by row.
         for i in 0..5 {
             let plain = &out[i * 18..(i + 1) * 18];
@@ -448,7 +498,10 @@ mod tests {
     #[test]
     fn training_crops_are_reproducible_and_cover_offsets() {
         let (split, stats) = tiny();
-        let cfg = AugmentConfig { mirror: true, ..raw(3, 0) };
+        let cfg = AugmentConfig {
+            mirror: true,
+            ..raw(3, 0)
+        };
         let a = Augmenter::new(cfg, &stats, 42).expect("config");
         let mut seen = std::collections::HashSet::new();
         let mut mirrors = 0;
@@ -480,7 +533,11 @@ mod tests {
     }
 
     fn square_stats() -> Stats {
-        Stats::compute(&Split { shape: Shape::new(1, 4, 4), images: vec![9; 16], labels: vec![0] })
+        Stats::compute(&Split {
+            shape: Shape::new(1, 4, 4),
+            images: vec![9; 16],
+            labels: vec![0],
+        })
     }
 
     /// An RGB image set with a non-trivial colour covariance.
@@ -504,7 +561,11 @@ mod tests {
                 }
             }
         }
-        let split = Split { shape, images: chw, labels: vec![0; 8] };
+        let split = Split {
+            shape,
+            images: chw,
+            labels: vec![0; 8],
+        };
         let stats = Stats::compute(&split);
         (split, stats)
     }
@@ -522,7 +583,10 @@ mod tests {
             mean: MeanMode::Pixel,
             scale: 0.25,
         };
-        let lit_cfg = AugmentConfig { lighting_sigma: 0.1, ..base };
+        let lit_cfg = AugmentConfig {
+            lighting_sigma: 0.1,
+            ..base
+        };
         let plain = Augmenter::new(base, &stats, 9).expect("config");
         let lit = Augmenter::new(lit_cfg, &stats, 9).expect("config");
         let n = 3 * 16;
@@ -536,7 +600,14 @@ mod tests {
             let p = plain.params(epoch, index);
             assert_eq!(p.light, [0.0; 3]);
             let mut c = vec![0.0; n];
-            plain.crop_into(img, &Params { light: [0.0; 3], ..lit.params(epoch, index) }, &mut c);
+            plain.crop_into(
+                img,
+                &Params {
+                    light: [0.0; 3],
+                    ..lit.params(epoch, index)
+                },
+                &mut c,
+            );
             assert_eq!(a, c, "lighting does not move the crop");
             // σ > 0: a constant per channel, equal to 255 · P(α ⊙ λ) · scale.
             let want = lit.params(epoch, index).light;
@@ -546,17 +617,30 @@ mod tests {
                 for &x in &d {
                     assert!((x - d[0]).abs() < 1e-3, "channel {k}: {d:?}");
                 }
-                assert!((d[0] - 255.0 * want[k] * 0.25).abs() < 1e-3, "{d:?} vs {want:?}");
+                assert!(
+                    (d[0] - 255.0 * want[k] * 0.25).abs() < 1e-3,
+                    "{d:?} vs {want:?}"
+                );
                 per_channel[k] = d[0];
             }
-            assert!(per_channel.iter().any(|&x| x.abs() > 1e-4), "{per_channel:?}");
+            assert!(
+                per_channel.iter().any(|&x| x.abs() > 1e-4),
+                "{per_channel:?}"
+            );
             offsets.push(per_channel);
         }
         // Drawn afresh per image and per epoch.
         assert!(offsets.windows(2).all(|w| w[0] != w[1]), "{offsets:?}");
         // Lighting is ignored for single-channel data.
-        let gray = Augmenter::new(AugmentConfig { lighting_sigma: 1.0, ..raw(4, 0) }, &square_stats(), 9)
-            .expect("config");
+        let gray = Augmenter::new(
+            AugmentConfig {
+                lighting_sigma: 1.0,
+                ..raw(4, 0)
+            },
+            &square_stats(),
+            9,
+        )
+        .expect("config");
         assert_eq!(gray.params(0, 0).light, [0.0; 3]);
     }
 

@@ -158,8 +158,8 @@ pub fn load_image_folder(root: &Path, size: usize) -> Result<(Split, Vec<String>
 #[cfg(test)]
 #[allow(clippy::needless_range_loop)]
 mod tests {
-    use super::super::testutil::{data_present, temp_dir};
     use super::super::Dataset;
+    use super::super::testutil::{data_present, temp_dir};
     use super::*;
 
     const SAMPLE: &str = "/work/shared/data/imagenet-sample";
@@ -207,11 +207,21 @@ mod tests {
         // luminance-like (all components positive) and dominates.
         let st = super::super::Stats::compute(split);
         let pca = st.pca.expect("rgb");
-        eprintln!("imagenet-sample PCA: λ = {:?}, V = {:?}", pca.eigval, pca.eigvec);
+        eprintln!(
+            "imagenet-sample PCA: λ = {:?}, V = {:?}",
+            pca.eigval, pca.eigvec
+        );
         assert!((0.02..0.5).contains(&pca.eigval[0]), "{pca:?}");
-        assert!(pca.eigval[0] > 5.0 * pca.eigval[1] && pca.eigval[2] > 0.0, "{pca:?}");
+        assert!(
+            pca.eigval[0] > 5.0 * pca.eigval[1] && pca.eigval[2] > 0.0,
+            "{pca:?}"
+        );
         assert!((0..3).all(|k| pca.eigvec[k][0] > 0.4), "{pca:?}");
-        assert!(st.channel_mean.iter().all(|m| (60.0..200.0).contains(m)), "{:?}", st.channel_mean);
+        assert!(
+            st.channel_mean.iter().all(|m| (60.0..200.0).contains(m)),
+            "{:?}",
+            st.channel_mean
+        );
     }
 
     #[test]

@@ -53,7 +53,11 @@ fn gunzip_if_needed(bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataError> {
 /// Parses an IDX byte buffer (gzip or raw) whose magic must be `magic`,
 /// returning its dimensions and its payload. `path` only names the source in
 /// errors.
-pub fn parse_idx(bytes: &[u8], path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+pub fn parse_idx(
+    bytes: &[u8],
+    path: &Path,
+    magic: u32,
+) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     let raw = gunzip_if_needed(bytes.to_vec(), path)?;
     let truncated = |expected: usize| DataError::Truncated {
         path: path.to_path_buf(),
@@ -154,7 +158,13 @@ pub fn encode_idx(magic: u32, dims: &[usize], data: &[u8]) -> Vec<u8> {
 
 /// Writes an IDX file, gzip-compressed (at the best level, with a zero
 /// timestamp so the bytes are reproducible) if `gzip`.
-pub fn write_idx(path: &Path, magic: u32, dims: &[usize], data: &[u8], gzip: bool) -> Result<(), DataError> {
+pub fn write_idx(
+    path: &Path,
+    magic: u32,
+    dims: &[usize],
+    data: &[u8],
+    gzip: bool,
+) -> Result<(), DataError> {
     let raw = encode_idx(magic, dims, data);
     let bytes = if gzip {
         let mut enc = flate2::GzBuilder::new()
@@ -175,8 +185,15 @@ mod tests {
 
     fn sample() -> Images {
         let (count, rows, cols) = (3, 4, 5);
-        let pixels = (0..count * rows * cols).map(|i| (i * 7 % 256) as u8).collect();
-        Images { count, rows, cols, pixels }
+        let pixels = (0..count * rows * cols)
+            .map(|i| (i * 7 % 256) as u8)
+            .collect();
+        Images {
+            count,
+            rows,
+            cols,
+            pixels,
+        }
     }
 
     #[test]
@@ -187,8 +204,14 @@ mod tests {
         for gzip in [true, false] {
             let ip = dir.join(format!("im-{gzip}"));
             let lp = dir.join(format!("lab-{gzip}"));
-            write_idx(&ip, IMAGES_MAGIC, &[im.count, im.rows, im.cols], &im.pixels, gzip)
-                .expect("write");
+            write_idx(
+                &ip,
+                IMAGES_MAGIC,
+                &[im.count, im.rows, im.cols],
+                &im.pixels,
+                gzip,
+            )
+            .expect("write");
             write_idx(&lp, LABELS_MAGIC, &[3], &labels, gzip).expect("write");
             let bytes = std::fs::read(&ip).expect("read back");
             assert_eq!(bytes.starts_with(&[0x1f, 0x8b]), gzip);
@@ -208,27 +231,50 @@ mod tests {
         std::fs::write(&p, &raw[..raw.len() - 1]).expect("write");
         let err = read_images(&p).expect_err("truncated");
         assert!(
-            matches!(err, DataError::Truncated { expected: 76, found: 75, .. }),
+            matches!(
+                err,
+                DataError::Truncated {
+                    expected: 76,
+                    found: 75,
+                    ..
+                }
+            ),
             "{err:?}"
         );
         assert!(err.to_string().contains("short-images-idx3-ubyte"), "{err}");
         // Truncated inside the header.
         std::fs::write(&p, &raw[..6]).expect("write");
         let err = read_images(&p).expect_err("truncated header");
-        assert!(matches!(err, DataError::Truncated { expected: 16, found: 6, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                DataError::Truncated {
+                    expected: 16,
+                    found: 6,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         // A gzip stream cut in half.
         let gz = dir.join("short-images-idx3-ubyte.gz");
         write_idx(&gz, IMAGES_MAGIC, &[3, 4, 5], &im.pixels, true).expect("write");
         let bytes = std::fs::read(&gz).expect("read");
         std::fs::write(&gz, &bytes[..bytes.len() / 2]).expect("write");
         let err = read_images(&gz).expect_err("truncated gzip");
-        assert!(err.to_string().contains("short-images-idx3-ubyte.gz"), "{err}");
+        assert!(
+            err.to_string().contains("short-images-idx3-ubyte.gz"),
+            "{err}"
+        );
         // Extra bytes after the payload.
         let mut long = raw.clone();
         long.push(0);
         std::fs::write(&p, &long).expect("write");
         let err = read_images(&p).expect_err("trailing byte");
-        assert!(matches!(err, DataError::TrailingBytes { extra: 1, .. }), "{err:?}");
+        assert!(
+            matches!(err, DataError::TrailingBytes { extra: 1, .. }),
+            "{err:?}"
+        );
         // A missing file is an I/O error naming it.
         let err = read_images(&dir.join("nope.gz")).expect_err("missing");
         assert!(matches!(err, DataError::Io { .. }) && err.to_string().contains("nope.gz"));
@@ -243,18 +289,34 @@ mod tests {
         let raw = encode_idx(IMAGES_MAGIC, &[3, 4, 5], &im.pixels);
         let err = parse_labels(&raw, p).expect_err("wrong magic");
         assert!(
-            matches!(err, DataError::BadMagic { found: 0x803, expected: 0x801, .. }),
+            matches!(
+                err,
+                DataError::BadMagic {
+                    found: 0x803,
+                    expected: 0x801,
+                    ..
+                }
+            ),
             "{err:?}"
         );
         assert!(err.to_string().contains("some/labels-file"), "{err}");
         let raw = encode_idx(LABELS_MAGIC, &[3], &[1, 2, 3]);
-        assert!(matches!(parse_images(&raw, p), Err(DataError::BadMagic { .. })));
+        assert!(matches!(
+            parse_images(&raw, p),
+            Err(DataError::BadMagic { .. })
+        ));
         // A little-endian magic (a common mistake) is rejected too.
         let mut raw = encode_idx(LABELS_MAGIC, &[3], &[1, 2, 3]);
         raw[..4].copy_from_slice(&LABELS_MAGIC.to_le_bytes());
-        assert!(matches!(parse_labels(&raw, p), Err(DataError::BadMagic { .. })));
+        assert!(matches!(
+            parse_labels(&raw, p),
+            Err(DataError::BadMagic { .. })
+        ));
         // Zero-sized images.
         let raw = encode_idx(IMAGES_MAGIC, &[2, 0, 5], &[]);
-        assert!(matches!(parse_images(&raw, p), Err(DataError::BadDims { .. })));
+        assert!(matches!(
+            parse_images(&raw, p),
+            Err(DataError::BadDims { .. })
+        ));
     }
 }

@@ -25,16 +25,16 @@
 //!   separately as warm-up). Dropping an [`EpochIter`] early stops its
 //!   producer.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use super::augment::{Augmenter, ConfigError, Mode};
 use super::Split;
+use super::augment::{Augmenter, ConfigError, Mode};
 use crate::rng::Rng;
 
 /// Loader options.
@@ -186,7 +186,11 @@ impl Loader {
     /// Batches per epoch.
     pub fn len(&self) -> usize {
         let (n, b) = (self.split.len(), self.cfg.batch_size);
-        if self.cfg.drop_last { n / b } else { n.div_ceil(b) }
+        if self.cfg.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -207,7 +211,15 @@ impl Loader {
     pub fn batch(&self, epoch: u64, index: usize) -> Option<Batch> {
         (index < self.len()).then(|| {
             let order = self.order(epoch);
-            make_batch(&self.split, &self.aug, &self.cfg, self.pool.as_deref(), &order, epoch, index)
+            make_batch(
+                &self.split,
+                &self.aug,
+                &self.cfg,
+                self.pool.as_deref(),
+                &order,
+                epoch,
+                index,
+            )
         })
     }
 
@@ -446,7 +458,14 @@ mod tests {
         cfg.workers = 1;
         cfg.prefetch = 1;
         let one = fmnist_loader(cfg, 100);
-        let many = fmnist_loader(LoaderConfig { workers: 3, prefetch: 5, ..cfg }, 100);
+        let many = fmnist_loader(
+            LoaderConfig {
+                workers: 3,
+                prefetch: 5,
+                ..cfg
+            },
+            100,
+        );
         assert_eq!(one.len(), 7);
         for epoch in [0u64, 3] {
             let a: Vec<Batch> = one.epoch(epoch, 0).collect();
@@ -469,7 +488,10 @@ mod tests {
 
     #[test]
     fn resume_at_batch_k_equals_the_tail() {
-        let cfg = LoaderConfig { workers: 2, ..LoaderConfig::train(8, 99) };
+        let cfg = LoaderConfig {
+            workers: 2,
+            ..LoaderConfig::train(8, 99)
+        };
         let l = fmnist_loader(cfg, 60);
         assert_eq!(l.len(), 7, "60 / 8 with the last partial batch dropped");
         let full: Vec<Batch> = l.epoch(5, 0).collect();
@@ -517,7 +539,12 @@ mod tests {
         assert!(s.summary().is_none());
         l.reset_wait_stats();
         assert_eq!(l.wait_stats(), WaitStats::default());
-        let s = WaitStats { batches: 10, waits: 2, waited: Duration::from_millis(30), ..s };
+        let s = WaitStats {
+            batches: 10,
+            waits: 2,
+            waited: Duration::from_millis(30),
+            ..s
+        };
         let msg = s.summary().expect("waited");
         assert!(msg.contains("waited 30.0 ms over 2 of 10 batches"), "{msg}");
     }
@@ -538,7 +565,10 @@ mod tests {
         let aug = Augmenter::new(AugmentConfig::alexnet(), &stats, 1).expect("aug");
         let l = Loader::new(Arc::new(ds.train), aug, LoaderConfig::train(50, 1)).expect("loader");
         let t = Instant::now();
-        let n: usize = (0..4).flat_map(|e| l.epoch(e, 0)).map(|b| b.labels.len()).sum();
+        let n: usize = (0..4)
+            .flat_map(|e| l.epoch(e, 0))
+            .map(|b| b.labels.len())
+            .sum();
         let secs = t.elapsed().as_secs_f64();
         eprintln!(
             "decode+prepare 100 images: {:.0} ms; augment: {:.0} images/s ({n} images); {:?}",
@@ -555,7 +585,10 @@ mod tests {
         let aug = Augmenter::new(AugmentConfig::plain(28, 1.0), &stats, 0).expect("aug");
         let split = Arc::new(ds.test);
         let zero = LoaderConfig::eval(0);
-        assert_eq!(Loader::new(split.clone(), aug.clone(), zero).err(), Some(ConfigError::ZeroBatch));
+        assert_eq!(
+            Loader::new(split.clone(), aug.clone(), zero).err(),
+            Some(ConfigError::ZeroBatch)
+        );
         let rgb = Arc::new(Split::empty(super::super::Shape::new(3, 28, 28)));
         assert!(matches!(
             Loader::new(rgb, aug, LoaderConfig::eval(4)).err(),

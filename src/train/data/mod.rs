@@ -73,9 +73,7 @@ pub enum DataError {
         dims: Vec<usize>,
         reason: &'static str,
     },
-    #[error(
-        "{images} holds {n_images} images but {labels} holds {n_labels} labels"
-    )]
+    #[error("{images} holds {n_images} images but {labels} holds {n_labels} labels")]
     CountMismatch {
         images: PathBuf,
         labels: PathBuf,
@@ -565,10 +563,16 @@ mod tests {
         assert_eq!(ds.test.images.len(), 500 * 784);
         assert_eq!(ds.train.class_counts(10), vec![200; 10]);
         assert_eq!(ds.test.class_counts(10), vec![50; 10]);
-        assert!(ds.train.labels.iter().chain(&ds.test.labels).all(|&l| l < 10));
+        assert!(
+            ds.train
+                .labels
+                .iter()
+                .chain(&ds.test.labels)
+                .all(|&l| l < 10)
+        );
         // Real images, not zeros: a mean intensity in a plausible range.
-        let mean = ds.train.images.iter().map(|&p| p as f64).sum::<f64>()
-            / ds.train.images.len() as f64;
+        let mean =
+            ds.train.images.iter().map(|&p| p as f64).sum::<f64>() / ds.train.images.len() as f64;
         assert!((40.0..120.0).contains(&mean), "mean {mean}");
     }
 
@@ -613,31 +617,90 @@ mod tests {
         let dir = testutil::temp_dir("mismatch");
         let px = vec![0u8; 3 * 4];
         let lab = vec![1u8; 2];
-        idx::write_idx(&dir.join(FMNIST_FILES[0]), idx::IMAGES_MAGIC, &[3, 2, 2], &px, true)
-            .expect("write");
-        idx::write_idx(&dir.join(FMNIST_FILES[1]), idx::LABELS_MAGIC, &[2], &lab, true)
-            .expect("write");
-        idx::write_idx(&dir.join(FMNIST_FILES[2]), idx::IMAGES_MAGIC, &[2, 2, 2], &px[..8], false)
-            .expect("write");
+        idx::write_idx(
+            &dir.join(FMNIST_FILES[0]),
+            idx::IMAGES_MAGIC,
+            &[3, 2, 2],
+            &px,
+            true,
+        )
+        .expect("write");
+        idx::write_idx(
+            &dir.join(FMNIST_FILES[1]),
+            idx::LABELS_MAGIC,
+            &[2],
+            &lab,
+            true,
+        )
+        .expect("write");
+        idx::write_idx(
+            &dir.join(FMNIST_FILES[2]),
+            idx::IMAGES_MAGIC,
+            &[2, 2, 2],
+            &px[..8],
+            false,
+        )
+        .expect("write");
         // Raw (uncompressed) form under the name without ".gz".
-        idx::write_idx(&dir.join("t10k-labels-idx1-ubyte"), idx::LABELS_MAGIC, &[2], &lab, false)
-            .expect("write");
+        idx::write_idx(
+            &dir.join("t10k-labels-idx1-ubyte"),
+            idx::LABELS_MAGIC,
+            &[2],
+            &lab,
+            false,
+        )
+        .expect("write");
         let err = Dataset::fmnist_dir(&dir).expect_err("3 images, 2 labels");
         let msg = err.to_string();
-        assert!(matches!(err, DataError::CountMismatch { n_images: 3, n_labels: 2, .. }), "{msg}");
+        assert!(
+            matches!(
+                err,
+                DataError::CountMismatch {
+                    n_images: 3,
+                    n_labels: 2,
+                    ..
+                }
+            ),
+            "{msg}"
+        );
         assert!(msg.contains("train-images-idx3-ubyte.gz"), "{msg}");
         assert!(msg.contains("train-labels-idx1-ubyte.gz"), "{msg}");
         // Fix the training images; then the set loads, test read from raw.
-        idx::write_idx(&dir.join(FMNIST_FILES[0]), idx::IMAGES_MAGIC, &[2, 2, 2], &px[..8], true)
-            .expect("write");
+        idx::write_idx(
+            &dir.join(FMNIST_FILES[0]),
+            idx::IMAGES_MAGIC,
+            &[2, 2, 2],
+            &px[..8],
+            true,
+        )
+        .expect("write");
         let ds = Dataset::fmnist_dir(&dir).expect("consistent now");
         assert_eq!((ds.train.len(), ds.test.len()), (2, 2));
         // A label out of range is an error naming the labels file.
-        idx::write_idx(&dir.join(FMNIST_FILES[1]), idx::LABELS_MAGIC, &[2], &[0, 10], true)
-            .expect("write");
+        idx::write_idx(
+            &dir.join(FMNIST_FILES[1]),
+            idx::LABELS_MAGIC,
+            &[2],
+            &[0, 10],
+            true,
+        )
+        .expect("write");
         let err = Dataset::fmnist_dir(&dir).expect_err("label 10");
-        assert!(matches!(err, DataError::BadLabel { index: 1, label: 10, .. }), "{err}");
-        assert!(err.to_string().contains("train-labels-idx1-ubyte.gz"), "{err}");
+        assert!(
+            matches!(
+                err,
+                DataError::BadLabel {
+                    index: 1,
+                    label: 10,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("train-labels-idx1-ubyte.gz"),
+            "{err}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -191,7 +191,11 @@ impl Stats {
             .reduce(|| Acc::new(shape), Acc::merge);
         let n = split.len().max(1) as f64;
         let pixels = n * (shape.h * shape.w) as f64;
-        let mean_image = acc.pixel_sum.iter().map(|&s| (s as f64 / n) as f32).collect();
+        let mean_image = acc
+            .pixel_sum
+            .iter()
+            .map(|&s| (s as f64 / n) as f32)
+            .collect();
         let cm: Vec<f64> = acc.chan_sum.iter().map(|&s| s as f64 / pixels).collect();
         let var: Vec<f64> = (0..shape.c)
             .map(|k| (acc.chan_sq[k] as f64 / pixels - cm[k] * cm[k]).max(0.0))
@@ -281,7 +285,10 @@ mod tests {
         assert!(close(col(0), [0.0, 0.0, 1.0]), "{v:?}");
         assert!(close(col(1), [h, h, 0.0]), "{v:?}");
         // (1, -1, 0)/√2 up to sign (its two components tie in magnitude).
-        assert!(close(col(2), [h, -h, 0.0]) || close(col(2), [-h, h, 0.0]), "{v:?}");
+        assert!(
+            close(col(2), [h, -h, 0.0]) || close(col(2), [-h, h, 0.0]),
+            "{v:?}"
+        );
         // All-equal entries: rank one, eigenvalue 3 along (1,1,1)/√3.
         let (vals, v) = check([[1.0; 3]; 3]);
         assert!((vals[0] - 3.0).abs() < 1e-12 && vals[1].abs() < 1e-12 && vals[2].abs() < 1e-12);
@@ -323,7 +330,10 @@ mod tests {
             [0.0577, 0.0633, 0.0713],
         ]);
         assert!(vals[0] > 10.0 * vals[1]);
-        assert!(col_of(&v, 0).iter().all(|&x| x > 0.5), "luminance first: {v:?}");
+        assert!(
+            col_of(&v, 0).iter().all(|&x| x > 0.5),
+            "luminance first: {v:?}"
+        );
     }
 
     #[test]
@@ -352,9 +362,16 @@ mod tests {
         assert!((pca.eigvec[0][0] - h).abs() < 1e-6 && (pca.eigvec[1][0] - h).abs() < 1e-6);
         // Offset along the first component only.
         let o = pca.offset([1.0, 0.0, 0.0]);
-        assert!((o[0] - h * pca.eigval[0]).abs() < 1e-6 && o[2].abs() < 1e-6, "{o:?}");
+        assert!(
+            (o[0] - h * pca.eigval[0]).abs() < 1e-6 && o[2].abs() < 1e-6,
+            "{o:?}"
+        );
         // Grayscale data has no PCA.
-        let gray = Split { shape: Shape::new(1, 1, 2), images: vec![1, 2], labels: vec![0] };
+        let gray = Split {
+            shape: Shape::new(1, 1, 2),
+            images: vec![1, 2],
+            labels: vec![0],
+        };
         let st = Stats::compute(&gray);
         assert!(st.pca.is_none() && st.covariance.is_none());
         assert_eq!(st.mean_image, vec![1.0, 2.0]);

@@ -10,3 +10,4 @@ pub mod lower;
 pub mod rng;
 pub mod span;
 pub mod syntax;
+pub mod train;

@@ -1,0 +1,598 @@
+//! Batches for an epoch, assembled ahead of time on background threads.
+//!
+//! Assumes a [`Split`] shared through an [`Arc`] and an [`Augmenter`] built
+//! for its image shape. Guarantees:
+//!
+//! - **Order.** Epoch `e` visits the images in the order of a Fisher–Yates
+//!   shuffle drawn from `Rng::new(seed, e)` (or in file order if `shuffle`
+//!   is off). Batch `b` holds positions `b·N .. (b+1)·N` of that order; the
+//!   last partial batch is kept or dropped (`drop_last`).
+//! - **Contents.** A batch is a pure function of `(seed, epoch, batch
+//!   index)`: each image's augmentation is keyed by `(seed, epoch, image
+//!   index)` (see [`super::augment`]), so batches do not depend on the number
+//!   of worker threads, the prefetch depth, or where the epoch was started.
+//!   [`Loader::epoch`]`(e, k)` yields exactly the batches `k..` of
+//!   [`Loader::epoch`]`(e, 0)` (resume mid-epoch).
+//! - **Layout.** `Batch::images` is `f32` `[N, C, H, W]` (for
+//!   [`Mode::TenCrop`], `[N·10, C, H, W]` with image `i`'s crops at
+//!   `10i .. 10i+10`), normalised as [`super::augment`] describes;
+//!   `Batch::labels` is `u32` `[N]`.
+//! - **Prefetch.** One producer thread per epoch assembles batches in order
+//!   (each batch's images in parallel on a private rayon pool of `workers`
+//!   threads) into a bounded channel `prefetch` batches deep. The consumer
+//!   never blocks while a batch is ready; every time it must block, the wait
+//!   is counted in [`WaitStats`] (the first batch of each epoch is counted
+//!   separately as warm-up). Dropping an [`EpochIter`] early stops its
+//!   producer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use super::Split;
+use super::augment::{Augmenter, ConfigError, Mode};
+use crate::rng::Rng;
+
+/// Loader options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoaderConfig {
+    /// Images per batch (> 0).
+    pub batch_size: usize,
+    /// Drop the last batch if it is smaller than `batch_size`.
+    pub drop_last: bool,
+    /// Shuffle each epoch (training); off visits images in order.
+    pub shuffle: bool,
+    /// Seed of the shuffles. (Augmentation has its own seed in the
+    /// [`Augmenter`]; using the same value for both is fine.)
+    pub seed: u64,
+    /// Threads that augment the images of a batch (at least 1 is used).
+    pub workers: usize,
+    /// Batches assembled ahead of the consumer (at least 1 is used).
+    pub prefetch: usize,
+    pub mode: Mode,
+}
+
+impl LoaderConfig {
+    /// Training defaults: shuffled, random augmentation, last partial batch
+    /// dropped, two worker threads, four batches ahead.
+    pub fn train(batch_size: usize, seed: u64) -> Self {
+        LoaderConfig {
+            batch_size,
+            drop_last: true,
+            shuffle: true,
+            seed,
+            workers: 2,
+            prefetch: 4,
+            mode: Mode::Train,
+        }
+    }
+    /// Evaluation defaults: in order, centre crops, every image kept.
+    pub fn eval(batch_size: usize) -> Self {
+        LoaderConfig {
+            batch_size,
+            drop_last: false,
+            shuffle: false,
+            seed: 0,
+            workers: 2,
+            prefetch: 2,
+            mode: Mode::Center,
+        }
+    }
+}
+
+/// One batch. See the module documentation for the layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub epoch: u64,
+    /// Index of this batch within its epoch.
+    pub index: usize,
+    /// `[N, C, H, W]` (`N` counts crops: ten per image for [`Mode::TenCrop`]).
+    pub shape: [usize; 4],
+    pub images: Vec<f32>,
+    pub labels: Vec<u32>,
+    /// Which images of the split the batch holds, in order.
+    pub indices: Vec<usize>,
+}
+
+/// How long consumers have waited for batches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitStats {
+    /// Batches delivered.
+    pub batches: u64,
+    /// Deliveries (after the first of each epoch) for which the consumer
+    /// had to block.
+    pub waits: u64,
+    /// Total time blocked in those deliveries.
+    pub waited: Duration,
+    /// Epochs started, and total time waiting for their first batches.
+    pub epochs: u64,
+    pub warmup: Duration,
+}
+
+impl WaitStats {
+    /// `Some("data loading could not keep up: …")` if the consumer ever had
+    /// to wait after an epoch's first batch, else `None`.
+    pub fn summary(&self) -> Option<String> {
+        (self.waits > 0).then(|| {
+            format!(
+                "data loading could not keep up: waited {:.1} ms over {} of {} batches \
+                 (plus {:.1} ms warm-up over {} epochs)",
+                self.waited.as_secs_f64() * 1e3,
+                self.waits,
+                self.batches,
+                self.warmup.as_secs_f64() * 1e3,
+                self.epochs
+            )
+        })
+    }
+}
+
+#[derive(Default, Debug)]
+struct Counters {
+    batches: AtomicU64,
+    waits: AtomicU64,
+    waited_ns: AtomicU64,
+    epochs: AtomicU64,
+    warmup_ns: AtomicU64,
+}
+
+/// Produces the batches of any epoch. Cheap to share: the split, the
+/// augmenter and the thread pool are reference-counted.
+pub struct Loader {
+    split: Arc<Split>,
+    aug: Arc<Augmenter>,
+    cfg: LoaderConfig,
+    pool: Option<Arc<rayon::ThreadPool>>,
+    counters: Arc<Counters>,
+}
+
+impl Loader {
+    /// Checks that `aug` fits `split` and builds the worker pool. (If the
+    /// pool cannot be created, batches are assembled on the producer thread
+    /// alone; the contents are the same.)
+    pub fn new(split: Arc<Split>, aug: Augmenter, cfg: LoaderConfig) -> Result<Self, ConfigError> {
+        if cfg.batch_size == 0 {
+            return Err(ConfigError::ZeroBatch);
+        }
+        if aug.in_shape() != split.shape {
+            return Err(ConfigError::ShapeMismatch {
+                stats: aug.in_shape(),
+                data: split.shape,
+            });
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cfg.workers.max(1))
+            .thread_name(|i| format!("netc-data-{i}"))
+            .build()
+            .ok()
+            .map(Arc::new);
+        Ok(Loader {
+            split,
+            aug: Arc::new(aug),
+            cfg,
+            pool,
+            counters: Arc::default(),
+        })
+    }
+
+    pub fn config(&self) -> &LoaderConfig {
+        &self.cfg
+    }
+
+    /// Batches per epoch.
+    pub fn len(&self) -> usize {
+        let (n, b) = (self.split.len(), self.cfg.batch_size);
+        if self.cfg.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The order in which epoch `epoch` visits the images.
+    pub fn order(&self, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.split.len()).collect();
+        if self.cfg.shuffle {
+            Rng::new(self.cfg.seed, epoch).shuffle(&mut order);
+        }
+        order
+    }
+
+    /// Assembles batch `index` of `epoch` on the calling thread (plus the
+    /// worker pool); `None` past the end of the epoch.
+    pub fn batch(&self, epoch: u64, index: usize) -> Option<Batch> {
+        (index < self.len()).then(|| {
+            let order = self.order(epoch);
+            make_batch(
+                &self.split,
+                &self.aug,
+                &self.cfg,
+                self.pool.as_deref(),
+                &order,
+                epoch,
+                index,
+            )
+        })
+    }
+
+    /// Iterates over batches `start_batch..` of `epoch`, assembled ahead on
+    /// a background thread.
+    pub fn epoch(&self, epoch: u64, start_batch: usize) -> EpochIter {
+        let (tx, rx) = sync_channel(self.cfg.prefetch.max(1));
+        let split = Arc::clone(&self.split);
+        let aug = Arc::clone(&self.aug);
+        let pool = self.pool.clone();
+        let cfg = self.cfg;
+        let order = self.order(epoch);
+        let end = self.len();
+        let handle = std::thread::Builder::new()
+            .name("netc-data-producer".into())
+            .spawn(move || produce(tx, split, aug, cfg, pool, order, epoch, start_batch, end));
+        // If the thread cannot be spawned, fall back to assembling batches
+        // on demand in the consumer (same contents, no prefetch).
+        let (rx, handle, inline) = match handle {
+            Ok(h) => (Some(rx), Some(h), None),
+            Err(_) => (None, None, Some(start_batch)),
+        };
+        self.counters.epochs.fetch_add(1, Ordering::Relaxed);
+        EpochIter {
+            rx,
+            handle,
+            inline,
+            loader: self.shallow_clone(),
+            epoch,
+            first: true,
+            counters: Arc::clone(&self.counters),
+        }
+    }
+
+    fn shallow_clone(&self) -> Loader {
+        Loader {
+            split: Arc::clone(&self.split),
+            aug: Arc::clone(&self.aug),
+            cfg: self.cfg,
+            pool: self.pool.clone(),
+            counters: Arc::clone(&self.counters),
+        }
+    }
+
+    /// Waiting statistics accumulated over all epochs so far.
+    pub fn wait_stats(&self) -> WaitStats {
+        let c = &self.counters;
+        WaitStats {
+            batches: c.batches.load(Ordering::Relaxed),
+            waits: c.waits.load(Ordering::Relaxed),
+            waited: Duration::from_nanos(c.waited_ns.load(Ordering::Relaxed)),
+            epochs: c.epochs.load(Ordering::Relaxed),
+            warmup: Duration::from_nanos(c.warmup_ns.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Resets the waiting statistics to zero.
+    pub fn reset_wait_stats(&self) {
+        let c = &self.counters;
+        for a in [&c.batches, &c.waits, &c.waited_ns, &c.epochs, &c.warmup_ns] {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn produce(
+    tx: SyncSender<Batch>,
+    split: Arc<Split>,
+    aug: Arc<Augmenter>,
+    cfg: LoaderConfig,
+    pool: Option<Arc<rayon::ThreadPool>>,
+    order: Vec<usize>,
+    epoch: u64,
+    start: usize,
+    end: usize,
+) {
+    for index in start..end {
+        let b = make_batch(&split, &aug, &cfg, pool.as_deref(), &order, epoch, index);
+        if tx.send(b).is_err() {
+            return; // the consumer has gone
+        }
+    }
+}
+
+fn make_batch(
+    split: &Split,
+    aug: &Augmenter,
+    cfg: &LoaderConfig,
+    pool: Option<&rayon::ThreadPool>,
+    order: &[usize],
+    epoch: u64,
+    index: usize,
+) -> Batch {
+    let lo = (index * cfg.batch_size).min(order.len());
+    let hi = (lo + cfg.batch_size).min(order.len());
+    let indices = order[lo..hi].to_vec();
+    let per = Augmenter::crops_per_image(cfg.mode);
+    let out = aug.out_shape();
+    let chunk = per * out.len();
+    let mut images = vec![0.0f32; indices.len() * chunk];
+    let mode = cfg.mode;
+    let fill = |images: &mut [f32]| {
+        images
+            .par_chunks_mut(chunk.max(1))
+            .zip(indices.par_iter())
+            .for_each(|(dst, &i)| aug.apply_into(mode, split.image(i), epoch, i, dst));
+    };
+    match pool {
+        Some(p) => p.install(|| fill(&mut images)),
+        None => {
+            for (dst, &i) in images.chunks_mut(chunk.max(1)).zip(&indices) {
+                aug.apply_into(mode, split.image(i), epoch, i, dst);
+            }
+        }
+    }
+    Batch {
+        epoch,
+        index,
+        shape: [indices.len() * per, out.c, out.h, out.w],
+        images,
+        labels: indices.iter().map(|&i| split.labels[i]).collect(),
+        indices,
+    }
+}
+
+/// The batches of one epoch, in order. See [`Loader::epoch`].
+pub struct EpochIter {
+    rx: Option<Receiver<Batch>>,
+    handle: Option<JoinHandle<()>>,
+    /// Next batch to assemble in the consumer when no producer thread runs.
+    inline: Option<usize>,
+    loader: Loader,
+    epoch: u64,
+    first: bool,
+    counters: Arc<Counters>,
+}
+
+impl EpochIter {
+    fn record(&mut self, waited: Option<Duration>) {
+        let c = &self.counters;
+        c.batches.fetch_add(1, Ordering::Relaxed);
+        let ns = waited.map_or(0, |d| d.as_nanos().min(u64::MAX as u128) as u64);
+        if self.first {
+            c.warmup_ns.fetch_add(ns, Ordering::Relaxed);
+        } else if waited.is_some() {
+            c.waits.fetch_add(1, Ordering::Relaxed);
+            c.waited_ns.fetch_add(ns, Ordering::Relaxed);
+        }
+        self.first = false;
+    }
+
+    /// Joins a finished producer, re-raising its panic if it had one (a bug,
+    /// which must not pass for a short epoch).
+    fn finish(&mut self) {
+        self.rx = None;
+        if let Some(h) = self.handle.take()
+            && let Err(payload) = h.join()
+        {
+            std::panic::resume_unwind(payload);
+        }
+    }
+}
+
+impl Iterator for EpochIter {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        if let Some(k) = self.inline {
+            let b = self.loader.batch(self.epoch, k)?;
+            self.inline = Some(k + 1);
+            self.record(None);
+            return Some(b);
+        }
+        let rx = self.rx.as_ref()?;
+        let got = match rx.try_recv() {
+            Ok(b) => Ok((b, None)),
+            Err(TryRecvError::Empty) => {
+                let t = Instant::now();
+                rx.recv().map(|b| (b, Some(t.elapsed())))
+            }
+            Err(TryRecvError::Disconnected) => Err(std::sync::mpsc::RecvError),
+        };
+        match got {
+            Ok((b, waited)) => {
+                self.record(waited);
+                Some(b)
+            }
+            Err(_) => {
+                self.finish();
+                None
+            }
+        }
+    }
+}
+
+impl Drop for EpochIter {
+    fn drop(&mut self) {
+        // Dropping the receiver makes the producer's next send fail, so it
+        // stops; then wait for it (at most one batch of work).
+        self.rx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::augment::{AugmentConfig, MeanMode};
+    use super::super::{Dataset, Stats};
+    use super::*;
+
+    fn fmnist_loader(cfg: LoaderConfig, n: usize) -> Loader {
+        let ds = Dataset::embedded_fmnist().expect("embedded");
+        let mut split = ds.train;
+        split.images.truncate(n * split.shape.len());
+        split.labels.truncate(n);
+        let stats = Stats::compute(&split);
+        let aug_cfg = AugmentConfig {
+            crop: 24,
+            pad: 2,
+            mirror: true,
+            lighting_sigma: 0.0,
+            mean: MeanMode::Pixel,
+            scale: 1.0 / 255.0,
+        };
+        let aug = Augmenter::new(aug_cfg, &stats, cfg.seed).expect("augmenter");
+        Loader::new(Arc::new(split), aug, cfg).expect("loader")
+    }
+
+    #[test]
+    fn batches_do_not_depend_on_workers_or_prefetch() {
+        let mut cfg = LoaderConfig::train(16, 7);
+        cfg.drop_last = false;
+        cfg.workers = 1;
+        cfg.prefetch = 1;
+        let one = fmnist_loader(cfg, 100);
+        let many = fmnist_loader(
+            LoaderConfig {
+                workers: 3,
+                prefetch: 5,
+                ..cfg
+            },
+            100,
+        );
+        assert_eq!(one.len(), 7);
+        for epoch in [0u64, 3] {
+            let a: Vec<Batch> = one.epoch(epoch, 0).collect();
+            let b: Vec<Batch> = many.epoch(epoch, 0).collect();
+            assert_eq!(a.len(), 7);
+            assert_eq!(a, b, "epoch {epoch}");
+            assert_eq!(a[6].shape, [4, 1, 24, 24], "last partial batch kept");
+            assert_eq!(a[0].images.len(), 16 * 24 * 24);
+            // Every image exactly once, labels matching.
+            let mut seen: Vec<usize> = a.iter().flat_map(|b| b.indices.clone()).collect();
+            assert_ne!(seen, (0..100).collect::<Vec<_>>(), "shuffled");
+            seen.sort();
+            assert_eq!(seen, (0..100).collect::<Vec<_>>());
+            assert_eq!(a[2], one.batch(epoch, 2).expect("batch 2"));
+        }
+        // Different epochs differ in order.
+        assert_ne!(one.order(0), one.order(1));
+        assert_eq!(one.order(1), many.order(1));
+    }
+
+    #[test]
+    fn resume_at_batch_k_equals_the_tail() {
+        let cfg = LoaderConfig {
+            workers: 2,
+            ..LoaderConfig::train(8, 99)
+        };
+        let l = fmnist_loader(cfg, 60);
+        assert_eq!(l.len(), 7, "60 / 8 with the last partial batch dropped");
+        let full: Vec<Batch> = l.epoch(5, 0).collect();
+        assert!(full.iter().all(|b| b.labels.len() == 8));
+        for k in [0, 1, 4, 6, 7, 9] {
+            let tail: Vec<Batch> = l.epoch(5, k).collect();
+            assert_eq!(tail, full[k.min(full.len())..].to_vec(), "k = {k}");
+        }
+        // Early drop stops the producer without hanging.
+        let mut it = l.epoch(6, 0);
+        assert_eq!(it.next().map(|b| b.index), Some(0));
+        drop(it);
+    }
+
+    #[test]
+    fn eval_modes_are_in_order_and_ten_crop_has_ten_per_image() {
+        let mut cfg = LoaderConfig::eval(32);
+        let l = fmnist_loader(cfg, 50);
+        let bs: Vec<Batch> = l.epoch(0, 0).collect();
+        assert_eq!(bs.len(), 2);
+        assert_eq!(bs[1].indices, (32..50).collect::<Vec<_>>());
+        // Centre crops do not depend on the epoch.
+        assert_eq!(l.epoch(9, 0).collect::<Vec<_>>()[0].images, bs[0].images);
+        cfg.mode = Mode::TenCrop;
+        let t = fmnist_loader(cfg, 50);
+        let b = t.batch(0, 1).expect("batch");
+        assert_eq!(b.shape, [180, 1, 24, 24]);
+        assert_eq!(b.labels.len(), 18);
+        // The fifth crop of each image is its centre crop.
+        let n = 24 * 24;
+        assert_eq!(&b.images[4 * n..5 * n], &bs[1].images[..n]);
+    }
+
+    #[test]
+    fn waits_are_counted_and_a_fast_producer_is_not_waited_for() {
+        let l = fmnist_loader(LoaderConfig::train(4, 1), 40);
+        // A slow consumer: after the first batch, batches are ready.
+        for b in l.epoch(0, 0) {
+            assert_eq!(b.labels.len(), 4);
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        let s = l.wait_stats();
+        assert_eq!((s.batches, s.epochs), (10, 1));
+        assert_eq!(s.waits, 0, "{s:?}");
+        assert!(s.summary().is_none());
+        l.reset_wait_stats();
+        assert_eq!(l.wait_stats(), WaitStats::default());
+        let s = WaitStats {
+            batches: 10,
+            waits: 2,
+            waited: Duration::from_millis(30),
+            ..s
+        };
+        let msg = s.summary().expect("waited");
+        assert!(msg.contains("waited 30.0 ms over 2 of 10 batches"), "{msg}");
+    }
+
+    /// Prints the augmentation throughput at AlexNet sizes:
+    /// `cargo test --release --lib alexnet_batch_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing report, not a check"]
+    fn alexnet_batch_throughput() {
+        let root = std::path::Path::new("/work/shared/data/imagenet-sample");
+        if !super::super::testutil::data_present(root, "throughput report") {
+            return;
+        }
+        let t = Instant::now();
+        let ds = Dataset::image_folders(root, None, 256).expect("sample");
+        let decode = t.elapsed();
+        let stats = Stats::compute(&ds.train);
+        let aug = Augmenter::new(AugmentConfig::alexnet(), &stats, 1).expect("aug");
+        let l = Loader::new(Arc::new(ds.train), aug, LoaderConfig::train(50, 1)).expect("loader");
+        let t = Instant::now();
+        let n: usize = (0..4)
+            .flat_map(|e| l.epoch(e, 0))
+            .map(|b| b.labels.len())
+            .sum();
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "decode+prepare 100 images: {:.0} ms; augment: {:.0} images/s ({n} images); {:?}",
+            decode.as_secs_f64() * 1e3,
+            n as f64 / secs,
+            l.wait_stats()
+        );
+    }
+
+    #[test]
+    fn loader_rejects_bad_settings() {
+        let ds = Dataset::embedded_fmnist().expect("embedded");
+        let stats = Stats::compute(&ds.test);
+        let aug = Augmenter::new(AugmentConfig::plain(28, 1.0), &stats, 0).expect("aug");
+        let split = Arc::new(ds.test);
+        let zero = LoaderConfig::eval(0);
+        assert_eq!(
+            Loader::new(split.clone(), aug.clone(), zero).err(),
+            Some(ConfigError::ZeroBatch)
+        );
+        let rgb = Arc::new(Split::empty(super::super::Shape::new(3, 28, 28)));
+        assert!(matches!(
+            Loader::new(rgb, aug, LoaderConfig::eval(4)).err(),
+            Some(ConfigError::ShapeMismatch { .. })
+        ));
+    }
+}

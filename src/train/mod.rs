@@ -1,0 +1,7 @@
+//! Training support. Assumes a backend that consumes f32 NCHW batches;
+//! guarantees that everything here is deterministic given a seed.
+//!
+//! - [`data`]: datasets (Fashion-MNIST IDX files, image folders), the paper's
+//!   preprocessing and augmentation, and a prefetching batch loader.
+
+pub mod data;

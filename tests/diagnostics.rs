@@ -6,10 +6,16 @@ use netc::frontend;
 
 fn expectation(src: &str) -> (String, usize, usize) {
     let first = src.lines().next().expect("empty bad file");
-    let rest = first.strip_prefix("// expect: ").expect("first line must be `// expect: CODE L:C`");
+    let rest = first
+        .strip_prefix("// expect: ")
+        .expect("first line must be `// expect: CODE L:C`");
     let (code, pos) = rest.split_once(' ').expect("`CODE L:C`");
     let (l, c) = pos.split_once(':').expect("`L:C`");
-    (code.to_string(), l.parse().expect("line"), c.parse().expect("col"))
+    (
+        code.to_string(),
+        l.parse().expect("line"),
+        c.parse().expect("col"),
+    )
 }
 
 #[test]
@@ -27,15 +33,27 @@ fn bad_inputs_point_at_the_right_span() {
         assert!(!diags.is_empty(), "{name}: no diagnostic at all");
         let d = &diags[0];
         if d.code.as_deref() != Some(code.as_str()) {
-            failures.push(format!("{name}: expected {code}, got {:?}: {}", d.code, d.message));
+            failures.push(format!(
+                "{name}: expected {code}, got {:?}: {}",
+                d.code, d.message
+            ));
         }
-        let label = d.labels.iter().find(|l| l.style == codespan_reporting::diagnostic::LabelStyle::Primary);
+        let label = d
+            .labels
+            .iter()
+            .find(|l| l.style == codespan_reporting::diagnostic::LabelStyle::Primary);
         let label = label.unwrap_or_else(|| panic!("{name}: no primary label"));
         let (l, c) = netc::span::line_col(&src, label.range.start);
         if (l, c) != (line, col) {
-            failures.push(format!("{name}: label at {l}:{c}, expected {line}:{col}: {}", d.message));
+            failures.push(format!(
+                "{name}: label at {l}:{c}, expected {line}:{col}: {}",
+                d.message
+            ));
         }
-        assert!(!d.notes.is_empty() && d.notes[0].starts_with("help: "), "{name}: no help line");
+        assert!(
+            !d.notes.is_empty() && d.notes[0].starts_with("help: "),
+            "{name}: no help line"
+        );
         insta::assert_snapshot!(netc::diag::render(&name, &src, &diags));
         checked += 1;
     });

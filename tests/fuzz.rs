@@ -11,11 +11,64 @@ use std::time::Duration;
 use netc::rng::Rng;
 
 const TOKENS: &[&str] = &[
-    "network", "input", "let", "towers", "across", "train", "class", "true", "false", "conv", "relu",
-    "lrn", "maxpool", "dense", "dropout", "concat", "softmax_xent", "(", ")", "[", "]", "{", "}", ",",
-    ":", "=", "->", ".", "//", "\n", " ", "\"", "0", "-1", "1e308", "1e309", "99999999999999999999",
-    "0.5", "3", "2", "4294967296", "image", "label", "conv1", "fc6", "x", "é", "\u{0}", "batch",
-    "sgd", "init", "data", "schedule", "plateau(", "normal(0, 0.01)", "[[[[", "]]]]", "across(across(",
+    "network",
+    "input",
+    "let",
+    "towers",
+    "across",
+    "train",
+    "class",
+    "true",
+    "false",
+    "conv",
+    "relu",
+    "lrn",
+    "maxpool",
+    "dense",
+    "dropout",
+    "concat",
+    "softmax_xent",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "=",
+    "->",
+    ".",
+    "//",
+    "\n",
+    " ",
+    "\"",
+    "0",
+    "-1",
+    "1e308",
+    "1e309",
+    "99999999999999999999",
+    "0.5",
+    "3",
+    "2",
+    "4294967296",
+    "image",
+    "label",
+    "conv1",
+    "fc6",
+    "x",
+    "é",
+    "\u{0}",
+    "batch",
+    "sgd",
+    "init",
+    "data",
+    "schedule",
+    "plateau(",
+    "normal(0, 0.01)",
+    "[[[[",
+    "]]]]",
+    "across(across(",
 ];
 
 fn mutate(src: &str, rng: &mut Rng) -> String {
@@ -51,7 +104,8 @@ fn mutate(src: &str, rng: &mut Rng) -> String {
                     while e < s.len() && (s[e].is_ascii_digit() || s[e] == '.') {
                         e += 1;
                     }
-                    let t = ["0", "-3", "100000000000", "1e300", "0.0001", "7"][rng.below(6) as usize];
+                    let t =
+                        ["0", "-3", "100000000000", "1e300", "0.0001", "7"][rng.below(6) as usize];
                     s.splice(p..e, t.chars());
                 }
             }
@@ -70,7 +124,11 @@ fn exercise(src: &str) {
     if let Ok(ast) = netc::syntax::parse(src) {
         let out = netc::syntax::fmt::format(&ast, src);
         let again = netc::syntax::parse(&out).expect("fmt output must parse");
-        assert_eq!(netc::syntax::fmt::format(&again, &out), out, "fmt must be idempotent");
+        assert_eq!(
+            netc::syntax::fmt::format(&again, &out),
+            out,
+            "fmt must be idempotent"
+        );
     }
     match netc::frontend::compile(src) {
         Ok(c) => {
@@ -90,8 +148,14 @@ fn exercise(src: &str) {
 
 #[test]
 fn mutants_never_panic_or_hang() {
-    let iters: u64 = std::env::var("NETC_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
-    let seed: u64 = std::env::var("NETC_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let iters: u64 = std::env::var("NETC_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    let seed: u64 = std::env::var("NETC_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let mut corpus = Vec::new();
     for dir in ["networks", "tests/bad"] {
         for e in std::fs::read_dir(dir).unwrap() {

@@ -8,7 +8,10 @@ fn compile(path: &std::path::Path) -> (frontend::Compiled, String) {
     let src = std::fs::read_to_string(path).unwrap();
     match frontend::compile(&src) {
         Ok(c) => (c, src),
-        Err(d) => panic!("{}", netc::diag::render(&path.display().to_string(), &src, &[d])),
+        Err(d) => panic!(
+            "{}",
+            netc::diag::render(&path.display().to_string(), &src, &[d])
+        ),
     }
 }
 
@@ -16,28 +19,50 @@ fn compile(path: &std::path::Path) -> (frontend::Compiled, String) {
 fn ir_and_table_snapshots() {
     insta::glob!("../networks", "*.net", |path| {
         let (c, _) = compile(path);
-        assert!(c.warnings.is_empty(), "{}: unexpected warnings", path.display());
+        assert!(
+            c.warnings.is_empty(),
+            "{}: unexpected warnings",
+            path.display()
+        );
         ir::verify::verify(&c.module.graph).unwrap();
-        insta::assert_snapshot!("ir", ir::print::print(&c.module.graph, PrintOptions { spans: true }));
+        insta::assert_snapshot!(
+            "ir",
+            ir::print::print(&c.module.graph, PrintOptions { spans: true })
+        );
         insta::assert_snapshot!("table", table::render(&c.module.graph));
     });
 }
 
 #[test]
 fn fmt_is_idempotent_and_keeps_the_ir() {
-    let mut files: Vec<_> = std::fs::read_dir("networks").unwrap().map(|e| e.unwrap().path()).collect();
-    files.extend(std::fs::read_dir("tests/bad").unwrap().map(|e| e.unwrap().path()));
+    let mut files: Vec<_> = std::fs::read_dir("networks")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.extend(
+        std::fs::read_dir("tests/bad")
+            .unwrap()
+            .map(|e| e.unwrap().path()),
+    );
     let mut checked = 0;
     for path in files {
         let src = std::fs::read_to_string(&path).unwrap();
-        let Ok(ast) = netc::syntax::parse(&src) else { continue };
+        let Ok(ast) = netc::syntax::parse(&src) else {
+            continue;
+        };
         let once = netc::syntax::fmt::format(&ast, &src);
-        let ast2 = netc::syntax::parse(&once)
-            .unwrap_or_else(|e| panic!("{}: fmt output does not parse: {e}\n{once}", path.display()));
+        let ast2 = netc::syntax::parse(&once).unwrap_or_else(|e| {
+            panic!("{}: fmt output does not parse: {e}\n{once}", path.display())
+        });
         let twice = netc::syntax::fmt::format(&ast2, &once);
         assert_eq!(once, twice, "{}: fmt is not idempotent", path.display());
         // Comments survive.
-        assert_eq!(ast.comments.len(), ast2.comments.len(), "{}: comments lost", path.display());
+        assert_eq!(
+            ast.comments.len(),
+            ast2.comments.len(),
+            "{}: comments lost",
+            path.display()
+        );
         // Same IR (spans aside), or the same error code.
         let nospan = PrintOptions { spans: false };
         match (frontend::compile(&src), frontend::compile(&once)) {
@@ -61,7 +86,12 @@ fn networks_are_in_canonical_form() {
         let path = e.unwrap().path();
         let src = std::fs::read_to_string(&path).unwrap();
         let ast = netc::syntax::parse(&src).unwrap();
-        assert_eq!(netc::syntax::fmt::format(&ast, &src), src, "{}: run `netc fmt`", path.display());
+        assert_eq!(
+            netc::syntax::fmt::format(&ast, &src),
+            src,
+            "{}: run `netc fmt`",
+            path.display()
+        );
     }
 }
 
@@ -71,7 +101,11 @@ fn alexnet_has_the_papers_shapes_and_totals() {
     let g = &c.module.graph;
     let rows = table::rows(g);
     let shape = |name: &str| {
-        rows.iter().find(|r| r.layer == name).unwrap_or_else(|| panic!("no row {name}")).shape.clone()
+        rows.iter()
+            .find(|r| r.layer == name)
+            .unwrap_or_else(|| panic!("no row {name}"))
+            .shape
+            .clone()
     };
     assert_eq!(shape("conv1/conv"), "55×55×96");
     assert_eq!(shape("conv2/maxpool"), "13×13×256");
@@ -95,7 +129,11 @@ fn alexnet_has_the_papers_shapes_and_totals() {
         let node = g.node(n);
         if node.op.mnemonic() == "lrn" {
             // Tower-local: each tower normalises its own 48 or 128 maps.
-            assert!(node.ty.dims()[0] == 48 || node.ty.dims()[0] == 128, "{}", node.name);
+            assert!(
+                node.ty.dims()[0] == 48 || node.ty.dims()[0] == 128,
+                "{}",
+                node.name
+            );
             for i in g.inputs(n) {
                 assert_eq!(g.node(i).device, node.device);
             }

@@ -93,22 +93,22 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
                     ports,
                 });
             }
-            let ok = match (&node.op, &node.ty) {
-                (Op::Param { .. }, Ty::Param { .. }) => true,
-                (
-                    Op::Input {
-                        kind: super::InputKind::Tensor,
-                    },
-                    Ty::Act { .. },
-                ) => true,
-                (
-                    Op::Input {
-                        kind: super::InputKind::Labels,
-                    },
-                    Ty::Labels { .. },
-                ) => true,
-                _ => false,
-            };
+            let ok = matches!(
+                (&node.op, &node.ty),
+                (Op::Param { .. }, Ty::Param { .. })
+                    | (
+                        Op::Input {
+                            kind: super::InputKind::Tensor
+                        },
+                        Ty::Act { .. }
+                    )
+                    | (
+                        Op::Input {
+                            kind: super::InputKind::Labels
+                        },
+                        Ty::Labels { .. }
+                    )
+            );
             if !ok {
                 return Err(VerifyError::Type {
                     node: n,

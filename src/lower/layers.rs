@@ -176,15 +176,17 @@ pub fn build_op(
     consts: &Consts,
     towers: u64,
 ) -> Result<Op, LowerError> {
-    if let Some(names) = schema(&op.name) {
-        if let Some((k, _)) = items.iter().find(|(k, _)| !names.contains(&k.name.as_str())) {
-            return Err(LowerError::UnknownParam {
-                op: op.name.clone(),
-                name: k.name.clone(),
-                span: k.span,
-                expected: names.to_vec(),
-            });
-        }
+    if let Some(names) = schema(&op.name)
+        && let Some((k, _)) = items
+            .iter()
+            .find(|(k, _)| !names.contains(&k.name.as_str()))
+    {
+        return Err(LowerError::UnknownParam {
+            op: op.name.clone(),
+            name: k.name.clone(),
+            span: k.span,
+            expected: names.to_vec(),
+        });
     }
     let mut a = Args {
         op,

@@ -183,13 +183,13 @@ impl<'a> Lowerer<'a> {
                             reason: format!("at most {MAX_TOWERS} towers, got {n}"),
                         });
                     }
-                    if let Some((m, first)) = towers_seen {
-                        if m != n {
-                            return Err(LowerError::Towers {
-                                span: t.count.span(),
-                                first,
-                            });
-                        }
+                    if let Some((m, first)) = towers_seen
+                        && m != n
+                    {
+                        return Err(LowerError::Towers {
+                            span: t.count.span(),
+                            first,
+                        });
                     }
                     towers_seen = Some((n, t.count.span()));
                     self.towers = n;
@@ -367,10 +367,10 @@ impl<'a> Lowerer<'a> {
         for (i, b) in self.binds.iter().enumerate() {
             for st in &b.b.chain.stages {
                 for a in st.args.iter().flatten() {
-                    if let Arg::Source(s) = a {
-                        if let Some((Sym::Binding(j), _)) = self.syms.get(s.ident().name.as_str()) {
-                            deps[i].push((*j, s.span()));
-                        }
+                    if let Arg::Source(s) = a
+                        && let Some((Sym::Binding(j), _)) = self.syms.get(s.ident().name.as_str())
+                    {
+                        deps[i].push((*j, s.span()));
                     }
                 }
             }
@@ -518,10 +518,10 @@ impl<'a> Lowerer<'a> {
             let mut prev: Option<NodeId> = None;
             let mut counts: HashMap<String, usize> = HashMap::new();
             for (k, f) in flat.iter().enumerate() {
-                if k > 0 {
-                    if let Some(s) = f.sources.first() {
-                        return Err(LowerError::SourceInLaterStage { span: s.span() });
-                    }
+                if k > 0
+                    && let Some(s) = f.sources.first()
+                {
+                    return Err(LowerError::SourceInLaterStage { span: s.span() });
                 }
                 let mut srcs = Vec::new();
                 if let Some(p) = prev {

@@ -17,7 +17,10 @@ pub fn code_ranges(src: &str) -> Vec<(usize, usize)> {
     scan(src).0
 }
 
-fn scan(src: &str) -> (Vec<(usize, usize)>, Vec<(Span, String)>) {
+/// Code ranges and comments.
+type Scan = (Vec<(usize, usize)>, Vec<(Span, String)>);
+
+fn scan(src: &str) -> Scan {
     let bytes = src.as_bytes();
     let mut code = Vec::new();
     let mut comments = Vec::new();

@@ -84,10 +84,11 @@ impl Printer<'_> {
             first = false;
             last_end = Some(s.end);
         }
-        if let Some(e) = last_end {
-            if self.blank_between(e, span.start) && span.start > e {
-                self.out.push('\n');
-            }
+        if let Some(e) = last_end
+            && self.blank_between(e, span.start)
+            && span.start > e
+        {
+            self.out.push('\n');
         }
     }
 
@@ -120,7 +121,7 @@ impl Printer<'_> {
     fn rest(&mut self) {
         let mut last_end = None;
         while let Some((s, text)) = self.comments.pop_front() {
-            let gap = last_end.map_or(true, |e| self.blank_between(e, s.start));
+            let gap = last_end.is_none_or(|e| self.blank_between(e, s.start));
             if gap {
                 self.out.push('\n');
             }

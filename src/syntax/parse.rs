@@ -106,8 +106,9 @@ fn check_nesting(src: &str) -> Result<(), SyntaxError> {
 }
 
 /// Words the grammar reserves.
-const KEYWORDS: &[&str] =
-    &["network", "input", "let", "towers", "across", "train", "class", "true", "false"];
+const KEYWORDS: &[&str] = &[
+    "network", "input", "let", "towers", "across", "train", "class", "true", "false",
+];
 
 /// What a user calls each grammar rule.
 fn describe(rule: Rule) -> &'static str {
@@ -158,32 +159,32 @@ fn convert(src: &str, e: pest::error::Error<Rule>) -> SyntaxError {
     };
     // With error detail on, pest also knows the farthest position it
     // reached and the literal tokens it wanted there: far more precise.
-    if let Some(at) = e.parse_attempts() {
-        if at.max_position >= pos {
-            let w: Vec<String> = at
-                .expected_tokens()
-                .iter()
-                .map(|t| t.to_string())
-                // Punctuation and keywords; character classes (`0..9`)
-                // and whitespace say nothing a user wants to read.
-                .filter(|t| {
-                    !t.trim().is_empty()
-                        && t != "//"
-                        && t != "BUILTIN_RULE"
-                        && !(t.chars().count() == 4 && t.contains(".."))
-                })
-                .map(|t| match t.as_str() {
-                    // The first characters of names, numbers and strings.
-                    "_" => "a name".to_string(),
-                    "-" => "a number".to_string(),
-                    "\"" => "a string".to_string(),
-                    _ => format!("`{t}`"),
-                })
-                .collect();
-            if !w.is_empty() {
-                pos = at.max_position;
-                words = w;
-            }
+    if let Some(at) = e.parse_attempts()
+        && at.max_position >= pos
+    {
+        let w: Vec<String> = at
+            .expected_tokens()
+            .iter()
+            .map(|t| t.to_string())
+            // Punctuation and keywords; character classes (`0..9`)
+            // and whitespace say nothing a user wants to read.
+            .filter(|t| {
+                !t.trim().is_empty()
+                    && t != "//"
+                    && t != "BUILTIN_RULE"
+                    && !(t.chars().count() == 4 && t.contains(".."))
+            })
+            .map(|t| match t.as_str() {
+                // The first characters of names, numbers and strings.
+                "_" => "a name".to_string(),
+                "-" => "a number".to_string(),
+                "\"" => "a string".to_string(),
+                _ => format!("`{t}`"),
+            })
+            .collect();
+        if !w.is_empty() {
+            pos = at.max_position;
+            words = w;
         }
     }
     words.sort_unstable();
@@ -208,7 +209,11 @@ fn convert(src: &str, e: pest::error::Error<Rule>) -> SyntaxError {
     let (found, end) = token_at(src, pos);
     SyntaxError::Unexpected {
         span: Span::new(pos, end),
-        expected: if expected.is_empty() { "something else".into() } else { expected },
+        expected: if expected.is_empty() {
+            "something else".into()
+        } else {
+            expected
+        },
         found,
     }
 }

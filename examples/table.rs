@@ -1,11 +1,32 @@
-fn main() {
-    let path = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "networks/alexnet.net".into());
-    let src = std::fs::read_to_string(&path).expect("read");
-    let file = netc::syntax::parse(&src).expect("parse");
-    let m = netc::lower::lower(&file).expect("lower");
-    print!("{}", netc::ir::print::print(&m.graph, Default::default()));
-    let c = netc::ir::cost::total(&m.graph);
-    println!("{c:?} cross={}", m.graph.cross_edges());
+//! Prints the architecture table of a `.net` file through the library API,
+//! the same table `netc compile FILE` prints.
+//!
+//! ```text
+//! cargo run --release --example table                        # networks/alexnet.net
+//! cargo run --release --example table -- networks/alexnet-fmnist.net
+//! ```
+//!
+//! [`netc::frontend::compile_file`] reads, parses, lowers and verifies the
+//! file; on failure it returns the diagnostic already rendered against the
+//! source, which this program prints to stderr before exiting with status 1.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let path = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "networks/alexnet.net".into()),
+    );
+    match netc::frontend::compile_file(&path) {
+        Ok((compiled, _source)) => {
+            print!("{}", netc::ir::table::render(&compiled.module.graph));
+            ExitCode::SUCCESS
+        }
+        Err(rendered) => {
+            eprint!("{rendered}");
+            ExitCode::FAILURE
+        }
+    }
 }

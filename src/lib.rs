@@ -7,6 +7,7 @@ pub mod diag;
 pub mod frontend;
 pub mod ir;
 pub mod lower;
+pub mod passes;
 pub mod rng;
 pub mod span;
 pub mod syntax;

@@ -160,3 +160,27 @@ fn yaml_and_dot_forms() {
     assert!(d.contains("subgraph cluster_t0") && d.contains("subgraph cluster_t1"));
     assert_eq!(d.matches("style=dashed").count(), 7);
 }
+
+#[test]
+fn training_graph_snapshots() {
+    insta::glob!("../networks", "*.net", |path| {
+        let (c, _) = compile(path);
+        let mut g = c.module.graph.clone();
+        netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd).unwrap();
+        ir::verify::verify(&g).unwrap();
+        // One update and one velocity per weight and bias.
+        let count =
+            |f: &dyn Fn(&netc::ir::Op) -> bool| g.node_ids().filter(|n| f(&g.node(*n).op)).count();
+        let params = count(
+            &|op| matches!(op, netc::ir::Op::Param { role, .. } if *role != netc::ir::ParamRole::Velocity),
+        );
+        let updates = count(&|op| matches!(op, netc::ir::Op::SgdUpdate { .. }));
+        assert_eq!(params, updates);
+        // Every forward cross-tower edge has a backward twin.
+        assert_eq!(g.cross_edges(), 2 * c.module.graph.cross_edges());
+        insta::assert_snapshot!(
+            "train_ir",
+            ir::print::print(&g, PrintOptions { spans: false })
+        );
+    });
+}

@@ -228,6 +228,116 @@ pub fn infer(op: &Op, inputs: &[&Ty]) -> Result<Ty, ShapeError> {
                 }
             }
         }
+        Op::SoftmaxXentGrad => {
+            arity(op, inputs, 2)?;
+            Ty::Act {
+                dims: act("softmax_xent_grad", inputs[0])?,
+            }
+        }
+        Op::ConvGradInput { in_h, in_w, .. } => {
+            arity(op, inputs, 2)?;
+            match inputs[1] {
+                Ty::Param { dims } if dims.len() == 4 => Ty::Act {
+                    dims: vec![dims[1], *in_h, *in_w],
+                },
+                other => {
+                    return Err(ShapeError::Mismatch {
+                        op: "conv_grad_input",
+                        expected: "a conv weight".into(),
+                        got: other.to_string(),
+                    });
+                }
+            }
+        }
+        Op::ConvGradWeight { size, .. } => {
+            arity(op, inputs, 2)?;
+            let [c, _, _] = image("conv_grad_weight", inputs[0])?;
+            let [f, _, _] = image("conv_grad_weight", inputs[1])?;
+            Ty::Param {
+                dims: vec![f, c, *size, *size],
+            }
+        }
+        Op::ConvGradBias => {
+            arity(op, inputs, 1)?;
+            let [f, _, _] = image("conv_grad_bias", inputs[0])?;
+            Ty::Param { dims: vec![f] }
+        }
+        Op::ReluGrad | Op::DropoutGrad { .. } | Op::MaxPoolGrad { .. } | Op::LrnGrad { .. } => {
+            let n = match op {
+                Op::ReluGrad | Op::MaxPoolGrad { .. } => 2,
+                Op::LrnGrad { .. } => 3,
+                _ => 1,
+            };
+            arity(op, inputs, n)?;
+            // The gradient has the type of the forward input (the first input).
+            Ty::Act {
+                dims: act(op.mnemonic(), inputs[0])?,
+            }
+        }
+        Op::DenseGradInput { in_dims } => {
+            arity(op, inputs, 2)?;
+            Ty::Act {
+                dims: in_dims.clone(),
+            }
+        }
+        Op::DenseGradWeight => {
+            arity(op, inputs, 2)?;
+            let x = checked_product(&act("dense_grad_weight", inputs[0])?)?;
+            let y = checked_product(&act("dense_grad_weight", inputs[1])?)?;
+            Ty::Param { dims: vec![y, x] }
+        }
+        Op::DenseGradBias => {
+            arity(op, inputs, 1)?;
+            Ty::Param {
+                dims: vec![checked_product(&act("dense_grad_bias", inputs[0])?)?],
+            }
+        }
+        Op::Slice { start, len } => {
+            arity(op, inputs, 1)?;
+            let mut d = act("slice", inputs[0])?;
+            if d.is_empty() || start.checked_add(*len).is_none_or(|e| e > d[0]) {
+                return Err(ShapeError::Mismatch {
+                    op: "slice",
+                    expected: format!("at least {} channels", start + len),
+                    got: inputs[0].to_string(),
+                });
+            }
+            d[0] = *len;
+            Ty::Act { dims: d }
+        }
+        Op::Add => {
+            if inputs.is_empty() {
+                return Err(ShapeError::Arity {
+                    op: "add",
+                    expected: 1,
+                    got: 0,
+                });
+            }
+            for t in &inputs[1..] {
+                if *t != inputs[0] {
+                    return Err(ShapeError::Mismatch {
+                        op: "add",
+                        expected: inputs[0].to_string(),
+                        got: t.to_string(),
+                    });
+                }
+            }
+            inputs[0].clone()
+        }
+        Op::SgdUpdate { .. } => {
+            arity(op, inputs, 3)?;
+            if inputs[0] != inputs[1]
+                || inputs[0] != inputs[2]
+                || !matches!(inputs[0], Ty::Param { .. })
+            {
+                return Err(ShapeError::Mismatch {
+                    op: "sgd_update",
+                    expected: format!("three tensors of type {}", inputs[0]),
+                    got: format!("{}, {}", inputs[1], inputs[2]),
+                });
+            }
+            Ty::Effect
+        }
     };
     checked_product(out.dims())?;
     Ok(out)

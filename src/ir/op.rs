@@ -19,6 +19,8 @@ pub enum InputKind {
 pub enum ParamRole {
     Weight,
     Bias,
+    /// The optimiser's momentum buffer `v` of a weight or bias.
+    Velocity,
 }
 
 /// How a parameter is initialised.
@@ -98,6 +100,66 @@ pub enum Op {
     Concat,
     /// Mean softmax cross-entropy of logits against labels.
     SoftmaxXent,
+
+    // ---- the training step (added by `passes::autodiff`) ----
+    /// ∂L/∂logits of the mean loss: `(softmax − onehot)/N`. Inputs: logits, labels.
+    SoftmaxXentGrad,
+    /// ∂L/∂x of a convolution. Inputs: dy, weight. `in_h`, `in_w`: the size of x.
+    ConvGradInput {
+        size: u64,
+        stride: u64,
+        pad: u64,
+        in_h: u64,
+        in_w: u64,
+    },
+    /// ∂L/∂weight, summed over the batch. Inputs: x, dy.
+    ConvGradWeight {
+        size: u64,
+        stride: u64,
+        pad: u64,
+    },
+    /// ∂L/∂bias, summed over the batch and positions. Input: dy.
+    ConvGradBias,
+    /// Inputs: y (the ReLU's output), dy.
+    ReluGrad,
+    /// Inputs: x, y, dy.
+    LrnGrad {
+        size: u64,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+    },
+    /// Routes dy to each window's maximum. Inputs: x, dy.
+    MaxPoolGrad {
+        size: u64,
+        stride: u64,
+    },
+    /// Inputs: dy, weight. `in_dims`: the dims of x (restored from the flat vector).
+    DenseGradInput {
+        in_dims: Vec<u64>,
+    },
+    /// Inputs: x, dy.
+    DenseGradWeight,
+    /// Input: dy.
+    DenseGradBias,
+    /// Applies the same mask as the forward dropout named `of`. Input: dy.
+    DropoutGrad {
+        rate: f64,
+        of: String,
+    },
+    /// Channels `start..start+len` of the input (the gradient of a concat).
+    Slice {
+        start: u64,
+        len: u64,
+    },
+    /// Elementwise sum of all inputs (gradients reaching one value by several paths).
+    Add,
+    /// The paper's update, in place: `v ← momentum·v − weight_decay·lr·w − lr·g; w ← w + v`.
+    /// Inputs: w, v, g. The learning rate is the schedule's, at run time.
+    SgdUpdate {
+        momentum: f64,
+        weight_decay: f64,
+    },
 }
 
 impl Op {
@@ -114,6 +176,20 @@ impl Op {
             Op::Dropout { .. } => "dropout",
             Op::Concat => "concat",
             Op::SoftmaxXent => "softmax_xent",
+            Op::SoftmaxXentGrad => "softmax_xent_grad",
+            Op::ConvGradInput { .. } => "conv_grad_input",
+            Op::ConvGradWeight { .. } => "conv_grad_weight",
+            Op::ConvGradBias => "conv_grad_bias",
+            Op::ReluGrad => "relu_grad",
+            Op::LrnGrad { .. } => "lrn_grad",
+            Op::MaxPoolGrad { .. } => "maxpool_grad",
+            Op::DenseGradInput { .. } => "dense_grad_input",
+            Op::DenseGradWeight => "dense_grad_weight",
+            Op::DenseGradBias => "dense_grad_bias",
+            Op::DropoutGrad { .. } => "dropout_grad",
+            Op::Slice { .. } => "slice",
+            Op::Add => "add",
+            Op::SgdUpdate { .. } => "sgd_update",
         }
     }
 
@@ -154,7 +230,67 @@ impl Op {
             }
             Op::Dense { units } => vec![("units", units.to_string())],
             Op::Dropout { rate } => vec![("rate", num(*rate))],
-            Op::Relu | Op::Concat | Op::SoftmaxXent => vec![],
+            Op::ConvGradInput {
+                size,
+                stride,
+                pad,
+                in_h,
+                in_w,
+            } => vec![
+                ("size", size.to_string()),
+                ("stride", stride.to_string()),
+                ("pad", pad.to_string()),
+                ("in", format!("{in_h}x{in_w}")),
+            ],
+            Op::ConvGradWeight { size, stride, pad } => vec![
+                ("size", size.to_string()),
+                ("stride", stride.to_string()),
+                ("pad", pad.to_string()),
+            ],
+            Op::LrnGrad {
+                size,
+                alpha,
+                beta,
+                k,
+            } => vec![
+                ("size", size.to_string()),
+                ("alpha", num(*alpha)),
+                ("beta", num(*beta)),
+                ("k", num(*k)),
+            ],
+            Op::MaxPoolGrad { size, stride } => {
+                vec![("size", size.to_string()), ("stride", stride.to_string())]
+            }
+            Op::DenseGradInput { in_dims } => vec![(
+                "in",
+                in_dims
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join("x"),
+            )],
+            Op::DropoutGrad { rate, of } => vec![("rate", num(*rate)), ("of", format!("{of:?}"))],
+            Op::Slice { start, len } => {
+                vec![("start", start.to_string()), ("len", len.to_string())]
+            }
+            Op::SgdUpdate {
+                momentum,
+                weight_decay,
+            } => {
+                vec![
+                    ("momentum", num(*momentum)),
+                    ("weight_decay", num(*weight_decay)),
+                ]
+            }
+            Op::Relu
+            | Op::Concat
+            | Op::SoftmaxXent
+            | Op::SoftmaxXentGrad
+            | Op::ConvGradBias
+            | Op::ReluGrad
+            | Op::DenseGradWeight
+            | Op::DenseGradBias
+            | Op::Add => vec![],
         }
     }
 

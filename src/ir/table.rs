@@ -78,6 +78,7 @@ pub fn rows(g: &Graph) -> Vec<Row> {
                 }
                 Ty::Labels { classes } => format!("class({classes})"),
                 Ty::Scalar => "1".into(),
+                Ty::Effect => String::new(),
                 Ty::Param { .. } => String::new(),
             };
             let kernel = match &first.op {

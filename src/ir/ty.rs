@@ -14,6 +14,8 @@ pub enum Ty {
     Labels { classes: u64 },
     /// One f32 for the whole batch.
     Scalar,
+    /// No value: the node updates state in place (an optimiser step).
+    Effect,
 }
 
 impl Ty {
@@ -23,6 +25,7 @@ impl Ty {
         match self {
             Ty::Act { dims } | Ty::Param { dims } => dims.iter().product(),
             Ty::Labels { .. } | Ty::Scalar => 1,
+            Ty::Effect => 0,
         }
     }
 
@@ -42,6 +45,7 @@ impl std::fmt::Display for Ty {
             Ty::Param { dims } => write!(f, "[{}]", list(dims)),
             Ty::Labels { classes } => write!(f, "N×class({classes})"),
             Ty::Scalar => write!(f, "scalar"),
+            Ty::Effect => write!(f, "effect"),
         }
     }
 }

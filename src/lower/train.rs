@@ -60,6 +60,7 @@ impl InitRules {
             .unwrap_or_else(|| match role {
                 ParamRole::Weight => self.weight.clone(),
                 ParamRole::Bias => self.bias.clone(),
+                ParamRole::Velocity => Init::Constant { value: 0.0 },
             })
     }
 }

@@ -1,0 +1,233 @@
+//! Autodiff: appends to a forward graph the backward pass and the
+//! optimiser update, so that the graph is the whole training step.
+//!
+//! Assumes a verified forward graph with exactly one `softmax_xent` (the
+//! loss). Guarantees: the result verifies; every parameter (weight, bias)
+//! gets one `sgd_update` fed by the gradient of the loss, and one velocity
+//! parameter initialised to 0; a value reached by several paths (a tower
+//! output gathered by both towers) has its gradients summed by one `add`;
+//! gradient nodes run on the tower of the forward node they differentiate,
+//! so a backward cross-tower edge mirrors each forward one. Forward nodes
+//! are untouched; nothing needs a gradient for an input. Backward ops take
+//! the forward values they need as inputs (no hidden saved state): max
+//! pooling recomputes its window maxima, dropout regenerates its mask.
+
+use std::collections::HashMap;
+
+use crate::ir::{Device, Graph, Node, NodeId, Op, ParamRole, Ty, order, train::Sgd};
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum AutodiffError {
+    #[error("the network has no `softmax_xent` loss to train")]
+    NoLoss,
+    #[error("the network has {0} losses; training needs exactly one")]
+    ManyLosses(usize),
+    #[error("the graph has a cycle")]
+    Cycle,
+}
+
+struct Builder<'g> {
+    g: &'g mut Graph,
+    /// Gradient contributions per forward value.
+    contrib: HashMap<NodeId, Vec<NodeId>>,
+}
+
+impl Builder<'_> {
+    fn add(
+        &mut self,
+        op: Op,
+        from: NodeId,
+        suffix: &str,
+        device: Device,
+        inputs: &[NodeId],
+    ) -> NodeId {
+        let src = self.g.node(from);
+        let (name, layer, span) = (
+            format!("{}.{suffix}", src.name),
+            src.layer.clone(),
+            src.span,
+        );
+        let tys: Vec<&Ty> = inputs.iter().map(|i| &self.g.node(*i).ty).collect();
+        let ty = crate::ir::infer::infer(&op, &tys)
+            .unwrap_or_else(|e| panic!("autodiff built an ill-typed `{name}`: {e}"));
+        let n = self.g.add(Node {
+            op,
+            name,
+            layer,
+            device,
+            ty,
+            span,
+        });
+        for (port, i) in inputs.iter().enumerate() {
+            self.g.connect(*i, n, port as u32);
+        }
+        n
+    }
+
+    fn give(&mut self, to: NodeId, grad: NodeId) {
+        self.contrib.entry(to).or_default().push(grad);
+    }
+
+    /// The summed gradient of `n`, if anything depends on it.
+    fn grad_of(&mut self, n: NodeId) -> Option<NodeId> {
+        let parts = self.contrib.remove(&n)?;
+        if parts.len() == 1 {
+            return Some(parts[0]);
+        }
+        let device = self.g.node(n).device;
+        Some(self.add(Op::Add, n, "grad", device, &parts))
+    }
+}
+
+fn needs_grad(g: &Graph, n: NodeId) -> bool {
+    !matches!(g.node(n).op, Op::Input { .. })
+}
+
+/// Appends the backward pass and the updates to `g`.
+pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
+    let fwd = order::topo(g).map_err(|_| AutodiffError::Cycle)?;
+    let losses: Vec<NodeId> = fwd
+        .iter()
+        .copied()
+        .filter(|n| g.node(*n).op == Op::SoftmaxXent)
+        .collect();
+    match losses.len() {
+        0 => return Err(AutodiffError::NoLoss),
+        1 => {}
+        k => return Err(AutodiffError::ManyLosses(k)),
+    }
+    let mut b = Builder {
+        g,
+        contrib: HashMap::new(),
+    };
+    for &n in fwd.iter().rev() {
+        let node = b.g.node(n).clone();
+        let ins = b.g.inputs(n);
+        let dev = node.device;
+        if node.op == Op::SoftmaxXent {
+            let d = b.add(Op::SoftmaxXentGrad, n, "dlogits", dev, &[ins[0], ins[1]]);
+            b.give(ins[0], d);
+            continue;
+        }
+        let Some(dy) = b.grad_of(n) else { continue };
+        match &node.op {
+            Op::Conv {
+                size, stride, pad, ..
+            } => {
+                let (x, w, bias) = (ins[0], ins[1], ins[2]);
+                if needs_grad(b.g, x) {
+                    let d = b.g.node(x).ty.dims().to_vec();
+                    let op = Op::ConvGradInput {
+                        size: *size,
+                        stride: *stride,
+                        pad: *pad,
+                        in_h: d[1],
+                        in_w: d[2],
+                    };
+                    let dx = b.add(op, n, "dx", dev, &[dy, w]);
+                    b.give(x, dx);
+                }
+                let op = Op::ConvGradWeight {
+                    size: *size,
+                    stride: *stride,
+                    pad: *pad,
+                };
+                let dw = b.add(op, n, "dw", dev, &[x, dy]);
+                b.give(w, dw);
+                let db = b.add(Op::ConvGradBias, n, "db", dev, &[dy]);
+                b.give(bias, db);
+            }
+            Op::Dense { .. } => {
+                let (x, w, bias) = (ins[0], ins[1], ins[2]);
+                if needs_grad(b.g, x) {
+                    let in_dims = b.g.node(x).ty.dims().to_vec();
+                    let dx = b.add(Op::DenseGradInput { in_dims }, n, "dx", dev, &[dy, w]);
+                    b.give(x, dx);
+                }
+                let dw = b.add(Op::DenseGradWeight, n, "dw", dev, &[x, dy]);
+                b.give(w, dw);
+                let db = b.add(Op::DenseGradBias, n, "db", dev, &[dy]);
+                b.give(bias, db);
+            }
+            Op::Relu => {
+                if needs_grad(b.g, ins[0]) {
+                    let dx = b.add(Op::ReluGrad, n, "dx", dev, &[n, dy]);
+                    b.give(ins[0], dx);
+                }
+            }
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                k,
+            } => {
+                if needs_grad(b.g, ins[0]) {
+                    let op = Op::LrnGrad {
+                        size: *size,
+                        alpha: *alpha,
+                        beta: *beta,
+                        k: *k,
+                    };
+                    let dx = b.add(op, n, "dx", dev, &[ins[0], n, dy]);
+                    b.give(ins[0], dx);
+                }
+            }
+            Op::MaxPool { size, stride } => {
+                if needs_grad(b.g, ins[0]) {
+                    let dx = b.add(
+                        Op::MaxPoolGrad {
+                            size: *size,
+                            stride: *stride,
+                        },
+                        n,
+                        "dx",
+                        dev,
+                        &[ins[0], dy],
+                    );
+                    b.give(ins[0], dx);
+                }
+            }
+            Op::Dropout { rate } => {
+                if needs_grad(b.g, ins[0]) {
+                    let op = Op::DropoutGrad {
+                        rate: *rate,
+                        of: node.name.clone(),
+                    };
+                    let dx = b.add(op, n, "dx", dev, &[dy]);
+                    b.give(ins[0], dx);
+                }
+            }
+            Op::Concat => {
+                let mut start = 0;
+                for (k, &i) in ins.iter().enumerate() {
+                    let len = b.g.node(i).ty.dims()[0];
+                    if needs_grad(b.g, i) {
+                        let dx = b.add(Op::Slice { start, len }, n, &format!("d{k}"), dev, &[dy]);
+                        b.give(i, dx);
+                    }
+                    start += len;
+                }
+            }
+            Op::Param { role, .. } if *role != ParamRole::Velocity => {
+                let v = b.g.add(Node {
+                    op: Op::Param {
+                        role: ParamRole::Velocity,
+                        init: crate::ir::Init::Constant { value: 0.0 },
+                    },
+                    name: format!("{}.velocity", node.name),
+                    layer: node.layer.clone(),
+                    device: dev,
+                    ty: node.ty.clone(),
+                    span: node.span,
+                });
+                let op = Op::SgdUpdate {
+                    momentum: sgd.momentum,
+                    weight_decay: sgd.weight_decay,
+                };
+                b.add(op, n, "update", dev, &[n, v, dy]);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

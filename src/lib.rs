@@ -3,4 +3,5 @@
 //! Data flows one way: `syntax` (source -> AST) -> `lower` (AST -> IR) ->
 //! `passes` (IR -> IR) -> `backend` (run the IR). `train` drives a backend.
 
+pub mod backend;
 pub mod rng;

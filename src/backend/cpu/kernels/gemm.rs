@@ -186,3 +186,39 @@ mod tests {
         assert_eq!(c[0], 11.0);
     }
 }
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    /// `cargo test --lib gemm_timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn gemm_timing() {
+        for &(m, n, k, ta, tb) in &[
+            (64usize, 2197usize, 288usize, false, false),
+            (2197, 64, 288, false, false),
+            (64, 288, 2197, false, true),
+            (288, 2197, 64, true, false),
+            (32, 2352, 25, false, false),
+            (32, 25, 2352, false, true),
+            (25, 32, 2352, false, true),
+            (32, 25, 2352, false, false),
+            (32, 25, 2352, true, false),
+            (32, 25, 2352, true, true),
+            (96, 576, 576, false, true),
+        ] {
+            let a = vec![1.0f32; m * k];
+            let b = vec![1.0f32; k * n];
+            let mut c = vec![0.0f32; m * n];
+            gemm(m, n, k, 0.0, &mut c, 1.0, &a, ta, &b, tb, Par::Seq);
+            let reps = 20;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                gemm(m, n, k, 0.0, &mut c, 1.0, &a, ta, &b, tb, Par::Seq);
+            }
+            let s = t.elapsed().as_secs_f64() / reps as f64;
+            println!("m{m} n{n} k{k} ta{ta} tb{tb}: {:.3} ms {:.1} GFLOP/s", s * 1e3, 2.0 * (m * n * k) as f64 / s / 1e9);
+        }
+    }
+}

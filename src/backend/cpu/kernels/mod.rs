@@ -83,3 +83,56 @@ pub(crate) fn scratch<T: Float>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
     }
     &mut buf[..len]
 }
+
+/// `max(v, 0)` written as a select so loops over it vectorise (NaN maps to 0).
+#[inline(always)]
+pub(crate) fn relu1<T: Float>(v: T) -> T {
+    if v > T::ZERO { v } else { T::ZERO }
+}
+
+/// `out = src + bias`, then ReLU if `act == Relu`.
+#[inline]
+pub(crate) fn bias_act<T: Float>(src: &[T], bias: T, act: Act, out: &mut [T]) {
+    debug_assert_eq!(src.len(), out.len());
+    match act {
+        Act::None => {
+            for (o, v) in out.iter_mut().zip(src) {
+                *o = *v + bias;
+            }
+        }
+        Act::Relu => {
+            for (o, v) in out.iter_mut().zip(src) {
+                *o = relu1(*v + bias);
+            }
+        }
+    }
+}
+
+/// `out = g · [y > 0]` (ReLU backward from the forward output `y`).
+#[inline]
+pub(crate) fn relu_mask<T: Float>(y: &[T], g: &[T], out: &mut [T]) {
+    debug_assert_eq!(y.len(), out.len());
+    debug_assert_eq!(g.len(), out.len());
+    for ((o, yv), gv) in out.iter_mut().zip(y).zip(g) {
+        let (yv, gv) = (*yv, *gv);
+        *o = if yv > T::ZERO { gv } else { T::ZERO };
+    }
+}
+
+/// Sum of `v` with 8 interleaved partial sums (vectorisable; the order is a
+/// fixed function of the length, so the result is deterministic).
+#[inline]
+pub(crate) fn sum_lanes<T: Float>(v: &[T]) -> T {
+    let mut acc = [T::ZERO; 8];
+    let mut it = v.chunks_exact(8);
+    for c in &mut it {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += *x;
+        }
+    }
+    let mut s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for x in it.remainder() {
+        s += *x;
+    }
+    s
+}

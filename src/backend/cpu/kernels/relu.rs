@@ -2,12 +2,13 @@
 //!
 //! Assumes `x`, `y`, `dy`, `dx` have equal lengths. Guarantees outputs are
 //! OVERWRITTEN; the backward pass needs only the forward OUTPUT `y`
-//! (`dx = dy · [y > 0]`, so the gradient at exactly 0 is 0), which lets the
+//! (`dx = dy · [y > 0]`, so the gradient at exactly 0 is 0; NaN inputs map
+//! to 0), which lets the
 //! forward run in place.
 
 use rayon::prelude::*;
 
-use super::Float;
+use super::{Float, relu1, relu_mask};
 
 /// Elements per parallel task (elementwise ops are trivially deterministic).
 const BLOCK: usize = 1 << 14;
@@ -17,7 +18,7 @@ pub fn relu_forward<T: Float>(x: &[T], y: &mut [T]) {
     debug_assert_eq!(x.len(), y.len());
     y.par_chunks_mut(BLOCK).zip(x.par_chunks(BLOCK)).for_each(|(yb, xb)| {
         for (o, v) in yb.iter_mut().zip(xb) {
-            *o = v.max(T::ZERO);
+            *o = relu1(*v);
         }
     });
 }
@@ -26,7 +27,7 @@ pub fn relu_forward<T: Float>(x: &[T], y: &mut [T]) {
 pub fn relu_forward_inplace<T: Float>(x: &mut [T]) {
     x.par_chunks_mut(BLOCK).for_each(|b| {
         for v in b {
-            *v = v.max(T::ZERO);
+            *v = relu1(*v);
         }
     });
 }
@@ -39,9 +40,7 @@ pub fn relu_backward<T: Float>(y: &[T], dy: &[T], dx: &mut [T]) {
         .zip(y.par_chunks(BLOCK))
         .zip(dy.par_chunks(BLOCK))
         .for_each(|((db, yb), gb)| {
-            for ((o, yv), g) in db.iter_mut().zip(yb).zip(gb) {
-                *o = if *yv > T::ZERO { *g } else { T::ZERO };
-            }
+            relu_mask(yb, gb, db);
         });
 }
 

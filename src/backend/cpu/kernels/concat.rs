@@ -19,14 +19,16 @@ pub fn concat_channels<T: Float>(n: usize, hw: usize, parts: &[(&[T], usize)], o
     if ctot * hw == 0 {
         return;
     }
-    out.par_chunks_mut(ctot * hw).enumerate().for_each(|(i, img)| {
-        let mut off = 0;
-        for (src, c) in parts {
-            let len = c * hw;
-            img[off..off + len].copy_from_slice(&src[i * len..(i + 1) * len]);
-            off += len;
-        }
-    });
+    out.par_chunks_mut(ctot * hw)
+        .enumerate()
+        .for_each(|(i, img)| {
+            let mut off = 0;
+            for (src, c) in parts {
+                let len = c * hw;
+                img[off..off + len].copy_from_slice(&src[i * len..(i + 1) * len]);
+                off += len;
+            }
+        });
 }
 
 /// Splits `x[n, Σc, hw]` into `parts[i][n, c_i, hw]` (each OVERWRITTEN). This is
@@ -71,7 +73,12 @@ mod tests {
         let b = [10.0f32, 11.0, 12.0, 13.0, 20.0, 21.0, 22.0, 23.0];
         let mut out = [0.0f32; 12];
         concat_channels(2, 2, &[(&a, 1), (&b, 2)], &mut out);
-        assert_eq!(out, [1.0, 2.0, 10.0, 11.0, 12.0, 13.0, 3.0, 4.0, 20.0, 21.0, 22.0, 23.0]);
+        assert_eq!(
+            out,
+            [
+                1.0, 2.0, 10.0, 11.0, 12.0, 13.0, 3.0, 4.0, 20.0, 21.0, 22.0, 23.0
+            ]
+        );
         let mut a2 = [0.0f32; 4];
         let mut b2 = [0.0f32; 8];
         split_channels(2, 2, &out, &mut [(&mut a2, 1), (&mut b2, 2)]);

@@ -78,8 +78,17 @@ pub fn images_per_task(s: &ConvShape) -> usize {
 /// inside `[0, w)` (the same formula serves rows).
 #[inline]
 fn valid_range(out: usize, inp: usize, stride: usize, kj: usize, pad: usize) -> (usize, usize) {
-    let lo = if pad > kj { (pad - kj).div_ceil(stride) } else { 0 }.min(out);
-    let hi = if inp + pad > kj { ((inp - 1 + pad - kj) / stride + 1).min(out) } else { 0 };
+    let lo = if pad > kj {
+        (pad - kj).div_ceil(stride)
+    } else {
+        0
+    }
+    .min(out);
+    let hi = if inp + pad > kj {
+        ((inp - 1 + pad - kj) / stride + 1).min(out)
+    } else {
+        0
+    };
     (lo, hi.max(lo))
 }
 
@@ -196,7 +205,19 @@ pub fn conv2d_forward<T: Float>(
             for (i, xi) in xc.chunks_exact(in_img).enumerate() {
                 im2col(s, xi, col, l, i * ohw);
             }
-            gemm(f, l, ckk, T::ZERO, out, T::ONE, w, false, col, false, Par::Seq);
+            gemm(
+                f,
+                l,
+                ckk,
+                T::ZERO,
+                out,
+                T::ONE,
+                w,
+                false,
+                col,
+                false,
+                Par::Seq,
+            );
             for (i, yi) in yc.chunks_exact_mut(out_img).enumerate() {
                 for (fi, yrow) in yi.chunks_exact_mut(ohw).enumerate() {
                     let src = &out[fi * l + i * ohw..fi * l + (i + 1) * ohw];
@@ -238,7 +259,11 @@ fn backward_task<T: Float>(
     let col = &mut col[..ckk * l];
     let dz = &mut dz[..f * l];
     // dz = dy (masked by y > 0 under a fused ReLU), images side by side.
-    for (i, (dyi, yi)) in dyc.chunks_exact(out_img).zip(yc.chunks_exact(out_img)).enumerate() {
+    for (i, (dyi, yi)) in dyc
+        .chunks_exact(out_img)
+        .zip(yc.chunks_exact(out_img))
+        .enumerate()
+    {
         for fi in 0..f {
             let d = &mut dz[fi * l + i * ohw..fi * l + (i + 1) * ohw];
             let g = &dyi[fi * ohw..(fi + 1) * ohw];
@@ -255,10 +280,34 @@ fn backward_task<T: Float>(
         im2col(s, xi, col, l, i * ohw);
     }
     // dW_task[f × ckk] = dz[f × l] · colᵀ
-    gemm(f, ckk, l, T::ZERO, dwp, T::ONE, dz, false, col, true, Par::Seq);
+    gemm(
+        f,
+        ckk,
+        l,
+        T::ZERO,
+        dwp,
+        T::ONE,
+        dz,
+        false,
+        col,
+        true,
+        Par::Seq,
+    );
     if let Some(dxc) = dxc {
         // dcol[ckk × l] = Wᵀ · dz, reusing the im2col buffer.
-        gemm(ckk, l, f, T::ZERO, col, T::ONE, w, true, dz, false, Par::Seq);
+        gemm(
+            ckk,
+            l,
+            f,
+            T::ZERO,
+            col,
+            T::ONE,
+            w,
+            true,
+            dz,
+            false,
+            Par::Seq,
+        );
         for (i, dxi) in dxc.chunks_exact_mut(in_img).enumerate() {
             dxi.fill(T::ZERO);
             col2im(s, col, l, i * ohw, dxi);
@@ -320,11 +369,12 @@ pub fn conv2d_backward<T: Float>(
         .zip(yy.par_chunks(ipt * out_img))
         .zip(dy.par_chunks(ipt * out_img));
     match dx {
-        Some(dx) => base.zip(dx.par_chunks_mut(ipt * in_img)).for_each(
-            |((((scr, xc), yc), dyc), dxc)| {
-                backward_task(s, &lay, act, w, xc, yc, dyc, Some(dxc), scr)
-            },
-        ),
+        Some(dx) => {
+            base.zip(dx.par_chunks_mut(ipt * in_img))
+                .for_each(|((((scr, xc), yc), dyc), dxc)| {
+                    backward_task(s, &lay, act, w, xc, yc, dyc, Some(dxc), scr)
+                })
+        }
         None => base.for_each(|(((scr, xc), yc), dyc)| {
             backward_task(s, &lay, act, w, xc, yc, dyc, None, scr)
         }),
@@ -347,7 +397,10 @@ pub fn conv2d_backward<T: Float>(
         let db_off = dw_off + lay.dw;
         db.copy_from_slice(&scr[db_off..db_off + f]);
         for t in 1..tasks {
-            for (o, v) in db.iter_mut().zip(&scr[t * lay.per + db_off..t * lay.per + db_off + f]) {
+            for (o, v) in db
+                .iter_mut()
+                .zip(&scr[t * lay.per + db_off..t * lay.per + db_off + f])
+            {
                 *o += *v;
             }
         }
@@ -374,15 +427,18 @@ mod tests {
                                 for kj in 0..s.k {
                                     let iy = (oy * s.stride + ki) as isize - s.pad as isize;
                                     let ix = (ox * s.stride + kj) as isize - s.pad as isize;
-                                    if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
+                                    if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize
+                                    {
                                         continue;
                                     }
-                                    let xv = x[((n * s.c + c) * s.h + iy as usize) * s.w + ix as usize];
+                                    let xv =
+                                        x[((n * s.c + c) * s.h + iy as usize) * s.w + ix as usize];
                                     acc += xv * w[((f * s.c + c) * s.k + ki) * s.k + kj];
                                 }
                             }
                         }
-                        y[((n * s.f + f) * oh + oy) * ow + ox] = if relu { acc.max(0.0) } else { acc };
+                        y[((n * s.f + f) * oh + oy) * ow + ox] =
+                            if relu { acc.max(0.0) } else { acc };
                     }
                 }
             }
@@ -392,11 +448,56 @@ mod tests {
 
     fn shapes() -> Vec<ConvShape> {
         vec![
-            ConvShape { n: 2, c: 2, h: 5, w: 6, f: 3, k: 3, stride: 2, pad: 1 },
-            ConvShape { n: 2, c: 3, h: 4, w: 4, f: 2, k: 2, stride: 1, pad: 0 },
-            ConvShape { n: 3, c: 1, h: 7, w: 5, f: 2, k: 3, stride: 3, pad: 2 },
-            ConvShape { n: 1, c: 2, h: 6, w: 6, f: 2, k: 5, stride: 1, pad: 2 },
-            ConvShape { n: 2, c: 1, h: 3, w: 3, f: 1, k: 5, stride: 1, pad: 1 },
+            ConvShape {
+                n: 2,
+                c: 2,
+                h: 5,
+                w: 6,
+                f: 3,
+                k: 3,
+                stride: 2,
+                pad: 1,
+            },
+            ConvShape {
+                n: 2,
+                c: 3,
+                h: 4,
+                w: 4,
+                f: 2,
+                k: 2,
+                stride: 1,
+                pad: 0,
+            },
+            ConvShape {
+                n: 3,
+                c: 1,
+                h: 7,
+                w: 5,
+                f: 2,
+                k: 3,
+                stride: 3,
+                pad: 2,
+            },
+            ConvShape {
+                n: 1,
+                c: 2,
+                h: 6,
+                w: 6,
+                f: 2,
+                k: 5,
+                stride: 1,
+                pad: 2,
+            },
+            ConvShape {
+                n: 2,
+                c: 1,
+                h: 3,
+                w: 3,
+                f: 1,
+                k: 5,
+                stride: 1,
+                pad: 1,
+            },
         ]
     }
 
@@ -404,8 +505,26 @@ mod tests {
     fn conv_matches_naive_f64_and_f32() {
         let mut all = shapes();
         // Several tasks per batch (images_per_task = 3 here), uneven last task.
-        all.push(ConvShape { n: 7, c: 2, h: 28, w: 28, f: 4, k: 5, stride: 1, pad: 2 });
-        all.push(ConvShape { n: 5, c: 3, h: 11, w: 9, f: 4, k: 4, stride: 2, pad: 1 });
+        all.push(ConvShape {
+            n: 7,
+            c: 2,
+            h: 28,
+            w: 28,
+            f: 4,
+            k: 5,
+            stride: 1,
+            pad: 2,
+        });
+        all.push(ConvShape {
+            n: 5,
+            c: 3,
+            h: 11,
+            w: 9,
+            f: 4,
+            k: 4,
+            stride: 2,
+            pad: 1,
+        });
         for (si, s) in all.iter().enumerate() {
             let x = rand_vec(100 + si as u64, s.input().len());
             let w = rand_vec(200 + si as u64, s.w_len());
@@ -418,7 +537,15 @@ mod tests {
                 assert!(rel_err(&y, &want) < 1e-14, "f64 {s:?} {act:?}");
                 let mut y32 = vec![f32::NAN; want.len()];
                 let mut scr32 = Vec::new();
-                conv2d_forward(s, &to_f32(&x), &to_f32(&w), Some(&to_f32(&b)), act, &mut y32, &mut scr32);
+                conv2d_forward(
+                    s,
+                    &to_f32(&x),
+                    &to_f32(&w),
+                    Some(&to_f32(&b)),
+                    act,
+                    &mut y32,
+                    &mut scr32,
+                );
                 for (a, b) in y32.iter().zip(&want) {
                     assert!((*a as f64 - b).abs() < 1e-4, "f32 {s:?}: {a} vs {b}");
                 }
@@ -438,11 +565,37 @@ mod tests {
         let mut scr = Vec::new();
         let mut y = vec![0.0; r.len()];
         conv2d_forward(s, &x, &w, Some(&b), act, &mut y, &mut scr);
-        let (mut dx, mut dw, mut db) = (vec![f64::NAN; x.len()], vec![f64::NAN; w.len()], vec![f64::NAN; s.f]);
-        conv2d_backward(s, act, &x, &w, &y, &r, Some(&mut dx), &mut dw, Some(&mut db), &mut scr);
+        let (mut dx, mut dw, mut db) = (
+            vec![f64::NAN; x.len()],
+            vec![f64::NAN; w.len()],
+            vec![f64::NAN; s.f],
+        );
+        conv2d_backward(
+            s,
+            act,
+            &x,
+            &w,
+            &y,
+            &r,
+            Some(&mut dx),
+            &mut dw,
+            Some(&mut db),
+            &mut scr,
+        );
         // Skipping dx must not change dw/db.
         let (mut dw2, mut db2) = (vec![0.0; w.len()], vec![0.0; s.f]);
-        conv2d_backward(s, act, &x, &w, &y, &r, None, &mut dw2, Some(&mut db2), &mut scr);
+        conv2d_backward(
+            s,
+            act,
+            &x,
+            &w,
+            &y,
+            &r,
+            None,
+            &mut dw2,
+            Some(&mut db2),
+            &mut scr,
+        );
         assert_eq!(dw, dw2);
         assert_eq!(db, db2);
         let f = |x: &[f64], w: &[f64], b: &[f64]| {
@@ -473,14 +626,32 @@ mod tests {
     #[test]
     fn conv_gradcheck_several_tasks() {
         // 32×32 output -> 2 images per task -> 3 tasks for n = 5.
-        let s = ConvShape { n: 5, c: 2, h: 32, w: 32, f: 2, k: 3, stride: 1, pad: 1 };
+        let s = ConvShape {
+            n: 5,
+            c: 2,
+            h: 32,
+            w: 32,
+            f: 2,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        };
         assert_eq!(images_per_task(&s), 2);
         gradcheck(&s, Act::Relu, 600, false);
     }
 
     #[test]
     fn conv_backward_deterministic_across_threads() {
-        let s = ConvShape { n: 40, c: 8, h: 13, w: 13, f: 16, k: 3, stride: 1, pad: 1 };
+        let s = ConvShape {
+            n: 40,
+            c: 8,
+            h: 13,
+            w: 13,
+            f: 16,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        };
         assert!(s.n.div_ceil(images_per_task(&s)) > 2);
         let x = to_f32(&rand_vec(700, s.input().len()));
         let w = to_f32(&rand_vec(701, s.w_len()));
@@ -490,8 +661,23 @@ mod tests {
             let mut scr = Vec::new();
             let mut y = vec![0.0f32; r.len()];
             conv2d_forward(&s, &x, &w, Some(&b), Act::Relu, &mut y, &mut scr);
-            let (mut dx, mut dw, mut db) = (vec![0.0f32; x.len()], vec![0.0f32; w.len()], vec![0.0f32; s.f]);
-            conv2d_backward(&s, Act::Relu, &x, &w, &y, &r, Some(&mut dx), &mut dw, Some(&mut db), &mut scr);
+            let (mut dx, mut dw, mut db) = (
+                vec![0.0f32; x.len()],
+                vec![0.0f32; w.len()],
+                vec![0.0f32; s.f],
+            );
+            conv2d_backward(
+                &s,
+                Act::Relu,
+                &x,
+                &w,
+                &y,
+                &r,
+                Some(&mut dx),
+                &mut dw,
+                Some(&mut db),
+                &mut scr,
+            );
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
             (bits(&y), bits(&dx), bits(&dw), bits(&db))
         });
@@ -503,9 +689,20 @@ mod tests {
         // Grouped conv, 2 groups: x has 4 channels, each group maps 2 in -> 3 out.
         let (n, c, h, wd, g) = (2, 4, 6, 5, 2);
         let (cg, fg, k) = (c / g, 3, 3);
-        let half = ConvShape { n, c: cg, h, w: wd, f: fg, k, stride: 1, pad: 1 };
+        let half = ConvShape {
+            n,
+            c: cg,
+            h,
+            w: wd,
+            f: fg,
+            k,
+            stride: 1,
+            pad: 1,
+        };
         let x = rand_vec(800, n * c * h * wd);
-        let wts: Vec<Vec<f64>> = (0..g).map(|i| rand_vec(810 + i as u64, half.w_len())).collect();
+        let wts: Vec<Vec<f64>> = (0..g)
+            .map(|i| rand_vec(810 + i as u64, half.w_len()))
+            .collect();
         let bs: Vec<Vec<f64>> = (0..g).map(|i| rand_vec(820 + i as u64, fg)).collect();
         let ohw = half.oh() * half.ow();
         // Reference: direct grouped convolution.
@@ -534,8 +731,24 @@ mod tests {
         split_channels(n, h * wd, &x, &mut [(&mut x0, cg), (&mut x1, cg)]);
         let mut scr = Vec::new();
         let (mut y0, mut y1) = (vec![0.0; n * fg * ohw], vec![0.0; n * fg * ohw]);
-        conv2d_forward(&half, &x0, &wts[0], Some(&bs[0]), Act::Relu, &mut y0, &mut scr);
-        conv2d_forward(&half, &x1, &wts[1], Some(&bs[1]), Act::Relu, &mut y1, &mut scr);
+        conv2d_forward(
+            &half,
+            &x0,
+            &wts[0],
+            Some(&bs[0]),
+            Act::Relu,
+            &mut y0,
+            &mut scr,
+        );
+        conv2d_forward(
+            &half,
+            &x1,
+            &wts[1],
+            Some(&bs[1]),
+            Act::Relu,
+            &mut y1,
+            &mut scr,
+        );
         let mut got = vec![0.0; want.len()];
         concat_channels(n, ohw, &[(&y0, fg), (&y1, fg)], &mut got);
         assert!(rel_err(&got, &want) < 1e-14);
@@ -546,11 +759,41 @@ mod tests {
     #[test]
     #[ignore]
     fn conv_timing() {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("pool");
         for s in [
-            ConvShape { n: 128, c: 1, h: 28, w: 28, f: 32, k: 5, stride: 1, pad: 2 },
-            ConvShape { n: 128, c: 32, h: 13, w: 13, f: 64, k: 3, stride: 1, pad: 1 },
-            ConvShape { n: 128, c: 64, h: 6, w: 6, f: 96, k: 3, stride: 1, pad: 1 },
+            ConvShape {
+                n: 128,
+                c: 1,
+                h: 28,
+                w: 28,
+                f: 32,
+                k: 5,
+                stride: 1,
+                pad: 2,
+            },
+            ConvShape {
+                n: 128,
+                c: 32,
+                h: 13,
+                w: 13,
+                f: 64,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+            ConvShape {
+                n: 128,
+                c: 64,
+                h: 6,
+                w: 6,
+                f: 96,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
         ] {
             let x = to_f32(&rand_vec(1, s.input().len()));
             let w = to_f32(&rand_vec(2, s.w_len()));

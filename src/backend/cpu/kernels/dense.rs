@@ -22,7 +22,14 @@ pub struct DenseShape {
 }
 
 /// Forward: `y = act(x·Wᵀ + b)` (`y` OVERWRITTEN).
-pub fn dense_forward<T: Float>(s: &DenseShape, x: &[T], w: &[T], b: Option<&[T]>, act: Act, y: &mut [T]) {
+pub fn dense_forward<T: Float>(
+    s: &DenseShape,
+    x: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    act: Act,
+    y: &mut [T],
+) {
     debug_assert_eq!(x.len(), s.n * s.inp);
     debug_assert_eq!(w.len(), s.out * s.inp);
     debug_assert!(b.is_none_or(|b| b.len() == s.out));
@@ -39,7 +46,19 @@ pub fn dense_forward<T: Float>(s: &DenseShape, x: &[T], w: &[T], b: Option<&[T]>
         }
         None => T::ZERO,
     };
-    gemm(s.n, s.out, s.inp, alpha, y, T::ONE, x, false, w, true, Par::Auto);
+    gemm(
+        s.n,
+        s.out,
+        s.inp,
+        alpha,
+        y,
+        T::ONE,
+        x,
+        false,
+        w,
+        true,
+        Par::Auto,
+    );
     if act == Act::Relu {
         super::relu::relu_forward_inplace(y);
     }
@@ -97,15 +116,44 @@ pub fn dense_backward<T: Float>(
     if s.inp > 0 {
         // dW[o0..o1, :] = dz[:, o0..o1]ᵀ · x
         let rows = rows_per_task(s);
-        dw.par_chunks_mut(rows * s.inp).enumerate().for_each(|(bi, blk)| {
-            let o0 = bi * rows;
-            let m = blk.len() / s.inp;
-            gemm_ld(m, s.inp, s.n, T::ZERO, blk, s.inp, T::ONE, &dz[o0..], s.out, true, x, s.inp, false, Par::Seq);
-        });
+        dw.par_chunks_mut(rows * s.inp)
+            .enumerate()
+            .for_each(|(bi, blk)| {
+                let o0 = bi * rows;
+                let m = blk.len() / s.inp;
+                gemm_ld(
+                    m,
+                    s.inp,
+                    s.n,
+                    T::ZERO,
+                    blk,
+                    s.inp,
+                    T::ONE,
+                    &dz[o0..],
+                    s.out,
+                    true,
+                    x,
+                    s.inp,
+                    false,
+                    Par::Seq,
+                );
+            });
     }
     if let Some(dx) = dx {
         // dx[n × in] = dz[n × out] · W[out × in]
-        gemm(s.n, s.inp, s.out, T::ZERO, dx, T::ONE, dz, false, w, false, Par::Auto);
+        gemm(
+            s.n,
+            s.inp,
+            s.out,
+            T::ZERO,
+            dx,
+            T::ONE,
+            dz,
+            false,
+            w,
+            false,
+            Par::Auto,
+        );
     }
 }
 
@@ -130,7 +178,11 @@ mod tests {
 
     #[test]
     fn dense_forward_matches_naive() {
-        let s = DenseShape { n: 3, inp: 7, out: 5 };
+        let s = DenseShape {
+            n: 3,
+            inp: 7,
+            out: 5,
+        };
         let x = rand_vec(51, 21);
         let w = rand_vec(52, 35);
         let b = rand_vec(53, 5);
@@ -145,7 +197,14 @@ mod tests {
         assert!(rel_err(&y, &naive(&s, &x, &w, &[0.0; 5], false)) < 1e-14);
         // f32
         let mut y32 = vec![0.0f32; 15];
-        dense_forward(&s, &to_f32(&x), &to_f32(&w), Some(&to_f32(&b)), Act::None, &mut y32);
+        dense_forward(
+            &s,
+            &to_f32(&x),
+            &to_f32(&w),
+            Some(&to_f32(&b)),
+            Act::None,
+            &mut y32,
+        );
         let want = naive(&s, &x, &w, &b, false);
         for (a, b) in y32.iter().zip(&want) {
             assert!((*a as f64 - b).abs() < 1e-5);
@@ -154,7 +213,11 @@ mod tests {
 
     #[test]
     fn dense_gradcheck() {
-        let s = DenseShape { n: 4, inp: 6, out: 5 };
+        let s = DenseShape {
+            n: 4,
+            inp: 6,
+            out: 5,
+        };
         for act in [Act::None, Act::Relu] {
             let mut x = rand_vec(61, s.n * s.inp);
             let mut w = rand_vec(62, s.out * s.inp);
@@ -162,9 +225,21 @@ mod tests {
             let r = rand_vec(64, s.n * s.out);
             let mut y = vec![0.0; s.n * s.out];
             dense_forward(&s, &x, &w, Some(&b), act, &mut y);
-            let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; s.out]);
+            let (mut dx, mut dw, mut db) =
+                (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; s.out]);
             let mut scr = Vec::new();
-            dense_backward(&s, act, &x, &w, &y, &r, Some(&mut dx), &mut dw, Some(&mut db), &mut scr);
+            dense_backward(
+                &s,
+                act,
+                &x,
+                &w,
+                &y,
+                &r,
+                Some(&mut dx),
+                &mut dw,
+                Some(&mut db),
+                &mut scr,
+            );
             let f = |x: &[f64], w: &[f64], b: &[f64]| {
                 let mut y = vec![0.0; s.n * s.out];
                 dense_forward(&s, x, w, Some(b), act, &mut y);
@@ -183,21 +258,48 @@ mod tests {
 
     #[test]
     fn dense_weight_grad_deterministic_across_threads() {
-        let s = DenseShape { n: 64, inp: 300, out: 70 };
+        let s = DenseShape {
+            n: 64,
+            inp: 300,
+            out: 70,
+        };
         let x = to_f32(&rand_vec(71, s.n * s.inp));
         let w = to_f32(&rand_vec(72, s.out * s.inp));
         let r = to_f32(&rand_vec(73, s.n * s.out));
         let mut y = vec![0.0f32; s.n * s.out];
         dense_forward(&s, &x, &w, None, Act::Relu, &mut y);
         let runs = in_pools(|| {
-            let (mut dx, mut dw, mut db) = (vec![0.0f32; x.len()], vec![0.0f32; w.len()], vec![0.0f32; s.out]);
+            let (mut dx, mut dw, mut db) = (
+                vec![0.0f32; x.len()],
+                vec![0.0f32; w.len()],
+                vec![0.0f32; s.out],
+            );
             let mut scr = Vec::new();
-            dense_backward(&s, Act::Relu, &x, &w, &y, &r, Some(&mut dx), &mut dw, Some(&mut db), &mut scr);
+            dense_backward(
+                &s,
+                Act::Relu,
+                &x,
+                &w,
+                &y,
+                &r,
+                Some(&mut dx),
+                &mut dw,
+                Some(&mut db),
+                &mut scr,
+            );
             (dw, db)
         });
         for r in &runs[1..] {
-            assert!(r.0.iter().zip(&runs[0].0).all(|(a, b)| a.to_bits() == b.to_bits()));
-            assert!(r.1.iter().zip(&runs[0].1).all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(
+                r.0.iter()
+                    .zip(&runs[0].0)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            );
+            assert!(
+                r.1.iter()
+                    .zip(&runs[0].1)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            );
         }
     }
 }

@@ -47,7 +47,11 @@ fn apply<T: Float>(p: &DropoutParams, x: &[T], out: &mut [T]) {
         .for_each(|(bi, (ob, xb))| {
             let base = (bi * BLOCK) as u64;
             for (j, (o, v)) in ob.iter_mut().zip(xb).enumerate() {
-                *o = if keep(seed, stream, rate, base + j as u64) { *v * scale } else { T::ZERO };
+                *o = if keep(seed, stream, rate, base + j as u64) {
+                    *v * scale
+                } else {
+                    T::ZERO
+                };
             }
         });
 }
@@ -68,7 +72,12 @@ mod tests {
     use crate::backend::cpu::kernels::gradcheck::*;
 
     fn params(rate: f64) -> DropoutParams {
-        DropoutParams { seed: 7, stream: rng::stream_of("dropout/fc6"), rate, training: true }
+        DropoutParams {
+            seed: 7,
+            stream: rng::stream_of("dropout/fc6"),
+            rate,
+            training: true,
+        }
     }
 
     #[test]
@@ -94,7 +103,10 @@ mod tests {
 
     #[test]
     fn dropout_test_time_is_identity() {
-        let p = DropoutParams { training: false, ..params(0.5) };
+        let p = DropoutParams {
+            training: false,
+            ..params(0.5)
+        };
         let x = to_f32(&rand_vec(81, 1000));
         let mut y = vec![0.0f32; 1000];
         dropout_forward(&p, &x, &mut y);
@@ -117,7 +129,14 @@ mod tests {
         assert_eq!(runs[0], runs[2]);
         // A different stream gives a different mask.
         let mut y = vec![0.0f32; x.len()];
-        dropout_forward(&DropoutParams { stream: rng::stream_of("dropout/fc7"), ..p }, &x, &mut y);
+        dropout_forward(
+            &DropoutParams {
+                stream: rng::stream_of("dropout/fc7"),
+                ..p
+            },
+            &x,
+            &mut y,
+        );
         assert_ne!(runs[0], y);
     }
 

@@ -29,7 +29,11 @@ const PAR_MIN_FLOPS: usize = 1 << 18;
 
 #[inline]
 fn span(rows: usize, cols: usize, ld: usize) -> usize {
-    if rows == 0 || cols == 0 { 0 } else { (rows - 1) * ld + cols }
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * ld + cols
+    }
 }
 
 /// `C = alpha*C + beta*op(A)*op(B)` with explicit leading dimensions.
@@ -58,7 +62,11 @@ pub fn gemm_ld<T: Float>(
     if k == 0 {
         for row in c.chunks_mut(ldc).take(m) {
             for v in &mut row[..n] {
-                *v = if alpha == T::ZERO { T::ZERO } else { alpha * *v };
+                *v = if alpha == T::ZERO {
+                    T::ZERO
+                } else {
+                    alpha * *v
+                };
             }
         }
         return;
@@ -79,8 +87,9 @@ pub fn gemm_ld<T: Float>(
         (ldb as isize, 1isize)
     };
     let parallelism = match par {
-        Par::Auto if m.saturating_mul(n).saturating_mul(k) >= PAR_MIN_FLOPS
-            && rayon::current_num_threads() > 1 =>
+        Par::Auto
+            if m.saturating_mul(n).saturating_mul(k) >= PAR_MIN_FLOPS
+                && rayon::current_num_threads() > 1 =>
         {
             gemm::Parallelism::Rayon(0)
         }
@@ -134,7 +143,9 @@ pub fn gemm<T: Float>(
     let lda = if trans_a { m } else { k };
     let ldb = if trans_b { k } else { n };
     debug_assert_eq!(c.len(), m * n);
-    gemm_ld(m, n, k, alpha, c, n, beta, a, lda, trans_a, b, ldb, trans_b, par);
+    gemm_ld(
+        m, n, k, alpha, c, n, beta, a, lda, trans_a, b, ldb, trans_b, par,
+    );
 }
 
 #[cfg(test)]
@@ -142,7 +153,19 @@ mod tests {
     use super::*;
     use crate::backend::cpu::kernels::gradcheck::rand_vec;
 
-    fn naive(m: usize, n: usize, k: usize, alpha: f64, c: &mut [f64], beta: f64, a: &[f64], ta: bool, b: &[f64], tb: bool) {
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f64,
+        c: &mut [f64],
+        beta: f64,
+        a: &[f64],
+        ta: bool,
+        b: &[f64],
+        tb: bool,
+    ) {
         for i in 0..m {
             for j in 0..n {
                 let mut s = 0.0;
@@ -218,7 +241,11 @@ mod bench {
                 gemm(m, n, k, 0.0, &mut c, 1.0, &a, ta, &b, tb, Par::Seq);
             }
             let s = t.elapsed().as_secs_f64() / reps as f64;
-            println!("m{m} n{n} k{k} ta{ta} tb{tb}: {:.3} ms {:.1} GFLOP/s", s * 1e3, 2.0 * (m * n * k) as f64 / s / 1e9);
+            println!(
+                "m{m} n{n} k{k} ta{ta} tb{tb}: {:.3} ms {:.1} GFLOP/s",
+                s * 1e3,
+                2.0 * (m * n * k) as f64 / s / 1e9
+            );
         }
     }
 }

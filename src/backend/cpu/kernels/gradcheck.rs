@@ -9,7 +9,9 @@ use crate::rng;
 
 /// `len` values uniform in [-1, 1), a pure function of `seed`.
 pub fn rand_vec(seed: u64, len: usize) -> Vec<f64> {
-    (0..len).map(|i| 2.0 * rng::uniform(seed, 0x6772_6164, i as u64) - 1.0).collect()
+    (0..len)
+        .map(|i| 2.0 * rng::uniform(seed, 0x6772_6164, i as u64) - 1.0)
+        .collect()
 }
 
 pub fn to_f32(v: &[f64]) -> Vec<f32> {
@@ -39,8 +41,14 @@ pub fn numeric_grad(x: &mut [f64], eps: f64, mut f: impl FnMut(&[f64]) -> f64) -
 /// `||a - b|| / (||a|| + ||b||)`, with 0 for two zero vectors.
 pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let d: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
-    let s: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt() + b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let d: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt();
+    let s: f64 =
+        a.iter().map(|x| x * x).sum::<f64>().sqrt() + b.iter().map(|x| x * x).sum::<f64>().sqrt();
     if s == 0.0 { 0.0 } else { d / s }
 }
 
@@ -51,7 +59,10 @@ pub fn assert_grad(name: &str, analytic: &[f64], numeric: &[f64], tol: f64) {
         e < tol,
         "{name}: relative error {e:e} >= {tol:e}\nanalytic {analytic:?}\nnumeric  {numeric:?}"
     );
-    assert!(numeric.iter().any(|v| *v != 0.0) || analytic.iter().all(|v| *v == 0.0), "{name}: degenerate");
+    assert!(
+        numeric.iter().any(|v| *v != 0.0) || analytic.iter().all(|v| *v == 0.0),
+        "{name}: degenerate"
+    );
 }
 
 /// Default tolerance and step for the checks.

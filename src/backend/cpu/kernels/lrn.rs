@@ -32,7 +32,12 @@ pub struct LrnParams {
 
 impl Default for LrnParams {
     fn default() -> Self {
-        LrnParams { size: 5, alpha: 1e-4, beta: 0.75, k: 2.0 }
+        LrnParams {
+            size: 5,
+            alpha: 1e-4,
+            beta: 0.75,
+            k: 2.0,
+        }
     }
 }
 
@@ -157,7 +162,12 @@ mod tests {
         // C=3, n=3 (half=1), k=1, alpha=0.5 (as written), beta=1, two positions.
         // position 0: a = [1, 2, 3]  -> s = [1+.5·5, 1+.5·14, 1+.5·13] = [3.5, 8, 7.5]
         // position 1: a = [0, -1, 2] -> s = [1+.5·1, 1+.5·5, 1+.5·5]  = [1.5, 3.5, 3.5]
-        let p = LrnParams { size: 3, alpha: 0.5, beta: 1.0, k: 1.0 };
+        let p = LrnParams {
+            size: 3,
+            alpha: 0.5,
+            beta: 1.0,
+            k: 1.0,
+        };
         let s = Nchw::new(1, 3, 1, 2);
         let x = [1.0f64, 0.0, 2.0, -1.0, 3.0, 2.0];
         let mut y = [0.0; 6];
@@ -221,11 +231,34 @@ mod tests {
 
     #[test]
     fn lrn_gradcheck_c_less_and_greater_than_window() {
-        let strong = LrnParams { size: 5, alpha: 0.1, beta: 0.75, k: 2.0 };
+        let strong = LrnParams {
+            size: 5,
+            alpha: 0.1,
+            beta: 0.75,
+            k: 2.0,
+        };
         gradcheck(strong, Nchw::new(2, 3, 2, 2), 41); // C < n
         gradcheck(strong, Nchw::new(2, 9, 2, 3), 43); // C > n
-        gradcheck(LrnParams { size: 3, alpha: 0.3, beta: 0.6, k: 1.0 }, Nchw::new(1, 6, 3, 1), 45);
-        gradcheck(LrnParams { size: 4, alpha: 0.2, beta: 1.3, k: 1.5 }, Nchw::new(1, 7, 1, 2), 47); // even n
+        gradcheck(
+            LrnParams {
+                size: 3,
+                alpha: 0.3,
+                beta: 0.6,
+                k: 1.0,
+            },
+            Nchw::new(1, 6, 3, 1),
+            45,
+        );
+        gradcheck(
+            LrnParams {
+                size: 4,
+                alpha: 0.2,
+                beta: 1.3,
+                k: 1.5,
+            },
+            Nchw::new(1, 7, 1, 2),
+            47,
+        ); // even n
         gradcheck(LrnParams::default(), Nchw::new(2, 8, 2, 2), 49);
     }
 }

@@ -56,7 +56,11 @@ pub fn maxpool_forward<T: Float>(s: &PoolShape, x: &[T], y: &mut [T], argmax: &m
         .zip(argmax.par_chunks_mut(ohw))
         .zip(x.par_chunks(hw))
         .for_each(|((yp, ap), xp)| {
-            for (oy, (yrow, arow)) in yp.chunks_exact_mut(ow).zip(ap.chunks_exact_mut(ow)).enumerate() {
+            for (oy, (yrow, arow)) in yp
+                .chunks_exact_mut(ow)
+                .zip(ap.chunks_exact_mut(ow))
+                .enumerate()
+            {
                 let iy0 = oy * st;
                 for (ox, (yo, ao)) in yrow.iter_mut().zip(arow.iter_mut()).enumerate() {
                     let ix0 = ox * st;
@@ -106,7 +110,14 @@ mod tests {
     #[test]
     fn maxpool_3x3_s2_on_5x5_ramp() {
         // x[i][j] = 5i + j: the max of each window is its bottom-right corner.
-        let s = PoolShape { n: 1, c: 1, h: 5, w: 5, size: 3, stride: 2 };
+        let s = PoolShape {
+            n: 1,
+            c: 1,
+            h: 5,
+            w: 5,
+            size: 3,
+            stride: 2,
+        };
         assert_eq!((s.oh(), s.ow()), (2, 2));
         let x: Vec<f32> = (0..25).map(|v| v as f32).collect();
         let mut y = [0.0f32; 4];
@@ -130,9 +141,18 @@ mod tests {
 
     #[test]
     fn maxpool_ties_first_in_row_major_and_overlap_accumulates() {
-        let s = PoolShape { n: 1, c: 1, h: 3, w: 5, size: 3, stride: 2 };
+        let s = PoolShape {
+            n: 1,
+            c: 1,
+            h: 3,
+            w: 5,
+            size: 3,
+            stride: 2,
+        };
         // Column 2 is shared by both windows and holds the (tied) maximum.
-        let x = [0.0f64, 1.0, 5.0, 1.0, 0.0, 5.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let x = [
+            0.0f64, 1.0, 5.0, 1.0, 0.0, 5.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        ];
         let mut y = [0.0; 2];
         let mut am = [0u32; 2];
         maxpool_forward(&s, &x, &mut y, &mut am);
@@ -147,8 +167,22 @@ mod tests {
     #[test]
     fn maxpool_gradcheck_overlapping() {
         for s in [
-            PoolShape { n: 2, c: 3, h: 7, w: 6, size: 3, stride: 2 },
-            PoolShape { n: 1, c: 2, h: 5, w: 5, size: 2, stride: 1 },
+            PoolShape {
+                n: 2,
+                c: 3,
+                h: 7,
+                w: 6,
+                size: 3,
+                stride: 2,
+            },
+            PoolShape {
+                n: 1,
+                c: 2,
+                h: 5,
+                w: 5,
+                size: 2,
+                stride: 1,
+            },
         ] {
             let mut x = rand_vec(31, s.input().len());
             let r = rand_vec(32, s.output().len());

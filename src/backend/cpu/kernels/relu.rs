@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::{Float, relu1, relu_mask};
+use super::{Float, relu_mask, relu1};
 
 /// Elements per parallel task (elementwise ops are trivially deterministic).
 const BLOCK: usize = 1 << 14;
@@ -16,11 +16,13 @@ const BLOCK: usize = 1 << 14;
 /// `y = max(x, 0)`.
 pub fn relu_forward<T: Float>(x: &[T], y: &mut [T]) {
     debug_assert_eq!(x.len(), y.len());
-    y.par_chunks_mut(BLOCK).zip(x.par_chunks(BLOCK)).for_each(|(yb, xb)| {
-        for (o, v) in yb.iter_mut().zip(xb) {
-            *o = relu1(*v);
-        }
-    });
+    y.par_chunks_mut(BLOCK)
+        .zip(x.par_chunks(BLOCK))
+        .for_each(|(yb, xb)| {
+            for (o, v) in yb.iter_mut().zip(xb) {
+                *o = relu1(*v);
+            }
+        });
 }
 
 /// `x = max(x, 0)` in place.

@@ -44,7 +44,11 @@ mod tests {
 
     #[test]
     fn sgd_one_step_by_hand() {
-        let p = SgdParams { lr: 0.1, momentum: 0.9, weight_decay: 0.5 };
+        let p = SgdParams {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 0.5,
+        };
         let mut w = [1.0f64, -2.0];
         let mut v = [0.5f64, 0.0];
         let g = [2.0f64, -1.0];

@@ -9,7 +9,13 @@
 use super::Float;
 
 /// Forward: fills `probs` with the softmax and returns the mean loss.
-pub fn softmax_xent_forward<T: Float>(n: usize, classes: usize, logits: &[T], labels: &[u32], probs: &mut [T]) -> f64 {
+pub fn softmax_xent_forward<T: Float>(
+    n: usize,
+    classes: usize,
+    logits: &[T],
+    labels: &[u32],
+    probs: &mut [T],
+) -> f64 {
     debug_assert_eq!(logits.len(), n * classes);
     debug_assert_eq!(labels.len(), n);
     debug_assert_eq!(probs.len(), n * classes);
@@ -17,7 +23,11 @@ pub fn softmax_xent_forward<T: Float>(n: usize, classes: usize, logits: &[T], la
         return 0.0;
     }
     let mut total = 0.0f64;
-    for ((z, p), &lab) in logits.chunks_exact(classes).zip(probs.chunks_exact_mut(classes)).zip(labels) {
+    for ((z, p), &lab) in logits
+        .chunks_exact(classes)
+        .zip(probs.chunks_exact_mut(classes))
+        .zip(labels)
+    {
         debug_assert!((lab as usize) < classes);
         let m = z.iter().fold(z[0], |a, v| a.max(*v));
         let mut sum = T::ZERO;
@@ -36,7 +46,13 @@ pub fn softmax_xent_forward<T: Float>(n: usize, classes: usize, logits: &[T], la
 }
 
 /// Backward: `dlogits = (probs − onehot(labels)) / n`.
-pub fn softmax_xent_backward<T: Float>(n: usize, classes: usize, probs: &[T], labels: &[u32], dlogits: &mut [T]) {
+pub fn softmax_xent_backward<T: Float>(
+    n: usize,
+    classes: usize,
+    probs: &[T],
+    labels: &[u32],
+    dlogits: &mut [T],
+) {
     debug_assert_eq!(probs.len(), n * classes);
     debug_assert_eq!(labels.len(), n);
     debug_assert_eq!(dlogits.len(), n * classes);
@@ -44,7 +60,11 @@ pub fn softmax_xent_backward<T: Float>(n: usize, classes: usize, probs: &[T], la
         return;
     }
     let inv_n = T::from_f64(1.0 / n as f64);
-    for ((d, p), &lab) in dlogits.chunks_exact_mut(classes).zip(probs.chunks_exact(classes)).zip(labels) {
+    for ((d, p), &lab) in dlogits
+        .chunks_exact_mut(classes)
+        .zip(probs.chunks_exact(classes))
+        .zip(labels)
+    {
         for (o, v) in d.iter_mut().zip(p) {
             *o = *v * inv_n;
         }
@@ -55,7 +75,13 @@ pub fn softmax_xent_backward<T: Float>(n: usize, classes: usize, probs: &[T], la
 /// Number of rows whose label is among the `k` highest scores. A row counts
 /// as correct iff fewer than `k` classes score strictly higher than the
 /// label's class (ties are resolved in the label's favour).
-pub fn count_top_k<T: Float>(n: usize, classes: usize, scores: &[T], labels: &[u32], k: usize) -> usize {
+pub fn count_top_k<T: Float>(
+    n: usize,
+    classes: usize,
+    scores: &[T],
+    labels: &[u32],
+    k: usize,
+) -> usize {
     debug_assert_eq!(scores.len(), n * classes);
     debug_assert_eq!(labels.len(), n);
     if classes == 0 {
@@ -72,8 +98,16 @@ pub fn count_top_k<T: Float>(n: usize, classes: usize, scores: &[T], labels: &[u
 }
 
 /// `(top-1 correct, top-5 correct)` counts over the batch.
-pub fn top1_top5<T: Float>(n: usize, classes: usize, scores: &[T], labels: &[u32]) -> (usize, usize) {
-    (count_top_k(n, classes, scores, labels, 1), count_top_k(n, classes, scores, labels, 5))
+pub fn top1_top5<T: Float>(
+    n: usize,
+    classes: usize,
+    scores: &[T],
+    labels: &[u32],
+) -> (usize, usize) {
+    (
+        count_top_k(n, classes, scores, labels, 1),
+        count_top_k(n, classes, scores, labels, 5),
+    )
 }
 
 #[cfg(test)]
@@ -92,7 +126,14 @@ mod tests {
         assert!((p[0] - 1.0 / 6.0).abs() < 1e-15 && (p[2] - 0.5).abs() < 1e-15);
         let mut d = [0.0; 6];
         softmax_xent_backward(2, 3, &p, &[2, 0], &mut d);
-        let want_d = [1.0 / 12.0, 2.0 / 12.0, -0.25, (1.0 / 3.0 - 1.0) / 2.0, 1.0 / 6.0, 1.0 / 6.0];
+        let want_d = [
+            1.0 / 12.0,
+            2.0 / 12.0,
+            -0.25,
+            (1.0 / 3.0 - 1.0) / 2.0,
+            1.0 / 6.0,
+            1.0 / 6.0,
+        ];
         for i in 0..6 {
             assert!((d[i] - want_d[i]).abs() < 1e-15, "{i}");
         }

@@ -64,10 +64,11 @@ pub fn dense_forward<T: Float>(
     }
 }
 
-/// Rows of `W` per weight-gradient task (a function of the shape only).
-fn rows_per_task(s: &DenseShape) -> usize {
-    // Aim at ~64k multiply-adds per row block, at least 8 rows.
-    (65536 / (s.inp * s.n).max(1)).max(8)
+/// Rows of `W` per weight-gradient task: about 16 tasks, each a multiple of
+/// 16 rows (the GEMM micro-kernel height) and at least 16. A function of the
+/// shape only, never of the thread count.
+pub fn rows_per_task(s: &DenseShape) -> usize {
+    s.out.div_ceil(16).next_multiple_of(16).max(16)
 }
 
 /// Backward: from `dy` (gradient w.r.t. the forward output, i.e. after the
@@ -213,12 +214,25 @@ mod tests {
 
     #[test]
     fn dense_gradcheck() {
-        let s = DenseShape {
-            n: 4,
-            inp: 6,
-            out: 5,
-        };
-        for act in [Act::None, Act::Relu] {
+        // The second shape has 3 weight-gradient row blocks (16 + 16 + 8).
+        let shapes = [
+            DenseShape {
+                n: 4,
+                inp: 6,
+                out: 5,
+            },
+            DenseShape {
+                n: 3,
+                inp: 4,
+                out: 40,
+            },
+        ];
+        for (s, act) in [
+            (shapes[0], Act::None),
+            (shapes[0], Act::Relu),
+            (shapes[1], Act::Relu),
+        ] {
+            assert!(s.out <= 16 || s.out.div_ceil(rows_per_task(&s)) == 3);
             let mut x = rand_vec(61, s.n * s.inp);
             let mut w = rand_vec(62, s.out * s.inp);
             let mut b = rand_vec(63, s.out);

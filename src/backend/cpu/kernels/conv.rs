@@ -128,34 +128,64 @@ fn im2col<T: Float>(s: &ConvShape, x: &[T], col: &mut [T], ld: usize, off: usize
     }
 }
 
-/// Adds columns `off .. off + oh·ow` of `col` back into image `dx`
-/// (`[c, h, w]`, which the caller has zeroed): the adjoint of [`im2col`].
-fn col2im<T: Float>(s: &ConvShape, col: &[T], ld: usize, off: usize, dx: &mut [T]) {
+/// Writes image `x` (`[c, h, w]`) as rows `off .. off + oh·ow` of the
+/// `[L × c·k·k]` matrix `rows` ("im2row", the transpose of [`im2col`]); the
+/// backward pass uses this layout so that both of its GEMMs read row-major
+/// operands.
+fn im2row<T: Float>(s: &ConvShape, x: &[T], rows: &mut [T], off: usize) {
     let (h, w, k, st, pad) = (s.h, s.w, s.k, s.stride, s.pad);
-    let (oh, ow) = (s.oh(), s.ow());
-    for (c, plane) in dx.chunks_exact_mut(h * w).enumerate().take(s.c) {
-        for ki in 0..k {
-            let (oy_lo, oy_hi) = valid_range(oh, h, st, ki, pad);
-            for kj in 0..k {
-                let row = (c * k + ki) * k + kj;
-                let src = &col[row * ld + off..row * ld + off + oh * ow];
-                let (lo, hi) = valid_range(ow, w, st, kj, pad);
-                if hi == lo {
-                    continue;
+    let (oh, ow, ckk) = (s.oh(), s.ow(), s.ckk());
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let r = &mut rows[(off + oy * ow + ox) * ckk..(off + oy * ow + ox + 1) * ckk];
+            // kj with ix = ox·st + kj − pad inside [0, w)
+            let x0 = ox * st;
+            let kj_lo = pad.saturating_sub(x0).min(k);
+            let kj_hi = (w + pad).saturating_sub(x0).min(k).max(kj_lo);
+            for (c, plane) in x.chunks_exact(h * w).enumerate().take(s.c) {
+                for ki in 0..k {
+                    let d = &mut r[(c * k + ki) * k..(c * k + ki + 1) * k];
+                    let iy = oy * st + ki;
+                    if iy < pad || iy - pad >= h {
+                        d.fill(T::ZERO);
+                        continue;
+                    }
+                    let src = &plane[(iy - pad) * w..(iy - pad + 1) * w];
+                    d[..kj_lo].fill(T::ZERO);
+                    d[kj_hi..].fill(T::ZERO);
+                    let ix0 = x0 + kj_lo - pad;
+                    d[kj_lo..kj_hi].copy_from_slice(&src[ix0..ix0 + (kj_hi - kj_lo)]);
                 }
-                for oy in oy_lo..oy_hi {
-                    let iy = oy * st + ki - pad;
-                    let d = &mut plane[iy * w..(iy + 1) * w];
-                    let sv = &src[oy * ow + lo..oy * ow + hi];
-                    let ix0 = lo * st + kj - pad;
-                    if st == 1 {
-                        for (o, v) in d[ix0..ix0 + (hi - lo)].iter_mut().zip(sv) {
-                            *o += *v;
-                        }
-                    } else {
-                        for (o, v) in d[ix0..].iter_mut().step_by(st).zip(sv) {
-                            *o += *v;
-                        }
+            }
+        }
+    }
+}
+
+/// Adds rows `off .. off + oh·ow` of `rows` back into image `dx` (`[c, h, w]`,
+/// which the caller has zeroed): the adjoint of [`im2row`].
+fn row2im<T: Float>(s: &ConvShape, rows: &[T], off: usize, dx: &mut [T]) {
+    let (h, w, k, st, pad) = (s.h, s.w, s.k, s.stride, s.pad);
+    let (oh, ow, ckk) = (s.oh(), s.ow(), s.ckk());
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let r = &rows[(off + oy * ow + ox) * ckk..(off + oy * ow + ox + 1) * ckk];
+            let x0 = ox * st;
+            let kj_lo = pad.saturating_sub(x0).min(k);
+            let kj_hi = (w + pad).saturating_sub(x0).min(k).max(kj_lo);
+            if kj_hi == kj_lo {
+                continue;
+            }
+            for (c, plane) in dx.chunks_exact_mut(h * w).enumerate().take(s.c) {
+                for ki in 0..k {
+                    let iy = oy * st + ki;
+                    if iy < pad || iy - pad >= h {
+                        continue;
+                    }
+                    let src = &r[(c * k + ki) * k + kj_lo..(c * k + ki) * k + kj_hi];
+                    let ix0 = x0 + kj_lo - pad;
+                    let d = &mut plane[(iy - pad) * w + ix0..(iy - pad) * w + ix0 + src.len()];
+                    for (o, v) in d.iter_mut().zip(src) {
+                        *o += *v;
                     }
                 }
             }
@@ -253,10 +283,10 @@ fn backward_task<T: Float>(
     let out_img = f * ohw;
     let b = xc.len() / in_img;
     let l = b * ohw;
-    let (col, rest) = scr.split_at_mut(lay.col);
+    let (rows, rest) = scr.split_at_mut(lay.col);
     let (dz, rest) = rest.split_at_mut(lay.dz);
     let (dwp, dbp) = rest.split_at_mut(lay.dw);
-    let col = &mut col[..ckk * l];
+    let rows = &mut rows[..l * ckk];
     let dz = &mut dz[..f * l];
     // dz = dy (masked by y > 0 under a fused ReLU), images side by side.
     for (i, (dyi, yi)) in dyc
@@ -277,9 +307,9 @@ fn backward_task<T: Float>(
         *dbv = sum_lanes(&dz[fi * l..(fi + 1) * l]);
     }
     for (i, xi) in xc.chunks_exact(in_img).enumerate() {
-        im2col(s, xi, col, l, i * ohw);
+        im2row(s, xi, rows, i * ohw);
     }
-    // dW_task[f × ckk] = dz[f × l] · colᵀ
+    // dW_task[f × ckk] = dz[f × l] · rows[l × ckk]
     gemm(
         f,
         ckk,
@@ -289,28 +319,28 @@ fn backward_task<T: Float>(
         T::ONE,
         dz,
         false,
-        col,
-        true,
+        rows,
+        false,
         Par::Seq,
     );
     if let Some(dxc) = dxc {
-        // dcol[ckk × l] = Wᵀ · dz, reusing the im2col buffer.
+        // drows[l × ckk] = dzᵀ · W, reusing the im2row buffer.
         gemm(
-            ckk,
             l,
+            ckk,
             f,
             T::ZERO,
-            col,
+            rows,
             T::ONE,
-            w,
-            true,
             dz,
+            true,
+            w,
             false,
             Par::Seq,
         );
         for (i, dxi) in dxc.chunks_exact_mut(in_img).enumerate() {
             dxi.fill(T::ZERO);
-            col2im(s, col, l, i * ohw, dxi);
+            row2im(s, rows, i * ohw, dxi);
         }
     }
 }
@@ -754,7 +784,16 @@ mod tests {
         assert!(rel_err(&got, &want) < 1e-14);
     }
 
-    /// Rough single-thread timings (best of 10) for the small-AlexNet conv shapes at batch
+    /// CPU time of the calling thread (Linux), so that other processes on a
+    /// busy machine do not inflate the timings.
+    fn cpu_secs() -> f64 {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |ns| ns * 1e-9)
+    }
+
+    /// Rough single-thread timings (best of 10, thread CPU time) for the small-AlexNet conv shapes at batch
     /// 128: `cargo test --lib conv_timing -- --ignored --nocapture`.
     #[test]
     #[ignore]
@@ -808,21 +847,21 @@ mod tests {
                 conv2d_forward(&s, &x, &w, Some(&b), Act::Relu, &mut y, &mut scr);
                 let mut fwd = f64::INFINITY;
                 for _ in 0..reps {
-                    let t = std::time::Instant::now();
+                    let t = cpu_secs();
                     conv2d_forward(&s, &x, &w, Some(&b), Act::Relu, &mut y, &mut scr);
-                    fwd = fwd.min(t.elapsed().as_secs_f64());
+                    fwd = fwd.min(cpu_secs() - t);
                 }
                 let mut bwd = f64::INFINITY;
                 for _ in 0..reps {
-                    let t = std::time::Instant::now();
+                    let t = cpu_secs();
                     conv2d_backward(&s, Act::Relu, &x, &w, &y, &y, Some(&mut dx), &mut dw, Some(&mut db), &mut scr);
-                    bwd = bwd.min(t.elapsed().as_secs_f64());
+                    bwd = bwd.min(cpu_secs() - t);
                 }
                 let mut bwd_w = f64::INFINITY;
                 for _ in 0..reps {
-                    let t = std::time::Instant::now();
+                    let t = cpu_secs();
                     conv2d_backward(&s, Act::Relu, &x, &w, &y, &y, None, &mut dw, Some(&mut db), &mut scr);
-                    bwd_w = bwd_w.min(t.elapsed().as_secs_f64());
+                    bwd_w = bwd_w.min(cpu_secs() - t);
                 }
                 let gflop = 2.0 * (s.n * s.f * s.oh() * s.ow() * s.c * s.k * s.k) as f64 / 1e9;
                 println!(

@@ -3,9 +3,11 @@
 //! tower on that tower's channel slice, see the `groups` test).
 //!
 //! Implementation: the batch is split into tasks of [`images_per_task`] images
-//! (a function of the shape only). Each task lowers its images with im2col into
-//! one `[C·K·K × B·OH·OW]` matrix and runs single-threaded GEMMs; tasks run in
-//! parallel on the current rayon pool.
+//! (a function of the shape only). In the forward pass each task lowers its
+//! images with im2col into one `[C·K·K × B·OH·OW]` matrix; the backward pass
+//! uses the transposed "im2row" layout `[B·OH·OW × C·K·K]` so both of its
+//! GEMMs read row-major operands. Each task runs single-threaded GEMMs; tasks
+//! run in parallel on the current rayon pool.
 //!
 //! Guarantees: all outputs (`y`, `dx`, `dw`, `db`) are OVERWRITTEN. The weight
 //! and bias gradients are reduced per task and the per-task partials are
@@ -260,7 +262,7 @@ pub fn conv2d_forward<T: Float>(
 
 /// Per-task scratch layout for the backward pass.
 struct BwdLayout {
-    col: usize,
+    rows: usize,
     dz: usize,
     dw: usize,
     per: usize,
@@ -283,7 +285,7 @@ fn backward_task<T: Float>(
     let out_img = f * ohw;
     let b = xc.len() / in_img;
     let l = b * ohw;
-    let (rows, rest) = scr.split_at_mut(lay.col);
+    let (rows, rest) = scr.split_at_mut(lay.rows);
     let (dz, rest) = rest.split_at_mut(lay.dz);
     let (dwp, dbp) = rest.split_at_mut(lay.dw);
     let rows = &mut rows[..l * ckk];
@@ -351,7 +353,8 @@ fn backward_task<T: Float>(
 ///
 /// `y` is the forward output and is read only when `act == Act::Relu` (pass
 /// any slice of the same length otherwise, e.g. `dy`). `db = None` skips the
-/// bias gradient. The forward pass saves nothing else: im2col is recomputed.
+/// bias gradient. The forward pass saves nothing else: im2row is recomputed
+/// from `x`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward<T: Float>(
     s: &ConvShape,
@@ -384,7 +387,7 @@ pub fn conv2d_backward<T: Float>(
     let ipt = images_per_task(s);
     let tasks = s.n.div_ceil(ipt);
     let lay = BwdLayout {
-        col: ckk * ipt * ohw,
+        rows: ckk * ipt * ohw,
         dz: f * ipt * ohw,
         dw: f * ckk,
         per: ckk * ipt * ohw + f * ipt * ohw + f * ckk + f,
@@ -411,7 +414,7 @@ pub fn conv2d_backward<T: Float>(
     }
     // Sum the per-task partials in task order.
     let scr: &[T] = scr;
-    let dw_off = lay.col + lay.dz;
+    let dw_off = lay.rows + lay.dz;
     const BLOCK: usize = 4096;
     dw.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, blk)| {
         let start = dw_off + bi * BLOCK;

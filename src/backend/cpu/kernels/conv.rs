@@ -1,0 +1,880 @@
+//! 2-D convolution (cross-correlation, as in every DL framework), NCHW, square
+//! kernels, symmetric zero padding, no groups (the caller runs one conv per
+//! tower on that tower's channel slice, see the `groups` test).
+//!
+//! Implementation: the batch is split into tasks of [`images_per_task`] images
+//! (a function of the shape only). In the forward pass each task lowers its
+//! images with im2col into one `[C·K·K × B·OH·OW]` matrix; the backward pass
+//! uses the transposed "im2row" layout `[B·OH·OW × C·K·K]` so both of its
+//! GEMMs read row-major operands. Each task runs single-threaded GEMMs; tasks
+//! run in parallel on the current rayon pool.
+//!
+//! Guarantees: all outputs (`y`, `dx`, `dw`, `db`) are OVERWRITTEN. The weight
+//! and bias gradients are reduced per task and the per-task partials are
+//! summed in task order, so every result is bit-identical for any rayon thread
+//! count. Weight layout `[F, C, K, K]`, bias `[F]`.
+
+use rayon::prelude::*;
+
+use super::gemm::{Par, gemm};
+use super::{Act, Float, Nchw, bias_act, relu_mask, scratch, sum_lanes};
+
+/// Shape of one convolution: input `[n, c, h, w]`, `f` filters of `k×k`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub f: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvShape {
+    /// Output height `(h + 2·pad − k) / stride + 1`; assumes `h + 2·pad ≥ k`.
+    #[inline]
+    pub fn oh(&self) -> usize {
+        (self.h + 2 * self.pad - self.k) / self.stride + 1
+    }
+    /// Output width `(w + 2·pad − k) / stride + 1`; assumes `w + 2·pad ≥ k`.
+    #[inline]
+    pub fn ow(&self) -> usize {
+        (self.w + 2 * self.pad - self.k) / self.stride + 1
+    }
+    pub fn input(&self) -> Nchw {
+        Nchw::new(self.n, self.c, self.h, self.w)
+    }
+    pub fn output(&self) -> Nchw {
+        Nchw::new(self.n, self.f, self.oh(), self.ow())
+    }
+    /// Elements of the weight tensor `[f, c, k, k]`.
+    #[inline]
+    pub fn w_len(&self) -> usize {
+        self.f * self.c * self.k * self.k
+    }
+    #[inline]
+    fn ckk(&self) -> usize {
+        self.c * self.k * self.k
+    }
+    #[inline]
+    fn ohw(&self) -> usize {
+        self.oh() * self.ow()
+    }
+    fn valid(&self) -> bool {
+        self.stride > 0
+            && self.k > 0
+            && self.h + 2 * self.pad >= self.k
+            && self.w + 2 * self.pad >= self.k
+    }
+}
+
+/// Images per parallel task: enough that one task's GEMM has about 2048
+/// columns, at most 16. Depends on the shape only (never on thread count).
+pub fn images_per_task(s: &ConvShape) -> usize {
+    2048usize.div_ceil(s.ohw().max(1)).clamp(1, 16)
+}
+
+/// Range of output columns `ox` whose input column `ox·stride + kj − pad` is
+/// inside `[0, w)` (the same formula serves rows).
+#[inline]
+fn valid_range(out: usize, inp: usize, stride: usize, kj: usize, pad: usize) -> (usize, usize) {
+    let lo = if pad > kj {
+        (pad - kj).div_ceil(stride)
+    } else {
+        0
+    }
+    .min(out);
+    let hi = if inp + pad > kj {
+        ((inp - 1 + pad - kj) / stride + 1).min(out)
+    } else {
+        0
+    };
+    (lo, hi.max(lo))
+}
+
+/// Writes image `x` (`[c, h, w]`) as columns `off .. off + oh·ow` of the
+/// `[c·k·k × ld]` matrix `col`.
+fn im2col<T: Float>(s: &ConvShape, x: &[T], col: &mut [T], ld: usize, off: usize) {
+    let (h, w, k, st, pad) = (s.h, s.w, s.k, s.stride, s.pad);
+    let (oh, ow) = (s.oh(), s.ow());
+    for (c, plane) in x.chunks_exact(h * w).enumerate().take(s.c) {
+        for ki in 0..k {
+            let (oy_lo, oy_hi) = valid_range(oh, h, st, ki, pad);
+            for kj in 0..k {
+                let row = (c * k + ki) * k + kj;
+                let dst = &mut col[row * ld + off..row * ld + off + oh * ow];
+                let (lo, hi) = valid_range(ow, w, st, kj, pad);
+                dst[..oy_lo * ow].fill(T::ZERO);
+                dst[oy_hi * ow..].fill(T::ZERO);
+                for oy in oy_lo..oy_hi {
+                    let iy = oy * st + ki - pad;
+                    let src = &plane[iy * w..(iy + 1) * w];
+                    let d = &mut dst[oy * ow..(oy + 1) * ow];
+                    d[..lo].fill(T::ZERO);
+                    d[hi..].fill(T::ZERO);
+                    if hi > lo {
+                        let ix0 = lo * st + kj - pad;
+                        if st == 1 {
+                            d[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
+                        } else {
+                            for (o, v) in d[lo..hi].iter_mut().zip(src[ix0..].iter().step_by(st)) {
+                                *o = *v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes image `x` (`[c, h, w]`) as rows `off .. off + oh·ow` of the
+/// `[L × c·k·k]` matrix `rows` ("im2row", the transpose of [`im2col`]); the
+/// backward pass uses this layout so that both of its GEMMs read row-major
+/// operands.
+fn im2row<T: Float>(s: &ConvShape, x: &[T], rows: &mut [T], off: usize) {
+    let (h, w, k, st, pad) = (s.h, s.w, s.k, s.stride, s.pad);
+    let (oh, ow, ckk) = (s.oh(), s.ow(), s.ckk());
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let r = &mut rows[(off + oy * ow + ox) * ckk..(off + oy * ow + ox + 1) * ckk];
+            // kj with ix = ox·st + kj − pad inside [0, w)
+            let x0 = ox * st;
+            let kj_lo = pad.saturating_sub(x0).min(k);
+            let kj_hi = (w + pad).saturating_sub(x0).min(k).max(kj_lo);
+            for (c, plane) in x.chunks_exact(h * w).enumerate().take(s.c) {
+                for ki in 0..k {
+                    let d = &mut r[(c * k + ki) * k..(c * k + ki + 1) * k];
+                    let iy = oy * st + ki;
+                    if iy < pad || iy - pad >= h {
+                        d.fill(T::ZERO);
+                        continue;
+                    }
+                    let src = &plane[(iy - pad) * w..(iy - pad + 1) * w];
+                    d[..kj_lo].fill(T::ZERO);
+                    d[kj_hi..].fill(T::ZERO);
+                    let ix0 = x0 + kj_lo - pad;
+                    d[kj_lo..kj_hi].copy_from_slice(&src[ix0..ix0 + (kj_hi - kj_lo)]);
+                }
+            }
+        }
+    }
+}
+
+/// Adds rows `off .. off + oh·ow` of `rows` back into image `dx` (`[c, h, w]`,
+/// which the caller has zeroed): the adjoint of [`im2row`].
+fn row2im<T: Float>(s: &ConvShape, rows: &[T], off: usize, dx: &mut [T]) {
+    let (h, w, k, st, pad) = (s.h, s.w, s.k, s.stride, s.pad);
+    let (oh, ow, ckk) = (s.oh(), s.ow(), s.ckk());
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let r = &rows[(off + oy * ow + ox) * ckk..(off + oy * ow + ox + 1) * ckk];
+            let x0 = ox * st;
+            let kj_lo = pad.saturating_sub(x0).min(k);
+            let kj_hi = (w + pad).saturating_sub(x0).min(k).max(kj_lo);
+            if kj_hi == kj_lo {
+                continue;
+            }
+            for (c, plane) in dx.chunks_exact_mut(h * w).enumerate().take(s.c) {
+                for ki in 0..k {
+                    let iy = oy * st + ki;
+                    if iy < pad || iy - pad >= h {
+                        continue;
+                    }
+                    let src = &r[(c * k + ki) * k + kj_lo..(c * k + ki) * k + kj_hi];
+                    let ix0 = x0 + kj_lo - pad;
+                    let d = &mut plane[(iy - pad) * w + ix0..(iy - pad) * w + ix0 + src.len()];
+                    for (o, v) in d.iter_mut().zip(src) {
+                        *o += *v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Forward: `y = act(conv(x, w) + bias)`.
+///
+/// `x: [n, c, h, w]`, `w: [f, c, k, k]`, `bias: [f]` (optional),
+/// `y: [n, f, oh, ow]` (overwritten). `scratch` is grown as needed and reused.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward<T: Float>(
+    s: &ConvShape,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    act: Act,
+    y: &mut [T],
+    scratch_buf: &mut Vec<T>,
+) {
+    debug_assert!(s.valid());
+    debug_assert_eq!(x.len(), s.input().len());
+    debug_assert_eq!(w.len(), s.w_len());
+    debug_assert!(bias.is_none_or(|b| b.len() == s.f));
+    debug_assert_eq!(y.len(), s.output().len());
+    if s.n == 0 {
+        return;
+    }
+    let (ckk, ohw, f) = (s.ckk(), s.ohw(), s.f);
+    let ipt = images_per_task(s);
+    let tasks = s.n.div_ceil(ipt);
+    let col_len = ckk * ipt * ohw;
+    let per = col_len + f * ipt * ohw;
+    let scr = scratch(scratch_buf, tasks * per);
+    let in_img = s.input().chw();
+    let out_img = f * ohw;
+    scr.par_chunks_mut(per)
+        .zip(x.par_chunks(ipt * in_img))
+        .zip(y.par_chunks_mut(ipt * out_img))
+        .for_each(|((scr, xc), yc)| {
+            let b = xc.len() / in_img;
+            let l = b * ohw;
+            let (col, out) = scr.split_at_mut(col_len);
+            let col = &mut col[..ckk * l];
+            let out = &mut out[..f * l];
+            for (i, xi) in xc.chunks_exact(in_img).enumerate() {
+                im2col(s, xi, col, l, i * ohw);
+            }
+            gemm(
+                f,
+                l,
+                ckk,
+                T::ZERO,
+                out,
+                T::ONE,
+                w,
+                false,
+                col,
+                false,
+                Par::Seq,
+            );
+            for (i, yi) in yc.chunks_exact_mut(out_img).enumerate() {
+                for (fi, yrow) in yi.chunks_exact_mut(ohw).enumerate() {
+                    let src = &out[fi * l + i * ohw..fi * l + (i + 1) * ohw];
+                    let bv = bias.map_or(T::ZERO, |b| b[fi]);
+                    bias_act(src, bv, act, yrow);
+                }
+            }
+        });
+}
+
+/// Per-task scratch layout for the backward pass.
+struct BwdLayout {
+    rows: usize,
+    dz: usize,
+    dw: usize,
+    per: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_task<T: Float>(
+    s: &ConvShape,
+    lay: &BwdLayout,
+    act: Act,
+    w: &[T],
+    xc: &[T],
+    yc: &[T],
+    dyc: &[T],
+    dxc: Option<&mut [T]>,
+    scr: &mut [T],
+) {
+    let (ckk, ohw, f) = (s.ckk(), s.ohw(), s.f);
+    let in_img = s.input().chw();
+    let out_img = f * ohw;
+    let b = xc.len() / in_img;
+    let l = b * ohw;
+    let (rows, rest) = scr.split_at_mut(lay.rows);
+    let (dz, rest) = rest.split_at_mut(lay.dz);
+    let (dwp, dbp) = rest.split_at_mut(lay.dw);
+    let rows = &mut rows[..l * ckk];
+    let dz = &mut dz[..f * l];
+    // dz = dy (masked by y > 0 under a fused ReLU), images side by side.
+    for (i, (dyi, yi)) in dyc
+        .chunks_exact(out_img)
+        .zip(yc.chunks_exact(out_img))
+        .enumerate()
+    {
+        for fi in 0..f {
+            let d = &mut dz[fi * l + i * ohw..fi * l + (i + 1) * ohw];
+            let g = &dyi[fi * ohw..(fi + 1) * ohw];
+            match act {
+                Act::None => d.copy_from_slice(g),
+                Act::Relu => relu_mask(&yi[fi * ohw..(fi + 1) * ohw], g, d),
+            }
+        }
+    }
+    for (fi, dbv) in dbp.iter_mut().enumerate() {
+        *dbv = sum_lanes(&dz[fi * l..(fi + 1) * l]);
+    }
+    for (i, xi) in xc.chunks_exact(in_img).enumerate() {
+        im2row(s, xi, rows, i * ohw);
+    }
+    // dW_task[f × ckk] = dz[f × l] · rows[l × ckk]
+    gemm(
+        f,
+        ckk,
+        l,
+        T::ZERO,
+        dwp,
+        T::ONE,
+        dz,
+        false,
+        rows,
+        false,
+        Par::Seq,
+    );
+    if let Some(dxc) = dxc {
+        // drows[l × ckk] = dzᵀ · W, reusing the im2row buffer.
+        gemm(
+            l,
+            ckk,
+            f,
+            T::ZERO,
+            rows,
+            T::ONE,
+            dz,
+            true,
+            w,
+            false,
+            Par::Seq,
+        );
+        for (i, dxi) in dxc.chunks_exact_mut(in_img).enumerate() {
+            dxi.fill(T::ZERO);
+            row2im(s, rows, i * ohw, dxi);
+        }
+    }
+}
+
+/// Backward: from `dy` (gradient w.r.t. the forward output `y`, i.e. after
+/// the fused activation) computes `dw` and `db` (OVERWRITTEN, deterministic),
+/// and `dx` (OVERWRITTEN) unless the caller passes `None` (first layer).
+///
+/// `y` is the forward output and is read only when `act == Act::Relu` (pass
+/// any slice of the same length otherwise, e.g. `dy`). `db = None` skips the
+/// bias gradient. The forward pass saves nothing else: im2row is recomputed
+/// from `x`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward<T: Float>(
+    s: &ConvShape,
+    act: Act,
+    x: &[T],
+    w: &[T],
+    y: &[T],
+    dy: &[T],
+    dx: Option<&mut [T]>,
+    dw: &mut [T],
+    db: Option<&mut [T]>,
+    scratch_buf: &mut Vec<T>,
+) {
+    debug_assert!(s.valid());
+    debug_assert_eq!(x.len(), s.input().len());
+    debug_assert_eq!(w.len(), s.w_len());
+    debug_assert_eq!(y.len(), s.output().len());
+    debug_assert_eq!(dy.len(), s.output().len());
+    debug_assert!(dx.as_ref().is_none_or(|d| d.len() == x.len()));
+    debug_assert_eq!(dw.len(), s.w_len());
+    debug_assert!(db.as_ref().is_none_or(|d| d.len() == s.f));
+    if s.n == 0 {
+        dw.fill(T::ZERO);
+        if let Some(db) = db {
+            db.fill(T::ZERO);
+        }
+        return;
+    }
+    let (ckk, ohw, f) = (s.ckk(), s.ohw(), s.f);
+    let ipt = images_per_task(s);
+    let tasks = s.n.div_ceil(ipt);
+    let lay = BwdLayout {
+        rows: ckk * ipt * ohw,
+        dz: f * ipt * ohw,
+        dw: f * ckk,
+        per: ckk * ipt * ohw + f * ipt * ohw + f * ckk + f,
+    };
+    let scr = scratch(scratch_buf, tasks * lay.per);
+    let in_img = s.input().chw();
+    let out_img = f * ohw;
+    let yy = if act == Act::Relu { y } else { dy };
+    let base = scr
+        .par_chunks_mut(lay.per)
+        .zip(x.par_chunks(ipt * in_img))
+        .zip(yy.par_chunks(ipt * out_img))
+        .zip(dy.par_chunks(ipt * out_img));
+    match dx {
+        Some(dx) => {
+            base.zip(dx.par_chunks_mut(ipt * in_img))
+                .for_each(|((((scr, xc), yc), dyc), dxc)| {
+                    backward_task(s, &lay, act, w, xc, yc, dyc, Some(dxc), scr)
+                })
+        }
+        None => base.for_each(|(((scr, xc), yc), dyc)| {
+            backward_task(s, &lay, act, w, xc, yc, dyc, None, scr)
+        }),
+    }
+    // Sum the per-task partials in task order.
+    let scr: &[T] = scr;
+    let dw_off = lay.rows + lay.dz;
+    const BLOCK: usize = 4096;
+    dw.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, blk)| {
+        let start = dw_off + bi * BLOCK;
+        blk.copy_from_slice(&scr[start..start + blk.len()]);
+        for t in 1..tasks {
+            let p = &scr[t * lay.per + start..t * lay.per + start + blk.len()];
+            for (o, v) in blk.iter_mut().zip(p) {
+                *o += *v;
+            }
+        }
+    });
+    if let Some(db) = db {
+        let db_off = dw_off + lay.dw;
+        db.copy_from_slice(&scr[db_off..db_off + f]);
+        for t in 1..tasks {
+            for (o, v) in db
+                .iter_mut()
+                .zip(&scr[t * lay.per + db_off..t * lay.per + db_off + f])
+            {
+                *o += *v;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::kernels::concat::{concat_channels, split_channels};
+    use crate::backend::cpu::kernels::gradcheck::*;
+
+    /// Direct 7-loop convolution (plus bias and optional ReLU), f64.
+    fn naive(s: &ConvShape, x: &[f64], w: &[f64], b: &[f64], relu: bool) -> Vec<f64> {
+        let (oh, ow) = (s.oh(), s.ow());
+        let mut y = vec![0.0; s.n * s.f * oh * ow];
+        for n in 0..s.n {
+            for f in 0..s.f {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = b[f];
+                        for c in 0..s.c {
+                            for ki in 0..s.k {
+                                for kj in 0..s.k {
+                                    let iy = (oy * s.stride + ki) as isize - s.pad as isize;
+                                    let ix = (ox * s.stride + kj) as isize - s.pad as isize;
+                                    if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xv =
+                                        x[((n * s.c + c) * s.h + iy as usize) * s.w + ix as usize];
+                                    acc += xv * w[((f * s.c + c) * s.k + ki) * s.k + kj];
+                                }
+                            }
+                        }
+                        y[((n * s.f + f) * oh + oy) * ow + ox] =
+                            if relu { acc.max(0.0) } else { acc };
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn shapes() -> Vec<ConvShape> {
+        vec![
+            ConvShape {
+                n: 2,
+                c: 2,
+                h: 5,
+                w: 6,
+                f: 3,
+                k: 3,
+                stride: 2,
+                pad: 1,
+            },
+            ConvShape {
+                n: 2,
+                c: 3,
+                h: 4,
+                w: 4,
+                f: 2,
+                k: 2,
+                stride: 1,
+                pad: 0,
+            },
+            ConvShape {
+                n: 3,
+                c: 1,
+                h: 7,
+                w: 5,
+                f: 2,
+                k: 3,
+                stride: 3,
+                pad: 2,
+            },
+            ConvShape {
+                n: 1,
+                c: 2,
+                h: 6,
+                w: 6,
+                f: 2,
+                k: 5,
+                stride: 1,
+                pad: 2,
+            },
+            ConvShape {
+                n: 2,
+                c: 1,
+                h: 3,
+                w: 3,
+                f: 1,
+                k: 5,
+                stride: 1,
+                pad: 1,
+            },
+        ]
+    }
+
+    #[test]
+    fn conv_matches_naive_f64_and_f32() {
+        let mut all = shapes();
+        // Several tasks per batch (images_per_task = 3 here), uneven last task.
+        all.push(ConvShape {
+            n: 7,
+            c: 2,
+            h: 28,
+            w: 28,
+            f: 4,
+            k: 5,
+            stride: 1,
+            pad: 2,
+        });
+        all.push(ConvShape {
+            n: 5,
+            c: 3,
+            h: 11,
+            w: 9,
+            f: 4,
+            k: 4,
+            stride: 2,
+            pad: 1,
+        });
+        for (si, s) in all.iter().enumerate() {
+            let x = rand_vec(100 + si as u64, s.input().len());
+            let w = rand_vec(200 + si as u64, s.w_len());
+            let b = rand_vec(300 + si as u64, s.f);
+            let mut scr = Vec::new();
+            for act in [Act::None, Act::Relu] {
+                let want = naive(s, &x, &w, &b, act == Act::Relu);
+                let mut y = vec![f64::NAN; want.len()];
+                conv2d_forward(s, &x, &w, Some(&b), act, &mut y, &mut scr);
+                assert!(rel_err(&y, &want) < 1e-14, "f64 {s:?} {act:?}");
+                let mut y32 = vec![f32::NAN; want.len()];
+                let mut scr32 = Vec::new();
+                conv2d_forward(
+                    s,
+                    &to_f32(&x),
+                    &to_f32(&w),
+                    Some(&to_f32(&b)),
+                    act,
+                    &mut y32,
+                    &mut scr32,
+                );
+                for (a, b) in y32.iter().zip(&want) {
+                    assert!((*a as f64 - b).abs() < 1e-4, "f32 {s:?}: {a} vs {b}");
+                }
+            }
+            let want = naive(s, &x, &w, &vec![0.0; s.f], false);
+            let mut y = vec![f64::NAN; want.len()];
+            conv2d_forward(s, &x, &w, None, Act::None, &mut y, &mut scr);
+            assert!(rel_err(&y, &want) < 1e-14, "no bias {s:?}");
+        }
+    }
+
+    fn gradcheck(s: &ConvShape, act: Act, seed: u64, check_x: bool) {
+        let mut x = rand_vec(seed, s.input().len());
+        let mut w = rand_vec(seed + 1, s.w_len());
+        let mut b = rand_vec(seed + 2, s.f);
+        let r = rand_vec(seed + 3, s.output().len());
+        let mut scr = Vec::new();
+        let mut y = vec![0.0; r.len()];
+        conv2d_forward(s, &x, &w, Some(&b), act, &mut y, &mut scr);
+        let (mut dx, mut dw, mut db) = (
+            vec![f64::NAN; x.len()],
+            vec![f64::NAN; w.len()],
+            vec![f64::NAN; s.f],
+        );
+        conv2d_backward(
+            s,
+            act,
+            &x,
+            &w,
+            &y,
+            &r,
+            Some(&mut dx),
+            &mut dw,
+            Some(&mut db),
+            &mut scr,
+        );
+        // Skipping dx must not change dw/db.
+        let (mut dw2, mut db2) = (vec![0.0; w.len()], vec![0.0; s.f]);
+        conv2d_backward(
+            s,
+            act,
+            &x,
+            &w,
+            &y,
+            &r,
+            None,
+            &mut dw2,
+            Some(&mut db2),
+            &mut scr,
+        );
+        assert_eq!(dw, dw2);
+        assert_eq!(db, db2);
+        let f = |x: &[f64], w: &[f64], b: &[f64]| {
+            let mut y = vec![0.0; r.len()];
+            let mut scr = Vec::new();
+            conv2d_forward(s, x, w, Some(b), act, &mut y, &mut scr);
+            dot(&y, &r)
+        };
+        let (x0, w0, b0) = (x.clone(), w.clone(), b.clone());
+        if check_x {
+            let nx = numeric_grad(&mut x, EPS, |x| f(x, &w0, &b0));
+            assert_grad(&format!("conv dx {s:?} {act:?}"), &dx, &nx, TOL);
+        }
+        let nw = numeric_grad(&mut w, EPS, |w| f(&x0, w, &b0));
+        assert_grad(&format!("conv dw {s:?} {act:?}"), &dw, &nw, TOL);
+        let nb = numeric_grad(&mut b, EPS, |b| f(&x0, &w0, b));
+        assert_grad(&format!("conv db {s:?} {act:?}"), &db, &nb, TOL);
+    }
+
+    #[test]
+    fn conv_gradcheck_stride_pad_relu() {
+        for (i, s) in shapes().iter().enumerate() {
+            gradcheck(s, Act::None, 400 + 10 * i as u64, true);
+            gradcheck(s, Act::Relu, 500 + 10 * i as u64, true);
+        }
+    }
+
+    #[test]
+    fn conv_gradcheck_several_tasks() {
+        // 32×32 output -> 2 images per task -> 3 tasks for n = 5.
+        let s = ConvShape {
+            n: 5,
+            c: 2,
+            h: 32,
+            w: 32,
+            f: 2,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        };
+        assert_eq!(images_per_task(&s), 2);
+        gradcheck(&s, Act::Relu, 600, false);
+    }
+
+    #[test]
+    fn conv_backward_deterministic_across_threads() {
+        let s = ConvShape {
+            n: 40,
+            c: 8,
+            h: 13,
+            w: 13,
+            f: 16,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        };
+        assert!(s.n.div_ceil(images_per_task(&s)) > 2);
+        let x = to_f32(&rand_vec(700, s.input().len()));
+        let w = to_f32(&rand_vec(701, s.w_len()));
+        let b = to_f32(&rand_vec(702, s.f));
+        let r = to_f32(&rand_vec(703, s.output().len()));
+        let runs = in_pools(|| {
+            let mut scr = Vec::new();
+            let mut y = vec![0.0f32; r.len()];
+            conv2d_forward(&s, &x, &w, Some(&b), Act::Relu, &mut y, &mut scr);
+            let (mut dx, mut dw, mut db) = (
+                vec![0.0f32; x.len()],
+                vec![0.0f32; w.len()],
+                vec![0.0f32; s.f],
+            );
+            conv2d_backward(
+                &s,
+                Act::Relu,
+                &x,
+                &w,
+                &y,
+                &r,
+                Some(&mut dx),
+                &mut dw,
+                Some(&mut db),
+                &mut scr,
+            );
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            (bits(&y), bits(&dx), bits(&dw), bits(&db))
+        });
+        assert!(runs[1] == runs[0] && runs[2] == runs[0]);
+    }
+
+    #[test]
+    fn groups_as_two_half_convs_on_channel_slices() {
+        // Grouped conv, 2 groups: x has 4 channels, each group maps 2 in -> 3 out.
+        let (n, c, h, wd, g) = (2, 4, 6, 5, 2);
+        let (cg, fg, k) = (c / g, 3, 3);
+        let half = ConvShape {
+            n,
+            c: cg,
+            h,
+            w: wd,
+            f: fg,
+            k,
+            stride: 1,
+            pad: 1,
+        };
+        let x = rand_vec(800, n * c * h * wd);
+        let wts: Vec<Vec<f64>> = (0..g)
+            .map(|i| rand_vec(810 + i as u64, half.w_len()))
+            .collect();
+        let bs: Vec<Vec<f64>> = (0..g).map(|i| rand_vec(820 + i as u64, fg)).collect();
+        let ohw = half.oh() * half.ow();
+        // Reference: direct grouped convolution.
+        let mut want = vec![0.0; n * g * fg * ohw];
+        for gi in 0..g {
+            // Gather this group's channels per image, then run the naive conv.
+            let mut xs = vec![0.0; n * cg * h * wd];
+            for ni in 0..n {
+                for ci in 0..cg {
+                    for p in 0..h * wd {
+                        xs[(ni * cg + ci) * h * wd + p] = x[(ni * c + gi * cg + ci) * h * wd + p];
+                    }
+                }
+            }
+            let yg = naive(&half, &xs, &wts[gi], &bs[gi], true);
+            for ni in 0..n {
+                for fi in 0..fg {
+                    for p in 0..ohw {
+                        want[(ni * g * fg + gi * fg + fi) * ohw + p] = yg[(ni * fg + fi) * ohw + p];
+                    }
+                }
+            }
+        }
+        // Towers: split channels, one conv per tower, concat outputs.
+        let (mut x0, mut x1) = (vec![0.0; n * cg * h * wd], vec![0.0; n * cg * h * wd]);
+        split_channels(n, h * wd, &x, &mut [(&mut x0, cg), (&mut x1, cg)]);
+        let mut scr = Vec::new();
+        let (mut y0, mut y1) = (vec![0.0; n * fg * ohw], vec![0.0; n * fg * ohw]);
+        conv2d_forward(
+            &half,
+            &x0,
+            &wts[0],
+            Some(&bs[0]),
+            Act::Relu,
+            &mut y0,
+            &mut scr,
+        );
+        conv2d_forward(
+            &half,
+            &x1,
+            &wts[1],
+            Some(&bs[1]),
+            Act::Relu,
+            &mut y1,
+            &mut scr,
+        );
+        let mut got = vec![0.0; want.len()];
+        concat_channels(n, ohw, &[(&y0, fg), (&y1, fg)], &mut got);
+        assert!(rel_err(&got, &want) < 1e-14);
+    }
+
+    /// CPU time of the calling thread (Linux), so that other processes on a
+    /// busy machine do not inflate the timings.
+    fn cpu_secs() -> f64 {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |ns| ns * 1e-9)
+    }
+
+    /// Rough single-thread timings (best of 10, thread CPU time) for the small-AlexNet conv shapes at batch
+    /// 128: `cargo test --lib conv_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn conv_timing() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("pool");
+        for s in [
+            ConvShape {
+                n: 128,
+                c: 1,
+                h: 28,
+                w: 28,
+                f: 32,
+                k: 5,
+                stride: 1,
+                pad: 2,
+            },
+            ConvShape {
+                n: 128,
+                c: 32,
+                h: 13,
+                w: 13,
+                f: 64,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+            ConvShape {
+                n: 128,
+                c: 64,
+                h: 6,
+                w: 6,
+                f: 96,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+        ] {
+            let x = to_f32(&rand_vec(1, s.input().len()));
+            let w = to_f32(&rand_vec(2, s.w_len()));
+            let b = to_f32(&rand_vec(3, s.f));
+            let mut y = vec![0.0f32; s.output().len()];
+            let mut dx = vec![0.0f32; x.len()];
+            let mut dw = vec![0.0f32; w.len()];
+            let mut db = vec![0.0f32; s.f];
+            let mut scr = Vec::new();
+            pool.install(|| {
+                let reps = 10;
+                conv2d_forward(&s, &x, &w, Some(&b), Act::Relu, &mut y, &mut scr);
+                let mut fwd = f64::INFINITY;
+                for _ in 0..reps {
+                    let t = cpu_secs();
+                    conv2d_forward(&s, &x, &w, Some(&b), Act::Relu, &mut y, &mut scr);
+                    fwd = fwd.min(cpu_secs() - t);
+                }
+                let mut bwd = f64::INFINITY;
+                for _ in 0..reps {
+                    let t = cpu_secs();
+                    conv2d_backward(&s, Act::Relu, &x, &w, &y, &y, Some(&mut dx), &mut dw, Some(&mut db), &mut scr);
+                    bwd = bwd.min(cpu_secs() - t);
+                }
+                let mut bwd_w = f64::INFINITY;
+                for _ in 0..reps {
+                    let t = cpu_secs();
+                    conv2d_backward(&s, Act::Relu, &x, &w, &y, &y, None, &mut dw, Some(&mut db), &mut scr);
+                    bwd_w = bwd_w.min(cpu_secs() - t);
+                }
+                let gflop = 2.0 * (s.n * s.f * s.oh() * s.ow() * s.c * s.k * s.k) as f64 / 1e9;
+                println!(
+                    "{s:?}: fwd {:.2} ms ({:.1} GFLOP/s), bwd(dx+dw) {:.2} ms, bwd(dw only) {:.2} ms",
+                    fwd * 1e3,
+                    gflop / fwd,
+                    bwd * 1e3,
+                    bwd_w * 1e3
+                );
+            });
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! ReLU, elementwise over any tensor.
+//!
+//! Assumes `x`, `y`, `dy`, `dx` have equal lengths. Guarantees outputs are
+//! OVERWRITTEN; the backward pass needs only the forward OUTPUT `y`
+//! (`dx = dy · [y > 0]`, so the gradient at exactly 0 is 0; NaN inputs map
+//! to 0), which lets the
+//! forward run in place.
+
+use rayon::prelude::*;
+
+use super::{Float, relu_mask, relu1};
+
+/// Elements per parallel task (elementwise ops are trivially deterministic).
+const BLOCK: usize = 1 << 14;
+
+/// `y = max(x, 0)`.
+pub fn relu_forward<T: Float>(x: &[T], y: &mut [T]) {
+    debug_assert_eq!(x.len(), y.len());
+    y.par_chunks_mut(BLOCK)
+        .zip(x.par_chunks(BLOCK))
+        .for_each(|(yb, xb)| {
+            for (o, v) in yb.iter_mut().zip(xb) {
+                *o = relu1(*v);
+            }
+        });
+}
+
+/// `x = max(x, 0)` in place.
+pub fn relu_forward_inplace<T: Float>(x: &mut [T]) {
+    x.par_chunks_mut(BLOCK).for_each(|b| {
+        for v in b {
+            *v = relu1(*v);
+        }
+    });
+}
+
+/// `dx = dy · [y > 0]` where `y` is the forward output.
+pub fn relu_backward<T: Float>(y: &[T], dy: &[T], dx: &mut [T]) {
+    debug_assert_eq!(y.len(), dy.len());
+    debug_assert_eq!(y.len(), dx.len());
+    dx.par_chunks_mut(BLOCK)
+        .zip(y.par_chunks(BLOCK))
+        .zip(dy.par_chunks(BLOCK))
+        .for_each(|((db, yb), gb)| {
+            relu_mask(yb, gb, db);
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::kernels::gradcheck::*;
+
+    #[test]
+    fn relu_values() {
+        let x = [-1.0f32, 0.0, 2.5, -0.0, 3.0];
+        let mut y = [9.0f32; 5];
+        relu_forward(&x, &mut y);
+        assert_eq!(y, [0.0, 0.0, 2.5, 0.0, 3.0]);
+        let mut z = x;
+        relu_forward_inplace(&mut z);
+        assert_eq!(z, y);
+        let mut dx = [9.0f32; 5];
+        relu_backward(&y, &[1.0, 2.0, 3.0, 4.0, 5.0], &mut dx);
+        assert_eq!(dx, [0.0, 0.0, 3.0, 0.0, 5.0]);
+    }
+
+    #[test]
+    fn relu_gradcheck() {
+        let mut x = rand_vec(11, 40);
+        let r = rand_vec(12, 40);
+        let mut y = vec![0.0; 40];
+        relu_forward(&x, &mut y);
+        let mut dx = vec![0.0; 40];
+        relu_backward(&y, &r, &mut dx);
+        let num = numeric_grad(&mut x, EPS, |x| {
+            let mut y = vec![0.0; 40];
+            relu_forward(x, &mut y);
+            dot(&y, &r)
+        });
+        assert_grad("relu dx", &dx, &num, TOL);
+    }
+}

@@ -1,0 +1,2 @@
+//! CPU backend: reference kernels (NCHW, generic over `f32`/`f64`) that the CPU executor calls.
+pub mod kernels;

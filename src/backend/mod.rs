@@ -1,0 +1,2 @@
+//! Backends that execute the IR.
+pub mod cpu;

@@ -37,6 +37,31 @@ enum Cmd {
         /// The .net file.
         file: PathBuf,
     },
+    /// Train a network on Fashion-MNIST (the embedded subset when nothing is installed).
+    Train {
+        /// The .net file.
+        file: PathBuf,
+        /// A directory holding the Fashion-MNIST IDX files.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Override `train.epochs`.
+        #[arg(long)]
+        epochs: Option<u64>,
+        /// Override `train.batch`.
+        #[arg(long)]
+        batch: Option<u64>,
+        /// Override `train.seed`.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Stop each epoch after this many steps.
+        #[arg(long)]
+        max_steps: Option<u64>,
+        /// Where metrics are written.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+        backend: Backend,
+    },
     /// Rewrite a file in canonical form.
     Fmt {
         /// The .net files.
@@ -49,6 +74,12 @@ enum Cmd {
         #[arg(long, conflicts_with = "check")]
         stdout: bool,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    Cpu,
+    Cuda,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -124,6 +155,34 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 Emit::Dot => ir::dot::dot(g),
             };
             write_out(output.as_deref(), &text)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Train {
+            file,
+            data,
+            epochs,
+            batch,
+            seed,
+            max_steps,
+            out,
+            backend,
+        } => {
+            if let Backend::Cuda = backend {
+                return Err(
+                    "error: the CUDA backend is not part of this build; use `--backend cpu`".into(),
+                );
+            }
+            let (c, _) = load(&file)?;
+            let opts = netc::train::run::TrainOptions {
+                data,
+                epochs,
+                batch,
+                seed,
+                max_steps,
+                out_dir: out,
+                quiet: false,
+            };
+            netc::train::run::train(&c.module, &opts).map_err(|e| format!("error: {e}"))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Check { file } => {

@@ -63,6 +63,8 @@ pub struct DataPrep {
     pub lighting: f64,
     /// Subtract the training set's mean image.
     pub mean: bool,
+    /// Multiply pixel values (0..255, after the mean) by this.
+    pub scale: f64,
     pub test: TestCrop,
 }
 
@@ -98,6 +100,7 @@ impl Default for DataPrep {
             mirror: false,
             lighting: 0.0,
             mean: true,
+            scale: 1.0,
             test: TestCrop::Center,
         }
     }

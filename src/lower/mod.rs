@@ -81,6 +81,9 @@ pub fn lower(file: &File) -> Result<Module, LowerError> {
     };
     lw.declare(net)?;
     let (train, init) = train::lower_train(file.train.as_ref(), &lw.consts)?;
+    if let Some(b) = &file.train {
+        mark_block(b, &mut lw.used);
+    }
     let order = lw.order()?;
     for i in order {
         lw.lower_binding(i)?;
@@ -537,6 +540,9 @@ impl<'a> Lowerer<'a> {
                     });
                 }
                 let op = layers::build_op(&f.op, &f.named, &self.consts, split)?;
+                for (_, v) in &f.named {
+                    mark_idents(v, &mut self.used);
+                }
                 let (lo, hi) = layers::arity(&f.op.name);
                 if srcs.len() < lo || srcs.len() > hi {
                     return Err(LowerError::Sources {
@@ -634,5 +640,26 @@ impl<'a> Lowerer<'a> {
             }
         }
         w
+    }
+}
+
+/// Records the `let` constants a value names.
+fn mark_idents(v: &Value, used: &mut HashSet<String>) {
+    match &v.kind {
+        ValueKind::Ident(id) => {
+            used.insert(id.clone());
+        }
+        ValueKind::List(items) => items.iter().for_each(|i| mark_idents(i, used)),
+        ValueKind::Call(_, args) => args.iter().for_each(|a| mark_idents(&a.value, used)),
+        _ => {}
+    }
+}
+
+fn mark_block(b: &Block, used: &mut HashSet<String>) {
+    for s in &b.settings {
+        match &s.body {
+            SettingBody::Value(v) => mark_idents(v, used),
+            SettingBody::Block(b) => mark_block(b, used),
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! schedule: fixed | step(every: 30, factor: 0.1) | plateau(factor: 0.1, patience: 1, drops: 3)
 //! init { weight: normal(0, 0.01)  bias: 0  conv2.bias: 1 }
 //! data { rescale: 256  crop: 227  pad: 0  random_crop: true  mirror: true
-//!        lighting: 0.1  mean: true  test: center | ten_crop }
+//!        lighting: 0.1  mean: true  scale: 1  test: center | ten_crop }
 //! ```
 
 use super::error::{LowerError, suggest};
@@ -362,6 +362,7 @@ pub fn lower_train(
                         "mirror" => d.mirror = cx.boolean(s)?,
                         "mean" => d.mean = cx.boolean(s)?,
                         "lighting" => d.lighting = cx.float(s, |x| x >= 0.0, "a number ≥ 0")?,
+                        "scale" => d.scale = cx.float(s, |x| x > 0.0, "a positive number")?,
                         "test" => {
                             let v = cx.value(s, "`center` or `ten_crop`")?;
                             d.test = match &v.kind {

@@ -149,53 +149,43 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
                 let db = b.add(Op::DenseGradBias, n, "db", dev, &[dy]);
                 b.give(bias, db);
             }
-            Op::Relu => {
-                if needs_grad(b.g, ins[0]) {
-                    let dx = b.add(Op::ReluGrad, n, "dx", dev, &[n, dy]);
-                    b.give(ins[0], dx);
-                }
-            }
-            Op::Lrn {
-                size,
-                alpha,
-                beta,
-                k,
-            } => {
-                if needs_grad(b.g, ins[0]) {
-                    let op = Op::LrnGrad {
-                        size: *size,
-                        alpha: *alpha,
-                        beta: *beta,
-                        k: *k,
-                    };
-                    let dx = b.add(op, n, "dx", dev, &[ins[0], n, dy]);
-                    b.give(ins[0], dx);
-                }
-            }
-            Op::MaxPool { size, stride } => {
-                if needs_grad(b.g, ins[0]) {
-                    let dx = b.add(
+            Op::Relu | Op::Lrn { .. } | Op::MaxPool { .. } | Op::Dropout { .. }
+                if needs_grad(b.g, ins[0]) =>
+            {
+                let (op, inputs) = match &node.op {
+                    Op::Relu => (Op::ReluGrad, vec![n, dy]),
+                    Op::Lrn {
+                        size,
+                        alpha,
+                        beta,
+                        k,
+                    } => (
+                        Op::LrnGrad {
+                            size: *size,
+                            alpha: *alpha,
+                            beta: *beta,
+                            k: *k,
+                        },
+                        vec![ins[0], n, dy],
+                    ),
+                    Op::MaxPool { size, stride } => (
                         Op::MaxPoolGrad {
                             size: *size,
                             stride: *stride,
                         },
-                        n,
-                        "dx",
-                        dev,
-                        &[ins[0], dy],
-                    );
-                    b.give(ins[0], dx);
-                }
-            }
-            Op::Dropout { rate } => {
-                if needs_grad(b.g, ins[0]) {
-                    let op = Op::DropoutGrad {
-                        rate: *rate,
-                        of: node.name.clone(),
-                    };
-                    let dx = b.add(op, n, "dx", dev, &[dy]);
-                    b.give(ins[0], dx);
-                }
+                        vec![ins[0], dy],
+                    ),
+                    Op::Dropout { rate } => (
+                        Op::DropoutGrad {
+                            rate: *rate,
+                            of: node.name.clone(),
+                        },
+                        vec![dy],
+                    ),
+                    _ => unreachable!("matched above"),
+                };
+                let dx = b.add(op, n, "dx", dev, &inputs);
+                b.give(ins[0], dx);
             }
             Op::Concat => {
                 let mut start = 0;

@@ -5,3 +5,4 @@
 //!   preprocessing and augmentation, and a prefetching batch loader.
 
 pub mod data;
+pub mod run;

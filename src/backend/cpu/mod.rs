@@ -1,2 +1,3 @@
 //! CPU backend: reference kernels (NCHW, generic over `f32`/`f64`) that the CPU executor calls.
+pub mod exec;
 pub mod kernels;

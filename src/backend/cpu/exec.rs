@@ -1,0 +1,644 @@
+//! The CPU executor: runs a training graph (forward, backward, update, as
+//! built by `passes::autodiff`) or its forward part, one node at a time in
+//! the IR's deterministic order, calling the reference kernels.
+//!
+//! Assumes a verified graph whose backward nodes follow autodiff's naming
+//! (`F.dx`, `F.dw`, `F.db` for the gradients of forward node `F`). The
+//! gradients of one convolution or dense layer are computed together by
+//! one kernel call when the first of them is reached. Forward LRN, max
+//! pooling and the loss keep what their backward needs (scale, argmax,
+//! softmax) in per-node side buffers. Buffers are allocated once, on the
+//! first step, and reused. Results are deterministic for a given seed
+//! whatever the thread count (the kernels guarantee it).
+
+use std::collections::HashMap;
+
+use super::kernels::{self as k, Act, Nchw};
+use crate::ir::{Device, Graph, Init, InputKind, NodeId, Op, ParamRole, Ty, order};
+use crate::rng;
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ExecError {
+    #[error("the graph has a cycle")]
+    Cycle,
+    #[error("the graph has no `{0}` input")]
+    MissingInput(&'static str),
+    #[error("a batch of {got} values does not fit input `{name}` ({want} per example)")]
+    BadBatch {
+        name: String,
+        got: usize,
+        want: usize,
+    },
+    #[error("label {label} is out of range for {classes} classes")]
+    BadLabel { label: u32, classes: u64 },
+    #[error("`{0}` has no forward node")]
+    Orphan(String),
+}
+
+/// What one step reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepStats {
+    pub loss: f64,
+    pub top1: usize,
+    pub top5: usize,
+    pub n: usize,
+}
+
+pub struct CpuExec {
+    graph: Graph,
+    order: Vec<NodeId>,
+    forward: Vec<bool>,
+    vals: Vec<Vec<f32>>,
+    aux: Vec<Vec<f32>>,
+    argmax: Vec<Vec<u32>>,
+    labels: Vec<u32>,
+    batch: usize,
+    image: NodeId,
+    label: NodeId,
+    loss: NodeId,
+    logits: NodeId,
+    /// Backward node -> the forward node it differentiates.
+    fwd_of: HashMap<NodeId, NodeId>,
+    scratch: Vec<f32>,
+    /// Which gradient groups were computed in the current step.
+    done: Vec<bool>,
+    pub seed: u64,
+}
+
+fn numel(g: &Graph, n: NodeId, batch: usize) -> usize {
+    match &g.node(n).ty {
+        Ty::Act { dims } => dims.iter().product::<u64>() as usize * batch,
+        Ty::Param { dims } => dims.iter().product::<u64>() as usize,
+        Ty::Labels { .. } => batch,
+        Ty::Scalar => 1,
+        Ty::Effect => 0,
+    }
+}
+
+fn chw(g: &Graph, n: NodeId) -> (usize, usize, usize) {
+    match g.node(n).ty.dims() {
+        [c, h, w] => (*c as usize, *h as usize, *w as usize),
+        d => (d.iter().product::<u64>() as usize, 1, 1),
+    }
+}
+
+/// Fills a parameter per its initialisation rule; draws depend only on
+/// (seed, parameter name, tower, element index).
+pub fn init_param(
+    init: &Init,
+    name: &str,
+    device: Device,
+    dims: &[u64],
+    seed: u64,
+    out: &mut [f32],
+) {
+    let stream = rng::stream_of(&format!("init/{name}@{device}"));
+    let fan_in: u64 = dims.iter().skip(1).product::<u64>().max(1);
+    let fan_out: u64 = dims.first().copied().unwrap_or(1) * dims.iter().skip(2).product::<u64>();
+    match init {
+        Init::Constant { value } => out.fill(*value as f32),
+        Init::Normal { mean, std } => {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = (mean + std * rng::normal(seed, stream, i as u64)) as f32;
+            }
+        }
+        Init::He => {
+            let std = (2.0 / fan_in as f64).sqrt();
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = (std * rng::normal(seed, stream, i as u64)) as f32;
+            }
+        }
+        Init::Uniform { low, high } => {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = (low + (high - low) * rng::uniform(seed, stream, i as u64)) as f32;
+            }
+        }
+        Init::Xavier => {
+            let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = (a * (2.0 * rng::uniform(seed, stream, i as u64) - 1.0)) as f32;
+            }
+        }
+    }
+}
+
+impl CpuExec {
+    /// Prepares a graph (forward only, or a whole training step) and
+    /// initialises its parameters from `seed`.
+    pub fn new(graph: Graph, seed: u64) -> Result<Self, ExecError> {
+        let order = order::topo(&graph).map_err(|_| ExecError::Cycle)?;
+        let cap = graph
+            .g
+            .node_indices()
+            .map(|n| n.index() + 1)
+            .max()
+            .unwrap_or(0);
+        let find = |f: &dyn Fn(&Op) -> bool| graph.node_ids().find(|n| f(&graph.node(*n).op));
+        let image = find(&|op| {
+            *op == Op::Input {
+                kind: InputKind::Tensor,
+            }
+        })
+        .ok_or(ExecError::MissingInput("image"))?;
+        let label = find(&|op| {
+            *op == Op::Input {
+                kind: InputKind::Labels,
+            }
+        })
+        .ok_or(ExecError::MissingInput("label"))?;
+        let loss =
+            find(&|op| *op == Op::SoftmaxXent).ok_or(ExecError::MissingInput("softmax_xent"))?;
+        let logits = graph.inputs(loss)[0];
+        let mut forward = vec![false; cap];
+        let mut fwd_of = HashMap::new();
+        for n in graph.node_ids() {
+            let node = graph.node(n);
+            let is_fwd = matches!(
+                node.op,
+                Op::Input { .. }
+                    | Op::Param { .. }
+                    | Op::Conv { .. }
+                    | Op::Relu
+                    | Op::Lrn { .. }
+                    | Op::MaxPool { .. }
+                    | Op::Dense { .. }
+                    | Op::Dropout { .. }
+                    | Op::Concat
+                    | Op::SoftmaxXent
+            );
+            forward[n.index()] = is_fwd;
+            if matches!(
+                node.op,
+                Op::ConvGradInput { .. }
+                    | Op::ConvGradWeight { .. }
+                    | Op::ConvGradBias
+                    | Op::DenseGradInput { .. }
+                    | Op::DenseGradWeight
+                    | Op::DenseGradBias
+                    | Op::LrnGrad { .. }
+                    | Op::MaxPoolGrad { .. }
+            ) {
+                let base = node
+                    .name
+                    .rsplit_once('.')
+                    .map_or(node.name.as_str(), |(b, _)| b);
+                let f = graph
+                    .find(base, node.device)
+                    .ok_or_else(|| ExecError::Orphan(node.name.clone()))?;
+                fwd_of.insert(n, f);
+            }
+        }
+        let mut vals = vec![Vec::new(); cap];
+        for n in graph.node_ids() {
+            let node = graph.node(n);
+            if let Op::Param { init, role } = &node.op {
+                let mut v = vec![0f32; numel(&graph, n, 1)];
+                if *role != ParamRole::Velocity {
+                    init_param(init, &node.name, node.device, node.ty.dims(), seed, &mut v);
+                }
+                vals[n.index()] = v;
+            }
+        }
+        Ok(CpuExec {
+            order,
+            forward,
+            aux: vec![Vec::new(); cap],
+            argmax: vec![Vec::new(); cap],
+            labels: Vec::new(),
+            batch: 0,
+            image,
+            label,
+            loss,
+            logits,
+            fwd_of,
+            scratch: Vec::new(),
+            done: vec![false; cap],
+            seed,
+            vals,
+            graph,
+        })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Parameters and optimiser state: (name@device, node) pairs in a stable order.
+    pub fn state(&self) -> Vec<(String, NodeId)> {
+        let mut v: Vec<(String, NodeId)> = self
+            .graph
+            .node_ids()
+            .filter(|n| self.graph.node(*n).op.is_param())
+            .map(|n| {
+                (
+                    format!("{}@{}", self.graph.node(n).name, self.graph.node(n).device),
+                    n,
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn value(&self, n: NodeId) -> &[f32] {
+        &self.vals[n.index()]
+    }
+
+    pub fn value_mut(&mut self, n: NodeId) -> &mut Vec<f32> {
+        &mut self.vals[n.index()]
+    }
+
+    /// The per-example size of the image input.
+    pub fn image_len(&self) -> usize {
+        numel(&self.graph, self.image, 1)
+    }
+
+    fn load(&mut self, images: &[f32], labels: &[u32]) -> Result<(), ExecError> {
+        let per = self.image_len();
+        let n = labels.len();
+        if images.len() != n * per {
+            return Err(ExecError::BadBatch {
+                name: self.graph.node(self.image).name.clone(),
+                got: images.len(),
+                want: per,
+            });
+        }
+        let classes = match self.graph.node(self.label).ty {
+            Ty::Labels { classes } => classes,
+            _ => 0,
+        };
+        if let Some(&bad) = labels.iter().find(|&&l| l as u64 >= classes) {
+            return Err(ExecError::BadLabel {
+                label: bad,
+                classes,
+            });
+        }
+        if n != self.batch {
+            self.batch = n;
+            for &id in &self.order {
+                if !self.graph.node(id).op.is_param() {
+                    self.vals[id.index()] = vec![0f32; numel(&self.graph, id, n)];
+                }
+            }
+        }
+        self.vals[self.image.index()].copy_from_slice(images);
+        self.labels.clear();
+        self.labels.extend_from_slice(labels);
+        Ok(())
+    }
+
+    /// One training step: forward, backward and the update with learning
+    /// rate `lr`. `step` numbers the step (it keys the dropout masks).
+    pub fn train_step(
+        &mut self,
+        images: &[f32],
+        labels: &[u32],
+        lr: f64,
+        step: u64,
+    ) -> Result<StepStats, ExecError> {
+        self.load(images, labels)?;
+        self.done.iter_mut().for_each(|d| *d = false);
+        let order = std::mem::take(&mut self.order);
+        for &n in &order {
+            self.run(n, true, lr, step);
+        }
+        self.order = order;
+        Ok(self.stats())
+    }
+
+    /// The forward pass only, dropout off (evaluation). Returns the stats
+    /// and leaves the logits readable through [`CpuExec::logits`].
+    pub fn eval_batch(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats, ExecError> {
+        self.load(images, labels)?;
+        let order = std::mem::take(&mut self.order);
+        for &n in &order {
+            if self.forward[n.index()] {
+                self.run(n, false, 0.0, 0);
+            }
+        }
+        self.order = order;
+        Ok(self.stats())
+    }
+
+    pub fn logits(&self) -> &[f32] {
+        &self.vals[self.logits.index()]
+    }
+
+    fn stats(&self) -> StepStats {
+        let n = self.batch;
+        let classes = self.graph.node(self.logits).ty.numel() as usize;
+        let (top1, top5) = k::softmax_xent::top1_top5(n, classes, self.logits(), &self.labels);
+        StepStats {
+            loss: self.vals[self.loss.index()][0] as f64,
+            top1,
+            top5,
+            n,
+        }
+    }
+
+    /// The first node, in execution order, whose value is not finite.
+    pub fn first_non_finite(&self) -> Option<&str> {
+        self.order
+            .iter()
+            .find(|n| self.vals[n.index()].iter().any(|v| !v.is_finite()))
+            .map(|n| self.graph.node(*n).name.as_str())
+    }
+
+    fn run(&mut self, n: NodeId, training: bool, lr: f64, step: u64) {
+        let g = &self.graph;
+        let node = g.node(n);
+        let ins = g.inputs(n);
+        let b = self.batch;
+        let mut out = std::mem::take(&mut self.vals[n.index()]);
+        let v = &self.vals;
+        let x = |i: usize| -> &[f32] { &v[ins[i].index()] };
+        match &node.op {
+            Op::Input { .. } | Op::Param { .. } => {}
+            Op::Conv {
+                filters,
+                size,
+                stride,
+                pad,
+            } => {
+                let (c, h, w) = chw(g, ins[0]);
+                let s = k::conv::ConvShape {
+                    n: b,
+                    c,
+                    h,
+                    w,
+                    f: *filters as usize,
+                    k: *size as usize,
+                    stride: *stride as usize,
+                    pad: *pad as usize,
+                };
+                k::conv::conv2d_forward(
+                    &s,
+                    x(0),
+                    x(1),
+                    Some(x(2)),
+                    Act::None,
+                    &mut out,
+                    &mut self.scratch,
+                );
+            }
+            Op::Relu => k::relu::relu_forward(x(0), &mut out),
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                k: kk,
+            } => {
+                let (c, h, w) = chw(g, ins[0]);
+                let p = k::lrn::LrnParams {
+                    size: *size as usize,
+                    alpha: *alpha,
+                    beta: *beta,
+                    k: *kk,
+                };
+                let aux = &mut self.aux[n.index()];
+                aux.resize(out.len(), 0.0);
+                k::lrn::lrn_forward(&p, &Nchw::new(b, c, h, w), x(0), &mut out, aux);
+            }
+            Op::MaxPool { size, stride } => {
+                let (c, h, w) = chw(g, ins[0]);
+                let s = k::pool::PoolShape {
+                    n: b,
+                    c,
+                    h,
+                    w,
+                    size: *size as usize,
+                    stride: *stride as usize,
+                };
+                let am = &mut self.argmax[n.index()];
+                am.resize(out.len(), 0);
+                k::pool::maxpool_forward(&s, x(0), &mut out, am);
+            }
+            Op::Dense { units } => {
+                let s = k::dense::DenseShape {
+                    n: b,
+                    inp: g.node(ins[0]).ty.numel() as usize,
+                    out: *units as usize,
+                };
+                k::dense::dense_forward(&s, x(0), x(1), Some(x(2)), Act::None, &mut out);
+            }
+            Op::Dropout { rate } => {
+                let p = k::dropout::DropoutParams {
+                    seed: self.seed ^ rng::mix64(step),
+                    stream: rng::stream_of(&node.name),
+                    rate: *rate,
+                    training,
+                };
+                k::dropout::dropout_forward(&p, x(0), &mut out);
+            }
+            Op::Concat => {
+                let hw = {
+                    let (_, h, w) = chw(g, n);
+                    h * w
+                };
+                let parts: Vec<(&[f32], usize)> = ins
+                    .iter()
+                    .map(|i| (&v[i.index()][..], chw(g, *i).0))
+                    .collect();
+                k::concat::concat_channels(b, hw, &parts, &mut out);
+            }
+            Op::SoftmaxXent => {
+                let classes = g.node(ins[0]).ty.numel() as usize;
+                let aux = &mut self.aux[n.index()];
+                aux.resize(b * classes, 0.0);
+                let loss =
+                    k::softmax_xent::softmax_xent_forward(b, classes, x(0), &self.labels, aux);
+                out.resize(1, 0.0);
+                out[0] = loss as f32;
+            }
+            Op::SoftmaxXentGrad => {
+                let classes = g.node(ins[0]).ty.numel() as usize;
+                k::softmax_xent::softmax_xent_backward(
+                    b,
+                    classes,
+                    &self.aux[self.loss.index()],
+                    &self.labels,
+                    &mut out,
+                );
+            }
+            Op::ConvGradInput { .. }
+            | Op::ConvGradWeight { .. }
+            | Op::ConvGradBias
+            | Op::DenseGradInput { .. }
+            | Op::DenseGradWeight
+            | Op::DenseGradBias => {
+                self.vals[n.index()] = out;
+                self.layer_grads(n);
+                return;
+            }
+            Op::ReluGrad => k::relu::relu_backward(x(0), x(1), &mut out),
+            Op::LrnGrad {
+                size,
+                alpha,
+                beta,
+                k: kk,
+            } => {
+                let (c, h, w) = chw(g, ins[0]);
+                let p = k::lrn::LrnParams {
+                    size: *size as usize,
+                    alpha: *alpha,
+                    beta: *beta,
+                    k: *kk,
+                };
+                let f = self.fwd_of[&n];
+                k::lrn::lrn_backward(
+                    &p,
+                    &Nchw::new(b, c, h, w),
+                    x(0),
+                    x(1),
+                    &self.aux[f.index()],
+                    x(2),
+                    &mut out,
+                    &mut self.scratch,
+                );
+            }
+            Op::MaxPoolGrad { size, stride } => {
+                let (c, h, w) = chw(g, ins[0]);
+                let s = k::pool::PoolShape {
+                    n: b,
+                    c,
+                    h,
+                    w,
+                    size: *size as usize,
+                    stride: *stride as usize,
+                };
+                let f = self.fwd_of[&n];
+                k::pool::maxpool_backward(&s, x(1), &self.argmax[f.index()], &mut out);
+            }
+            Op::DropoutGrad { rate, of } => {
+                let p = k::dropout::DropoutParams {
+                    seed: self.seed ^ rng::mix64(step),
+                    stream: rng::stream_of(of),
+                    rate: *rate,
+                    training,
+                };
+                k::dropout::dropout_backward(&p, x(0), &mut out);
+            }
+            Op::Slice { start, len } => {
+                let (c, h, w) = chw(g, ins[0]);
+                let plane = h * w;
+                let (start, len) = (*start as usize, *len as usize);
+                let src = x(0);
+                for i in 0..b {
+                    let from = &src[(i * c + start) * plane..(i * c + start + len) * plane];
+                    out[i * len * plane..(i + 1) * len * plane].copy_from_slice(from);
+                }
+            }
+            Op::Add => {
+                out.copy_from_slice(x(0));
+                for i in 1..ins.len() {
+                    for (o, a) in out.iter_mut().zip(x(i)) {
+                        *o += a;
+                    }
+                }
+            }
+            Op::SgdUpdate {
+                momentum,
+                weight_decay,
+            } => {
+                let p = k::sgd::SgdParams {
+                    lr,
+                    momentum: *momentum,
+                    weight_decay: *weight_decay,
+                };
+                let (wi, vi, gi) = (ins[0].index(), ins[1].index(), ins[2].index());
+                let mut w = std::mem::take(&mut self.vals[wi]);
+                let mut vel = std::mem::take(&mut self.vals[vi]);
+                k::sgd::sgd_update(&p, &mut w, &mut vel, &self.vals[gi]);
+                self.vals[wi] = w;
+                self.vals[vi] = vel;
+            }
+        }
+        self.vals[n.index()] = out;
+    }
+
+    /// Computes all gradients of one conv or dense layer in one kernel call.
+    fn layer_grads(&mut self, n: NodeId) {
+        let f = self.fwd_of[&n];
+        if self.done[f.index()] {
+            return;
+        }
+        self.done[f.index()] = true;
+        let g = &self.graph;
+        let fnode = g.node(f);
+        let dev = fnode.device;
+        let get = |suffix: &str| g.find(&format!("{}.{suffix}", fnode.name), dev);
+        let (dx_n, dw_n, db_n) = (get("dx"), get("dw"), get("db"));
+        let fins = g.inputs(f);
+        let Some(dw_n) = dw_n else { return };
+        let dy_n = g.inputs(dw_n)[1];
+        let b = self.batch;
+        let mut dx = dx_n.map(|d| std::mem::take(&mut self.vals[d.index()]));
+        let mut dw = std::mem::take(&mut self.vals[dw_n.index()]);
+        let mut db = db_n.map(|d| std::mem::take(&mut self.vals[d.index()]));
+        let v = &self.vals;
+        let (x, w, dy) = (
+            &v[fins[0].index()][..],
+            &v[fins[1].index()][..],
+            &v[dy_n.index()][..],
+        );
+        match &fnode.op {
+            Op::Conv {
+                filters,
+                size,
+                stride,
+                pad,
+            } => {
+                let (c, h, wd) = chw(g, fins[0]);
+                let s = k::conv::ConvShape {
+                    n: b,
+                    c,
+                    h,
+                    w: wd,
+                    f: *filters as usize,
+                    k: *size as usize,
+                    stride: *stride as usize,
+                    pad: *pad as usize,
+                };
+                k::conv::conv2d_backward(
+                    &s,
+                    Act::None,
+                    x,
+                    w,
+                    dy,
+                    dy,
+                    dx.as_deref_mut(),
+                    &mut dw,
+                    db.as_deref_mut(),
+                    &mut self.scratch,
+                );
+            }
+            Op::Dense { units } => {
+                let s = k::dense::DenseShape {
+                    n: b,
+                    inp: g.node(fins[0]).ty.numel() as usize,
+                    out: *units as usize,
+                };
+                k::dense::dense_backward(
+                    &s,
+                    Act::None,
+                    x,
+                    w,
+                    dy,
+                    dy,
+                    dx.as_deref_mut(),
+                    &mut dw,
+                    db.as_deref_mut(),
+                    &mut self.scratch,
+                );
+            }
+            _ => {}
+        }
+        if let (Some(d), Some(buf)) = (dx_n, dx) {
+            self.vals[d.index()] = buf;
+        }
+        self.vals[dw_n.index()] = dw;
+        if let (Some(d), Some(buf)) = (db_n, db) {
+            self.vals[d.index()] = buf;
+        }
+    }
+}

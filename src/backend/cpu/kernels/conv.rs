@@ -76,6 +76,20 @@ pub fn images_per_task(s: &ConvShape) -> usize {
     2048usize.div_ceil(s.ohw().max(1)).clamp(1, 16)
 }
 
+/// Elements of scratch [`conv2d_forward`] uses (it grows the caller's buffer
+/// to this once): per task, an im2col matrix and a GEMM output.
+pub fn forward_scratch_len(s: &ConvShape) -> usize {
+    let ipt = images_per_task(s);
+    s.n.div_ceil(ipt) * (s.ckk() + s.f) * ipt * s.ohw()
+}
+
+/// Elements of scratch [`conv2d_backward`] uses: per task, an im2row matrix,
+/// the masked output gradient, and partial weight and bias gradients.
+pub fn backward_scratch_len(s: &ConvShape) -> usize {
+    let ipt = images_per_task(s);
+    s.n.div_ceil(ipt) * ((s.ckk() + s.f) * ipt * s.ohw() + s.f * s.ckk() + s.f)
+}
+
 /// Range of output columns `ox` whose input column `ox·stride + kj − pad` is
 /// inside `[0, w)` (the same formula serves rows).
 #[inline]
@@ -229,7 +243,9 @@ fn im2row_k<T: Float, const K: usize>(s: &ConvShape, x: &[T], rows: &mut [T], of
 /// Forward: `y = act(conv(x, w) + bias)`.
 ///
 /// `x: [n, c, h, w]`, `w: [f, c, k, k]`, `bias: [f]` (optional),
-/// `y: [n, f, oh, ow]` (overwritten). `scratch` is grown as needed and reused.
+/// `y: [n, f, oh, ow]` (OVERWRITTEN). `scratch_buf` is grown to
+/// [`forward_scratch_len`] on first use and reused; its contents are not
+/// needed after the call.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward<T: Float>(
     s: &ConvShape,
@@ -253,6 +269,7 @@ pub fn conv2d_forward<T: Float>(
     let tasks = s.n.div_ceil(ipt);
     let col_len = ckk * ipt * ohw;
     let per = col_len + f * ipt * ohw;
+    debug_assert_eq!(tasks * per, forward_scratch_len(s));
     let scr = scratch(scratch_buf, tasks * per);
     let in_img = s.input().chw();
     let out_img = f * ohw;
@@ -387,7 +404,7 @@ fn backward_task<T: Float>(
 /// `y` is the forward output and is read only when `act == Act::Relu` (pass
 /// any slice of the same length otherwise, e.g. `dy`). `db = None` skips the
 /// bias gradient. The forward pass saves nothing else: im2row is recomputed
-/// from `x`.
+/// from `x`. `scratch_buf` is grown to [`backward_scratch_len`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward<T: Float>(
     s: &ConvShape,
@@ -425,6 +442,7 @@ pub fn conv2d_backward<T: Float>(
         dw: f * ckk,
         per: ckk * ipt * ohw + f * ipt * ohw + f * ckk + f,
     };
+    debug_assert_eq!(tasks * lay.per, backward_scratch_len(s));
     let scr = scratch(scratch_buf, tasks * lay.per);
     let in_img = s.input().chw();
     let out_img = f * ohw;

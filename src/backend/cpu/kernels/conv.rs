@@ -725,6 +725,55 @@ mod tests {
     }
 
     #[test]
+    fn conv_backward_f32_matches_f64() {
+        let s = ConvShape {
+            n: 20,
+            c: 3,
+            h: 13,
+            w: 11,
+            f: 5,
+            k: 3,
+            stride: 2,
+            pad: 1,
+        };
+        let x = rand_vec(900, s.input().len());
+        let w = rand_vec(901, s.w_len());
+        let r = rand_vec(902, s.output().len());
+        let mut scr = Vec::new();
+        let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; s.f]);
+        conv2d_backward(
+            &s,
+            Act::None,
+            &x,
+            &w,
+            &r,
+            &r,
+            Some(&mut dx),
+            &mut dw,
+            Some(&mut db),
+            &mut scr,
+        );
+        let mut scr32 = Vec::new();
+        let (x32, w32, r32) = (to_f32(&x), to_f32(&w), to_f32(&r));
+        let (mut dx32, mut dw32) = (vec![0.0f32; x.len()], vec![0.0f32; w.len()]);
+        conv2d_backward(
+            &s,
+            Act::None,
+            &x32,
+            &w32,
+            &r32,
+            &r32,
+            Some(&mut dx32),
+            &mut dw32,
+            None,
+            &mut scr32,
+        );
+        let up = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+        assert!(rel_err(&up(&dx32), &dx) < 1e-6);
+        assert!(rel_err(&up(&dw32), &dw) < 1e-6);
+    }
+
+    #[test]
     fn conv_backward_deterministic_across_threads() {
         let s = ConvShape {
             n: 40,

@@ -76,6 +76,20 @@ pub fn images_per_task(s: &ConvShape) -> usize {
     2048usize.div_ceil(s.ohw().max(1)).clamp(1, 16)
 }
 
+/// Elements of scratch [`conv2d_forward`] uses (it grows the caller's buffer
+/// to this once): per task, an im2col matrix and a GEMM output.
+pub fn forward_scratch_len(s: &ConvShape) -> usize {
+    let ipt = images_per_task(s);
+    s.n.div_ceil(ipt) * (s.ckk() + s.f) * ipt * s.ohw()
+}
+
+/// Elements of scratch [`conv2d_backward`] uses: per task, an im2row matrix,
+/// the masked output gradient, and partial weight and bias gradients.
+pub fn backward_scratch_len(s: &ConvShape) -> usize {
+    let ipt = images_per_task(s);
+    s.n.div_ceil(ipt) * ((s.ckk() + s.f) * ipt * s.ohw() + s.f * s.ckk() + s.f)
+}
+
 /// Range of output columns `ox` whose input column `ox·stride + kj − pad` is
 /// inside `[0, w)` (the same formula serves rows).
 #[inline]
@@ -130,29 +144,92 @@ fn im2col<T: Float>(s: &ConvShape, x: &[T], col: &mut [T], ld: usize, off: usize
     }
 }
 
+/// Adds columns `off .. off + oh·ow` of the `[c·k·k × ld]` matrix `col`
+/// back into image `dx` (`[c, h, w]`, which the caller has zeroed): the
+/// adjoint of [`im2col`].
+fn col2im<T: Float>(s: &ConvShape, col: &[T], ld: usize, off: usize, dx: &mut [T]) {
+    let (h, w, k, st, pad) = (s.h, s.w, s.k, s.stride, s.pad);
+    let (oh, ow) = (s.oh(), s.ow());
+    for (c, plane) in dx.chunks_exact_mut(h * w).enumerate().take(s.c) {
+        for ki in 0..k {
+            let (oy_lo, oy_hi) = valid_range(oh, h, st, ki, pad);
+            for kj in 0..k {
+                let row = (c * k + ki) * k + kj;
+                let src = &col[row * ld + off..row * ld + off + oh * ow];
+                let (lo, hi) = valid_range(ow, w, st, kj, pad);
+                if hi == lo {
+                    continue;
+                }
+                let ix0 = lo * st + kj - pad;
+                for oy in oy_lo..oy_hi {
+                    let iy = oy * st + ki - pad;
+                    let d = &mut plane[iy * w..(iy + 1) * w];
+                    let sv = &src[oy * ow + lo..oy * ow + hi];
+                    if st == 1 {
+                        for (o, v) in d[ix0..ix0 + sv.len()].iter_mut().zip(sv) {
+                            *o += *v;
+                        }
+                    } else {
+                        for (o, v) in d[ix0..].iter_mut().step_by(st).zip(sv) {
+                            *o += *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Writes image `x` (`[c, h, w]`) as rows `off .. off + oh·ow` of the
 /// `[L × c·k·k]` matrix `rows` ("im2row", the transpose of [`im2col`]); the
-/// backward pass uses this layout so that both of its GEMMs read row-major
-/// operands.
+/// weight gradient uses this layout so that its GEMM reads row-major operands.
 fn im2row<T: Float>(s: &ConvShape, x: &[T], rows: &mut [T], off: usize) {
-    let (h, w, k, st, pad) = (s.h, s.w, s.k, s.stride, s.pad);
+    // Constant kernel widths let the k-element copies compile to plain moves.
+    match s.k {
+        3 => im2row_k::<T, 3>(s, x, rows, off),
+        5 => im2row_k::<T, 5>(s, x, rows, off),
+        _ => im2row_k::<T, 0>(s, x, rows, off),
+    }
+}
+
+/// [`im2row`] for kernel width `K` (`K == 0`: width taken from `s.k`).
+#[inline(always)]
+fn im2row_k<T: Float, const K: usize>(s: &ConvShape, x: &[T], rows: &mut [T], off: usize) {
+    let k = if K == 0 { s.k } else { K };
+    let (h, w, st, pad) = (s.h, s.w, s.stride, s.pad);
     let (oh, ow, ckk) = (s.oh(), s.ow(), s.ckk());
+    // Output columns whose whole k-wide window lies inside the input row.
+    let full_lo = pad.div_ceil(st).min(ow);
+    let full_hi = if w + pad >= k {
+        ((w + pad - k) / st + 1).min(ow)
+    } else {
+        0
+    }
+    .max(full_lo);
     for oy in 0..oh {
-        for ox in 0..ow {
-            let r = &mut rows[(off + oy * ow + ox) * ckk..(off + oy * ow + ox + 1) * ckk];
-            // kj with ix = ox·st + kj − pad inside [0, w)
-            let x0 = ox * st;
-            let kj_lo = pad.saturating_sub(x0).min(k);
-            let kj_hi = (w + pad).saturating_sub(x0).min(k).max(kj_lo);
-            for (c, plane) in x.chunks_exact(h * w).enumerate().take(s.c) {
-                for ki in 0..k {
-                    let d = &mut r[(c * k + ki) * k..(c * k + ki + 1) * k];
-                    let iy = oy * st + ki;
-                    if iy < pad || iy - pad >= h {
-                        d.fill(T::ZERO);
+        let block = &mut rows[(off + oy * ow) * ckk..(off + (oy + 1) * ow) * ckk];
+        for (c, plane) in x.chunks_exact(h * w).enumerate().take(s.c) {
+            for ki in 0..k {
+                let base = (c * k + ki) * k;
+                let iy = oy * st + ki;
+                if iy < pad || iy - pad >= h {
+                    for r in block.chunks_exact_mut(ckk) {
+                        r[base..base + k].fill(T::ZERO);
+                    }
+                    continue;
+                }
+                let src = &plane[(iy - pad) * w..(iy - pad + 1) * w];
+                for (ox, r) in block.chunks_exact_mut(ckk).enumerate() {
+                    let d = &mut r[base..base + k];
+                    let x0 = ox * st;
+                    if K != 0 && ox >= full_lo && ox < full_hi {
+                        let ix0 = x0 - pad;
+                        d.copy_from_slice(&src[ix0..ix0 + K]);
                         continue;
                     }
-                    let src = &plane[(iy - pad) * w..(iy - pad + 1) * w];
+                    // kj with ix = x0 + kj − pad inside [0, w)
+                    let kj_lo = pad.saturating_sub(x0).min(k);
+                    let kj_hi = (w + pad).saturating_sub(x0).min(k).max(kj_lo);
                     d[..kj_lo].fill(T::ZERO);
                     d[kj_hi..].fill(T::ZERO);
                     let ix0 = x0 + kj_lo - pad;
@@ -163,42 +240,12 @@ fn im2row<T: Float>(s: &ConvShape, x: &[T], rows: &mut [T], off: usize) {
     }
 }
 
-/// Adds rows `off .. off + oh·ow` of `rows` back into image `dx` (`[c, h, w]`,
-/// which the caller has zeroed): the adjoint of [`im2row`].
-fn row2im<T: Float>(s: &ConvShape, rows: &[T], off: usize, dx: &mut [T]) {
-    let (h, w, k, st, pad) = (s.h, s.w, s.k, s.stride, s.pad);
-    let (oh, ow, ckk) = (s.oh(), s.ow(), s.ckk());
-    for oy in 0..oh {
-        for ox in 0..ow {
-            let r = &rows[(off + oy * ow + ox) * ckk..(off + oy * ow + ox + 1) * ckk];
-            let x0 = ox * st;
-            let kj_lo = pad.saturating_sub(x0).min(k);
-            let kj_hi = (w + pad).saturating_sub(x0).min(k).max(kj_lo);
-            if kj_hi == kj_lo {
-                continue;
-            }
-            for (c, plane) in dx.chunks_exact_mut(h * w).enumerate().take(s.c) {
-                for ki in 0..k {
-                    let iy = oy * st + ki;
-                    if iy < pad || iy - pad >= h {
-                        continue;
-                    }
-                    let src = &r[(c * k + ki) * k + kj_lo..(c * k + ki) * k + kj_hi];
-                    let ix0 = x0 + kj_lo - pad;
-                    let d = &mut plane[(iy - pad) * w + ix0..(iy - pad) * w + ix0 + src.len()];
-                    for (o, v) in d.iter_mut().zip(src) {
-                        *o += *v;
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Forward: `y = act(conv(x, w) + bias)`.
 ///
 /// `x: [n, c, h, w]`, `w: [f, c, k, k]`, `bias: [f]` (optional),
-/// `y: [n, f, oh, ow]` (overwritten). `scratch` is grown as needed and reused.
+/// `y: [n, f, oh, ow]` (OVERWRITTEN). `scratch_buf` is grown to
+/// [`forward_scratch_len`] on first use and reused; its contents are not
+/// needed after the call.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward<T: Float>(
     s: &ConvShape,
@@ -222,6 +269,7 @@ pub fn conv2d_forward<T: Float>(
     let tasks = s.n.div_ceil(ipt);
     let col_len = ckk * ipt * ohw;
     let per = col_len + f * ipt * ohw;
+    debug_assert_eq!(tasks * per, forward_scratch_len(s));
     let scr = scratch(scratch_buf, tasks * per);
     let in_img = s.input().chw();
     let out_img = f * ohw;
@@ -326,23 +374,25 @@ fn backward_task<T: Float>(
         Par::Seq,
     );
     if let Some(dxc) = dxc {
-        // drows[l × ckk] = dzᵀ · W, reusing the im2row buffer.
+        // dcol[ckk × l] = Wᵀ · dz, reusing the im2row buffer; col2im runs over
+        // contiguous input rows, which is cheaper than the im2row adjoint.
+        let dcol = rows;
         gemm(
-            l,
             ckk,
+            l,
             f,
             T::ZERO,
-            rows,
+            dcol,
             T::ONE,
-            dz,
-            true,
             w,
+            true,
+            dz,
             false,
             Par::Seq,
         );
         for (i, dxi) in dxc.chunks_exact_mut(in_img).enumerate() {
             dxi.fill(T::ZERO);
-            row2im(s, rows, i * ohw, dxi);
+            col2im(s, dcol, l, i * ohw, dxi);
         }
     }
 }
@@ -354,7 +404,7 @@ fn backward_task<T: Float>(
 /// `y` is the forward output and is read only when `act == Act::Relu` (pass
 /// any slice of the same length otherwise, e.g. `dy`). `db = None` skips the
 /// bias gradient. The forward pass saves nothing else: im2row is recomputed
-/// from `x`.
+/// from `x`. `scratch_buf` is grown to [`backward_scratch_len`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward<T: Float>(
     s: &ConvShape,
@@ -392,6 +442,7 @@ pub fn conv2d_backward<T: Float>(
         dw: f * ckk,
         per: ckk * ipt * ohw + f * ipt * ohw + f * ckk + f,
     };
+    debug_assert_eq!(tasks * lay.per, backward_scratch_len(s));
     let scr = scratch(scratch_buf, tasks * lay.per);
     let in_img = s.input().chw();
     let out_img = f * ohw;
@@ -674,6 +725,55 @@ mod tests {
     }
 
     #[test]
+    fn conv_backward_f32_matches_f64() {
+        let s = ConvShape {
+            n: 20,
+            c: 3,
+            h: 13,
+            w: 11,
+            f: 5,
+            k: 3,
+            stride: 2,
+            pad: 1,
+        };
+        let x = rand_vec(900, s.input().len());
+        let w = rand_vec(901, s.w_len());
+        let r = rand_vec(902, s.output().len());
+        let mut scr = Vec::new();
+        let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; s.f]);
+        conv2d_backward(
+            &s,
+            Act::None,
+            &x,
+            &w,
+            &r,
+            &r,
+            Some(&mut dx),
+            &mut dw,
+            Some(&mut db),
+            &mut scr,
+        );
+        let mut scr32 = Vec::new();
+        let (x32, w32, r32) = (to_f32(&x), to_f32(&w), to_f32(&r));
+        let (mut dx32, mut dw32) = (vec![0.0f32; x.len()], vec![0.0f32; w.len()]);
+        conv2d_backward(
+            &s,
+            Act::None,
+            &x32,
+            &w32,
+            &r32,
+            &r32,
+            Some(&mut dx32),
+            &mut dw32,
+            None,
+            &mut scr32,
+        );
+        let up = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+        assert!(rel_err(&up(&dx32), &dx) < 1e-6);
+        assert!(rel_err(&up(&dw32), &dw) < 1e-6);
+    }
+
+    #[test]
     fn conv_backward_deterministic_across_threads() {
         let s = ConvShape {
             n: 40,
@@ -787,13 +887,119 @@ mod tests {
         assert!(rel_err(&got, &want) < 1e-14);
     }
 
-    /// CPU time of the calling thread (Linux), so that other processes on a
-    /// busy machine do not inflate the timings.
+    /// CPU time of the calling thread (Linux `CLOCK_THREAD_CPUTIME_ID`), so
+    /// that other processes on a busy machine do not inflate the timings.
     fn cpu_secs() -> f64 {
-        std::fs::read_to_string("/proc/thread-self/schedstat")
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-            .map_or(0.0, |ns| ns * 1e-9)
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        unsafe extern "C" {
+            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+        }
+        let mut t = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: `t` is a valid, writable timespec; clock 3 is
+        // CLOCK_THREAD_CPUTIME_ID on Linux.
+        let rc = unsafe { clock_gettime(3, &mut t) };
+        assert_eq!(rc, 0);
+        t.sec as f64 + t.nsec as f64 * 1e-9
+    }
+
+    /// Per-component timings of one backward task for the conv2 shape:
+    /// `cargo test --lib conv_parts_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn conv_parts_timing() {
+        let s = ConvShape {
+            n: 13,
+            c: 32,
+            h: 13,
+            w: 13,
+            f: 64,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        };
+        let (ckk, ohw, f) = (s.ckk(), s.ohw(), s.f);
+        let l = s.n * ohw;
+        let x = to_f32(&rand_vec(1, s.input().len()));
+        let w = to_f32(&rand_vec(2, s.w_len()));
+        let dz = to_f32(&rand_vec(3, f * l));
+        let mut buf = vec![0.0f32; ckk * l];
+        let mut dwp = vec![0.0f32; f * ckk];
+        let mut dx = vec![0.0f32; x.len()];
+        let in_img = s.input().chw();
+        let time = |name: &str, g: &mut dyn FnMut()| {
+            let mut best = f64::INFINITY;
+            for _ in 0..20 {
+                let t = cpu_secs();
+                g();
+                best = best.min(cpu_secs() - t);
+            }
+            println!("{name:>28}: {:.3} ms", best * 1e3);
+        };
+        time("im2col", &mut || {
+            for (i, xi) in x.chunks_exact(in_img).enumerate() {
+                im2col(&s, xi, &mut buf, l, i * ohw);
+            }
+        });
+        time("gemm dW = dz colT (nt)", &mut || {
+            gemm(
+                f,
+                ckk,
+                l,
+                0.0,
+                &mut dwp,
+                1.0,
+                &dz,
+                false,
+                &buf,
+                true,
+                Par::Seq,
+            )
+        });
+        time("im2row", &mut || {
+            for (i, xi) in x.chunks_exact(in_img).enumerate() {
+                im2row(&s, xi, &mut buf, i * ohw);
+            }
+        });
+        time("gemm dW = dz rows (nn)", &mut || {
+            gemm(
+                f,
+                ckk,
+                l,
+                0.0,
+                &mut dwp,
+                1.0,
+                &dz,
+                false,
+                &buf,
+                false,
+                Par::Seq,
+            )
+        });
+        time("gemm dcol = WT dz (tn)", &mut || {
+            gemm(
+                ckk,
+                l,
+                f,
+                0.0,
+                &mut buf,
+                1.0,
+                &w,
+                true,
+                &dz,
+                false,
+                Par::Seq,
+            )
+        });
+        time("col2im", &mut || {
+            for (i, dxi) in dx.chunks_exact_mut(in_img).enumerate() {
+                dxi.fill(0.0);
+                col2im(&s, &buf, l, i * ohw, dxi);
+            }
+        });
     }
 
     /// Rough single-thread timings (best of 10, thread CPU time) for the small-AlexNet conv shapes at batch

@@ -6,7 +6,8 @@
 //! weight gradient is computed in row blocks of `W` whose size depends only
 //! on the shape, each block a single-threaded GEMM over the whole batch, and
 //! the bias gradient sums the batch in order, so `dw`/`db` are bit-identical
-//! for any thread count.
+//! for any thread count. (`y` and `dx` are too: the `gemm` crate splits a
+//! parallel GEMM over output blocks only, which the tests check.)
 
 use rayon::prelude::*;
 
@@ -271,49 +272,57 @@ mod tests {
     }
 
     #[test]
-    fn dense_weight_grad_deterministic_across_threads() {
-        let s = DenseShape {
-            n: 64,
-            inp: 300,
-            out: 70,
-        };
-        let x = to_f32(&rand_vec(71, s.n * s.inp));
-        let w = to_f32(&rand_vec(72, s.out * s.inp));
-        let r = to_f32(&rand_vec(73, s.n * s.out));
-        let mut y = vec![0.0f32; s.n * s.out];
-        dense_forward(&s, &x, &w, None, Act::Relu, &mut y);
-        let runs = in_pools(|| {
-            let (mut dx, mut dw, mut db) = (
-                vec![0.0f32; x.len()],
-                vec![0.0f32; w.len()],
-                vec![0.0f32; s.out],
-            );
-            let mut scr = Vec::new();
-            dense_backward(
-                &s,
-                Act::Relu,
-                &x,
-                &w,
-                &y,
-                &r,
-                Some(&mut dx),
-                &mut dw,
-                Some(&mut db),
-                &mut scr,
-            );
-            (dw, db)
-        });
-        for r in &runs[1..] {
-            assert!(
-                r.0.iter()
-                    .zip(&runs[0].0)
-                    .all(|(a, b)| a.to_bits() == b.to_bits())
-            );
-            assert!(
-                r.1.iter()
-                    .zip(&runs[0].1)
-                    .all(|(a, b)| a.to_bits() == b.to_bits())
-            );
+    fn dense_deterministic_across_threads() {
+        // Big enough that the forward and data-gradient GEMMs go parallel.
+        for s in [
+            DenseShape {
+                n: 64,
+                inp: 300,
+                out: 70,
+            },
+            DenseShape {
+                n: 128,
+                inp: 384,
+                out: 512,
+            },
+        ] {
+            let x = to_f32(&rand_vec(71, s.n * s.inp));
+            let w = to_f32(&rand_vec(72, s.out * s.inp));
+            let b = to_f32(&rand_vec(74, s.out));
+            let r = to_f32(&rand_vec(73, s.n * s.out));
+            let runs = in_pools(|| {
+                let mut y = vec![0.0f32; s.n * s.out];
+                dense_forward(&s, &x, &w, Some(&b), Act::Relu, &mut y);
+                let (mut dx, mut dw, mut db) = (
+                    vec![0.0f32; x.len()],
+                    vec![0.0f32; w.len()],
+                    vec![0.0f32; s.out],
+                );
+                let mut scr = Vec::new();
+                dense_backward(
+                    &s,
+                    Act::Relu,
+                    &x,
+                    &w,
+                    &y,
+                    &r,
+                    Some(&mut dx),
+                    &mut dw,
+                    Some(&mut db),
+                    &mut scr,
+                );
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+                [bits(&y), bits(&dx), bits(&dw), bits(&db)]
+            });
+            for (t, run) in runs.iter().enumerate().skip(1) {
+                for (k, name) in ["y", "dx", "dw", "db"].iter().enumerate() {
+                    assert!(
+                        run[k] == runs[0][k],
+                        "{name} differs with {} threads",
+                        t + 1
+                    );
+                }
+            }
         }
     }
 }

@@ -60,6 +60,8 @@ pub trait Float:
     fn max(self, other: Self) -> Self;
     /// The smaller of the two; if one is NaN, the other.
     fn min(self, other: Self) -> Self;
+    /// Neither infinite nor NaN.
+    fn is_finite(self) -> bool;
 }
 
 macro_rules! impl_float {
@@ -103,6 +105,10 @@ macro_rules! impl_float {
             fn min(self, other: Self) -> Self {
                 <$t>::min(self, other)
             }
+            #[inline]
+            fn is_finite(self) -> bool {
+                <$t>::is_finite(self)
+            }
         }
     };
 }
@@ -120,6 +126,7 @@ mod tests {
         assert!((T::from_f64(2.0).ln().exp().to_f64() - 2.0).abs() < 1e-6);
         assert_eq!(T::from_f64(4.0).powf(T::from_f64(0.5)).to_f64(), 2.0);
         assert_eq!(T::from_f64(-3.0).max(T::zero()).to_f64(), 0.0);
+        assert!(T::one().is_finite() && !(T::one() / T::zero()).is_finite());
     }
 
     #[test]

@@ -162,7 +162,11 @@ mod tests {
     use super::super::testutil::{data_present, temp_dir};
     use super::*;
 
-    const SAMPLE: &str = "/work/shared/data/imagenet-sample";
+    /// `shared/` sits beside the checkout (a CI clone gets its own copy).
+    const SAMPLE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/imagenet-sample"
+    );
 
     #[test]
     fn imagenet_sample_is_prepared_like_the_paper() {

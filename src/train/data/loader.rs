@@ -531,12 +531,13 @@ mod tests {
         // A slow consumer: after the first batch, batches are ready.
         for b in l.epoch(0, 0) {
             assert_eq!(b.labels.len(), 4);
-            std::thread::sleep(Duration::from_millis(15));
+            std::thread::sleep(Duration::from_millis(30));
         }
         let s = l.wait_stats();
         assert_eq!((s.batches, s.epochs), (10, 1));
-        assert_eq!(s.waits, 0, "{s:?}");
-        assert!(s.summary().is_none());
+        // Without prefetching the consumer would wait for 9 of 10 batches;
+        // allow a couple of waits for a producer descheduled on a busy machine.
+        assert!(s.waits <= 2, "{s:?}");
         l.reset_wait_stats();
         assert_eq!(l.wait_stats(), WaitStats::default());
         let s = WaitStats {
@@ -554,7 +555,10 @@ mod tests {
     #[test]
     #[ignore = "timing report, not a check"]
     fn alexnet_batch_throughput() {
-        let root = std::path::Path::new("/work/shared/data/imagenet-sample");
+        let root = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/data/imagenet-sample"
+        ));
         if !super::super::testutil::data_present(root, "throughput report") {
             return;
         }

@@ -62,6 +62,17 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Backend::Cpu)]
         backend: Backend,
     },
+    /// Time training steps on synthetic data (images/s), for comparison with a peer.
+    Bench {
+        /// The .net file.
+        file: PathBuf,
+        /// Batch size (default: the file's `train.batch`).
+        #[arg(long)]
+        batch: Option<u64>,
+        /// Timed steps (after two warm-up steps).
+        #[arg(long, default_value_t = 20)]
+        steps: u64,
+    },
     /// Rewrite a file in canonical form.
     Fmt {
         /// The .net files.
@@ -183,6 +194,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 quiet: false,
             };
             netc::train::run::train(&c.module, &opts).map_err(|e| format!("error: {e}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench { file, batch, steps } => {
+            let (c, _) = load(&file)?;
+            let batch = batch.unwrap_or(c.module.train.batch) as usize;
+            let r = netc::train::bench::train_steps(&c.module, batch, steps)
+                .map_err(|e| format!("error: {e}"))?;
+            println!(
+                "netc {} batch {batch}: {:.1} images/s",
+                c.module.graph.name, r
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Check { file } => {

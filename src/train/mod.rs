@@ -4,5 +4,6 @@
 //! - [`data`]: datasets (Fashion-MNIST IDX files, image folders), the paper's
 //!   preprocessing and augmentation, and a prefetching batch loader.
 
+pub mod bench;
 pub mod data;
 pub mod run;

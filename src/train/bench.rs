@@ -1,0 +1,49 @@
+//! Training-step throughput on synthetic data: the figure `netc bench`
+//! prints and `BENCHMARKS.md` compares with the PyTorch peer
+//! (`bench/torch_peer.py`). Data loading is excluded on both sides.
+
+use std::time::Instant;
+
+use crate::backend::cpu::exec::{CpuExec, ExecError};
+use crate::ir::Ty;
+use crate::lower::Module;
+use crate::passes::autodiff::{self, AutodiffError};
+use crate::rng;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Autodiff(#[from] AutodiffError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+}
+
+/// Images per second over `steps` training steps of `batch` random images
+/// (after two untimed warm-up steps).
+pub fn train_steps(module: &Module, batch: usize, steps: u64) -> Result<f64, BenchError> {
+    let mut g = module.graph.clone();
+    autodiff::autodiff(&mut g, &module.train.sgd)?;
+    let classes = g
+        .node_ids()
+        .find_map(|n| match g.node(n).ty {
+            Ty::Labels { classes } => Some(classes),
+            _ => None,
+        })
+        .unwrap_or(1);
+    let mut exec = CpuExec::new(g, 0)?;
+    let per = exec.image_len();
+    let images: Vec<f32> = (0..batch * per)
+        .map(|i| rng::normal(1, 2, i as u64) as f32)
+        .collect();
+    let labels: Vec<u32> = (0..batch)
+        .map(|i| (rng::bits(1, 3, i as u64) % classes) as u32)
+        .collect();
+    for s in 0..2 {
+        exec.train_step(&images, &labels, 1e-3, s)?;
+    }
+    let t = Instant::now();
+    for s in 0..steps {
+        exec.train_step(&images, &labels, 1e-3, 2 + s)?;
+    }
+    Ok((batch as u64 * steps) as f64 / t.elapsed().as_secs_f64().max(1e-9))
+}

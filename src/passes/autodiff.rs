@@ -24,6 +24,11 @@ pub enum AutodiffError {
     ManyLosses(usize),
     #[error("the graph has a cycle")]
     Cycle,
+    #[error("internal error: autodiff built an ill-typed `{name}`: {source}")]
+    IllTyped {
+        name: String,
+        source: crate::ir::infer::ShapeError,
+    },
 }
 
 struct Builder<'g> {
@@ -40,7 +45,7 @@ impl Builder<'_> {
         suffix: &str,
         device: Device,
         inputs: &[NodeId],
-    ) -> NodeId {
+    ) -> Result<NodeId, AutodiffError> {
         let src = self.g.node(from);
         let (name, layer, span) = (
             format!("{}.{suffix}", src.name),
@@ -48,8 +53,10 @@ impl Builder<'_> {
             src.span,
         );
         let tys: Vec<&Ty> = inputs.iter().map(|i| &self.g.node(*i).ty).collect();
-        let ty = crate::ir::infer::infer(&op, &tys)
-            .unwrap_or_else(|e| panic!("autodiff built an ill-typed `{name}`: {e}"));
+        let ty = crate::ir::infer::infer(&op, &tys).map_err(|source| AutodiffError::IllTyped {
+            name: name.clone(),
+            source,
+        })?;
         let n = self.g.add(Node {
             op,
             name,
@@ -61,7 +68,7 @@ impl Builder<'_> {
         for (port, i) in inputs.iter().enumerate() {
             self.g.connect(*i, n, port as u32);
         }
-        n
+        Ok(n)
     }
 
     fn give(&mut self, to: NodeId, grad: NodeId) {
@@ -69,13 +76,15 @@ impl Builder<'_> {
     }
 
     /// The summed gradient of `n`, if anything depends on it.
-    fn grad_of(&mut self, n: NodeId) -> Option<NodeId> {
-        let parts = self.contrib.remove(&n)?;
+    fn grad_of(&mut self, n: NodeId) -> Result<Option<NodeId>, AutodiffError> {
+        let Some(parts) = self.contrib.remove(&n) else {
+            return Ok(None);
+        };
         if parts.len() == 1 {
-            return Some(parts[0]);
+            return Ok(Some(parts[0]));
         }
         let device = self.g.node(n).device;
-        Some(self.add(Op::Add, n, "grad", device, &parts))
+        self.add(Op::Add, n, "grad", device, &parts).map(Some)
     }
 }
 
@@ -105,11 +114,11 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
         let ins = b.g.inputs(n);
         let dev = node.device;
         if node.op == Op::SoftmaxXent {
-            let d = b.add(Op::SoftmaxXentGrad, n, "dlogits", dev, &[ins[0], ins[1]]);
+            let d = b.add(Op::SoftmaxXentGrad, n, "dlogits", dev, &[ins[0], ins[1]])?;
             b.give(ins[0], d);
             continue;
         }
-        let Some(dy) = b.grad_of(n) else { continue };
+        let Some(dy) = b.grad_of(n)? else { continue };
         match &node.op {
             Op::Conv {
                 size, stride, pad, ..
@@ -124,7 +133,7 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
                         in_h: d[1],
                         in_w: d[2],
                     };
-                    let dx = b.add(op, n, "dx", dev, &[dy, w]);
+                    let dx = b.add(op, n, "dx", dev, &[dy, w])?;
                     b.give(x, dx);
                 }
                 let op = Op::ConvGradWeight {
@@ -132,21 +141,21 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
                     stride: *stride,
                     pad: *pad,
                 };
-                let dw = b.add(op, n, "dw", dev, &[x, dy]);
+                let dw = b.add(op, n, "dw", dev, &[x, dy])?;
                 b.give(w, dw);
-                let db = b.add(Op::ConvGradBias, n, "db", dev, &[dy]);
+                let db = b.add(Op::ConvGradBias, n, "db", dev, &[dy])?;
                 b.give(bias, db);
             }
             Op::Dense { .. } => {
                 let (x, w, bias) = (ins[0], ins[1], ins[2]);
                 if needs_grad(b.g, x) {
                     let in_dims = b.g.node(x).ty.dims().to_vec();
-                    let dx = b.add(Op::DenseGradInput { in_dims }, n, "dx", dev, &[dy, w]);
+                    let dx = b.add(Op::DenseGradInput { in_dims }, n, "dx", dev, &[dy, w])?;
                     b.give(x, dx);
                 }
-                let dw = b.add(Op::DenseGradWeight, n, "dw", dev, &[x, dy]);
+                let dw = b.add(Op::DenseGradWeight, n, "dw", dev, &[x, dy])?;
                 b.give(w, dw);
-                let db = b.add(Op::DenseGradBias, n, "db", dev, &[dy]);
+                let db = b.add(Op::DenseGradBias, n, "db", dev, &[dy])?;
                 b.give(bias, db);
             }
             Op::Relu | Op::Lrn { .. } | Op::MaxPool { .. } | Op::Dropout { .. }
@@ -184,7 +193,7 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
                     ),
                     _ => unreachable!("matched above"),
                 };
-                let dx = b.add(op, n, "dx", dev, &inputs);
+                let dx = b.add(op, n, "dx", dev, &inputs)?;
                 b.give(ins[0], dx);
             }
             Op::Concat => {
@@ -192,7 +201,8 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
                 for (k, &i) in ins.iter().enumerate() {
                     let len = b.g.node(i).ty.dims()[0];
                     if needs_grad(b.g, i) {
-                        let dx = b.add(Op::Slice { start, len }, n, &format!("d{k}"), dev, &[dy]);
+                        let dx =
+                            b.add(Op::Slice { start, len }, n, &format!("d{k}"), dev, &[dy])?;
                         b.give(i, dx);
                     }
                     start += len;
@@ -214,7 +224,7 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
                     momentum: sgd.momentum,
                     weight_decay: sgd.weight_decay,
                 };
-                b.add(op, n, "update", dev, &[n, v, dy]);
+                b.add(op, n, "update", dev, &[n, v, dy])?;
             }
             _ => {}
         }

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -56,11 +58,31 @@ enum Cmd {
         /// Stop each epoch after this many steps.
         #[arg(long)]
         max_steps: Option<u64>,
-        /// Where metrics are written.
+        /// Where metrics, the learning-curve plot and the checkpoint are written.
         #[arg(long, default_value = "out")]
         out: PathBuf,
+        /// Continue exactly where this checkpoint stopped.
+        #[arg(long)]
+        resume: Option<PathBuf>,
+        /// Also checkpoint every this many steps (always at the end of an epoch).
+        #[arg(long)]
+        checkpoint_every: Option<u64>,
+        /// Checkpoint and stop after this many steps in total.
+        #[arg(long)]
+        stop_after: Option<u64>,
         #[arg(long, value_enum, default_value_t = Backend::Cpu)]
         backend: Backend,
+    },
+    /// Evaluate the weights of a checkpoint on the test set (top-1 and top-5 error).
+    Eval {
+        /// The .net file.
+        file: PathBuf,
+        /// A checkpoint written by `netc train`.
+        #[arg(long)]
+        weights: PathBuf,
+        /// A directory holding the Fashion-MNIST IDX files.
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// Time training steps on synthetic data (images/s), for comparison with a peer.
     Bench {
@@ -176,6 +198,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             seed,
             max_steps,
             out,
+            resume,
+            checkpoint_every,
+            stop_after,
             backend,
         } => {
             if let Backend::Cuda = backend {
@@ -184,6 +209,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 );
             }
             let (c, _) = load(&file)?;
+            // Ctrl-C: finish the step in flight, checkpoint, exit cleanly.
+            let interrupt = Arc::new(AtomicBool::new(false));
+            let flag = interrupt.clone();
+            let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
             let opts = netc::train::run::TrainOptions {
                 data,
                 epochs,
@@ -192,8 +221,33 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 max_steps,
                 out_dir: out,
                 quiet: false,
+                resume,
+                checkpoint_every,
+                stop_after,
+                interrupt: Some(interrupt),
             };
             netc::train::run::train(&c.module, &opts).map_err(|e| format!("error: {e}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Eval {
+            file,
+            weights,
+            data,
+        } => {
+            let (c, _) = load(&file)?;
+            let opts = netc::train::run::TrainOptions {
+                data,
+                ..Default::default()
+            };
+            let r = netc::train::run::eval_weights(&c.module, &weights, &opts)
+                .map_err(|e| format!("error: {e}"))?;
+            println!(
+                "{} images: top-1 error {:.2}%, top-5 error {:.2}%, loss {:.4}",
+                r.images,
+                100.0 * r.top1_error,
+                100.0 * r.top5_error,
+                r.loss
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench { file, batch, steps } => {

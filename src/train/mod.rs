@@ -5,5 +5,7 @@
 //!   preprocessing and augmentation, and a prefetching batch loader.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod data;
+pub mod plot;
 pub mod run;

@@ -1,17 +1,27 @@
-//! The training loop behind `netc train`: data from the `.net` file's
-//! `data` section, the autodiff'd graph on the CPU executor, the paper's
-//! SGD with the file's schedule, per-epoch evaluation (top-1 and top-5
-//! error) and metrics as JSON lines. Deterministic for a given seed.
+//! The training loop behind `netc train` and `netc eval`: data from the
+//! `.net` file's `data` section, the autodiff'd graph on the CPU executor,
+//! the paper's SGD with the file's schedule, per-epoch evaluation (top-1
+//! and top-5 error, centre crop or the paper's ten crops), metrics as JSON
+//! lines, a learning-curve SVG, and atomic safetensors checkpoints.
+//!
+//! Guarantees: deterministic for a given seed whatever the thread count; a
+//! run interrupted at any step boundary (Ctrl-C, `stop_after`) and resumed
+//! from its checkpoint ends with exactly the weights of an uninterrupted
+//! run; a non-finite loss stops training naming the first layer holding a
+//! non-finite value, and leaves the last good checkpoint in place.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::backend::cpu::exec::{CpuExec, ExecError, StepStats};
-use crate::ir::train::{Schedule, TrainConfig};
+use crate::backend::cpu::exec::{CpuExec, ExecError};
+use crate::ir::train::{Schedule, TestCrop, TrainConfig};
+use crate::ir::{Graph, print};
 use crate::lower::Module;
 use crate::passes::autodiff::{self, AutodiffError};
+use crate::train::checkpoint::{self, CheckpointError, Progress};
 use crate::train::data::augment::{AugmentConfig, Augmenter, MeanMode, Mode};
 use crate::train::data::loader::{Loader, LoaderConfig};
 use crate::train::data::pca::Stats;
@@ -27,7 +37,11 @@ pub enum TrainError {
     Autodiff(#[from] AutodiffError),
     #[error(transparent)]
     Exec(#[from] ExecError),
-    #[error("the loss became {value} at step {step}; the first non-finite value is in `{layer}`")]
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(
+        "the loss became {value} at step {step}; the first non-finite value is in `{layer}` (the last good checkpoint is kept)"
+    )]
     NonFinite {
         value: f64,
         step: u64,
@@ -48,11 +62,20 @@ pub struct TrainOptions {
     pub seed: Option<u64>,
     /// Stop each epoch after this many steps (quick runs and tests).
     pub max_steps: Option<u64>,
+    /// Metrics, plot and checkpoint go here.
     pub out_dir: PathBuf,
     pub quiet: bool,
+    /// Continue from this checkpoint.
+    pub resume: Option<PathBuf>,
+    /// Also checkpoint every this many steps (always at the end of an epoch).
+    pub checkpoint_every: Option<u64>,
+    /// Checkpoint and stop once this many steps have been taken in total.
+    pub stop_after: Option<u64>,
+    /// Set (by a Ctrl-C handler) to checkpoint and stop at the next step.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochReport {
     pub epoch: u64,
     pub lr: f64,
@@ -61,6 +84,25 @@ pub struct EpochReport {
     pub top1_error: f64,
     pub top5_error: f64,
     pub images_per_s: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Finished(Vec<EpochReport>),
+    /// Stopped early; the checkpoint holds everything needed to resume.
+    Stopped {
+        step: u64,
+        checkpoint: PathBuf,
+    },
+}
+
+/// Test-set figures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EvalReport {
+    pub loss: f64,
+    pub top1_error: f64,
+    pub top5_error: f64,
+    pub images: usize,
 }
 
 /// The learning rate of `epoch` (0-based) under a step or fixed schedule;
@@ -74,12 +116,12 @@ pub fn scheduled_lr(cfg: &TrainConfig, epoch: u64, plateau_lr: f64) -> f64 {
 }
 
 /// The paper's rule: divide when the validation error stops improving.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Plateau {
     pub lr: f64,
-    best: f64,
-    since: u64,
-    drops: u64,
+    pub best: f64,
+    pub since: u64,
+    pub drops: u64,
 }
 
 impl Plateau {
@@ -113,6 +155,28 @@ impl Plateau {
     }
 }
 
+/// The settings after command-line overrides.
+pub fn effective_config(module: &Module, opts: &TrainOptions) -> TrainConfig {
+    let mut cfg = module.train.clone();
+    if let Some(e) = opts.epochs {
+        cfg.epochs = e;
+    }
+    if let Some(b) = opts.batch {
+        cfg.batch = b;
+    }
+    if let Some(s) = opts.seed {
+        cfg.seed = s;
+    }
+    cfg
+}
+
+/// The whole training step as IR: forward, backward, update.
+pub fn training_graph(module: &Module, cfg: &TrainConfig) -> Result<Graph, TrainError> {
+    let mut graph = module.graph.clone();
+    autodiff::autodiff(&mut graph, &cfg.sgd)?;
+    Ok(graph)
+}
+
 fn augmenter(
     cfg: &TrainConfig,
     ds: &Dataset,
@@ -136,31 +200,28 @@ fn augmenter(
     Augmenter::new(aug, stats, seed).map_err(|e| TrainError::Config(e.to_string()))
 }
 
-/// Trains `module` and returns one report per epoch.
-pub fn train(module: &Module, opts: &TrainOptions) -> Result<Vec<EpochReport>, TrainError> {
-    let mut cfg = module.train.clone();
-    if let Some(e) = opts.epochs {
-        cfg.epochs = e;
-    }
-    if let Some(b) = opts.batch {
-        cfg.batch = b;
-    }
-    if let Some(s) = opts.seed {
-        cfg.seed = s;
-    }
+/// Data, augmentation and an executor with freshly initialised parameters.
+struct Setup {
+    cfg: TrainConfig,
+    exec: CpuExec,
+    train: Loader,
+    test: Loader,
+    fingerprint: String,
+    network: String,
+}
+
+fn setup(module: &Module, opts: &TrainOptions, say: &dyn Fn(&str)) -> Result<Setup, TrainError> {
+    let cfg = effective_config(module, opts);
     let (ds, desc) = data::resolve_fmnist(opts.data.as_deref())?;
-    let say = |s: &str| {
-        if !opts.quiet {
-            eprintln!("{s}");
-        }
-    };
     say(&format!("data: {desc}"));
     let stats = Stats::compute(&ds.train);
     let aug = augmenter(&cfg, &ds, &stats, cfg.seed)?;
     let out = aug.out_shape();
-    let mut graph = module.graph.clone();
-    autodiff::autodiff(&mut graph, &cfg.sgd)?;
-    let mut exec = CpuExec::new(graph, cfg.seed)?;
+    let graph = training_graph(module, &cfg)?;
+    let fingerprint =
+        checkpoint::fingerprint(&print::print(&graph, print::PrintOptions { spans: false }));
+    let network = graph.name.clone();
+    let exec = CpuExec::new(graph, cfg.seed)?;
     if exec.image_len() != out.len() {
         return Err(TrainError::Config(format!(
             "the data gives {}×{}×{} images but the network's input takes {} values",
@@ -170,38 +231,202 @@ pub fn train(module: &Module, opts: &TrainOptions) -> Result<Vec<EpochReport>, T
             exec.image_len()
         )));
     }
-    let train = Arc::new(ds.train.clone());
-    let test = Arc::new(ds.test.clone());
     let mut lcfg = LoaderConfig::train(cfg.batch as usize, cfg.seed);
     lcfg.drop_last = true;
     if !cfg.data.random_crop && !cfg.data.mirror {
         lcfg.mode = Mode::Center;
     }
-    let loader =
-        Loader::new(train, aug.clone(), lcfg).map_err(|e| TrainError::Config(e.to_string()))?;
-    let test_loader = Loader::new(test, aug, LoaderConfig::eval(cfg.batch as usize))
-        .map_err(|e| TrainError::Config(e.to_string()))?;
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| TrainError::Io {
-        path: opts.out_dir.clone(),
-        source: e,
-    })?;
+    let cfgerr = |e: data::augment::ConfigError| TrainError::Config(e.to_string());
+    let train = Loader::new(Arc::new(ds.train.clone()), aug.clone(), lcfg).map_err(cfgerr)?;
+    let mut ecfg = LoaderConfig::eval(cfg.batch as usize);
+    if cfg.data.test == TestCrop::TenCrop {
+        ecfg.mode = Mode::TenCrop;
+    }
+    let test = Loader::new(Arc::new(ds.test), aug, ecfg).map_err(cfgerr)?;
+    Ok(Setup {
+        cfg,
+        exec,
+        train,
+        test,
+        fingerprint,
+        network,
+    })
+}
+
+/// Evaluates on the whole test split: centre crops, or ten crops per image
+/// with the softmax outputs averaged (the paper's test procedure).
+pub fn evaluate(exec: &mut CpuExec, loader: &Loader) -> Result<EvalReport, TrainError> {
+    let ten = loader.config().mode == Mode::TenCrop;
+    let (mut loss, mut t1, mut t5, mut n) = (0.0, 0usize, 0usize, 0usize);
+    for batch in loader.epoch(0, 0) {
+        if !ten {
+            let s = exec.eval_batch(&batch.images, &batch.labels)?;
+            loss += s.loss * s.n as f64;
+            t1 += s.top1;
+            t5 += s.top5;
+            n += s.n;
+            continue;
+        }
+        let labels: Vec<u32> = batch.labels.iter().flat_map(|&l| [l; 10]).collect();
+        exec.eval_batch(&batch.images, &labels)?;
+        let logits = exec.logits();
+        let k = logits.len() / labels.len().max(1);
+        for (i, &label) in batch.labels.iter().enumerate() {
+            let mut avg = vec![0f64; k];
+            for c in 0..10 {
+                let row = &logits[(10 * i + c) * k..(10 * i + c + 1) * k];
+                let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+                let z: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
+                for (a, &v) in avg.iter_mut().zip(row) {
+                    *a += (v as f64 - m).exp() / z / 10.0;
+                }
+            }
+            let p = avg[label as usize];
+            loss -= p.max(1e-30).ln();
+            let higher = avg.iter().filter(|&&q| q > p).count();
+            t1 += usize::from(higher < 1);
+            t5 += usize::from(higher < 5);
+            n += 1;
+        }
+    }
+    let d = n.max(1) as f64;
+    Ok(EvalReport {
+        loss: loss / d,
+        top1_error: 1.0 - t1 as f64 / d,
+        top5_error: 1.0 - t5 as f64 / d,
+        images: n,
+    })
+}
+
+fn save_checkpoint(s: &Setup, path: &Path, p: &Progress) -> Result<(), TrainError> {
+    let state = s.exec.state();
+    let tensors: Vec<(String, Vec<usize>, &[f32])> = state
+        .iter()
+        .map(|(name, n)| {
+            let dims = s
+                .exec
+                .graph()
+                .node(*n)
+                .ty
+                .dims()
+                .iter()
+                .map(|&d| d as usize)
+                .collect();
+            (name.clone(), dims, s.exec.value(*n))
+        })
+        .collect();
+    checkpoint::save(path, &s.network, &s.fingerprint, p, &tensors)?;
+    Ok(())
+}
+
+/// Loads every parameter of `path` into `exec`, checking names and sizes.
+fn restore(
+    exec: &mut CpuExec,
+    path: &Path,
+    network: &str,
+    fingerprint: &str,
+) -> Result<Progress, TrainError> {
+    let ck = checkpoint::load(path)?;
+    ck.expect(path, network, fingerprint)?;
+    for (name, n) in exec.state() {
+        let Some((_, values)) = ck.tensors.get(&name) else {
+            return Err(CheckpointError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("no tensor `{name}`"),
+            }
+            .into());
+        };
+        let slot = exec.value_mut(n);
+        if slot.len() != values.len() {
+            return Err(CheckpointError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "`{name}` has {} values, expected {}",
+                    values.len(),
+                    slot.len()
+                ),
+            }
+            .into());
+        }
+        slot.copy_from_slice(values);
+    }
+    Ok(ck.progress)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Trains `module`; see the module comment for what is guaranteed.
+pub fn train(module: &Module, opts: &TrainOptions) -> Result<Outcome, TrainError> {
+    let say = |s: &str| {
+        if !opts.quiet {
+            eprintln!("{s}");
+        }
+    };
+    let mut s = setup(module, opts, &say)?;
+    std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
+    let ckpt = opts.out_dir.join("checkpoint.safetensors");
     let metrics_path = opts.out_dir.join("metrics.jsonl");
-    let mut metrics = std::fs::File::create(&metrics_path).map_err(|e| TrainError::Io {
-        path: metrics_path.clone(),
-        source: e,
-    })?;
-    let mut plateau = Plateau::new(cfg.sgd.lr);
-    let mut reports = Vec::new();
-    let mut step = 0u64;
-    for epoch in 0..cfg.epochs {
-        let lr = scheduled_lr(&cfg, epoch, plateau.lr);
+    let plot_path = opts.out_dir.join("learning-curves.svg");
+    let mut p = Progress {
+        seed: s.cfg.seed,
+        plateau_lr: s.cfg.sgd.lr,
+        plateau_best: None,
+        ..Default::default()
+    };
+    let mut reports: Vec<EpochReport> = Vec::new();
+    if let Some(from) = &opts.resume {
+        p = restore(&mut s.exec, from, &s.network, &s.fingerprint)?;
+        if p.seed != s.cfg.seed {
+            return Err(TrainError::Config(format!(
+                "the checkpoint was trained with seed {}, not {}; resume with `--seed {}`",
+                p.seed, s.cfg.seed, p.seed
+            )));
+        }
+        if let Ok(text) = std::fs::read_to_string(&metrics_path) {
+            reports = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter(|r: &EpochReport| r.epoch <= p.epoch)
+                .collect();
+        }
+        say(&format!(
+            "resuming from {} at epoch {}, batch {}",
+            from.display(),
+            p.epoch + 1,
+            p.batch
+        ));
+    }
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(opts.resume.is_some())
+        .truncate(opts.resume.is_none())
+        .open(&metrics_path)
+        .map_err(io(&metrics_path))?;
+    let mut plateau = Plateau {
+        lr: p.plateau_lr,
+        best: p.plateau_best.unwrap_or(f64::INFINITY),
+        since: p.plateau_since,
+        drops: p.plateau_drops,
+    };
+    let steps_per_epoch = opts
+        .max_steps
+        .map_or(s.train.len() as u64, |m| m.min(s.train.len() as u64));
+    let batch = s.cfg.batch;
+    while p.epoch < s.cfg.epochs {
+        let epoch = p.epoch;
+        let lr = scheduled_lr(&s.cfg, epoch, plateau.lr);
         let t0 = Instant::now();
-        let (mut loss_sum, mut seen, mut batches) = (0.0, 0usize, 0u64);
-        let steps = loader.len() as u64;
+        let timed_from = p.seen;
         let bar = if opts.quiet {
             indicatif::ProgressBar::hidden()
         } else {
-            indicatif::ProgressBar::new(steps)
+            indicatif::ProgressBar::new(steps_per_epoch)
         };
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -209,52 +434,78 @@ pub fn train(module: &Module, opts: &TrainOptions) -> Result<Vec<EpochReport>, T
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
-        for batch in loader.epoch(epoch, 0) {
-            if opts.max_steps.is_some_and(|m| batches >= m) {
-                break;
+        bar.set_prefix(format!("{}/{}", epoch + 1, s.cfg.epochs));
+        bar.set_position(p.batch);
+        let mut iter = s.train.epoch(epoch, p.batch as usize);
+        while p.batch < steps_per_epoch {
+            let stop = opts.stop_after.is_some_and(|k| p.step >= k)
+                || opts
+                    .interrupt
+                    .as_ref()
+                    .is_some_and(|f| f.load(Ordering::SeqCst));
+            if stop {
+                bar.finish_and_clear();
+                p.plateau_lr = plateau.lr;
+                p.plateau_best = plateau.best.is_finite().then_some(plateau.best);
+                p.plateau_since = plateau.since;
+                p.plateau_drops = plateau.drops;
+                save_checkpoint(&s, &ckpt, &p)?;
+                say(&format!(
+                    "stopped at step {}; checkpoint written to {}",
+                    p.step,
+                    ckpt.display()
+                ));
+                return Ok(Outcome::Stopped {
+                    step: p.step,
+                    checkpoint: ckpt,
+                });
             }
-            let s: StepStats = exec.train_step(&batch.images, &batch.labels, lr, step)?;
-            if !s.loss.is_finite() {
-                let layer = exec.first_non_finite().unwrap_or("?").to_string();
+            let Some(b) = iter.next() else { break };
+            let st = s.exec.train_step(&b.images, &b.labels, lr, p.step)?;
+            if !st.loss.is_finite() {
+                let layer = s.exec.first_non_finite().unwrap_or("the loss").to_string();
                 return Err(TrainError::NonFinite {
-                    value: s.loss,
-                    step,
+                    value: st.loss,
+                    step: p.step,
                     layer,
                 });
             }
-            loss_sum += s.loss * s.n as f64;
-            seen += s.n;
-            batches += 1;
-            step += 1;
-            let rate = seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            p.loss_sum += st.loss * st.n as f64;
+            p.seen += st.n as u64;
+            p.batch += 1;
+            p.step += 1;
+            let rate = (p.seen - timed_from) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(
                 "loss {:.4} {:.0} img/s",
-                loss_sum / seen as f64,
+                p.loss_sum / p.seen.max(1) as f64,
                 rate
             ));
             bar.inc(1);
+            if opts
+                .checkpoint_every
+                .is_some_and(|k| k > 0 && p.step.is_multiple_of(k))
+            {
+                p.plateau_lr = plateau.lr;
+                p.plateau_best = plateau.best.is_finite().then_some(plateau.best);
+                p.plateau_since = plateau.since;
+                p.plateau_drops = plateau.drops;
+                save_checkpoint(&s, &ckpt, &p)?;
+            }
         }
+        drop(iter);
         bar.finish_and_clear();
         let secs = t0.elapsed().as_secs_f64();
-        let (mut tl, mut t1, mut t5, mut tn) = (0.0, 0usize, 0usize, 0usize);
-        for batch in test_loader.epoch(0, 0) {
-            let s = exec.eval_batch(&batch.images, &batch.labels)?;
-            tl += s.loss * s.n as f64;
-            t1 += s.top1;
-            t5 += s.top5;
-            tn += s.n;
-        }
+        let ev = evaluate(&mut s.exec, &s.test)?;
         let r = EpochReport {
             epoch: epoch + 1,
             lr,
-            train_loss: loss_sum / seen.max(1) as f64,
-            test_loss: tl / tn.max(1) as f64,
-            top1_error: 1.0 - t1 as f64 / tn.max(1) as f64,
-            top5_error: 1.0 - t5 as f64 / tn.max(1) as f64,
-            images_per_s: seen as f64 / secs.max(1e-9),
+            train_loss: p.loss_sum / p.seen.max(1) as f64,
+            test_loss: ev.loss,
+            top1_error: ev.top1_error,
+            top5_error: ev.top5_error,
+            images_per_s: (p.seen - timed_from) as f64 / secs.max(1e-9),
         };
-        plateau.observe(&cfg, r.top1_error);
+        plateau.observe(&s.cfg, r.top1_error);
         say(&format!(
             "epoch {:>3}  lr {:.2e}  train loss {:.4}  test loss {:.4}  top-1 error {:.2}%  top-5 error {:.2}%  {:.0} img/s",
             r.epoch,
@@ -265,21 +516,66 @@ pub fn train(module: &Module, opts: &TrainOptions) -> Result<Vec<EpochReport>, T
             100.0 * r.top5_error,
             r.images_per_s
         ));
-        let line = format!(
-            "{{\"epoch\":{},\"lr\":{},\"train_loss\":{},\"test_loss\":{},\"top1_error\":{},\"top5_error\":{},\"images_per_s\":{}}}\n",
-            r.epoch, r.lr, r.train_loss, r.test_loss, r.top1_error, r.top5_error, r.images_per_s
-        );
-        metrics
-            .write_all(line.as_bytes())
-            .map_err(|e| TrainError::Io {
-                path: metrics_path.clone(),
-                source: e,
-            })?;
-        if let Some(w) = loader.wait_stats().summary() {
+        let line = serde_json::to_string(&r).map_err(|e| TrainError::Config(e.to_string()))?;
+        writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
+        reports.push(r);
+        std::fs::write(
+            &plot_path,
+            super::plot::learning_curves(&s.network, &reports),
+        )
+        .map_err(io(&plot_path))?;
+        if let Some(w) = s.train.wait_stats().summary() {
             say(&w);
         }
-        reports.push(r);
+        s.train.reset_wait_stats();
+        p = Progress {
+            epoch: epoch + 1,
+            batch: 0,
+            step: p.step,
+            seed: p.seed,
+            plateau_lr: plateau.lr,
+            plateau_best: plateau.best.is_finite().then_some(plateau.best),
+            plateau_since: plateau.since,
+            plateau_drops: plateau.drops,
+            loss_sum: 0.0,
+            seen: 0,
+        };
+        save_checkpoint(&s, &ckpt, &p)?;
     }
-    let _ = Path::new("");
-    Ok(reports)
+    let _ = batch;
+    say(&format!(
+        "metrics: {}  curves: {}  weights: {}",
+        metrics_path.display(),
+        plot_path.display(),
+        ckpt.display()
+    ));
+    Ok(Outcome::Finished(reports))
+}
+
+/// `netc eval`: the test-set error of the weights in a checkpoint.
+pub fn eval_weights(
+    module: &Module,
+    weights: &Path,
+    opts: &TrainOptions,
+) -> Result<EvalReport, TrainError> {
+    let say = |s: &str| {
+        if !opts.quiet {
+            eprintln!("{s}");
+        }
+    };
+    let mut s = setup(module, opts, &say)?;
+    restore(&mut s.exec, weights, &s.network, &s.fingerprint)?;
+    evaluate(&mut s.exec, &s.test)
+}
+
+/// The final parameters of a run, by name (for tests).
+pub fn load_weights(path: &Path) -> Result<Vec<(String, Vec<f32>)>, TrainError> {
+    let ck = checkpoint::load(path)?;
+    let mut v: Vec<(String, Vec<f32>)> = ck
+        .tensors
+        .into_iter()
+        .map(|(k, (_, vals))| (k, vals))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(v)
 }

@@ -1,0 +1,220 @@
+//! Checkpoints: every parameter and optimiser buffer of a run, plus where
+//! the run stands (epoch, batch, step, schedule state, running sums), in one
+//! safetensors file. Written atomically (temporary file, fsync, rename), so
+//! a crash or Ctrl-C never leaves a half-written checkpoint in place of the
+//! last good one. Reading checks the network fingerprint, every tensor's
+//! name, dtype and size; a truncated or corrupt file is an error naming it.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read checkpoint `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write checkpoint `{path}`: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{path}` is not a valid checkpoint: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("checkpoint `{path}` was written for a different network ({found}), not `{expected}`")]
+    Mismatch {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+}
+
+/// Where a run stands; everything needed to continue it exactly.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// The epoch in progress (0-based).
+    pub epoch: u64,
+    /// The next batch of that epoch.
+    pub batch: u64,
+    /// Steps taken since the start of training (keys dropout masks).
+    pub step: u64,
+    pub seed: u64,
+    /// Plateau schedule state.
+    pub plateau_lr: f64,
+    /// The best validation error so far; `None` before the first epoch.
+    pub plateau_best: Option<f64>,
+    pub plateau_since: u64,
+    pub plateau_drops: u64,
+    /// Running sums of the epoch in progress.
+    pub loss_sum: f64,
+    pub seen: u64,
+}
+
+/// A fingerprint of the training graph: checkpoints only load into the
+/// network that wrote them.
+pub fn fingerprint(graph_text: &str) -> String {
+    format!("{:016x}", crate::rng::stream_of(graph_text))
+}
+
+/// Writes `tensors` (name, shape, values) and `progress` to `path` atomically.
+pub fn save(
+    path: &Path,
+    network: &str,
+    fingerprint: &str,
+    progress: &Progress,
+    tensors: &[(String, Vec<usize>, &[f32])],
+) -> Result<(), CheckpointError> {
+    let werr = |source| CheckpointError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::with_capacity(tensors.len());
+    for ((name, shape, _), b) in tensors.iter().zip(&bytes) {
+        let view = TensorView::new(Dtype::F32, shape.clone(), b)
+            .map_err(|e| werr(std::io::Error::other(e.to_string())))?;
+        views.push((name.clone(), view));
+    }
+    let mut meta = HashMap::new();
+    meta.insert("network".to_string(), network.to_string());
+    meta.insert("fingerprint".to_string(), fingerprint.to_string());
+    let progress_json =
+        serde_json::to_string(progress).map_err(|e| werr(std::io::Error::other(e.to_string())))?;
+    meta.insert("progress".to_string(), progress_json);
+    let data = safetensors::serialize(views, Some(meta))
+        .map_err(|e| werr(std::io::Error::other(e.to_string())))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(werr)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map_or("checkpoint".into(), |n| n.to_string_lossy())
+    ));
+    let mut f = std::fs::File::create(&tmp).map_err(werr)?;
+    f.write_all(&data).map_err(werr)?;
+    f.sync_all().map_err(werr)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(werr)
+}
+
+/// A loaded checkpoint.
+pub struct Checkpoint {
+    pub network: String,
+    pub fingerprint: String,
+    pub progress: Progress,
+    pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let corrupt = |reason: String| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    let get = |k: &str| {
+        meta.get(k)
+            .cloned()
+            .ok_or_else(|| corrupt(format!("no `{k}` entry")))
+    };
+    let network = get("network")?;
+    let fingerprint = get("fingerprint")?;
+    let progress: Progress = serde_json::from_str(&get("progress")?)
+        .map_err(|e| corrupt(format!("bad progress: {e}")))?;
+    let mut tensors = HashMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(corrupt(format!(
+                "tensor `{name}` is {:?}, not F32",
+                view.dtype()
+            )));
+        }
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        tensors.insert(name, (view.shape().to_vec(), values));
+    }
+    Ok(Checkpoint {
+        network,
+        fingerprint,
+        progress,
+        tensors,
+    })
+}
+
+impl Checkpoint {
+    /// Checks the checkpoint belongs to the network with this fingerprint.
+    pub fn expect(
+        &self,
+        path: &Path,
+        network: &str,
+        fingerprint: &str,
+    ) -> Result<(), CheckpointError> {
+        if self.fingerprint != fingerprint {
+            return Err(CheckpointError::Mismatch {
+                path: path.to_path_buf(),
+                expected: network.to_string(),
+                found: format!("`{}`, fingerprint {}", self.network, self.fingerprint),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_corruption() {
+        let dir = std::env::temp_dir().join(format!("netc-ckpt-{}", std::process::id()));
+        let path = dir.join("c.safetensors");
+        let w = vec![1.0f32, -2.5, 3.25];
+        let p = Progress {
+            epoch: 2,
+            batch: 7,
+            step: 99,
+            loss_sum: 1.5,
+            ..Default::default()
+        };
+        save(&path, "net", "abc", &p, &[("w@t0".into(), vec![3], &w)]).unwrap();
+        let c = load(&path).unwrap();
+        assert_eq!(c.progress, p);
+        assert_eq!(c.tensors["w@t0"], (vec![3], w.clone()));
+        assert!(c.expect(&path, "net", "abc").is_ok());
+        assert!(matches!(
+            c.expect(&path, "net", "xyz"),
+            Err(CheckpointError::Mismatch { .. })
+        ));
+        // Truncated: a clear error naming the file.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+        let e = load(&path).err().unwrap();
+        assert!(matches!(e, CheckpointError::Corrupt { .. }));
+        assert!(e.to_string().contains("c.safetensors"), "{e}");
+        std::fs::write(&path, b"not a checkpoint").unwrap();
+        assert!(matches!(load(&path), Err(CheckpointError::Corrupt { .. })));
+        assert!(matches!(
+            load(&dir.join("missing")),
+            Err(CheckpointError::Read { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

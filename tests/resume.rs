@@ -80,8 +80,7 @@ fn interrupted_and_resumed_equals_uninterrupted() {
     let mut o = opts(&part);
     o.resume = Some(bad.clone());
     let e = train(m, &o)
-        .err()
-        .expect("corrupt checkpoint accepted")
+        .expect_err("corrupt checkpoint accepted")
         .to_string();
     assert!(e.contains("checkpoint.safetensors"), "{e}");
     let other = frontend::compile(&src.replace("units: 512", "units: 256"))
@@ -89,8 +88,7 @@ fn interrupted_and_resumed_equals_uninterrupted() {
     let mut o = opts(&full);
     o.resume = Some(full.join("checkpoint.safetensors"));
     let e = train(&other.module, &o)
-        .err()
-        .expect("foreign checkpoint accepted")
+        .expect_err("foreign checkpoint accepted")
         .to_string();
     assert!(e.contains("different network"), "{e}");
     let _ = std::fs::remove_dir_all(&full);

@@ -211,7 +211,7 @@ pub fn load_data(dir: Option<&Path>, cfg: &TrainConfig) -> Result<(Dataset, Stri
         Some(d) if !data::has_fmnist_files(d) && d.is_dir() => {
             let size = cfg.data.rescale.unwrap_or(256) as usize;
             let (train, val) = (d.join("train"), d.join("val"));
-            let mut ds = if train.is_dir() && val.is_dir() {
+            let ds = if train.is_dir() && val.is_dir() {
                 Dataset::image_folders(&train, Some(&val), size)?
             } else {
                 let mut ds = Dataset::image_folders(d, None, size)?;

@@ -3,6 +3,7 @@
 //! Data flows one way: `syntax` (source -> AST) -> `lower` (AST -> IR) ->
 //! `passes` (IR -> IR) -> `backend` (run the IR). `train` drives a backend.
 
+pub mod ablate;
 pub mod backend;
 pub mod diag;
 pub mod frontend;

@@ -95,6 +95,41 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         steps: u64,
     },
+    /// Write ablation variants of a network (each one change, or as a spec lists them).
+    Ablate {
+        /// The parent .net file.
+        file: PathBuf,
+        /// Every LRN layer removed.
+        #[arg(long)]
+        no_lrn: bool,
+        /// Every overlapping max pool made 2×2, stride 2.
+        #[arg(long)]
+        non_overlapping_pool: bool,
+        /// The towers merged into one stack with the full channel counts.
+        #[arg(long)]
+        one_tower: bool,
+        /// Every dropout layer removed.
+        #[arg(long)]
+        no_dropout: bool,
+        /// Random crops, mirroring and PCA lighting off.
+        #[arg(long)]
+        no_augmentation: bool,
+        /// One hyperparameter, e.g. `conv1.filters=64` or `train.sgd.lr=0.02`
+        /// (repeatable; all `--set`s make one variant).
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
+        /// A YAML spec of variants (combinations of changes) instead of flags.
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        /// Where the variants are written.
+        #[arg(short, long, default_value = "variants")]
+        output: PathBuf,
+    },
+    /// Train every variant of a sweep spec and write a comparison table and plot.
+    Sweep {
+        /// The YAML spec.
+        spec: PathBuf,
+    },
     /// Rewrite a file in canonical form.
     Fmt {
         /// The .net files.
@@ -259,6 +294,88 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 "netc {} batch {batch}: {:.1} images/s",
                 c.module.graph.name, r
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Ablate {
+            file,
+            no_lrn,
+            non_overlapping_pool,
+            one_tower,
+            no_dropout,
+            no_augmentation,
+            sets,
+            spec,
+            output,
+        } => {
+            use netc::ablate::Change;
+            let mut variants: Vec<(String, Vec<Change>)> = Vec::new();
+            for (on, c) in [
+                (no_lrn, Change::NoLrn),
+                (non_overlapping_pool, Change::NonOverlappingPool),
+                (one_tower, Change::OneTower),
+                (no_dropout, Change::NoDropout),
+                (no_augmentation, Change::NoAugmentation),
+            ] {
+                if on {
+                    variants.push((c.to_string(), vec![c]));
+                }
+            }
+            if !sets.is_empty() {
+                let name = sets
+                    .iter()
+                    .map(|s| s.replace(['=', '.'], "-"))
+                    .collect::<Vec<_>>()
+                    .join("_");
+                variants.push((
+                    format!("set-{name}"),
+                    sets.iter().map(|s| Change::Set(s.clone())).collect(),
+                ));
+            }
+            if let Some(spec) = spec {
+                let sp = netc::ablate::spec::load(&spec).map_err(|e| format!("error: {e}"))?;
+                for v in sp.variants {
+                    let ch = v.parsed_changes().map_err(|e| format!("error: {e}"))?;
+                    variants.push((v.name, ch));
+                }
+            }
+            if variants.is_empty() {
+                return Err(
+                    "error: no change asked for; pass --no-lrn, --one-tower, --set … or --spec"
+                        .into(),
+                );
+            }
+            let (parent, src) = load(&file)?;
+            let stem = file
+                .file_stem()
+                .map_or("net".into(), |s| s.to_string_lossy().to_string());
+            std::fs::create_dir_all(&output)
+                .map_err(|e| format!("error: cannot create `{}`: {e}", output.display()))?;
+            let base = netc::ir::cost::total(&parent.module.graph);
+            println!(
+                "{:<28} {:>14} {:>16} {:>10}",
+                "variant", "params", "MACs", "file"
+            );
+            for (name, changes) in variants {
+                let text = netc::ablate::apply(&file.display().to_string(), &src, &changes)
+                    .map_err(|e| format!("error: {name}: {e}"))?;
+                let c = netc::frontend::compile(&text)
+                    .map_err(|d| netc::diag::render(&name, &text, &[d]))?;
+                let t = netc::ir::cost::total(&c.module.graph);
+                let path = output.join(format!("{stem}-{name}.net"));
+                write_atomic(&path, text.as_bytes())?;
+                let delta = |a: u64, b: u64| format!("{:+}", a as i128 - b as i128);
+                println!(
+                    "{:<28} {:>14} {:>16} {}",
+                    name,
+                    delta(t.params, base.params),
+                    delta(t.macs, base.macs),
+                    path.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Sweep { spec } => {
+            netc::train::sweep::run(&spec).map_err(|e| format!("error: {e}"))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Check { file } => {

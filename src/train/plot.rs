@@ -139,3 +139,61 @@ pub fn learning_curves(network: &str, reports: &[EpochReport]) -> String {
     s.push_str("</svg>\n");
     s
 }
+
+const PALETTE: &[&str] = &[
+    "steelblue",
+    "firebrick",
+    "seagreen",
+    "rebeccapurple",
+    "darkorange",
+    "teal",
+    "saddlebrown",
+    "deeppink",
+];
+
+/// Several runs' test top-1 error and test loss against the epoch (a sweep).
+pub fn compare(title: &str, runs: &[(String, Vec<EpochReport>)]) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#,
+        2.0 * W,
+        H + 20.0
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="18" font-size="15" text-anchor="middle">{title}</text>"#,
+        W
+    );
+    let series = |f: fn(&EpochReport) -> f64| -> Vec<(&str, &str, Vec<f64>)> {
+        runs.iter()
+            .enumerate()
+            .map(|(i, (name, r))| {
+                (
+                    name.as_str(),
+                    PALETTE[i % PALETTE.len()],
+                    r.iter().map(f).collect(),
+                )
+            })
+            .collect()
+    };
+    let epochs = runs.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
+    panel(
+        &mut s,
+        0.0,
+        "test loss",
+        &series(|r| r.test_loss),
+        epochs,
+        false,
+    );
+    panel(
+        &mut s,
+        W,
+        "test top-1 error",
+        &series(|r| r.top1_error),
+        epochs,
+        true,
+    );
+    s.push_str("</svg>\n");
+    s
+}

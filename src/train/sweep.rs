@@ -1,0 +1,216 @@
+//! `netc sweep SPEC`: writes every variant of a spec (see `ablate::spec`),
+//! trains each with the same seed, data and schedule, and writes a
+//! comparison table (`results.md`, `results.csv`) and the learning curves
+//! of all variants (`curves.svg`). Each variant runs in its own folder; a
+//! finished variant (`done.json`) is not retrained, and an interrupted one
+//! resumes from its checkpoint, so an interrupted sweep continues where it
+//! stopped.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::ablate::{self, spec};
+use crate::train::run::{EpochReport, Outcome, TrainOptions, train};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
+    #[error("variant `{name}`: {reason}")]
+    Variant { name: String, reason: String },
+    #[error("cannot write `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("interrupted; run the same command again to continue")]
+    Interrupted,
+}
+
+/// One row of the comparison.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Row {
+    pub variant: String,
+    pub changes: String,
+    pub epochs: u64,
+    pub train_loss: f64,
+    pub test_loss: f64,
+    pub top1_error: f64,
+    pub top5_error: f64,
+    pub images_per_s: f64,
+    pub params: u64,
+    pub macs: u64,
+    /// Activation elements per example, forward (a proxy for memory).
+    pub activations: u64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
+    move |source| SweepError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub fn run(spec_path: &Path) -> Result<Vec<Row>, SweepError> {
+    let sp = spec::load(spec_path)?;
+    let src = std::fs::read_to_string(&sp.network).map_err(io(&sp.network))?;
+    std::fs::create_dir_all(&sp.out).map_err(io(&sp.out))?;
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let mut rows = Vec::new();
+    let mut curves = Vec::new();
+    for v in &sp.variants {
+        let verr = |reason: String| SweepError::Variant {
+            name: v.name.clone(),
+            reason,
+        };
+        let changes = v.parsed_changes().map_err(verr)?;
+        let text = if changes.is_empty() {
+            format!(
+                "// Variant of {}: unchanged (the baseline).\n{src}",
+                sp.network.display()
+            )
+        } else {
+            ablate::apply(&sp.network.display().to_string(), &src, &changes)
+                .map_err(|e| verr(e.to_string()))?
+        };
+        let net_path = sp.out.join(format!("{}.net", v.name));
+        std::fs::write(&net_path, &text).map_err(io(&net_path))?;
+        let compiled = crate::frontend::compile(&text)
+            .map_err(|d| verr(crate::diag::render("variant", &text, &[d])))?;
+        let dir = sp.out.join(&v.name);
+        let done = dir.join("done.json");
+        if let Ok(t) = std::fs::read_to_string(&done)
+            && let Ok(row) = serde_json::from_str::<Row>(&t)
+        {
+            eprintln!("{}: finished earlier, not retrained", v.name);
+            curves.push((v.name.clone(), read_metrics(&dir)));
+            rows.push(row);
+            continue;
+        }
+        let ckpt = dir.join("checkpoint.safetensors");
+        eprintln!(
+            "== {} ({})",
+            v.name,
+            if changes.is_empty() {
+                "baseline".into()
+            } else {
+                v.changes.join(", ")
+            }
+        );
+        let opts = TrainOptions {
+            data: sp.train.data.clone(),
+            epochs: sp.train.epochs,
+            batch: sp.train.batch,
+            seed: sp.train.seed,
+            max_steps: sp.train.max_steps,
+            out_dir: dir.clone(),
+            quiet: false,
+            resume: ckpt.exists().then_some(ckpt.clone()),
+            checkpoint_every: Some(50),
+            stop_after: None,
+            interrupt: Some(interrupt.clone()),
+        };
+        let reports = match train(&compiled.module, &opts).map_err(|e| verr(e.to_string()))? {
+            Outcome::Finished(r) => r,
+            Outcome::Stopped { .. } => return Err(SweepError::Interrupted),
+        };
+        let last = reports
+            .last()
+            .cloned()
+            .ok_or_else(|| verr("no epoch was trained".into()))?;
+        let cost = crate::ir::cost::total(&compiled.module.graph);
+        let row = Row {
+            variant: v.name.clone(),
+            changes: if changes.is_empty() {
+                "-".into()
+            } else {
+                v.changes.join(", ")
+            },
+            epochs: last.epoch,
+            train_loss: last.train_loss,
+            test_loss: last.test_loss,
+            top1_error: last.top1_error,
+            top5_error: last.top5_error,
+            images_per_s: reports.iter().map(|r| r.images_per_s).sum::<f64>()
+                / reports.len() as f64,
+            params: cost.params,
+            macs: cost.macs,
+            activations: cost.activations,
+        };
+        let json = serde_json::to_string_pretty(&row).map_err(|e| verr(e.to_string()))?;
+        std::fs::write(&done, json).map_err(io(&done))?;
+        curves.push((v.name.clone(), reports));
+        rows.push(row);
+    }
+    write_tables(&sp.out, &rows)?;
+    let svg = crate::train::plot::compare(&format!("sweep of {}", sp.network.display()), &curves);
+    let p = sp.out.join("curves.svg");
+    std::fs::write(&p, svg).map_err(io(&p))?;
+    eprintln!(
+        "results: {}  {}  {}",
+        sp.out.join("results.md").display(),
+        sp.out.join("results.csv").display(),
+        p.display()
+    );
+    Ok(rows)
+}
+
+fn read_metrics(dir: &Path) -> Vec<EpochReport> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn write_tables(out: &Path, rows: &[Row]) -> Result<(), SweepError> {
+    let mut md = String::from(
+        "| variant | changes | epochs | final train loss | test loss | top-1 error | top-5 error | images/s | parameters | MACs/image | activations/image |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut csv = String::from(
+        "variant,changes,epochs,train_loss,test_loss,top1_error,top5_error,images_per_s,params,macs,activations\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.4} | {:.4} | {:.2}% | {:.2}% | {:.0} | {} | {} | {} |",
+            r.variant,
+            r.changes,
+            r.epochs,
+            r.train_loss,
+            r.test_loss,
+            100.0 * r.top1_error,
+            100.0 * r.top5_error,
+            r.images_per_s,
+            r.params,
+            r.macs,
+            r.activations
+        );
+        let _ = writeln!(
+            csv,
+            "{},\"{}\",{},{},{},{},{},{},{},{},{}",
+            r.variant,
+            r.changes,
+            r.epochs,
+            r.train_loss,
+            r.test_loss,
+            r.top1_error,
+            r.top5_error,
+            r.images_per_s,
+            r.params,
+            r.macs,
+            r.activations
+        );
+    }
+    let p = out.join("results.md");
+    std::fs::write(&p, md).map_err(io(&p))?;
+    let p = out.join("results.csv");
+    std::fs::write(&p, csv).map_err(io(&p))?;
+    Ok(())
+}

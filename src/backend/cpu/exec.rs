@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use super::kernels::{self as k, Act, Nchw};
+use super::kernels::{self as k, Act, Float, Nchw};
 use crate::ir::{Device, Graph, Init, InputKind, NodeId, Op, ParamRole, Ty, order};
 use crate::rng;
 
@@ -44,12 +44,12 @@ pub struct StepStats {
     pub n: usize,
 }
 
-pub struct CpuExec {
+pub struct CpuExec<T: Float = f32> {
     graph: Graph,
     order: Vec<NodeId>,
     forward: Vec<bool>,
-    vals: Vec<Vec<f32>>,
-    aux: Vec<Vec<f32>>,
+    vals: Vec<Vec<T>>,
+    aux: Vec<Vec<T>>,
     argmax: Vec<Vec<u32>>,
     labels: Vec<u32>,
     batch: usize,
@@ -59,7 +59,7 @@ pub struct CpuExec {
     logits: NodeId,
     /// Backward node -> the forward node it differentiates.
     fwd_of: HashMap<NodeId, NodeId>,
-    scratch: Vec<f32>,
+    scratch: Vec<T>,
     /// Which gradient groups were computed in the current step.
     done: Vec<bool>,
     pub seed: u64,
@@ -84,45 +84,45 @@ fn chw(g: &Graph, n: NodeId) -> (usize, usize, usize) {
 
 /// Fills a parameter per its initialisation rule; draws depend only on
 /// (seed, parameter name, tower, element index).
-pub fn init_param(
+pub fn init_param<T: Float>(
     init: &Init,
     name: &str,
     device: Device,
     dims: &[u64],
     seed: u64,
-    out: &mut [f32],
+    out: &mut [T],
 ) {
     let stream = rng::stream_of(&format!("init/{name}@{device}"));
     let fan_in: u64 = dims.iter().skip(1).product::<u64>().max(1);
     let fan_out: u64 = dims.first().copied().unwrap_or(1) * dims.iter().skip(2).product::<u64>();
     match init {
-        Init::Constant { value } => out.fill(*value as f32),
+        Init::Constant { value } => out.fill(T::from_f64(*value)),
         Init::Normal { mean, std } => {
             for (i, o) in out.iter_mut().enumerate() {
-                *o = (mean + std * rng::normal(seed, stream, i as u64)) as f32;
+                *o = T::from_f64(mean + std * rng::normal(seed, stream, i as u64));
             }
         }
         Init::He => {
             let std = (2.0 / fan_in as f64).sqrt();
             for (i, o) in out.iter_mut().enumerate() {
-                *o = (std * rng::normal(seed, stream, i as u64)) as f32;
+                *o = T::from_f64(std * rng::normal(seed, stream, i as u64));
             }
         }
         Init::Uniform { low, high } => {
             for (i, o) in out.iter_mut().enumerate() {
-                *o = (low + (high - low) * rng::uniform(seed, stream, i as u64)) as f32;
+                *o = T::from_f64(low + (high - low) * rng::uniform(seed, stream, i as u64));
             }
         }
         Init::Xavier => {
             let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
             for (i, o) in out.iter_mut().enumerate() {
-                *o = (a * (2.0 * rng::uniform(seed, stream, i as u64) - 1.0)) as f32;
+                *o = T::from_f64(a * (2.0 * rng::uniform(seed, stream, i as u64) - 1.0));
             }
         }
     }
 }
 
-impl CpuExec {
+impl<T: Float> CpuExec<T> {
     /// Prepares a graph (forward only, or a whole training step) and
     /// initialises its parameters from `seed`.
     pub fn new(graph: Graph, seed: u64) -> Result<Self, ExecError> {
@@ -192,7 +192,7 @@ impl CpuExec {
         for n in graph.node_ids() {
             let node = graph.node(n);
             if let Op::Param { init, role } = &node.op {
-                let mut v = vec![0f32; numel(&graph, n, 1)];
+                let mut v = vec![T::ZERO; numel(&graph, n, 1)];
                 if *role != ParamRole::Velocity {
                     init_param(init, &node.name, node.device, node.ty.dims(), seed, &mut v);
                 }
@@ -240,11 +240,11 @@ impl CpuExec {
         v
     }
 
-    pub fn value(&self, n: NodeId) -> &[f32] {
+    pub fn value(&self, n: NodeId) -> &[T] {
         &self.vals[n.index()]
     }
 
-    pub fn value_mut(&mut self, n: NodeId) -> &mut Vec<f32> {
+    pub fn value_mut(&mut self, n: NodeId) -> &mut Vec<T> {
         &mut self.vals[n.index()]
     }
 
@@ -253,7 +253,7 @@ impl CpuExec {
         numel(&self.graph, self.image, 1)
     }
 
-    fn load(&mut self, images: &[f32], labels: &[u32]) -> Result<(), ExecError> {
+    fn load(&mut self, images: &[T], labels: &[u32]) -> Result<(), ExecError> {
         let per = self.image_len();
         let n = labels.len();
         if images.len() != n * per {
@@ -277,7 +277,7 @@ impl CpuExec {
             self.batch = n;
             for &id in &self.order {
                 if !self.graph.node(id).op.is_param() {
-                    self.vals[id.index()] = vec![0f32; numel(&self.graph, id, n)];
+                    self.vals[id.index()] = vec![T::ZERO; numel(&self.graph, id, n)];
                 }
             }
         }
@@ -291,7 +291,7 @@ impl CpuExec {
     /// rate `lr`. `step` numbers the step (it keys the dropout masks).
     pub fn train_step(
         &mut self,
-        images: &[f32],
+        images: &[T],
         labels: &[u32],
         lr: f64,
         step: u64,
@@ -308,7 +308,7 @@ impl CpuExec {
 
     /// The forward pass only, dropout off (evaluation). Returns the stats
     /// and leaves the logits readable through [`CpuExec::logits`].
-    pub fn eval_batch(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats, ExecError> {
+    pub fn eval_batch(&mut self, images: &[T], labels: &[u32]) -> Result<StepStats, ExecError> {
         self.load(images, labels)?;
         let order = std::mem::take(&mut self.order);
         for &n in &order {
@@ -320,7 +320,7 @@ impl CpuExec {
         Ok(self.stats())
     }
 
-    pub fn logits(&self) -> &[f32] {
+    pub fn logits(&self) -> &[T] {
         &self.vals[self.logits.index()]
     }
 
@@ -329,7 +329,7 @@ impl CpuExec {
         let classes = self.graph.node(self.logits).ty.numel() as usize;
         let (top1, top5) = k::softmax_xent::top1_top5(n, classes, self.logits(), &self.labels);
         StepStats {
-            loss: self.vals[self.loss.index()][0] as f64,
+            loss: self.vals[self.loss.index()][0].to_f64(),
             top1,
             top5,
             n,
@@ -351,7 +351,7 @@ impl CpuExec {
         let b = self.batch;
         let mut out = std::mem::take(&mut self.vals[n.index()]);
         let v = &self.vals;
-        let x = |i: usize| -> &[f32] { &v[ins[i].index()] };
+        let x = |i: usize| -> &[T] { &v[ins[i].index()] };
         match &node.op {
             Op::Input { .. } | Op::Param { .. } => {}
             Op::Conv {
@@ -396,7 +396,7 @@ impl CpuExec {
                     k: *kk,
                 };
                 let aux = &mut self.aux[n.index()];
-                aux.resize(out.len(), 0.0);
+                aux.resize(out.len(), T::ZERO);
                 k::lrn::lrn_forward(&p, &Nchw::new(b, c, h, w), x(0), &mut out, aux);
             }
             Op::MaxPool { size, stride } => {
@@ -435,7 +435,7 @@ impl CpuExec {
                     let (_, h, w) = chw(g, n);
                     h * w
                 };
-                let parts: Vec<(&[f32], usize)> = ins
+                let parts: Vec<(&[T], usize)> = ins
                     .iter()
                     .map(|i| (&v[i.index()][..], chw(g, *i).0))
                     .collect();
@@ -444,11 +444,11 @@ impl CpuExec {
             Op::SoftmaxXent => {
                 let classes = g.node(ins[0]).ty.numel() as usize;
                 let aux = &mut self.aux[n.index()];
-                aux.resize(b * classes, 0.0);
+                aux.resize(b * classes, T::ZERO);
                 let loss =
                     k::softmax_xent::softmax_xent_forward(b, classes, x(0), &self.labels, aux);
-                out.resize(1, 0.0);
-                out[0] = loss as f32;
+                out.resize(1, T::ZERO);
+                out[0] = T::from_f64(loss);
             }
             Op::SoftmaxXentGrad => {
                 let classes = g.node(ins[0]).ty.numel() as usize;
@@ -532,7 +532,7 @@ impl CpuExec {
                 out.copy_from_slice(x(0));
                 for i in 1..ins.len() {
                     for (o, a) in out.iter_mut().zip(x(i)) {
-                        *o += a;
+                        *o += *a;
                     }
                 }
             }

@@ -36,7 +36,7 @@ const EPS: f64 = 1e-6;
 const TOL: f64 = 1e-5;
 const FLOOR: f64 = 1e-6;
 
-pub fn check(g: netc::ir::Graph) -> usize {
+fn check(g: netc::ir::Graph) -> usize {
     let pairs = common::param_grads(&g);
     let mut exec = CpuExec::<f64>::new(g, 5).unwrap();
     let (images, labels) = common::batch(&exec, 4, 3, 9);
@@ -79,4 +79,20 @@ fn whole_network_gradients_match_central_differences() {
     // 2 towers × (c1, c2, f) × (weight, bias) + out × (weight, bias).
     assert_eq!(common::param_grads(&g).len(), 14);
     assert_eq!(check(g), 14 * 5);
+}
+
+#[test]
+fn fused_network_gradients_match_central_differences() {
+    let (g, report) = common::fused_graph(NET);
+    for r in ["conv+relu", "dense+relu+dropout", "lrn+maxpool"] {
+        assert!(report.fired[r] > 0, "{r} did not fire: {report}");
+    }
+    assert_eq!(check(g), 14 * 5);
+}
+
+#[test]
+fn fused_grad_chain_gradients_match_central_differences() {
+    let (g, report) = common::fused_graph(common::CHAIN_NET);
+    assert_eq!(report.fired["grad_chain"], 2, "{report}");
+    assert_eq!(check(g), 10 * 5);
 }

@@ -27,6 +27,8 @@ pub enum TrainError {
     Autodiff(#[from] AutodiffError),
     #[error(transparent)]
     Exec(#[from] ExecError),
+    #[error(transparent)]
+    Fuse(#[from] crate::passes::fuse::FuseError),
     #[error("the loss became {value} at step {step}; the first non-finite value is in `{layer}`")]
     NonFinite {
         value: f64,
@@ -50,6 +52,8 @@ pub struct TrainOptions {
     pub max_steps: Option<u64>,
     pub out_dir: PathBuf,
     pub quiet: bool,
+    /// Skip the fusion pass (fusion is on by default).
+    pub no_fuse: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -160,6 +164,9 @@ pub fn train(module: &Module, opts: &TrainOptions) -> Result<Vec<EpochReport>, T
     let out = aug.out_shape();
     let mut graph = module.graph.clone();
     autodiff::autodiff(&mut graph, &cfg.sgd)?;
+    if !opts.no_fuse {
+        crate::passes::fuse::fuse(&mut graph)?;
+    }
     let mut exec = CpuExec::new(graph, cfg.seed)?;
     if exec.image_len() != out.len() {
         return Err(TrainError::Config(format!(

@@ -50,3 +50,28 @@ pub fn param_grads(g: &Graph) -> Vec<(String, NodeId, NodeId)> {
     v.sort();
     v
 }
+
+/// [`training_graph`], then the fusion pass; the result verifies.
+pub fn fused_graph(src: &str) -> (Graph, netc::passes::fuse::FuseReport) {
+    let mut g = training_graph(src);
+    let report = netc::passes::fuse::fuse(&mut g).unwrap();
+    netc::ir::verify::verify(&g).unwrap();
+    (g, report)
+}
+
+/// Two towers whose ReLU and dropout follow a pooling (nothing to fuse
+/// them into), read by both towers: backward, `add` → `dropout_grad` →
+/// `relu_grad` is left for the `grad_chain` rewrite.
+pub const CHAIN_NET: &str = "
+network chain {
+  input image: [2, 9, 9]
+  input label: class(3)
+  towers 2 {
+    c1 = conv(image, filters: 8, size: 3, pad: 1) -> maxpool(size: 3, stride: 2) -> relu -> dropout(rate: 0.3)
+    c2 = conv(across(c1), filters: 8, size: 3, pad: 1) -> relu
+  }
+  out = dense(across(c2), units: 3)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: he  bias: 0.1 } }
+";

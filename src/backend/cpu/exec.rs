@@ -50,6 +50,10 @@ pub struct CpuExec<T: Float = f32> {
     forward: Vec<bool>,
     vals: Vec<Vec<T>>,
     aux: Vec<Vec<T>>,
+    /// The LRN output inside an `lrn_maxpool` (its backward needs it).
+    saved: Vec<Vec<T>>,
+    /// The masked output gradient of a `dense_relu_dropout`.
+    masked: Vec<T>,
     argmax: Vec<Vec<u32>>,
     labels: Vec<u32>,
     batch: usize,
@@ -165,6 +169,10 @@ impl<T: Float> CpuExec<T> {
                     | Op::Dropout { .. }
                     | Op::Concat
                     | Op::SoftmaxXent
+                    | Op::ConvRelu { .. }
+                    | Op::DenseRelu { .. }
+                    | Op::DenseReluDropout { .. }
+                    | Op::LrnMaxPool { .. }
             );
             forward[n.index()] = is_fwd;
             if matches!(
@@ -177,6 +185,12 @@ impl<T: Float> CpuExec<T> {
                     | Op::DenseGradBias
                     | Op::LrnGrad { .. }
                     | Op::MaxPoolGrad { .. }
+                    | Op::ConvReluGradInput { .. }
+                    | Op::ConvReluGradWeight { .. }
+                    | Op::ConvReluGradBias
+                    | Op::DenseReluGradInput { .. }
+                    | Op::DenseReluGradWeight { .. }
+                    | Op::DenseReluGradBias { .. }
             ) {
                 let base = node
                     .name
@@ -203,6 +217,8 @@ impl<T: Float> CpuExec<T> {
             order,
             forward,
             aux: vec![Vec::new(); cap],
+            saved: vec![Vec::new(); cap],
+            masked: Vec::new(),
             argmax: vec![Vec::new(); cap],
             labels: Vec::new(),
             batch: 0,
@@ -380,6 +396,152 @@ impl<T: Float> CpuExec<T> {
                     &mut out,
                     &mut self.scratch,
                 );
+            }
+            Op::ConvRelu {
+                filters,
+                size,
+                stride,
+                pad,
+            } => {
+                let (c, h, w) = chw(g, ins[0]);
+                let s = k::conv::ConvShape {
+                    n: b,
+                    c,
+                    h,
+                    w,
+                    f: *filters as usize,
+                    k: *size as usize,
+                    stride: *stride as usize,
+                    pad: *pad as usize,
+                };
+                k::conv::conv2d_forward(
+                    &s,
+                    x(0),
+                    x(1),
+                    Some(x(2)),
+                    Act::Relu,
+                    &mut out,
+                    &mut self.scratch,
+                );
+            }
+            Op::DenseRelu { units } => {
+                let s = k::dense::DenseShape {
+                    n: b,
+                    inp: g.node(ins[0]).ty.numel() as usize,
+                    out: *units as usize,
+                };
+                k::dense::dense_forward(&s, x(0), x(1), Some(x(2)), Act::Relu, &mut out);
+            }
+            Op::DenseReluDropout { units, rate, of } => {
+                let s = k::dense::DenseShape {
+                    n: b,
+                    inp: g.node(ins[0]).ty.numel() as usize,
+                    out: *units as usize,
+                };
+                k::dense::dense_forward(&s, x(0), x(1), Some(x(2)), Act::None, &mut out);
+                let p = k::dropout::DropoutParams {
+                    seed: self.seed ^ rng::mix64(step),
+                    stream: rng::stream_of(of),
+                    rate: *rate,
+                    training,
+                };
+                relu_dropout_inplace(&p, &mut out);
+            }
+            Op::LrnMaxPool {
+                size,
+                alpha,
+                beta,
+                k: kk,
+                pool,
+                stride,
+            } => {
+                let (c, h, w) = chw(g, ins[0]);
+                let p = k::lrn::LrnParams {
+                    size: *size as usize,
+                    alpha: *alpha,
+                    beta: *beta,
+                    k: *kk,
+                };
+                let s = k::pool::PoolShape {
+                    n: 1,
+                    c,
+                    h,
+                    w,
+                    size: *pool as usize,
+                    stride: *stride as usize,
+                };
+                let (aux, saved, am) = (
+                    &mut self.aux[n.index()],
+                    &mut self.saved[n.index()],
+                    &mut self.argmax[n.index()],
+                );
+                let len = b * c * h * w;
+                aux.resize(len, T::ZERO);
+                saved.resize(len, T::ZERO);
+                am.resize(out.len(), 0);
+                lrn_maxpool_forward(&p, &s, x(0), saved, aux, &mut out, am);
+            }
+            Op::ConvReluGradInput { .. }
+            | Op::ConvReluGradWeight { .. }
+            | Op::ConvReluGradBias
+            | Op::DenseReluGradInput { .. }
+            | Op::DenseReluGradWeight { .. }
+            | Op::DenseReluGradBias { .. } => {
+                self.vals[n.index()] = out;
+                self.layer_grads(n);
+                return;
+            }
+            Op::LrnMaxPoolGrad {
+                size,
+                alpha,
+                beta,
+                k: kk,
+                pool,
+                stride,
+            } => {
+                let (c, h, w) = chw(g, ins[0]);
+                let p = k::lrn::LrnParams {
+                    size: *size as usize,
+                    alpha: *alpha,
+                    beta: *beta,
+                    k: *kk,
+                };
+                let s = k::pool::PoolShape {
+                    n: 1,
+                    c,
+                    h,
+                    w,
+                    size: *pool as usize,
+                    stride: *stride as usize,
+                };
+                let f = ins[1].index();
+                lrn_maxpool_backward(
+                    &p,
+                    &s,
+                    x(0),
+                    &self.saved[f],
+                    &self.aux[f],
+                    &self.argmax[f],
+                    x(2),
+                    &mut out,
+                );
+            }
+            Op::GradChain {
+                parts,
+                dropout,
+                relu,
+            } => {
+                let parts: Vec<&[T]> = (0..*parts as usize).map(x).collect();
+                let y = relu.then(|| x(ins.len() - 1));
+                let mask = dropout
+                    .as_ref()
+                    .map(|(rate, of)| k::dropout::DropoutParams {
+                        seed: self.seed ^ rng::mix64(step),
+                        stream: rng::stream_of(of),
+                        rate: *rate,
+                        training,
+                    });
+                grad_chain(&parts, mask.as_ref(), y, &mut out);
             }
             Op::Relu => k::relu::relu_forward(x(0), &mut out),
             Op::Lrn {
@@ -576,13 +738,34 @@ impl<T: Float> CpuExec<T> {
         let mut dw = std::mem::take(&mut self.vals[dw_n.index()]);
         let mut db = db_n.map(|d| std::mem::take(&mut self.vals[d.index()]));
         let v = &self.vals;
-        let (x, w, dy) = (
+        let (x, w, y, mut dy) = (
             &v[fins[0].index()][..],
             &v[fins[1].index()][..],
+            &v[f.index()][..],
             &v[dy_n.index()][..],
         );
+        let act = match &fnode.op {
+            Op::ConvRelu { .. } | Op::DenseRelu { .. } => Act::Relu,
+            Op::DenseReluDropout { rate, .. } => {
+                // [y > 0] is the ReLU's mask and the dropout's together.
+                let scale = T::from_f64(1.0 / (1.0 - rate));
+                self.masked.resize(dy.len(), T::ZERO);
+                for ((m, yv), gv) in self.masked.iter_mut().zip(y).zip(dy) {
+                    *m = if *yv > T::ZERO { *gv * scale } else { T::ZERO };
+                }
+                dy = &self.masked;
+                Act::None
+            }
+            _ => Act::None,
+        };
         match &fnode.op {
             Op::Conv {
+                filters,
+                size,
+                stride,
+                pad,
+            }
+            | Op::ConvRelu {
                 filters,
                 size,
                 stride,
@@ -601,10 +784,10 @@ impl<T: Float> CpuExec<T> {
                 };
                 k::conv::conv2d_backward(
                     &s,
-                    Act::None,
+                    act,
                     x,
                     w,
-                    dy,
+                    if act == Act::Relu { y } else { dy },
                     dy,
                     dx.as_deref_mut(),
                     &mut dw,
@@ -612,7 +795,7 @@ impl<T: Float> CpuExec<T> {
                     &mut self.scratch,
                 );
             }
-            Op::Dense { units } => {
+            Op::Dense { units } | Op::DenseRelu { units } | Op::DenseReluDropout { units, .. } => {
                 let s = k::dense::DenseShape {
                     n: b,
                     inp: g.node(fins[0]).ty.numel() as usize,
@@ -620,10 +803,10 @@ impl<T: Float> CpuExec<T> {
                 };
                 k::dense::dense_backward(
                     &s,
-                    Act::None,
+                    act,
                     x,
                     w,
-                    dy,
+                    if act == Act::Relu { y } else { dy },
                     dy,
                     dx.as_deref_mut(),
                     &mut dw,
@@ -641,4 +824,126 @@ impl<T: Float> CpuExec<T> {
             self.vals[d.index()] = buf;
         }
     }
+}
+
+/// Elements per parallel task of the fused elementwise passes.
+const BLOCK: usize = 1 << 13;
+
+/// `y = dropout(relu(y))` in one pass (the mask keyed by flat index, as in
+/// `kernels::dropout`; the identity dropout when not training).
+fn relu_dropout_inplace<T: Float>(p: &k::dropout::DropoutParams, y: &mut [T]) {
+    use rayon::prelude::*;
+    if !p.training || p.rate == 0.0 {
+        k::relu::relu_forward_inplace(y);
+        return;
+    }
+    let scale = T::from_f64(1.0 / (1.0 - p.rate));
+    y.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, blk)| {
+        let base = (bi * BLOCK) as u64;
+        for (j, v) in blk.iter_mut().enumerate() {
+            let r = if *v > T::ZERO { *v } else { T::ZERO };
+            *v = if k::dropout::keep(p.seed, p.stream, p.rate, base + j as u64) {
+                r * scale
+            } else {
+                T::ZERO
+            };
+        }
+    });
+}
+
+/// `out = (Σ parts) · dropout mask · [y > 0]`, one pass; the sum is taken
+/// in part order, as `add` does.
+fn grad_chain<T: Float>(
+    parts: &[&[T]],
+    mask: Option<&k::dropout::DropoutParams>,
+    y: Option<&[T]>,
+    out: &mut [T],
+) {
+    use rayon::prelude::*;
+    let mask = mask.filter(|p| p.training && p.rate > 0.0);
+    let scale = mask.map_or(T::ONE, |p| T::from_f64(1.0 / (1.0 - p.rate)));
+    out.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, blk)| {
+        let base = bi * BLOCK;
+        for (j, o) in blk.iter_mut().enumerate() {
+            let i = base + j;
+            let mut s = parts[0][i];
+            for p in &parts[1..] {
+                s += p[i];
+            }
+            if let Some(p) = mask {
+                s = if k::dropout::keep(p.seed, p.stream, p.rate, i as u64) {
+                    s * scale
+                } else {
+                    T::ZERO
+                };
+            }
+            if let Some(y) = y {
+                s = if y[i] > T::ZERO { s } else { T::ZERO };
+            }
+            *o = s;
+        }
+    });
+}
+
+/// `maxpool(lrn(x))` image by image (`s` is one image's pool shape): the
+/// LRN output and scale are kept for the backward pass, and pooling reads
+/// them while they are in cache.
+fn lrn_maxpool_forward<T: Float>(
+    p: &k::lrn::LrnParams,
+    s: &k::pool::PoolShape,
+    x: &[T],
+    lrn: &mut [T],
+    scale: &mut [T],
+    y: &mut [T],
+    argmax: &mut [u32],
+) {
+    use rayon::prelude::*;
+    let (inp, outp) = (s.input().len(), s.output().len());
+    if inp == 0 || outp == 0 {
+        return;
+    }
+    let shape = Nchw::new(1, s.c, s.h, s.w);
+    y.par_chunks_mut(outp)
+        .zip(argmax.par_chunks_mut(outp))
+        .zip(lrn.par_chunks_mut(inp))
+        .zip(scale.par_chunks_mut(inp))
+        .zip(x.par_chunks(inp))
+        .for_each(|((((yi, ai), li), si), xi)| {
+            k::lrn::lrn_forward(p, &shape, xi, li, si);
+            k::pool::maxpool_forward(s, li, yi, ai);
+        });
+}
+
+/// The gradient of [`lrn_maxpool_forward`], image by image: the pooled
+/// gradient is routed to the window maxima, then through the LRN.
+#[allow(clippy::too_many_arguments)]
+fn lrn_maxpool_backward<T: Float>(
+    p: &k::lrn::LrnParams,
+    s: &k::pool::PoolShape,
+    x: &[T],
+    lrn: &[T],
+    scale: &[T],
+    argmax: &[u32],
+    dy: &[T],
+    dx: &mut [T],
+) {
+    use rayon::prelude::*;
+    let (inp, outp) = (s.input().len(), s.output().len());
+    if inp == 0 || outp == 0 {
+        return;
+    }
+    let shape = Nchw::new(1, s.c, s.h, s.w);
+    dx.par_chunks_mut(inp)
+        .zip(x.par_chunks(inp))
+        .zip(lrn.par_chunks(inp))
+        .zip(scale.par_chunks(inp))
+        .zip(argmax.par_chunks(outp))
+        .zip(dy.par_chunks(outp))
+        .for_each_init(
+            || (vec![T::ZERO; inp], Vec::new()),
+            |(dpool, scratch), (((((dxi, xi), li), si), ai), dyi)| {
+                k::pool::maxpool_backward(s, dyi, ai, dpool);
+                k::lrn::lrn_backward(p, &shape, xi, li, si, dpool, dxi, scratch);
+            },
+        );
 }

@@ -10,6 +10,16 @@
 //! softmax) in per-node side buffers. Buffers are allocated once, on the
 //! first step, and reused. Results are deterministic for a given seed
 //! whatever the thread count (the kernels guarantee it).
+//!
+//! Generic over the scalar: `CpuExec<f32>` (the default) trains,
+//! `CpuExec<f64>` checks gradients; parameters are drawn in f64 and
+//! rounded, so an f32 run starts from the same values either way. The
+//! fused ops of `passes::fuse` run here too: `conv_relu`/`dense_relu` pass
+//! `Act::Relu` to the kernels, their gradients fold the ReLU mask into the
+//! layer's backward call; `dense_relu_dropout` applies ReLU and the dropout
+//! mask in one pass after the GEMM, and its backward masks `dy` by `y > 0`;
+//! `lrn_maxpool` (and its gradient) runs the two kernels image by image;
+//! `grad_chain` is one elementwise pass.
 
 use std::collections::HashMap;
 

@@ -94,6 +94,9 @@ enum Cmd {
         /// Timed steps (after two warm-up steps).
         #[arg(long, default_value_t = 20)]
         steps: u64,
+        /// Run the unfused training step (to measure what fusion gains).
+        #[arg(long)]
+        no_fuse: bool,
     },
     /// Write ablation variants of a network (each one change, or as a spec lists them).
     Ablate {
@@ -260,6 +263,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 checkpoint_every,
                 stop_after,
                 interrupt: Some(interrupt),
+                no_fuse: false,
             };
             netc::train::run::train(&c.module, &opts).map_err(|e| format!("error: {e}"))?;
             Ok(ExitCode::SUCCESS)
@@ -285,10 +289,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Bench { file, batch, steps } => {
+        Cmd::Bench {
+            file,
+            batch,
+            steps,
+            no_fuse,
+        } => {
             let (c, _) = load(&file)?;
             let batch = batch.unwrap_or(c.module.train.batch) as usize;
-            let r = netc::train::bench::train_steps(&c.module, batch, steps)
+            let r = netc::train::bench::train_steps(&c.module, batch, steps, !no_fuse)
                 .map_err(|e| format!("error: {e}"))?;
             println!(
                 "netc {} batch {batch}: {:.1} images/s",

@@ -25,7 +25,11 @@ pub fn node_cost(g: &Graph, n: NodeId) -> Cost {
     let mut c = Cost::default();
     match &node.op {
         Op::Param { .. } => c.params = node.ty.numel(),
-        Op::Conv { .. } | Op::Dense { .. } => {
+        Op::Conv { .. }
+        | Op::Dense { .. }
+        | Op::ConvRelu { .. }
+        | Op::DenseRelu { .. }
+        | Op::DenseReluDropout { .. } => {
             let inputs = g.inputs(n);
             // Each output element takes one product per weight of a filter.
             let per_out = match inputs.get(1).map(|&w| &g.node(w).ty) {

@@ -338,7 +338,148 @@ pub fn infer(op: &Op, inputs: &[&Ty]) -> Result<Ty, ShapeError> {
             }
             Ty::Effect
         }
+        Op::ConvRelu {
+            filters,
+            size,
+            stride,
+            pad,
+        } => {
+            let conv = Op::Conv {
+                filters: *filters,
+                size: *size,
+                stride: *stride,
+                pad: *pad,
+            };
+            infer(&conv, inputs)?
+        }
+        Op::DenseRelu { units } | Op::DenseReluDropout { units, .. } => {
+            infer(&Op::Dense { units: *units }, inputs)?
+        }
+        Op::LrnMaxPool {
+            size,
+            alpha,
+            beta,
+            k,
+            pool,
+            stride,
+        } => {
+            arity(op, inputs, 1)?;
+            let lrn = Op::Lrn {
+                size: *size,
+                alpha: *alpha,
+                beta: *beta,
+                k: *k,
+            };
+            let y = infer(&lrn, inputs)?;
+            let mp = Op::MaxPool {
+                size: *pool,
+                stride: *stride,
+            };
+            infer(&mp, &[&y])?
+        }
+        Op::ConvReluGradInput {
+            size,
+            stride,
+            pad,
+            in_h,
+            in_w,
+        } => {
+            arity(op, inputs, 3)?;
+            same(op, inputs[0], inputs[2])?;
+            let plain = Op::ConvGradInput {
+                size: *size,
+                stride: *stride,
+                pad: *pad,
+                in_h: *in_h,
+                in_w: *in_w,
+            };
+            infer(&plain, &inputs[..2])?
+        }
+        Op::ConvReluGradWeight { size, stride, pad } => {
+            arity(op, inputs, 3)?;
+            same(op, inputs[1], inputs[2])?;
+            let plain = Op::ConvGradWeight {
+                size: *size,
+                stride: *stride,
+                pad: *pad,
+            };
+            infer(&plain, &inputs[..2])?
+        }
+        Op::ConvReluGradBias => {
+            arity(op, inputs, 2)?;
+            same(op, inputs[0], inputs[1])?;
+            infer(&Op::ConvGradBias, &inputs[..1])?
+        }
+        Op::DenseReluGradInput { in_dims, .. } => {
+            arity(op, inputs, 3)?;
+            same(op, inputs[0], inputs[2])?;
+            let plain = Op::DenseGradInput {
+                in_dims: in_dims.clone(),
+            };
+            infer(&plain, &inputs[..2])?
+        }
+        Op::DenseReluGradWeight { .. } => {
+            arity(op, inputs, 3)?;
+            same(op, inputs[1], inputs[2])?;
+            infer(&Op::DenseGradWeight, &inputs[..2])?
+        }
+        Op::DenseReluGradBias { .. } => {
+            arity(op, inputs, 2)?;
+            same(op, inputs[0], inputs[1])?;
+            infer(&Op::DenseGradBias, &inputs[..1])?
+        }
+        Op::LrnMaxPoolGrad {
+            size,
+            alpha,
+            beta,
+            k,
+            pool,
+            stride,
+        } => {
+            arity(op, inputs, 3)?;
+            let fwd = Op::LrnMaxPool {
+                size: *size,
+                alpha: *alpha,
+                beta: *beta,
+                k: *k,
+                pool: *pool,
+                stride: *stride,
+            };
+            let y = infer(&fwd, &inputs[..1])?;
+            same(op, &y, inputs[1])?;
+            same(op, &y, inputs[2])?;
+            inputs[0].clone()
+        }
+        Op::GradChain { parts, relu, .. } => {
+            let n = usize::try_from(*parts).map_err(|_| ShapeError::Overflow)?;
+            arity(op, inputs, n + usize::from(*relu))?;
+            if n == 0 {
+                return Err(ShapeError::Arity {
+                    op: "grad_chain",
+                    expected: 1,
+                    got: 0,
+                });
+            }
+            for t in &inputs[1..] {
+                same(op, inputs[0], t)?;
+            }
+            Ty::Act {
+                dims: act("grad_chain", inputs[0])?,
+            }
+        }
     };
     checked_product(out.dims())?;
     Ok(out)
+}
+
+/// Inputs that must have one type (a gradient and the value it masks).
+fn same(op: &Op, want: &Ty, got: &Ty) -> Result<(), ShapeError> {
+    if want != got {
+        return Err(ShapeError::Mismatch {
+            op: op.mnemonic(),
+            expected: want.to_string(),
+            got: got.to_string(),
+        });
+    }
+    Ok(())
 }

@@ -160,6 +160,88 @@ pub enum Op {
         momentum: f64,
         weight_decay: f64,
     },
+
+    // ---- fused ops (added by `passes::fuse`; each is exactly the
+    // composition it names, computed in fewer passes over memory) ----
+    /// `relu(conv(x, w) + b)`. Inputs as `conv`.
+    ConvRelu {
+        filters: u64,
+        size: u64,
+        stride: u64,
+        pad: u64,
+    },
+    /// `relu(x·Wᵀ + b)`. Inputs as `dense`.
+    DenseRelu {
+        units: u64,
+    },
+    /// `dropout(relu(x·Wᵀ + b))`, the mask being that of the dropout named
+    /// `of` (the node this op replaced). Inputs as `dense`.
+    DenseReluDropout {
+        units: u64,
+        rate: f64,
+        of: String,
+    },
+    /// `maxpool(lrn(x))`, image by image so that pooling reads the LRN
+    /// output from cache. Input: x.
+    LrnMaxPool {
+        size: u64,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+        pool: u64,
+        stride: u64,
+    },
+    /// `conv_grad_input` of a `conv_relu`: dy masked by `[y > 0]` first.
+    /// Inputs: dy, weight, y (the `conv_relu`).
+    ConvReluGradInput {
+        size: u64,
+        stride: u64,
+        pad: u64,
+        in_h: u64,
+        in_w: u64,
+    },
+    /// Inputs: x, dy, y.
+    ConvReluGradWeight {
+        size: u64,
+        stride: u64,
+        pad: u64,
+    },
+    /// Inputs: dy, y.
+    ConvReluGradBias,
+    /// `dense_grad_input` of a `dense_relu` (`dropout` = 0) or a
+    /// `dense_relu_dropout`: dy masked by `[y > 0]` (which is the ReLU's mask
+    /// and the dropout's together) and scaled by `1/(1 − dropout)`.
+    /// Inputs: dy, weight, y.
+    DenseReluGradInput {
+        in_dims: Vec<u64>,
+        dropout: f64,
+    },
+    /// Inputs: x, dy, y.
+    DenseReluGradWeight {
+        dropout: f64,
+    },
+    /// Inputs: dy, y.
+    DenseReluGradBias {
+        dropout: f64,
+    },
+    /// The gradient of an `lrn_maxpool`. Inputs: x, y (the `lrn_maxpool`), dy.
+    LrnMaxPoolGrad {
+        size: u64,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+        pool: u64,
+        stride: u64,
+    },
+    /// A chain of elementwise gradient ops in one pass: the sum of the
+    /// first `parts` inputs, times the mask of the dropout named `of` (and
+    /// `1/(1 − rate)`) if `dropout` is set, times `[y > 0]` if `relu` (then
+    /// the last input is y, the ReLU's output).
+    GradChain {
+        parts: u64,
+        dropout: Option<(f64, String)>,
+        relu: bool,
+    },
 }
 
 impl Op {
@@ -190,6 +272,18 @@ impl Op {
             Op::Slice { .. } => "slice",
             Op::Add => "add",
             Op::SgdUpdate { .. } => "sgd_update",
+            Op::ConvRelu { .. } => "conv_relu",
+            Op::DenseRelu { .. } => "dense_relu",
+            Op::DenseReluDropout { .. } => "dense_relu_dropout",
+            Op::LrnMaxPool { .. } => "lrn_maxpool",
+            Op::ConvReluGradInput { .. } => "conv_relu_grad_input",
+            Op::ConvReluGradWeight { .. } => "conv_relu_grad_weight",
+            Op::ConvReluGradBias => "conv_relu_grad_bias",
+            Op::DenseReluGradInput { .. } => "dense_relu_grad_input",
+            Op::DenseReluGradWeight { .. } => "dense_relu_grad_weight",
+            Op::DenseReluGradBias { .. } => "dense_relu_grad_bias",
+            Op::LrnMaxPoolGrad { .. } => "lrn_maxpool_grad",
+            Op::GradChain { .. } => "grad_chain",
         }
     }
 
@@ -282,8 +376,93 @@ impl Op {
                     ("weight_decay", num(*weight_decay)),
                 ]
             }
+            Op::ConvRelu {
+                filters,
+                size,
+                stride,
+                pad,
+            } => vec![
+                ("filters", filters.to_string()),
+                ("size", size.to_string()),
+                ("stride", stride.to_string()),
+                ("pad", pad.to_string()),
+            ],
+            Op::DenseRelu { units } => vec![("units", units.to_string())],
+            Op::DenseReluDropout { units, rate, of } => vec![
+                ("units", units.to_string()),
+                ("rate", num(*rate)),
+                ("of", format!("{of:?}")),
+            ],
+            Op::LrnMaxPool {
+                size,
+                alpha,
+                beta,
+                k,
+                pool,
+                stride,
+            }
+            | Op::LrnMaxPoolGrad {
+                size,
+                alpha,
+                beta,
+                k,
+                pool,
+                stride,
+            } => vec![
+                ("size", size.to_string()),
+                ("alpha", num(*alpha)),
+                ("beta", num(*beta)),
+                ("k", num(*k)),
+                ("pool", pool.to_string()),
+                ("stride", stride.to_string()),
+            ],
+            Op::ConvReluGradInput {
+                size,
+                stride,
+                pad,
+                in_h,
+                in_w,
+            } => vec![
+                ("size", size.to_string()),
+                ("stride", stride.to_string()),
+                ("pad", pad.to_string()),
+                ("in", format!("{in_h}x{in_w}")),
+            ],
+            Op::ConvReluGradWeight { size, stride, pad } => vec![
+                ("size", size.to_string()),
+                ("stride", stride.to_string()),
+                ("pad", pad.to_string()),
+            ],
+            Op::DenseReluGradInput { in_dims, dropout } => vec![
+                (
+                    "in",
+                    in_dims
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join("x"),
+                ),
+                ("dropout", num(*dropout)),
+            ],
+            Op::DenseReluGradWeight { dropout } | Op::DenseReluGradBias { dropout } => {
+                vec![("dropout", num(*dropout))]
+            }
+            Op::GradChain {
+                parts,
+                dropout,
+                relu,
+            } => {
+                let mut v = vec![("parts", parts.to_string())];
+                if let Some((rate, of)) = dropout {
+                    v.push(("dropout", num(*rate)));
+                    v.push(("of", format!("{of:?}")));
+                }
+                v.push(("relu", relu.to_string()));
+                v
+            }
             Op::Relu
             | Op::Concat
+            | Op::ConvReluGradBias
             | Op::SoftmaxXent
             | Op::SoftmaxXentGrad
             | Op::ConvGradBias

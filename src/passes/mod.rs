@@ -2,3 +2,4 @@
 //! verifier runs after every pass in tests.
 
 pub mod autodiff;
+pub mod fuse;

@@ -8,6 +8,7 @@ use crate::backend::cpu::exec::{CpuExec, ExecError};
 use crate::ir::Ty;
 use crate::lower::Module;
 use crate::passes::autodiff::{self, AutodiffError};
+use crate::passes::fuse::{self, FuseError};
 use crate::rng;
 
 #[derive(Debug, thiserror::Error)]
@@ -16,13 +17,23 @@ pub enum BenchError {
     Autodiff(#[from] AutodiffError),
     #[error(transparent)]
     Exec(#[from] ExecError),
+    #[error(transparent)]
+    Fuse(#[from] FuseError),
 }
 
 /// Images per second over `steps` training steps of `batch` random images
-/// (after two untimed warm-up steps).
-pub fn train_steps(module: &Module, batch: usize, steps: u64) -> Result<f64, BenchError> {
+/// (after two untimed warm-up steps), with the fusion pass if `fuse`.
+pub fn train_steps(
+    module: &Module,
+    batch: usize,
+    steps: u64,
+    fuse: bool,
+) -> Result<f64, BenchError> {
     let mut g = module.graph.clone();
     autodiff::autodiff(&mut g, &module.train.sgd)?;
+    if fuse {
+        fuse::fuse(&mut g)?;
+    }
     let classes = g
         .node_ids()
         .find_map(|n| match g.node(n).ty {

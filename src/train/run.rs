@@ -38,6 +38,8 @@ pub enum TrainError {
     #[error(transparent)]
     Exec(#[from] ExecError),
     #[error(transparent)]
+    Fuse(#[from] crate::passes::fuse::FuseError),
+    #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(
         "the loss became {value} at step {step}; the first non-finite value is in `{layer}` (the last good checkpoint is kept)"
@@ -65,6 +67,8 @@ pub struct TrainOptions {
     /// Metrics, plot and checkpoint go here.
     pub out_dir: PathBuf,
     pub quiet: bool,
+    /// Skip the fusion pass (fusion is on by default).
+    pub no_fuse: bool,
     /// Continue from this checkpoint.
     pub resume: Option<PathBuf>,
     /// Also checkpoint every this many steps (always at the end of an epoch).
@@ -170,10 +174,14 @@ pub fn effective_config(module: &Module, opts: &TrainOptions) -> TrainConfig {
     cfg
 }
 
-/// The whole training step as IR: forward, backward, update.
-pub fn training_graph(module: &Module, cfg: &TrainConfig) -> Result<Graph, TrainError> {
+/// The whole training step as IR: forward, backward, update; fused
+/// unless `fuse` is false.
+pub fn training_graph(module: &Module, cfg: &TrainConfig, fuse: bool) -> Result<Graph, TrainError> {
     let mut graph = module.graph.clone();
     autodiff::autodiff(&mut graph, &cfg.sgd)?;
+    if fuse {
+        crate::passes::fuse::fuse(&mut graph)?;
+    }
     Ok(graph)
 }
 
@@ -244,7 +252,7 @@ fn setup(module: &Module, opts: &TrainOptions, say: &dyn Fn(&str)) -> Result<Set
     let stats = Stats::compute(&ds.train);
     let aug = augmenter(&cfg, &ds, &stats, cfg.seed)?;
     let out = aug.out_shape();
-    let graph = training_graph(module, &cfg)?;
+    let graph = training_graph(module, &cfg, !opts.no_fuse)?;
     let fingerprint =
         checkpoint::fingerprint(&print::print(&graph, print::PrintOptions { spans: false }));
     let network = graph.name.clone();

@@ -113,6 +113,7 @@ pub fn run(spec_path: &Path) -> Result<Vec<Row>, SweepError> {
             checkpoint_every: Some(50),
             stop_after: None,
             interrupt: Some(interrupt.clone()),
+            no_fuse: false,
         };
         let reports = match train(&compiled.module, &opts).map_err(|e| verr(e.to_string()))? {
             Outcome::Finished(r) => r,

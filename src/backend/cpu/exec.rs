@@ -10,10 +10,20 @@
 //! softmax) in per-node side buffers. Buffers are allocated once, on the
 //! first step, and reused. Results are deterministic for a given seed
 //! whatever the thread count (the kernels guarantee it).
+//!
+//! Generic over the scalar: `CpuExec<f32>` (the default) trains,
+//! `CpuExec<f64>` checks gradients; parameters are drawn in f64 and
+//! rounded, so an f32 run starts from the same values either way. The
+//! fused ops of `passes::fuse` run here too: `conv_relu`/`dense_relu` pass
+//! `Act::Relu` to the kernels, their gradients fold the ReLU mask into the
+//! layer's backward call; `dense_relu_dropout` applies ReLU and the dropout
+//! mask in one pass after the GEMM, and its backward masks `dy` by `y > 0`;
+//! `lrn_maxpool` (and its gradient) runs the two kernels image by image;
+//! `grad_chain` is one elementwise pass.
 
 use std::collections::HashMap;
 
-use super::kernels::{self as k, Act, Nchw};
+use super::kernels::{self as k, Act, Float, Nchw};
 use crate::ir::{Device, Graph, Init, InputKind, NodeId, Op, ParamRole, Ty, order};
 use crate::rng;
 
@@ -44,12 +54,16 @@ pub struct StepStats {
     pub n: usize,
 }
 
-pub struct CpuExec {
+pub struct CpuExec<T: Float = f32> {
     graph: Graph,
     order: Vec<NodeId>,
     forward: Vec<bool>,
-    vals: Vec<Vec<f32>>,
-    aux: Vec<Vec<f32>>,
+    vals: Vec<Vec<T>>,
+    aux: Vec<Vec<T>>,
+    /// The LRN output inside an `lrn_maxpool` (its backward needs it).
+    saved: Vec<Vec<T>>,
+    /// The masked output gradient of a `dense_relu_dropout`.
+    masked: Vec<T>,
     argmax: Vec<Vec<u32>>,
     labels: Vec<u32>,
     batch: usize,
@@ -59,7 +73,7 @@ pub struct CpuExec {
     logits: NodeId,
     /// Backward node -> the forward node it differentiates.
     fwd_of: HashMap<NodeId, NodeId>,
-    scratch: Vec<f32>,
+    scratch: Vec<T>,
     /// Which gradient groups were computed in the current step.
     done: Vec<bool>,
     pub seed: u64,
@@ -84,45 +98,45 @@ fn chw(g: &Graph, n: NodeId) -> (usize, usize, usize) {
 
 /// Fills a parameter per its initialisation rule; draws depend only on
 /// (seed, parameter name, tower, element index).
-pub fn init_param(
+pub fn init_param<T: Float>(
     init: &Init,
     name: &str,
     device: Device,
     dims: &[u64],
     seed: u64,
-    out: &mut [f32],
+    out: &mut [T],
 ) {
     let stream = rng::stream_of(&format!("init/{name}@{device}"));
     let fan_in: u64 = dims.iter().skip(1).product::<u64>().max(1);
     let fan_out: u64 = dims.first().copied().unwrap_or(1) * dims.iter().skip(2).product::<u64>();
     match init {
-        Init::Constant { value } => out.fill(*value as f32),
+        Init::Constant { value } => out.fill(T::from_f64(*value)),
         Init::Normal { mean, std } => {
             for (i, o) in out.iter_mut().enumerate() {
-                *o = (mean + std * rng::normal(seed, stream, i as u64)) as f32;
+                *o = T::from_f64(mean + std * rng::normal(seed, stream, i as u64));
             }
         }
         Init::He => {
             let std = (2.0 / fan_in as f64).sqrt();
             for (i, o) in out.iter_mut().enumerate() {
-                *o = (std * rng::normal(seed, stream, i as u64)) as f32;
+                *o = T::from_f64(std * rng::normal(seed, stream, i as u64));
             }
         }
         Init::Uniform { low, high } => {
             for (i, o) in out.iter_mut().enumerate() {
-                *o = (low + (high - low) * rng::uniform(seed, stream, i as u64)) as f32;
+                *o = T::from_f64(low + (high - low) * rng::uniform(seed, stream, i as u64));
             }
         }
         Init::Xavier => {
             let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
             for (i, o) in out.iter_mut().enumerate() {
-                *o = (a * (2.0 * rng::uniform(seed, stream, i as u64) - 1.0)) as f32;
+                *o = T::from_f64(a * (2.0 * rng::uniform(seed, stream, i as u64) - 1.0));
             }
         }
     }
 }
 
-impl CpuExec {
+impl<T: Float> CpuExec<T> {
     /// Prepares a graph (forward only, or a whole training step) and
     /// initialises its parameters from `seed`.
     pub fn new(graph: Graph, seed: u64) -> Result<Self, ExecError> {
@@ -165,6 +179,10 @@ impl CpuExec {
                     | Op::Dropout { .. }
                     | Op::Concat
                     | Op::SoftmaxXent
+                    | Op::ConvRelu { .. }
+                    | Op::DenseRelu { .. }
+                    | Op::DenseReluDropout { .. }
+                    | Op::LrnMaxPool { .. }
             );
             forward[n.index()] = is_fwd;
             if matches!(
@@ -177,6 +195,12 @@ impl CpuExec {
                     | Op::DenseGradBias
                     | Op::LrnGrad { .. }
                     | Op::MaxPoolGrad { .. }
+                    | Op::ConvReluGradInput { .. }
+                    | Op::ConvReluGradWeight { .. }
+                    | Op::ConvReluGradBias
+                    | Op::DenseReluGradInput { .. }
+                    | Op::DenseReluGradWeight { .. }
+                    | Op::DenseReluGradBias { .. }
             ) {
                 let base = node
                     .name
@@ -192,7 +216,7 @@ impl CpuExec {
         for n in graph.node_ids() {
             let node = graph.node(n);
             if let Op::Param { init, role } = &node.op {
-                let mut v = vec![0f32; numel(&graph, n, 1)];
+                let mut v = vec![T::ZERO; numel(&graph, n, 1)];
                 if *role != ParamRole::Velocity {
                     init_param(init, &node.name, node.device, node.ty.dims(), seed, &mut v);
                 }
@@ -203,6 +227,8 @@ impl CpuExec {
             order,
             forward,
             aux: vec![Vec::new(); cap],
+            saved: vec![Vec::new(); cap],
+            masked: Vec::new(),
             argmax: vec![Vec::new(); cap],
             labels: Vec::new(),
             batch: 0,
@@ -240,11 +266,11 @@ impl CpuExec {
         v
     }
 
-    pub fn value(&self, n: NodeId) -> &[f32] {
+    pub fn value(&self, n: NodeId) -> &[T] {
         &self.vals[n.index()]
     }
 
-    pub fn value_mut(&mut self, n: NodeId) -> &mut Vec<f32> {
+    pub fn value_mut(&mut self, n: NodeId) -> &mut Vec<T> {
         &mut self.vals[n.index()]
     }
 
@@ -253,7 +279,7 @@ impl CpuExec {
         numel(&self.graph, self.image, 1)
     }
 
-    fn load(&mut self, images: &[f32], labels: &[u32]) -> Result<(), ExecError> {
+    fn load(&mut self, images: &[T], labels: &[u32]) -> Result<(), ExecError> {
         let per = self.image_len();
         let n = labels.len();
         if images.len() != n * per {
@@ -277,7 +303,7 @@ impl CpuExec {
             self.batch = n;
             for &id in &self.order {
                 if !self.graph.node(id).op.is_param() {
-                    self.vals[id.index()] = vec![0f32; numel(&self.graph, id, n)];
+                    self.vals[id.index()] = vec![T::ZERO; numel(&self.graph, id, n)];
                 }
             }
         }
@@ -291,7 +317,7 @@ impl CpuExec {
     /// rate `lr`. `step` numbers the step (it keys the dropout masks).
     pub fn train_step(
         &mut self,
-        images: &[f32],
+        images: &[T],
         labels: &[u32],
         lr: f64,
         step: u64,
@@ -308,7 +334,7 @@ impl CpuExec {
 
     /// The forward pass only, dropout off (evaluation). Returns the stats
     /// and leaves the logits readable through [`CpuExec::logits`].
-    pub fn eval_batch(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats, ExecError> {
+    pub fn eval_batch(&mut self, images: &[T], labels: &[u32]) -> Result<StepStats, ExecError> {
         self.load(images, labels)?;
         let order = std::mem::take(&mut self.order);
         for &n in &order {
@@ -320,7 +346,7 @@ impl CpuExec {
         Ok(self.stats())
     }
 
-    pub fn logits(&self) -> &[f32] {
+    pub fn logits(&self) -> &[T] {
         &self.vals[self.logits.index()]
     }
 
@@ -329,7 +355,7 @@ impl CpuExec {
         let classes = self.graph.node(self.logits).ty.numel() as usize;
         let (top1, top5) = k::softmax_xent::top1_top5(n, classes, self.logits(), &self.labels);
         StepStats {
-            loss: self.vals[self.loss.index()][0] as f64,
+            loss: self.vals[self.loss.index()][0].to_f64(),
             top1,
             top5,
             n,
@@ -351,7 +377,7 @@ impl CpuExec {
         let b = self.batch;
         let mut out = std::mem::take(&mut self.vals[n.index()]);
         let v = &self.vals;
-        let x = |i: usize| -> &[f32] { &v[ins[i].index()] };
+        let x = |i: usize| -> &[T] { &v[ins[i].index()] };
         match &node.op {
             Op::Input { .. } | Op::Param { .. } => {}
             Op::Conv {
@@ -381,6 +407,152 @@ impl CpuExec {
                     &mut self.scratch,
                 );
             }
+            Op::ConvRelu {
+                filters,
+                size,
+                stride,
+                pad,
+            } => {
+                let (c, h, w) = chw(g, ins[0]);
+                let s = k::conv::ConvShape {
+                    n: b,
+                    c,
+                    h,
+                    w,
+                    f: *filters as usize,
+                    k: *size as usize,
+                    stride: *stride as usize,
+                    pad: *pad as usize,
+                };
+                k::conv::conv2d_forward(
+                    &s,
+                    x(0),
+                    x(1),
+                    Some(x(2)),
+                    Act::Relu,
+                    &mut out,
+                    &mut self.scratch,
+                );
+            }
+            Op::DenseRelu { units } => {
+                let s = k::dense::DenseShape {
+                    n: b,
+                    inp: g.node(ins[0]).ty.numel() as usize,
+                    out: *units as usize,
+                };
+                k::dense::dense_forward(&s, x(0), x(1), Some(x(2)), Act::Relu, &mut out);
+            }
+            Op::DenseReluDropout { units, rate, of } => {
+                let s = k::dense::DenseShape {
+                    n: b,
+                    inp: g.node(ins[0]).ty.numel() as usize,
+                    out: *units as usize,
+                };
+                k::dense::dense_forward(&s, x(0), x(1), Some(x(2)), Act::None, &mut out);
+                let p = k::dropout::DropoutParams {
+                    seed: self.seed ^ rng::mix64(step),
+                    stream: rng::stream_of(of),
+                    rate: *rate,
+                    training,
+                };
+                relu_dropout_inplace(&p, &mut out);
+            }
+            Op::LrnMaxPool {
+                size,
+                alpha,
+                beta,
+                k: kk,
+                pool,
+                stride,
+            } => {
+                let (c, h, w) = chw(g, ins[0]);
+                let p = k::lrn::LrnParams {
+                    size: *size as usize,
+                    alpha: *alpha,
+                    beta: *beta,
+                    k: *kk,
+                };
+                let s = k::pool::PoolShape {
+                    n: 1,
+                    c,
+                    h,
+                    w,
+                    size: *pool as usize,
+                    stride: *stride as usize,
+                };
+                let (aux, saved, am) = (
+                    &mut self.aux[n.index()],
+                    &mut self.saved[n.index()],
+                    &mut self.argmax[n.index()],
+                );
+                let len = b * c * h * w;
+                aux.resize(len, T::ZERO);
+                saved.resize(len, T::ZERO);
+                am.resize(out.len(), 0);
+                lrn_maxpool_forward(&p, &s, x(0), saved, aux, &mut out, am);
+            }
+            Op::ConvReluGradInput { .. }
+            | Op::ConvReluGradWeight { .. }
+            | Op::ConvReluGradBias
+            | Op::DenseReluGradInput { .. }
+            | Op::DenseReluGradWeight { .. }
+            | Op::DenseReluGradBias { .. } => {
+                self.vals[n.index()] = out;
+                self.layer_grads(n);
+                return;
+            }
+            Op::LrnMaxPoolGrad {
+                size,
+                alpha,
+                beta,
+                k: kk,
+                pool,
+                stride,
+            } => {
+                let (c, h, w) = chw(g, ins[0]);
+                let p = k::lrn::LrnParams {
+                    size: *size as usize,
+                    alpha: *alpha,
+                    beta: *beta,
+                    k: *kk,
+                };
+                let s = k::pool::PoolShape {
+                    n: 1,
+                    c,
+                    h,
+                    w,
+                    size: *pool as usize,
+                    stride: *stride as usize,
+                };
+                let f = ins[1].index();
+                lrn_maxpool_backward(
+                    &p,
+                    &s,
+                    x(0),
+                    &self.saved[f],
+                    &self.aux[f],
+                    &self.argmax[f],
+                    x(2),
+                    &mut out,
+                );
+            }
+            Op::GradChain {
+                parts,
+                dropout,
+                relu,
+            } => {
+                let parts: Vec<&[T]> = (0..*parts as usize).map(x).collect();
+                let y = relu.then(|| x(ins.len() - 1));
+                let mask = dropout
+                    .as_ref()
+                    .map(|(rate, of)| k::dropout::DropoutParams {
+                        seed: self.seed ^ rng::mix64(step),
+                        stream: rng::stream_of(of),
+                        rate: *rate,
+                        training,
+                    });
+                grad_chain(&parts, mask.as_ref(), y, &mut out);
+            }
             Op::Relu => k::relu::relu_forward(x(0), &mut out),
             Op::Lrn {
                 size,
@@ -396,7 +568,7 @@ impl CpuExec {
                     k: *kk,
                 };
                 let aux = &mut self.aux[n.index()];
-                aux.resize(out.len(), 0.0);
+                aux.resize(out.len(), T::ZERO);
                 k::lrn::lrn_forward(&p, &Nchw::new(b, c, h, w), x(0), &mut out, aux);
             }
             Op::MaxPool { size, stride } => {
@@ -435,7 +607,7 @@ impl CpuExec {
                     let (_, h, w) = chw(g, n);
                     h * w
                 };
-                let parts: Vec<(&[f32], usize)> = ins
+                let parts: Vec<(&[T], usize)> = ins
                     .iter()
                     .map(|i| (&v[i.index()][..], chw(g, *i).0))
                     .collect();
@@ -444,11 +616,11 @@ impl CpuExec {
             Op::SoftmaxXent => {
                 let classes = g.node(ins[0]).ty.numel() as usize;
                 let aux = &mut self.aux[n.index()];
-                aux.resize(b * classes, 0.0);
+                aux.resize(b * classes, T::ZERO);
                 let loss =
                     k::softmax_xent::softmax_xent_forward(b, classes, x(0), &self.labels, aux);
-                out.resize(1, 0.0);
-                out[0] = loss as f32;
+                out.resize(1, T::ZERO);
+                out[0] = T::from_f64(loss);
             }
             Op::SoftmaxXentGrad => {
                 let classes = g.node(ins[0]).ty.numel() as usize;
@@ -532,7 +704,7 @@ impl CpuExec {
                 out.copy_from_slice(x(0));
                 for i in 1..ins.len() {
                     for (o, a) in out.iter_mut().zip(x(i)) {
-                        *o += a;
+                        *o += *a;
                     }
                 }
             }
@@ -576,13 +748,34 @@ impl CpuExec {
         let mut dw = std::mem::take(&mut self.vals[dw_n.index()]);
         let mut db = db_n.map(|d| std::mem::take(&mut self.vals[d.index()]));
         let v = &self.vals;
-        let (x, w, dy) = (
+        let (x, w, y, mut dy) = (
             &v[fins[0].index()][..],
             &v[fins[1].index()][..],
+            &v[f.index()][..],
             &v[dy_n.index()][..],
         );
+        let act = match &fnode.op {
+            Op::ConvRelu { .. } | Op::DenseRelu { .. } => Act::Relu,
+            Op::DenseReluDropout { rate, .. } => {
+                // [y > 0] is the ReLU's mask and the dropout's together.
+                let scale = T::from_f64(1.0 / (1.0 - rate));
+                self.masked.resize(dy.len(), T::ZERO);
+                for ((m, yv), gv) in self.masked.iter_mut().zip(y).zip(dy) {
+                    *m = if *yv > T::ZERO { *gv * scale } else { T::ZERO };
+                }
+                dy = &self.masked;
+                Act::None
+            }
+            _ => Act::None,
+        };
         match &fnode.op {
             Op::Conv {
+                filters,
+                size,
+                stride,
+                pad,
+            }
+            | Op::ConvRelu {
                 filters,
                 size,
                 stride,
@@ -601,10 +794,10 @@ impl CpuExec {
                 };
                 k::conv::conv2d_backward(
                     &s,
-                    Act::None,
+                    act,
                     x,
                     w,
-                    dy,
+                    if act == Act::Relu { y } else { dy },
                     dy,
                     dx.as_deref_mut(),
                     &mut dw,
@@ -612,7 +805,7 @@ impl CpuExec {
                     &mut self.scratch,
                 );
             }
-            Op::Dense { units } => {
+            Op::Dense { units } | Op::DenseRelu { units } | Op::DenseReluDropout { units, .. } => {
                 let s = k::dense::DenseShape {
                     n: b,
                     inp: g.node(fins[0]).ty.numel() as usize,
@@ -620,10 +813,10 @@ impl CpuExec {
                 };
                 k::dense::dense_backward(
                     &s,
-                    Act::None,
+                    act,
                     x,
                     w,
-                    dy,
+                    if act == Act::Relu { y } else { dy },
                     dy,
                     dx.as_deref_mut(),
                     &mut dw,
@@ -641,4 +834,126 @@ impl CpuExec {
             self.vals[d.index()] = buf;
         }
     }
+}
+
+/// Elements per parallel task of the fused elementwise passes.
+const BLOCK: usize = 1 << 13;
+
+/// `y = dropout(relu(y))` in one pass (the mask keyed by flat index, as in
+/// `kernels::dropout`; the identity dropout when not training).
+fn relu_dropout_inplace<T: Float>(p: &k::dropout::DropoutParams, y: &mut [T]) {
+    use rayon::prelude::*;
+    if !p.training || p.rate == 0.0 {
+        k::relu::relu_forward_inplace(y);
+        return;
+    }
+    let scale = T::from_f64(1.0 / (1.0 - p.rate));
+    y.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, blk)| {
+        let base = (bi * BLOCK) as u64;
+        for (j, v) in blk.iter_mut().enumerate() {
+            let r = if *v > T::ZERO { *v } else { T::ZERO };
+            *v = if k::dropout::keep(p.seed, p.stream, p.rate, base + j as u64) {
+                r * scale
+            } else {
+                T::ZERO
+            };
+        }
+    });
+}
+
+/// `out = (Σ parts) · dropout mask · [y > 0]`, one pass; the sum is taken
+/// in part order, as `add` does.
+fn grad_chain<T: Float>(
+    parts: &[&[T]],
+    mask: Option<&k::dropout::DropoutParams>,
+    y: Option<&[T]>,
+    out: &mut [T],
+) {
+    use rayon::prelude::*;
+    let mask = mask.filter(|p| p.training && p.rate > 0.0);
+    let scale = mask.map_or(T::ONE, |p| T::from_f64(1.0 / (1.0 - p.rate)));
+    out.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, blk)| {
+        let base = bi * BLOCK;
+        for (j, o) in blk.iter_mut().enumerate() {
+            let i = base + j;
+            let mut s = parts[0][i];
+            for p in &parts[1..] {
+                s += p[i];
+            }
+            if let Some(p) = mask {
+                s = if k::dropout::keep(p.seed, p.stream, p.rate, i as u64) {
+                    s * scale
+                } else {
+                    T::ZERO
+                };
+            }
+            if let Some(y) = y {
+                s = if y[i] > T::ZERO { s } else { T::ZERO };
+            }
+            *o = s;
+        }
+    });
+}
+
+/// `maxpool(lrn(x))` image by image (`s` is one image's pool shape): the
+/// LRN output and scale are kept for the backward pass, and pooling reads
+/// them while they are in cache.
+fn lrn_maxpool_forward<T: Float>(
+    p: &k::lrn::LrnParams,
+    s: &k::pool::PoolShape,
+    x: &[T],
+    lrn: &mut [T],
+    scale: &mut [T],
+    y: &mut [T],
+    argmax: &mut [u32],
+) {
+    use rayon::prelude::*;
+    let (inp, outp) = (s.input().len(), s.output().len());
+    if inp == 0 || outp == 0 {
+        return;
+    }
+    let shape = Nchw::new(1, s.c, s.h, s.w);
+    y.par_chunks_mut(outp)
+        .zip(argmax.par_chunks_mut(outp))
+        .zip(lrn.par_chunks_mut(inp))
+        .zip(scale.par_chunks_mut(inp))
+        .zip(x.par_chunks(inp))
+        .for_each(|((((yi, ai), li), si), xi)| {
+            k::lrn::lrn_forward(p, &shape, xi, li, si);
+            k::pool::maxpool_forward(s, li, yi, ai);
+        });
+}
+
+/// The gradient of [`lrn_maxpool_forward`], image by image: the pooled
+/// gradient is routed to the window maxima, then through the LRN.
+#[allow(clippy::too_many_arguments)]
+fn lrn_maxpool_backward<T: Float>(
+    p: &k::lrn::LrnParams,
+    s: &k::pool::PoolShape,
+    x: &[T],
+    lrn: &[T],
+    scale: &[T],
+    argmax: &[u32],
+    dy: &[T],
+    dx: &mut [T],
+) {
+    use rayon::prelude::*;
+    let (inp, outp) = (s.input().len(), s.output().len());
+    if inp == 0 || outp == 0 {
+        return;
+    }
+    let shape = Nchw::new(1, s.c, s.h, s.w);
+    dx.par_chunks_mut(inp)
+        .zip(x.par_chunks(inp))
+        .zip(lrn.par_chunks(inp))
+        .zip(scale.par_chunks(inp))
+        .zip(argmax.par_chunks(outp))
+        .zip(dy.par_chunks(outp))
+        .for_each_init(
+            || (vec![T::ZERO; inp], Vec::new()),
+            |(dpool, scratch), (((((dxi, xi), li), si), ai), dyi)| {
+                k::pool::maxpool_backward(s, dyi, ai, dpool);
+                k::lrn::lrn_backward(p, &shape, xi, li, si, dpool, dxi, scratch);
+            },
+        );
 }

@@ -1,0 +1,442 @@
+//! Fusion: rewrites a training step (as built by `passes::autodiff`), or a
+//! forward graph, so that layers whose ops each read and write a whole
+//! tensor run as one op. Every rewrite has a name (see [`REWRITES`]) and
+//! [`fuse`] reports how often each fired.
+//!
+//! Assumes a verified graph whose backward nodes are autodiff's: the
+//! gradient of forward node `F` is named `F.dx` (`F.dw`, `F.db`), a
+//! `relu_grad` takes (relu, dy), a `dropout_grad` takes (dy), and the
+//! gradient ops of a layer take their `dy` from one node.
+//!
+//! Guarantees: the result verifies; it computes the same values, fused
+//! ops being exactly the compositions they name (on the CPU the same
+//! kernels run in the same order, so results are bit-for-bit those of the
+//! unfused graph); names of the nodes kept are unchanged (a fused forward
+//! node keeps the name of the first op it absorbs, so `F.dx`, `F.dw`,
+//! `F.db` still name its gradients); nodes keep their tower; no node is
+//! fused across towers. A value with a second user is never fused into
+//! its consumer (it must still exist).
+//!
+//! Rewrites, in the order they run:
+//! - `conv+relu`: `relu(conv)` → `conv_relu`; its `relu_grad` is folded into
+//!   the three convolution gradients (`conv_relu_grad_*` read `y` and mask dy).
+//! - `dense+relu+dropout`: `dropout(relu(dense))` → `dense_relu_dropout`, the
+//!   dropout applied in the ReLU's epilogue pass; backward, `dropout_grad` and
+//!   `relu_grad` fold into `dense_relu_grad_*`: the output is positive iff the
+//!   ReLU passed it and the mask kept it, so `[y > 0]·1/(1−rate)` is both
+//!   masks and no mask is regenerated.
+//! - `dense+relu`: `relu(dense)` → `dense_relu`, likewise.
+//! - `lrn+maxpool`: `maxpool(lrn)` → `lrn_maxpool`, image by image; backward,
+//!   `maxpool_grad` folds into `lrn_maxpool_grad`. The LRN output is still
+//!   written (the backward pass needs it) but pooling reads it from cache.
+//! - `grad_chain`: a chain of `add` → `dropout_grad` → `relu_grad` (any two or
+//!   three; at most one of each, dropout and ReLU in either order since their
+//!   masks commute) → one `grad_chain` pass.
+//!
+//! Not fused, and why: dropout after a convolution or a pooling (no network
+//! has one; the rewrite would mirror `dense+relu+dropout`); `conv+relu+maxpool`
+//! (the pooled windows overlap image rows that the convolution's GEMM tiles
+//! produce separately, so one pass would need a different conv kernel);
+//! `add` into a layer's gradients (the sum is read by three gradient kernels,
+//! so summing once is the cheaper pass); `slice` (a copy the consumer's
+//! kernels would need strided access to avoid).
+
+use std::collections::BTreeMap;
+
+use petgraph::Direction;
+use petgraph::visit::EdgeRef;
+
+use crate::ir::{Graph, NodeId, Op, infer, order};
+
+/// The rewrites, in the order they run.
+pub const REWRITES: [&str; 5] = [
+    "conv+relu",
+    "dense+relu+dropout",
+    "dense+relu",
+    "lrn+maxpool",
+    "grad_chain",
+];
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FuseError {
+    #[error("the graph has a cycle")]
+    Cycle,
+    #[error("internal error: fusion built an ill-typed `{name}`: {source}")]
+    IllTyped {
+        name: String,
+        source: infer::ShapeError,
+    },
+}
+
+/// How often each rewrite fired (every name of [`REWRITES`] is present).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FuseReport {
+    pub fired: BTreeMap<&'static str, usize>,
+}
+
+impl std::fmt::Display for FuseReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = REWRITES
+            .iter()
+            .map(|r| format!("{r}×{}", self.fired.get(r).copied().unwrap_or(0)))
+            .collect();
+        write!(f, "{}", parts.join(" "))
+    }
+}
+
+/// Rewrites `g` in place; see the module documentation.
+pub fn fuse(g: &mut Graph) -> Result<FuseReport, FuseError> {
+    let mut report = FuseReport::default();
+    for r in REWRITES {
+        report.fired.insert(r, 0);
+    }
+    let nodes = order::topo(g).map_err(|_| FuseError::Cycle)?;
+    for &n in &nodes {
+        if !g.g.contains_node(n) {
+            continue;
+        }
+        let fired = match g.node(n).op {
+            Op::Conv { .. } => conv_relu(g, n)?,
+            Op::Dense { .. } => dense_relu(g, n)?,
+            Op::Lrn { .. } => lrn_maxpool(g, n)?,
+            _ => None,
+        };
+        if let Some(name) = fired {
+            *report.fired.entry(name).or_default() += 1;
+        }
+    }
+    let nodes = order::topo(g).map_err(|_| FuseError::Cycle)?;
+    for &n in nodes.iter().rev() {
+        if g.g.contains_node(n) && grad_chain(g, n)? {
+            *report.fired.entry("grad_chain").or_default() += 1;
+        }
+    }
+    Ok(report)
+}
+
+/// The single user of `n` apart from `except` (the gradient ops being
+/// fused with it), if it has exactly one such edge out, on the same tower.
+fn sole_user(g: &Graph, n: NodeId, except: &[Option<NodeId>]) -> Option<NodeId> {
+    let users: Vec<NodeId> = g
+        .users(n)
+        .into_iter()
+        .filter(|u| !except.contains(&Some(*u)))
+        .collect();
+    match users.as_slice() {
+        [u] if g.node(*u).device == g.node(n).device => Some(*u),
+        _ => None,
+    }
+}
+
+/// The node named `name.suffix` on `n`'s tower (autodiff's gradient names).
+fn grad_node(g: &Graph, n: NodeId, suffix: &str) -> Option<NodeId> {
+    let node = g.node(n);
+    g.find(&format!("{}.{suffix}", node.name), node.device)
+}
+
+/// Moves every use of `old` to `new` (same ports), except uses by `keep`.
+fn replace_uses(g: &mut Graph, old: NodeId, new: NodeId, keep: &[NodeId]) {
+    let edges: Vec<_> =
+        g.g.edges_directed(old, Direction::Outgoing)
+            .map(|e| (e.id(), e.target(), e.weight().port))
+            .filter(|(_, t, _)| !keep.contains(t))
+            .collect();
+    for (e, target, port) in edges {
+        g.g.remove_edge(e);
+        g.connect(new, target, port);
+    }
+}
+
+/// Sets `n`'s op and inputs, and re-infers its type.
+fn rebuild(g: &mut Graph, n: NodeId, op: Op, inputs: &[NodeId]) -> Result<(), FuseError> {
+    let tys: Vec<_> = inputs.iter().map(|i| &g.node(*i).ty).collect();
+    let ty = infer::infer(&op, &tys).map_err(|source| FuseError::IllTyped {
+        name: g.node(n).name.clone(),
+        source,
+    })?;
+    let old: Vec<_> =
+        g.g.edges_directed(n, Direction::Incoming)
+            .map(|e| e.id())
+            .collect();
+    for e in old {
+        g.g.remove_edge(e);
+    }
+    for (port, i) in inputs.iter().enumerate() {
+        g.connect(*i, n, port as u32);
+    }
+    let node = &mut g.g[n];
+    node.op = op;
+    node.ty = ty;
+    Ok(())
+}
+
+/// The `dy` of a `relu_grad` or a `dropout_grad` (its last input).
+fn grad_input(g: &Graph, n: NodeId) -> NodeId {
+    *g.inputs(n).last().expect("gradient ops have inputs")
+}
+
+/// The gradient nodes `dx` (optional), `dw`, `db` of layer `n`, if they
+/// all read `dy` from `expect`.
+fn layer_grads(
+    g: &Graph,
+    n: NodeId,
+    expect: Option<NodeId>,
+) -> Option<(Option<NodeId>, NodeId, NodeId)> {
+    let dw = grad_node(g, n, "dw")?;
+    let db = grad_node(g, n, "db")?;
+    let dx = grad_node(g, n, "dx");
+    let dy = g.inputs(dw).get(1).copied();
+    if dy != expect || g.inputs(db).first().copied() != expect {
+        return None;
+    }
+    if let Some(dx) = dx
+        && g.inputs(dx).first().copied() != expect
+    {
+        return None;
+    }
+    Some((dx, dw, db))
+}
+
+fn conv_relu(g: &mut Graph, c: NodeId) -> Result<Option<&'static str>, FuseError> {
+    let Op::Conv {
+        filters,
+        size,
+        stride,
+        pad,
+    } = g.node(c).op
+    else {
+        return Ok(None);
+    };
+    let Some(r) = sole_user(g, c, &[]).filter(|r| g.node(*r).op == Op::Relu) else {
+        return Ok(None);
+    };
+    let rg = grad_node(g, r, "dx");
+    let grads = match rg {
+        Some(rg) => match layer_grads(g, c, Some(rg)) {
+            Some(gr) => Some((rg, gr)),
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    let ins = g.inputs(c);
+    let op = Op::ConvRelu {
+        filters,
+        size,
+        stride,
+        pad,
+    };
+    rebuild(g, c, op, &ins)?;
+    let keep: Vec<NodeId> = rg.into_iter().collect();
+    replace_uses(g, r, c, &keep);
+    if let Some((rg, (dx, dw, db))) = grads {
+        let dy = grad_input(g, rg);
+        if let Some(dx) = dx {
+            let Op::ConvGradInput { in_h, in_w, .. } = g.node(dx).op else {
+                unreachable!("autodiff names a conv's input gradient `.dx`")
+            };
+            let op = Op::ConvReluGradInput {
+                size,
+                stride,
+                pad,
+                in_h,
+                in_w,
+            };
+            rebuild(g, dx, op, &[dy, ins[1], c])?;
+        }
+        let op = Op::ConvReluGradWeight { size, stride, pad };
+        rebuild(g, dw, op, &[ins[0], dy, c])?;
+        rebuild(g, db, Op::ConvReluGradBias, &[dy, c])?;
+        g.g.remove_node(rg);
+    }
+    g.g.remove_node(r);
+    Ok(Some("conv+relu"))
+}
+
+fn dense_relu(g: &mut Graph, d: NodeId) -> Result<Option<&'static str>, FuseError> {
+    let Op::Dense { units } = g.node(d).op else {
+        return Ok(None);
+    };
+    let Some(r) = sole_user(g, d, &[]).filter(|r| g.node(*r).op == Op::Relu) else {
+        return Ok(None);
+    };
+    let rg = grad_node(g, r, "dx");
+    // Forward ops to absorb (relu, then maybe dropout) and their gradients.
+    let dropout = sole_user(g, r, &[rg]).and_then(|p| match g.node(p).op {
+        Op::Dropout { rate } => Some((p, rate)),
+        _ => None,
+    });
+    let last = dropout.map_or(r, |(p, _)| p);
+    let pg = dropout.and_then(|(p, _)| grad_node(g, p, "dx"));
+    if rg.is_some() != pg.is_some() && dropout.is_some() {
+        return Ok(None);
+    }
+    if let (Some(rg), Some(pg)) = (rg, pg)
+        && g.inputs(rg).last() != Some(&pg)
+    {
+        return Ok(None);
+    }
+    let grads = match rg {
+        Some(rg) => match layer_grads(g, d, Some(rg)) {
+            Some(gr) => Some(gr),
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    let ins = g.inputs(d);
+    let (op, rate, name) = match dropout {
+        Some((p, rate)) => (
+            Op::DenseReluDropout {
+                units,
+                rate,
+                of: g.node(p).name.clone(),
+            },
+            rate,
+            "dense+relu+dropout",
+        ),
+        None => (Op::DenseRelu { units }, 0.0, "dense+relu"),
+    };
+    rebuild(g, d, op, &ins)?;
+    // The gradient reaching the last absorbed op.
+    let top = pg.or(rg);
+    let keep: Vec<NodeId> = top.into_iter().collect();
+    replace_uses(g, last, d, &keep);
+    if let (Some(top), Some((dx, dw, db))) = (top, grads) {
+        let dy = grad_input(g, top);
+        if let Some(dx) = dx {
+            let in_dims = g.node(ins[0]).ty.dims().to_vec();
+            let op = Op::DenseReluGradInput {
+                in_dims,
+                dropout: rate,
+            };
+            rebuild(g, dx, op, &[dy, ins[1], d])?;
+        }
+        let op = Op::DenseReluGradWeight { dropout: rate };
+        rebuild(g, dw, op, &[ins[0], dy, d])?;
+        rebuild(g, db, Op::DenseReluGradBias { dropout: rate }, &[dy, d])?;
+        for n in [rg, pg].into_iter().flatten() {
+            g.g.remove_node(n);
+        }
+    }
+    if let Some((p, _)) = dropout {
+        g.g.remove_node(p);
+    }
+    g.g.remove_node(r);
+    Ok(Some(name))
+}
+
+fn lrn_maxpool(g: &mut Graph, l: NodeId) -> Result<Option<&'static str>, FuseError> {
+    let Op::Lrn {
+        size,
+        alpha,
+        beta,
+        k,
+    } = g.node(l).op
+    else {
+        return Ok(None);
+    };
+    let lg = grad_node(g, l, "dx");
+    let Some(m) = sole_user(g, l, &[lg]).or_else(|| {
+        // In a training step the pool's gradient reads the LRN output too.
+        let users = g.users(l);
+        users.iter().copied().find(|u| {
+            matches!(g.node(*u).op, Op::MaxPool { .. })
+                && sole_user(g, l, &[lg, grad_node(g, *u, "dx")]) == Some(*u)
+        })
+    }) else {
+        return Ok(None);
+    };
+    let Op::MaxPool { size: pool, stride } = g.node(m).op else {
+        return Ok(None);
+    };
+    let mg = grad_node(g, m, "dx");
+    // Backward: maxpool_grad(l, dy) feeding only lrn_grad(x, l, ·).
+    let back = match (mg, lg) {
+        (Some(mg), Some(lg)) if g.users(mg) == [lg] && g.inputs(lg).get(2) == Some(&mg) => {
+            Some((mg, lg))
+        }
+        (None, None) => None,
+        _ => return Ok(None),
+    };
+    // The pool is the LRN's only user, and the LRN's gradients are fused
+    // here, so the LRN output is needed by nothing else.
+    let x = g.inputs(l)[0];
+    let op = Op::LrnMaxPool {
+        size,
+        alpha,
+        beta,
+        k,
+        pool,
+        stride,
+    };
+    rebuild(g, l, op.clone(), &[x])?;
+    let keep: Vec<NodeId> = mg.into_iter().collect();
+    replace_uses(g, m, l, &keep);
+    if let Some((mg, lg)) = back {
+        let dy = grad_input(g, mg);
+        let op = Op::LrnMaxPoolGrad {
+            size,
+            alpha,
+            beta,
+            k,
+            pool,
+            stride,
+        };
+        rebuild(g, lg, op, &[x, l, dy])?;
+        g.g.remove_node(mg);
+    }
+    g.g.remove_node(m);
+    Ok(Some("lrn+maxpool"))
+}
+
+/// Folds the chain of elementwise gradient ops that ends at `n` (a
+/// `relu_grad` or `dropout_grad`) into one `grad_chain`, if it has two ops
+/// or more. Intermediate results must have no other user.
+fn grad_chain(g: &mut Graph, n: NodeId) -> Result<bool, FuseError> {
+    if !matches!(g.node(n).op, Op::ReluGrad | Op::DropoutGrad { .. }) {
+        return Ok(false);
+    }
+    let mut relu: Option<NodeId> = None;
+    let mut dropout: Option<(f64, String)> = None;
+    let mut absorbed = Vec::new();
+    let mut cur = n;
+    let parts = loop {
+        match &g.node(cur).op {
+            Op::ReluGrad if relu.is_none() => relu = Some(g.inputs(cur)[0]),
+            Op::DropoutGrad { rate, of } if dropout.is_none() => {
+                dropout = Some((*rate, of.clone()));
+            }
+            Op::Add => {
+                absorbed.push(cur);
+                break g.inputs(cur);
+            }
+            _ => break vec![cur],
+        }
+        absorbed.push(cur);
+        let up = grad_input(g, cur);
+        let ok = g.node(up).device == g.node(n).device
+            && g.users(up) == [cur]
+            && matches!(
+                g.node(up).op,
+                Op::ReluGrad | Op::DropoutGrad { .. } | Op::Add
+            );
+        if !ok {
+            break vec![up];
+        }
+        cur = up;
+    };
+    if absorbed.len() < 2 {
+        return Ok(false);
+    }
+    let mut inputs = parts.clone();
+    inputs.extend(relu);
+    let op = Op::GradChain {
+        parts: parts.len() as u64,
+        dropout,
+        relu: relu.is_some(),
+    };
+    rebuild(g, n, op, &inputs)?;
+    for a in absorbed.into_iter().filter(|a| *a != n) {
+        g.g.remove_node(a);
+    }
+    Ok(true)
+}

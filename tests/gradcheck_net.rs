@@ -1,0 +1,98 @@
+//! A finite-difference check, in f64, of the gradients of a whole small
+//! network with two towers, cross-tower edges, LRN, overlapping max
+//! pooling and dropout: the training step run with learning rate 0 (so no
+//! parameter moves) gives the analytic gradients (the third input of each
+//! `sgd_update`); central differences of the loss, with the dropout mask
+//! held fixed by a fixed step number, give the numeric ones.
+
+mod common;
+
+use netc::backend::cpu::exec::CpuExec;
+
+const NET: &str = "
+network two_towers {
+  input image: [2, 9, 9]
+  input label: class(3)
+  towers 2 {
+    c1 = conv(image, filters: 8, size: 3, pad: 1) -> relu -> lrn(size: 3, alpha: 0.1, beta: 0.75, k: 2) -> maxpool(size: 3, stride: 2)
+    c2 = conv(across(c1), filters: 8, size: 3, pad: 1) -> relu
+    f = dense(across(c2), units: 12) -> relu -> dropout(rate: 0.5)
+  }
+  out = dense(across(f), units: 3)
+  loss = softmax_xent(out, label)
+}
+train {
+  init {
+    weight: he
+    bias: 0.1
+  }
+}
+";
+
+const STEP: u64 = 3;
+const EPS: f64 = 1e-6;
+/// Relative error bound; the denominator is floored at `FLOOR` so that
+/// gradients that are zero (a dead ReLU, a dropped unit) compare absolutely.
+const TOL: f64 = 1e-5;
+const FLOOR: f64 = 1e-6;
+
+fn check(g: netc::ir::Graph) -> usize {
+    let pairs = common::param_grads(&g);
+    let mut exec = CpuExec::<f64>::new(g, 5).unwrap();
+    let (images, labels) = common::batch(&exec, 4, 3, 9);
+    exec.train_step(&images, &labels, 0.0, STEP).unwrap();
+    let analytic: Vec<Vec<f64>> = pairs.iter().map(|p| exec.value(p.2).to_vec()).collect();
+    let mut checked = 0;
+    let mut worst = 0.0f64;
+    for ((name, w, _), grad) in pairs.iter().zip(&analytic) {
+        assert!(
+            grad.iter().any(|v| *v != 0.0),
+            "{name}: gradient is all zero"
+        );
+        let len = grad.len();
+        for j in 0..5u64 {
+            let i = (netc::rng::bits(1, j, len as u64) % len as u64) as usize;
+            let orig = exec.value(*w)[i];
+            exec.value_mut(*w)[i] = orig + EPS;
+            let up = exec.train_step(&images, &labels, 0.0, STEP).unwrap().loss;
+            exec.value_mut(*w)[i] = orig - EPS;
+            let down = exec.train_step(&images, &labels, 0.0, STEP).unwrap().loss;
+            exec.value_mut(*w)[i] = orig;
+            let num = (up - down) / (2.0 * EPS);
+            let rel = (num - grad[i]).abs() / num.abs().max(grad[i].abs()).max(FLOOR);
+            worst = worst.max(rel);
+            assert!(
+                rel <= TOL,
+                "{name}[{i}]: analytic {} numeric {num} (relative error {rel:e})",
+                grad[i]
+            );
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} elements checked, worst relative error {worst:e}");
+    checked
+}
+
+#[test]
+fn whole_network_gradients_match_central_differences() {
+    let g = common::training_graph(NET);
+    // 2 towers × (c1, c2, f) × (weight, bias) + out × (weight, bias).
+    assert_eq!(common::param_grads(&g).len(), 14);
+    assert_eq!(check(g), 14 * 5);
+}
+
+#[test]
+fn fused_network_gradients_match_central_differences() {
+    let (g, report) = common::fused_graph(NET);
+    for r in ["conv+relu", "dense+relu+dropout", "lrn+maxpool"] {
+        assert!(report.fired[r] > 0, "{r} did not fire: {report}");
+    }
+    assert_eq!(check(g), 14 * 5);
+}
+
+#[test]
+fn fused_grad_chain_gradients_match_central_differences() {
+    let (g, report) = common::fused_graph(common::CHAIN_NET);
+    assert_eq!(report.fired["grad_chain"], 2, "{report}");
+    assert_eq!(check(g), 10 * 5);
+}

@@ -2,3 +2,5 @@
 //! verifier runs after every pass in tests.
 
 pub mod autodiff;
+pub mod memplan;
+pub mod memplan_svg;

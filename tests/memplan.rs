@@ -277,9 +277,9 @@ fn random_graph(seed: u64) -> Graph {
             },
             _ => Op::Relu,
         };
-        for t in 0..towers as usize {
-            if let Some(n) = gn.apply(op.clone(), &layer, cur[t], Device::Tower(t as u32), at) {
-                cur[t] = n;
+        for (t, c) in cur.iter_mut().enumerate() {
+            if let Some(n) = gn.apply(op.clone(), &layer, *c, Device::Tower(t as u32), at) {
+                *c = n;
             }
         }
     }

@@ -297,15 +297,21 @@ impl Plan {
     }
     /// Sum of all buffers with no reuse.
     pub fn no_reuse(&self) -> u64 {
-        self.arenas.iter().map(|a| a.no_reuse).sum()
+        self.arenas
+            .iter()
+            .fold(0u64, |t, a| t.saturating_add(a.no_reuse))
     }
     /// Sum of the arena sizes.
     pub fn planned(&self) -> u64 {
-        self.arenas.iter().map(|a| a.size).sum()
+        self.arenas
+            .iter()
+            .fold(0u64, |t, a| t.saturating_add(a.size))
     }
     /// Sum over devices of the largest live total.
     pub fn lower_bound(&self) -> u64 {
-        self.arenas.iter().map(|a| a.lower_bound).sum()
+        self.arenas
+            .iter()
+            .fold(0u64, |t, a| t.saturating_add(a.lower_bound))
     }
 }
 
@@ -896,14 +902,12 @@ pub fn plan_with_order(
             persistent: ids
                 .iter()
                 .filter(|&&s| slots[s].persistent)
-                .map(|&s| slots[s].size)
-                .sum(),
+                .fold(0u64, |t, &s| t.saturating_add(slots[s].size)),
             no_reuse: buffers
                 .iter()
                 .filter(|b| b.device == *device)
-                .map(Buffer::span)
-                .sum(),
-            lower_bound: peak as u64,
+                .fold(0u64, |t, b| t.saturating_add(b.span())),
+            lower_bound: u64::try_from(peak).unwrap_or(u64::MAX),
         });
     }
     Ok(Plan {
@@ -1167,8 +1171,7 @@ pub fn render(plan: &Plan) -> String {
             .and_then(|a| plan.buffers.get(a))
             .map(|a| format!("in place of {}", a.name))
             .unwrap_or_default();
-        let _ = writeln!(
-            s,
+        let row = format!(
             "{:<w$} {:<6} {:<10} {:>12} {:>12} {:>5} {:>5}  {}",
             b.name,
             b.device.to_string(),
@@ -1179,6 +1182,7 @@ pub fn render(plan: &Plan) -> String {
             b.last,
             note
         );
+        let _ = writeln!(s, "{}", row.trim_end());
     }
     s
 }

@@ -25,7 +25,8 @@ enum Cmd {
     Compile {
         /// The .net file.
         file: PathBuf,
-        /// What to print: the architecture table, the IR text, YAML or Graphviz dot.
+        /// What to print: the architecture table, the IR text, YAML, Graphviz dot, or the
+        /// training step's memory plan.
         #[arg(long, value_enum, default_value_t = Emit::Table)]
         emit: Emit,
         /// Write the output here instead of standard output.

@@ -354,6 +354,7 @@ fn random_graphs_plan_and_check() {
     let mut rng = Rng::new(2012, 1);
     let mut towers_seen = [0usize; 4];
     let mut cross = 0;
+    let (mut in_place, mut sides, mut greedy) = (0, 0, 0);
     for seed in 0..300 {
         let mut g = random_graph(seed);
         ir::verify::verify(&g).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
@@ -374,6 +375,9 @@ fn random_graphs_plan_and_check() {
         memplan::check(&p, &g).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         assert!(p.lower_bound() <= p.planned(), "seed {seed}");
         assert!(p.planned() <= p.no_reuse(), "seed {seed}");
+        in_place += p.buffers.iter().filter(|b| b.in_place_of.is_some()).count();
+        sides += p.buffers.iter().filter(|b| b.kind == BufKind::Side).count();
+        greedy += usize::from(p.order_kind == memplan::OrderKind::Greedy);
         // Both orders give sound plans on their own.
         let topo = ir::order::topo(&g).unwrap();
         if let Ok(q) = memplan::plan_with_order(&g, batch, topo, memplan::OrderKind::Topo) {
@@ -398,6 +402,11 @@ fn random_graphs_plan_and_check() {
     }
     assert!(towers_seen[1] > 0 && towers_seen[2] > 0 && towers_seen[3] > 0);
     assert!(cross > 50, "only {cross} graphs cross towers");
+    assert!(
+        in_place > 100 && sides > 100,
+        "{in_place} in place, {sides} side buffers"
+    );
+    assert!(greedy > 0, "the greedy order never won");
 }
 
 #[test]

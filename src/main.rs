@@ -27,12 +27,19 @@ enum Cmd {
     Compile {
         /// The .net file.
         file: PathBuf,
-        /// What to print: the architecture table, the IR text, YAML or Graphviz dot.
+        /// What to print: the architecture table, the IR text, YAML, Graphviz dot, or the
+        /// training step's memory plan.
         #[arg(long, value_enum, default_value_t = Emit::Table)]
         emit: Emit,
         /// Write the output here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Batch size for `--emit memplan` (default: the file's `train.batch`).
+        #[arg(long)]
+        batch: Option<u64>,
+        /// Where `--emit memplan` writes its picture (default: `memplan.svg` beside the output).
+        #[arg(long)]
+        picture: Option<PathBuf>,
     },
     /// Report errors and warnings only.
     Check {
@@ -159,6 +166,8 @@ enum Emit {
     Ir,
     Yaml,
     Dot,
+    /// The training step's memory plan (and an SVG picture of it).
+    Memplan,
 }
 
 fn main() -> ExitCode {
@@ -214,12 +223,38 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("error: cannot write `{}`: {e}", path.display()))
 }
 
+/// Plans the training step's memory; writes the picture, returns the text.
+fn memplan(m: &netc::lower::Module, batch: u64, picture: &Path) -> Result<String, String> {
+    use netc::passes::{autodiff, memplan, memplan_svg};
+    let mut g = m.graph.clone();
+    autodiff::autodiff(&mut g, &m.train.sgd).map_err(|e| format!("error: {e}"))?;
+    let plan = memplan::plan(&g, batch).map_err(|e| format!("error: {e}"))?;
+    memplan::check(&plan, &g).map_err(|e| format!("internal error: {e}"))?;
+    write_atomic(picture, memplan_svg::svg(&plan).as_bytes())?;
+    eprintln!("wrote {}", picture.display());
+    Ok(memplan::render(&plan))
+}
+
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
-        Cmd::Compile { file, emit, output } => {
+        Cmd::Compile {
+            file,
+            emit,
+            output,
+            batch,
+            picture,
+        } => {
             let (c, _) = load(&file)?;
             let g = &c.module.graph;
             let text = match emit {
+                Emit::Memplan => {
+                    let batch = batch.unwrap_or(c.module.train.batch);
+                    let picture = picture.unwrap_or_else(|| {
+                        let dir = output.as_deref().and_then(Path::parent);
+                        dir.unwrap_or(Path::new("")).join("memplan.svg")
+                    });
+                    memplan(&c.module, batch, &picture)?
+                }
                 Emit::Table => ir::table::render(g),
                 Emit::Ir => ir::print::print(g, Default::default()),
                 Emit::Yaml => ir::print::to_yaml(g).map_err(|e| format!("error: {e}"))?,

@@ -3,3 +3,5 @@
 
 pub mod autodiff;
 pub mod fuse;
+pub mod memplan;
+pub mod memplan_svg;

@@ -1,0 +1,1302 @@
+//! Memory planning: gives every buffer of a training step (as built by
+//! `passes::autodiff`) an offset in one arena per device, reusing the memory
+//! of dead values, and [`check`]s that a plan is sound.
+//!
+//! Terms. The *order* is the sequence in which the step's nodes run; a
+//! node's *position* is its index in it. A *buffer* is a byte range one node
+//! writes: its *output* (the value of the node) or its *side buffer* (what a
+//! forward op keeps for its backward op). Its *lifetime* `[first, last]`
+//! (inclusive positions) runs from the op that writes it to the last op
+//! that reads it; two buffers whose lifetimes intersect must not share a
+//! byte, unless one is written *in place* over the other (below).
+//!
+//! Assumptions (each matches `backend::cpu::exec`, which defines the step):
+//! - Sizes: an activation holds `N × per-example numel` f32 (4 bytes each);
+//!   labels hold `N` u32; the loss is one f32; a parameter, its gradient
+//!   and its velocity hold `numel` f32. `sgd_update` writes no buffer
+//!   (`Ty::Effect`): it updates its weight and velocity in place.
+//! - Side buffers: LRN keeps `scale` (f32, the size of its output) and max
+//!   pooling keeps `argmax` (u32, the size of its output) for the
+//!   `lrn_grad`/`maxpool_grad` of the same name (`F` and `F.dx`, same
+//!   device); `softmax_xent` keeps `probs` (`N × classes` f32) for every
+//!   `softmax_xent_grad` of the same logits. A side buffer lives from its
+//!   forward op to the last such backward op (to its own op if none).
+//! - Parameters (weights, biases) and velocities are *persistent*: live for
+//!   the whole step (`[0, len-1]`), placed first, at the bottom of their
+//!   device's arena. Inputs (image, labels) are loaded before the step, so
+//!   they live from position 0 to their last reader.
+//! - Results are read after the step: a value no node reads (the loss),
+//!   the logits (input 0 of `softmax_xent`) and the labels (its input 1),
+//!   which the step's loss and top-1/top-5 statistics use, live to the end.
+//! - The gradients of one convolution or dense layer (`F.dx`, `F.dw`,
+//!   `F.db`, same device) are computed by one kernel call when the first of
+//!   them runs: all three are live from that position.
+//! - A reader on another tower reads the producer's buffer where it lies
+//!   (peer access): a value stays in its producer's arena until its last
+//!   reader on any device; no staging copies are planned.
+//! - Inputs (`Device::Shared`) get their own arena, `shared`: they are
+//!   loaded once and read by every tower. Each tower `t` has arena `t{t}`.
+//! - Workspace a kernel allocates for itself (the im2col scratch of the
+//!   convolutions) is not planned.
+//! - Alignment: every offset and every arena size is a multiple of
+//!   [`ALIGN`] (64) bytes, and each buffer occupies its size rounded up to
+//!   64. Totals below count rounded sizes.
+//!
+//! In place. An elementwise op (`relu`, `dropout`, `add` on its port 0,
+//! `relu_grad` on either port, `dropout_grad`) may write its output over an
+//! input of the same size whose last reader it is (the input dies at that
+//! op and nothing later reads it), when that input is a planned,
+//! non-persistent output on the same device. These kernels read element
+//! `i` of the input only to write element `i` of the output, so the
+//! overwrite is safe. An in-place output records the buffer it overwrites.
+//!
+//! Order. Two deterministic orders are tried: `ir::order::topo`, and a
+//! greedy list schedule that, among ready nodes, runs the one that frees
+//! the most bytes net of what it allocates (ties by the topological key).
+//! An `sgd_update` overwrites its weight and velocity, so it must run after
+//! every other reader of them (the greedy schedule makes it wait; the
+//! topological order is used only if it already complies). The plan keeps
+//! the order with the smaller total arena (topo on a tie); an executor must
+//! run in [`Plan::order`]. For `alexnet.net` at batch 128 the topological
+//! order wins; for `alexnet-fmnist.net` the greedy one.
+//!
+//! Placement. In-place chains are merged into *slots*. Per device, the
+//! persistent slots are stacked from offset 0; the others are placed, in a
+//! fixed order, at the offset of the tightest free gap among the slots
+//! already placed that are live at the same time (best fit; the top if no
+//! gap fits), as TensorFlow Lite's greedy-by-size planner does. Several
+//! placement orders are tried (size descending; size × lifetime
+//! descending; first use), and the smallest arena kept.
+//!
+//! Numbers. *No reuse*: the sum of all buffers, each in its own place.
+//! *Lower bound*: per device, the largest total size of slots live at one
+//! position (the persistent region included), summed over devices; no
+//! placement for this order can use less. *Planned*: the sum of the arena
+//! sizes.
+//!
+//! Guarantees: [`plan`] never panics; its result passes [`check`], which
+//! re-derives every lifetime from the graph and the plan's order and proves
+//! that buffers live at the same time on the same device are disjoint, and
+//! that every buffer fits its arena.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use petgraph::Direction;
+use petgraph::visit::EdgeRef;
+
+use crate::ir::{Device, Graph, NodeId, Op, ParamRole, Ty, order};
+
+/// Alignment of every offset and arena size, in bytes.
+pub const ALIGN: u64 = 64;
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum MemplanError {
+    #[error("the graph has a cycle")]
+    Cycle,
+    #[error("the batch size must be at least 1")]
+    ZeroBatch,
+    #[error("the size of `{name}` overflows 64 bits")]
+    Overflow { node: NodeId, name: String },
+    #[error("the plan orders {plan} nodes but the graph has {graph}")]
+    OrderLength { plan: usize, graph: usize },
+    #[error("the plan's order names node {node:?} twice or names a node not in the graph")]
+    OrderNode { node: NodeId },
+    #[error("`{name}` runs before its input `{input}`")]
+    OrderInput {
+        node: NodeId,
+        name: String,
+        input: String,
+    },
+    #[error("`{name}` updates its state before `{reader}` reads it")]
+    OrderHazard {
+        node: NodeId,
+        name: String,
+        reader: String,
+    },
+    #[error("`{name}` has no planned {what} buffer")]
+    MissingBuffer {
+        node: NodeId,
+        name: String,
+        what: &'static str,
+    },
+    #[error("buffer `{name}` is planned twice or belongs to no node of the graph")]
+    ExtraBuffer { name: String },
+    #[error("buffer `{name}` is {have} bytes on {have_dev}; it needs {want} bytes on {want_dev}")]
+    WrongBuffer {
+        name: String,
+        have: u64,
+        have_dev: Device,
+        want: u64,
+        want_dev: Device,
+    },
+    #[error("buffer `{name}` lives {first}..={last} but is used {need_first}..={need_last}")]
+    ShortLifetime {
+        name: String,
+        first: usize,
+        last: usize,
+        need_first: usize,
+        need_last: usize,
+    },
+    #[error("buffer `{name}` has offset {offset}, not a multiple of {ALIGN}")]
+    Misaligned { name: String, offset: u64 },
+    #[error("buffer `{name}` is on {device}, which has no arena")]
+    NoArena { name: String, device: Device },
+    #[error("the plan has two arenas for {device}")]
+    DuplicateArena { device: Device },
+    #[error("buffer `{name}` ends at byte {end}, past its arena of {arena} bytes")]
+    OutOfArena { name: String, end: u64, arena: u64 },
+    #[error("`{name}` cannot be written in place over `{over}`")]
+    BadInPlace { name: String, over: String },
+    #[error("buffers `{a}` and `{b}` on {device} are live at the same time and overlap")]
+    Overlap {
+        a: String,
+        b: String,
+        device: Device,
+    },
+}
+
+/// What a buffer holds; it decides the colour in the picture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BufKind {
+    /// Image or labels, loaded before the step.
+    Input,
+    /// A forward value (and the loss).
+    Activation,
+    /// A backward value: the gradient of an activation or a parameter.
+    Gradient,
+    /// A weight or bias.
+    Parameter,
+    /// Optimiser state (velocity).
+    State,
+    /// A forward op's saved state for its backward op.
+    Side,
+}
+
+impl BufKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BufKind::Input => "input",
+            BufKind::Activation => "activation",
+            BufKind::Gradient => "gradient",
+            BufKind::Parameter => "parameter",
+            BufKind::State => "state",
+            BufKind::Side => "side",
+        }
+    }
+}
+
+/// Which side buffer a forward op keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Side {
+    /// LRN's `scale`, f32, the size of its output.
+    LrnScale,
+    /// Max pooling's `argmax`, u32, the size of its output.
+    PoolArgmax,
+    /// Softmax cross-entropy's `probs`, f32, `N × classes`.
+    SoftmaxProbs,
+}
+
+impl Side {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Side::LrnScale => "scale",
+            Side::PoolArgmax => "argmax",
+            Side::SoftmaxProbs => "probs",
+        }
+    }
+}
+
+/// One planned buffer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buffer {
+    /// The node that writes it.
+    pub node: NodeId,
+    /// `None`: the node's output; `Some`: one of its side buffers.
+    pub side: Option<Side>,
+    /// `node name` or `node name#side`, with `@device`.
+    pub name: String,
+    pub device: Device,
+    pub kind: BufKind,
+    /// Bytes the value needs (not rounded).
+    pub size: u64,
+    /// Byte offset in its device's arena, a multiple of [`ALIGN`].
+    pub offset: u64,
+    /// Position of the op that writes it (0 for inputs and persistent buffers).
+    pub first: usize,
+    /// Position of its last reader.
+    pub last: usize,
+    /// Index in [`Plan::buffers`] of the buffer this one overwrites in place.
+    pub in_place_of: Option<usize>,
+}
+
+impl Buffer {
+    /// The size rounded up to [`ALIGN`]: the bytes it occupies.
+    pub fn span(&self) -> u64 {
+        align(self.size)
+    }
+    pub fn persistent(&self) -> bool {
+        matches!(self.kind, BufKind::Parameter | BufKind::State)
+    }
+}
+
+/// One device's arena and its numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Arena {
+    pub device: Device,
+    /// Bytes to allocate.
+    pub size: u64,
+    /// Bytes of the persistent region `[0, persistent)`.
+    pub persistent: u64,
+    /// Sum of all its buffers, each in its own place.
+    pub no_reuse: u64,
+    /// The largest total of slots live at one position.
+    pub lower_bound: u64,
+}
+
+/// Which execution order a plan uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderKind {
+    Topo,
+    Greedy,
+}
+
+impl OrderKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OrderKind::Topo => "topological",
+            OrderKind::Greedy => "greedy (frees memory early)",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub graph_name: String,
+    pub batch: u64,
+    pub order_kind: OrderKind,
+    /// The order the step must run in.
+    pub order: Vec<NodeId>,
+    pub buffers: Vec<Buffer>,
+    /// One per device that has a buffer, by device.
+    pub arenas: Vec<Arena>,
+    outputs: HashMap<NodeId, usize>,
+    sides: HashMap<NodeId, usize>,
+}
+
+impl Plan {
+    /// The buffer holding `n`'s value (none for `sgd_update`).
+    pub fn output(&self, n: NodeId) -> Option<&Buffer> {
+        self.outputs.get(&n).and_then(|&i| self.buffers.get(i))
+    }
+    /// The side buffer `n` keeps for its backward op, if it has one.
+    pub fn side(&self, n: NodeId) -> Option<&Buffer> {
+        self.sides.get(&n).and_then(|&i| self.buffers.get(i))
+    }
+    pub fn arena(&self, d: Device) -> Option<&Arena> {
+        self.arenas.iter().find(|a| a.device == d)
+    }
+    /// Sum of all buffers with no reuse.
+    pub fn no_reuse(&self) -> u64 {
+        self.arenas
+            .iter()
+            .fold(0u64, |t, a| t.saturating_add(a.no_reuse))
+    }
+    /// Sum of the arena sizes.
+    pub fn planned(&self) -> u64 {
+        self.arenas
+            .iter()
+            .fold(0u64, |t, a| t.saturating_add(a.size))
+    }
+    /// Sum over devices of the largest live total.
+    pub fn lower_bound(&self) -> u64 {
+        self.arenas
+            .iter()
+            .fold(0u64, |t, a| t.saturating_add(a.lower_bound))
+    }
+}
+
+pub fn align(n: u64) -> u64 {
+    n.div_ceil(ALIGN).saturating_mul(ALIGN)
+}
+
+/// A buffer the step needs, derived from the graph and an order.
+#[derive(Clone, Debug)]
+struct Need {
+    node: NodeId,
+    side: Option<Side>,
+    name: String,
+    device: Device,
+    kind: BufKind,
+    size: u64,
+    first: usize,
+    last: usize,
+}
+
+fn overflow(g: &Graph, n: NodeId) -> MemplanError {
+    MemplanError::Overflow {
+        node: n,
+        name: g.node(n).name.clone(),
+    }
+}
+
+/// Bytes of `n`'s output at batch `batch`.
+fn out_bytes(g: &Graph, n: NodeId, batch: u64) -> Result<u64, MemplanError> {
+    let node = g.node(n);
+    let per = node
+        .ty
+        .dims()
+        .iter()
+        .try_fold(1u64, |a, &b| a.checked_mul(b));
+    let v = match &node.ty {
+        Ty::Act { .. } => per.and_then(|p| p.checked_mul(batch)),
+        Ty::Param { .. } => per,
+        Ty::Labels { .. } => Some(batch),
+        Ty::Scalar => Some(1),
+        Ty::Effect => Some(0),
+    };
+    v.and_then(|e| e.checked_mul(4))
+        .filter(|b| b.checked_add(ALIGN).is_some())
+        .ok_or_else(|| overflow(g, n))
+}
+
+fn base_name(name: &str) -> &str {
+    name.rsplit_once('.').map_or(name, |(b, _)| b)
+}
+
+fn is_layer_grad(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::ConvGradInput { .. }
+            | Op::ConvGradWeight { .. }
+            | Op::ConvGradBias
+            | Op::DenseGradInput { .. }
+            | Op::DenseGradWeight
+            | Op::DenseGradBias
+    )
+}
+
+fn is_backward(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::SoftmaxXentGrad
+            | Op::ConvGradInput { .. }
+            | Op::ConvGradWeight { .. }
+            | Op::ConvGradBias
+            | Op::ReluGrad
+            | Op::LrnGrad { .. }
+            | Op::MaxPoolGrad { .. }
+            | Op::DenseGradInput { .. }
+            | Op::DenseGradWeight
+            | Op::DenseGradBias
+            | Op::DropoutGrad { .. }
+            | Op::Slice { .. }
+            | Op::Add
+    )
+}
+
+/// Input ports an op may overwrite in place, in order of preference.
+fn in_place_ports(op: &Op) -> &'static [usize] {
+    match op {
+        Op::Relu | Op::Dropout { .. } | Op::Add | Op::DropoutGrad { .. } => &[0],
+        Op::ReluGrad => &[1, 0],
+        _ => &[],
+    }
+}
+
+/// Positions of every node in `order`; `Err` if it is not a permutation.
+fn positions(g: &Graph, order: &[NodeId]) -> Result<HashMap<NodeId, usize>, MemplanError> {
+    let count = g.node_ids().count();
+    if order.len() != count {
+        return Err(MemplanError::OrderLength {
+            plan: order.len(),
+            graph: count,
+        });
+    }
+    let mut pos = HashMap::with_capacity(order.len());
+    for (i, &n) in order.iter().enumerate() {
+        if g.g.node_weight(n).is_none() || pos.insert(n, i).is_some() {
+            return Err(MemplanError::OrderNode { node: n });
+        }
+    }
+    Ok(pos)
+}
+
+/// Every buffer the step needs, with the lifetime its uses require, for
+/// the order whose positions are `pos`.
+fn needs(
+    g: &Graph,
+    order: &[NodeId],
+    pos: &HashMap<NodeId, usize>,
+    batch: u64,
+) -> Result<Vec<Need>, MemplanError> {
+    let end = order.len().saturating_sub(1);
+    let at = |n: NodeId| pos.get(&n).copied().unwrap_or(end);
+    // Group starts of layer gradients, keyed by (device, forward name).
+    let mut group: HashMap<(Device, &str), usize> = HashMap::new();
+    // Last position of the backward ops reading a side buffer, by (device, name).
+    let mut side_reader: HashMap<(Device, &str), usize> = HashMap::new();
+    let mut probs_reader: HashMap<NodeId, usize> = HashMap::new();
+    let mut results: HashSet<NodeId> = HashSet::new();
+    for &n in order {
+        let node = g.node(n);
+        let p = at(n);
+        if is_layer_grad(&node.op) {
+            let e = group
+                .entry((node.device, base_name(&node.name)))
+                .or_insert(p);
+            *e = (*e).min(p);
+        }
+        if matches!(node.op, Op::LrnGrad { .. } | Op::MaxPoolGrad { .. }) {
+            let e = side_reader
+                .entry((node.device, base_name(&node.name)))
+                .or_insert(p);
+            *e = (*e).max(p);
+        }
+        if node.op == Op::SoftmaxXentGrad
+            && let Some(&logits) = g.inputs(n).first()
+        {
+            let e = probs_reader.entry(logits).or_insert(p);
+            *e = (*e).max(p);
+        }
+        if node.op == Op::SoftmaxXent {
+            results.extend(g.inputs(n).iter().take(2));
+        }
+    }
+    let mut out = Vec::new();
+    for &n in order {
+        let node = g.node(n);
+        if node.ty == Ty::Effect {
+            continue;
+        }
+        let p = at(n);
+        let size = out_bytes(g, n, batch)?;
+        let (kind, persistent) = match &node.op {
+            Op::Input { .. } => (BufKind::Input, false),
+            Op::Param {
+                role: ParamRole::Velocity,
+                ..
+            } => (BufKind::State, true),
+            Op::Param { .. } => (BufKind::Parameter, true),
+            op if is_backward(op) => (BufKind::Gradient, false),
+            _ => (BufKind::Activation, false),
+        };
+        let readers: Vec<usize> =
+            g.g.edges_directed(n, Direction::Outgoing)
+                .map(|e| at(e.target()))
+                .collect();
+        let first = if persistent || kind == BufKind::Input {
+            0
+        } else if is_layer_grad(&node.op) {
+            group
+                .get(&(node.device, base_name(&node.name)))
+                .copied()
+                .unwrap_or(p)
+                .min(p)
+        } else {
+            p
+        };
+        let last = if persistent || readers.is_empty() || results.contains(&n) {
+            end
+        } else {
+            readers.iter().copied().max().unwrap_or(p).max(first)
+        };
+        out.push(Need {
+            node: n,
+            side: None,
+            name: format!("{}@{}", node.name, node.device),
+            device: node.device,
+            kind,
+            size,
+            first,
+            last,
+        });
+        let side = match &node.op {
+            Op::Lrn { .. } => Some((
+                Side::LrnScale,
+                size,
+                side_reader.get(&(node.device, node.name.as_str())),
+            )),
+            Op::MaxPool { .. } => Some((
+                Side::PoolArgmax,
+                size,
+                side_reader.get(&(node.device, node.name.as_str())),
+            )),
+            Op::SoftmaxXent => {
+                let logits = g.inputs(n).first().copied();
+                let bytes = match logits {
+                    Some(l) => out_bytes(g, l, batch)?,
+                    None => 0,
+                };
+                Some((
+                    Side::SoftmaxProbs,
+                    bytes,
+                    logits.and_then(|l| probs_reader.get(&l)),
+                ))
+            }
+            _ => None,
+        };
+        if let Some((s, size, reader)) = side {
+            out.push(Need {
+                node: n,
+                side: Some(s),
+                name: format!("{}#{}@{}", node.name, s.suffix(), node.device),
+                device: node.device,
+                kind: BufKind::Side,
+                size,
+                first: p,
+                last: reader.copied().unwrap_or(p).max(p),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The topological key of `ir::order::topo`, for tie-breaking.
+type Key = (usize, String, Device, usize);
+
+fn key(g: &Graph, n: NodeId) -> Key {
+    let node = g.node(n);
+    (node.span.start, node.name.clone(), node.device, n.index())
+}
+
+/// Extra dependencies: an `sgd_update` waits for every other reader of its
+/// weight and velocity.
+fn hazards(g: &Graph, n: NodeId) -> Vec<NodeId> {
+    if !matches!(g.node(n).op, Op::SgdUpdate { .. }) {
+        return vec![];
+    }
+    let mut v: Vec<NodeId> = g
+        .inputs(n)
+        .iter()
+        .take(2)
+        .flat_map(|&s| g.users(s))
+        .filter(|&u| u != n)
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// A list schedule that runs, among ready nodes, the one that frees the
+/// most bytes net of what it allocates; ties by the topological key.
+fn greedy_order(g: &Graph, batch: u64) -> Result<Vec<NodeId>, MemplanError> {
+    let ids: Vec<NodeId> = g.node_ids().collect();
+    let mut preds: HashMap<NodeId, HashSet<NodeId>> = HashMap::new();
+    let mut succs: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
+    for &n in &ids {
+        let mut p: HashSet<NodeId> = g.inputs(n).into_iter().collect();
+        p.extend(hazards(g, n));
+        for &s in &p {
+            succs.entry(s).or_default().push(n);
+        }
+        preds.insert(n, p);
+    }
+    let mut indeg: HashMap<NodeId, usize> = preds.iter().map(|(n, p)| (*n, p.len())).collect();
+    // Readers not yet run, per value.
+    let mut pending: HashMap<NodeId, usize> = ids
+        .iter()
+        .map(|&n| (n, g.g.edges_directed(n, Direction::Outgoing).count()))
+        .collect();
+    let mut bytes: HashMap<NodeId, i128> = HashMap::new();
+    for &n in &ids {
+        let node = g.node(n);
+        let freeable = !matches!(node.op, Op::Param { .. } | Op::Input { .. });
+        let b = if freeable { out_bytes(g, n, batch)? } else { 0 };
+        bytes.insert(n, b as i128);
+    }
+    let mut ready: Vec<NodeId> = ids.iter().copied().filter(|n| indeg[n] == 0).collect();
+    let mut out = Vec::with_capacity(ids.len());
+    while !ready.is_empty() {
+        let mut best: Option<(i128, std::cmp::Reverse<Key>, usize)> = None;
+        for (i, &n) in ready.iter().enumerate() {
+            let mut freed: i128 = 0;
+            let mut seen = HashSet::new();
+            for s in g.inputs(n) {
+                if seen.insert(s) {
+                    let uses = g.users(s).iter().filter(|&&u| u == n).count();
+                    if pending.get(&s).copied().unwrap_or(0) == uses {
+                        freed += bytes.get(&s).copied().unwrap_or(0);
+                    }
+                }
+            }
+            let score = freed - bytes.get(&n).copied().unwrap_or(0);
+            let cand = (score, std::cmp::Reverse(key(g, n)), i);
+            if best
+                .as_ref()
+                .is_none_or(|b| (cand.0, &cand.1) > (b.0, &b.1))
+            {
+                best = Some(cand);
+            }
+        }
+        let Some((_, _, i)) = best else { break };
+        let n = ready.swap_remove(i);
+        out.push(n);
+        for s in g.inputs(n) {
+            if let Some(p) = pending.get_mut(&s) {
+                *p = p.saturating_sub(1);
+            }
+        }
+        for &t in succs.get(&n).map(Vec::as_slice).unwrap_or(&[]) {
+            if let Some(d) = indeg.get_mut(&t) {
+                *d -= 1;
+                if *d == 0 {
+                    ready.push(t);
+                }
+            }
+        }
+    }
+    if out.len() != ids.len() {
+        return Err(MemplanError::Cycle);
+    }
+    Ok(out)
+}
+
+/// Ways to order slots for placement.
+#[derive(Clone, Copy)]
+enum Fit {
+    SizeDesc,
+    AreaDesc,
+    FirstUse,
+}
+
+struct Slot {
+    device: Device,
+    size: u64,
+    first: usize,
+    last: usize,
+    persistent: bool,
+    members: Vec<usize>,
+}
+
+/// Places slots of one device; returns offsets (by slot index) and the
+/// arena size.
+fn place(slots: &[Slot], ids: &[usize], fit: Fit) -> (HashMap<usize, u64>, u64) {
+    let mut offsets = HashMap::new();
+    let mut base = 0u64;
+    let mut persistent: Vec<usize> = ids
+        .iter()
+        .copied()
+        .filter(|&i| slots[i].persistent)
+        .collect();
+    persistent.sort_by_key(|&i| (std::cmp::Reverse(slots[i].size), i));
+    for i in persistent {
+        offsets.insert(i, base);
+        base = base.saturating_add(slots[i].size);
+    }
+    let mut rest: Vec<usize> = ids
+        .iter()
+        .copied()
+        .filter(|&i| !slots[i].persistent)
+        .collect();
+    let len = |s: &Slot| (s.last - s.first + 1) as u128;
+    match fit {
+        Fit::SizeDesc => {
+            rest.sort_by_key(|&i| (std::cmp::Reverse(slots[i].size), slots[i].first, i))
+        }
+        Fit::AreaDesc => rest.sort_by_key(|&i| {
+            (
+                std::cmp::Reverse(slots[i].size as u128 * len(&slots[i])),
+                slots[i].first,
+                i,
+            )
+        }),
+        Fit::FirstUse => {
+            rest.sort_by_key(|&i| (slots[i].first, std::cmp::Reverse(slots[i].size), i))
+        }
+    }
+    let mut top = base;
+    let mut placed: Vec<usize> = Vec::new();
+    for i in rest {
+        let s = &slots[i];
+        let mut busy: Vec<(u64, u64)> = placed
+            .iter()
+            .filter(|&&j| slots[j].first <= s.last && s.first <= slots[j].last)
+            .map(|&j| (offsets[&j], offsets[&j].saturating_add(slots[j].size)))
+            .collect();
+        busy.sort_unstable();
+        let mut best: Option<(u64, u64)> = None; // (gap, offset)
+        let mut prev = base;
+        for (lo, hi) in busy {
+            if lo > prev {
+                let gap = lo - prev;
+                if gap >= s.size && best.is_none_or(|b| gap < b.0) {
+                    best = Some((gap, prev));
+                }
+            }
+            prev = prev.max(hi);
+        }
+        let off = best.map_or(prev, |b| b.1);
+        offsets.insert(i, off);
+        top = top.max(off.saturating_add(s.size));
+        placed.push(i);
+    }
+    (offsets, top)
+}
+
+/// Plans the step's memory at batch `batch`, trying both orders.
+pub fn plan(g: &Graph, batch: u64) -> Result<Plan, MemplanError> {
+    if batch == 0 {
+        return Err(MemplanError::ZeroBatch);
+    }
+    let topo = order::topo(g).map_err(|_| MemplanError::Cycle)?;
+    let greedy = plan_with_order(g, batch, greedy_order(g, batch)?, OrderKind::Greedy)?;
+    // The topological order is a candidate only if it runs each update
+    // after the other readers of its state (the greedy one always does).
+    let pos: HashMap<NodeId, usize> = topo.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let safe = topo.iter().all(|&n| {
+        hazards(g, n)
+            .iter()
+            .all(|r| pos.get(r).copied() < pos.get(&n).copied())
+    });
+    if !safe {
+        return Ok(greedy);
+    }
+    let topo = plan_with_order(g, batch, topo, OrderKind::Topo)?;
+    Ok(if greedy.planned() < topo.planned() {
+        greedy
+    } else {
+        topo
+    })
+}
+
+/// Plans the step's memory for a given order (a permutation of the graph's
+/// nodes that runs every node after its inputs; [`check`] also wants each
+/// `sgd_update` after the other readers of its weight and velocity).
+pub fn plan_with_order(
+    g: &Graph,
+    batch: u64,
+    order: Vec<NodeId>,
+    kind: OrderKind,
+) -> Result<Plan, MemplanError> {
+    if batch == 0 {
+        return Err(MemplanError::ZeroBatch);
+    }
+    let pos = positions(g, &order)?;
+    for &n in &order {
+        for i in g.inputs(n) {
+            if pos.get(&i) >= pos.get(&n) {
+                return Err(MemplanError::OrderInput {
+                    node: n,
+                    name: g.node(n).name.clone(),
+                    input: g.node(i).name.clone(),
+                });
+            }
+        }
+    }
+    let needs = needs(g, &order, &pos, batch)?;
+    let mut buffers: Vec<Buffer> = needs
+        .into_iter()
+        .map(|n| Buffer {
+            node: n.node,
+            side: n.side,
+            name: n.name,
+            device: n.device,
+            kind: n.kind,
+            size: n.size,
+            offset: 0,
+            first: n.first,
+            last: n.last,
+            in_place_of: None,
+        })
+        .collect();
+    let mut outputs = HashMap::new();
+    let mut sides = HashMap::new();
+    for (i, b) in buffers.iter().enumerate() {
+        match b.side {
+            None => outputs.insert(b.node, i),
+            Some(_) => sides.insert(b.node, i),
+        };
+    }
+    // In place: an elementwise op over an input that dies there.
+    let mut overwritten: HashSet<usize> = HashSet::new();
+    for (p, &n) in order.iter().enumerate() {
+        let Some(&bi) = outputs.get(&n) else { continue };
+        let ins = g.inputs(n);
+        for &port in in_place_ports(&g.node(n).op) {
+            let Some(&ai) = ins.get(port).and_then(|s| outputs.get(s)) else {
+                continue;
+            };
+            let (a, b) = (&buffers[ai], &buffers[bi]);
+            if a.kind == BufKind::Input
+                || a.persistent()
+                || a.last != p
+                || b.first != p
+                || a.device != b.device
+                || a.span() != b.span()
+                || overwritten.contains(&ai)
+            {
+                continue;
+            }
+            overwritten.insert(ai);
+            buffers[bi].in_place_of = Some(ai);
+            break;
+        }
+    }
+    // Slots: in-place chains share one.
+    let mut slot_of: Vec<usize> = vec![usize::MAX; buffers.len()];
+    let mut slots: Vec<Slot> = Vec::new();
+    for i in 0..buffers.len() {
+        let b = &buffers[i];
+        let s = match b.in_place_of.map(|a| slot_of[a]) {
+            Some(s) if s != usize::MAX => {
+                let slot = &mut slots[s];
+                slot.first = slot.first.min(b.first);
+                slot.last = slot.last.max(b.last);
+                slot.size = slot.size.max(b.span());
+                slot.members.push(i);
+                s
+            }
+            _ => {
+                slots.push(Slot {
+                    device: b.device,
+                    size: b.span(),
+                    first: b.first,
+                    last: b.last,
+                    persistent: b.persistent(),
+                    members: vec![i],
+                });
+                slots.len() - 1
+            }
+        };
+        slot_of[i] = s;
+    }
+    let mut by_dev: BTreeMap<Device, Vec<usize>> = BTreeMap::new();
+    for (i, s) in slots.iter().enumerate() {
+        by_dev.entry(s.device).or_default().push(i);
+    }
+    let len = order.len();
+    let mut arenas = Vec::new();
+    for (device, ids) in &by_dev {
+        let mut best: Option<(HashMap<usize, u64>, u64)> = None;
+        for fit in [Fit::SizeDesc, Fit::AreaDesc, Fit::FirstUse] {
+            let (o, top) = place(&slots, ids, fit);
+            if best.as_ref().is_none_or(|b| top < b.1) {
+                best = Some((o, top));
+            }
+        }
+        let Some((offsets, size)) = best else {
+            continue;
+        };
+        for &s in ids {
+            let off = offsets.get(&s).copied().unwrap_or(0);
+            for &m in &slots[s].members {
+                buffers[m].offset = off;
+            }
+        }
+        let mut delta = vec![0i128; len + 1];
+        for &s in ids {
+            let sl = &slots[s];
+            if sl.first < len {
+                delta[sl.first] += sl.size as i128;
+                delta[(sl.last + 1).min(len)] -= sl.size as i128;
+            }
+        }
+        let (mut live, mut peak) = (0i128, 0i128);
+        for d in &delta[..len] {
+            live += d;
+            peak = peak.max(live);
+        }
+        arenas.push(Arena {
+            device: *device,
+            size,
+            persistent: ids
+                .iter()
+                .filter(|&&s| slots[s].persistent)
+                .fold(0u64, |t, &s| t.saturating_add(slots[s].size)),
+            no_reuse: buffers
+                .iter()
+                .filter(|b| b.device == *device)
+                .fold(0u64, |t, b| t.saturating_add(b.span())),
+            lower_bound: u64::try_from(peak).unwrap_or(u64::MAX),
+        });
+    }
+    Ok(Plan {
+        graph_name: g.name.clone(),
+        batch,
+        order_kind: kind,
+        order,
+        buffers,
+        arenas,
+        outputs,
+        sides,
+    })
+}
+
+/// Proves `plan` sound for `g`: its order runs every node after its inputs
+/// (and every `sgd_update` after the other readers of its state); every
+/// buffer the step needs is planned, on the right device, large enough,
+/// and live at least while it is used; offsets are aligned; every buffer
+/// fits its arena; and no two buffers live at the same time on the same
+/// device share a byte, except an in-place output over the input it
+/// legally overwrites.
+pub fn check(plan: &Plan, g: &Graph) -> Result<(), MemplanError> {
+    let pos = positions(g, &plan.order)?;
+    for &n in &plan.order {
+        let p = pos.get(&n).copied();
+        for i in g.inputs(n) {
+            if pos.get(&i).copied() >= p {
+                return Err(MemplanError::OrderInput {
+                    node: n,
+                    name: g.node(n).name.clone(),
+                    input: g.node(i).name.clone(),
+                });
+            }
+        }
+        for r in hazards(g, n) {
+            if pos.get(&r).copied() >= p {
+                return Err(MemplanError::OrderHazard {
+                    node: n,
+                    name: g.node(n).name.clone(),
+                    reader: g.node(r).name.clone(),
+                });
+            }
+        }
+    }
+    let needs = needs(g, &plan.order, &pos, plan.batch)?;
+    let mut by_key: HashMap<(NodeId, Option<Side>), usize> = HashMap::new();
+    for (i, b) in plan.buffers.iter().enumerate() {
+        if by_key.insert((b.node, b.side), i).is_some() {
+            return Err(MemplanError::ExtraBuffer {
+                name: b.name.clone(),
+            });
+        }
+    }
+    if by_key.len() != needs.len() {
+        let wanted: HashSet<(NodeId, Option<Side>)> =
+            needs.iter().map(|n| (n.node, n.side)).collect();
+        if let Some(b) = plan
+            .buffers
+            .iter()
+            .find(|b| !wanted.contains(&(b.node, b.side)))
+        {
+            return Err(MemplanError::ExtraBuffer {
+                name: b.name.clone(),
+            });
+        }
+    }
+    for need in &needs {
+        let Some(b) = by_key
+            .get(&(need.node, need.side))
+            .and_then(|&i| plan.buffers.get(i))
+        else {
+            return Err(MemplanError::MissingBuffer {
+                node: need.node,
+                name: need.name.clone(),
+                what: need.side.map_or("output", Side::suffix),
+            });
+        };
+        if b.size < need.size || b.device != need.device {
+            return Err(MemplanError::WrongBuffer {
+                name: b.name.clone(),
+                have: b.size,
+                have_dev: b.device,
+                want: need.size,
+                want_dev: need.device,
+            });
+        }
+        if b.first > need.first || b.last < need.last || b.first > b.last {
+            return Err(MemplanError::ShortLifetime {
+                name: b.name.clone(),
+                first: b.first,
+                last: b.last,
+                need_first: need.first,
+                need_last: need.last,
+            });
+        }
+    }
+    let mut arena: HashMap<Device, u64> = HashMap::new();
+    for a in &plan.arenas {
+        if arena.insert(a.device, a.size).is_some() {
+            return Err(MemplanError::DuplicateArena { device: a.device });
+        }
+    }
+    for b in &plan.buffers {
+        if b.offset % ALIGN != 0 {
+            return Err(MemplanError::Misaligned {
+                name: b.name.clone(),
+                offset: b.offset,
+            });
+        }
+        let Some(&size) = arena.get(&b.device) else {
+            return Err(MemplanError::NoArena {
+                name: b.name.clone(),
+                device: b.device,
+            });
+        };
+        let end = b.offset.saturating_add(b.size);
+        if end > size {
+            return Err(MemplanError::OutOfArena {
+                name: b.name.clone(),
+                end,
+                arena: size,
+            });
+        }
+    }
+    // In-place claims.
+    let mut legal: HashSet<(usize, usize)> = HashSet::new();
+    for (bi, b) in plan.buffers.iter().enumerate() {
+        let Some(ai) = b.in_place_of else { continue };
+        let bad = || MemplanError::BadInPlace {
+            name: b.name.clone(),
+            over: plan
+                .buffers
+                .get(ai)
+                .map_or_else(|| format!("#{ai}"), |a| a.name.clone()),
+        };
+        let a = plan.buffers.get(ai).ok_or_else(bad)?;
+        let p = pos.get(&b.node).copied().ok_or_else(bad)?;
+        let ins = g.inputs(b.node);
+        let port_ok = in_place_ports(&g.node(b.node).op)
+            .iter()
+            .any(|&port| ins.get(port) == Some(&a.node));
+        let ok = port_ok
+            && b.side.is_none()
+            && a.side.is_none()
+            && a.kind != BufKind::Input
+            && !a.persistent()
+            && a.device == b.device
+            && a.offset == b.offset
+            && b.size <= a.span()
+            && a.last == p
+            && b.first == p;
+        if !ok {
+            return Err(bad());
+        }
+        legal.insert((ai, bi));
+    }
+    // No overlap: sweep per device over buffers sorted by first use.
+    let mut idx: Vec<usize> = (0..plan.buffers.len()).collect();
+    idx.sort_by_key(|&i| (plan.buffers[i].device, plan.buffers[i].first, i));
+    let mut active: Vec<usize> = Vec::new();
+    let mut dev: Option<Device> = None;
+    for &i in &idx {
+        let b = &plan.buffers[i];
+        if dev != Some(b.device) {
+            active.clear();
+            dev = Some(b.device);
+        }
+        active.retain(|&j| plan.buffers[j].last >= b.first);
+        for &j in &active {
+            let a = &plan.buffers[j];
+            let disjoint = a.offset.saturating_add(a.size) <= b.offset
+                || b.offset.saturating_add(b.size) <= a.offset
+                || a.size == 0
+                || b.size == 0;
+            if !disjoint && !legal.contains(&(j, i)) && !legal.contains(&(i, j)) {
+                return Err(MemplanError::Overlap {
+                    a: a.name.clone(),
+                    b: b.name.clone(),
+                    device: b.device,
+                });
+            }
+        }
+        active.push(i);
+    }
+    Ok(())
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+}
+
+/// The plan as text: the three numbers, per device, then one row per buffer.
+pub fn render(plan: &Plan) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let ratio = |a: u64, b: u64| {
+        if b == 0 { 1.0 } else { a as f64 / b as f64 }
+    };
+    let _ = writeln!(
+        s,
+        "memory plan: {}, training step, batch {}, {} ops, order: {}",
+        plan.graph_name,
+        plan.batch,
+        plan.order.len(),
+        plan.order_kind.name()
+    );
+    let _ = writeln!(
+        s,
+        "no reuse:    {:>14} bytes  {:>12}",
+        plan.no_reuse(),
+        mib(plan.no_reuse())
+    );
+    let _ = writeln!(
+        s,
+        "planned:     {:>14} bytes  {:>12}  ({:.3} × lower bound)",
+        plan.planned(),
+        mib(plan.planned()),
+        ratio(plan.planned(), plan.lower_bound())
+    );
+    let _ = writeln!(
+        s,
+        "lower bound: {:>14} bytes  {:>12}",
+        plan.lower_bound(),
+        mib(plan.lower_bound())
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<8} {:>14} {:>14} {:>14} {:>14}",
+        "device", "no reuse", "planned", "lower bound", "persistent"
+    );
+    for a in &plan.arenas {
+        let _ = writeln!(
+            s,
+            "{:<8} {:>14} {:>14} {:>14} {:>14}",
+            a.device.to_string(),
+            a.no_reuse,
+            a.size,
+            a.lower_bound,
+            a.persistent
+        );
+    }
+    let _ = writeln!(s);
+    let w = plan
+        .buffers
+        .iter()
+        .map(|b| b.name.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let _ = writeln!(
+        s,
+        "{:<w$} {:<6} {:<10} {:>12} {:>12} {:>5} {:>5}  note",
+        "buffer", "device", "kind", "size", "offset", "first", "last"
+    );
+    let mut rows: Vec<&Buffer> = plan.buffers.iter().collect();
+    rows.sort_by_key(|b| (b.device, b.offset, b.first, b.name.clone()));
+    for b in rows {
+        let note = b
+            .in_place_of
+            .and_then(|a| plan.buffers.get(a))
+            .map(|a| format!("in place of {}", a.name))
+            .unwrap_or_default();
+        let row = format!(
+            "{:<w$} {:<6} {:<10} {:>12} {:>12} {:>5} {:>5}  {}",
+            b.name,
+            b.device.to_string(),
+            b.kind.name(),
+            b.size,
+            b.offset,
+            b.first,
+            b.last,
+            note
+        );
+        let _ = writeln!(s, "{}", row.trim_end());
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontend;
+
+    fn training(src: &str) -> Graph {
+        let c = frontend::compile(src).unwrap();
+        let mut g = c.module.graph;
+        crate::passes::autodiff::autodiff(&mut g, &c.module.train.sgd).unwrap();
+        g
+    }
+
+    fn alexnet_fmnist() -> Graph {
+        training(include_str!("../../networks/alexnet-fmnist.net"))
+    }
+
+    #[test]
+    fn plan_checks_and_beats_no_reuse() {
+        let g = alexnet_fmnist();
+        let p = plan(&g, 128).unwrap();
+        check(&p, &g).unwrap();
+        assert!(p.planned() < p.no_reuse());
+        assert!(p.lower_bound() <= p.planned());
+        assert!(p.buffers.iter().any(|b| b.in_place_of.is_some()));
+        for n in g.node_ids() {
+            if g.node(n).ty != Ty::Effect {
+                assert!(p.output(n).is_some(), "{}", g.node(n).name);
+            }
+        }
+    }
+
+    #[test]
+    fn both_orders_check() {
+        let g = alexnet_fmnist();
+        let topo = order::topo(&g).unwrap();
+        let a = plan_with_order(&g, 7, topo, OrderKind::Topo).unwrap();
+        check(&a, &g).unwrap();
+        let b = plan_with_order(&g, 7, greedy_order(&g, 7).unwrap(), OrderKind::Greedy).unwrap();
+        check(&b, &g).unwrap();
+    }
+
+    #[test]
+    fn checker_catches_overlap_and_bad_claims() {
+        let g = alexnet_fmnist();
+        let p = plan(&g, 4).unwrap();
+        // Move a transient buffer onto a persistent one.
+        let mut q = p.clone();
+        let i = q
+            .buffers
+            .iter()
+            .position(|b| b.kind == BufKind::Side)
+            .unwrap();
+        q.buffers[i].offset = 0;
+        assert!(matches!(check(&q, &g), Err(MemplanError::Overlap { .. })));
+        // Shorten a lifetime.
+        let mut q = p.clone();
+        let i = q
+            .buffers
+            .iter()
+            .position(|b| b.kind == BufKind::Activation && b.last > b.first)
+            .unwrap();
+        q.buffers[i].last = q.buffers[i].first;
+        assert!(matches!(
+            check(&q, &g),
+            Err(MemplanError::ShortLifetime { .. })
+        ));
+        // Misalign.
+        let mut q = p.clone();
+        q.buffers[0].offset += 4;
+        assert!(check(&q, &g).is_err());
+        // Past the arena.
+        let mut q = p.clone();
+        q.arenas[1].size = 64;
+        assert!(matches!(
+            check(&q, &g),
+            Err(MemplanError::OutOfArena { .. })
+        ));
+        // A false in-place claim.
+        let mut q = p.clone();
+        let i = q
+            .buffers
+            .iter()
+            .position(|b| b.kind == BufKind::Gradient && b.in_place_of.is_none())
+            .unwrap();
+        q.buffers[i].in_place_of = Some(0);
+        assert!(matches!(
+            check(&q, &g),
+            Err(MemplanError::BadInPlace { .. })
+        ));
+        // A wrong order.
+        let mut q = p.clone();
+        q.order.reverse();
+        assert!(matches!(
+            check(&q, &g),
+            Err(MemplanError::OrderInput { .. })
+        ));
+    }
+
+    #[test]
+    fn zero_batch_is_an_error() {
+        let g = alexnet_fmnist();
+        assert_eq!(plan(&g, 0), Err(MemplanError::ZeroBatch));
+    }
+
+    #[test]
+    fn huge_batch_overflows_cleanly() {
+        let g = alexnet_fmnist();
+        assert!(matches!(
+            plan(&g, u64::MAX / 2),
+            Err(MemplanError::Overflow { .. })
+        ));
+    }
+}

@@ -28,9 +28,16 @@ enum Cmd {
         /// What to print: the architecture table, the IR text, YAML or Graphviz dot.
         #[arg(long, value_enum, default_value_t = Emit::Table)]
         emit: Emit,
-        /// Write the output here instead of standard output.
+        /// Write the output here instead of standard output (with `--target
+        /// cuda`: the directory that receives netc.cu, launch.txt, netc.ptx).
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// `cpu`: check and print; `cuda`: generate the training step's CUDA code.
+        #[arg(long, value_enum, default_value_t = Target::Cpu)]
+        target: Target,
+        /// Batch size baked into generated code (default: the file's `train.batch`).
+        #[arg(long)]
+        batch: Option<u64>,
     },
     /// Report errors and warnings only.
     Check {
@@ -89,6 +96,12 @@ enum Cmd {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Backend {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Target {
     Cpu,
     Cuda,
 }
@@ -156,8 +169,17 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
-        Cmd::Compile { file, emit, output } => {
+        Cmd::Compile {
+            file,
+            emit,
+            output,
+            target,
+            batch,
+        } => {
             let (c, _) = load(&file)?;
+            if let Target::Cuda = target {
+                return compile_cuda(&c, batch, output.as_deref());
+            }
             let g = &c.module.graph;
             let text = match emit {
                 Emit::Table => ir::table::render(g),
@@ -244,4 +266,38 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             })
         }
     }
+}
+
+/// `netc compile --target cuda`: the training step as CUDA C, its launch
+/// list, and PTX when NVRTC can be loaded.
+fn compile_cuda(c: &Compiled, batch: Option<u64>, dir: Option<&Path>) -> Result<ExitCode, String> {
+    use netc::backend::cuda;
+    let dir = dir.ok_or("error: `--target cuda` needs `-o DIR` (the output directory)")?;
+    let batch = batch.unwrap_or(c.module.train.batch) as usize;
+    let mut g = c.module.graph.clone();
+    netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd)
+        .map_err(|e| format!("error: {e}"))?;
+    let prog = cuda::generate(&g, batch).map_err(|e| format!("error: {e}"))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("error: cannot create `{}`: {e}", dir.display()))?;
+    write_atomic(&dir.join("netc.cu"), prog.source.as_bytes())?;
+    write_atomic(
+        &dir.join("launch.txt"),
+        cuda::manifest::render(&prog).as_bytes(),
+    )?;
+    match cuda::nvrtc::compile(&prog.source, "sm_80") {
+        Ok(ptx) => write_atomic(&dir.join("netc.ptx"), ptx.as_bytes())?,
+        Err(cuda::nvrtc::NvrtcError::Unavailable) => {
+            eprintln!("note: NVRTC is not available, so no netc.ptx was written")
+        }
+        Err(e) => return Err(format!("error: {e}")),
+    }
+    eprintln!(
+        "{}: {} kernels, {} steps, batch {batch} -> {}",
+        prog.network,
+        prog.kernels.len(),
+        prog.steps.len(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -87,7 +87,7 @@ fn build(tag: &str, source: &str, kernels: &[KernelDecl]) -> Emu {
     let shim = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cuda_shim");
     let out = Command::new("g++")
         .args([
-            "-std=c++20",
+            "-std=c++17",
             "-O2",
             "-fPIC",
             "-shared",

@@ -1,16 +1,17 @@
 // Lets generated CUDA C compile as C++ with g++ and run on the CPU, for the
-// emulation tests (tests/cuda_emulate.rs). Blocks run one after another.
-// Kernels without __syncthreads run their threads sequentially on the
-// calling thread; kernels with it run one std::thread per thread of the
-// block, with a std::barrier as __syncthreads and `static` locals as
+// emulation tests (tests/cuda_emulate.rs). Blocks run one after another on
+// the calling thread. Kernels without __syncthreads run their threads
+// sequentially; kernels with it run each thread of the block as a fiber
+// (ucontext) scheduled round-robin, so __syncthreads is a barrier: a fiber
+// that reaches it yields and is resumed only after every other thread of
+// the block has reached it (or finished). `static` locals serve as
 // __shared__ storage (safe because blocks never overlap in time).
 #pragma once
-#include <barrier>
 #include <cmath>
 #include <cstring>
 #include <math.h>
 #include <mutex>
-#include <thread>
+#include <ucontext.h>
 #include <vector>
 
 #define __global__
@@ -23,10 +24,25 @@ struct netc_dim3 {
   unsigned int x = 1, y = 1, z = 1;
 };
 inline thread_local netc_dim3 blockIdx, threadIdx, blockDim, gridDim;
-inline thread_local std::barrier<>* netc_block_barrier = nullptr;
+struct netc_fibers {
+  std::vector<ucontext_t> ctx;
+  std::vector<std::vector<char>> stacks;
+  std::vector<char> done;
+  ucontext_t main;
+  unsigned int cur = 0;
+  void (*body)(void*) = nullptr;
+  void* env = nullptr;
+};
+inline thread_local netc_fibers* netc_sched = nullptr;
 
 inline void __syncthreads() {
-  if (netc_block_barrier) netc_block_barrier->arrive_and_wait();
+  if (netc_sched) swapcontext(&netc_sched->ctx[netc_sched->cur], &netc_sched->main);
+}
+
+inline void netc_fiber_entry() {
+  netc_fibers* s = netc_sched;
+  s->body(s->env);
+  s->done[s->cur] = 1;  // returns to s->main through uc_link
 }
 
 inline float atomicAdd(float* p, float v) {
@@ -51,24 +67,38 @@ void netc_run(unsigned int grid, unsigned int block, bool sync, F f) {
     }
     return;
   }
-  std::barrier<> bar(block);
-  std::vector<std::thread> threads;
-  threads.reserve(block);
-  for (unsigned int t = 0; t < block; ++t) {
-    threads.emplace_back([&, t] {
-      netc_block_barrier = &bar;
-      blockDim.x = block;
-      gridDim.x = grid;
-      threadIdx.x = t;
-      for (unsigned int b = 0; b < grid; ++b) {
-        blockIdx.x = b;
-        f();
-        bar.arrive_and_wait();
+  static thread_local netc_fibers fib;
+  fib.ctx.resize(block);
+  fib.stacks.resize(block);
+  fib.done.assign(block, 0);
+  fib.body = [](void* e) { (*static_cast<F*>(e))(); };
+  fib.env = &f;
+  blockDim.x = block;
+  gridDim.x = grid;
+  netc_sched = &fib;
+  for (unsigned int b = 0; b < grid; ++b) {
+    blockIdx.x = b;
+    for (unsigned int t = 0; t < block; ++t) {
+      fib.stacks[t].resize(1 << 16);
+      fib.done[t] = 0;
+      getcontext(&fib.ctx[t]);
+      fib.ctx[t].uc_stack.ss_sp = fib.stacks[t].data();
+      fib.ctx[t].uc_stack.ss_size = fib.stacks[t].size();
+      fib.ctx[t].uc_link = &fib.main;
+      makecontext(&fib.ctx[t], netc_fiber_entry, 0);
+    }
+    for (bool live = true; live;) {
+      live = false;
+      for (unsigned int t = 0; t < block; ++t) {
+        if (fib.done[t]) continue;
+        fib.cur = t;
+        threadIdx.x = t;
+        swapcontext(&fib.main, &fib.ctx[t]);
+        live = live || !fib.done[t];
       }
-      netc_block_barrier = nullptr;
-    });
+    }
   }
-  for (auto& th : threads) th.join();
+  netc_sched = nullptr;
 }
 
 // cublasSgemm on the host: column-major, C = alpha*op(A)*op(B) + beta*C,

@@ -80,6 +80,21 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         steps: u64,
     },
+    /// On a machine with a GPU: one training step on the GPU against the CPU
+    /// executor, then GPU training throughput on synthetic data.
+    #[command(hide = true)]
+    CudaCheck {
+        /// The .net file.
+        file: PathBuf,
+        #[arg(long, default_value_t = 32)]
+        batch: u64,
+        /// Timed steps (0: parity only).
+        #[arg(long, default_value_t = 0)]
+        steps: u64,
+        /// The NVRTC target architecture.
+        #[arg(long, default_value = "sm_80")]
+        arch: String,
+    },
     /// Rewrite a file in canonical form.
     Fmt {
         /// The .net files.
@@ -229,6 +244,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::CudaCheck {
+            file,
+            batch,
+            steps,
+            arch,
+        } => cuda_check(&file, batch as usize, steps, &arch),
         Cmd::Check { file } => {
             let (c, _) = load(&file)?;
             eprintln!(
@@ -300,4 +321,47 @@ fn compile_cuda(c: &Compiled, batch: Option<u64>, dir: Option<&Path>) -> Result<
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `netc cuda-check`: GPU-vs-CPU parity of one step, then throughput.
+fn cuda_check(file: &Path, batch: usize, steps: u64, arch: &str) -> Result<ExitCode, String> {
+    use netc::backend::cuda::check;
+    let (c, _) = load(file)?;
+    let mut g = c.module.graph.clone();
+    netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd)
+        .map_err(|e| format!("error: {e}"))?;
+    let arch: &'static str = match arch {
+        "sm_80" => "sm_80",
+        "sm_90" => "sm_90",
+        "sm_100" => "sm_100",
+        other => return Err(format!("error: unsupported `--arch {other}`")),
+    };
+    let mut exec = check::load(&g, batch, arch).map_err(|e| format!("error: {e}"))?;
+    let mut ok = true;
+    if steps == 0 {
+        let (gpu, cpu, errs) =
+            check::step_parity(&g, &mut exec, 7).map_err(|e| format!("error: {e}"))?;
+        println!("{}: loss gpu {gpu:.6} cpu {cpu:.6}", c.module.graph.name);
+        for p in errs.iter().take(12) {
+            println!("  {:>10.3e}  {}", p.rel_err, p.name);
+        }
+        let worst = errs.first().map_or(0.0, |p| p.rel_err);
+        ok = worst <= 1e-3 && (gpu - cpu).abs() <= 1e-4 * cpu.abs().max(1.0);
+        println!(
+            "parity: {} buffers, worst {worst:.3e}: {}",
+            errs.len(),
+            if ok { "PASS" } else { "FAIL" }
+        );
+    } else {
+        let r = check::throughput(&mut exec, steps).map_err(|e| format!("error: {e}"))?;
+        println!(
+            "netc-cuda {} batch {batch}: {r:.1} images/s",
+            c.module.graph.name
+        );
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

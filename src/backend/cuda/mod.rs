@@ -5,12 +5,14 @@
 //! (dynamically, at run time); [`manifest`] renders the launch list as text.
 
 pub mod buffers;
+pub mod check;
 pub mod codegen;
 pub mod kernels;
 pub mod manifest;
 pub mod nvrtc;
 pub mod program;
 pub mod render;
+pub mod runtime;
 
 pub use codegen::{CodegenError, generate};
 pub use program::CudaProgram;

@@ -353,7 +353,7 @@ fn cuda_check(file: &Path, batch: usize, steps: u64, arch: &str) -> Result<ExitC
             if ok { "PASS" } else { "FAIL" }
         );
     } else {
-        let r = check::throughput(&mut exec, steps).map_err(|e| format!("error: {e}"))?;
+        let r = check::throughput(&g, &mut exec, steps).map_err(|e| format!("error: {e}"))?;
         println!(
             "netc-cuda {} batch {batch}: {r:.1} images/s",
             c.module.graph.name

@@ -96,9 +96,37 @@ pub fn step_parity(
     Ok((loss, stats.loss, out))
 }
 
-/// Times `steps` training steps (after two warm-up steps); images/s.
-pub fn throughput(exec: &mut CudaExec, steps: u64) -> Result<f64, String> {
+/// Times `steps` training steps (after two warm-up steps) on synthetic
+/// data, parameters initialised as the `.net` file says; images/s.
+pub fn throughput(g: &Graph, exec: &mut CudaExec, steps: u64) -> Result<f64, String> {
     let err = |e: RuntimeError| e.to_string();
+    let prog = exec.program().clone();
+    for n in g.node_ids() {
+        let node = g.node(n);
+        if let (crate::ir::Op::Param { init, .. }, Some(b)) =
+            (&node.op, prog.buffer(&node_key(g, n)))
+        {
+            let mut v = vec![0f32; prog.buffers[b].elems];
+            if prog.buffers[b].kind == BufKind::Param {
+                crate::backend::cpu::exec::init_param(
+                    init,
+                    &node.name,
+                    node.device,
+                    node.ty.dims(),
+                    0,
+                    &mut v,
+                );
+            }
+            exec.upload(b, &v).map_err(err)?;
+        }
+    }
+    let batch = prog.batch;
+    let per = prog.buffers[prog.image].elems / batch;
+    let classes = (prog.buffers[prog.logits].elems / batch) as u64;
+    let (images, labels) = synthetic(batch, per, classes, 0);
+    exec.upload(prog.image, &images).map_err(err)?;
+    let bits: Vec<f32> = labels.iter().map(|l| f32::from_bits(*l)).collect();
+    exec.upload(prog.labels, &bits).map_err(err)?;
     for s in 0..2 {
         exec.step(rng::mix64(s), 0.01).map_err(err)?;
     }

@@ -514,12 +514,42 @@ fn training_step_matches_cpu_exec() {
         return;
     }
     let src = std::fs::read_to_string("networks/alexnet-fmnist.net").unwrap();
-    let c = frontend::compile(&src).unwrap_or_else(|_| panic!("compiles"));
+    step_matches("alexnet-fmnist", &src);
+}
+
+/// The same network with strided first and second convolutions (as
+/// AlexNet's stride 4), so im2col and col2im see a stride above 1.
+#[test]
+fn strided_training_step_matches_cpu_exec() {
+    if !have_gxx() {
+        eprintln!("skipped: no g++ to compile the emulated CUDA");
+        return;
+    }
+    let src = std::fs::read_to_string("networks/alexnet-fmnist.net")
+        .unwrap()
+        .replace(
+            "conv(image, filters: 32, size: 5, pad: 2)",
+            "conv(image, filters: 32, size: 5, stride: 2, pad: 2)",
+        )
+        .replace(
+            "conv(conv1, filters: 64, size: 3, pad: 1)",
+            "conv(conv1, filters: 64, size: 3, stride: 2, pad: 1)",
+        )
+        .replace(
+            "conv(conv4, filters: 64, size: 3, pad: 1) -> relu -> pool",
+            "conv(conv4, filters: 64, size: 3, pad: 1) -> relu",
+        );
+    assert!(src.contains("stride: 2, pad: 2") && src.contains("stride: 2, pad: 1"));
+    step_matches("strided", &src);
+}
+
+fn step_matches(tag: &str, src: &str) {
+    let c = frontend::compile(src).unwrap_or_else(|d| panic!("{tag}: {:?}", d.message));
     let mut g = c.module.graph.clone();
     autodiff(&mut g, &c.module.train.sgd).unwrap();
     let batch = 4;
     let p = cuda::generate(&g, batch).unwrap();
-    let emu = build("alexnet-fmnist", &p.source, &p.kernels);
+    let emu = build(tag, &p.source, &p.kernels);
 
     let (seed, step, lr) = (7u64, 3u64, 0.01f64);
     let mut cpu = CpuExec::new(g.clone(), seed).unwrap();
@@ -570,7 +600,7 @@ fn training_step_matches_cpu_exec() {
     }
     assert!(compared > 150, "only {compared} buffers compared");
     eprintln!(
-        "emulated step: loss {loss} (CPU {}), {compared} buffers, worst {:e} at {}",
+        "{tag}: emulated step: loss {loss} (CPU {}), {compared} buffers, worst {:e} at {}",
         stats.loss, worst.0, worst.1
     );
 }

@@ -31,10 +31,15 @@ enum Cmd {
         /// training step's memory plan.
         #[arg(long, value_enum, default_value_t = Emit::Table)]
         emit: Emit,
-        /// Write the output here instead of standard output.
+        /// Write the output here instead of standard output (with `--target
+        /// cuda`: the directory that receives netc.cu, launch.txt, netc.ptx).
         #[arg(short, long)]
         output: Option<PathBuf>,
-        /// Batch size for `--emit memplan` (default: the file's `train.batch`).
+        /// `cpu`: check and print; `cuda`: generate the training step's CUDA code.
+        #[arg(long, value_enum, default_value_t = Target::Cpu)]
+        target: Target,
+        /// Batch size for `--emit memplan` and for code generated with
+        /// `--target cuda` (default: the file's `train.batch`).
         #[arg(long)]
         batch: Option<u64>,
         /// Where `--emit memplan` writes its picture (default: `memplan.svg` beside the output).
@@ -140,6 +145,21 @@ enum Cmd {
         /// The YAML spec.
         spec: PathBuf,
     },
+    /// On a machine with a GPU: one training step on the GPU against the CPU
+    /// executor, then GPU training throughput on synthetic data.
+    #[command(hide = true)]
+    CudaCheck {
+        /// The .net file.
+        file: PathBuf,
+        #[arg(long, default_value_t = 32)]
+        batch: u64,
+        /// Timed steps (0: parity only).
+        #[arg(long, default_value_t = 0)]
+        steps: u64,
+        /// The NVRTC target architecture.
+        #[arg(long, default_value = "sm_80")]
+        arch: String,
+    },
     /// Rewrite a file in canonical form.
     Fmt {
         /// The .net files.
@@ -156,6 +176,12 @@ enum Cmd {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Backend {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Target {
     Cpu,
     Cuda,
 }
@@ -241,10 +267,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             file,
             emit,
             output,
+            target,
             batch,
             picture,
         } => {
             let (c, _) = load(&file)?;
+            if let Target::Cuda = target {
+                return compile_cuda(&c, batch, output.as_deref());
+            }
             let g = &c.module.graph;
             let text = match emit {
                 Emit::Memplan => {
@@ -422,6 +452,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             netc::train::sweep::run(&spec).map_err(|e| format!("error: {e}"))?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::CudaCheck {
+            file,
+            batch,
+            steps,
+            arch,
+        } => cuda_check(&file, batch as usize, steps, &arch),
         Cmd::Check { file } => {
             let (c, _) = load(&file)?;
             eprintln!(
@@ -459,4 +495,81 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             })
         }
     }
+}
+
+/// `netc compile --target cuda`: the training step as CUDA C, its launch
+/// list, and PTX when NVRTC can be loaded.
+fn compile_cuda(c: &Compiled, batch: Option<u64>, dir: Option<&Path>) -> Result<ExitCode, String> {
+    use netc::backend::cuda;
+    let dir = dir.ok_or("error: `--target cuda` needs `-o DIR` (the output directory)")?;
+    let batch = batch.unwrap_or(c.module.train.batch) as usize;
+    let mut g = c.module.graph.clone();
+    netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd)
+        .map_err(|e| format!("error: {e}"))?;
+    let prog = cuda::generate(&g, batch).map_err(|e| format!("error: {e}"))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("error: cannot create `{}`: {e}", dir.display()))?;
+    write_atomic(&dir.join("netc.cu"), prog.source.as_bytes())?;
+    write_atomic(
+        &dir.join("launch.txt"),
+        cuda::manifest::render(&prog).as_bytes(),
+    )?;
+    match cuda::nvrtc::compile(&prog.source, "sm_80") {
+        Ok(ptx) => write_atomic(&dir.join("netc.ptx"), ptx.as_bytes())?,
+        Err(cuda::nvrtc::NvrtcError::Unavailable) => {
+            eprintln!("note: NVRTC is not available, so no netc.ptx was written")
+        }
+        Err(e) => return Err(format!("error: {e}")),
+    }
+    eprintln!(
+        "{}: {} kernels, {} steps, batch {batch} -> {}",
+        prog.network,
+        prog.kernels.len(),
+        prog.steps.len(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `netc cuda-check`: GPU-vs-CPU parity of one step, then throughput.
+fn cuda_check(file: &Path, batch: usize, steps: u64, arch: &str) -> Result<ExitCode, String> {
+    use netc::backend::cuda::check;
+    let (c, _) = load(file)?;
+    let mut g = c.module.graph.clone();
+    netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd)
+        .map_err(|e| format!("error: {e}"))?;
+    let arch: &'static str = match arch {
+        "sm_80" => "sm_80",
+        "sm_90" => "sm_90",
+        "sm_100" => "sm_100",
+        other => return Err(format!("error: unsupported `--arch {other}`")),
+    };
+    let mut exec = check::load(&g, batch, arch).map_err(|e| format!("error: {e}"))?;
+    let mut ok = true;
+    if steps == 0 {
+        let (gpu, cpu, errs) =
+            check::step_parity(&g, &mut exec, 7).map_err(|e| format!("error: {e}"))?;
+        println!("{}: loss gpu {gpu:.6} cpu {cpu:.6}", c.module.graph.name);
+        for p in errs.iter().take(12) {
+            println!("  {:>10.3e}  {}", p.rel_err, p.name);
+        }
+        let worst = errs.first().map_or(0.0, |p| p.rel_err);
+        ok = worst <= 1e-3 && (gpu - cpu).abs() <= 1e-4 * cpu.abs().max(1.0);
+        println!(
+            "parity: {} buffers, worst {worst:.3e}: {}",
+            errs.len(),
+            if ok { "PASS" } else { "FAIL" }
+        );
+    } else {
+        let r = check::throughput(&g, &mut exec, steps).map_err(|e| format!("error: {e}"))?;
+        println!(
+            "netc-cuda {} batch {batch}: {r:.1} images/s",
+            c.module.graph.name
+        );
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -1,2 +1,3 @@
 //! Backends that execute the IR.
 pub mod cpu;
+pub mod cuda;

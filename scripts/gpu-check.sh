@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# GPU checks for netc's CUDA backend, for a machine with an NVIDIA GPU,
+# CUDA 13 and PyTorch in `python3`, and no package registry. The release
+# binary target/release/netc is expected prebuilt (cargo build --release).
+#
+#   scripts/gpu-check.sh [STEPS]      (default 300 timed steps)
+#
+# 1. GPU-vs-CPU parity of one training step of alexnet-fmnist.net (batch 32)
+#    and alexnet.net (batch 8): every node's buffer (the output of each
+#    generated kernel or GEMM step, gradients and updated weights included),
+#    worst first, PASS/FAIL.
+# 2. Training throughput of alexnet.net (batch 128) and alexnet-fmnist.net
+#    (batch 128): netc on the GPU, PyTorch eager and torch.compile on the
+#    same GPU (bench/torch_peer.py defines the PyTorch networks).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+STEPS="${1:-300}"
+NETC=target/release/netc
+[ -x "$NETC" ] || { echo "error: $NETC is missing (build it with cargo build --release)"; exit 2; }
+
+# NVRTC and cuBLAS: the CUDA toolkit's lib64, or the nvidia-* wheels PyTorch ships.
+LIBS=""
+for d in /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 /usr/local/cuda/targets/*/lib \
+  $(python3 - <<'PY' 2>/dev/null
+import os
+try:
+    import nvidia
+    for p in nvidia.__path__:
+        for root, dirs, files in os.walk(p):
+            if any(f.startswith(("libnvrtc.so", "libcublas.so")) for f in files):
+                print(root)
+except Exception:
+    pass
+PY
+); do
+  [ -d "$d" ] && LIBS="$LIBS:$d"
+done
+export LD_LIBRARY_PATH="${LIBS#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+CAP=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+ARCH=sm_${CAP:-80}
+case "$ARCH" in sm_80|sm_90|sm_100) ;; *) ARCH=sm_80 ;; esac
+echo "== device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1) arch $ARCH"
+
+status=0
+echo "== parity: one training step, GPU vs CPU executor (per node buffer, relative to the buffer's scale)"
+timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 32 --arch "$ARCH" || status=1
+timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 8 --arch "$ARCH" || status=1
+
+echo "== throughput: $STEPS training steps, synthetic data"
+timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" || status=1
+timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 128 --steps "$STEPS" --arch "$ARCH" || status=1
+
+timeout 420 python3 - "$STEPS" <<'PY' || status=1
+import sys, time
+sys.path.insert(0, "bench")
+import torch
+import torch.nn.functional as F
+from torch_peer import build
+
+steps = int(sys.argv[1])
+dev = "cuda"
+print(f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}")
+for which, batch in (("alexnet", 128), ("fmnist", 128)):
+    for mode in ("eager", "compile"):
+        torch.manual_seed(0)
+        net, shape, classes = build(which)
+        net = net.to(dev).train()
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0005)
+        x = torch.randn(batch, *shape, device=dev)
+        y = torch.randint(0, classes, (batch,), device=dev)
+
+        def step(model):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+
+        model = torch.compile(net) if mode == "compile" else net
+        for _ in range(3):
+            step(model)
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(steps):
+            step(model)
+        torch.cuda.synchronize()
+        dt = time.perf_counter() - t
+        print(f"torch-{mode} {which} batch {batch}: {batch * steps / dt:.1f} images/s")
+PY
+
+echo "== not yet implemented: netc train --backend cuda (training loop, data and checkpoints on the GPU);"
+echo "   fused bias+ReLU epilogues; a memory plan (every node has its own buffer)."
+exit $status

@@ -1,0 +1,141 @@
+//! GPU checks for a machine with a device: one training step on the GPU
+//! against the CPU executor (same seed, parameters, data and dropout
+//! masks; every node's buffer compared), and training-step throughput.
+//! Used by `netc cuda-check` and `scripts/gpu-check.sh`.
+
+use std::time::Instant;
+
+use super::buffers::node_key;
+use super::program::{BufKind, DType};
+use super::runtime::{CudaExec, RuntimeError};
+use crate::backend::cpu::exec::CpuExec;
+use crate::ir::Graph;
+use crate::rng;
+
+/// Builds the program for `g` at `batch`, compiles it with NVRTC for the
+/// device and loads it.
+pub fn load(g: &Graph, batch: usize, arch: &'static str) -> Result<CudaExec, String> {
+    let prog = super::generate(g, batch).map_err(|e| e.to_string())?;
+    let ptx = super::nvrtc::compile(&prog.source, arch).map_err(|e| e.to_string())?;
+    CudaExec::new(prog, ptx).map_err(|e| e.to_string())
+}
+
+/// Synthetic data: images in [-1, 1), labels below `classes`.
+pub fn synthetic(batch: usize, per: usize, classes: u64, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    let images = (0..batch * per)
+        .map(|i| (rng::uniform(seed, 1, i as u64) * 2.0 - 1.0) as f32)
+        .collect();
+    let labels = (0..batch as u64)
+        .map(|i| (rng::bits(seed, 2, i) % classes.max(1)) as u32)
+        .collect();
+    (images, labels)
+}
+
+/// One buffer's comparison.
+pub struct Parity {
+    pub name: String,
+    /// Largest difference relative to the largest CPU magnitude.
+    pub rel_err: f64,
+}
+
+/// Runs one step on both backends and compares every node's buffer.
+/// Returns (GPU loss, CPU loss, per-buffer errors, worst first).
+pub fn step_parity(
+    g: &Graph,
+    exec: &mut CudaExec,
+    seed: u64,
+) -> Result<(f64, f64, Vec<Parity>), String> {
+    let err = |e: RuntimeError| e.to_string();
+    let mut cpu = CpuExec::new(g.clone(), seed).map_err(|e| e.to_string())?;
+    let prog = exec.program().clone();
+    for n in g.node_ids() {
+        if g.node(n).op.is_param()
+            && let Some(b) = prog.buffer(&node_key(g, n))
+        {
+            exec.upload(b, cpu.value(n)).map_err(err)?;
+        }
+    }
+    let batch = prog.batch;
+    let per = prog.buffers[prog.image].elems / batch;
+    let classes = (prog.buffers[prog.logits].elems / batch) as u64;
+    let (images, labels) = synthetic(batch, per, classes, seed);
+    exec.upload(prog.image, &images).map_err(err)?;
+    let bits: Vec<f32> = labels.iter().map(|l| f32::from_bits(*l)).collect();
+    exec.upload(prog.labels, &bits).map_err(err)?;
+    let (step, lr) = (1u64, 0.01);
+    let stats = cpu
+        .train_step(&images, &labels, lr, step)
+        .map_err(|e| e.to_string())?;
+    exec.step(seed ^ rng::mix64(step), lr).map_err(err)?;
+    exec.synchronize().map_err(err)?;
+    let loss = exec.download(prog.loss).map_err(err)?[0] as f64;
+    let mut out = Vec::new();
+    for n in g.node_ids() {
+        let key = node_key(g, n);
+        let Some(b) = prog.buffer(&key) else { continue };
+        let d = &prog.buffers[b];
+        if d.dtype != DType::F32 || d.kind == BufKind::Image {
+            continue;
+        }
+        let got = exec.download(b).map_err(err)?;
+        let want = cpu.value(n);
+        let scale = want.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+        let e = got.iter().zip(want).fold(0f64, |m, (a, w)| {
+            m.max(if a.is_finite() {
+                (*a as f64 - *w as f64).abs()
+            } else {
+                f64::INFINITY
+            })
+        });
+        out.push(Parity {
+            name: key,
+            rel_err: if scale == 0.0 { e } else { e / scale },
+        });
+    }
+    out.sort_by(|a, b| b.rel_err.total_cmp(&a.rel_err));
+    Ok((loss, stats.loss, out))
+}
+
+/// Times `steps` training steps (after two warm-up steps) on synthetic
+/// data, parameters initialised as the `.net` file says; images/s.
+pub fn throughput(g: &Graph, exec: &mut CudaExec, steps: u64) -> Result<f64, String> {
+    let err = |e: RuntimeError| e.to_string();
+    let prog = exec.program().clone();
+    for n in g.node_ids() {
+        let node = g.node(n);
+        if let (crate::ir::Op::Param { init, .. }, Some(b)) =
+            (&node.op, prog.buffer(&node_key(g, n)))
+        {
+            let mut v = vec![0f32; prog.buffers[b].elems];
+            if prog.buffers[b].kind == BufKind::Param {
+                crate::backend::cpu::exec::init_param(
+                    init,
+                    &node.name,
+                    node.device,
+                    node.ty.dims(),
+                    0,
+                    &mut v,
+                );
+            }
+            exec.upload(b, &v).map_err(err)?;
+        }
+    }
+    let batch = prog.batch;
+    let per = prog.buffers[prog.image].elems / batch;
+    let classes = (prog.buffers[prog.logits].elems / batch) as u64;
+    let (images, labels) = synthetic(batch, per, classes, 0);
+    exec.upload(prog.image, &images).map_err(err)?;
+    let bits: Vec<f32> = labels.iter().map(|l| f32::from_bits(*l)).collect();
+    exec.upload(prog.labels, &bits).map_err(err)?;
+    for s in 0..2 {
+        exec.step(rng::mix64(s), 0.01).map_err(err)?;
+    }
+    exec.synchronize().map_err(err)?;
+    let t = Instant::now();
+    for s in 0..steps {
+        exec.step(rng::mix64(s + 2), 0.01).map_err(err)?;
+    }
+    exec.synchronize().map_err(err)?;
+    let dt = t.elapsed().as_secs_f64();
+    Ok(exec.program().batch as f64 * steps as f64 / dt)
+}

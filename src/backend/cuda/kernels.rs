@@ -1,0 +1,462 @@
+//! The table from kernel to C snippet. Each [`Kernel`] carries the sizes
+//! and hyperparameters it bakes in; [`spec`] is the one place that says
+//! what it computes, mirroring `backend::cpu::kernels` operation for
+//! operation (same accumulation order where the CPU has one, so results
+//! agree to rounding).
+
+use super::program::ParamTy::{self, *};
+use super::render::{BLOCK, Shape, Spec, f32_lit, f64_lit, ll, u64_lit};
+
+/// A kernel with everything it bakes in. Sizes count elements of the whole
+/// batch unless noted; `p` is positions per channel (`h·w`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kernel {
+    Relu {
+        total: usize,
+    },
+    ReluGrad {
+        total: usize,
+    },
+    /// Paper LRN over the `c` channels of one tower.
+    LrnFwd {
+        n: usize,
+        c: usize,
+        p: usize,
+        size: usize,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+    },
+    LrnBwd {
+        n: usize,
+        c: usize,
+        p: usize,
+        size: usize,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+    },
+    MaxPoolFwd {
+        planes: usize,
+        h: usize,
+        w: usize,
+        size: usize,
+        stride: usize,
+    },
+    /// Gathers, for each input, the `dy` of the windows whose argmax it is.
+    MaxPoolBwd {
+        planes: usize,
+        h: usize,
+        w: usize,
+        size: usize,
+        stride: usize,
+    },
+    /// Inverted dropout; `stream` is `rng::stream_of(forward node name)`.
+    Dropout {
+        total: usize,
+        rate: f64,
+        stream: u64,
+    },
+    /// Channel concatenation of parts with `parts[i]` channels each.
+    Concat {
+        n: usize,
+        p: usize,
+        parts: Vec<usize>,
+    },
+    Slice {
+        n: usize,
+        p: usize,
+        c: usize,
+        start: usize,
+        len: usize,
+    },
+    Add {
+        total: usize,
+        inputs: usize,
+    },
+    SoftmaxXentFwd {
+        n: usize,
+        classes: usize,
+    },
+    SoftmaxXentBwd {
+        n: usize,
+        classes: usize,
+    },
+    /// `y[n][f][p] = tmp[f][n][p] + bias[f]`: the GEMM epilogue.
+    BiasEpilogue {
+        n: usize,
+        f: usize,
+        p: usize,
+    },
+    /// `t[f][n][p] = dy[n][f][p]`.
+    ToChannelMajor {
+        n: usize,
+        f: usize,
+        p: usize,
+    },
+    /// `db[f] = Σ_{n,p} dy[n][f][p]`, one block per `f`.
+    BiasGrad {
+        n: usize,
+        f: usize,
+        p: usize,
+    },
+    /// `col[(c·k+ki)·k+kj][n·oh·ow + oy·ow + ox]`.
+    Im2col {
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        oh: usize,
+        ow: usize,
+    },
+    /// Adjoint of `Im2col` (a gather, so no atomics).
+    Col2im {
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        oh: usize,
+        ow: usize,
+    },
+    /// The paper's SGD step, in place.
+    Sgd {
+        total: usize,
+        momentum: f64,
+        weight_decay: f64,
+    },
+}
+
+fn ew(
+    stem: &'static str,
+    total: usize,
+    params: Vec<(ParamTy, &'static str)>,
+    body: Vec<String>,
+) -> Spec {
+    Spec {
+        stem,
+        params,
+        body,
+        shape: Shape::Elementwise { total },
+        sync: false,
+    }
+}
+
+/// `s^(-beta)` into `dst`, with the CPU's sqrt-only path for `beta = 0.75`.
+fn inv_pow(dst: &str, s: &str, beta: f64) -> String {
+    if beta == 0.75 {
+        format!("float {dst}; {{ const float r = sqrtf({s}); {dst} = 1.0f / (r * sqrtf(r)); }}")
+    } else {
+        format!("const float {dst} = powf({s}, {});", f32_lit(-beta))
+    }
+}
+
+fn lrn_window(c: usize, p: usize, size: usize) -> Vec<String> {
+    let half = size / 2;
+    vec![
+        format!("const long long c = (i / {}) % {};", ll(p), ll(c)),
+        format!("const long long base = i - c * {};", ll(p)),
+        format!("const long long lo = c < {half} ? 0 : c - {half};"),
+        format!(
+            "const long long hi = c + {half} > {} ? {} : c + {half};",
+            c - 1,
+            c - 1
+        ),
+    ]
+}
+
+/// The table: what each kernel computes, as CUDA C.
+pub fn spec(k: &Kernel) -> Spec {
+    match k {
+        Kernel::Relu { total } => ew(
+            "relu",
+            *total,
+            vec![(InF32, "x"), (OutF32, "y")],
+            vec!["const float v = x[i];".into(), "y[i] = v > 0.0f ? v : 0.0f;".into()],
+        ),
+        Kernel::ReluGrad { total } => ew(
+            "relu_grad",
+            *total,
+            vec![(InF32, "y"), (InF32, "dy"), (OutF32, "dx")],
+            vec!["dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;".into()],
+        ),
+        Kernel::LrnFwd { n, c, p, size, alpha, beta, k } => {
+            let mut b = lrn_window(*c, *p, *size);
+            b.extend([
+                "float s = 0.0f;".into(),
+                format!("for (long long j = lo; j <= hi; ++j) {{ const float a = x[base + j * {}]; s += a * a; }}", ll(*p)),
+                format!("s = {} + {} * s;", f32_lit(*k), f32_lit(*alpha)),
+                inv_pow("inv", "s", *beta),
+                "scale[i] = s;".into(),
+                "y[i] = x[i] * inv;".into(),
+            ]);
+            ew("lrn_fwd", n * c * p, vec![(InF32, "x"), (OutF32, "y"), (OutF32, "scale")], b)
+        }
+        Kernel::LrnBwd { n, c, p, size, alpha, beta, k: _ } => {
+            let mut b = lrn_window(*c, *p, *size);
+            b.extend([
+                "float acc = 0.0f;".into(),
+                format!(
+                    "for (long long j = lo; j <= hi; ++j) {{ const long long q = base + j * {}; acc += dy[q] * y[q] / scale[q]; }}",
+                    ll(*p)
+                ),
+                inv_pow("inv", "scale[i]", *beta),
+                format!("dx[i] = dy[i] * inv + {} * x[i] * acc;", f32_lit(-2.0 * alpha * beta)),
+            ]);
+            ew(
+                "lrn_bwd",
+                n * c * p,
+                vec![(InF32, "x"), (InF32, "y"), (InF32, "scale"), (InF32, "dy"), (OutF32, "dx")],
+                b,
+            )
+        }
+        Kernel::MaxPoolFwd { planes, h, w, size, stride } => {
+            let (oh, ow) = ((h - size) / stride + 1, (w - size) / stride + 1);
+            ew(
+                "maxpool_fwd",
+                planes * oh * ow,
+                vec![(InF32, "x"), (OutF32, "y"), (OutU32, "argmax")],
+                vec![
+                    format!("const long long o = i % {};", ll(oh * ow)),
+                    format!("const float* xp = x + (i / {}) * {};", ll(oh * ow), ll(h * w)),
+                    format!("const long long iy0 = (o / {ow}) * {stride}, ix0 = (o % {ow}) * {stride};"),
+                    format!("long long bi = iy0 * {w} + ix0;"),
+                    "float best = xp[bi];".into(),
+                    format!("for (long long dy = 0; dy < {size}; ++dy) {{"),
+                    format!("  for (long long dx = 0; dx < {size}; ++dx) {{"),
+                    format!("    const long long q = (iy0 + dy) * {w} + ix0 + dx;"),
+                    "    if (xp[q] > best) { best = xp[q]; bi = q; }".into(),
+                    "  }".into(),
+                    "}".into(),
+                    "y[i] = best;".into(),
+                    "argmax[i] = (unsigned int)bi;".into(),
+                ],
+            )
+        }
+        Kernel::MaxPoolBwd { planes, h, w, size, stride } => {
+            let (oh, ow) = ((h - size) / stride + 1, (w - size) / stride + 1);
+            ew(
+                "maxpool_bwd",
+                planes * h * w,
+                vec![(InF32, "dy"), (InU32, "argmax"), (OutF32, "dx")],
+                vec![
+                    format!("const long long pos = i % {};", ll(h * w)),
+                    format!("const long long off = (i / {}) * {};", ll(h * w), ll(oh * ow)),
+                    format!("const long long iy = pos / {w}, ix = pos % {w};"),
+                    format!("const long long oy0 = iy < {size} ? 0 : (iy - {size} + {stride}) / {stride};"),
+                    format!("const long long ox0 = ix < {size} ? 0 : (ix - {size} + {stride}) / {stride};"),
+                    format!("const long long oy1 = iy / {stride} < {} ? iy / {stride} : {};", oh - 1, oh - 1),
+                    format!("const long long ox1 = ix / {stride} < {} ? ix / {stride} : {};", ow - 1, ow - 1),
+                    "float acc = 0.0f;".into(),
+                    "for (long long oy = oy0; oy <= oy1; ++oy) {".into(),
+                    "  for (long long ox = ox0; ox <= ox1; ++ox) {".into(),
+                    format!("    const long long q = off + oy * {ow} + ox;"),
+                    "    if ((long long)argmax[q] == pos) acc += dy[q];".into(),
+                    "  }".into(),
+                    "}".into(),
+                    "dx[i] = acc;".into(),
+                ],
+            )
+        }
+        Kernel::Dropout { total, rate, stream } => {
+            let body = if *rate == 0.0 {
+                vec!["y[i] = x[i];".to_string()]
+            } else {
+                vec![
+                    format!(
+                        "const bool keep = netc_uniform(seed, {}, (unsigned long long)i) >= {};",
+                        u64_lit(*stream),
+                        f64_lit(*rate)
+                    ),
+                    format!("y[i] = keep ? x[i] * {} : 0.0f;", f32_lit(1.0 / (1.0 - rate))),
+                ]
+            };
+            ew("dropout", *total, vec![(InF32, "x"), (OutF32, "y"), (ParamTy::U64, "seed")], body)
+        }
+        Kernel::Concat { n, p, parts } => {
+            let ct: usize = parts.iter().sum();
+            let names = ["x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7"];
+            let mut params: Vec<(ParamTy, &'static str)> =
+                parts.iter().enumerate().map(|(j, _)| (InF32, names[j])).collect();
+            params.push((OutF32, "y"));
+            let mut body = vec![
+                format!("const long long img = i / {}, r = i % {};", ll(ct * p), ll(ct * p)),
+                format!("const long long c = r / {}, q = r % {};", ll(*p), ll(*p)),
+            ];
+            let mut start = 0;
+            for (j, c) in parts.iter().enumerate() {
+                let cond = if j + 1 == parts.len() {
+                    "else".to_string()
+                } else if j == 0 {
+                    format!("if (c < {})", start + c)
+                } else {
+                    format!("else if (c < {})", start + c)
+                };
+                body.push(format!(
+                    "{cond} y[i] = {}[(img * {c} + c - {start}) * {} + q];",
+                    names[j],
+                    ll(*p)
+                ));
+                start += c;
+            }
+            if parts.len() == 1 {
+                body[2] = "y[i] = x0[i];".to_string();
+            }
+            ew("concat", n * ct * p, params, body)
+        }
+        Kernel::Slice { n, p, c, start, len } => ew(
+            "slice",
+            n * len * p,
+            vec![(InF32, "x"), (OutF32, "y")],
+            vec![format!(
+                "y[i] = x[(i / {}) * {} + {} + i % {}];",
+                ll(len * p),
+                ll(c * p),
+                ll(start * p),
+                ll(len * p)
+            )],
+        ),
+        Kernel::Add { total, inputs } => {
+            let names = ["x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7"];
+            let mut params: Vec<(ParamTy, &'static str)> = (0..*inputs).map(|j| (InF32, names[j])).collect();
+            params.push((OutF32, "y"));
+            let mut body = vec!["float s = x0[i];".to_string()];
+            for name in names.iter().take(*inputs).skip(1) {
+                body.push(format!("s += {name}[i];"));
+            }
+            body.push("y[i] = s;".into());
+            ew("add", *total, params, body)
+        }
+        Kernel::SoftmaxXentFwd { n, classes } => Spec {
+            stem: "softmax_xent_fwd",
+            params: vec![(InF32, "logits"), (InU32, "labels"), (OutF32, "probs"), (OutF32, "loss")],
+            body: vec![
+                format!("__shared__ double part[{BLOCK}];"),
+                "double mine = 0.0;".into(),
+                format!("for (long long r = threadIdx.x; r < {n}; r += {BLOCK}) {{"),
+                format!("  const float* z = logits + r * {classes};"),
+                format!("  float* pr = probs + r * {classes};"),
+                "  float m = z[0];".into(),
+                format!("  for (long long j = 0; j < {classes}; ++j) m = fmaxf(m, z[j]);"),
+                "  float sum = 0.0f;".into(),
+                format!("  for (long long j = 0; j < {classes}; ++j) {{ const float e = expf(z[j] - m); pr[j] = e; sum += e; }}"),
+                "  const float inv = 1.0f / sum;".into(),
+                format!("  for (long long j = 0; j < {classes}; ++j) pr[j] *= inv;"),
+                "  mine += log((double)sum) - (double)(z[labels[r]] - m);".into(),
+                "}".into(),
+                "part[threadIdx.x] = mine;".into(),
+                "__syncthreads();".into(),
+                "if (threadIdx.x == 0) {".into(),
+                "  double total = 0.0;".into(),
+                format!("  for (int t = 0; t < {}; ++t) total += part[t];", (*n).min(BLOCK as usize)),
+                format!("  loss[0] = (float)(total / {});", f64_lit(*n as f64)),
+                "}".into(),
+            ],
+            shape: Shape::Blocks { grid: 1, block: BLOCK },
+            sync: true,
+        },
+        Kernel::SoftmaxXentBwd { n, classes } => ew(
+            "softmax_xent_bwd",
+            n * classes,
+            vec![(InF32, "probs"), (InU32, "labels"), (OutF32, "dlogits")],
+            vec![
+                format!("const float inv_n = {};", f32_lit(1.0 / *n as f64)),
+                format!("const long long r = i / {classes}, j = i % {classes};"),
+                "dlogits[i] = j == (long long)labels[r] ? (probs[i] - 1.0f) * inv_n : probs[i] * inv_n;".into(),
+            ],
+        ),
+        Kernel::BiasEpilogue { n, f, p } => ew(
+            "bias_epilogue",
+            n * f * p,
+            vec![(InF32, "tmp"), (InF32, "bias"), (OutF32, "y")],
+            vec![
+                format!("const long long img = i / {}, f = (i / {}) % {f}, q = i % {};", ll(f * p), ll(*p), ll(*p)),
+                format!("y[i] = tmp[(f * {n} + img) * {} + q] + bias[f];", ll(*p)),
+            ],
+        ),
+        Kernel::ToChannelMajor { n, f, p } => ew(
+            "to_channel_major",
+            n * f * p,
+            vec![(InF32, "dy"), (OutF32, "t")],
+            vec![
+                format!("const long long img = i / {}, f = (i / {}) % {f}, q = i % {};", ll(f * p), ll(*p), ll(*p)),
+                format!("t[(f * {n} + img) * {} + q] = dy[i];", ll(*p)),
+            ],
+        ),
+        Kernel::BiasGrad { n, f, p } => Spec {
+            stem: "bias_grad",
+            params: vec![(InF32, "dy"), (OutF32, "db")],
+            body: vec![
+                format!("__shared__ float part[{BLOCK}];"),
+                "const long long f = blockIdx.x;".into(),
+                "float acc = 0.0f;".into(),
+                format!("for (long long q = threadIdx.x; q < {}; q += {BLOCK}) {{", ll(n * p)),
+                format!("  acc += dy[((q / {}) * {f} + f) * {} + q % {}];", ll(*p), ll(*p), ll(*p)),
+                "}".into(),
+                "part[threadIdx.x] = acc;".into(),
+                "__syncthreads();".into(),
+                format!("for (int s = {}; s > 0; s >>= 1) {{", BLOCK / 2),
+                "  if (threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];".into(),
+                "  __syncthreads();".into(),
+                "}".into(),
+                "if (threadIdx.x == 0) db[f] = part[0];".into(),
+            ],
+            shape: Shape::Blocks { grid: *f as u32, block: BLOCK },
+            sync: true,
+        },
+        Kernel::Im2col { n, c, h, w, k, stride, pad, oh, ow } => {
+            let np = n * oh * ow;
+            ew(
+                "im2col",
+                c * k * k * np,
+                vec![(InF32, "x"), (OutF32, "col")],
+                vec![
+                    format!("const long long row = i / {}, q = i % {};", ll(np), ll(np)),
+                    format!("const long long img = q / {}, o = q % {};", ll(oh * ow), ll(oh * ow)),
+                    format!("const long long c = row / {}, ki = (row / {k}) % {k}, kj = row % {k};", k * k),
+                    format!("const long long iy = (o / {ow}) * {stride} + ki - {pad}, ix = (o % {ow}) * {stride} + kj - {pad};"),
+                    format!("col[i] = (iy >= 0 && iy < {h} && ix >= 0 && ix < {w}) ? x[((img * {c} + c) * {h} + iy) * {w} + ix] : 0.0f;"),
+                ],
+            )
+        }
+        Kernel::Col2im { n, c, h, w, k, stride, pad, oh, ow } => {
+            let np = n * oh * ow;
+            ew(
+                "col2im",
+                n * c * h * w,
+                vec![(InF32, "col"), (OutF32, "dx")],
+                vec![
+                    format!("const long long ix = i % {w}, iy = (i / {w}) % {h}, c = (i / {}) % {c}, img = i / {};", ll(h * w), ll(c * h * w)),
+                    "float acc = 0.0f;".into(),
+                    format!("for (long long ki = 0; ki < {k}; ++ki) {{"),
+                    format!("  const long long ty = iy + {pad} - ki;"),
+                    format!("  if (ty < 0 || ty % {stride} != 0 || ty / {stride} >= {oh}) continue;"),
+                    format!("  for (long long kj = 0; kj < {k}; ++kj) {{"),
+                    format!("    const long long tx = ix + {pad} - kj;"),
+                    format!("    if (tx < 0 || tx % {stride} != 0 || tx / {stride} >= {ow}) continue;"),
+                    format!("    acc += col[((c * {k} + ki) * {k} + kj) * {} + img * {} + (ty / {stride}) * {ow} + tx / {stride}];", ll(np), ll(oh * ow)),
+                    "  }".into(),
+                    "}".into(),
+                    "dx[i] = acc;".into(),
+                ],
+            )
+        }
+        Kernel::Sgd { total, momentum, weight_decay } => ew(
+            "sgd_update",
+            *total,
+            vec![(OutF32, "w"), (OutF32, "v"), (InF32, "g"), (ParamTy::F64, "lr")],
+            vec![
+                "const float lrf = (float)lr;".into(),
+                format!("const float wdlr = (float)({} * lr);", f64_lit(*weight_decay)),
+                format!("const float nv = {} * v[i] - wdlr * w[i] - lrf * g[i];", f32_lit(*momentum)),
+                "v[i] = nv;".into(),
+                "w[i] += nv;".into(),
+            ],
+        ),
+    }
+}

@@ -1,0 +1,18 @@
+//! The CUDA backend. [`codegen::generate`] is pure: it turns a training
+//! graph into CUDA C source and an ordered launch list ([`program`]), with
+//! no device, driver or toolkit involved, so it runs and is tested on any
+//! machine. [`nvrtc`] compiles that source to PTX when NVRTC can be loaded
+//! (dynamically, at run time); [`manifest`] renders the launch list as text.
+
+pub mod buffers;
+pub mod check;
+pub mod codegen;
+pub mod kernels;
+pub mod manifest;
+pub mod nvrtc;
+pub mod program;
+pub mod render;
+pub mod runtime;
+
+pub use codegen::{CodegenError, generate};
+pub use program::CudaProgram;

@@ -1,0 +1,217 @@
+//! Runs a [`CudaProgram`] on a GPU through cudarc: PTX loaded once, every
+//! buffer carved from one device allocation, the launch list replayed on
+//! one stream, GEMM steps as `cublasSgemm`. The driver and cuBLAS are
+//! loaded at run time; on a machine without them [`CudaExec::new`] returns
+//! [`RuntimeError::NoDevice`] (the loaders' panics are caught), never panics.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use cudarc::cublas::{CudaBlas, sys::cublasOperation_t};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+};
+
+use super::program::{Arg, CudaProgram, Step};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("no CUDA device is usable here: {0}")]
+    NoDevice(String),
+    #[error("CUDA error: {0}")]
+    Driver(String),
+    #[error("`{0}` is not a buffer of the program")]
+    NoBuffer(String),
+    #[error("{what} has {got} elements, the program's buffer {want}")]
+    Size {
+        what: String,
+        got: usize,
+        want: usize,
+    },
+}
+
+fn driver<E: std::fmt::Debug>(e: E) -> RuntimeError {
+    RuntimeError::Driver(format!("{e:?}"))
+}
+
+/// Buffers are aligned to 256 bytes inside the one allocation.
+const ALIGN: usize = 64;
+
+pub struct CudaExec {
+    prog: CudaProgram,
+    _ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    funcs: Vec<CudaFunction>,
+    arena: CudaSlice<f32>,
+    offsets: Vec<usize>,
+    base: u64,
+}
+
+/// Whether the CUDA driver and cuBLAS libraries can be loaded.
+pub fn libraries_present() -> bool {
+    catch_unwind(|| {
+        // SAFETY: only loads shared libraries by name.
+        unsafe {
+            cudarc::driver::sys::is_culib_present() && cudarc::cublas::sys::is_culib_present()
+        }
+    })
+    .unwrap_or(false)
+}
+
+impl CudaExec {
+    /// Loads `ptx` (compiled from `prog.source`) on device 0 and allocates
+    /// every buffer, zeroed.
+    pub fn new(prog: CudaProgram, ptx: String) -> Result<Self, RuntimeError> {
+        if !libraries_present() {
+            return Err(RuntimeError::NoDevice(
+                "the CUDA driver (libcuda) or cuBLAS cannot be loaded".into(),
+            ));
+        }
+        let ctx = catch_unwind(|| CudaContext::new(0))
+            .map_err(|_| RuntimeError::NoDevice("the CUDA driver panicked on load".into()))?
+            .map_err(|e| RuntimeError::NoDevice(format!("{e:?}")))?;
+        let stream = ctx.default_stream();
+        let blas = catch_unwind(AssertUnwindSafe(|| CudaBlas::new(stream.clone())))
+            .map_err(|_| RuntimeError::NoDevice("cuBLAS panicked on load".into()))?
+            .map_err(driver)?;
+        let module = ctx
+            .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+            .map_err(driver)?;
+        let funcs = prog
+            .kernels
+            .iter()
+            .map(|k| module.load_function(&k.name).map_err(driver))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut offsets = Vec::with_capacity(prog.buffers.len());
+        let mut total = 0usize;
+        for b in &prog.buffers {
+            offsets.push(total);
+            total += b.elems.div_ceil(ALIGN).max(1) * ALIGN;
+        }
+        let arena = stream.alloc_zeros::<f32>(total).map_err(driver)?;
+        let base = {
+            let (p, _sync) = arena.device_ptr(&stream);
+            p
+        };
+        Ok(CudaExec {
+            prog,
+            _ctx: ctx,
+            stream,
+            blas,
+            funcs,
+            arena,
+            offsets,
+            base,
+        })
+    }
+
+    pub fn program(&self) -> &CudaProgram {
+        &self.prog
+    }
+
+    fn ptr(&self, b: usize) -> u64 {
+        self.base + (self.offsets[b] * 4) as u64
+    }
+
+    /// Copies `data` into buffer `b` (u32 buffers take their values' bits).
+    pub fn upload(&mut self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
+        let want = self.prog.buffers[b].elems;
+        if data.len() != want {
+            return Err(RuntimeError::Size {
+                what: self.prog.buffers[b].name.clone(),
+                got: data.len(),
+                want,
+            });
+        }
+        let off = self.offsets[b];
+        let mut dst = self.arena.slice_mut(off..off + want);
+        self.stream.memcpy_htod(data, &mut dst).map_err(driver)
+    }
+
+    pub fn upload_by_name(&mut self, name: &str, data: &[f32]) -> Result<(), RuntimeError> {
+        let b = self
+            .prog
+            .buffer(name)
+            .ok_or_else(|| RuntimeError::NoBuffer(name.into()))?;
+        self.upload(b, data)
+    }
+
+    pub fn download(&self, b: usize) -> Result<Vec<f32>, RuntimeError> {
+        let off = self.offsets[b];
+        let len = self.prog.buffers[b].elems;
+        self.stream
+            .clone_dtoh(&self.arena.slice(off..off + len))
+            .map_err(driver)
+    }
+
+    /// Replays the launch list once: forward, backward, update.
+    pub fn step(&mut self, seed: u64, lr: f64) -> Result<(), RuntimeError> {
+        let op = |t: bool| {
+            if t {
+                cublasOperation_t::CUBLAS_OP_T
+            } else {
+                cublasOperation_t::CUBLAS_OP_N
+            }
+        };
+        for st in &self.prog.steps {
+            match st {
+                Step::Launch(l) => {
+                    let ptrs: Vec<u64> = l
+                        .args
+                        .iter()
+                        .map(|a| match a {
+                            Arg::Buf(b) => self.ptr(*b),
+                            Arg::Seed => seed,
+                            Arg::Lr => 0,
+                        })
+                        .collect();
+                    let mut b = self.stream.launch_builder(&self.funcs[l.kernel]);
+                    for (a, p) in l.args.iter().zip(&ptrs) {
+                        match a {
+                            Arg::Lr => b.arg(&lr),
+                            _ => b.arg(p),
+                        };
+                    }
+                    let cfg = LaunchConfig {
+                        grid_dim: (l.grid, 1, 1),
+                        block_dim: (l.block, 1, 1),
+                        shared_mem_bytes: 0,
+                    };
+                    // SAFETY: arguments match the kernel's parameter list
+                    // (pointers are 8-byte device addresses inside the arena,
+                    // sized by the program).
+                    unsafe { b.launch(cfg) }.map_err(driver)?;
+                }
+                Step::Gemm(g) => {
+                    // SAFETY: extents are checked against the buffers by the
+                    // launch-list tests; all pointers lie in the arena.
+                    unsafe {
+                        cudarc::cublas::result::sgemm(
+                            *self.blas.handle(),
+                            op(g.transa),
+                            op(g.transb),
+                            g.m as i32,
+                            g.n as i32,
+                            g.k as i32,
+                            &g.alpha,
+                            self.ptr(g.a) as *const f32,
+                            g.lda as i32,
+                            self.ptr(g.b) as *const f32,
+                            g.ldb as i32,
+                            &g.beta,
+                            self.ptr(g.c) as *mut f32,
+                            g.ldc as i32,
+                        )
+                    }
+                    .map_err(driver)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn synchronize(&self) -> Result<(), RuntimeError> {
+        self.stream.synchronize().map_err(driver)
+    }
+}

@@ -1,0 +1,79 @@
+//! Generated CUDA for every network in `networks/`: snapshots of the source
+//! and the launch list, launch-list sanity, and NVRTC compiles every
+//! kernel for `sm_80` and `sm_90` (skipped with a message when NVRTC cannot
+//! be loaded, unless `NETC_REQUIRE_NVRTC=1`).
+
+use netc::backend::cuda::{self, CudaProgram, program::Step};
+use netc::frontend;
+use netc::passes::autodiff::autodiff;
+
+fn program(path: &std::path::Path, batch: usize) -> CudaProgram {
+    let src = std::fs::read_to_string(path).unwrap();
+    let c = frontend::compile(&src).unwrap_or_else(|_| panic!("{} compiles", path.display()));
+    let mut g = c.module.graph.clone();
+    autodiff(&mut g, &c.module.train.sgd).unwrap();
+    cuda::generate(&g, batch).unwrap()
+}
+
+#[test]
+fn generated_source_snapshots() {
+    let p = program(std::path::Path::new("networks/alexnet-fmnist.net"), 128);
+    insta::assert_snapshot!("alexnet_fmnist_cu", p.source);
+    insta::assert_snapshot!("alexnet_fmnist_launch", cuda::manifest::render(&p));
+}
+
+#[test]
+fn launch_lists_are_well_formed() {
+    insta::glob!("../networks", "*.net", |path| {
+        let p = program(path, 8);
+        for st in &p.steps {
+            match st {
+                Step::Launch(l) => {
+                    let k = &p.kernels[l.kernel];
+                    assert_eq!(k.params.len(), l.args.len(), "{}", k.name);
+                    assert!(l.grid >= 1 && l.block >= 1 && l.block <= 1024);
+                }
+                Step::Gemm(g) => {
+                    let (ar, ac) = if g.transa { (g.k, g.m) } else { (g.m, g.k) };
+                    let (br, bc) = if g.transb { (g.n, g.k) } else { (g.k, g.n) };
+                    assert!(g.lda >= ar && g.ldb >= br && g.ldc >= g.m, "{}", g.node);
+                    assert!(g.lda * (ac - 1) + ar <= p.buffers[g.a].elems, "{}", g.node);
+                    assert!(g.ldb * (bc - 1) + br <= p.buffers[g.b].elems, "{}", g.node);
+                    assert!(
+                        g.ldc * (g.n - 1) + g.m <= p.buffers[g.c].elems,
+                        "{}",
+                        g.node
+                    );
+                }
+            }
+        }
+        // Deterministic.
+        assert_eq!(p, program(path, 8));
+    });
+}
+
+#[test]
+fn nvrtc_compiles_every_kernel() {
+    if !cuda::nvrtc::available() {
+        let msg = "NVRTC cannot be loaded (install nvidia-cuda-nvrtc and put its lib folder on LD_LIBRARY_PATH)";
+        if std::env::var("NETC_REQUIRE_NVRTC").as_deref() == Ok("1") {
+            panic!("{msg}, and NETC_REQUIRE_NVRTC=1");
+        }
+        eprintln!("skipped: {msg}");
+        return;
+    }
+    for net in ["networks/alexnet-fmnist.net", "networks/alexnet.net"] {
+        let p = program(std::path::Path::new(net), 128);
+        for arch in ["sm_80", "sm_90"] {
+            let ptx = cuda::nvrtc::compile(&p.source, arch)
+                .unwrap_or_else(|e| panic!("{net} {arch}: {e}"));
+            for k in &p.kernels {
+                assert!(
+                    ptx.contains(&format!(".entry {}(", k.name)),
+                    "{net} {arch}: no entry for {}",
+                    k.name
+                );
+            }
+        }
+    }
+}

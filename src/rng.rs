@@ -49,6 +49,13 @@ pub fn stream_of(name: &str) -> u64 {
     mix64(h)
 }
 
+/// The stream of a dropout layer's masks: its node name and tower, so that
+/// each tower draws its own mask (as each of the paper's GPUs did), and the
+/// CPU and CUDA backends draw the same one.
+pub fn dropout_stream(name: &str, device: impl std::fmt::Display) -> u64 {
+    stream_of(&format!("dropout/{name}@{device}"))
+}
+
 /// A small sequential generator for code that just wants "the next number"
 /// (data shuffling, augmentation parameters). It is a counter over [`bits`].
 #[derive(Clone, Debug)]

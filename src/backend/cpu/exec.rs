@@ -451,7 +451,7 @@ impl<T: Float> CpuExec<T> {
                 k::dense::dense_forward(&s, x(0), x(1), Some(x(2)), Act::None, &mut out);
                 let p = k::dropout::DropoutParams {
                     seed: self.seed ^ rng::mix64(step),
-                    stream: rng::stream_of(of),
+                    stream: rng::dropout_stream(of, node.device),
                     rate: *rate,
                     training,
                 };
@@ -547,7 +547,7 @@ impl<T: Float> CpuExec<T> {
                     .as_ref()
                     .map(|(rate, of)| k::dropout::DropoutParams {
                         seed: self.seed ^ rng::mix64(step),
-                        stream: rng::stream_of(of),
+                        stream: rng::dropout_stream(of, node.device),
                         rate: *rate,
                         training,
                     });
@@ -596,7 +596,7 @@ impl<T: Float> CpuExec<T> {
             Op::Dropout { rate } => {
                 let p = k::dropout::DropoutParams {
                     seed: self.seed ^ rng::mix64(step),
-                    stream: rng::stream_of(&node.name),
+                    stream: rng::dropout_stream(&node.name, node.device),
                     rate: *rate,
                     training,
                 };
@@ -684,7 +684,7 @@ impl<T: Float> CpuExec<T> {
             Op::DropoutGrad { rate, of } => {
                 let p = k::dropout::DropoutParams {
                     seed: self.seed ^ rng::mix64(step),
-                    stream: rng::stream_of(of),
+                    stream: rng::dropout_stream(of, node.device),
                     rate: *rate,
                     training,
                 };

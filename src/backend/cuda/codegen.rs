@@ -277,7 +277,7 @@ impl Gen<'_> {
                 let kern = Kernel::Dropout {
                     total,
                     rate: *rate,
-                    stream: rng::stream_of(&node.name),
+                    stream: rng::dropout_stream(&node.name, node.device),
                 };
                 self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n)), Arg::Seed])?;
             }
@@ -285,7 +285,7 @@ impl Gen<'_> {
                 let kern = Kernel::Dropout {
                     total,
                     rate: *rate,
-                    stream: rng::stream_of(of),
+                    stream: rng::dropout_stream(of, node.device),
                 };
                 self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n)), Arg::Seed])?;
             }

@@ -51,7 +51,7 @@ pub enum Kernel {
         size: usize,
         stride: usize,
     },
-    /// Inverted dropout; `stream` is `rng::stream_of(forward node name)`.
+    /// Inverted dropout; `stream` is `rng::dropout_stream(forward node name, tower)`.
     Dropout {
         total: usize,
         rate: f64,

@@ -551,7 +551,10 @@ fn cuda_check(file: &Path, batch: usize, steps: u64, arch: &str) -> Result<ExitC
             check::step_parity(&g, &mut exec, 7).map_err(|e| format!("error: {e}"))?;
         println!("{}: loss gpu {gpu:.6} cpu {cpu:.6}", c.module.graph.name);
         for p in errs.iter().take(12) {
-            println!("  {:>10.3e}  {:>9} of {:>9} off  {}", p.rel_err, p.off, p.total, p.name);
+            println!(
+                "  {:>10.3e}  {:>9} of {:>9} off  {}",
+                p.rel_err, p.off, p.total, p.name
+            );
         }
         let worst = errs.first().map_or(0.0, |p| p.rel_err);
         ok = worst <= 1e-3 && (gpu - cpu).abs() <= 1e-4 * cpu.abs().max(1.0);

@@ -93,7 +93,7 @@ fn panel(
             s,
             r#"<text x="{}" y="{}" font-size="11" fill="{colour}">{name}</text>"#,
             x0 + M + 8.0,
-            M + 14.0 + 14.0 * k as f64
+            H - M - 8.0 - 14.0 * (series.len() - 1 - k) as f64
         );
     }
     s.push_str("</g>");

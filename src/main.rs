@@ -308,7 +308,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         } => {
             if let Backend::Cuda = backend {
                 return Err(
-                    "error: the CUDA backend is not part of this build; use `--backend cpu`".into(),
+                    "error: training on the GPU (`--backend cuda`) is not implemented yet: the CUDA backend generates and checks the training step (`netc compile --target cuda`, `netc cuda-check`); train with `--backend cpu`".into(),
                 );
             }
             let (c, _) = load(&file)?;

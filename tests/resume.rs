@@ -94,3 +94,30 @@ fn interrupted_and_resumed_equals_uninterrupted() {
     let _ = std::fs::remove_dir_all(&full);
     let _ = std::fs::remove_dir_all(&part);
 }
+
+#[test]
+fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
+    let src = std::fs::read_to_string("networks/alexnet-fmnist.net").unwrap();
+    let c = frontend::compile(&src).unwrap_or_else(|_| panic!("compiles"));
+    let dir = tmp("nan");
+    let mut o = opts(&dir);
+    o.epochs = Some(1);
+    train(&c.module, &o).unwrap();
+    let ckpt = dir.join("checkpoint.safetensors");
+    let good = std::fs::read(&ckpt).unwrap();
+    // The same network with an absurd learning rate diverges.
+    let mut m = c.module.clone();
+    m.train.sgd.lr = 1e12;
+    let mut o = opts(&dir);
+    o.resume = Some(ckpt.clone());
+    let e = train(&m, &o)
+        .expect_err("a diverging run finished")
+        .to_string();
+    assert!(e.contains("the first non-finite value is in `"), "{e}");
+    assert_eq!(
+        std::fs::read(&ckpt).unwrap(),
+        good,
+        "the last good checkpoint was overwritten"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -319,8 +319,9 @@ pub fn evaluate(exec: &mut CpuExec, loader: &Loader) -> Result<EvalReport, Train
             let p = avg[label as usize];
             loss -= p.max(1e-30).ln();
             let higher = avg.iter().filter(|&&q| q > p).count();
-            t1 += usize::from(higher < 1);
-            t5 += usize::from(higher < 5);
+            let ok = p.is_finite();
+            t1 += usize::from(ok && higher < 1);
+            t5 += usize::from(ok && higher < 5);
             n += 1;
         }
     }
@@ -386,6 +387,13 @@ fn restore(
         slot.copy_from_slice(values);
     }
     Ok(ck.progress)
+}
+
+/// Whether every parameter and optimiser buffer is finite.
+fn params_finite(exec: &CpuExec) -> bool {
+    exec.state()
+        .iter()
+        .all(|(_, n)| exec.value(*n).iter().all(|v| v.is_finite()))
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -497,7 +505,8 @@ pub fn train(module: &Module, opts: &TrainOptions) -> Result<Outcome, TrainError
             }
             let Some(b) = iter.next() else { break };
             let st = s.exec.train_step(&b.images, &b.labels, lr, p.step)?;
-            if !st.loss.is_finite() {
+            // A non-finite gradient shows in the parameters it updated.
+            if !st.loss.is_finite() || !params_finite(&s.exec) {
                 let layer = s.exec.first_non_finite().unwrap_or("the loss").to_string();
                 return Err(TrainError::NonFinite {
                     value: st.loss,
@@ -531,6 +540,14 @@ pub fn train(module: &Module, opts: &TrainOptions) -> Result<Outcome, TrainError
         bar.finish_and_clear();
         let secs = t0.elapsed().as_secs_f64();
         let ev = evaluate(&mut s.exec, &s.test)?;
+        if !ev.loss.is_finite() {
+            let layer = s.exec.first_non_finite().unwrap_or("the loss").to_string();
+            return Err(TrainError::NonFinite {
+                value: ev.loss,
+                step: p.step,
+                layer,
+            });
+        }
         let r = EpochReport {
             epoch: epoch + 1,
             lr,

@@ -92,7 +92,8 @@ pub fn count_top_k<T: Float>(
         .zip(labels)
         .filter(|(row, lab)| {
             let t = row[**lab as usize];
-            row.iter().filter(|v| **v > t).count() < k
+            // A non-finite score is never a correct answer.
+            t.is_finite() && row.iter().filter(|v| **v > t).count() < k
         })
         .count()
 }

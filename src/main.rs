@@ -425,9 +425,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             std::fs::create_dir_all(&output)
                 .map_err(|e| format!("error: cannot create `{}`: {e}", output.display()))?;
             let base = netc::ir::cost::total(&parent.module.graph);
+            let batch = parent.module.train.batch;
+            let mem = |m: &netc::lower::Module| {
+                netc::passes::memplan::training_step_bytes(m, batch)
+                    .map_err(|e| format!("error: {e}"))
+            };
+            let base_mem = mem(&parent.module)?;
             println!(
-                "{:<28} {:>14} {:>16} {:>10}",
-                "variant", "params", "MACs", "file"
+                "{:<28} {:>14} {:>16} {:>22} {:>10}",
+                "variant",
+                "params",
+                "MACs",
+                format!("memory (batch {batch})"),
+                "file"
             );
             for (name, changes) in variants {
                 let text = netc::ablate::apply(&file.display().to_string(), &src, &changes)
@@ -438,11 +448,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 let path = output.join(format!("{stem}-{name}.net"));
                 write_atomic(&path, text.as_bytes())?;
                 let delta = |a: u64, b: u64| format!("{:+}", a as i128 - b as i128);
+                let m = mem(&c.module)?;
                 println!(
-                    "{:<28} {:>14} {:>16} {}",
+                    "{:<28} {:>14} {:>16} {:>22} {}",
                     name,
                     delta(t.params, base.params),
                     delta(t.macs, base.macs),
+                    format!(
+                        "{:+.1} MiB",
+                        (m as f64 - base_mem as f64) / (1u64 << 20) as f64
+                    ),
                     path.display()
                 );
             }

@@ -1187,6 +1187,15 @@ pub fn render(plan: &Plan) -> String {
     s
 }
 
+/// The planned arena bytes of a network's training step (autodiff, then a
+/// plan) at `batch`: the figure ablation variants and sweeps compare.
+pub fn training_step_bytes(module: &crate::lower::Module, batch: u64) -> Result<u64, String> {
+    let mut g = module.graph.clone();
+    crate::passes::autodiff::autodiff(&mut g, &module.train.sgd).map_err(|e| e.to_string())?;
+    let p = plan(&g, batch).map_err(|e| e.to_string())?;
+    Ok(p.planned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

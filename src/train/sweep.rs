@@ -42,8 +42,11 @@ pub struct Row {
     pub images_per_s: f64,
     pub params: u64,
     pub macs: u64,
-    /// Activation elements per example, forward (a proxy for memory).
+    /// Activation elements per example, forward.
     pub activations: u64,
+    /// Planned arena bytes of the training step at the sweep's batch.
+    #[serde(default)]
+    pub memory: u64,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
@@ -88,6 +91,12 @@ pub fn run(spec_path: &Path) -> Result<Vec<Row>, SweepError> {
         {
             eprintln!("{}: finished earlier, not retrained", v.name);
             curves.push((v.name.clone(), read_metrics(&dir)));
+            let mut row = row;
+            if row.memory == 0 {
+                let batch = sp.train.batch.unwrap_or(compiled.module.train.batch);
+                row.memory = crate::passes::memplan::training_step_bytes(&compiled.module, batch)
+                    .map_err(verr)?;
+            }
             rows.push(row);
             continue;
         }
@@ -141,6 +150,11 @@ pub fn run(spec_path: &Path) -> Result<Vec<Row>, SweepError> {
             params: cost.params,
             macs: cost.macs,
             activations: cost.activations,
+            memory: crate::passes::memplan::training_step_bytes(
+                &compiled.module,
+                sp.train.batch.unwrap_or(compiled.module.train.batch),
+            )
+            .map_err(verr)?,
         };
         let json = serde_json::to_string_pretty(&row).map_err(|e| verr(e.to_string()))?;
         std::fs::write(&done, json).map_err(io(&done))?;
@@ -172,7 +186,7 @@ fn read_metrics(dir: &Path) -> Vec<EpochReport> {
 
 fn write_tables(out: &Path, rows: &[Row]) -> Result<(), SweepError> {
     let mut md = String::from(
-        "| variant | changes | epochs | final train loss | test loss | top-1 error | top-5 error | images/s | parameters | MACs/image | activations/image |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| variant | changes | epochs | final train loss | test loss | top-1 error | top-5 error | images/s | parameters | MACs/image | activations/image | planned memory |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut csv = String::from(
         "variant,changes,epochs,train_loss,test_loss,top1_error,top5_error,images_per_s,params,macs,activations\n",
@@ -180,7 +194,7 @@ fn write_tables(out: &Path, rows: &[Row]) -> Result<(), SweepError> {
     for r in rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.4} | {:.4} | {:.2}% | {:.2}% | {:.0} | {} | {} | {} |",
+            "| {} | {} | {} | {:.4} | {:.4} | {:.2}% | {:.2}% | {:.0} | {} | {} | {} | {:.1} MiB |",
             r.variant,
             r.changes,
             r.epochs,
@@ -191,11 +205,12 @@ fn write_tables(out: &Path, rows: &[Row]) -> Result<(), SweepError> {
             r.images_per_s,
             r.params,
             r.macs,
-            r.activations
+            r.activations,
+            r.memory as f64 / (1u64 << 20) as f64
         );
         let _ = writeln!(
             csv,
-            "{},\"{}\",{},{},{},{},{},{},{},{},{}",
+            "{},\"{}\",{},{},{},{},{},{},{},{},{},{}",
             r.variant,
             r.changes,
             r.epochs,
@@ -206,7 +221,8 @@ fn write_tables(out: &Path, rows: &[Row]) -> Result<(), SweepError> {
             r.images_per_s,
             r.params,
             r.macs,
-            r.activations
+            r.activations,
+            r.memory
         );
     }
     let p = out.join("results.md");

@@ -60,6 +60,11 @@ from torch_peer import build
 
 steps = int(sys.argv[1])
 dev = "cuda"
+# Full FP32 on both sides: netc uses no TF32, so PyTorch must not either
+# (cuDNN convolutions default to TF32).
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cudnn.benchmark = True
 print(f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}")
 for which, batch in (("alexnet", 128), ("fmnist", 128)):
     # torch.compile takes minutes to compile; it is measured on alexnet.net only.
@@ -80,12 +85,16 @@ for which, batch in (("alexnet", 128), ("fmnist", 128)):
         for _ in range(3):
             step(model)
         torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
         t = time.perf_counter()
         for _ in range(steps):
             step(model)
         torch.cuda.synchronize()
         dt = time.perf_counter() - t
-        print(f"torch-{mode} {which} batch {batch}: {batch * steps / dt:.1f} images/s")
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        print(f"torch-{mode} {which} batch {batch}: {batch * steps / dt:.1f} images/s, peak memory {peak:.1f} MiB")
+        del model, net, opt, x, y
+        torch.cuda.empty_cache()
 PY
 
 echo "== not yet implemented: netc train --backend cuda (training loop, data and checkpoints on the GPU);"

@@ -581,8 +581,9 @@ fn cuda_check(file: &Path, batch: usize, steps: u64, arch: &str) -> Result<ExitC
     } else {
         let r = check::throughput(&g, &mut exec, steps).map_err(|e| format!("error: {e}"))?;
         println!(
-            "netc-cuda {} batch {batch}: {r:.1} images/s",
-            c.module.graph.name
+            "netc-cuda {} batch {batch}: {r:.1} images/s, device memory {:.1} MiB",
+            c.module.graph.name,
+            exec.device_bytes() as f64 / (1u64 << 20) as f64
         );
     }
     Ok(if ok {

@@ -106,6 +106,14 @@ impl CudaExec {
         })
     }
 
+    /// Bytes of the one device allocation holding every buffer (cuBLAS
+    /// workspace aside).
+    pub fn device_bytes(&self) -> usize {
+        self.offsets
+            .last()
+            .map_or(0, |_| self.arena.len() * std::mem::size_of::<f32>())
+    }
+
     pub fn program(&self) -> &CudaProgram {
         &self.prog
     }

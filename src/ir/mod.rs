@@ -134,6 +134,35 @@ impl Graph {
             .find(|&n| self.g[n].name == name && self.g[n].device == device)
     }
 
+    /// The first node, by index, whose op satisfies `f`.
+    pub fn find_op(&self, f: impl Fn(&Op) -> bool) -> Option<NodeId> {
+        self.g.node_indices().find(|&n| f(&self.g[n].op))
+    }
+
+    /// The image input, the label input, the loss and the logits of a
+    /// network that has them (every trainable one).
+    pub fn training_io(&self) -> Result<(NodeId, NodeId, NodeId, NodeId), &'static str> {
+        let image = self
+            .find_op(|op| {
+                *op == Op::Input {
+                    kind: InputKind::Tensor,
+                }
+            })
+            .ok_or("image")?;
+        let label = self
+            .find_op(|op| {
+                *op == Op::Input {
+                    kind: InputKind::Labels,
+                }
+            })
+            .ok_or("label")?;
+        let loss = self
+            .find_op(|op| *op == Op::SoftmaxXent)
+            .ok_or("softmax_xent")?;
+        let logits = *self.inputs(loss).first().ok_or("softmax_xent")?;
+        Ok((image, label, loss, logits))
+    }
+
     /// Number of edges that cross towers.
     pub fn cross_edges(&self) -> usize {
         self.g.edge_weights().filter(|e| e.cross).count()

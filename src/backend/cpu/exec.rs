@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 
 use super::kernels::{self as k, Act, Float, Nchw};
-use crate::ir::{Device, Graph, Init, InputKind, NodeId, Op, ParamRole, Ty, order};
+use crate::ir::{Device, Graph, Init, NodeId, Op, ParamRole, Ty, order};
 use crate::rng;
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -89,6 +89,21 @@ fn numel(g: &Graph, n: NodeId, batch: usize) -> usize {
     }
 }
 
+/// The kernel's shape of a convolution of `x` (`[filters, size, stride, pad]`).
+fn conv_shape(g: &Graph, x: NodeId, n: usize, [f, k, stride, pad]: [u64; 4]) -> k::conv::ConvShape {
+    let (c, h, w) = chw(g, x);
+    k::conv::ConvShape {
+        n,
+        c,
+        h,
+        w,
+        f: f as usize,
+        k: k as usize,
+        stride: stride as usize,
+        pad: pad as usize,
+    }
+}
+
 fn chw(g: &Graph, n: NodeId) -> (usize, usize, usize) {
     match g.node(n).ty.dims() {
         [c, h, w] => (*c as usize, *h as usize, *w as usize),
@@ -147,22 +162,7 @@ impl<T: Float> CpuExec<T> {
             .map(|n| n.index() + 1)
             .max()
             .unwrap_or(0);
-        let find = |f: &dyn Fn(&Op) -> bool| graph.node_ids().find(|n| f(&graph.node(*n).op));
-        let image = find(&|op| {
-            *op == Op::Input {
-                kind: InputKind::Tensor,
-            }
-        })
-        .ok_or(ExecError::MissingInput("image"))?;
-        let label = find(&|op| {
-            *op == Op::Input {
-                kind: InputKind::Labels,
-            }
-        })
-        .ok_or(ExecError::MissingInput("label"))?;
-        let loss =
-            find(&|op| *op == Op::SoftmaxXent).ok_or(ExecError::MissingInput("softmax_xent"))?;
-        let logits = graph.inputs(loss)[0];
+        let (image, label, loss, logits) = graph.training_io().map_err(ExecError::MissingInput)?;
         let mut forward = vec![false; cap];
         let mut fwd_of = HashMap::new();
         for n in graph.node_ids() {
@@ -385,51 +385,25 @@ impl<T: Float> CpuExec<T> {
                 size,
                 stride,
                 pad,
-            } => {
-                let (c, h, w) = chw(g, ins[0]);
-                let s = k::conv::ConvShape {
-                    n: b,
-                    c,
-                    h,
-                    w,
-                    f: *filters as usize,
-                    k: *size as usize,
-                    stride: *stride as usize,
-                    pad: *pad as usize,
-                };
-                k::conv::conv2d_forward(
-                    &s,
-                    x(0),
-                    x(1),
-                    Some(x(2)),
-                    Act::None,
-                    &mut out,
-                    &mut self.scratch,
-                );
             }
-            Op::ConvRelu {
+            | Op::ConvRelu {
                 filters,
                 size,
                 stride,
                 pad,
             } => {
-                let (c, h, w) = chw(g, ins[0]);
-                let s = k::conv::ConvShape {
-                    n: b,
-                    c,
-                    h,
-                    w,
-                    f: *filters as usize,
-                    k: *size as usize,
-                    stride: *stride as usize,
-                    pad: *pad as usize,
+                let s = conv_shape(g, ins[0], b, [*filters, *size, *stride, *pad]);
+                let act = if matches!(node.op, Op::ConvRelu { .. }) {
+                    Act::Relu
+                } else {
+                    Act::None
                 };
                 k::conv::conv2d_forward(
                     &s,
                     x(0),
                     x(1),
                     Some(x(2)),
-                    Act::Relu,
+                    act,
                     &mut out,
                     &mut self.scratch,
                 );
@@ -781,17 +755,7 @@ impl<T: Float> CpuExec<T> {
                 stride,
                 pad,
             } => {
-                let (c, h, wd) = chw(g, fins[0]);
-                let s = k::conv::ConvShape {
-                    n: b,
-                    c,
-                    h,
-                    w: wd,
-                    f: *filters as usize,
-                    k: *size as usize,
-                    stride: *stride as usize,
-                    pad: *pad as usize,
-                };
+                let s = conv_shape(g, fins[0], b, [*filters, *size, *stride, *pad]);
                 k::conv::conv2d_backward(
                     &s,
                     act,

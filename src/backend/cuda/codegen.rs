@@ -19,7 +19,7 @@ use super::buffers::{self, Buffers, Side, node_key};
 use super::kernels::{Kernel, spec};
 use super::program::{Arg, CudaProgram, Gemm, Launch, Step};
 use super::render::{PRELUDE, Source};
-use crate::ir::{Graph, InputKind, NodeId, Op, order};
+use crate::ir::{Graph, NodeId, Op, order};
 use crate::rng;
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -482,22 +482,10 @@ pub fn generate(graph: &Graph, batch: usize) -> Result<CudaProgram, CodegenError
         return Err(CodegenError::EmptyBatch);
     }
     let order = order::topo(graph).map_err(|_| CodegenError::Cycle)?;
-    let find = |f: &dyn Fn(&Op) -> bool| order.iter().copied().find(|n| f(&graph.node(*n).op));
-    let image = find(&|op| {
-        *op == Op::Input {
-            kind: InputKind::Tensor,
-        }
-    })
-    .ok_or(CodegenError::Missing("image input"))?;
-    let labels = find(&|op| {
-        *op == Op::Input {
-            kind: InputKind::Labels,
-        }
-    })
-    .ok_or(CodegenError::Missing("labels input"))?;
-    let loss = find(&|op| *op == Op::SoftmaxXent).ok_or(CodegenError::Missing("softmax_xent"))?;
-    find(&|op| matches!(op, Op::SgdUpdate { .. })).ok_or(CodegenError::Missing("sgd_update"))?;
-    let logits = graph.inputs(loss)[0];
+    let (image, labels, loss, logits) = graph.training_io().map_err(CodegenError::Missing)?;
+    graph
+        .find_op(|op| matches!(op, Op::SgdUpdate { .. }))
+        .ok_or(CodegenError::Missing("sgd_update"))?;
     let bufs = buffers::assign(graph, &order, batch);
     let mut gen_ = Gen {
         g: graph,

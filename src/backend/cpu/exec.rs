@@ -89,6 +89,16 @@ fn numel(g: &Graph, n: NodeId, batch: usize) -> usize {
     }
 }
 
+/// The kernel's parameters of an LRN op.
+fn lrn_params(size: u64, alpha: f64, beta: f64, k: f64) -> k::lrn::LrnParams {
+    k::lrn::LrnParams {
+        size: size as usize,
+        alpha,
+        beta,
+        k,
+    }
+}
+
 /// The kernel's shape of a convolution of `x` (`[filters, size, stride, pad]`).
 fn conv_shape(g: &Graph, x: NodeId, n: usize, [f, k, stride, pad]: [u64; 4]) -> k::conv::ConvShape {
     let (c, h, w) = chw(g, x);
@@ -440,12 +450,7 @@ impl<T: Float> CpuExec<T> {
                 stride,
             } => {
                 let (c, h, w) = chw(g, ins[0]);
-                let p = k::lrn::LrnParams {
-                    size: *size as usize,
-                    alpha: *alpha,
-                    beta: *beta,
-                    k: *kk,
-                };
+                let p = lrn_params(*size, *alpha, *beta, *kk);
                 let s = k::pool::PoolShape {
                     n: 1,
                     c,
@@ -465,16 +470,6 @@ impl<T: Float> CpuExec<T> {
                 am.resize(out.len(), 0);
                 lrn_maxpool_forward(&p, &s, x(0), saved, aux, &mut out, am);
             }
-            Op::ConvReluGradInput { .. }
-            | Op::ConvReluGradWeight { .. }
-            | Op::ConvReluGradBias
-            | Op::DenseReluGradInput { .. }
-            | Op::DenseReluGradWeight { .. }
-            | Op::DenseReluGradBias { .. } => {
-                self.vals[n.index()] = out;
-                self.layer_grads(n);
-                return;
-            }
             Op::LrnMaxPoolGrad {
                 size,
                 alpha,
@@ -484,12 +479,7 @@ impl<T: Float> CpuExec<T> {
                 stride,
             } => {
                 let (c, h, w) = chw(g, ins[0]);
-                let p = k::lrn::LrnParams {
-                    size: *size as usize,
-                    alpha: *alpha,
-                    beta: *beta,
-                    k: *kk,
-                };
+                let p = lrn_params(*size, *alpha, *beta, *kk);
                 let s = k::pool::PoolShape {
                     n: 1,
                     c,
@@ -535,12 +525,7 @@ impl<T: Float> CpuExec<T> {
                 k: kk,
             } => {
                 let (c, h, w) = chw(g, ins[0]);
-                let p = k::lrn::LrnParams {
-                    size: *size as usize,
-                    alpha: *alpha,
-                    beta: *beta,
-                    k: *kk,
-                };
+                let p = lrn_params(*size, *alpha, *beta, *kk);
                 let aux = &mut self.aux[n.index()];
                 aux.resize(out.len(), T::ZERO);
                 k::lrn::lrn_forward(&p, &Nchw::new(b, c, h, w), x(0), &mut out, aux);
@@ -611,7 +596,14 @@ impl<T: Float> CpuExec<T> {
             | Op::ConvGradBias
             | Op::DenseGradInput { .. }
             | Op::DenseGradWeight
-            | Op::DenseGradBias => {
+            | Op::DenseGradBias
+            | Op::ConvReluGradInput { .. }
+            | Op::ConvReluGradWeight { .. }
+            | Op::ConvReluGradBias
+            | Op::DenseReluGradInput { .. }
+            | Op::DenseReluGradWeight { .. }
+            | Op::DenseReluGradBias { .. } => {
+                // One kernel call computes all of a layer's gradients.
                 self.vals[n.index()] = out;
                 self.layer_grads(n);
                 return;
@@ -624,12 +616,7 @@ impl<T: Float> CpuExec<T> {
                 k: kk,
             } => {
                 let (c, h, w) = chw(g, ins[0]);
-                let p = k::lrn::LrnParams {
-                    size: *size as usize,
-                    alpha: *alpha,
-                    beta: *beta,
-                    k: *kk,
-                };
+                let p = lrn_params(*size, *alpha, *beta, *kk);
                 let f = self.fwd_of[&n];
                 k::lrn::lrn_backward(
                     &p,

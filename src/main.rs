@@ -84,6 +84,13 @@ enum Cmd {
         stop_after: Option<u64>,
         #[arg(long, value_enum, default_value_t = Backend::Cpu)]
         backend: Backend,
+        /// Train the unfused step (same results, one op per layer).
+        #[arg(long)]
+        no_fuse: bool,
+        /// Give every buffer its own allocation instead of executing from
+        /// the memory plan (same results, more memory).
+        #[arg(long)]
+        no_plan: bool,
     },
     /// Evaluate the weights of a checkpoint on the test set (top-1 and top-5 error).
     Eval {
@@ -109,6 +116,10 @@ enum Cmd {
         /// Run the unfused training step (to measure what fusion gains).
         #[arg(long)]
         no_fuse: bool,
+        /// Give every buffer its own allocation instead of executing from
+        /// the memory plan (to measure what the plan gains).
+        #[arg(long)]
+        no_plan: bool,
     },
     /// Write ablation variants of a network (each one change, or as a spec lists them).
     Ablate {
@@ -305,6 +316,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             checkpoint_every,
             stop_after,
             backend,
+            no_fuse,
+            no_plan,
         } => {
             if let Backend::Cuda = backend {
                 return Err(
@@ -328,7 +341,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 checkpoint_every,
                 stop_after,
                 interrupt: Some(interrupt),
-                no_fuse: false,
+                no_fuse,
+                no_plan,
             };
             netc::train::run::train(&c.module, &opts).map_err(|e| format!("error: {e}"))?;
             Ok(ExitCode::SUCCESS)
@@ -359,10 +373,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             batch,
             steps,
             no_fuse,
+            no_plan,
         } => {
             let (c, _) = load(&file)?;
             let batch = batch.unwrap_or(c.module.train.batch) as usize;
-            let r = netc::train::bench::train_steps(&c.module, batch, steps, !no_fuse)
+            let memory = if no_plan {
+                netc::backend::cpu::exec::Memory::Separate
+            } else {
+                netc::backend::cpu::exec::Memory::Planned
+            };
+            let r = netc::train::bench::train_steps(&c.module, batch, steps, !no_fuse, memory)
                 .map_err(|e| format!("error: {e}"))?;
             println!(
                 "netc {} batch {batch}: {:.1} images/s",

@@ -19,8 +19,11 @@
 //!   pooling keeps `argmax` (u32, the size of its output) for the
 //!   `lrn_grad`/`maxpool_grad` of the same name (`F` and `F.dx`, same
 //!   device); `softmax_xent` keeps `probs` (`N × classes` f32) for every
-//!   `softmax_xent_grad` of the same logits. A side buffer lives from its
-//!   forward op to the last such backward op (to its own op if none).
+//!   `softmax_xent_grad` of the same logits; the fused `lrn_maxpool` keeps
+//!   the LRN's output and scale (f32, the size of its input) and the
+//!   argmax (u32, the size of its output) for its `lrn_maxpool_grad`. A
+//!   side buffer lives from its forward op to the last such backward op
+//!   (to its own op if none).
 //! - Parameters (weights, biases) and velocities are *persistent*: live for
 //!   the whole step (`[0, len-1]`), placed first, at the bottom of their
 //!   device's arena. Inputs (image, labels) are loaded before the step, so
@@ -29,24 +32,27 @@
 //!   the logits (input 0 of `softmax_xent`) and the labels (its input 1),
 //!   which the step's loss and top-1/top-5 statistics use, live to the end.
 //! - The gradients of one convolution or dense layer (`F.dx`, `F.dw`,
-//!   `F.db`, same device) are computed by one kernel call when the first of
-//!   them runs: all three are live from that position.
+//!   `F.db`, same device; fused `conv_relu`/`dense_relu*` ones too) are
+//!   computed by one kernel call when the first of them runs: all three
+//!   are live from that position.
 //! - A reader on another tower reads the producer's buffer where it lies
 //!   (peer access): a value stays in its producer's arena until its last
 //!   reader on any device; no staging copies are planned.
 //! - Inputs (`Device::Shared`) get their own arena, `shared`: they are
 //!   loaded once and read by every tower. Each tower `t` has arena `t{t}`.
 //! - Workspace a kernel allocates for itself (the im2col scratch of the
-//!   convolutions) is not planned.
+//!   convolutions, the masked output gradient of a `dense_relu_dropout`'s
+//!   backward) is not planned.
 //! - Alignment: every offset and every arena size is a multiple of
 //!   [`ALIGN`] (64) bytes, and each buffer occupies its size rounded up to
 //!   64. Totals below count rounded sizes.
 //!
-//! In place. An elementwise op (`relu`, `dropout`, `add` on its port 0,
-//! `relu_grad` on either port, `dropout_grad`) may write its output over an
-//! input of the same size whose last reader it is (the input dies at that
-//! op and nothing later reads it), when that input is a planned,
-//! non-persistent output on the same device. These kernels read element
+//! In place. An elementwise op (`relu`, `dropout`, `add` and `grad_chain`
+//! on port 0, `relu_grad` on either port, `dropout_grad`) may write its
+//! output over an input of the same size whose last reader it is (the
+//! input dies at that op and nothing later reads it), when that input is a
+//! planned, non-persistent output on the same device that the op reads on
+//! that port only. These kernels read element
 //! `i` of the input only to write element `i` of the output, so the
 //! overwrite is safe. An in-place output records the buffer it overwrites.
 //!
@@ -188,12 +194,15 @@ impl BufKind {
 /// Which side buffer a forward op keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Side {
-    /// LRN's `scale`, f32, the size of its output.
+    /// LRN's `scale`, f32, the size of the LRN's output (for `lrn_maxpool`
+    /// the size of its input).
     LrnScale,
     /// Max pooling's `argmax`, u32, the size of its output.
     PoolArgmax,
     /// Softmax cross-entropy's `probs`, f32, `N × classes`.
     SoftmaxProbs,
+    /// `lrn_maxpool`'s LRN output, f32, the size of its input.
+    LrnOut,
 }
 
 impl Side {
@@ -202,6 +211,18 @@ impl Side {
             Side::LrnScale => "scale",
             Side::PoolArgmax => "argmax",
             Side::SoftmaxProbs => "probs",
+            Side::LrnOut => "lrn",
+        }
+    }
+
+    /// The side buffers `op` keeps, in a fixed order.
+    pub fn of(op: &Op) -> &'static [Side] {
+        match op {
+            Op::Lrn { .. } => &[Side::LrnScale],
+            Op::MaxPool { .. } => &[Side::PoolArgmax],
+            Op::SoftmaxXent => &[Side::SoftmaxProbs],
+            Op::LrnMaxPool { .. } => &[Side::LrnOut, Side::LrnScale, Side::PoolArgmax],
+            _ => &[],
         }
     }
 }
@@ -280,7 +301,7 @@ pub struct Plan {
     /// One per device that has a buffer, by device.
     pub arenas: Vec<Arena>,
     outputs: HashMap<NodeId, usize>,
-    sides: HashMap<NodeId, usize>,
+    sides: HashMap<(NodeId, Side), usize>,
 }
 
 impl Plan {
@@ -288,9 +309,9 @@ impl Plan {
     pub fn output(&self, n: NodeId) -> Option<&Buffer> {
         self.outputs.get(&n).and_then(|&i| self.buffers.get(i))
     }
-    /// The side buffer `n` keeps for its backward op, if it has one.
-    pub fn side(&self, n: NodeId) -> Option<&Buffer> {
-        self.sides.get(&n).and_then(|&i| self.buffers.get(i))
+    /// The side buffer `s` that `n` keeps for its backward op, if it has one.
+    pub fn side(&self, n: NodeId, s: Side) -> Option<&Buffer> {
+        self.sides.get(&(n, s)).and_then(|&i| self.buffers.get(i))
     }
     pub fn arena(&self, d: Device) -> Option<&Arena> {
         self.arenas.iter().find(|a| a.device == d)
@@ -372,6 +393,12 @@ fn is_layer_grad(op: &Op) -> bool {
             | Op::DenseGradInput { .. }
             | Op::DenseGradWeight
             | Op::DenseGradBias
+            | Op::ConvReluGradInput { .. }
+            | Op::ConvReluGradWeight { .. }
+            | Op::ConvReluGradBias
+            | Op::DenseReluGradInput { .. }
+            | Op::DenseReluGradWeight { .. }
+            | Op::DenseReluGradBias { .. }
     )
 }
 
@@ -391,13 +418,23 @@ fn is_backward(op: &Op) -> bool {
             | Op::DropoutGrad { .. }
             | Op::Slice { .. }
             | Op::Add
+            | Op::ConvReluGradInput { .. }
+            | Op::ConvReluGradWeight { .. }
+            | Op::ConvReluGradBias
+            | Op::DenseReluGradInput { .. }
+            | Op::DenseReluGradWeight { .. }
+            | Op::DenseReluGradBias { .. }
+            | Op::LrnMaxPoolGrad { .. }
+            | Op::GradChain { .. }
     )
 }
 
 /// Input ports an op may overwrite in place, in order of preference.
 fn in_place_ports(op: &Op) -> &'static [usize] {
     match op {
-        Op::Relu | Op::Dropout { .. } | Op::Add | Op::DropoutGrad { .. } => &[0],
+        Op::Relu | Op::Dropout { .. } | Op::Add | Op::DropoutGrad { .. } | Op::GradChain { .. } => {
+            &[0]
+        }
         Op::ReluGrad => &[1, 0],
         _ => &[],
     }
@@ -446,7 +483,10 @@ fn needs(
                 .or_insert(p);
             *e = (*e).min(p);
         }
-        if matches!(node.op, Op::LrnGrad { .. } | Op::MaxPoolGrad { .. }) {
+        if matches!(
+            node.op,
+            Op::LrnGrad { .. } | Op::MaxPoolGrad { .. } | Op::LrnMaxPoolGrad { .. }
+        ) {
             let e = side_reader
                 .entry((node.device, base_name(&node.name)))
                 .or_insert(p);
@@ -510,32 +550,28 @@ fn needs(
             first,
             last,
         });
-        let side = match &node.op {
-            Op::Lrn { .. } => Some((
-                Side::LrnScale,
-                size,
-                side_reader.get(&(node.device, node.name.as_str())),
-            )),
-            Op::MaxPool { .. } => Some((
-                Side::PoolArgmax,
-                size,
-                side_reader.get(&(node.device, node.name.as_str())),
-            )),
-            Op::SoftmaxXent => {
-                let logits = g.inputs(n).first().copied();
-                let bytes = match logits {
-                    Some(l) => out_bytes(g, l, batch)?,
-                    None => 0,
-                };
-                Some((
-                    Side::SoftmaxProbs,
-                    bytes,
-                    logits.and_then(|l| probs_reader.get(&l)),
-                ))
-            }
-            _ => None,
-        };
-        if let Some((s, size, reader)) = side {
+        let reader = side_reader.get(&(node.device, node.name.as_str())).copied();
+        for &s in Side::of(&node.op) {
+            let (size, reader) = match s {
+                Side::SoftmaxProbs => {
+                    let logits = g.inputs(n).first().copied();
+                    let bytes = match logits {
+                        Some(l) => out_bytes(g, l, batch)?,
+                        None => 0,
+                    };
+                    (bytes, logits.and_then(|l| probs_reader.get(&l)).copied())
+                }
+                // `lrn_maxpool` keeps the LRN's output and scale: its input's size.
+                Side::LrnOut | Side::LrnScale if matches!(node.op, Op::LrnMaxPool { .. }) => {
+                    let x = g.inputs(n).first().copied();
+                    let bytes = match x {
+                        Some(x) => out_bytes(g, x, batch)?,
+                        None => 0,
+                    };
+                    (bytes, reader)
+                }
+                _ => (size, reader),
+            };
             out.push(Need {
                 node: n,
                 side: Some(s),
@@ -544,7 +580,7 @@ fn needs(
                 kind: BufKind::Side,
                 size,
                 first: p,
-                last: reader.copied().unwrap_or(p).max(p),
+                last: reader.unwrap_or(p).max(p),
             });
         }
     }
@@ -804,7 +840,7 @@ pub fn plan_with_order(
     for (i, b) in buffers.iter().enumerate() {
         match b.side {
             None => outputs.insert(b.node, i),
-            Some(_) => sides.insert(b.node, i),
+            Some(s) => sides.insert((b.node, s), i),
         };
     }
     // In place: an elementwise op over an input that dies there.
@@ -816,6 +852,10 @@ pub fn plan_with_order(
             let Some(&ai) = ins.get(port).and_then(|s| outputs.get(s)) else {
                 continue;
             };
+            // An input read on two ports is not overwritten.
+            if ins.iter().filter(|&&i| i == ins[port]).count() != 1 {
+                continue;
+            }
             let (a, b) = (&buffers[ai], &buffers[bi]);
             if a.kind == BufKind::Input
                 || a.persistent()
@@ -1048,7 +1088,8 @@ pub fn check(plan: &Plan, g: &Graph) -> Result<(), MemplanError> {
         let ins = g.inputs(b.node);
         let port_ok = in_place_ports(&g.node(b.node).op)
             .iter()
-            .any(|&port| ins.get(port) == Some(&a.node));
+            .any(|&port| ins.get(port) == Some(&a.node))
+            && ins.iter().filter(|&&i| i == a.node).count() == 1;
         let ok = port_ok
             && b.side.is_none()
             && a.side.is_none()
@@ -1187,11 +1228,13 @@ pub fn render(plan: &Plan) -> String {
     s
 }
 
-/// The planned arena bytes of a network's training step (autodiff, then a
-/// plan) at `batch`: the figure ablation variants and sweeps compare.
+/// The planned arena bytes of a network's training step as `netc train`
+/// runs it (autodiff, fusion, then a plan) at `batch`: the figure ablation
+/// variants and sweeps compare.
 pub fn training_step_bytes(module: &crate::lower::Module, batch: u64) -> Result<u64, String> {
     let mut g = module.graph.clone();
     crate::passes::autodiff::autodiff(&mut g, &module.train.sgd).map_err(|e| e.to_string())?;
+    crate::passes::fuse::fuse(&mut g).map_err(|e| e.to_string())?;
     let p = plan(&g, batch).map_err(|e| e.to_string())?;
     Ok(p.planned())
 }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::backend::cpu::exec::{CpuExec, ExecError};
+use crate::backend::cpu::exec::{CpuExec, ExecError, Memory};
 use crate::ir::Ty;
 use crate::lower::Module;
 use crate::passes::autodiff::{self, AutodiffError};
@@ -22,12 +22,14 @@ pub enum BenchError {
 }
 
 /// Images per second over `steps` training steps of `batch` random images
-/// (after two untimed warm-up steps), with the fusion pass if `fuse`.
+/// (after two untimed warm-up steps), with the fusion pass if `fuse`,
+/// buffers laid out as `memory` says.
 pub fn train_steps(
     module: &Module,
     batch: usize,
     steps: u64,
     fuse: bool,
+    memory: Memory,
 ) -> Result<f64, BenchError> {
     let mut g = module.graph.clone();
     autodiff::autodiff(&mut g, &module.train.sgd)?;
@@ -41,7 +43,7 @@ pub fn train_steps(
             _ => None,
         })
         .unwrap_or(1);
-    let mut exec = CpuExec::new(g, 0)?;
+    let mut exec = CpuExec::with_memory(g, 0, memory)?;
     let per = exec.image_len();
     let images: Vec<f32> = (0..batch * per)
         .map(|i| rng::normal(1, 2, i as u64) as f32)

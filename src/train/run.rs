@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::backend::cpu::exec::{CpuExec, ExecError};
+use crate::backend::cpu::exec::{CpuExec, ExecError, Memory};
 use crate::ir::train::{Schedule, TestCrop, TrainConfig};
 use crate::ir::{Graph, print};
 use crate::lower::Module;
@@ -69,6 +69,9 @@ pub struct TrainOptions {
     pub quiet: bool,
     /// Skip the fusion pass (fusion is on by default).
     pub no_fuse: bool,
+    /// Give every buffer its own allocation instead of executing from the
+    /// memory plan (the plan is used by default).
+    pub no_plan: bool,
     /// Continue from this checkpoint.
     pub resume: Option<PathBuf>,
     /// Also checkpoint every this many steps (always at the end of an epoch).
@@ -256,7 +259,12 @@ fn setup(module: &Module, opts: &TrainOptions, say: &dyn Fn(&str)) -> Result<Set
     let fingerprint =
         checkpoint::fingerprint(&print::print(&graph, print::PrintOptions { spans: false }));
     let network = graph.name.clone();
-    let exec = CpuExec::new(graph, cfg.seed)?;
+    let memory = if opts.no_plan {
+        Memory::Separate
+    } else {
+        Memory::Planned
+    };
+    let exec = CpuExec::with_memory(graph, cfg.seed, memory)?;
     if exec.image_len() != out.len() {
         return Err(TrainError::Config(format!(
             "the data gives {}×{}×{} images but the network's input takes {} values",

@@ -123,6 +123,7 @@ pub fn run(spec_path: &Path) -> Result<Vec<Row>, SweepError> {
             stop_after: None,
             interrupt: Some(interrupt.clone()),
             no_fuse: false,
+            no_plan: false,
         };
         let reports = match train(&compiled.module, &opts).map_err(|e| verr(e.to_string()))? {
             Outcome::Finished(r) => r,

@@ -66,10 +66,48 @@ pub fn dropout_backward<T: Float>(p: &DropoutParams, dy: &[T], dx: &mut [T]) {
     apply(p, dy, dx);
 }
 
+/// Forward or backward in place: `x = x · mask · 1/(1−rate)`, the same
+/// values [`dropout_forward`] writes.
+pub fn dropout_inplace<T: Float>(p: &DropoutParams, x: &mut [T]) {
+    if !p.training || p.rate == 0.0 {
+        return;
+    }
+    let scale = T::from_f64(1.0 / (1.0 - p.rate));
+    let (seed, stream, rate) = (p.seed, p.stream, p.rate);
+    x.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, xb)| {
+        let base = (bi * BLOCK) as u64;
+        for (j, v) in xb.iter_mut().enumerate() {
+            *v = if keep(seed, stream, rate, base + j as u64) {
+                *v * scale
+            } else {
+                T::ZERO
+            };
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::cpu::kernels::gradcheck::*;
+
+    #[test]
+    fn in_place_equals_out_of_place() {
+        for (rate, training) in [(0.5, true), (0.5, false), (0.0, true)] {
+            let p = DropoutParams {
+                seed: 3,
+                stream: 4,
+                rate,
+                training,
+            };
+            let x = rand_vec(5, 20_000);
+            let mut y = vec![0.0; x.len()];
+            dropout_forward(&p, &x, &mut y);
+            let mut z = x.clone();
+            dropout_inplace(&p, &mut z);
+            assert_eq!(y, z);
+        }
+    }
 
     fn params(rate: f64) -> DropoutParams {
         DropoutParams {

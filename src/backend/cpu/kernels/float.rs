@@ -3,7 +3,8 @@
 //! Assumes nothing. Guarantees that [`Float`] is implemented only for `f32`
 //! (production) and `f64` (gradient checks): the trait is sealed, which is what
 //! makes the `gemm` crate dispatch in [`super::gemm`] total (it panics on any
-//! other type).
+//! other type). Both are `bytemuck::Pod`, so the executor can view a span of
+//! its arena as the `u32` argmax that max pooling keeps.
 
 use std::fmt::Debug;
 use std::iter::Sum;
@@ -18,6 +19,7 @@ mod sealed {
 /// A real scalar: `f32` or `f64`.
 pub trait Float:
     sealed::Sealed
+    + bytemuck::Pod
     + Copy
     + Send
     + Sync

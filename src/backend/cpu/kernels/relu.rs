@@ -4,7 +4,7 @@
 //! OVERWRITTEN; the backward pass needs only the forward OUTPUT `y`
 //! (`dx = dy · [y > 0]`, so the gradient at exactly 0 is 0; NaN inputs map
 //! to 0), which lets the
-//! forward run in place.
+//! forward run in place; the backward can run over either of its inputs.
 
 use rayon::prelude::*;
 
@@ -46,6 +46,31 @@ pub fn relu_backward<T: Float>(y: &[T], dy: &[T], dx: &mut [T]) {
         });
 }
 
+/// [`relu_backward`] written over its `y`: `y_dx = dy · [y_dx > 0]`.
+pub fn relu_backward_over_y<T: Float>(y_dx: &mut [T], dy: &[T]) {
+    debug_assert_eq!(y_dx.len(), dy.len());
+    y_dx.par_chunks_mut(BLOCK)
+        .zip(dy.par_chunks(BLOCK))
+        .for_each(|(db, gb)| {
+            for (o, g) in db.iter_mut().zip(gb) {
+                *o = if *o > T::ZERO { *g } else { T::ZERO };
+            }
+        });
+}
+
+/// [`relu_backward`] written over its `dy`: `dy_dx = dy_dx · [y > 0]`.
+pub fn relu_backward_over_dy<T: Float>(y: &[T], dy_dx: &mut [T]) {
+    debug_assert_eq!(y.len(), dy_dx.len());
+    dy_dx
+        .par_chunks_mut(BLOCK)
+        .zip(y.par_chunks(BLOCK))
+        .for_each(|(db, yb)| {
+            for (o, yv) in db.iter_mut().zip(yb) {
+                *o = if *yv > T::ZERO { *o } else { T::ZERO };
+            }
+        });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,8 +86,15 @@ mod tests {
         relu_forward_inplace(&mut z);
         assert_eq!(z, y);
         let mut dx = [9.0f32; 5];
-        relu_backward(&y, &[1.0, 2.0, 3.0, 4.0, 5.0], &mut dx);
+        let dy = [1.0, 2.0, 3.0, 4.0, 5.0];
+        relu_backward(&y, &dy, &mut dx);
         assert_eq!(dx, [0.0, 0.0, 3.0, 0.0, 5.0]);
+        let mut over_y = y;
+        relu_backward_over_y(&mut over_y, &dy);
+        assert_eq!(over_y, dx);
+        let mut over_dy = dy;
+        relu_backward_over_dy(&y, &mut over_dy);
+        assert_eq!(over_dy, dx);
     }
 
     #[test]

@@ -1,0 +1,546 @@
+//! The CPU executor: runs a training graph (forward, backward, update, as
+//! built by `passes::autodiff`, fused or not) or its forward part, one
+//! node at a time, calling the reference kernels.
+//!
+//! Memory. Every buffer of the step (values, the side buffers forward ops
+//! keep for their backward, parameters and velocities) comes from a
+//! memory plan (`passes::memplan`). [`Memory::Planned`] executes from the
+//! plan: one arena per device, each buffer at its planned offset, nodes in
+//! the plan's order, elementwise ops in place where the plan says; values
+//! whose memory is reused are gone when the step ends. [`Memory::Separate`]
+//! gives every buffer its own allocation and runs in `ir::order::topo`, so
+//! every value of the step can be read afterwards (tests, parity checks).
+//! Both compute bit-for-bit the same results: each kernel overwrites its
+//! output and reads only live values. Buffers are allocated when a batch
+//! larger than any before arrives (the plan for a batch serves every
+//! smaller one) and kept; parameters move with them. Labels are kept
+//! beside the arena. Workspace a kernel needs for itself (im2col, the
+//! masked output gradient of a `dense_relu_dropout`) is the executor's own.
+//!
+//! Assumes a verified graph whose backward nodes follow autodiff's naming
+//! (`F.dx`, `F.dw`, `F.db` for the gradients of forward node `F`). The
+//! gradients of one convolution or dense layer are computed together by
+//! one kernel call when the first of them is reached. Results are
+//! deterministic for a given seed whatever the thread count (the kernels
+//! guarantee it).
+//!
+//! Generic over the scalar: `CpuExec<f32>` (the default) trains,
+//! `CpuExec<f64>` checks gradients; parameters are drawn in f64 and
+//! rounded, so an f32 run starts from the same values either way. The
+//! fused ops of `passes::fuse` run here too (`ops.rs`, `fused.rs`).
+
+mod fused;
+pub mod layout;
+mod ops;
+
+use std::collections::HashMap;
+
+use self::layout::{Layout, Loc};
+use super::kernels::{self as k, Float};
+use crate::ir::{Device, Graph, Init, NodeId, Op, ParamRole, Ty, order};
+use crate::passes::memplan::{self, MemplanError, Side};
+use crate::rng;
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ExecError {
+    #[error("the graph has a cycle")]
+    Cycle,
+    #[error("the graph has no `{0}` input")]
+    MissingInput(&'static str),
+    #[error("a batch of {got} values does not fit input `{name}` ({want} per example)")]
+    BadBatch {
+        name: String,
+        got: usize,
+        want: usize,
+    },
+    #[error("label {label} is out of range for {classes} classes")]
+    BadLabel { label: u32, classes: u64 },
+    #[error("`{0}` has no forward node")]
+    Orphan(String),
+    #[error("cannot plan the step's memory: {0}")]
+    Plan(#[from] MemplanError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What one step reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepStats {
+    pub loss: f64,
+    pub top1: usize,
+    pub top5: usize,
+    pub n: usize,
+}
+
+/// Where the step's buffers live (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Memory {
+    /// One arena per device, laid out by the memory plan.
+    #[default]
+    Planned,
+    /// Every buffer in its own allocation; every value kept.
+    Separate,
+}
+
+pub struct CpuExec<T: Float = f32> {
+    graph: Graph,
+    memory: Memory,
+    order: Vec<NodeId>,
+    forward: Vec<bool>,
+    layout: Layout,
+    arenas: Vec<Vec<T>>,
+    /// The masked output gradient of a `dense_relu_dropout`.
+    masked: Vec<T>,
+    labels: Vec<u32>,
+    batch: usize,
+    image: NodeId,
+    label: NodeId,
+    loss: NodeId,
+    logits: NodeId,
+    /// Backward node -> the forward node it differentiates.
+    fwd_of: HashMap<NodeId, NodeId>,
+    scratch: Vec<T>,
+    /// Which gradient groups were computed in the current step.
+    done: Vec<bool>,
+    /// Fill the arenas with NaN before every step (see [`CpuExec::set_poison`]).
+    poison: bool,
+    pub seed: u64,
+}
+
+fn numel(g: &Graph, n: NodeId, batch: usize) -> usize {
+    match &g.node(n).ty {
+        Ty::Act { dims } => dims.iter().product::<u64>() as usize * batch,
+        Ty::Param { dims } => dims.iter().product::<u64>() as usize,
+        Ty::Labels { .. } => batch,
+        Ty::Scalar => 1,
+        Ty::Effect => 0,
+    }
+}
+
+/// The kernel's parameters of an LRN op.
+fn lrn_params(size: u64, alpha: f64, beta: f64, k: f64) -> k::lrn::LrnParams {
+    k::lrn::LrnParams {
+        size: size as usize,
+        alpha,
+        beta,
+        k,
+    }
+}
+
+/// The kernel's shape of a convolution of `x` (`[filters, size, stride, pad]`).
+fn conv_shape(g: &Graph, x: NodeId, n: usize, [f, k, stride, pad]: [u64; 4]) -> k::conv::ConvShape {
+    let (c, h, w) = chw(g, x);
+    k::conv::ConvShape {
+        n,
+        c,
+        h,
+        w,
+        f: f as usize,
+        k: k as usize,
+        stride: stride as usize,
+        pad: pad as usize,
+    }
+}
+
+fn chw(g: &Graph, n: NodeId) -> (usize, usize, usize) {
+    match g.node(n).ty.dims() {
+        [c, h, w] => (*c as usize, *h as usize, *w as usize),
+        d => (d.iter().product::<u64>() as usize, 1, 1),
+    }
+}
+
+/// Fills a parameter per its initialisation rule; draws depend only on
+/// (seed, parameter name, tower, element index).
+pub fn init_param<T: Float>(
+    init: &Init,
+    name: &str,
+    device: Device,
+    dims: &[u64],
+    seed: u64,
+    out: &mut [T],
+) {
+    let stream = rng::stream_of(&format!("init/{name}@{device}"));
+    let fan_in: u64 = dims.iter().skip(1).product::<u64>().max(1);
+    let fan_out: u64 = dims.first().copied().unwrap_or(1) * dims.iter().skip(2).product::<u64>();
+    match init {
+        Init::Constant { value } => out.fill(T::from_f64(*value)),
+        Init::Normal { mean, std } => {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = T::from_f64(mean + std * rng::normal(seed, stream, i as u64));
+            }
+        }
+        Init::He => {
+            let std = (2.0 / fan_in as f64).sqrt();
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = T::from_f64(std * rng::normal(seed, stream, i as u64));
+            }
+        }
+        Init::Uniform { low, high } => {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = T::from_f64(low + (high - low) * rng::uniform(seed, stream, i as u64));
+            }
+        }
+        Init::Xavier => {
+            let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = T::from_f64(a * (2.0 * rng::uniform(seed, stream, i as u64) - 1.0));
+            }
+        }
+    }
+}
+
+impl<T: Float> CpuExec<T> {
+    /// Prepares a graph (forward only, or a whole training step) with every
+    /// buffer in its own allocation ([`Memory::Separate`]) and initialises
+    /// its parameters from `seed`.
+    pub fn new(graph: Graph, seed: u64) -> Result<Self, ExecError> {
+        Self::with_memory(graph, seed, Memory::Separate)
+    }
+
+    /// Like [`CpuExec::new`], executing from the memory plan ([`Memory::Planned`]).
+    pub fn planned(graph: Graph, seed: u64) -> Result<Self, ExecError> {
+        Self::with_memory(graph, seed, Memory::Planned)
+    }
+
+    pub fn with_memory(graph: Graph, seed: u64, memory: Memory) -> Result<Self, ExecError> {
+        let cap = graph
+            .g
+            .node_indices()
+            .map(|n| n.index() + 1)
+            .max()
+            .unwrap_or(0);
+        let (image, label, loss, logits) = graph.training_io().map_err(ExecError::MissingInput)?;
+        let mut forward = vec![false; cap];
+        let mut fwd_of = HashMap::new();
+        for n in graph.node_ids() {
+            let node = graph.node(n);
+            forward[n.index()] = is_forward(&node.op);
+            if is_layer_grad(&node.op)
+                || matches!(node.op, Op::LrnGrad { .. } | Op::MaxPoolGrad { .. })
+            {
+                let base = node
+                    .name
+                    .rsplit_once('.')
+                    .map_or(node.name.as_str(), |(b, _)| b);
+                let f = graph
+                    .find(base, node.device)
+                    .ok_or_else(|| ExecError::Orphan(node.name.clone()))?;
+                fwd_of.insert(n, f);
+            }
+        }
+        let mut exec = CpuExec {
+            graph,
+            memory,
+            order: Vec::new(),
+            forward,
+            layout: Layout::default(),
+            arenas: Vec::new(),
+            masked: Vec::new(),
+            labels: Vec::new(),
+            batch: 0,
+            image,
+            label,
+            loss,
+            logits,
+            fwd_of,
+            scratch: Vec::new(),
+            done: vec![false; cap],
+            poison: false,
+            seed,
+        };
+        exec.relayout(1)?;
+        for n in exec.layout.persistent.clone() {
+            let node = exec.graph.node(n);
+            if let Op::Param { init, role } = &node.op
+                && *role != ParamRole::Velocity
+            {
+                let (init, name, device) = (init.clone(), node.name.clone(), node.device);
+                let dims = node.ty.dims().to_vec();
+                init_param(&init, &name, device, &dims, seed, exec.value_mut(n));
+            }
+        }
+        Ok(exec)
+    }
+
+    /// Plans for `batch` and moves the persistent buffers to the new arenas.
+    fn relayout(&mut self, batch: usize) -> Result<(), ExecError> {
+        let plan = memplan::plan(&self.graph, batch as u64)?;
+        let (layout, order) = match self.memory {
+            Memory::Planned => (Layout::planned(&plan), plan.order.clone()),
+            Memory::Separate => (
+                Layout::separate(&plan),
+                order::topo(&self.graph).map_err(|_| ExecError::Cycle)?,
+            ),
+        };
+        let mut arenas: Vec<Vec<T>> = layout.arena_len.iter().map(|&n| vec![T::ZERO; n]).collect();
+        for &n in &layout.persistent {
+            if let (Some(&old), Some(&new)) = (self.layout.out.get(&n), layout.out.get(&n)) {
+                let len = old.len.min(new.len);
+                layout::view_mut(&mut arenas, new.take(len))
+                    .copy_from_slice(layout::view(&self.arenas, old.take(len)));
+            }
+        }
+        self.layout = layout;
+        self.arenas = arenas;
+        self.order = order;
+        Ok(())
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn memory(&self) -> Memory {
+        self.memory
+    }
+
+    /// Bytes of the arenas (the planned arenas, or the sum of every buffer).
+    pub fn arena_bytes(&self) -> usize {
+        self.layout.arena_len.iter().sum::<usize>() * std::mem::size_of::<T>()
+    }
+
+    /// Parameters and optimiser state: (name@device, node) pairs in a stable order.
+    pub fn state(&self) -> Vec<(String, NodeId)> {
+        let mut v: Vec<(String, NodeId)> = self
+            .graph
+            .node_ids()
+            .filter(|n| self.graph.node(*n).op.is_param())
+            .map(|n| {
+                (
+                    format!("{}@{}", self.graph.node(n).name, self.graph.node(n).device),
+                    n,
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The range holding `n`'s value at the current batch.
+    fn loc(&self, n: NodeId) -> Result<Loc, ExecError> {
+        self.layout
+            .out
+            .get(&n)
+            .map(|l| l.take(numel(&self.graph, n, self.batch)))
+            .ok_or_else(|| {
+                ExecError::Internal(format!("`{}` has no buffer", self.graph.node(n).name))
+            })
+    }
+
+    /// The range of side buffer `s` of forward node `n` at the current batch.
+    fn side_loc(&self, n: NodeId, s: Side) -> Result<Loc, ExecError> {
+        let g = &self.graph;
+        let len = match (s, &g.node(n).op) {
+            (Side::LrnOut | Side::LrnScale, Op::LrnMaxPool { .. }) => {
+                g.inputs(n).first().map_or(0, |&x| numel(g, x, self.batch))
+            }
+            (Side::SoftmaxProbs, _) => g.inputs(n).first().map_or(0, |&x| numel(g, x, self.batch)),
+            _ => numel(g, n, self.batch),
+        };
+        self.layout
+            .side
+            .get(&(n, s))
+            .map(|l| l.take(len))
+            .ok_or_else(|| {
+                ExecError::Internal(format!("`{}` has no {} buffer", g.node(n).name, s.suffix()))
+            })
+    }
+
+    /// `n`'s value. After a planned step, only values the plan keeps to the
+    /// end (parameters, velocities, the loss, the logits, and values whose
+    /// memory was not reused) are still there; see [`CpuExec::is_kept`].
+    pub fn value(&self, n: NodeId) -> &[T] {
+        match self.loc(n) {
+            Ok(l) => layout::view(&self.arenas, l),
+            Err(_) => &[],
+        }
+    }
+
+    pub fn value_mut(&mut self, n: NodeId) -> &mut [T] {
+        match self.loc(n) {
+            Ok(l) => layout::view_mut(&mut self.arenas, l),
+            Err(_) => &mut [],
+        }
+    }
+
+    /// Whether `n`'s value survives the step (always, with [`Memory::Separate`]).
+    pub fn is_kept(&self, n: NodeId) -> bool {
+        self.layout.kept.get(&n).copied().unwrap_or(false)
+    }
+
+    /// With `on`, every step first fills every buffer but the parameters and
+    /// velocities with NaN, so a kernel that read memory it had not written
+    /// would show it (a check for tests; it costs a pass over the arenas).
+    pub fn set_poison(&mut self, on: bool) {
+        self.poison = on;
+    }
+
+    fn fill_nan(&mut self) {
+        let mut keep: Vec<Loc> = self
+            .layout
+            .persistent
+            .iter()
+            .filter_map(|n| self.layout.out.get(n).copied())
+            .collect();
+        keep.sort_by_key(|l| (l.arena, l.start));
+        let nan = T::from_f64(f64::NAN);
+        for (a, arena) in self.arenas.iter_mut().enumerate() {
+            let mut at = 0;
+            for l in keep.iter().filter(|l| l.arena == a) {
+                if let Some(gap) = arena.get_mut(at..l.start) {
+                    gap.fill(nan);
+                }
+                at = at.max(l.start + l.len);
+            }
+            if let Some(rest) = arena.get_mut(at..) {
+                rest.fill(nan);
+            }
+        }
+    }
+
+    /// The per-example size of the image input.
+    pub fn image_len(&self) -> usize {
+        numel(&self.graph, self.image, 1)
+    }
+
+    fn load(&mut self, images: &[T], labels: &[u32]) -> Result<(), ExecError> {
+        let per = self.image_len();
+        let n = labels.len();
+        if images.len() != n * per {
+            return Err(ExecError::BadBatch {
+                name: self.graph.node(self.image).name.clone(),
+                got: images.len(),
+                want: per,
+            });
+        }
+        let classes = match self.graph.node(self.label).ty {
+            Ty::Labels { classes } => classes,
+            _ => 0,
+        };
+        if let Some(&bad) = labels.iter().find(|&&l| l as u64 >= classes) {
+            return Err(ExecError::BadLabel {
+                label: bad,
+                classes,
+            });
+        }
+        if n > self.layout.batch {
+            self.relayout(n)?;
+        }
+        if self.poison {
+            self.fill_nan();
+        }
+        self.batch = n;
+        self.value_mut(self.image).copy_from_slice(images);
+        self.labels.clear();
+        self.labels.extend_from_slice(labels);
+        Ok(())
+    }
+
+    /// One training step: forward, backward and the update with learning
+    /// rate `lr`. `step` numbers the step (it keys the dropout masks).
+    pub fn train_step(
+        &mut self,
+        images: &[T],
+        labels: &[u32],
+        lr: f64,
+        step: u64,
+    ) -> Result<StepStats, ExecError> {
+        self.load(images, labels)?;
+        self.done.iter_mut().for_each(|d| *d = false);
+        let order = std::mem::take(&mut self.order);
+        let r = order.iter().try_for_each(|&n| self.run(n, true, lr, step));
+        self.order = order;
+        r?;
+        Ok(self.stats())
+    }
+
+    /// The forward pass only, dropout off (evaluation). Returns the stats
+    /// and leaves the logits readable through [`CpuExec::logits`].
+    pub fn eval_batch(&mut self, images: &[T], labels: &[u32]) -> Result<StepStats, ExecError> {
+        self.load(images, labels)?;
+        let order = std::mem::take(&mut self.order);
+        let r = order.iter().try_for_each(|&n| {
+            if self.forward[n.index()] {
+                self.run(n, false, 0.0, 0)
+            } else {
+                Ok(())
+            }
+        });
+        self.order = order;
+        r?;
+        Ok(self.stats())
+    }
+
+    /// Classes: the logits per example.
+    pub fn logits_width(&self) -> usize {
+        self.graph.node(self.logits).ty.numel() as usize
+    }
+
+    pub fn logits(&self) -> &[T] {
+        self.value(self.logits)
+    }
+
+    fn stats(&self) -> StepStats {
+        let n = self.batch;
+        let classes = self.graph.node(self.logits).ty.numel() as usize;
+        let (top1, top5) = k::softmax_xent::top1_top5(n, classes, self.logits(), &self.labels);
+        StepStats {
+            loss: self
+                .value(self.loss)
+                .first()
+                .map_or(f64::NAN, |v| v.to_f64()),
+            top1,
+            top5,
+            n,
+        }
+    }
+
+    /// The first node, in execution order, whose value is not finite, among
+    /// the values still held after the step (see [`CpuExec::value`]).
+    pub fn first_non_finite(&self) -> Option<&str> {
+        self.order
+            .iter()
+            .filter(|n| self.is_kept(**n))
+            .find(|n| self.value(**n).iter().any(|v| !v.is_finite()))
+            .map(|n| self.graph.node(*n).name.as_str())
+    }
+}
+
+fn is_forward(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Input { .. }
+            | Op::Param { .. }
+            | Op::Conv { .. }
+            | Op::Relu
+            | Op::Lrn { .. }
+            | Op::MaxPool { .. }
+            | Op::Dense { .. }
+            | Op::Dropout { .. }
+            | Op::Concat
+            | Op::SoftmaxXent
+            | Op::ConvRelu { .. }
+            | Op::DenseRelu { .. }
+            | Op::DenseReluDropout { .. }
+            | Op::LrnMaxPool { .. }
+    )
+}
+
+/// The gradients of a convolution or dense layer (computed as one group).
+fn is_layer_grad(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::ConvGradInput { .. }
+            | Op::ConvGradWeight { .. }
+            | Op::ConvGradBias
+            | Op::DenseGradInput { .. }
+            | Op::DenseGradWeight
+            | Op::DenseGradBias
+            | Op::ConvReluGradInput { .. }
+            | Op::ConvReluGradWeight { .. }
+            | Op::ConvReluGradBias
+            | Op::DenseReluGradInput { .. }
+            | Op::DenseReluGradWeight { .. }
+            | Op::DenseReluGradBias { .. }
+    )
+}

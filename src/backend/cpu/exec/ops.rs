@@ -1,0 +1,465 @@
+//! One node of the step: which buffers it writes and reads (its output,
+//! the side buffers of its forward op, its inputs), carved from the arenas
+//! by `layout::carve`, and the kernel call.
+//!
+//! Assumes the layout of a checked plan: the ranges a node writes are
+//! disjoint from each other and from every value it reads, except where
+//! the plan put an elementwise op's output over the input it overwrites
+//! (that input then comes back as `None` and the op's in-place form
+//! runs). Guarantees each kernel overwrites its output ranges entirely and
+//! reads only ranges that hold live values, so the result does not depend
+//! on where the buffers lie.
+
+use super::fused::{grad_chain, lrn_maxpool_backward, lrn_maxpool_forward, relu_dropout_inplace};
+use super::layout::{Loc, carve};
+use super::{CpuExec, ExecError, chw, conv_shape, lrn_params};
+use crate::backend::cpu::kernels::{self as k, Act, Float, Nchw};
+use crate::ir::{NodeId, Op};
+use crate::passes::memplan::Side;
+use crate::rng;
+
+/// Input `i` of an op that does not run in place over it.
+fn input<'a, T>(r: &[Option<&'a [T]>], i: usize) -> Result<&'a [T], ExecError> {
+    r.get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| ExecError::Internal(format!("input {i} is not readable here")))
+}
+
+/// A span of the arena as the `u32` argmax max pooling keeps.
+fn index_mut<T: Float>(s: &mut [T], len: usize) -> &mut [u32] {
+    let v: &mut [u32] = bytemuck::cast_slice_mut(s);
+    let len = len.min(v.len());
+    &mut v[..len]
+}
+
+fn index<T: Float>(s: &[T], len: usize) -> &[u32] {
+    let v: &[u32] = bytemuck::cast_slice(s);
+    &v[..len.min(v.len())]
+}
+
+impl<T: Float> CpuExec<T> {
+    fn dropout(
+        &self,
+        of: &str,
+        node: NodeId,
+        rate: f64,
+        training: bool,
+        step: u64,
+    ) -> k::dropout::DropoutParams {
+        k::dropout::DropoutParams {
+            seed: self.seed ^ rng::mix64(step),
+            stream: rng::dropout_stream(of, self.graph.node(node).device),
+            rate,
+            training,
+        }
+    }
+
+    pub(super) fn run(
+        &mut self,
+        n: NodeId,
+        training: bool,
+        lr: f64,
+        step: u64,
+    ) -> Result<(), ExecError> {
+        let op = self.graph.node(n).op.clone();
+        let ins = self.graph.inputs(n);
+        match &op {
+            Op::Input { .. } | Op::Param { .. } => return Ok(()),
+            op if super::is_layer_grad(op) => return self.layer_grads(n),
+            _ => {}
+        }
+        let xs: Vec<Loc> = ins.iter().map(|&i| self.loc(i)).collect::<Result<_, _>>()?;
+        let b = self.batch;
+        // Side buffers this op writes (forward) or reads (backward).
+        let (side_w, side_r): (Vec<Loc>, Vec<Loc>) = match &op {
+            Op::Lrn { .. } => (vec![self.side_loc(n, Side::LrnScale)?], vec![]),
+            Op::MaxPool { .. } => (vec![self.side_loc(n, Side::PoolArgmax)?], vec![]),
+            Op::SoftmaxXent => (vec![self.side_loc(n, Side::SoftmaxProbs)?], vec![]),
+            Op::LrnMaxPool { .. } => (
+                [Side::LrnOut, Side::LrnScale, Side::PoolArgmax]
+                    .iter()
+                    .map(|&s| self.side_loc(n, s))
+                    .collect::<Result<_, _>>()?,
+                vec![],
+            ),
+            Op::LrnGrad { .. } => (vec![], vec![self.side_loc(self.fwd(n)?, Side::LrnScale)?]),
+            Op::MaxPoolGrad { .. } => {
+                (vec![], vec![self.side_loc(self.fwd(n)?, Side::PoolArgmax)?])
+            }
+            Op::LrnMaxPoolGrad { .. } => {
+                let f = *ins
+                    .get(1)
+                    .ok_or_else(|| ExecError::Orphan(self.graph.node(n).name.clone()))?;
+                (
+                    vec![],
+                    [Side::LrnOut, Side::LrnScale, Side::PoolArgmax]
+                        .iter()
+                        .map(|&s| self.side_loc(f, s))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            Op::SoftmaxXentGrad => (vec![], vec![self.side_loc(self.loss, Side::SoftmaxProbs)?]),
+            _ => (vec![], vec![]),
+        };
+        // What it writes: its output (or, for an update, weight and velocity).
+        let mut writes: Vec<Loc> = match &op {
+            Op::SgdUpdate { .. } => xs.iter().take(2).copied().collect(),
+            _ => vec![self.loc(n)?],
+        };
+        writes.extend(&side_w);
+        let mut reads: Vec<Loc> = match &op {
+            Op::SgdUpdate { .. } => xs.iter().skip(2).copied().collect(),
+            // Labels are kept beside the arena.
+            Op::SoftmaxXent => xs.iter().take(1).copied().collect(),
+            _ => xs.clone(),
+        };
+        let nin = reads.len();
+        reads.extend(&side_r);
+        let dropout = |of: &str, rate: f64| self.dropout(of, n, rate, training, step);
+        let dparams = match &op {
+            Op::Dropout { rate } => Some(dropout(&self.graph.node(n).name, *rate)),
+            Op::DenseReluDropout { rate, of, .. } | Op::DropoutGrad { rate, of } => {
+                Some(dropout(of, *rate))
+            }
+            Op::GradChain {
+                dropout: Some((rate, of)),
+                ..
+            } => Some(dropout(of, *rate)),
+            _ => None,
+        };
+        let g = &self.graph;
+        let (mut w, r) = carve(&mut self.arenas, &writes, &reads).map_err(|o| {
+            ExecError::Internal(format!("`{}`: buffers overlap: {o:?}", g.node(n).name))
+        })?;
+        let x = |i: usize| input(&r, i);
+        let side = |i: usize| input(&r, nin + i);
+        let (out, rest) = w
+            .split_first_mut()
+            .ok_or_else(|| ExecError::Internal("no output".into()))?;
+        let out: &mut [T] = out;
+        match &op {
+            Op::Conv {
+                filters,
+                size,
+                stride,
+                pad,
+            }
+            | Op::ConvRelu {
+                filters,
+                size,
+                stride,
+                pad,
+            } => {
+                let s = conv_shape(g, ins[0], b, [*filters, *size, *stride, *pad]);
+                let act = if matches!(op, Op::ConvRelu { .. }) {
+                    Act::Relu
+                } else {
+                    Act::None
+                };
+                k::conv::conv2d_forward(&s, x(0)?, x(1)?, Some(x(2)?), act, out, &mut self.scratch);
+            }
+            Op::Dense { units } | Op::DenseRelu { units } | Op::DenseReluDropout { units, .. } => {
+                let s = k::dense::DenseShape {
+                    n: b,
+                    inp: g.node(ins[0]).ty.numel() as usize,
+                    out: *units as usize,
+                };
+                let act = if matches!(op, Op::DenseRelu { .. }) {
+                    Act::Relu
+                } else {
+                    Act::None
+                };
+                k::dense::dense_forward(&s, x(0)?, x(1)?, Some(x(2)?), act, out);
+                if let (Op::DenseReluDropout { .. }, Some(p)) = (&op, &dparams) {
+                    relu_dropout_inplace(p, out);
+                }
+            }
+            Op::LrnMaxPool {
+                size,
+                alpha,
+                beta,
+                k: kk,
+                pool,
+                stride,
+            }
+            | Op::LrnMaxPoolGrad {
+                size,
+                alpha,
+                beta,
+                k: kk,
+                pool,
+                stride,
+            } => {
+                let (c, h, wd) = chw(g, ins[0]);
+                let p = lrn_params(*size, *alpha, *beta, *kk);
+                let s = k::pool::PoolShape {
+                    n: 1,
+                    c,
+                    h,
+                    w: wd,
+                    size: *pool as usize,
+                    stride: *stride as usize,
+                };
+                if let Op::LrnMaxPool { .. } = op {
+                    let [lrn, scale, am] = rest else {
+                        return Err(ExecError::Internal("lrn_maxpool side buffers".into()));
+                    };
+                    let len = out.len();
+                    lrn_maxpool_forward(&p, &s, x(0)?, lrn, scale, out, index_mut(am, len));
+                } else {
+                    let am = index(side(2)?, x(2)?.len());
+                    lrn_maxpool_backward(&p, &s, x(0)?, side(0)?, side(1)?, am, x(2)?, out);
+                }
+            }
+            Op::GradChain { parts, relu, .. } => {
+                let parts = *parts as usize;
+                let first = r.first().copied().flatten();
+                let rest: Vec<&[T]> = (1..parts).map(x).collect::<Result<_, _>>()?;
+                let y = if *relu { Some(x(ins.len() - 1)?) } else { None };
+                grad_chain(first, &rest, dparams.as_ref(), y, out);
+            }
+            Op::Relu => match r[0] {
+                Some(x0) => k::relu::relu_forward(x0, out),
+                None => k::relu::relu_forward_inplace(out),
+            },
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                k: kk,
+            } => {
+                let (c, h, wd) = chw(g, ins[0]);
+                let p = lrn_params(*size, *alpha, *beta, *kk);
+                let [scale] = rest else {
+                    return Err(ExecError::Internal("lrn side buffer".into()));
+                };
+                k::lrn::lrn_forward(&p, &Nchw::new(b, c, h, wd), x(0)?, out, scale);
+            }
+            Op::MaxPool { size, stride } => {
+                let (c, h, wd) = chw(g, ins[0]);
+                let s = k::pool::PoolShape {
+                    n: b,
+                    c,
+                    h,
+                    w: wd,
+                    size: *size as usize,
+                    stride: *stride as usize,
+                };
+                let [am] = rest else {
+                    return Err(ExecError::Internal("maxpool side buffer".into()));
+                };
+                let len = out.len();
+                k::pool::maxpool_forward(&s, x(0)?, out, index_mut(am, len));
+            }
+            Op::Dropout { .. } | Op::DropoutGrad { .. } => {
+                let p = dparams.ok_or_else(|| ExecError::Internal("dropout".into()))?;
+                match r[0] {
+                    Some(x0) => k::dropout::dropout_forward(&p, x0, out),
+                    None => k::dropout::dropout_inplace(&p, out),
+                }
+            }
+            Op::Concat => {
+                let (_, h, wd) = chw(g, n);
+                let parts: Vec<(&[T], usize)> = (0..ins.len())
+                    .map(|i| Ok((x(i)?, chw(g, ins[i]).0)))
+                    .collect::<Result<_, ExecError>>()?;
+                k::concat::concat_channels(b, h * wd, &parts, out);
+            }
+            Op::SoftmaxXent => {
+                let classes = g.node(ins[0]).ty.numel() as usize;
+                let [probs] = rest else {
+                    return Err(ExecError::Internal("softmax side buffer".into()));
+                };
+                let loss =
+                    k::softmax_xent::softmax_xent_forward(b, classes, x(0)?, &self.labels, probs);
+                out[0] = T::from_f64(loss);
+            }
+            Op::SoftmaxXentGrad => {
+                let classes = g.node(ins[0]).ty.numel() as usize;
+                k::softmax_xent::softmax_xent_backward(b, classes, side(0)?, &self.labels, out);
+            }
+            Op::ReluGrad => match (r[0], r[1]) {
+                (Some(y), Some(dy)) => k::relu::relu_backward(y, dy, out),
+                (None, Some(dy)) => k::relu::relu_backward_over_y(out, dy),
+                (Some(y), None) => k::relu::relu_backward_over_dy(y, out),
+                (None, None) => {
+                    return Err(ExecError::Internal("relu_grad over both inputs".into()));
+                }
+            },
+            Op::LrnGrad {
+                size,
+                alpha,
+                beta,
+                k: kk,
+            } => {
+                let (c, h, wd) = chw(g, ins[0]);
+                let p = lrn_params(*size, *alpha, *beta, *kk);
+                k::lrn::lrn_backward(
+                    &p,
+                    &Nchw::new(b, c, h, wd),
+                    x(0)?,
+                    x(1)?,
+                    side(0)?,
+                    x(2)?,
+                    out,
+                    &mut self.scratch,
+                );
+            }
+            Op::MaxPoolGrad { size, stride } => {
+                let (c, h, wd) = chw(g, ins[0]);
+                let s = k::pool::PoolShape {
+                    n: b,
+                    c,
+                    h,
+                    w: wd,
+                    size: *size as usize,
+                    stride: *stride as usize,
+                };
+                let dy = x(1)?;
+                k::pool::maxpool_backward(&s, dy, index(side(0)?, dy.len()), out);
+            }
+            Op::Slice { start, len } => {
+                let (c, h, wd) = chw(g, ins[0]);
+                let plane = h * wd;
+                let (start, len) = (*start as usize, *len as usize);
+                let src = x(0)?;
+                for i in 0..b {
+                    let from = &src[(i * c + start) * plane..(i * c + start + len) * plane];
+                    out[i * len * plane..(i + 1) * len * plane].copy_from_slice(from);
+                }
+            }
+            Op::Add => {
+                if let Some(x0) = r[0] {
+                    out.copy_from_slice(x0);
+                }
+                for i in 1..ins.len() {
+                    for (o, a) in out.iter_mut().zip(x(i)?) {
+                        *o += *a;
+                    }
+                }
+            }
+            Op::SgdUpdate {
+                momentum,
+                weight_decay,
+            } => {
+                let p = k::sgd::SgdParams {
+                    lr,
+                    momentum: *momentum,
+                    weight_decay: *weight_decay,
+                };
+                let [vel] = rest else {
+                    return Err(ExecError::Internal("sgd_update state".into()));
+                };
+                k::sgd::sgd_update(&p, out, vel, x(0)?);
+            }
+            other => {
+                return Err(ExecError::Internal(format!(
+                    "`{}` is not executable here",
+                    other.mnemonic()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The forward node a backward node differentiates.
+    fn fwd(&self, n: NodeId) -> Result<NodeId, ExecError> {
+        self.fwd_of
+            .get(&n)
+            .copied()
+            .ok_or_else(|| ExecError::Orphan(self.graph.node(n).name.clone()))
+    }
+
+    /// Computes all gradients of one conv or dense layer in one kernel call.
+    fn layer_grads(&mut self, n: NodeId) -> Result<(), ExecError> {
+        let f = self.fwd(n)?;
+        if self.done[f.index()] {
+            return Ok(());
+        }
+        self.done[f.index()] = true;
+        let g = &self.graph;
+        let fnode = g.node(f);
+        let dev = fnode.device;
+        let get = |suffix: &str| g.find(&format!("{}.{suffix}", fnode.name), dev);
+        let (dx_n, dw_n, db_n) = (get("dx"), get("dw"), get("db"));
+        let fins = g.inputs(f);
+        let Some(dw_n) = dw_n else { return Ok(()) };
+        let dy_n = g.inputs(dw_n)[1];
+        let b = self.batch;
+        let act = match &fnode.op {
+            Op::ConvRelu { .. } | Op::DenseRelu { .. } | Op::DenseReluDropout { .. } => Act::Relu,
+            _ => Act::None,
+        };
+        let mut writes = vec![self.loc(dw_n)?];
+        writes.extend(dx_n.map(|d| self.loc(d)).transpose()?);
+        writes.extend(db_n.map(|d| self.loc(d)).transpose()?);
+        let mut reads = vec![self.loc(fins[0])?, self.loc(fins[1])?, self.loc(dy_n)?];
+        // The output is read only by the fused gradients (their ReLU mask).
+        if act == Act::Relu {
+            reads.push(self.loc(f)?);
+        }
+        let (mut w, r) = carve(&mut self.arenas, &writes, &reads).map_err(|o| {
+            ExecError::Internal(format!("`{}`: buffers overlap: {o:?}", fnode.name))
+        })?;
+        let (x, wt, mut dy) = (input(&r, 0)?, input(&r, 1)?, input(&r, 2)?);
+        let y = if act == Act::Relu { input(&r, 3)? } else { dy };
+        let mut act = act;
+        if let Op::DenseReluDropout { rate, .. } = &fnode.op {
+            // [y > 0] is the ReLU's mask and the dropout's together.
+            let scale = T::from_f64(1.0 / (1.0 - rate));
+            self.masked.resize(dy.len(), T::ZERO);
+            for ((m, yv), gv) in self.masked.iter_mut().zip(y).zip(dy) {
+                *m = if *yv > T::ZERO { *gv * scale } else { T::ZERO };
+            }
+            dy = &self.masked;
+            act = Act::None;
+        }
+        let y = if act == Act::Relu { y } else { dy };
+        let mut it = w.iter_mut();
+        let dw: &mut [T] = it.next().ok_or_else(|| ExecError::Internal("dw".into()))?;
+        let dx: Option<&mut [T]> = if dx_n.is_some() {
+            it.next().map(|s| &mut **s)
+        } else {
+            None
+        };
+        let db: Option<&mut [T]> = if db_n.is_some() {
+            it.next().map(|s| &mut **s)
+        } else {
+            None
+        };
+        match &fnode.op {
+            Op::Conv {
+                filters,
+                size,
+                stride,
+                pad,
+            }
+            | Op::ConvRelu {
+                filters,
+                size,
+                stride,
+                pad,
+            } => {
+                let s = conv_shape(g, fins[0], b, [*filters, *size, *stride, *pad]);
+                k::conv::conv2d_backward(&s, act, x, wt, y, dy, dx, dw, db, &mut self.scratch);
+            }
+            Op::Dense { units } | Op::DenseRelu { units } | Op::DenseReluDropout { units, .. } => {
+                let s = k::dense::DenseShape {
+                    n: b,
+                    inp: g.node(fins[0]).ty.numel() as usize,
+                    out: *units as usize,
+                };
+                k::dense::dense_backward(&s, act, x, wt, y, dy, dx, dw, db, &mut self.scratch);
+            }
+            other => {
+                return Err(ExecError::Internal(format!(
+                    "`{}` ({}) has layer gradients",
+                    fnode.name,
+                    other.mnemonic()
+                )));
+            }
+        }
+        Ok(())
+    }
+}

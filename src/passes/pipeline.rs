@@ -30,7 +30,8 @@ use crate::ir::{Graph, Op};
 use super::autodiff::{AutodiffError, autodiff};
 use super::fuse::{self, FuseError, REWRITES};
 
-/// The pipeline `netc train` and `netc bench` run.
+/// The default pipeline: the passes `netc train` and `netc bench` run
+/// (`autodiff`, then every fusion rewrite).
 pub const DEFAULT: &str = "autodiff,fuse";
 
 /// One graph pass.

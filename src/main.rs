@@ -45,6 +45,17 @@ enum Cmd {
         /// Where `--emit memplan` writes its picture (default: `memplan.svg` beside the output).
         #[arg(long)]
         picture: Option<PathBuf>,
+        /// Graph passes to run first, in order: `autodiff`, `fuse` or one fusion rewrite
+        /// (`conv+relu`, `dense+relu+dropout`, `dense+relu`, `lrn+maxpool`, `grad_chain`).
+        /// Default: none (`autodiff` for `--emit memplan`).
+        #[arg(long, value_name = "PASS,...")]
+        passes: Option<String>,
+        /// Print the IR text after this pass (one of those that run) to standard error.
+        #[arg(long, value_name = "PASS")]
+        dump_after: Option<String>,
+        /// Print each pass's time, node counts and what fired to standard error.
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Report errors and warnings only.
     Check {
@@ -260,13 +271,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("error: cannot write `{}`: {e}", path.display()))
 }
 
-/// Plans the training step's memory; writes the picture, returns the text.
-fn memplan(m: &netc::lower::Module, batch: u64, picture: &Path) -> Result<String, String> {
-    use netc::passes::{autodiff, memplan, memplan_svg};
-    let mut g = m.graph.clone();
-    autodiff::autodiff(&mut g, &m.train.sgd).map_err(|e| format!("error: {e}"))?;
-    let plan = memplan::plan(&g, batch).map_err(|e| format!("error: {e}"))?;
-    memplan::check(&plan, &g).map_err(|e| format!("internal error: {e}"))?;
+/// Plans the memory of training step `g`; writes the picture, returns the text.
+fn memplan(g: &ir::Graph, batch: u64, picture: &Path) -> Result<String, String> {
+    use netc::passes::{memplan, memplan_svg};
+    let plan = memplan::plan(g, batch)
+        .map_err(|e| format!("error: cannot plan the memory of this graph: {e}"))?;
+    memplan::check(&plan, g)
+        .map_err(|e| format!("internal error: the memory plan fails its check: {e}"))?;
     write_atomic(picture, memplan_svg::svg(&plan).as_bytes())?;
     eprintln!("wrote {}", picture.display());
     Ok(memplan::render(&plan))
@@ -281,12 +292,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             target,
             batch,
             picture,
+            passes,
+            dump_after,
+            verbose,
         } => {
             let (c, _) = load(&file)?;
             if let Target::Cuda = target {
+                if passes.is_some() || dump_after.is_some() || verbose {
+                    return Err("error: `--passes`, `--dump-after` and `-v` do not apply to `--target cuda`, which generates the unfused training step".into());
+                }
                 return compile_cuda(&c, batch, output.as_deref());
             }
-            let g = &c.module.graph;
+            let memplan_emit = matches!(emit, Emit::Memplan);
+            let g = &run_passes(&c, passes.as_deref(), memplan_emit, dump_after, verbose)?;
             let text = match emit {
                 Emit::Memplan => {
                     let batch = batch.unwrap_or(c.module.train.batch);
@@ -294,9 +312,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                         let dir = output.as_deref().and_then(Path::parent);
                         dir.unwrap_or(Path::new("")).join("memplan.svg")
                     });
-                    memplan(&c.module, batch, &picture)?
+                    memplan(g, batch, &picture)?
                 }
-                Emit::Table => ir::table::render(g),
+                // The table describes the network as written.
+                Emit::Table => ir::table::render(&c.module.graph),
                 Emit::Ir => ir::print::print(g, Default::default()),
                 Emit::Yaml => ir::print::to_yaml(g).map_err(|e| format!("error: {e}"))?,
                 Emit::Dot => ir::dot::dot(g),
@@ -530,6 +549,70 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             })
         }
     }
+}
+
+/// `netc compile --passes`: runs the pipeline on a copy of the forward
+/// graph (default: no pass, or `autodiff` for `--emit memplan`, which
+/// needs a training step), with `-v` and `--dump-after` reports on stderr.
+fn run_passes(
+    c: &Compiled,
+    list: Option<&str>,
+    memplan: bool,
+    dump_after: Option<String>,
+    verbose: bool,
+) -> Result<ir::Graph, String> {
+    use netc::passes::pipeline::{self, Pass};
+    let passes = match list {
+        Some(l) => pipeline::parse(l).map_err(|e| format!("error: `--passes`: {e}"))?,
+        None if memplan => vec![Pass::Autodiff],
+        None => vec![],
+    };
+    if memplan && !passes.contains(&Pass::Autodiff) {
+        return Err(
+            "error: `--emit memplan` plans a training step: `--passes` must include `autodiff`"
+                .into(),
+        );
+    }
+    if let Some(d) = &dump_after
+        && !passes.iter().any(|p| p.name() == d)
+    {
+        let ran: Vec<&str> = passes.iter().map(|p| p.name()).collect();
+        return Err(format!(
+            "error: `--dump-after {d}`: not a pass that runs; the passes that run are: {}{}",
+            if ran.is_empty() {
+                "none (see `--passes`)".into()
+            } else {
+                ran.join(", ")
+            },
+            if d == "fuse" {
+                " (`fuse` stands for the five rewrites; name one, e.g. `grad_chain`, the last)"
+            } else {
+                ""
+            },
+        ));
+    }
+    let mut g = c.module.graph.clone();
+    let mut after = |t: &pipeline::PassTiming, g: &ir::Graph| {
+        if verbose {
+            eprintln!("pass {t}");
+        }
+        if dump_after.as_deref() == Some(t.pass.name()) {
+            eprint!(
+                "; IR after pass {}\n{}",
+                t.pass,
+                ir::print::print(g, Default::default())
+            );
+        }
+    };
+    let timings = pipeline::run(&mut g, &c.module.train.sgd, &passes, &mut after)
+        .map_err(|e| format!("error: {e}"))?;
+    if verbose && !timings.is_empty() {
+        let total: f64 = timings.iter().map(|t| t.elapsed.as_secs_f64()).sum();
+        let n = timings.len();
+        let s = if n == 1 { "" } else { "es" };
+        eprintln!("{n} pass{s} in {:.2} ms", total * 1e3);
+    }
+    Ok(g)
 }
 
 /// `netc compile --target cuda`: the training step as CUDA C, its launch

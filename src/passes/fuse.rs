@@ -1,7 +1,9 @@
 //! Fusion: rewrites a training step (as built by `passes::autodiff`), or a
 //! forward graph, so that layers whose ops each read and write a whole
 //! tensor run as one op. Every rewrite has a name (see [`REWRITES`]) and
-//! [`fuse`] reports how often each fired.
+//! [`fuse`] reports how often each fired; [`fuse_with`] runs only some of
+//! them (`fuse` is `fuse_with` of all five, in one sweep), which is how
+//! `passes::pipeline` runs each rewrite as a pass of its own.
 //!
 //! Assumes a verified graph whose backward nodes are autodiff's: the
 //! gradient of forward node `F` is named `F.dx` (`F.dw`, `F.db`), a
@@ -25,7 +27,11 @@
 //!   `relu_grad` fold into `dense_relu_grad_*`: the output is positive iff the
 //!   ReLU passed it and the mask kept it, so `[y > 0]·1/(1−rate)` is both
 //!   masks and no mask is regenerated.
-//! - `dense+relu`: `relu(dense)` → `dense_relu`, likewise.
+//! - `dense+relu`: `relu(dense)` → `dense_relu`, likewise. Without
+//!   `dense+relu+dropout` enabled, a `dropout(relu(dense))` becomes a
+//!   `dense_relu` followed by the unchanged dropout (and `dropout_grad`);
+//!   without `dense+relu` enabled, `dense+relu+dropout` leaves a dense →
+//!   ReLU with no dropout after it alone.
 //! - `lrn+maxpool`: `maxpool(lrn)` → `lrn_maxpool`, image by image; backward,
 //!   `maxpool_grad` folds into `lrn_maxpool_grad`. The LRN output is still
 //!   written (the backward pass needs it) but pooling reads it from cache.
@@ -61,6 +67,8 @@ pub const REWRITES: [&str; 5] = [
 pub enum FuseError {
     #[error("the graph has a cycle")]
     Cycle,
+    #[error("unknown fusion rewrite `{0}`; the rewrites are {list}", list = REWRITES.join(", "))]
+    UnknownRewrite(String),
     #[error("internal error: fusion built an ill-typed `{name}`: {source}")]
     IllTyped {
         name: String,
@@ -84,8 +92,24 @@ impl std::fmt::Display for FuseReport {
     }
 }
 
-/// Rewrites `g` in place; see the module documentation.
+/// Rewrites `g` in place with every rewrite; see the module documentation.
 pub fn fuse(g: &mut Graph) -> Result<FuseReport, FuseError> {
+    fuse_with(g, &REWRITES)
+}
+
+/// Rewrites `g` in place with the rewrites named in `enabled` only (names
+/// of [`REWRITES`], in any order; they still run in the order of
+/// [`REWRITES`]). The report lists every rewrite, those not enabled at 0.
+/// An unknown name is an error, and then `g` is untouched.
+pub fn fuse_with(g: &mut Graph, enabled: &[&str]) -> Result<FuseReport, FuseError> {
+    if let Some(bad) = enabled.iter().find(|e| !REWRITES.contains(e)) {
+        return Err(FuseError::UnknownRewrite(bad.to_string()));
+    }
+    let on = |r: &str| enabled.contains(&r);
+    let dense = DenseRewrites {
+        dropout: on("dense+relu+dropout"),
+        plain: on("dense+relu"),
+    };
     let mut report = FuseReport::default();
     for r in REWRITES {
         report.fired.insert(r, 0);
@@ -96,22 +120,33 @@ pub fn fuse(g: &mut Graph) -> Result<FuseReport, FuseError> {
             continue;
         }
         let fired = match g.node(n).op {
-            Op::Conv { .. } => conv_relu(g, n)?,
-            Op::Dense { .. } => dense_relu(g, n)?,
-            Op::Lrn { .. } => lrn_maxpool(g, n)?,
+            Op::Conv { .. } if on("conv+relu") => conv_relu(g, n)?,
+            Op::Dense { .. } if dense.dropout || dense.plain => dense_relu(g, n, dense)?,
+            Op::Lrn { .. } if on("lrn+maxpool") => lrn_maxpool(g, n)?,
             _ => None,
         };
         if let Some(name) = fired {
             *report.fired.entry(name).or_default() += 1;
         }
     }
-    let nodes = order::topo(g).map_err(|_| FuseError::Cycle)?;
-    for &n in nodes.iter().rev() {
-        if g.g.contains_node(n) && grad_chain(g, n)? {
-            *report.fired.entry("grad_chain").or_default() += 1;
+    if on("grad_chain") {
+        let nodes = order::topo(g).map_err(|_| FuseError::Cycle)?;
+        for &n in nodes.iter().rev() {
+            if g.g.contains_node(n) && grad_chain(g, n)? {
+                *report.fired.entry("grad_chain").or_default() += 1;
+            }
         }
     }
     Ok(report)
+}
+
+/// Which of the two dense rewrites are enabled.
+#[derive(Clone, Copy)]
+struct DenseRewrites {
+    /// `dense+relu+dropout`.
+    dropout: bool,
+    /// `dense+relu`.
+    plain: bool,
 }
 
 /// The single user of `n` apart from `except` (the gradient ops being
@@ -252,7 +287,11 @@ fn conv_relu(g: &mut Graph, c: NodeId) -> Result<Option<&'static str>, FuseError
     Ok(Some("conv+relu"))
 }
 
-fn dense_relu(g: &mut Graph, d: NodeId) -> Result<Option<&'static str>, FuseError> {
+fn dense_relu(
+    g: &mut Graph,
+    d: NodeId,
+    enabled: DenseRewrites,
+) -> Result<Option<&'static str>, FuseError> {
     let Op::Dense { units } = g.node(d).op else {
         return Ok(None);
     };
@@ -261,10 +300,18 @@ fn dense_relu(g: &mut Graph, d: NodeId) -> Result<Option<&'static str>, FuseErro
     };
     let rg = grad_node(g, r, "dx");
     // Forward ops to absorb (relu, then maybe dropout) and their gradients.
-    let dropout = sole_user(g, r, &[rg]).and_then(|p| match g.node(p).op {
-        Op::Dropout { rate } => Some((p, rate)),
-        _ => None,
-    });
+    // With `dense+relu+dropout` off, a dropout after the ReLU is left as
+    // it is (it then reads the `dense_relu`, its gradient feeds the
+    // layer's gradients); with `dense+relu` off, a ReLU without one is.
+    let dropout = sole_user(g, r, &[rg])
+        .and_then(|p| match g.node(p).op {
+            Op::Dropout { rate } => Some((p, rate)),
+            _ => None,
+        })
+        .filter(|_| enabled.dropout);
+    if dropout.is_none() && !enabled.plain {
+        return Ok(None);
+    }
     let last = dropout.map_or(r, |(p, _)| p);
     let pg = dropout.and_then(|(p, _)| grad_node(g, p, "dx"));
     if rg.is_some() != pg.is_some() && dropout.is_some() {

@@ -1,7 +1,14 @@
-//! IR -> IR passes. Each pass is a free function in its own file; the
-//! verifier runs after every pass in tests.
+//! IR -> IR passes and the analyses that read their result. Each pass is
+//! a free function in its own file whose `//!` comment states what it
+//! assumes and guarantees: `autodiff` (the training step) and `fuse` (the
+//! fusion rewrites). `pipeline` runs a named, ordered list of them
+//! (`autodiff,fuse` by default, each fusion rewrite a pass of its own)
+//! and runs the verifier after every pass. `memplan` (with its picture,
+//! `memplan_svg`) is an analysis: it plans the memory of the graph a
+//! pipeline produced and does not change it.
 
 pub mod autodiff;
 pub mod fuse;
 pub mod memplan;
 pub mod memplan_svg;
+pub mod pipeline;

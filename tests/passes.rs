@@ -1,0 +1,327 @@
+//! The pass pipeline: on every network in `networks/` the IR text before
+//! and after each pass of the default pipeline is snapshot-tested and
+//! verifies; the five rewrites run one by one give exactly `fuse()`'s
+//! graph; a rewrite enabled alone fuses only its own pattern and computes
+//! the same step; `parse` refuses bad lists; and `netc compile --passes`
+//! reports passes, dumps IR and refuses bad input without panicking.
+
+mod common;
+
+use netc::backend::cpu::exec::CpuExec;
+use netc::ir::print::{PrintOptions, print};
+use netc::ir::{Graph, Op};
+use netc::passes::fuse::{self, REWRITES};
+use netc::passes::pipeline::{self, Pass, PipelineError};
+
+const OPTS: PrintOptions = PrintOptions { spans: false };
+
+fn forward(src: &str) -> netc::lower::Module {
+    netc::frontend::compile(src)
+        .unwrap_or_else(|d| panic!("{}", d.message))
+        .module
+}
+
+/// Runs `passes` on the forward graph of `src`, keeping the graph after each.
+fn run(src: &str, passes: &[Pass]) -> (Graph, Vec<(pipeline::PassTiming, Graph)>) {
+    let m = forward(src);
+    let mut g = m.graph.clone();
+    let mut seen = Vec::new();
+    let timings = pipeline::run(&mut g, &m.train.sgd, passes, &mut |t, g| {
+        seen.push((t.clone(), g.clone()))
+    })
+    .unwrap();
+    assert_eq!(timings.len(), passes.len());
+    for ((t, _), p) in seen.iter().zip(passes) {
+        assert_eq!(t.pass, *p);
+    }
+    (g, seen)
+}
+
+fn count(g: &Graph, f: impl Fn(&Op) -> bool) -> usize {
+    g.node_ids().filter(|n| f(&g.node(*n).op)).count()
+}
+
+#[test]
+fn default_pipeline_snapshots_after_every_pass() {
+    let passes = pipeline::parse(pipeline::DEFAULT).unwrap();
+    insta::glob!("../networks", "*.net", |path| {
+        let src = std::fs::read_to_string(path).unwrap();
+        let g0 = forward(&src).graph;
+        let ir = print(&g0, OPTS);
+        insta::assert_snapshot!("ir_0_forward", ir);
+        let (last, seen) = run(&src, &passes);
+        for (k, (t, g)) in seen.iter().enumerate() {
+            netc::ir::verify::verify(g).unwrap();
+            let fired = t.fired.map_or(String::new(), |n| format!(", fired {n}"));
+            let head = format!(
+                "; after {}{fired}, nodes {} → {}\n",
+                t.pass, t.nodes_before, t.nodes_after
+            );
+            let name = format!("ir_{}_after_{}", k + 1, t.pass.name().replace('+', "_"));
+            let ir = format!("{head}{}", print(g, OPTS));
+            insta::assert_snapshot!(name, ir);
+        }
+        // (`dense+relu` finds every dense → ReLU followed by a dropout, and
+        // then `grad_chain` no chain left.)
+        for (t, _) in &seen[1..] {
+            let want = ["conv+relu", "dense+relu+dropout", "lrn+maxpool"].contains(&t.pass.name());
+            assert_eq!(t.fired.unwrap() > 0, want, "{}: {}", path.display(), t.pass);
+        }
+        assert_eq!(print(&last, OPTS), print(&seen.last().unwrap().1, OPTS));
+    });
+}
+
+/// The five rewrites as passes, one by one, give the graph `fuse` gives,
+/// on training steps and on forward graphs.
+#[test]
+fn rewrites_one_by_one_equal_fuse() {
+    let mut sources: Vec<String> = std::fs::read_dir("networks")
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    sources.push(common::CHAIN_NET.to_string());
+    sources.push(MIXED.to_string());
+    let rewrites = pipeline::parse("fuse").unwrap();
+    assert_eq!(rewrites, REWRITES.map(Pass::Rewrite));
+    for src in &sources {
+        let (fused, _) = common::fused_graph(src);
+        let (piped, seen) = run(src, &pipeline::parse("autodiff,fuse").unwrap());
+        assert_eq!(print(&piped, OPTS), print(&fused, OPTS));
+        // The fired counts add up to fuse's report.
+        let mut g = common::training_graph(src);
+        let report = fuse::fuse(&mut g).unwrap();
+        for (t, _) in &seen[1..] {
+            assert_eq!(t.fired, Some(report.fired[t.pass.name()]), "{}", t.pass);
+        }
+        let mut whole = forward(src).graph;
+        fuse::fuse(&mut whole).unwrap();
+        let (piped, _) = run(src, &rewrites);
+        assert_eq!(print(&piped, OPTS), print(&whole, OPTS));
+    }
+}
+
+/// One dense → ReLU → dropout and one dense → ReLU.
+const MIXED: &str = "
+network mixed {
+  input image: [2, 9, 9]
+  input label: class(3)
+  c1 = conv(image, filters: 4, size: 3, pad: 1) -> relu -> maxpool(size: 3, stride: 2)
+  f1 = dense(c1, units: 8) -> relu -> dropout(rate: 0.5)
+  f2 = dense(f1, units: 6) -> relu
+  out = dense(f2, units: 3)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: he  bias: 0.1 } }
+";
+
+/// Loss, logits and every parameter and gradient of three steps, equal.
+fn same_step(a: Graph, b: Graph) {
+    let (pa, pb) = (common::param_grads(&a), common::param_grads(&b));
+    assert_eq!(pa.len(), pb.len());
+    let mut a = CpuExec::<f64>::new(a, 6).unwrap();
+    let mut b = CpuExec::<f64>::new(b, 6).unwrap();
+    let (images, labels) = common::batch(&a, 5, 3, 8);
+    for step in 0..3 {
+        let sa = a.train_step(&images, &labels, 0.01, step).unwrap();
+        let sb = b.train_step(&images, &labels, 0.01, step).unwrap();
+        assert_eq!(sa.loss, sb.loss, "step {step}");
+        assert_eq!(a.logits(), b.logits());
+        for (p, q) in pa.iter().zip(&pb) {
+            assert_eq!(p.0, q.0);
+            assert_eq!(a.value(p.1), b.value(q.1), "{}", p.0);
+            assert_eq!(a.value(p.2), b.value(q.2), "gradient of {}", p.0);
+        }
+    }
+}
+
+#[test]
+fn dense_rewrites_alone_fuse_only_their_pattern() {
+    let relu_only = pipeline::parse("autodiff,dense+relu").unwrap();
+    let (g, seen) = run(MIXED, &relu_only);
+    assert_eq!(seen[1].0.fired, Some(2));
+    assert_eq!(count(&g, |o| matches!(o, Op::DenseRelu { .. })), 2);
+    assert_eq!(count(&g, |o| matches!(o, Op::DenseReluDropout { .. })), 0);
+    // The dropout stays, and reads the fused op.
+    let drop = g.find_op(|o| matches!(o, Op::Dropout { .. })).unwrap();
+    let input = g.inputs(drop)[0];
+    assert!(matches!(g.node(input).op, Op::DenseRelu { .. }));
+    assert_eq!(count(&g, |o| matches!(o, Op::DropoutGrad { .. })), 1);
+    same_step(common::training_graph(MIXED), g);
+
+    let dropout_only = pipeline::parse("autodiff,dense+relu+dropout").unwrap();
+    let (g, seen) = run(MIXED, &dropout_only);
+    assert_eq!(seen[1].0.fired, Some(1));
+    assert_eq!(count(&g, |o| matches!(o, Op::DenseReluDropout { .. })), 1);
+    assert_eq!(count(&g, |o| matches!(o, Op::DenseRelu { .. })), 0);
+    assert_eq!(count(&g, |o| *o == Op::Relu), 2, "conv1's and f2's");
+    same_step(common::training_graph(MIXED), g);
+
+    // `fuse_with` refuses a name it does not know and leaves the graph.
+    let mut g = common::training_graph(MIXED);
+    let before = print(&g, OPTS);
+    let e = fuse::fuse_with(&mut g, &["conv+relu", "nope"]).unwrap_err();
+    assert_eq!(e, fuse::FuseError::UnknownRewrite("nope".into()));
+    assert_eq!(print(&g, OPTS), before);
+}
+
+#[test]
+fn parse_accepts_lists_and_refuses_bad_ones() {
+    use Pass::{Autodiff, Rewrite};
+    assert_eq!(
+        pipeline::parse(" autodiff , conv+relu,grad_chain").unwrap(),
+        [Autodiff, Rewrite("conv+relu"), Rewrite("grad_chain")]
+    );
+    assert_eq!(pipeline::parse("").unwrap(), Vec::<Pass>::new());
+    assert_eq!(pipeline::parse("lrn+maxpool,lrn+maxpool").unwrap().len(), 2);
+    assert_eq!(pipeline::parse(pipeline::DEFAULT).unwrap().len(), 6);
+
+    let e = pipeline::parse("autodiff,nope").unwrap_err();
+    assert!(matches!(&e, PipelineError::Unknown(n) if n == "nope"));
+    let msg = e.to_string();
+    for name in pipeline::names() {
+        assert!(msg.contains(name), "{msg}");
+    }
+    assert!(matches!(
+        pipeline::parse("autodiff,,fuse"),
+        Err(PipelineError::Empty(_))
+    ));
+    assert!(matches!(
+        pipeline::parse("autodiff,fuse,autodiff"),
+        Err(PipelineError::AutodiffTwice)
+    ));
+    assert!(matches!(
+        pipeline::parse("fuse,autodiff"),
+        Err(PipelineError::FusedBeforeAutodiff("conv+relu"))
+    ));
+    assert!(matches!(
+        pipeline::parse("Autodiff"),
+        Err(PipelineError::Unknown(_))
+    ));
+}
+
+#[test]
+fn run_refuses_autodiff_on_a_training_step() {
+    let m = forward(MIXED);
+    let mut g = common::training_graph(MIXED);
+    let e = pipeline::run(&mut g, &m.train.sgd, &[Pass::Autodiff], &mut |_, _| {}).unwrap_err();
+    assert!(matches!(e, PipelineError::NotForward { .. }), "{e}");
+    let e = pipeline::run(&mut g, &m.train.sgd, &[Pass::Rewrite("x")], &mut |_, _| {});
+    assert!(matches!(
+        e,
+        Err(PipelineError::Fuse {
+            pass: "x",
+            source: fuse::FuseError::UnknownRewrite(_)
+        })
+    ));
+}
+
+// ---- the command line ----
+
+fn netc(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn netc_compile_passes_dump_and_verbose() {
+    let out = netc(&[
+        "compile",
+        "networks/alexnet-fmnist.net",
+        "--emit",
+        "ir",
+        "--passes",
+        "autodiff,conv+relu",
+        "--dump-after",
+        "conv+relu",
+        "-v",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("= conv_relu(") && stdout.contains("conv_relu_grad"));
+    let dump = err.split("; IR after pass conv+relu\n").nth(1).unwrap();
+    assert!(dump.contains("= conv_relu(") && dump.contains("sgd_update"));
+    let timing = |name: &str| {
+        err.lines()
+            .find(|l| l.starts_with(&format!("pass {name} ")))
+            .unwrap_or_else(|| panic!("no timing line for {name}:\n{err}"))
+            .to_string()
+    };
+    let line = timing("conv+relu");
+    assert!(line.contains(" ms") && line.contains("nodes ") && line.contains("fired "));
+    assert!(timing("autodiff").contains(" ms"));
+    assert!(err.contains("2 passes in "));
+    // Without --passes, the forward graph as before.
+    let plain = netc(&["compile", "networks/alexnet-fmnist.net", "--emit", "ir"]);
+    let plain = String::from_utf8(plain.stdout).unwrap();
+    assert!(!plain.contains("conv_relu") && !plain.contains("sgd_update"));
+}
+
+#[test]
+fn netc_compile_refuses_bad_pass_input() {
+    let refused = |args: &[&str], want: &[&str]| {
+        let out = netc(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        for w in want {
+            assert!(err.contains(w), "{args:?}: no `{w}` in {err}");
+        }
+    };
+    let net = "networks/alexnet-fmnist.net";
+    let mut valid = vec!["unknown pass `nope`"];
+    valid.extend(pipeline::names());
+    refused(&["compile", net, "--passes", "nope"], &valid);
+    refused(
+        &["compile", net, "--passes", "fuse,autodiff"],
+        &["put `autodiff` first"],
+    );
+    refused(
+        &[
+            "compile",
+            net,
+            "--passes",
+            "autodiff",
+            "--dump-after",
+            "fuse",
+        ],
+        &["not a pass that runs", "autodiff"],
+    );
+    refused(
+        &["compile", net, "--dump-after", "autodiff"],
+        &["not a pass that runs"],
+    );
+    refused(
+        &["compile", net, "--emit", "memplan", "--passes", "conv+relu"],
+        &["must include `autodiff`"],
+    );
+}
+
+/// Planning the fused step either works or fails with a message; never a
+/// panic.
+#[test]
+fn netc_compile_memplan_after_passes_does_not_panic() {
+    let dir = std::env::temp_dir().join(format!("netc-passes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let picture = dir.join("plan.svg");
+    let out = netc(&[
+        "compile",
+        "networks/alexnet-fmnist.net",
+        "--emit",
+        "memplan",
+        "--batch",
+        "4",
+        "--passes",
+        "autodiff,fuse",
+        "--picture",
+        picture.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => assert!(picture.exists()),
+        Some(1) => assert!(err.contains("error"), "{err}"),
+        other => panic!("exit {other:?}: {err}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

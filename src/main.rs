@@ -47,7 +47,7 @@ enum Cmd {
         picture: Option<PathBuf>,
         /// Graph passes to run first, in order: `autodiff`, `fuse` or one fusion rewrite
         /// (`conv+relu`, `dense+relu+dropout`, `dense+relu`, `lrn+maxpool`, `grad_chain`).
-        /// Default: none (`autodiff` for `--emit memplan`).
+        /// Default: none (`autodiff,fuse`, the step `netc train` runs, for `--emit memplan`).
         #[arg(long, value_name = "PASS,...")]
         passes: Option<String>,
         /// Print the IR text after this pass (one of those that run) to standard error.
@@ -552,8 +552,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
 }
 
 /// `netc compile --passes`: runs the pipeline on a copy of the forward
-/// graph (default: no pass, or `autodiff` for `--emit memplan`, which
-/// needs a training step), with `-v` and `--dump-after` reports on stderr.
+/// graph (default: no pass, or `autodiff,fuse` for `--emit memplan`,
+/// which plans the training step `netc train` runs), with `-v` and `--dump-after` reports on stderr.
 fn run_passes(
     c: &Compiled,
     list: Option<&str>,
@@ -564,7 +564,8 @@ fn run_passes(
     use netc::passes::pipeline::{self, Pass};
     let passes = match list {
         Some(l) => pipeline::parse(l).map_err(|e| format!("error: `--passes`: {e}"))?,
-        None if memplan => vec![Pass::Autodiff],
+        None if memplan => pipeline::parse(pipeline::DEFAULT)
+            .map_err(|e| format!("internal error: the default pipeline: {e}"))?,
         None => vec![],
     };
     if memplan && !passes.contains(&Pass::Autodiff) {

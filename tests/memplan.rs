@@ -604,7 +604,8 @@ fn netc_compile_emit_memplan() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    let (g, _) = training(std::path::Path::new("networks/alexnet.net"));
+    // By default the fused step, the one `netc train` runs.
+    let (g, _) = fused(std::path::Path::new("networks/alexnet.net"));
     let p = memplan::plan(&g, 128).unwrap();
     assert_eq!(text, memplan::render(&p));
     for n in [p.no_reuse(), p.planned(), p.lower_bound()] {

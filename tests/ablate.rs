@@ -1,6 +1,7 @@
 //! Ablation variants of `networks/alexnet.net`: each compiles, is in
 //! canonical form, keeps untouched comments, and changes exactly what it
-//! says. IR snapshots of every variant.
+//! says. IR snapshots of every variant. The training step of every
+//! variant, fused and unfused, gets a memory plan the checker accepts.
 
 use netc::ablate::{Change, apply};
 use netc::frontend;
@@ -114,4 +115,37 @@ fn inapplicable_changes_are_errors() {
     let broken = apply("a", &src, &[Change::Set("conv1.filters=95".into())])
         .expect_err("95 is not divisible by 2");
     assert!(broken.to_string().contains("N0108"), "{broken}");
+}
+
+#[test]
+fn every_variant_plans_soundly_fused_and_unfused() {
+    use netc::passes::{autodiff, fuse, memplan};
+    let all = [
+        Change::NoLrn,
+        Change::NonOverlappingPool,
+        Change::OneTower,
+        Change::NoDropout,
+        Change::NoAugmentation,
+        Change::Set("conv1.filters=64".into()),
+    ];
+    let mut sets: Vec<Vec<Change>> = all.iter().map(|c| vec![c.clone()]).collect();
+    sets.push(vec![Change::OneTower, Change::NoLrn, Change::NoDropout]);
+    sets.push(vec![Change::NonOverlappingPool, Change::NoLrn]);
+    for changes in sets {
+        let (_, c) = variant(&changes);
+        let mut g = c.module.graph.clone();
+        autodiff::autodiff(&mut g, &c.module.train.sgd).unwrap();
+        for fused in [false, true] {
+            if fused {
+                fuse::fuse(&mut g).unwrap();
+                netc::ir::verify::verify(&g).unwrap();
+            }
+            for batch in [1, 128] {
+                let p = memplan::plan(&g, batch).unwrap();
+                memplan::check(&p, &g)
+                    .unwrap_or_else(|e| panic!("{changes:?} fused {fused} batch {batch}: {e}"));
+                assert!(p.lower_bound() <= p.planned() && p.planned() <= p.no_reuse());
+            }
+        }
+    }
 }

@@ -131,6 +131,9 @@ enum Cmd {
         /// the memory plan (to measure what the plan gains).
         #[arg(long)]
         no_plan: bool,
+        /// Also print the time spent in each kind of op over the timed steps.
+        #[arg(long)]
+        profile: bool,
     },
     /// Write ablation variants of a network (each one change, or as a spec lists them).
     Ablate {
@@ -393,6 +396,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             steps,
             no_fuse,
             no_plan,
+            profile,
         } => {
             let (c, _) = load(&file)?;
             let batch = batch.unwrap_or(c.module.train.batch) as usize;
@@ -401,12 +405,36 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             } else {
                 netc::backend::cpu::exec::Memory::Planned
             };
-            let r = netc::train::bench::train_steps(&c.module, batch, steps, !no_fuse, memory)
-                .map_err(|e| format!("error: {e}"))?;
+            let r =
+                netc::train::bench::train_steps(&c.module, batch, steps, !no_fuse, memory, profile)
+                    .map_err(|e| format!("error: {e}"))?;
             println!(
-                "netc {} batch {batch}: {:.1} images/s",
-                c.module.graph.name, r
+                "netc {} batch {batch}: {:.1} images/s ({}, {}, arenas {:.1} MiB)",
+                c.module.graph.name,
+                r.images_per_s,
+                if no_fuse { "unfused" } else { "fused" },
+                if no_plan {
+                    "every buffer apart"
+                } else {
+                    "planned"
+                },
+                r.arena_bytes as f64 / (1u64 << 20) as f64
             );
+            if profile {
+                let total: f64 = r.profile.iter().map(|p| p.1).sum();
+                println!(
+                    "{:<24} {:>10} {:>7} {:>8}",
+                    "op", "ms/step", "share", "calls"
+                );
+                for (op, secs, calls) in &r.profile {
+                    println!(
+                        "{op:<24} {:>10.2} {:>6.1}% {:>8}",
+                        1e3 * secs / steps.max(1) as f64,
+                        100.0 * secs / total.max(1e-12),
+                        calls / steps.max(1)
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ablate {

@@ -21,16 +21,28 @@ pub enum BenchError {
     Fuse(#[from] FuseError),
 }
 
-/// Images per second over `steps` training steps of `batch` random images
-/// (after two untimed warm-up steps), with the fusion pass if `fuse`,
-/// buffers laid out as `memory` says.
+/// What `netc bench` measures.
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub images_per_s: f64,
+    /// Bytes of the executor's arenas (planned, or every buffer apart).
+    pub arena_bytes: usize,
+    /// Seconds and calls per op over the timed steps, most time first
+    /// (empty unless asked for).
+    pub profile: Vec<(&'static str, f64, u64)>,
+}
+
+/// Times `steps` training steps of `batch` random images (after two
+/// untimed warm-up steps), with the fusion pass if `fuse`, buffers laid
+/// out as `memory` says, and per-op times if `profile`.
 pub fn train_steps(
     module: &Module,
     batch: usize,
     steps: u64,
     fuse: bool,
     memory: Memory,
-) -> Result<f64, BenchError> {
+    profile: bool,
+) -> Result<BenchReport, BenchError> {
     let mut g = module.graph.clone();
     autodiff::autodiff(&mut g, &module.train.sgd)?;
     if fuse {
@@ -54,9 +66,15 @@ pub fn train_steps(
     for s in 0..2 {
         exec.train_step(&images, &labels, 1e-3, s)?;
     }
+    exec.set_profile(profile);
     let t = Instant::now();
     for s in 0..steps {
         exec.train_step(&images, &labels, 1e-3, 2 + s)?;
     }
-    Ok((batch as u64 * steps) as f64 / t.elapsed().as_secs_f64().max(1e-9))
+    let secs = t.elapsed().as_secs_f64().max(1e-9);
+    Ok(BenchReport {
+        images_per_s: (batch as u64 * steps) as f64 / secs,
+        arena_bytes: exec.arena_bytes(),
+        profile: exec.profile(),
+    })
 }

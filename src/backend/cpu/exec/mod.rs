@@ -104,6 +104,8 @@ pub struct CpuExec<T: Float = f32> {
     done: Vec<bool>,
     /// Fill the arenas with NaN before every step (see [`CpuExec::set_poison`]).
     poison: bool,
+    /// Seconds and calls per op mnemonic, when profiling.
+    profile: Option<HashMap<&'static str, (f64, u64)>>,
     pub seed: u64,
 }
 
@@ -246,6 +248,7 @@ impl<T: Float> CpuExec<T> {
             scratch: Vec::new(),
             done: vec![false; cap],
             poison: false,
+            profile: None,
             seed,
         };
         exec.relayout(1)?;
@@ -448,7 +451,9 @@ impl<T: Float> CpuExec<T> {
         self.load(images, labels)?;
         self.done.iter_mut().for_each(|d| *d = false);
         let order = std::mem::take(&mut self.order);
-        let r = order.iter().try_for_each(|&n| self.run(n, true, lr, step));
+        let r = order
+            .iter()
+            .try_for_each(|&n| self.timed(n, true, lr, step));
         self.order = order;
         r?;
         Ok(self.stats())
@@ -461,7 +466,7 @@ impl<T: Float> CpuExec<T> {
         let order = std::mem::take(&mut self.order);
         let r = order.iter().try_for_each(|&n| {
             if self.forward[n.index()] {
-                self.run(n, false, 0.0, 0)
+                self.timed(n, false, 0.0, 0)
             } else {
                 Ok(())
             }
@@ -469,6 +474,41 @@ impl<T: Float> CpuExec<T> {
         self.order = order;
         r?;
         Ok(self.stats())
+    }
+
+    /// Runs node `n`, adding its time to the profile if one is kept.
+    fn timed(&mut self, n: NodeId, training: bool, lr: f64, step: u64) -> Result<(), ExecError> {
+        if self.profile.is_none() {
+            return self.run(n, training, lr, step);
+        }
+        let t = std::time::Instant::now();
+        let r = self.run(n, training, lr, step);
+        let secs = t.elapsed().as_secs_f64();
+        let op = self.graph.node(n).op.mnemonic();
+        if let Some(p) = &mut self.profile {
+            let e = p.entry(op).or_insert((0.0, 0));
+            e.0 += secs;
+            e.1 += 1;
+        }
+        r
+    }
+
+    /// Starts (or stops) timing every op; starting clears the profile.
+    pub fn set_profile(&mut self, on: bool) {
+        self.profile = on.then(HashMap::new);
+    }
+
+    /// Seconds and calls per op, most time first (a layer's gradients are
+    /// computed by the first of its gradient ops to run, which gets the time).
+    pub fn profile(&self) -> Vec<(&'static str, f64, u64)> {
+        let mut v: Vec<_> = self
+            .profile
+            .iter()
+            .flatten()
+            .map(|(k, (s, c))| (*k, *s, *c))
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+        v
     }
 
     /// Classes: the logits per example.

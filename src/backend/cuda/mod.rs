@@ -7,7 +7,9 @@
 pub mod buffers;
 pub mod check;
 pub mod codegen;
+pub mod fused_kernels;
 pub mod kernels;
+mod layers;
 pub mod manifest;
 pub mod nvrtc;
 pub mod program;

@@ -136,3 +136,38 @@ fn nvrtc_compiles_every_kernel() {
         }
     }
 }
+
+/// `netc compile --target cuda` writes the fused step by default and the
+/// unfused one with `--no-fuse`; `--no-fuse` without `--target cuda` is an error.
+#[test]
+fn compile_target_cuda_fuses_unless_told_not_to() {
+    let net = std::path::Path::new("networks/alexnet-fmnist.net");
+    let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    for fused in [true, false] {
+        let dir = tmp.join(format!("cuda-cli-{fused}"));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_netc"));
+        cmd.arg("compile")
+            .arg(net)
+            .args(["--target", "cuda", "-o"])
+            .arg(&dir);
+        if !fused {
+            cmd.arg("--no-fuse");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cu = std::fs::read_to_string(dir.join("netc.cu")).unwrap();
+        assert_eq!(cu, program(net, 128, fused).source, "fused={fused}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netc"))
+        .arg("compile")
+        .arg(net)
+        .arg("--no-fuse")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-fuse"));
+}

@@ -10,7 +10,7 @@
 //! reached (so a weight's update never precedes the input gradient that
 //! reads it). Convolutions and dense layers, plain or fused with their
 //! ReLU (and dropout), are cuBLAS `sgemm` steps around generated kernels
-//! ([`super::layers`]). An `lrn_maxpool` is one kernel (a block per
+//! (`layers`). An `lrn_maxpool` is one kernel (a block per
 //! channel plane, the LRN output staged in shared memory; the LRN and
 //! pooling kernels in turn for planes too large for it), its gradient one
 //! elementwise kernel, a `grad_chain` one elementwise kernel. Everything
@@ -19,9 +19,11 @@
 //! (`rng::dropout_stream` of the forward dropout's name and tower, flat
 //! element index, the step's seed).
 //!
-//! Guarantees: deterministic output for a given graph and batch; errors,
-//! never panics, on a graph that is not a training step or too large for
-//! the launch limits.
+//! Guarantees: deterministic output for a given graph and batch; an error
+//! value for a graph that is not a training step (no loss, labels or
+//! update; a gradient without its forward node or the state it reads),
+//! for more than 8 inputs to one kernel, and for sizes past the launch
+//! limits.
 
 use std::collections::HashSet;
 

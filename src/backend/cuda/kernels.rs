@@ -2,7 +2,8 @@
 //! and hyperparameters it bakes in; [`spec`] is the one place that says
 //! what it computes, mirroring `backend::cpu::kernels` operation for
 //! operation (same accumulation order where the CPU has one, so results
-//! agree to rounding).
+//! agree to rounding). The snippets of the fused ops' kernels, the GEMM
+//! epilogue and the channel-major transpose live in [`super::fused_kernels`].
 
 use super::fused_kernels as fk;
 pub use super::fused_kernels::{Epilogue, LrnPool};

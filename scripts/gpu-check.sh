@@ -5,13 +5,14 @@
 #
 #   scripts/gpu-check.sh [STEPS]      (default 300 timed steps)
 #
-# 1. GPU-vs-CPU parity of one training step of alexnet-fmnist.net (batch 32)
-#    and alexnet.net (batch 8): every node's buffer (the output of each
-#    generated kernel or GEMM step, gradients and updated weights included),
-#    worst first, PASS/FAIL.
-# 2. Training throughput of alexnet.net (batch 128) and alexnet-fmnist.net
-#    (batch 128): netc on the GPU, PyTorch eager and torch.compile on the
-#    same GPU (bench/torch_peer.py defines the PyTorch networks).
+# 1. GPU-vs-CPU parity of one fused training step of alexnet-fmnist.net
+#    (batch 32, and its unfused step) and alexnet.net (batch 8): every node's
+#    buffer (the output of each generated kernel or GEMM step, gradients and
+#    updated weights included), worst first, PASS/FAIL.
+# 2. Training throughput of alexnet.net (batch 128, fused and unfused) and
+#    alexnet-fmnist.net (batch 128): netc on the GPU, PyTorch eager and
+#    torch.compile on the same GPU (bench/torch_peer.py defines the PyTorch
+#    networks).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STEPS="${1:-300}"
@@ -45,10 +46,12 @@ echo "== device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --for
 status=0
 echo "== parity: one training step, GPU vs CPU executor (per node buffer, relative to the buffer's scale)"
 timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 32 --arch "$ARCH" || status=1
+timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 32 --arch "$ARCH" --no-fuse || status=1
 timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 8 --arch "$ARCH" || status=1
 
 echo "== throughput: $STEPS training steps, synthetic data"
 timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" || status=1
+timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --no-fuse || status=1
 timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 128 --steps "$STEPS" --arch "$ARCH" || status=1
 
 timeout 420 python3 - "$STEPS" <<'PY' || status=1

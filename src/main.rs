@@ -56,6 +56,10 @@ enum Cmd {
         /// Print each pass's time, node counts and what fired to standard error.
         #[arg(short, long)]
         verbose: bool,
+        /// With `--target cuda`: generate the unfused training step (the
+        /// default is the step after the fusion pass).
+        #[arg(long)]
+        no_fuse: bool,
     },
     /// Report errors and warnings only.
     Check {
@@ -184,6 +188,9 @@ enum Cmd {
         /// The NVRTC target architecture.
         #[arg(long, default_value = "sm_80")]
         arch: String,
+        /// Check the unfused training step (the default is the fused one).
+        #[arg(long)]
+        no_fuse: bool,
     },
     /// Rewrite a file in canonical form.
     Fmt {
@@ -298,13 +305,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             passes,
             dump_after,
             verbose,
+            no_fuse,
         } => {
             let (c, _) = load(&file)?;
             if let Target::Cuda = target {
                 if passes.is_some() || dump_after.is_some() || verbose {
-                    return Err("error: `--passes`, `--dump-after` and `-v` do not apply to `--target cuda`, which generates the unfused training step".into());
+                    return Err("error: `--passes`, `--dump-after` and `-v` do not apply to `--target cuda`, which generates the fused training step (`--no-fuse`: the unfused one)".into());
                 }
-                return compile_cuda(&c, batch, output.as_deref());
+                return compile_cuda(&c, batch, output.as_deref(), !no_fuse);
+            }
+            if no_fuse {
+                return Err("error: `--no-fuse` applies to `--target cuda` only; use `--passes autodiff` for the unfused step".into());
             }
             let memplan_emit = matches!(emit, Emit::Memplan);
             let g = &run_passes(&c, passes.as_deref(), memplan_emit, dump_after, verbose)?;
@@ -539,7 +550,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             batch,
             steps,
             arch,
-        } => cuda_check(&file, batch as usize, steps, &arch),
+            no_fuse,
+        } => cuda_check(&file, batch as usize, steps, &arch, !no_fuse),
         Cmd::Check { file } => {
             let (c, _) = load(&file)?;
             eprintln!(
@@ -644,15 +656,30 @@ fn run_passes(
     Ok(g)
 }
 
-/// `netc compile --target cuda`: the training step as CUDA C, its launch
-/// list, and PTX when NVRTC can be loaded.
-fn compile_cuda(c: &Compiled, batch: Option<u64>, dir: Option<&Path>) -> Result<ExitCode, String> {
-    use netc::backend::cuda;
-    let dir = dir.ok_or("error: `--target cuda` needs `-o DIR` (the output directory)")?;
-    let batch = batch.unwrap_or(c.module.train.batch) as usize;
+/// The training step the CUDA backend runs: autodiff's, then the fusion
+/// pass unless `fuse` is false.
+fn cuda_step(c: &Compiled, fuse: bool) -> Result<ir::Graph, String> {
     let mut g = c.module.graph.clone();
     netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd)
         .map_err(|e| format!("error: {e}"))?;
+    if fuse {
+        netc::passes::fuse::fuse(&mut g).map_err(|e| format!("error: {e}"))?;
+    }
+    Ok(g)
+}
+
+/// `netc compile --target cuda`: the training step (fused unless `fuse`
+/// is false) as CUDA C, its launch list, and PTX when NVRTC can be loaded.
+fn compile_cuda(
+    c: &Compiled,
+    batch: Option<u64>,
+    dir: Option<&Path>,
+    fuse: bool,
+) -> Result<ExitCode, String> {
+    use netc::backend::cuda;
+    let dir = dir.ok_or("error: `--target cuda` needs `-o DIR` (the output directory)")?;
+    let batch = batch.unwrap_or(c.module.train.batch) as usize;
+    let g = cuda_step(c, fuse)?;
     let prog = cuda::generate(&g, batch).map_err(|e| format!("error: {e}"))?;
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("error: cannot create `{}`: {e}", dir.display()))?;
@@ -669,8 +696,9 @@ fn compile_cuda(c: &Compiled, batch: Option<u64>, dir: Option<&Path>) -> Result<
         Err(e) => return Err(format!("error: {e}")),
     }
     eprintln!(
-        "{}: {} kernels, {} steps, batch {batch} -> {}",
+        "{} ({}): {} kernels, {} steps, batch {batch} -> {}",
         prog.network,
+        if fuse { "fused" } else { "unfused" },
         prog.kernels.len(),
         prog.steps.len(),
         dir.display()
@@ -678,13 +706,18 @@ fn compile_cuda(c: &Compiled, batch: Option<u64>, dir: Option<&Path>) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// `netc cuda-check`: GPU-vs-CPU parity of one step, then throughput.
-fn cuda_check(file: &Path, batch: usize, steps: u64, arch: &str) -> Result<ExitCode, String> {
+/// `netc cuda-check`: GPU-vs-CPU parity of one step (fused unless `fuse`
+/// is false; the CPU executor runs the same graph), then throughput.
+fn cuda_check(
+    file: &Path,
+    batch: usize,
+    steps: u64,
+    arch: &str,
+    fuse: bool,
+) -> Result<ExitCode, String> {
     use netc::backend::cuda::check;
     let (c, _) = load(file)?;
-    let mut g = c.module.graph.clone();
-    netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd)
-        .map_err(|e| format!("error: {e}"))?;
+    let g = cuda_step(&c, fuse)?;
     let arch: &'static str = match arch {
         "sm_80" => "sm_80",
         "sm_90" => "sm_90",
@@ -696,7 +729,11 @@ fn cuda_check(file: &Path, batch: usize, steps: u64, arch: &str) -> Result<ExitC
     if steps == 0 {
         let (gpu, cpu, errs) =
             check::step_parity(&g, &mut exec, 7).map_err(|e| format!("error: {e}"))?;
-        println!("{}: loss gpu {gpu:.6} cpu {cpu:.6}", c.module.graph.name);
+        println!(
+            "{} ({}): loss gpu {gpu:.6} cpu {cpu:.6}",
+            c.module.graph.name,
+            if fuse { "fused" } else { "unfused" }
+        );
         for p in errs.iter().take(12) {
             println!(
                 "  {:>10.3e}  {:>9} of {:>9} off  {}",
@@ -713,8 +750,9 @@ fn cuda_check(file: &Path, batch: usize, steps: u64, arch: &str) -> Result<ExitC
     } else {
         let r = check::throughput(&g, &mut exec, steps).map_err(|e| format!("error: {e}"))?;
         println!(
-            "netc-cuda {} batch {batch}: {r:.1} images/s, device memory {:.1} MiB",
+            "netc-cuda {}{} batch {batch}: {r:.1} images/s, device memory {:.1} MiB",
             c.module.graph.name,
+            if fuse { "" } else { " (unfused)" },
             exec.device_bytes() as f64 / (1u64 << 20) as f64
         );
     }

@@ -1,209 +1,25 @@
 //! The generated CUDA C, compiled as C++ with the system `g++` against
-//! `tests/cuda_shim/shim.h` and run on the CPU: each kernel against the CPU
-//! backend's op on fresh random inputs (1e-5 relative to the output's
-//! scale), then a whole training step of `networks/alexnet-fmnist.net`
-//! (cuBLAS's sgemm emulated by a naive column-major GEMM) against
-//! `CpuExec` with the same seed, parameters and dropout masks: loss, every
-//! value, gradient, updated weight and velocity (1e-4 relative to each
-//! buffer's scale). Skipped with a message when `g++` is missing.
+//! `tests/cuda_shim/shim.h` and run on the CPU (harness: `tests/emu`): each
+//! kernel of the unfused step against the CPU backend's op on fresh random
+//! inputs (1e-5 relative to the output's scale), then a whole training
+//! step of `networks/alexnet-fmnist.net` (cuBLAS's sgemm emulated by a
+//! naive column-major GEMM) against `CpuExec` with the same seed,
+//! parameters and dropout masks: loss, every value, gradient, updated
+//! weight and velocity (1e-4 relative to each buffer's scale), from the
+//! unfused training step and from the fused one (`passes::fuse`, with
+//! `CpuExec` running the same fused graph). Small networks cover the fused
+//! ops `alexnet-fmnist` lacks (`dense_relu`, `grad_chain`) and the
+//! two-kernel `lrn_maxpool` for planes too large for shared memory. The
+//! fused ops' kernels alone: `tests/cuda_emulate_fused.rs`. Skipped with a
+//! message when `g++` is missing.
 
-use std::ffi::{CString, c_void};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod emu;
 
-use netc::backend::cpu::exec::CpuExec;
+use emu::*;
 use netc::backend::cpu::kernels as k;
 use netc::backend::cuda::kernels::{Kernel, spec};
-use netc::backend::cuda::program::{Arg, BufKind, CudaProgram, DType, KernelDecl, ParamTy, Step};
 use netc::backend::cuda::render::{PRELUDE, Source};
-use netc::backend::cuda::{self, buffers::node_key};
-use netc::frontend;
-use netc::passes::autodiff::autodiff;
 use netc::rng;
-
-type LaunchFn = unsafe extern "C" fn(*const i8, u32, u32, *mut *mut c_void) -> i32;
-type SgemmFn = unsafe extern "C" fn(
-    i32,
-    i32,
-    i64,
-    i64,
-    i64,
-    f32,
-    *const f32,
-    i64,
-    *const f32,
-    i64,
-    f32,
-    *mut f32,
-    i64,
-);
-
-struct Emu {
-    lib: libloading::Library,
-    kernels: Vec<KernelDecl>,
-}
-
-/// A kernel argument value.
-enum Val {
-    Ptr(*mut c_void),
-    U64(u64),
-    F64(f64),
-}
-
-fn have_gxx() -> bool {
-    Command::new("g++").arg("--version").output().is_ok()
-}
-
-/// Compiles `source` and a dispatcher over `kernels` into a shared library.
-fn build(tag: &str, source: &str, kernels: &[KernelDecl]) -> Emu {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cuda-emu-{tag}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut d = String::from("#include \"shim.h\"\n");
-    d.push_str(source);
-    d.push_str("\nextern \"C\" int netc_launch(const char* name, unsigned grid, unsigned block, void** a) {\n");
-    for kd in kernels {
-        let args: Vec<String> = kd
-            .params
-            .iter()
-            .enumerate()
-            .map(|(i, (t, _))| match t {
-                ParamTy::InF32 | ParamTy::OutF32 => format!("*(float**)a[{i}]"),
-                ParamTy::InU32 | ParamTy::OutU32 => format!("*(unsigned int**)a[{i}]"),
-                ParamTy::U64 => format!("*(unsigned long long*)a[{i}]"),
-                ParamTy::F64 => format!("*(double*)a[{i}]"),
-            })
-            .collect();
-        d.push_str(&format!(
-            "  if (std::strcmp(name, \"{0}\") == 0) {{ netc_run(grid, block, {1}, [&] {{ {0}({2}); }}); return 0; }}\n",
-            kd.name,
-            kd.sync,
-            args.join(", ")
-        ));
-    }
-    d.push_str("  return -1;\n}\n");
-    let cpp = dir.join("driver.cpp");
-    std::fs::write(&cpp, d).unwrap();
-    let so = dir.join("libemu.so");
-    let shim = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cuda_shim");
-    let out = Command::new("g++")
-        .args([
-            "-std=c++17",
-            "-O2",
-            "-fPIC",
-            "-shared",
-            "-ffp-contract=off",
-            "-pthread",
-        ])
-        .arg("-I")
-        .arg(&shim)
-        .arg("-o")
-        .arg(&so)
-        .arg(&cpp)
-        .output()
-        .expect("g++ runs");
-    assert!(
-        out.status.success(),
-        "g++ failed on {}:\n{}",
-        cpp.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // SAFETY: a library we just built; its initialisers do nothing unusual.
-    let lib = unsafe { libloading::Library::new(&so) }.unwrap();
-    Emu {
-        lib,
-        kernels: kernels.to_vec(),
-    }
-}
-
-impl Emu {
-    fn launch(&self, kernel: usize, grid: u32, block: u32, vals: &[Val]) {
-        let kd = &self.kernels[kernel];
-        assert_eq!(kd.params.len(), vals.len(), "{}", kd.name);
-        let mut slots: Vec<u64> = vals
-            .iter()
-            .map(|v| match v {
-                Val::Ptr(p) => *p as u64,
-                Val::U64(x) => *x,
-                Val::F64(x) => x.to_bits(),
-            })
-            .collect();
-        let mut args: Vec<*mut c_void> = slots
-            .iter_mut()
-            .map(|s| s as *mut u64 as *mut c_void)
-            .collect();
-        let name = CString::new(kd.name.clone()).unwrap();
-        // SAFETY: the dispatcher casts each slot to the kernel's parameter
-        // type, and the buffers behind the pointers are large enough
-        // (checked by the callers against the launch's sizes).
-        let rc = unsafe {
-            let f: libloading::Symbol<LaunchFn> = self.lib.get(b"netc_launch").unwrap();
-            f(name.as_ptr().cast(), grid, block, args.as_mut_ptr())
-        };
-        assert_eq!(rc, 0, "no kernel {}", kd.name);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn sgemm(
-        &self,
-        g: &netc::backend::cuda::program::Gemm,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-    ) {
-        // SAFETY: the launch-list test checks every GEMM's extent against its buffers.
-        unsafe {
-            let f: libloading::Symbol<SgemmFn> = self.lib.get(b"netc_sgemm").unwrap();
-            f(
-                g.transa as i32,
-                g.transb as i32,
-                g.m as i64,
-                g.n as i64,
-                g.k as i64,
-                g.alpha,
-                a,
-                g.lda as i64,
-                b,
-                g.ldb as i64,
-                g.beta,
-                c,
-                g.ldc as i64,
-            );
-        }
-    }
-}
-
-fn rand(seed: u64, len: usize, scale: f32) -> Vec<f32> {
-    (0..len)
-        .map(|i| ((rng::uniform(seed, 77, i as u64) * 2.0 - 1.0) as f32) * scale)
-        .collect()
-}
-
-/// Largest difference relative to the scale (largest magnitude) of `want`.
-fn rel_err(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
-    let err = got.iter().zip(want).fold(0f64, |m, (g, w)| {
-        m.max(if g.is_finite() {
-            (*g as f64 - *w as f64).abs()
-        } else {
-            f64::INFINITY
-        })
-    });
-    if scale == 0.0 { err } else { err / scale }
-}
-
-fn check(what: &str, got: &[f32], want: &[f32], tol: f64) {
-    let e = rel_err(got, want);
-    assert!(e <= tol, "{what}: relative error {e:e} > {tol:e}");
-}
-
-fn ptr(v: &mut [f32]) -> Val {
-    Val::Ptr(v.as_mut_ptr().cast())
-}
-
-fn uptr(v: &mut [u32]) -> Val {
-    Val::Ptr(v.as_mut_ptr().cast())
-}
 
 /// One kernel from the table: compiled alone, launched with its own shape.
 struct One {
@@ -482,31 +298,6 @@ fn each_kernel_matches_the_cpu_op() {
     check("sgd v", &sv, &wv, 0.0);
 }
 
-/// Runs one step of `p` on the emulator over host buffers.
-fn run_step(emu: &Emu, p: &CudaProgram, bufs: &mut [Vec<f32>], seed: u64, lr: f64) {
-    for st in &p.steps {
-        match st {
-            Step::Launch(l) => {
-                let vals: Vec<Val> = l
-                    .args
-                    .iter()
-                    .map(|a| match a {
-                        Arg::Buf(b) => Val::Ptr(bufs[*b].as_mut_ptr().cast()),
-                        Arg::Seed => Val::U64(seed),
-                        Arg::Lr => Val::F64(lr),
-                    })
-                    .collect();
-                emu.launch(l.kernel, l.grid, l.block, &vals);
-            }
-            Step::Gemm(g) => {
-                let (a, b) = (bufs[g.a].as_ptr(), bufs[g.b].as_ptr());
-                let c = bufs[g.c].as_mut_ptr();
-                emu.sgemm(g, a, b, c);
-            }
-        }
-    }
-}
-
 #[test]
 fn training_step_matches_cpu_exec() {
     if !have_gxx() {
@@ -514,7 +305,7 @@ fn training_step_matches_cpu_exec() {
         return;
     }
     let src = std::fs::read_to_string("networks/alexnet-fmnist.net").unwrap();
-    step_matches("alexnet-fmnist", &src);
+    step_matches("alexnet-fmnist", &src, false, 151);
 }
 
 /// The same network with strided first and second convolutions (as
@@ -540,67 +331,81 @@ fn strided_training_step_matches_cpu_exec() {
             "conv(conv4, filters: 64, size: 3, pad: 1) -> relu",
         );
     assert!(src.contains("stride: 2, pad: 2") && src.contains("stride: 2, pad: 1"));
-    step_matches("strided", &src);
+    step_matches("strided", &src, false, 151);
 }
 
-fn step_matches(tag: &str, src: &str) {
-    let c = frontend::compile(src).unwrap_or_else(|d| panic!("{tag}: {:?}", d.message));
-    let mut g = c.module.graph.clone();
-    autodiff(&mut g, &c.module.train.sgd).unwrap();
-    let batch = 4;
-    let p = cuda::generate(&g, batch).unwrap();
-    let emu = build(tag, &p.source, &p.kernels);
+#[test]
+fn fused_training_step_matches_cpu_exec() {
+    if !have_gxx() {
+        eprintln!("skipped: no g++ to compile the emulated CUDA");
+        return;
+    }
+    let src = std::fs::read_to_string("networks/alexnet-fmnist.net").unwrap();
+    step_matches("alexnet-fmnist-fused", &src, true, 150);
+}
 
-    let (seed, step, lr) = (7u64, 3u64, 0.01f64);
-    let mut cpu = CpuExec::new(g.clone(), seed).unwrap();
-    let mut bufs: Vec<Vec<f32>> = p.buffers.iter().map(|b| vec![0f32; b.elems]).collect();
-    // Same parameters as the CPU executor.
-    for n in g.node_ids() {
-        if g.node(n).op.is_param() {
-            let b = p.buffer(&node_key(&g, n)).unwrap();
-            bufs[b].copy_from_slice(cpu.value(n));
-        }
-    }
-    let images = rand(21, batch * 28 * 28, 1.0);
-    let labels: Vec<u32> = (0..batch as u64)
-        .map(|i| (rng::bits(5, 6, i) % 10) as u32)
-        .collect();
-    bufs[p.image].copy_from_slice(&images);
-    for (d, l) in bufs[p.labels].iter_mut().zip(&labels) {
-        *d = f32::from_bits(*l);
-    }
-    let stats = cpu.train_step(&images, &labels, lr, step).unwrap();
-    run_step(&emu, &p, &mut bufs, seed ^ rng::mix64(step), lr);
+/// Fused ops `alexnet-fmnist` has none of: a ReLU and dropout after a
+/// pooling read by both towers (backward, `add` → `dropout_grad` →
+/// `relu_grad` becomes one `grad_chain`), and a `dense_relu` without dropout.
+const CHAIN: &str = "
+network chain {
+  input image: [2, 9, 9]
+  input label: class(3)
+  towers 2 {
+    c1 = conv(image, filters: 8, size: 3, pad: 1) -> maxpool(size: 3, stride: 2) -> relu -> dropout(rate: 0.3)
+    c2 = conv(across(c1), filters: 8, size: 3, pad: 1) -> relu
+  }
+  f = dense(across(c2), units: 16) -> relu
+  out = dense(f, units: 3)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: he  bias: 0.1 } }
+";
 
-    let loss = bufs[p.loss][0] as f64;
-    assert!(
-        (loss - stats.loss).abs() <= 1e-4 * stats.loss.abs(),
-        "loss {loss} vs CPU {}",
-        stats.loss
-    );
-    // Every node's buffer: activations, gradients, updated weights and velocities.
-    let mut worst = (0f64, String::new());
-    let mut compared = 0;
-    for n in g.node_ids() {
-        let key = node_key(&g, n);
-        let Some(b) = p.buffer(&key) else { continue };
-        let decl = &p.buffers[b];
-        if decl.dtype != DType::F32 || decl.kind == BufKind::Image {
-            continue;
-        }
-        let e = rel_err(&bufs[b], cpu.value(n));
-        if e > worst.0 {
-            worst = (e, key.clone());
-        }
-        assert!(
-            e <= 1e-4,
-            "{key}: relative error {e:e} against the CPU executor"
-        );
-        compared += 1;
+/// An LRN plane of 112 × 112, larger than the fused kernel's shared
+/// memory: `lrn_maxpool` runs as the LRN kernel then the pooling kernel.
+const WIDE: &str = "
+network wide {
+  input image: [1, 112, 112]
+  input label: class(3)
+  c1 = conv(image, filters: 3, size: 3, pad: 1) -> relu -> lrn(size: 3, alpha: 0.1, beta: 0.75, k: 2) -> maxpool(size: 3, stride: 2)
+  out = dense(c1, units: 3)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: he  bias: 0.1 } }
+";
+
+#[test]
+fn fused_small_steps_match_cpu_exec() {
+    if !have_gxx() {
+        eprintln!("skipped: no g++ to compile the emulated CUDA");
+        return;
     }
-    assert!(compared > 150, "only {compared} buffers compared");
-    eprintln!(
-        "{tag}: emulated step: loss {loss} (CPU {}), {compared} buffers, worst {:e} at {}",
-        stats.loss, worst.0, worst.1
-    );
+    for (tag, src, kernels) in [
+        (
+            "chain",
+            CHAIN,
+            &["grad_chain", "bias_relu_epilogue", "relu_grad"][..],
+        ),
+        (
+            "wide",
+            WIDE,
+            &["lrn_fwd", "maxpool_fwd", "lrn_maxpool_bwd"][..],
+        ),
+    ] {
+        let c = netc::frontend::compile(src).unwrap_or_else(|d| panic!("{tag}: {}", d.message));
+        let mut g = c.module.graph.clone();
+        netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd).unwrap();
+        netc::passes::fuse::fuse(&mut g).unwrap();
+        let p = netc::backend::cuda::generate(&g, 4).unwrap();
+        for stem in kernels {
+            assert!(
+                p.kernels
+                    .iter()
+                    .any(|k| k.name.rsplit_once('_').is_some_and(|(s, _)| s == *stem)),
+                "{tag}: no {stem} kernel"
+            );
+        }
+        step_matches(&format!("{tag}-fused"), src, true, 10);
+    }
 }

@@ -2,6 +2,11 @@
 //! value a forward op keeps for its backward, and two scratch buffers
 //! shared by every GEMM-based layer. All of it lives in [`assign`], so a
 //! memory planner can replace it without touching code generation.
+//!
+//! Handles the unfused training step and the fused one alike: a fused
+//! `conv_relu` or `dense_relu[_dropout]` sizes the scratch buffers as the
+//! layer it replaces, and an `lrn_maxpool` keeps three side buffers (the
+//! LRN output and scale, input-sized, and the pooling's argmax).
 
 use std::collections::HashMap;
 
@@ -17,6 +22,8 @@ pub enum Side {
     Argmax,
     /// Softmax cross-entropy: the softmax.
     Probs,
+    /// `lrn_maxpool`: the LRN output (the pooling's input).
+    Lrn,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -93,6 +100,23 @@ pub fn assign(g: &Graph, order: &[NodeId], batch: usize) -> Buffers {
                 );
                 b.side.insert((n, Side::Scale), id);
             }
+            Op::LrnMaxPool { .. } => {
+                let inp = elems(&g.node(ins[0]).ty, batch);
+                for (side, suffix, dtype, len) in [
+                    (Side::Lrn, "lrn", DType::F32, inp),
+                    (Side::Scale, "scale", DType::F32, inp),
+                    (Side::Argmax, "argmax", DType::U32, size),
+                ] {
+                    let id = push(
+                        &mut b.decls,
+                        format!("{key}.{suffix}"),
+                        dtype,
+                        len,
+                        BufKind::Side,
+                    );
+                    b.side.insert((n, side), id);
+                }
+            }
             Op::MaxPool { .. } => {
                 let id = push(
                     &mut b.decls,
@@ -114,14 +138,16 @@ pub fn assign(g: &Graph, order: &[NodeId], batch: usize) -> Buffers {
                 );
                 b.side.insert((n, Side::Probs), id);
             }
-            Op::Conv { filters, size, .. } => {
+            Op::Conv { filters, size, .. } | Op::ConvRelu { filters, size, .. } => {
                 let c = g.node(ins[0]).ty.dims().first().copied().unwrap_or(1) as usize;
                 let p = node.ty.dims().iter().skip(1).product::<u64>() as usize;
                 let kk = (*size * *size) as usize;
                 col = col.max(c * kk * batch * p);
                 tmp = tmp.max(*filters as usize * batch * p);
             }
-            Op::Dense { units } => tmp = tmp.max(*units as usize * batch),
+            Op::Dense { units } | Op::DenseRelu { units } | Op::DenseReluDropout { units, .. } => {
+                tmp = tmp.max(*units as usize * batch)
+            }
             _ => {}
         }
     }

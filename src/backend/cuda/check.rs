@@ -1,7 +1,9 @@
 //! GPU checks for a machine with a device: one training step on the GPU
 //! against the CPU executor (same seed, parameters, data and dropout
 //! masks; every node's buffer compared), and training-step throughput.
-//! Used by `netc cuda-check` and `scripts/gpu-check.sh`.
+//! The step is the graph given, fused by `passes::fuse` or not; the CPU
+//! executor runs that same graph. Used by `netc cuda-check` (fused unless
+//! `--no-fuse`) and `scripts/gpu-check.sh`.
 
 use std::time::Instant;
 

@@ -1,22 +1,34 @@
 //! Code generation: training graph -> [`CudaProgram`] (CUDA C source and
 //! launch list). Pure: no device, no driver, no toolkit.
 //!
-//! Assumes a verified graph built by `passes::autodiff` (backward nodes
-//! named `F.dx`, `F.dw`, `F.db` after the forward node `F` they
-//! differentiate) and runs exactly the computation of the CPU executor
-//! (`backend::cpu::exec`), in its order: nodes in `ir::order::topo` order;
-//! the gradients of one convolution or dense layer are all computed when
-//! the first of them is reached (so a weight's update never precedes the
-//! input gradient that reads it). Convolutions are GEMMs over an im2col
-//! matrix of the whole batch (`C·K·K × N·OH·OW`), dense layers plain GEMMs;
-//! both are cuBLAS `sgemm` steps followed by a bias epilogue kernel that
-//! also restores the NCHW layout. Everything else is one generated kernel
-//! per op from the table in [`super::kernels`].
+//! Assumes a verified training step built by `passes::autodiff`, fused by
+//! `passes::fuse` or not (backward nodes named `F.dx`, `F.dw`, `F.db`
+//! after the forward node `F` they differentiate), and runs exactly the
+//! computation of the CPU executor (`backend::cpu::exec`) on that graph,
+//! in its order: nodes in `ir::order::topo` order; the gradients of one
+//! convolution or dense layer are all computed when the first of them is
+//! reached (so a weight's update never precedes the input gradient that
+//! reads it). Convolutions and dense layers, plain or fused with their
+//! ReLU (and dropout), are cuBLAS `sgemm` steps around generated kernels
+//! (`layers`). An `lrn_maxpool` is one kernel (a block per
+//! channel plane, the LRN output staged in shared memory; the LRN and
+//! pooling kernels in turn for planes too large for it), its gradient one
+//! elementwise kernel, a `grad_chain` one elementwise kernel. Everything
+//! else is one generated kernel per op from the table in
+//! [`super::kernels`]. Dropout masks are keyed as on the CPU
+//! (`rng::dropout_stream` of the forward dropout's name and tower, flat
+//! element index, the step's seed).
+//!
+//! Guarantees: deterministic output for a given graph and batch; an error
+//! value for a graph that is not a training step (no loss, labels or
+//! update; a gradient without its forward node or the state it reads),
+//! for more than 8 inputs to one kernel, and for sizes past the launch
+//! limits.
 
 use std::collections::HashSet;
 
 use super::buffers::{self, Buffers, Side, node_key};
-use super::kernels::{Kernel, spec};
+use super::kernels::{Epilogue, Kernel, LrnPool, spec};
 use super::program::{Arg, CudaProgram, Gemm, Launch, Step};
 use super::render::{PRELUDE, Source};
 use crate::ir::{Graph, NodeId, Op, order};
@@ -32,24 +44,26 @@ pub enum CodegenError {
     Orphan { name: String, base: String },
     #[error("`{name}` has {count} inputs; generated kernels take at most 8")]
     TooManyInputs { name: String, count: usize },
+    #[error(
+        "`{name}` reads state that `{of}` does not keep (it is not the forward op `{name}` differentiates)"
+    )]
+    NoSide { name: String, of: String },
     #[error("the batch size must be at least 1")]
     EmptyBatch,
-    #[error("`{name}` is a fused `{op}`; CUDA code is generated from the unfused training step")]
-    Fused { name: String, op: &'static str },
     #[error("`{name}` is too large for one launch ({elems} elements)")]
     TooLarge { name: String, elems: usize },
 }
 
-struct Gen<'g> {
-    g: &'g Graph,
-    batch: usize,
-    bufs: Buffers,
+pub(super) struct Gen<'g> {
+    pub(super) g: &'g Graph,
+    pub(super) batch: usize,
+    pub(super) bufs: Buffers,
     src: Source,
     steps: Vec<Step>,
 }
 
 /// `(C, H, W)` of an activation; flat activations are `(len, 1, 1)`.
-fn chw(g: &Graph, n: NodeId) -> (usize, usize, usize) {
+pub(super) fn chw(g: &Graph, n: NodeId) -> (usize, usize, usize) {
     match g.node(n).ty.dims() {
         [c, h, w] => (*c as usize, *h as usize, *w as usize),
         d => (d.iter().product::<u64>() as usize, 1, 1),
@@ -57,11 +71,16 @@ fn chw(g: &Graph, n: NodeId) -> (usize, usize, usize) {
 }
 
 impl Gen<'_> {
-    fn buf(&self, n: NodeId) -> usize {
+    pub(super) fn buf(&self, n: NodeId) -> usize {
         self.bufs.node[&n]
     }
 
-    fn launch(&mut self, n: NodeId, k: Kernel, args: Vec<Arg>) -> Result<(), CodegenError> {
+    pub(super) fn launch(
+        &mut self,
+        n: NodeId,
+        k: Kernel,
+        args: Vec<Arg>,
+    ) -> Result<(), CodegenError> {
         let s = spec(&k);
         let (grid, block) = s.grid_block();
         if let super::render::Shape::Elementwise { total } = s.shape
@@ -87,7 +106,7 @@ impl Gen<'_> {
     /// Row-major `C[M×N] = op(A)·op(B)` (`op(A)` is `M×K`), written as the
     /// column-major cuBLAS call `Cᵀ = op(B)ᵀ·op(A)ᵀ`.
     #[allow(clippy::too_many_arguments)]
-    fn gemm_rm(
+    pub(super) fn gemm_rm(
         &mut self,
         n: NodeId,
         c: usize,
@@ -128,77 +147,87 @@ impl Gen<'_> {
         let a = |i: usize| Arg::Buf(inb[i]);
         match &node.op {
             Op::Input { .. } | Op::Param { .. } => {}
-            Op::ConvRelu { .. }
-            | Op::DenseRelu { .. }
-            | Op::DenseReluDropout { .. }
-            | Op::LrnMaxPool { .. }
-            | Op::ConvReluGradInput { .. }
-            | Op::ConvReluGradWeight { .. }
-            | Op::ConvReluGradBias
-            | Op::DenseReluGradInput { .. }
-            | Op::DenseReluGradWeight { .. }
-            | Op::DenseReluGradBias { .. }
-            | Op::LrnMaxPoolGrad { .. }
-            | Op::GradChain { .. } => {
-                return Err(CodegenError::Fused {
-                    name: node.name.clone(),
-                    op: node.op.mnemonic(),
-                });
-            }
             Op::Conv {
                 filters,
                 size,
                 stride,
                 pad,
-            } => {
-                let (c, h, w) = chw(g, ins[0]);
-                let (_, oh, ow) = chw(g, n);
-                let (f, k) = (*filters as usize, *size as usize);
-                let (col, tmp) = (self.bufs.col.unwrap_or(0), self.bufs.tmp.unwrap_or(0));
-                let im = Kernel::Im2col {
-                    n: b,
-                    c,
-                    h,
-                    w,
-                    k,
-                    stride: *stride as usize,
-                    pad: *pad as usize,
-                    oh,
-                    ow,
+            } => self.conv_forward(n, [*filters, *size, *stride, *pad], Epilogue::None)?,
+            Op::ConvRelu {
+                filters,
+                size,
+                stride,
+                pad,
+            } => self.conv_forward(n, [*filters, *size, *stride, *pad], Epilogue::Relu)?,
+            Op::Dense { units } => self.dense_forward(n, *units, Epilogue::None)?,
+            Op::DenseRelu { units } => self.dense_forward(n, *units, Epilogue::Relu)?,
+            Op::DenseReluDropout { units, rate, of } => {
+                let act = if *rate == 0.0 {
+                    Epilogue::Relu
+                } else {
+                    Epilogue::ReluDropout {
+                        rate: *rate,
+                        stream: rng::dropout_stream(of, node.device),
+                    }
                 };
-                self.launch(n, im, vec![a(0), Arg::Buf(col)])?;
-                let np = b * oh * ow;
-                self.gemm_rm(
-                    n,
-                    tmp,
-                    self.buf(ins[1]),
-                    false,
-                    col,
-                    false,
-                    (f, np, c * k * k),
-                );
-                let ep = Kernel::BiasEpilogue {
-                    n: b,
-                    f,
-                    p: oh * ow,
-                };
-                self.launch(n, ep, vec![Arg::Buf(tmp), a(2), Arg::Buf(self.buf(n))])?;
+                self.dense_forward(n, *units, act)?
             }
-            Op::Dense { units } => {
-                let inp = g.node(ins[0]).ty.numel() as usize;
-                let u = *units as usize;
-                let tmp = self.bufs.tmp.unwrap_or(0);
-                self.gemm_rm(
-                    n,
-                    tmp,
-                    self.buf(ins[1]),
-                    false,
-                    self.buf(ins[0]),
-                    true,
-                    (u, b, inp),
-                );
-                let ep = Kernel::BiasEpilogue { n: b, f: u, p: 1 };
-                self.launch(n, ep, vec![Arg::Buf(tmp), a(2), Arg::Buf(self.buf(n))])?;
+            Op::LrnMaxPool {
+                size,
+                alpha,
+                beta,
+                k,
+                pool,
+                stride,
+            } => {
+                let s = self.lrn_pool(ins[0], [*size, *pool, *stride], [*alpha, *beta, *k]);
+                self.lrn_maxpool(n, s)?
+            }
+            Op::LrnMaxPoolGrad {
+                size,
+                alpha,
+                beta,
+                k,
+                pool,
+                stride,
+            } => {
+                let s = self.lrn_pool(ins[0], [*size, *pool, *stride], [*alpha, *beta, *k]);
+                let f = ins[1];
+                let args = vec![
+                    a(0),
+                    Arg::Buf(self.side(n, f, Side::Lrn)?),
+                    Arg::Buf(self.side(n, f, Side::Scale)?),
+                    Arg::Buf(self.side(n, f, Side::Argmax)?),
+                    a(2),
+                    Arg::Buf(self.buf(n)),
+                ];
+                self.launch(n, Kernel::LrnMaxPoolBwd(s), args)?
+            }
+            Op::GradChain {
+                parts,
+                dropout,
+                relu,
+            } => {
+                let parts = *parts as usize;
+                self.check_inputs(n, parts)?;
+                let mut args: Vec<Arg> = (0..parts).map(a).collect();
+                if *relu {
+                    args.push(a(ins.len() - 1));
+                }
+                args.push(Arg::Buf(self.buf(n)));
+                let dropout = dropout
+                    .as_ref()
+                    .map(|(rate, of)| (*rate, rng::dropout_stream(of, node.device)));
+                if dropout.is_some_and(|(rate, _)| rate > 0.0) {
+                    args.push(Arg::Seed);
+                }
+                let kern = Kernel::GradChain {
+                    total,
+                    parts,
+                    dropout,
+                    relu: *relu,
+                };
+                self.launch(n, kern, args)?
             }
             Op::Relu => {
                 self.launch(n, Kernel::Relu { total }, vec![a(0), Arg::Buf(self.buf(n))])?
@@ -224,7 +253,7 @@ impl Gen<'_> {
                     beta: *beta,
                     k: *k,
                 };
-                let scale = self.bufs.side[&(n, Side::Scale)];
+                let scale = self.side(n, n, Side::Scale)?;
                 self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n)), Arg::Buf(scale)])?;
             }
             Op::LrnGrad {
@@ -244,7 +273,7 @@ impl Gen<'_> {
                     beta: *beta,
                     k: *k,
                 };
-                let scale = self.bufs.side[&(f, Side::Scale)];
+                let scale = self.side(n, f, Side::Scale)?;
                 let args = vec![a(0), a(1), Arg::Buf(scale), a(2), Arg::Buf(self.buf(n))];
                 self.launch(n, kern, args)?;
             }
@@ -257,7 +286,7 @@ impl Gen<'_> {
                     size: *size as usize,
                     stride: *stride as usize,
                 };
-                let am = self.bufs.side[&(n, Side::Argmax)];
+                let am = self.side(n, n, Side::Argmax)?;
                 self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n)), Arg::Buf(am)])?;
             }
             Op::MaxPoolGrad { size, stride } => {
@@ -270,7 +299,7 @@ impl Gen<'_> {
                     size: *size as usize,
                     stride: *stride as usize,
                 };
-                let am = self.bufs.side[&(f, Side::Argmax)];
+                let am = self.side(n, f, Side::Argmax)?;
                 self.launch(n, kern, vec![a(1), Arg::Buf(am), Arg::Buf(self.buf(n))])?;
             }
             Op::Dropout { rate } => {
@@ -328,7 +357,7 @@ impl Gen<'_> {
             }
             Op::SoftmaxXent => {
                 let classes = g.node(ins[0]).ty.numel() as usize;
-                let probs = self.bufs.side[&(n, Side::Probs)];
+                let probs = self.side(n, n, Side::Probs)?;
                 let kern = Kernel::SoftmaxXentFwd { n: b, classes };
                 let args = vec![a(0), a(1), Arg::Buf(probs), Arg::Buf(self.buf(n))];
                 self.launch(n, kern, args)?;
@@ -339,7 +368,7 @@ impl Gen<'_> {
                     .node_ids()
                     .find(|m| g.node(*m).op == Op::SoftmaxXent)
                     .ok_or(CodegenError::Missing("softmax_xent"))?;
-                let probs = self.bufs.side[&(loss, Side::Probs)];
+                let probs = self.side(n, loss, Side::Probs)?;
                 let kern = Kernel::SoftmaxXentBwd { n: b, classes };
                 self.launch(n, kern, vec![Arg::Buf(probs), a(1), Arg::Buf(self.buf(n))])?;
             }
@@ -348,7 +377,13 @@ impl Gen<'_> {
             | Op::ConvGradBias
             | Op::DenseGradInput { .. }
             | Op::DenseGradWeight
-            | Op::DenseGradBias => {
+            | Op::DenseGradBias
+            | Op::ConvReluGradInput { .. }
+            | Op::ConvReluGradWeight { .. }
+            | Op::ConvReluGradBias
+            | Op::DenseReluGradInput { .. }
+            | Op::DenseReluGradWeight { .. }
+            | Op::DenseReluGradBias { .. } => {
                 let f = self.forward_of(n)?;
                 if done.insert(f) {
                     self.layer_grads(f)?;
@@ -367,6 +402,76 @@ impl Gen<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The shape of an `lrn_maxpool` (or its gradient) of input `x`:
+    /// `[size, pool, stride]` and `[alpha, beta, k]`.
+    fn lrn_pool(
+        &self,
+        x: NodeId,
+        [size, pool, stride]: [u64; 3],
+        [alpha, beta, k]: [f64; 3],
+    ) -> LrnPool {
+        let (c, h, w) = chw(self.g, x);
+        LrnPool {
+            n: self.batch,
+            c,
+            h,
+            w,
+            size: size as usize,
+            alpha,
+            beta,
+            k,
+            pool: pool as usize,
+            stride: stride as usize,
+        }
+    }
+
+    /// One kernel (a block per channel plane) when a plane fits shared
+    /// memory, else the LRN kernel then the pooling kernel; either way the
+    /// LRN output, scale and argmax are kept for the backward pass.
+    fn lrn_maxpool(&mut self, n: NodeId, s: LrnPool) -> Result<(), CodegenError> {
+        let x = self.buf(self.g.inputs(n)[0]);
+        let (lrn, scale, am) = (
+            self.side(n, n, Side::Lrn)?,
+            self.side(n, n, Side::Scale)?,
+            self.side(n, n, Side::Argmax)?,
+        );
+        let planes = s.n * s.c;
+        if s.fits_shared() && planes <= i32::MAX as usize {
+            let args = [x, lrn, scale, self.buf(n), am].map(Arg::Buf).to_vec();
+            return self.launch(n, Kernel::LrnMaxPoolFwd(s), args);
+        }
+        let kern = Kernel::LrnFwd {
+            n: s.n,
+            c: s.c,
+            p: s.h * s.w,
+            size: s.size,
+            alpha: s.alpha,
+            beta: s.beta,
+            k: s.k,
+        };
+        self.launch(n, kern, [x, lrn, scale].map(Arg::Buf).to_vec())?;
+        let kern = Kernel::MaxPoolFwd {
+            planes,
+            h: s.h,
+            w: s.w,
+            size: s.pool,
+            stride: s.stride,
+        };
+        self.launch(n, kern, [lrn, self.buf(n), am].map(Arg::Buf).to_vec())
+    }
+
+    /// The side buffer `sd` of forward node `f`, read by `user`.
+    fn side(&self, user: NodeId, f: NodeId, sd: Side) -> Result<usize, CodegenError> {
+        self.bufs
+            .side
+            .get(&(f, sd))
+            .copied()
+            .ok_or_else(|| CodegenError::NoSide {
+                name: node_key(self.g, user),
+                of: node_key(self.g, f),
+            })
     }
 
     fn check_inputs(&self, n: NodeId, count: usize) -> Result<(), CodegenError> {
@@ -392,87 +497,6 @@ impl Gen<'_> {
                 name: node.name.clone(),
                 base: base.to_string(),
             })
-    }
-
-    /// All gradients of conv or dense layer `f`, as the CPU's one call.
-    fn layer_grads(&mut self, f: NodeId) -> Result<(), CodegenError> {
-        let g = self.g;
-        let fnode = g.node(f);
-        let get = |s: &str| g.find(&format!("{}.{s}", fnode.name), fnode.device);
-        let (dx, dw, db) = (get("dx"), get("dw"), get("db"));
-        let Some(dw) = dw else { return Ok(()) };
-        let dy = g.inputs(dw)[1];
-        let fins = g.inputs(f);
-        let b = self.batch;
-        let (x, w) = (self.buf(fins[0]), self.buf(fins[1]));
-        let dyb = self.buf(dy);
-        match &fnode.op {
-            Op::Conv {
-                filters,
-                size,
-                stride,
-                pad,
-            } => {
-                let (c, h, wd) = chw(g, fins[0]);
-                let (_, oh, ow) = chw(g, f);
-                let (nf, k, p) = (*filters as usize, *size as usize, oh * ow);
-                let (col, tmp) = (self.bufs.col.unwrap_or(0), self.bufs.tmp.unwrap_or(0));
-                if let Some(db) = db {
-                    let kern = Kernel::BiasGrad { n: b, f: nf, p };
-                    self.launch(db, kern, vec![Arg::Buf(dyb), Arg::Buf(self.buf(db))])?;
-                }
-                let tc = Kernel::ToChannelMajor { n: b, f: nf, p };
-                self.launch(dw, tc, vec![Arg::Buf(dyb), Arg::Buf(tmp)])?;
-                let geo = (k, *stride as usize, *pad as usize);
-                let im = Kernel::Im2col {
-                    n: b,
-                    c,
-                    h,
-                    w: wd,
-                    k: geo.0,
-                    stride: geo.1,
-                    pad: geo.2,
-                    oh,
-                    ow,
-                };
-                self.launch(dw, im, vec![Arg::Buf(x), Arg::Buf(col)])?;
-                let ckk = c * k * k;
-                // dW[F×CKK] = dYᵀ[F×NP] · colᵀ
-                self.gemm_rm(dw, self.buf(dw), tmp, false, col, true, (nf, ckk, b * p));
-                if let Some(dx) = dx {
-                    // dcol[CKK×NP] = Wᵀ · dYᵀ, then scattered back (as a gather).
-                    self.gemm_rm(dx, col, w, true, tmp, false, (ckk, b * p, nf));
-                    let c2 = Kernel::Col2im {
-                        n: b,
-                        c,
-                        h,
-                        w: wd,
-                        k: geo.0,
-                        stride: geo.1,
-                        pad: geo.2,
-                        oh,
-                        ow,
-                    };
-                    self.launch(dx, c2, vec![Arg::Buf(col), Arg::Buf(self.buf(dx))])?;
-                }
-            }
-            Op::Dense { units } => {
-                let inp = g.node(fins[0]).ty.numel() as usize;
-                let u = *units as usize;
-                if let Some(db) = db {
-                    let kern = Kernel::BiasGrad { n: b, f: u, p: 1 };
-                    self.launch(db, kern, vec![Arg::Buf(dyb), Arg::Buf(self.buf(db))])?;
-                }
-                // dW[U×In] = dYᵀ · x
-                self.gemm_rm(dw, self.buf(dw), dyb, true, x, false, (u, inp, b));
-                if let Some(dx) = dx {
-                    // dx[N×In] = dY · W
-                    self.gemm_rm(dx, self.buf(dx), dyb, false, w, false, (b, inp, u));
-                }
-            }
-            _ => {}
-        }
-        Ok(())
     }
 }
 

@@ -2,8 +2,11 @@
 //! and hyperparameters it bakes in; [`spec`] is the one place that says
 //! what it computes, mirroring `backend::cpu::kernels` operation for
 //! operation (same accumulation order where the CPU has one, so results
-//! agree to rounding).
+//! agree to rounding). The snippets of the fused ops' kernels, the GEMM
+//! epilogue and the channel-major transpose live in [`super::fused_kernels`].
 
+use super::fused_kernels as fk;
+pub use super::fused_kernels::{Epilogue, LrnPool};
 use super::program::ParamTy::{self, *};
 use super::render::{BLOCK, Shape, Spec, f32_lit, f64_lit, ll, u64_lit};
 
@@ -82,17 +85,39 @@ pub enum Kernel {
         n: usize,
         classes: usize,
     },
-    /// `y[n][f][p] = tmp[f][n][p] + bias[f]`: the GEMM epilogue.
+    /// `y[n][f][p] = act(tmp[f][n][p] + bias[f])`: the GEMM epilogue.
     BiasEpilogue {
         n: usize,
         f: usize,
         p: usize,
+        act: Epilogue,
     },
-    /// `t[f][n][p] = dy[n][f][p]`.
+    /// `t[f][n][p] = dy[n][f][p]`, times `[y > 0]` if `relu` (the masked
+    /// output gradient of a `conv_relu`).
     ToChannelMajor {
         n: usize,
         f: usize,
         p: usize,
+        relu: bool,
+    },
+    /// `dx = y > 0 ? dy·scale : 0`: the masked output gradient of a
+    /// `dense_relu_dropout` (`scale = 1/(1 − rate)`).
+    ReluGradScale {
+        total: usize,
+        scale: f64,
+    },
+    /// `maxpool(lrn(x))`, one block per channel plane; keeps the LRN output
+    /// and scale (input-sized) and the argmax (output-sized).
+    LrnMaxPoolFwd(LrnPool),
+    /// The gradient of `LrnMaxPoolFwd`, one thread per input element.
+    LrnMaxPoolBwd(LrnPool),
+    /// `dx = (Σ parts) · dropout mask · [y > 0]`, one pass (`grad_chain`).
+    GradChain {
+        total: usize,
+        parts: usize,
+        /// `(rate, rng::dropout_stream(forward dropout name, tower))`.
+        dropout: Option<(f64, u64)>,
+        relu: bool,
     },
     /// `db[f] = Σ_{n,p} dy[n][f][p]`, one block per `f`.
     BiasGrad {
@@ -132,7 +157,7 @@ pub enum Kernel {
     },
 }
 
-fn ew(
+pub(super) fn ew(
     stem: &'static str,
     total: usize,
     params: Vec<(ParamTy, &'static str)>,
@@ -148,7 +173,7 @@ fn ew(
 }
 
 /// `s^(-beta)` into `dst`, with the CPU's sqrt-only path for `beta = 0.75`.
-fn inv_pow(dst: &str, s: &str, beta: f64) -> String {
+pub(super) fn inv_pow(dst: &str, s: &str, beta: f64) -> String {
     if beta == 0.75 {
         format!("float {dst}; {{ const float r = sqrtf({s}); {dst} = 1.0f / (r * sqrtf(r)); }}")
     } else {
@@ -156,7 +181,7 @@ fn inv_pow(dst: &str, s: &str, beta: f64) -> String {
     }
 }
 
-fn lrn_window(c: usize, p: usize, size: usize) -> Vec<String> {
+pub(super) fn lrn_window(c: usize, p: usize, size: usize) -> Vec<String> {
     let half = size / 2;
     vec![
         format!("const long long c = (i / {}) % {};", ll(p), ll(c)),
@@ -370,24 +395,17 @@ pub fn spec(k: &Kernel) -> Spec {
                 "dlogits[i] = j == (long long)labels[r] ? (probs[i] - 1.0f) * inv_n : probs[i] * inv_n;".into(),
             ],
         ),
-        Kernel::BiasEpilogue { n, f, p } => ew(
-            "bias_epilogue",
-            n * f * p,
-            vec![(InF32, "tmp"), (InF32, "bias"), (OutF32, "y")],
-            vec![
-                format!("const long long img = i / {}, f = (i / {}) % {f}, q = i % {};", ll(f * p), ll(*p), ll(*p)),
-                format!("y[i] = tmp[(f * {n} + img) * {} + q] + bias[f];", ll(*p)),
-            ],
+        Kernel::BiasEpilogue { n, f, p, act } => fk::bias_epilogue(*n, *f, *p, *act),
+        Kernel::ToChannelMajor { n, f, p, relu } => fk::to_channel_major(*n, *f, *p, *relu),
+        Kernel::ReluGradScale { total, scale } => ew(
+            "relu_grad_scale",
+            *total,
+            vec![(InF32, "y"), (InF32, "dy"), (OutF32, "dx")],
+            vec![format!("dx[i] = y[i] > 0.0f ? dy[i] * {} : 0.0f;", f32_lit(*scale))],
         ),
-        Kernel::ToChannelMajor { n, f, p } => ew(
-            "to_channel_major",
-            n * f * p,
-            vec![(InF32, "dy"), (OutF32, "t")],
-            vec![
-                format!("const long long img = i / {}, f = (i / {}) % {f}, q = i % {};", ll(f * p), ll(*p), ll(*p)),
-                format!("t[(f * {n} + img) * {} + q] = dy[i];", ll(*p)),
-            ],
-        ),
+        Kernel::LrnMaxPoolFwd(s) => fk::lrn_maxpool_fwd(s),
+        Kernel::LrnMaxPoolBwd(s) => fk::lrn_maxpool_bwd(s),
+        Kernel::GradChain { total, parts, dropout, relu } => fk::grad_chain(*total, *parts, *dropout, *relu),
         Kernel::BiasGrad { n, f, p } => Spec {
             stem: "bias_grad",
             params: vec![(InF32, "dy"), (OutF32, "db")],

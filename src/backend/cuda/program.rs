@@ -39,7 +39,8 @@ pub enum BufKind {
     Velocity,
     /// The value of a node.
     Value,
-    /// State a forward op keeps for its backward (LRN scale, argmax, softmax).
+    /// State a forward op keeps for its backward (LRN scale, argmax,
+    /// softmax, the LRN output inside an `lrn_maxpool`).
     Side,
     /// Workspace shared by the GEMM-based layers.
     Scratch,
@@ -48,8 +49,8 @@ pub enum BufKind {
 /// One device buffer.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BufferDecl {
-    /// `node name@device`, with a `.scale`/`.argmax`/`.probs` suffix for
-    /// side buffers, or `scratch.*`.
+    /// `node name@device`, with a `.scale`/`.argmax`/`.probs`/`.lrn`
+    /// suffix for side buffers, or `scratch.*`.
     pub name: String,
     pub dtype: DType,
     pub elems: usize,

@@ -1,0 +1,268 @@
+//! Convolution and dense layers, plain or fused with their ReLU (and
+//! dropout): cuBLAS GEMMs around generated kernels.
+//!
+//! Forward, a convolution is im2col over the whole batch, one GEMM into
+//! `scratch.tmp` (`F × N·OH·OW`) and the bias epilogue, which restores the
+//! NCHW layout and applies the fused ReLU (and dropout mask); a dense
+//! layer is one GEMM and the same epilogue.
+//!
+//! Backward, all gradients of one layer are generated together when the
+//! first is reached (as the CPU executor's one call). A fused layer's
+//! output gradient is masked first, once, into `scratch.tmp`: a
+//! `conv_relu`'s by `[y > 0]` in the transpose to channel-major that the
+//! convolution needs anyway, a `dense_relu`'s by `[y > 0]`, a
+//! `dense_relu_dropout`'s by `[y > 0]·1/(1 − rate)` (its output is positive
+//! iff the ReLU passed it and the mask kept it, as the CPU's backward
+//! reads it). Bias, weight and input gradients then read the masked copy.
+
+use super::codegen::{CodegenError, Gen, chw};
+use super::kernels::{Epilogue, Kernel};
+use super::program::Arg;
+use crate::ir::{NodeId, Op};
+
+/// Convolution geometry: `[filters, size, stride, pad]`.
+pub(super) type ConvGeo = [u64; 4];
+
+impl Gen<'_> {
+    pub(super) fn conv_forward(
+        &mut self,
+        n: NodeId,
+        [filters, size, stride, pad]: ConvGeo,
+        act: Epilogue,
+    ) -> Result<(), CodegenError> {
+        let g = self.g;
+        let ins = g.inputs(n);
+        let b = self.batch;
+        let (c, h, w) = chw(g, ins[0]);
+        let (_, oh, ow) = chw(g, n);
+        let (f, k) = (filters as usize, size as usize);
+        let (col, tmp) = (self.bufs.col.unwrap_or(0), self.bufs.tmp.unwrap_or(0));
+        let im = Kernel::Im2col {
+            n: b,
+            c,
+            h,
+            w,
+            k,
+            stride: stride as usize,
+            pad: pad as usize,
+            oh,
+            ow,
+        };
+        self.launch(n, im, vec![Arg::Buf(self.buf(ins[0])), Arg::Buf(col)])?;
+        let np = b * oh * ow;
+        self.gemm_rm(
+            n,
+            tmp,
+            self.buf(ins[1]),
+            false,
+            col,
+            false,
+            (f, np, c * k * k),
+        );
+        self.epilogue(n, (f, oh * ow), act)
+    }
+
+    pub(super) fn dense_forward(
+        &mut self,
+        n: NodeId,
+        units: u64,
+        act: Epilogue,
+    ) -> Result<(), CodegenError> {
+        let g = self.g;
+        let ins = g.inputs(n);
+        let inp = g.node(ins[0]).ty.numel() as usize;
+        let u = units as usize;
+        let tmp = self.bufs.tmp.unwrap_or(0);
+        let x = self.buf(ins[0]);
+        self.gemm_rm(
+            n,
+            tmp,
+            self.buf(ins[1]),
+            false,
+            x,
+            true,
+            (u, self.batch, inp),
+        );
+        self.epilogue(n, (u, 1), act)
+    }
+
+    /// `y = act(scratch.tmp + bias)` for `f` channels of `p` positions.
+    fn epilogue(
+        &mut self,
+        n: NodeId,
+        (f, p): (usize, usize),
+        act: Epilogue,
+    ) -> Result<(), CodegenError> {
+        let ins = self.g.inputs(n);
+        let tmp = self.bufs.tmp.unwrap_or(0);
+        let mut args = vec![
+            Arg::Buf(tmp),
+            Arg::Buf(self.buf(ins[2])),
+            Arg::Buf(self.buf(n)),
+        ];
+        if matches!(act, Epilogue::ReluDropout { .. }) {
+            args.push(Arg::Seed);
+        }
+        let ep = Kernel::BiasEpilogue {
+            n: self.batch,
+            f,
+            p,
+            act,
+        };
+        self.launch(n, ep, args)
+    }
+
+    /// All gradients of conv or dense layer `f` (plain or fused), as the
+    /// CPU's one call.
+    pub(super) fn layer_grads(&mut self, f: NodeId) -> Result<(), CodegenError> {
+        let g = self.g;
+        let fnode = g.node(f);
+        let get = |s: &str| g.find(&format!("{}.{s}", fnode.name), fnode.device);
+        let (dx, dw, db) = (get("dx"), get("dw"), get("db"));
+        let Some(dw) = dw else { return Ok(()) };
+        let dy = g.inputs(dw)[1];
+        match &fnode.op {
+            Op::Conv {
+                filters,
+                size,
+                stride,
+                pad,
+            } => self.conv_grads(f, [*filters, *size, *stride, *pad], false, (dx, dw, db), dy),
+            Op::ConvRelu {
+                filters,
+                size,
+                stride,
+                pad,
+            } => self.conv_grads(f, [*filters, *size, *stride, *pad], true, (dx, dw, db), dy),
+            Op::Dense { units } => self.dense_grads(f, *units, None, (dx, dw, db), dy),
+            Op::DenseRelu { units } => self.dense_grads(f, *units, Some(0.0), (dx, dw, db), dy),
+            Op::DenseReluDropout { units, rate, .. } => {
+                self.dense_grads(f, *units, Some(*rate), (dx, dw, db), dy)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `relu`: the layer is a `conv_relu`, so `dy` is masked by `[y > 0]`.
+    fn conv_grads(
+        &mut self,
+        f: NodeId,
+        [filters, size, stride, pad]: ConvGeo,
+        relu: bool,
+        (dx, dw, db): (Option<NodeId>, NodeId, Option<NodeId>),
+        dy: NodeId,
+    ) -> Result<(), CodegenError> {
+        let g = self.g;
+        let fins = g.inputs(f);
+        let b = self.batch;
+        let (x, w) = (self.buf(fins[0]), self.buf(fins[1]));
+        let dyb = self.buf(dy);
+        let (c, h, wd) = chw(g, fins[0]);
+        let (_, oh, ow) = chw(g, f);
+        let (nf, k, p) = (filters as usize, size as usize, oh * ow);
+        let (col, tmp) = (self.bufs.col.unwrap_or(0), self.bufs.tmp.unwrap_or(0));
+        let tc = Kernel::ToChannelMajor {
+            n: b,
+            f: nf,
+            p,
+            relu,
+        };
+        if relu {
+            // The masked dy, channel-major: what the bias gradient sums too.
+            let args = vec![Arg::Buf(dyb), Arg::Buf(self.buf(f)), Arg::Buf(tmp)];
+            self.launch(dw, tc, args)?;
+            if let Some(db) = db {
+                let kern = Kernel::BiasGrad {
+                    n: 1,
+                    f: nf,
+                    p: b * p,
+                };
+                self.launch(db, kern, vec![Arg::Buf(tmp), Arg::Buf(self.buf(db))])?;
+            }
+        } else {
+            if let Some(db) = db {
+                let kern = Kernel::BiasGrad { n: b, f: nf, p };
+                self.launch(db, kern, vec![Arg::Buf(dyb), Arg::Buf(self.buf(db))])?;
+            }
+            self.launch(dw, tc, vec![Arg::Buf(dyb), Arg::Buf(tmp)])?;
+        }
+        let (stride, pad) = (stride as usize, pad as usize);
+        let im = Kernel::Im2col {
+            n: b,
+            c,
+            h,
+            w: wd,
+            k,
+            stride,
+            pad,
+            oh,
+            ow,
+        };
+        self.launch(dw, im, vec![Arg::Buf(x), Arg::Buf(col)])?;
+        let ckk = c * k * k;
+        // dW[F×CKK] = dYᵀ[F×NP] · colᵀ
+        self.gemm_rm(dw, self.buf(dw), tmp, false, col, true, (nf, ckk, b * p));
+        if let Some(dx) = dx {
+            // dcol[CKK×NP] = Wᵀ · dYᵀ, then scattered back (as a gather).
+            self.gemm_rm(dx, col, w, true, tmp, false, (ckk, b * p, nf));
+            let c2 = Kernel::Col2im {
+                n: b,
+                c,
+                h,
+                w: wd,
+                k,
+                stride,
+                pad,
+                oh,
+                ow,
+            };
+            self.launch(dx, c2, vec![Arg::Buf(col), Arg::Buf(self.buf(dx))])?;
+        }
+        Ok(())
+    }
+
+    /// `relu`: `Some(rate)` for a `dense_relu` (0) or `dense_relu_dropout`,
+    /// whose `dy` is masked by `[y > 0]` and scaled by `1/(1 − rate)`.
+    fn dense_grads(
+        &mut self,
+        f: NodeId,
+        units: u64,
+        relu: Option<f64>,
+        (dx, dw, db): (Option<NodeId>, NodeId, Option<NodeId>),
+        dy: NodeId,
+    ) -> Result<(), CodegenError> {
+        let g = self.g;
+        let fins = g.inputs(f);
+        let b = self.batch;
+        let (x, w) = (self.buf(fins[0]), self.buf(fins[1]));
+        let inp = g.node(fins[0]).ty.numel() as usize;
+        let u = units as usize;
+        let mut dyb = self.buf(dy);
+        if let Some(rate) = relu {
+            let tmp = self.bufs.tmp.unwrap_or(0);
+            let total = b * u;
+            let kern = if rate == 0.0 {
+                Kernel::ReluGrad { total }
+            } else {
+                Kernel::ReluGradScale {
+                    total,
+                    scale: 1.0 / (1.0 - rate),
+                }
+            };
+            let args = vec![Arg::Buf(self.buf(f)), Arg::Buf(dyb), Arg::Buf(tmp)];
+            self.launch(dw, kern, args)?;
+            dyb = tmp;
+        }
+        if let Some(db) = db {
+            let kern = Kernel::BiasGrad { n: b, f: u, p: 1 };
+            self.launch(db, kern, vec![Arg::Buf(dyb), Arg::Buf(self.buf(db))])?;
+        }
+        // dW[U×In] = dYᵀ · x
+        self.gemm_rm(dw, self.buf(dw), dyb, true, x, false, (u, inp, b));
+        if let Some(dx) = dx {
+            // dx[N×In] = dY · W
+            self.gemm_rm(dx, self.buf(dx), dyb, false, w, false, (b, inp, u));
+        }
+        Ok(())
+    }
+}

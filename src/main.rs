@@ -229,6 +229,14 @@ enum Emit {
 }
 
 fn main() -> ExitCode {
+    // A closed pipe (`netc ... | head`) ends the process quietly, as it
+    // does for other command-line tools, instead of a failed print.
+    #[cfg(unix)]
+    // SAFETY: restores the default action for SIGPIPE before any thread
+    // starts; no handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

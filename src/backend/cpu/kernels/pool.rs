@@ -51,35 +51,57 @@ pub fn maxpool_forward<T: Float>(s: &PoolShape, x: &[T], y: &mut [T], argmax: &m
     if ohw == 0 {
         return;
     }
-    let (w, ow, size, st) = (s.w, s.ow(), s.size, s.stride);
+    let (w, ow, st) = (s.w, s.ow(), s.stride);
+    // The window size as a constant for the common sizes, so the window
+    // loops unroll.
+    let plane: fn(&[T], &mut [T], &mut [u32], usize, usize, usize, usize) = match s.size {
+        2 => pool_plane::<T, 2>,
+        3 => pool_plane::<T, 3>,
+        _ => pool_plane::<T, 0>,
+    };
+    let size = s.size;
     y.par_chunks_mut(ohw)
         .zip(argmax.par_chunks_mut(ohw))
         .zip(x.par_chunks(hw))
-        .for_each(|((yp, ap), xp)| {
-            for (oy, (yrow, arow)) in yp
-                .chunks_exact_mut(ow)
-                .zip(ap.chunks_exact_mut(ow))
-                .enumerate()
-            {
-                let iy0 = oy * st;
-                for (ox, (yo, ao)) in yrow.iter_mut().zip(arow.iter_mut()).enumerate() {
-                    let ix0 = ox * st;
-                    let mut best = xp[iy0 * w + ix0];
-                    let mut bi = iy0 * w + ix0;
-                    for dy in 0..size {
-                        let r = (iy0 + dy) * w + ix0;
-                        for (dx, v) in xp[r..r + size].iter().enumerate() {
-                            if *v > best {
-                                best = *v;
-                                bi = r + dx;
-                            }
-                        }
-                    }
-                    *yo = best;
-                    *ao = bi as u32;
+        .for_each(|((yp, ap), xp)| plane(xp, yp, ap, w, ow, size, st));
+}
+
+/// One channel plane of [`maxpool_forward`]; `K` is the window size, or 0
+/// to take it from `size`.
+fn pool_plane<T: Float, const K: usize>(
+    xp: &[T],
+    yp: &mut [T],
+    ap: &mut [u32],
+    w: usize,
+    ow: usize,
+    size: usize,
+    st: usize,
+) {
+    let size = if K > 0 { K } else { size };
+    for (oy, (yrow, arow)) in yp
+        .chunks_exact_mut(ow)
+        .zip(ap.chunks_exact_mut(ow))
+        .enumerate()
+    {
+        let iy0 = oy * st;
+        for (ox, (yo, ao)) in yrow.iter_mut().zip(arow.iter_mut()).enumerate() {
+            let ix0 = ox * st;
+            let mut best = xp[iy0 * w + ix0];
+            let mut bi = (iy0 * w + ix0) as u32;
+            for dy in 0..size {
+                let r = (iy0 + dy) * w + ix0;
+                for (dx, v) in xp[r..r + size].iter().enumerate() {
+                    // Branch-free select: maxima are data-dependent, so a
+                    // branch would mispredict often.
+                    let better = *v > best;
+                    best = if better { *v } else { best };
+                    bi = if better { (r + dx) as u32 } else { bi };
                 }
             }
-        });
+            *yo = best;
+            *ao = bi;
+        }
+    }
 }
 
 /// Backward: `dx` (OVERWRITTEN) gets each `dy` added at its saved argmax.

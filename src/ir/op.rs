@@ -477,6 +477,66 @@ impl Op {
     pub fn is_param(&self) -> bool {
         matches!(self, Op::Param { .. })
     }
+
+    /// Ops of the forward pass (inputs and parameters included, unfused or
+    /// fused): what evaluation runs.
+    pub fn is_forward(&self) -> bool {
+        matches!(
+            self,
+            Op::Input { .. }
+                | Op::Param { .. }
+                | Op::Conv { .. }
+                | Op::Relu
+                | Op::Lrn { .. }
+                | Op::MaxPool { .. }
+                | Op::Dense { .. }
+                | Op::Dropout { .. }
+                | Op::Concat
+                | Op::SoftmaxXent
+                | Op::ConvRelu { .. }
+                | Op::DenseRelu { .. }
+                | Op::DenseReluDropout { .. }
+                | Op::LrnMaxPool { .. }
+        )
+    }
+
+    /// The gradients of a convolution or dense layer (`F.dx`, `F.dw`,
+    /// `F.db`), fused or not: one kernel call computes a layer's group.
+    pub fn is_layer_grad(&self) -> bool {
+        matches!(
+            self,
+            Op::ConvGradInput { .. }
+                | Op::ConvGradWeight { .. }
+                | Op::ConvGradBias
+                | Op::DenseGradInput { .. }
+                | Op::DenseGradWeight
+                | Op::DenseGradBias
+                | Op::ConvReluGradInput { .. }
+                | Op::ConvReluGradWeight { .. }
+                | Op::ConvReluGradBias
+                | Op::DenseReluGradInput { .. }
+                | Op::DenseReluGradWeight { .. }
+                | Op::DenseReluGradBias { .. }
+        )
+    }
+
+    /// Ops of the backward pass: gradients (and the `slice`/`add` autodiff
+    /// builds them with).
+    pub fn is_backward(&self) -> bool {
+        self.is_layer_grad()
+            || matches!(
+                self,
+                Op::SoftmaxXentGrad
+                    | Op::ReluGrad
+                    | Op::LrnGrad { .. }
+                    | Op::MaxPoolGrad { .. }
+                    | Op::DropoutGrad { .. }
+                    | Op::Slice { .. }
+                    | Op::Add
+                    | Op::LrnMaxPoolGrad { .. }
+                    | Op::GradChain { .. }
+            )
+    }
 }
 
 /// A fixed, round-trippable float format: shortest representation that

@@ -384,51 +384,6 @@ fn base_name(name: &str) -> &str {
     name.rsplit_once('.').map_or(name, |(b, _)| b)
 }
 
-fn is_layer_grad(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::ConvGradInput { .. }
-            | Op::ConvGradWeight { .. }
-            | Op::ConvGradBias
-            | Op::DenseGradInput { .. }
-            | Op::DenseGradWeight
-            | Op::DenseGradBias
-            | Op::ConvReluGradInput { .. }
-            | Op::ConvReluGradWeight { .. }
-            | Op::ConvReluGradBias
-            | Op::DenseReluGradInput { .. }
-            | Op::DenseReluGradWeight { .. }
-            | Op::DenseReluGradBias { .. }
-    )
-}
-
-fn is_backward(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::SoftmaxXentGrad
-            | Op::ConvGradInput { .. }
-            | Op::ConvGradWeight { .. }
-            | Op::ConvGradBias
-            | Op::ReluGrad
-            | Op::LrnGrad { .. }
-            | Op::MaxPoolGrad { .. }
-            | Op::DenseGradInput { .. }
-            | Op::DenseGradWeight
-            | Op::DenseGradBias
-            | Op::DropoutGrad { .. }
-            | Op::Slice { .. }
-            | Op::Add
-            | Op::ConvReluGradInput { .. }
-            | Op::ConvReluGradWeight { .. }
-            | Op::ConvReluGradBias
-            | Op::DenseReluGradInput { .. }
-            | Op::DenseReluGradWeight { .. }
-            | Op::DenseReluGradBias { .. }
-            | Op::LrnMaxPoolGrad { .. }
-            | Op::GradChain { .. }
-    )
-}
-
 /// Input ports an op may overwrite in place, in order of preference.
 fn in_place_ports(op: &Op) -> &'static [usize] {
     match op {
@@ -477,7 +432,7 @@ fn needs(
     for &n in order {
         let node = g.node(n);
         let p = at(n);
-        if is_layer_grad(&node.op) {
+        if node.op.is_layer_grad() {
             let e = group
                 .entry((node.device, base_name(&node.name)))
                 .or_insert(p);
@@ -517,7 +472,7 @@ fn needs(
                 ..
             } => (BufKind::State, true),
             Op::Param { .. } => (BufKind::Parameter, true),
-            op if is_backward(op) => (BufKind::Gradient, false),
+            op if op.is_backward() => (BufKind::Gradient, false),
             _ => (BufKind::Activation, false),
         };
         let readers: Vec<usize> =
@@ -526,7 +481,7 @@ fn needs(
                 .collect();
         let first = if persistent || kind == BufKind::Input {
             0
-        } else if is_layer_grad(&node.op) {
+        } else if node.op.is_layer_grad() {
             group
                 .get(&(node.device, base_name(&node.name)))
                 .copied()

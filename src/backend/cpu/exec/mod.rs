@@ -216,8 +216,8 @@ impl<T: Float> CpuExec<T> {
         let mut fwd_of = HashMap::new();
         for n in graph.node_ids() {
             let node = graph.node(n);
-            forward[n.index()] = is_forward(&node.op);
-            if is_layer_grad(&node.op)
+            forward[n.index()] = node.op.is_forward();
+            if node.op.is_layer_grad()
                 || matches!(node.op, Op::LrnGrad { .. } | Op::MaxPoolGrad { .. })
             {
                 let base = node
@@ -544,43 +544,4 @@ impl<T: Float> CpuExec<T> {
             .find(|n| self.value(**n).iter().any(|v| !v.is_finite()))
             .map(|n| self.graph.node(*n).name.as_str())
     }
-}
-
-fn is_forward(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Input { .. }
-            | Op::Param { .. }
-            | Op::Conv { .. }
-            | Op::Relu
-            | Op::Lrn { .. }
-            | Op::MaxPool { .. }
-            | Op::Dense { .. }
-            | Op::Dropout { .. }
-            | Op::Concat
-            | Op::SoftmaxXent
-            | Op::ConvRelu { .. }
-            | Op::DenseRelu { .. }
-            | Op::DenseReluDropout { .. }
-            | Op::LrnMaxPool { .. }
-    )
-}
-
-/// The gradients of a convolution or dense layer (computed as one group).
-fn is_layer_grad(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::ConvGradInput { .. }
-            | Op::ConvGradWeight { .. }
-            | Op::ConvGradBias
-            | Op::DenseGradInput { .. }
-            | Op::DenseGradWeight
-            | Op::DenseGradBias
-            | Op::ConvReluGradInput { .. }
-            | Op::ConvReluGradWeight { .. }
-            | Op::ConvReluGradBias
-            | Op::DenseReluGradInput { .. }
-            | Op::DenseReluGradWeight { .. }
-            | Op::DenseReluGradBias { .. }
-    )
 }

@@ -66,7 +66,7 @@ impl<T: Float> CpuExec<T> {
         let ins = self.graph.inputs(n);
         match &op {
             Op::Input { .. } | Op::Param { .. } => return Ok(()),
-            op if super::is_layer_grad(op) => return self.layer_grads(n),
+            op if op.is_layer_grad() => return self.layer_grads(n),
             _ => {}
         }
         let xs: Vec<Loc> = ins.iter().map(|&i| self.loc(i)).collect::<Result<_, _>>()?;

@@ -54,7 +54,7 @@ pub fn maxpool_forward<T: Float>(s: &PoolShape, x: &[T], y: &mut [T], argmax: &m
     let (w, ow, st) = (s.w, s.ow(), s.stride);
     // The window size as a constant for the common sizes, so the window
     // loops unroll.
-    let plane: fn(&[T], &mut [T], &mut [u32], usize, usize, usize, usize) = match s.size {
+    let plane: PlaneFn<T> = match s.size {
         2 => pool_plane::<T, 2>,
         3 => pool_plane::<T, 3>,
         _ => pool_plane::<T, 0>,
@@ -65,6 +65,9 @@ pub fn maxpool_forward<T: Float>(s: &PoolShape, x: &[T], y: &mut [T], argmax: &m
         .zip(x.par_chunks(hw))
         .for_each(|((yp, ap), xp)| plane(xp, yp, ap, w, ow, size, st));
 }
+
+/// `(x, y, argmax, w, ow, size, stride)` of one plane.
+type PlaneFn<T> = fn(&[T], &mut [T], &mut [u32], usize, usize, usize, usize);
 
 /// One channel plane of [`maxpool_forward`]; `K` is the window size, or 0
 /// to take it from `size`.

@@ -1,14 +1,15 @@
 //! The fused ops' passes over memory (see `passes::fuse`), for the
 //! executor: ReLU and dropout in one pass after a dense layer's GEMM, the
 //! backward elementwise chain in one pass, LRN and max pooling image by
-//! image. Each computes exactly what the unfused kernels compute, in the
+//! image (images in parallel, each image's LRN and pooling sequential, so
+//! pooling reads the LRN output while it is in cache). Each computes exactly what the unfused kernels compute, in the
 //! same arithmetic order, so fused results are bit-for-bit the unfused
 //! ones.
 //!
 //! Assumes slices of the lengths their shapes say. Outputs are
 //! OVERWRITTEN.
 
-use super::super::kernels::{self as k, Float, Nchw};
+use super::super::kernels::{self as k, Float};
 
 /// Elements per parallel task of the fused elementwise passes.
 const BLOCK: usize = 1 << 13;
@@ -88,15 +89,15 @@ pub(super) fn lrn_maxpool_forward<T: Float>(
     if inp == 0 || outp == 0 {
         return;
     }
-    let shape = Nchw::new(1, s.c, s.h, s.w);
+    let hw = s.h * s.w;
     y.par_chunks_mut(outp)
         .zip(argmax.par_chunks_mut(outp))
         .zip(lrn.par_chunks_mut(inp))
         .zip(scale.par_chunks_mut(inp))
         .zip(x.par_chunks(inp))
         .for_each(|((((yi, ai), li), si), xi)| {
-            k::lrn::lrn_forward(p, &shape, xi, li, si);
-            k::pool::maxpool_forward(s, li, yi, ai);
+            k::lrn::lrn_forward_image(p, s.c, hw, xi, li, si);
+            k::pool::maxpool_forward_image(s, li, yi, ai);
         });
 }
 
@@ -118,7 +119,7 @@ pub(super) fn lrn_maxpool_backward<T: Float>(
     if inp == 0 || outp == 0 {
         return;
     }
-    let shape = Nchw::new(1, s.c, s.h, s.w);
+    let hw = s.h * s.w;
     dx.par_chunks_mut(inp)
         .zip(x.par_chunks(inp))
         .zip(lrn.par_chunks(inp))
@@ -126,10 +127,10 @@ pub(super) fn lrn_maxpool_backward<T: Float>(
         .zip(argmax.par_chunks(outp))
         .zip(dy.par_chunks(outp))
         .for_each_init(
-            || (vec![T::ZERO; inp], Vec::new()),
-            |(dpool, scratch), (((((dxi, xi), li), si), ai), dyi)| {
-                k::pool::maxpool_backward(s, dyi, ai, dpool);
-                k::lrn::lrn_backward(p, &shape, xi, li, si, dpool, dxi, scratch);
+            || (vec![T::ZERO; inp], vec![T::ZERO; inp]),
+            |(dpool, t), (((((dxi, xi), li), si), ai), dyi)| {
+                k::pool::maxpool_backward_image(s, dyi, ai, dpool);
+                k::lrn::lrn_backward_image(p, s.c, hw, xi, li, si, dpool, dxi, t);
             },
         );
 }

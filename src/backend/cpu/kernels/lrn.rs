@@ -66,31 +66,42 @@ pub fn lrn_forward<T: Float>(p: &LrnParams, s: &Nchw, x: &[T], y: &mut [T], scal
     if chw == 0 {
         return;
     }
+    y.par_chunks_mut(chw)
+        .zip(scale.par_chunks_mut(chw))
+        .zip(x.par_chunks(chw))
+        .for_each(|((yi, si), xi)| lrn_forward_image(p, c, hw, xi, yi, si));
+}
+
+/// [`lrn_forward`] of one image (`c` channels of `hw` values), sequential:
+/// for callers that already run images in parallel.
+pub fn lrn_forward_image<T: Float>(
+    p: &LrnParams,
+    c: usize,
+    hw: usize,
+    xi: &[T],
+    yi: &mut [T],
+    si: &mut [T],
+) {
     let half = p.size / 2;
     let (k, alpha) = (T::from_f64(p.k), T::from_f64(p.alpha));
     let neg_beta = T::from_f64(-p.beta);
     let fast = p.beta == 0.75;
-    y.par_chunks_mut(chw)
-        .zip(scale.par_chunks_mut(chw))
-        .zip(x.par_chunks(chw))
-        .for_each(|((yi, si), xi)| {
-            for ch in 0..c {
-                let (lo, hi) = window(ch, half, c);
-                let srow = &mut si[ch * hw..(ch + 1) * hw];
-                srow.fill(T::ZERO);
-                for j in lo..=hi {
-                    for (o, a) in srow.iter_mut().zip(&xi[j * hw..(j + 1) * hw]) {
-                        *o += *a * *a;
-                    }
-                }
-                let yrow = &mut yi[ch * hw..(ch + 1) * hw];
-                let xrow = &xi[ch * hw..(ch + 1) * hw];
-                for ((o, sv), a) in yrow.iter_mut().zip(srow.iter_mut()).zip(xrow) {
-                    *sv = k + alpha * *sv;
-                    *o = *a * inv_pow(*sv, neg_beta, fast);
-                }
+    for ch in 0..c {
+        let (lo, hi) = window(ch, half, c);
+        let srow = &mut si[ch * hw..(ch + 1) * hw];
+        srow.fill(T::ZERO);
+        for j in lo..=hi {
+            for (o, a) in srow.iter_mut().zip(&xi[j * hw..(j + 1) * hw]) {
+                *o += *a * *a;
             }
-        });
+        }
+        let yrow = &mut yi[ch * hw..(ch + 1) * hw];
+        let xrow = &xi[ch * hw..(ch + 1) * hw];
+        for ((o, sv), a) in yrow.iter_mut().zip(srow.iter_mut()).zip(xrow) {
+            *sv = k + alpha * *sv;
+            *o = *a * inv_pow(*sv, neg_beta, fast);
+        }
+    }
 }
 
 /// Backward: `dx` (OVERWRITTEN) from `x`, the forward output `y`, the saved
@@ -115,10 +126,6 @@ pub fn lrn_backward<T: Float>(
     if chw == 0 {
         return;
     }
-    let half = p.size / 2;
-    let coef = T::from_f64(-2.0 * p.alpha * p.beta);
-    let neg_beta = T::from_f64(-p.beta);
-    let fast = p.beta == 0.75;
     let t = scratch(scratch_buf, s.len());
     dx.par_chunks_mut(chw)
         .zip(t.par_chunks_mut(chw))
@@ -127,29 +134,50 @@ pub fn lrn_backward<T: Float>(
         .zip(scale.par_chunks(chw))
         .zip(dy.par_chunks(chw))
         .for_each(|(((((dxi, ti), xi), yi), si), gi)| {
-            // t = dy · b / s
-            for ((o, g), (b, sv)) in ti.iter_mut().zip(gi).zip(yi.iter().zip(si)) {
-                *o = *g * *b / *sv;
-            }
-            for ch in 0..c {
-                let (lo, hi) = window(ch, half, c);
-                let drow = &mut dxi[ch * hw..(ch + 1) * hw];
-                drow.fill(T::ZERO);
-                for j in lo..=hi {
-                    for (o, tv) in drow.iter_mut().zip(&ti[j * hw..(j + 1) * hw]) {
-                        *o += *tv;
-                    }
-                }
-                let r = ch * hw..(ch + 1) * hw;
-                for ((o, a), (g, sv)) in drow
-                    .iter_mut()
-                    .zip(&xi[r.clone()])
-                    .zip(gi[r.clone()].iter().zip(&si[r]))
-                {
-                    *o = *g * inv_pow(*sv, neg_beta, fast) + coef * *a * *o;
-                }
-            }
+            lrn_backward_image(p, c, hw, xi, yi, si, gi, dxi, ti)
         });
+}
+
+/// [`lrn_backward`] of one image, sequential; `ti` is scratch of the
+/// image's size.
+#[allow(clippy::too_many_arguments)]
+pub fn lrn_backward_image<T: Float>(
+    p: &LrnParams,
+    c: usize,
+    hw: usize,
+    xi: &[T],
+    yi: &[T],
+    si: &[T],
+    gi: &[T],
+    dxi: &mut [T],
+    ti: &mut [T],
+) {
+    let half = p.size / 2;
+    let coef = T::from_f64(-2.0 * p.alpha * p.beta);
+    let neg_beta = T::from_f64(-p.beta);
+    let fast = p.beta == 0.75;
+    // t = dy · b / s
+    for ((o, g), (b, sv)) in ti.iter_mut().zip(gi).zip(yi.iter().zip(si)) {
+        *o = *g * *b / *sv;
+    }
+    for ch in 0..c {
+        let (lo, hi) = window(ch, half, c);
+        let drow = &mut dxi[ch * hw..(ch + 1) * hw];
+        drow.fill(T::ZERO);
+        for j in lo..=hi {
+            for (o, tv) in drow.iter_mut().zip(&ti[j * hw..(j + 1) * hw]) {
+                *o += *tv;
+            }
+        }
+        let r = ch * hw..(ch + 1) * hw;
+        for ((o, a), (g, sv)) in drow
+            .iter_mut()
+            .zip(&xi[r.clone()])
+            .zip(gi[r.clone()].iter().zip(&si[r]))
+        {
+            *o = *g * inv_pow(*sv, neg_beta, fast) + coef * *a * *o;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -66,6 +66,28 @@ pub fn maxpool_forward<T: Float>(s: &PoolShape, x: &[T], y: &mut [T], argmax: &m
         .for_each(|((yp, ap), xp)| plane(xp, yp, ap, w, ow, size, st));
 }
 
+/// [`maxpool_forward`] of one image (`s.n` is ignored), sequential: for
+/// callers that already run images in parallel.
+pub fn maxpool_forward_image<T: Float>(s: &PoolShape, x: &[T], y: &mut [T], argmax: &mut [u32]) {
+    let (hw, ohw) = (s.h * s.w, s.oh() * s.ow());
+    if ohw == 0 || hw == 0 {
+        return;
+    }
+    let (w, ow, st, size) = (s.w, s.ow(), s.stride, s.size);
+    let plane: PlaneFn<T> = match size {
+        2 => pool_plane::<T, 2>,
+        3 => pool_plane::<T, 3>,
+        _ => pool_plane::<T, 0>,
+    };
+    for ((yp, ap), xp) in y
+        .chunks_exact_mut(ohw)
+        .zip(argmax.chunks_exact_mut(ohw))
+        .zip(x.chunks_exact(hw))
+    {
+        plane(xp, yp, ap, w, ow, size, st);
+    }
+}
+
 /// `(x, y, argmax, w, ow, size, stride)` of one plane.
 type PlaneFn<T> = fn(&[T], &mut [T], &mut [u32], usize, usize, usize, usize);
 
@@ -125,6 +147,25 @@ pub fn maxpool_backward<T: Float>(s: &PoolShape, dy: &[T], argmax: &[u32], dx: &
                 dp[*a as usize] += *g;
             }
         });
+}
+
+/// [`maxpool_backward`] of one image (`s.n` is ignored), sequential.
+pub fn maxpool_backward_image<T: Float>(s: &PoolShape, dy: &[T], argmax: &[u32], dx: &mut [T]) {
+    let (hw, ohw) = (s.h * s.w, s.oh() * s.ow());
+    if hw == 0 || ohw == 0 {
+        dx.fill(T::ZERO);
+        return;
+    }
+    for ((dp, gp), ap) in dx
+        .chunks_exact_mut(hw)
+        .zip(dy.chunks_exact(ohw))
+        .zip(argmax.chunks_exact(ohw))
+    {
+        dp.fill(T::ZERO);
+        for (g, a) in gp.iter().zip(ap) {
+            dp[*a as usize] += *g;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -298,3 +298,33 @@ fn compile_target_cuda_fuses_unless_told_not_to() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-fuse"));
 }
+
+/// The runtime refuses, with an error and never a panic, a program whose
+/// layout is unsafe (before touching a device) and, here, a machine with
+/// no usable device; running out of device memory names both figures.
+#[test]
+fn runtime_errors_are_values() {
+    use netc::backend::cuda::runtime::{self, CudaExec, RuntimeError};
+    let p = program(std::path::Path::new("networks/alexnet-fmnist.net"), 4, true);
+    let mut bad = p.clone();
+    bad.buffers[0].offset = bad.regions[bad.buffers[0].region].size;
+    assert!(matches!(
+        CudaExec::new(bad, String::new()),
+        Err(RuntimeError::Layout(_))
+    ));
+    if !runtime::libraries_present() {
+        assert!(matches!(
+            CudaExec::new(p, String::new()),
+            Err(RuntimeError::NoDevice(_))
+        ));
+    }
+    let e = RuntimeError::OutOfMemory {
+        need: 3 << 30,
+        free: 1 << 30,
+    }
+    .to_string();
+    assert!(
+        e.contains("3221225472 bytes (3072 MiB)") && e.contains("1073741824 bytes (1024 MiB) free"),
+        "{e}"
+    );
+}

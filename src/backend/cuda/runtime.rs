@@ -7,7 +7,8 @@
 //! (the loaders' panics are caught), never panics. Before allocating it
 //! asks the driver for free memory: a plan that does not fit (or an
 //! allocation the driver refuses for want of memory) is
-//! [`RuntimeError::OutOfMemory`], naming the bytes needed and free.
+//! [`RuntimeError::OutOfMemory`], naming the bytes needed and free. A
+//! program `alias::check` rejects is refused before anything is loaded.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub enum RuntimeError {
         free >> 20
     )]
     OutOfMemory { need: u64, free: u64 },
+    #[error("the program cannot run as laid out: {0}")]
+    Layout(#[from] super::alias::AliasError),
 }
 
 fn driver<E: std::fmt::Debug>(e: E) -> RuntimeError {
@@ -71,6 +74,8 @@ impl CudaExec {
     /// Loads `ptx` (compiled from `prog.source`) on device 0 and allocates
     /// every buffer, zeroed.
     pub fn new(prog: CudaProgram, ptx: String) -> Result<Self, RuntimeError> {
+        // Every step's kernel and buffers exist and lie in the allocation.
+        super::alias::check(&prog)?;
         if !libraries_present() {
             return Err(RuntimeError::NoDevice(
                 "the CUDA driver (libcuda) or cuBLAS cannot be loaded".into(),

@@ -7,7 +7,9 @@
 //! element's LRN as the `lrn_fwd` kernel and pools it as `maxpool_fwd`
 //! (first maximum in window order wins); its gradient routes `dy` to the
 //! window maxima in window order (as the CPU's scatter) and applies the
-//! LRN backward of `lrn_bwd` in the same accumulation order.
+//! LRN backward of `lrn_bwd` in the same accumulation order. `grad_chain`
+//! is elementwise at index `i` and may run in place over its first part
+//! (the memory plan's choice), so its pointers are not `__restrict__`.
 
 use super::kernels::{ew, ew_in_place, inv_pow, lrn_window};
 use super::program::ParamTy::{self, *};

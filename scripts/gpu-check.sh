@@ -6,9 +6,12 @@
 #   scripts/gpu-check.sh [STEPS]      (default 300 timed steps)
 #
 # 1. GPU-vs-CPU parity of one fused training step of alexnet-fmnist.net
-#    (batch 32, and its unfused step) and alexnet.net (batch 8): every node's
-#    buffer (the output of each generated kernel or GEMM step, gradients and
-#    updated weights included), worst first, PASS/FAIL.
+#    (batch 32, and its unfused step) and alexnet.net (batch 8), memory laid
+#    out by the plan: every buffer still holding its value after the step
+#    (updated weights and velocities, loss, logits), worst first, PASS/FAIL;
+#    then alexnet-fmnist.net with every buffer in its own memory
+#    (--separate): every node's buffer (the output of each generated kernel
+#    or GEMM step, gradients included).
 # 2. Training throughput of alexnet.net (batch 128, fused and unfused) and
 #    alexnet-fmnist.net (batch 128): netc on the GPU, PyTorch eager and
 #    torch.compile on the same GPU (bench/torch_peer.py defines the PyTorch
@@ -44,10 +47,11 @@ case "$ARCH" in sm_80|sm_90|sm_100) ;; *) ARCH=sm_80 ;; esac
 echo "== device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1) arch $ARCH"
 
 status=0
-echo "== parity: one training step, GPU vs CPU executor (per node buffer, relative to the buffer's scale)"
+echo "== parity: one training step, GPU vs CPU executor (per buffer, relative to the buffer's scale)"
 timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 32 --arch "$ARCH" || status=1
 timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 32 --arch "$ARCH" --no-fuse || status=1
 timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 8 --arch "$ARCH" || status=1
+timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 32 --arch "$ARCH" --separate || status=1
 
 echo "== throughput: $STEPS training steps, synthetic data"
 timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" || status=1

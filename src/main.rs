@@ -191,6 +191,10 @@ enum Cmd {
         /// Check the unfused training step (the default is the fused one).
         #[arg(long)]
         no_fuse: bool,
+        /// Give every buffer its own memory instead of the memory plan's
+        /// layout, so every value of the step is compared.
+        #[arg(long)]
+        separate: bool,
     },
     /// Rewrite a file in canonical form.
     Fmt {
@@ -559,7 +563,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             steps,
             arch,
             no_fuse,
-        } => cuda_check(&file, batch as usize, steps, &arch, !no_fuse),
+            separate,
+        } => cuda_check(&file, batch as usize, steps, &arch, !no_fuse, separate),
         Cmd::Check { file } => {
             let (c, _) = load(&file)?;
             eprintln!(
@@ -704,11 +709,14 @@ fn compile_cuda(
         Err(e) => return Err(format!("error: {e}")),
     }
     eprintln!(
-        "{} ({}): {} kernels, {} steps, batch {batch} -> {}",
+        "{} ({}): {} kernels, {} steps, batch {batch}, {} device bytes (planned arenas {}, workspace {}) -> {}",
         prog.network,
         if fuse { "fused" } else { "unfused" },
         prog.kernels.len(),
         prog.steps.len(),
+        prog.bytes(),
+        prog.planned_bytes(),
+        prog.workspace_bytes(),
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -722,8 +730,9 @@ fn cuda_check(
     steps: u64,
     arch: &str,
     fuse: bool,
+    separate: bool,
 ) -> Result<ExitCode, String> {
-    use netc::backend::cuda::check;
+    use netc::backend::cuda::{Layout, check};
     let (c, _) = load(file)?;
     let g = cuda_step(&c, fuse)?;
     let arch: &'static str = match arch {
@@ -732,7 +741,23 @@ fn cuda_check(
         "sm_100" => "sm_100",
         other => return Err(format!("error: unsupported `--arch {other}`")),
     };
-    let mut exec = check::load(&g, batch, arch).map_err(|e| format!("error: {e}"))?;
+    let layout = if separate {
+        Layout::Separate
+    } else {
+        Layout::Planned
+    };
+    let mut exec = check::load(&g, batch, arch, layout).map_err(|e| format!("error: {e}"))?;
+    let p = exec.program();
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    println!(
+        "device memory ({}): {} bytes ({:.1} MiB): arenas {:.1} MiB (no reuse {:.1} MiB), workspace {:.1} MiB",
+        if separate { "separate" } else { "planned" },
+        p.bytes(),
+        mib(p.bytes()),
+        mib(p.planned_bytes()),
+        mib(p.no_reuse),
+        mib(p.workspace_bytes())
+    );
     let mut ok = true;
     if steps == 0 {
         let (gpu, cpu, errs) =

@@ -1,15 +1,20 @@
 //! Generated CUDA for every network in `networks/`, from the unfused and
 //! the fused training step: snapshots of the source and the launch list
-//! (`alexnet-fmnist.net`, both steps), launch-list sanity, and NVRTC
-//! compiles every kernel of both for `sm_80` and `sm_90` (skipped with a
-//! message when NVRTC cannot be loaded, unless `NETC_REQUIRE_NVRTC=1`).
+//! (`alexnet-fmnist.net`, both steps), launch-list sanity, the memory
+//! layout (the memory plan's arenas: smaller than every buffer in its own
+//! place; in-place launches only of in-place kernels; the alias checker
+//! rejects overlapping operands), and NVRTC compiles every kernel of both
+//! for `sm_80` and `sm_90` (skipped with a message when NVRTC cannot be
+//! loaded, unless `NETC_REQUIRE_NVRTC=1`).
 
-use netc::backend::cuda::{self, CudaProgram, program::Step};
+use netc::backend::cuda::{self, CudaProgram, Layout, alias, program::Arg, program::Step};
 use netc::frontend;
+use netc::ir::Graph;
 use netc::passes::autodiff::autodiff;
 use netc::passes::fuse::fuse;
+use netc::passes::memplan;
 
-fn program(path: &std::path::Path, batch: usize, fused: bool) -> CudaProgram {
+fn graph(path: &std::path::Path, fused: bool) -> Graph {
     let src = std::fs::read_to_string(path).unwrap();
     let c = frontend::compile(&src).unwrap_or_else(|_| panic!("{} compiles", path.display()));
     let mut g = c.module.graph.clone();
@@ -17,7 +22,11 @@ fn program(path: &std::path::Path, batch: usize, fused: bool) -> CudaProgram {
     if fused {
         fuse(&mut g).unwrap();
     }
-    cuda::generate(&g, batch).unwrap()
+    g
+}
+
+fn program(path: &std::path::Path, batch: usize, fused: bool) -> CudaProgram {
+    cuda::generate(&graph(path, fused), batch).unwrap()
 }
 
 #[test]
@@ -107,6 +116,124 @@ fn well_formed(path: &std::path::Path, fused: bool) {
     }
     // Deterministic.
     assert_eq!(p, program(path, 8, fused));
+    // The layout is the plan's and passes the alias checker (as `generate`
+    // already made sure); the separate layout has every buffer to itself.
+    let g = graph(path, fused);
+    let plan = memplan::plan(&g, 8).unwrap();
+    assert_eq!(p.planned_bytes(), plan.planned());
+    assert_eq!(alias::check(&p), Ok(()));
+    let sep = cuda::generate_with(&g, 8, Layout::Separate).unwrap();
+    assert_eq!(sep.planned_bytes(), plan.no_reuse());
+    assert_eq!((&sep.steps, &sep.kernels), (&p.steps, &p.kernels));
+    assert!((0..sep.buffers.len()).all(|b| sep.kept(b)));
+}
+
+/// Buffers `(input, output)` of every launch that runs in place.
+fn in_place(p: &CudaProgram) -> Vec<(usize, usize, String)> {
+    let mut v = Vec::new();
+    for st in &p.steps {
+        let Step::Launch(l) = st else { continue };
+        let k = &p.kernels[l.kernel];
+        let bufs: Vec<(usize, bool)> = l
+            .args
+            .iter()
+            .zip(&k.params)
+            .filter_map(|(a, (t, _))| match a {
+                Arg::Buf(b) => Some((*b, t.is_output())),
+                _ => None,
+            })
+            .collect();
+        for &(o, _) in bufs.iter().filter(|(_, w)| *w) {
+            for &(i, _) in bufs.iter().filter(|(_, w)| !*w) {
+                if p.addr(i) == p.addr(o) {
+                    assert!(k.in_place, "{} runs in place", k.name);
+                    v.push((i, o, k.name.clone()));
+                }
+            }
+        }
+    }
+    v
+}
+
+/// The planned device memory of `alexnet.net` at batch 128: the plan's
+/// arenas (much less than every buffer in its own place) and a workspace
+/// after them, in one allocation; elementwise ops run in place.
+#[test]
+fn alexnet_device_memory_is_the_plan() {
+    let net = std::path::Path::new("networks/alexnet.net");
+    for fused in [true, false] {
+        let g = graph(net, fused);
+        let p = cuda::generate(&g, 128).unwrap();
+        let plan = memplan::plan(&g, 128).unwrap();
+        assert_eq!(p.planned_bytes(), plan.planned());
+        assert_eq!(p.no_reuse, plan.no_reuse());
+        assert!(p.planned_bytes() < plan.no_reuse());
+        assert!(p.bytes() >= p.planned_bytes() + p.workspace_bytes());
+        assert!(p.bytes() < p.no_reuse + p.workspace_bytes());
+        let names: Vec<&str> = p.regions.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["shared", "t0", "t1", "workspace"]);
+        let pairs = in_place(&p);
+        assert!(!pairs.is_empty(), "fused={fused}: nothing runs in place");
+        eprintln!(
+            "alexnet b128 fused={fused}: {} bytes = arenas {} + workspace {} (no reuse {}); {} launches in place",
+            p.bytes(),
+            p.planned_bytes(),
+            p.workspace_bytes(),
+            p.no_reuse,
+            pairs.len()
+        );
+    }
+}
+
+/// The alias checker rejects a GEMM writing over its operand, a kernel
+/// that reads neighbours given its output as input, and a buffer used
+/// outside its lifetime.
+#[test]
+fn alias_check_rejects_unsafe_layouts() {
+    let net = std::path::Path::new("networks/alexnet-fmnist.net");
+    let p = program(net, 4, false);
+    assert_eq!(alias::check(&p), Ok(()));
+
+    let mut bad = p.clone();
+    let Some(Step::Gemm(g)) = bad.steps.iter_mut().find(|s| matches!(s, Step::Gemm(_))) else {
+        panic!("no GEMM")
+    };
+    g.c = g.a;
+    let e = alias::check(&bad).unwrap_err();
+    assert!(e.what.contains("overlap"), "{e}");
+
+    let mut bad = p.clone();
+    let pool = bad
+        .kernels
+        .iter()
+        .position(|k| k.name.starts_with("maxpool_fwd"))
+        .unwrap();
+    let Some(Step::Launch(l)) = bad
+        .steps
+        .iter_mut()
+        .find(|s| matches!(s, Step::Launch(l) if l.kernel == pool))
+    else {
+        panic!("no pooling")
+    };
+    l.args[1] = l.args[0];
+    let e = alias::check(&bad).unwrap_err();
+    assert!(e.what.contains("overlap"), "{e}");
+
+    let mut bad = p.clone();
+    let Some(Step::Launch(l)) = bad
+        .steps
+        .iter()
+        .find(|s| matches!(s, Step::Launch(l) if l.pos > 0))
+    else {
+        panic!("no launch")
+    };
+    let (pos, Arg::Buf(b)) = (l.pos, l.args[0]) else {
+        panic!("a buffer first")
+    };
+    bad.buffers[b].last = pos - 1;
+    bad.buffers[b].first = bad.buffers[b].first.min(pos - 1);
+    let e = alias::check(&bad).unwrap_err();
+    assert!(e.what.contains("lifetime"), "{e}");
 }
 
 #[test]
@@ -170,4 +297,34 @@ fn compile_target_cuda_fuses_unless_told_not_to() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-fuse"));
+}
+
+/// The runtime refuses, with an error and never a panic, a program whose
+/// layout is unsafe (before touching a device) and, here, a machine with
+/// no usable device; running out of device memory names both figures.
+#[test]
+fn runtime_errors_are_values() {
+    use netc::backend::cuda::runtime::{self, CudaExec, RuntimeError};
+    let p = program(std::path::Path::new("networks/alexnet-fmnist.net"), 4, true);
+    let mut bad = p.clone();
+    bad.buffers[0].offset = bad.regions[bad.buffers[0].region].size;
+    assert!(matches!(
+        CudaExec::new(bad, String::new()),
+        Err(RuntimeError::Layout(_))
+    ));
+    if !runtime::libraries_present() {
+        assert!(matches!(
+            CudaExec::new(p, String::new()),
+            Err(RuntimeError::NoDevice(_))
+        ));
+    }
+    let e = RuntimeError::OutOfMemory {
+        need: 3 << 30,
+        free: 1 << 30,
+    }
+    .to_string();
+    assert!(
+        e.contains("3221225472 bytes (3072 MiB)") && e.contains("1073741824 bytes (1024 MiB) free"),
+        "{e}"
+    );
 }

@@ -7,7 +7,10 @@
 //! parameters and dropout masks: loss, every value, gradient, updated
 //! weight and velocity (1e-4 relative to each buffer's scale), from the
 //! unfused training step and from the fused one (`passes::fuse`, with
-//! `CpuExec` running the same fused graph). Small networks cover the fused
+//! `CpuExec` running the same fused graph). The steps run in one host
+//! allocation laid out by the memory plan (arenas reused, elementwise ops
+//! in place), poisoned with NaN first; values whose memory is reused are
+//! compared while still live (`tests/emu`). Small networks cover the fused
 //! ops `alexnet-fmnist` lacks (`dense_relu`, `grad_chain`) and the
 //! two-kernel `lrn_maxpool` for planes too large for shared memory. The
 //! fused ops' kernels alone: `tests/cuda_emulate_fused.rs`. Skipped with a
@@ -17,6 +20,7 @@ mod emu;
 
 use emu::*;
 use netc::backend::cpu::kernels as k;
+use netc::backend::cuda::Layout;
 use netc::backend::cuda::kernels::{Kernel, spec};
 use netc::backend::cuda::render::{PRELUDE, Source};
 use netc::rng;
@@ -305,7 +309,16 @@ fn training_step_matches_cpu_exec() {
         return;
     }
     let src = std::fs::read_to_string("networks/alexnet-fmnist.net").unwrap();
-    step_matches("alexnet-fmnist", &src, false, 151);
+    let in_place = step_matches("alexnet-fmnist", &src, false, 151);
+    // The plan runs the elementwise ops in place, and the step still matches.
+    for stem in ["relu", "relu_grad", "dropout", "add"] {
+        assert!(
+            in_place
+                .iter()
+                .any(|k| k.rsplit_once('_').is_some_and(|(s, _)| s == stem)),
+            "no {stem} in place: {in_place:?}"
+        );
+    }
 }
 
 /// The same network with strided first and second convolutions (as
@@ -406,6 +419,14 @@ fn fused_small_steps_match_cpu_exec() {
                 "{tag}: no {stem} kernel"
             );
         }
-        step_matches(&format!("{tag}-fused"), src, true, 10);
+        let in_place = step_matches(&format!("{tag}-fused"), src, true, 10);
+        if tag == "chain" {
+            assert!(
+                in_place.iter().any(|k| k.starts_with("grad_chain_")),
+                "{in_place:?}"
+            );
+        }
     }
+    // The layout without reuse runs the same step to the same values.
+    step_matches_in("chain-separate", CHAIN, true, 10, Layout::Separate);
 }

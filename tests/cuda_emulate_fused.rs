@@ -9,6 +9,10 @@
 //! with and without each mask. GEMMs are the shim's sgemm with the
 //! arguments codegen gives cuBLAS. Tolerance: 1e-5 relative to each
 //! output's scale; masks, argmax and the elementwise chains exactly.
+//! Every kernel the memory plan may run in place (`relu`, `relu_grad`
+//! over either input, `dropout` and `dropout_grad`, `add` and `grad_chain`
+//! over their first input), run with its output at an input's address,
+//! gives exactly what it gives out of place.
 //! Skipped with a message when `g++` is missing.
 
 mod emu;
@@ -76,6 +80,7 @@ impl Table {
             c: 0,
             ldc: n,
             node: String::new(),
+            pos: 0,
         };
         assert!(c.len() >= m * n && a.len() >= m * kk && b.len() >= kk * n);
         self.emu.sgemm(&g, b.as_ptr(), a.as_ptr(), c.as_mut_ptr());
@@ -494,5 +499,98 @@ fn grad_chain_with_and_without_masks() {
             want = d;
         }
         check(&format!("grad_chain {:?}", cases[i]), &dx, &want, 0.0);
+    }
+}
+
+#[test]
+fn in_place_kernels_match_out_of_place() {
+    if skip() {
+        return;
+    }
+    let total = 2 * 5 * 7 * 3;
+    let stream = rng::dropout_stream("d/dropout", "t0");
+    let seed = 11 ^ rng::mix64(5);
+    // (kernel, pointer inputs, whether it takes the seed, the port written over)
+    let cases: Vec<(Kernel, usize, bool, usize)> = vec![
+        (Kernel::Relu { total }, 1, false, 0),
+        (Kernel::ReluGrad { total }, 2, false, 1),
+        (Kernel::ReluGrad { total }, 2, false, 0),
+        (
+            Kernel::Dropout {
+                total,
+                rate: 0.3,
+                stream,
+            },
+            1,
+            true,
+            0,
+        ),
+        (
+            Kernel::Dropout {
+                total,
+                rate: 0.0,
+                stream,
+            },
+            1,
+            true,
+            0,
+        ),
+        (Kernel::Add { total, inputs: 3 }, 3, false, 0),
+        (
+            Kernel::GradChain {
+                total,
+                parts: 3,
+                dropout: Some((0.3, stream)),
+                relu: true,
+            },
+            4,
+            true,
+            0,
+        ),
+        (
+            Kernel::GradChain {
+                total,
+                parts: 1,
+                dropout: None,
+                relu: true,
+            },
+            2,
+            false,
+            0,
+        ),
+    ];
+    let kernels: Vec<Kernel> = cases.iter().map(|c| c.0.clone()).collect();
+    let t = Table::new("in-place", &kernels);
+    for (i, (kern, inputs, seeded, port)) in cases.iter().enumerate() {
+        assert!(t.specs[i].0.in_place, "{kern:?} may run in place");
+        let fresh = || -> Vec<Vec<f32>> {
+            (0..*inputs)
+                .map(|j| rand(50 + j as u64, total, 1.0))
+                .collect()
+        };
+        let call = |ins: &mut Vec<Vec<f32>>, out: Option<&mut Vec<f32>>| {
+            let mut vals: Vec<Val> = ins.iter_mut().map(|v| ptr(v)).collect();
+            vals.push(match out {
+                Some(o) => ptr(o),
+                None => ptr(&mut ins[*port]),
+            });
+            if *seeded {
+                vals.push(Val::U64(seed));
+            }
+            t.run(i, &vals);
+        };
+        let mut ins = fresh();
+        let mut want = vec![f32::NAN; total];
+        call(&mut ins, Some(&mut want));
+        let mut ins = fresh();
+        call(&mut ins, None);
+        let got = &ins[*port];
+        assert!(
+            got.iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{kern:?} in place over port {port}"
+        );
+        assert!(want.iter().any(|v| *v != 0.0));
     }
 }

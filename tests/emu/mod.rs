@@ -3,7 +3,9 @@
 //! `tests/cuda_shim/shim.h` into a shared library, kernels launched by
 //! name, cuBLAS's sgemm emulated by the shim's naive column-major GEMM
 //! (accumulated in double), and a whole training step run against
-//! `CpuExec` with the same seed, parameters, data and dropout masks.
+//! `CpuExec` with the same seed, parameters, data and dropout masks, in
+//! one host allocation laid out as the device's (the memory plan's arenas,
+//! then the workspace), poisoned with NaN before the step.
 
 #![allow(dead_code)]
 
@@ -13,9 +15,10 @@ use std::process::Command;
 
 use netc::backend::cpu::exec::CpuExec;
 use netc::backend::cuda::program::{Arg, BufKind, CudaProgram, DType, KernelDecl, ParamTy, Step};
-use netc::backend::cuda::{self, buffers::node_key};
+use netc::backend::cuda::{self, Layout, buffers::node_key};
 use netc::frontend;
 use netc::passes::autodiff::autodiff;
+use netc::passes::memplan;
 use netc::rng;
 
 type LaunchFn = unsafe extern "C" fn(*const i8, u32, u32, *mut *mut c_void) -> i32;
@@ -202,36 +205,134 @@ pub fn uptr(v: &mut [u32]) -> Val {
     Val::Ptr(v.as_mut_ptr().cast())
 }
 
-/// Runs one step of `p` on the emulator over host buffers.
-pub fn run_step(emu: &Emu, p: &CudaProgram, bufs: &mut [Vec<f32>], seed: u64, lr: f64) {
-    for st in &p.steps {
-        match st {
-            Step::Launch(l) => {
-                let vals: Vec<Val> = l
-                    .args
-                    .iter()
-                    .map(|a| match a {
-                        Arg::Buf(b) => Val::Ptr(bufs[*b].as_mut_ptr().cast()),
-                        Arg::Seed => Val::U64(seed),
-                        Arg::Lr => Val::F64(lr),
-                    })
-                    .collect();
-                emu.launch(l.kernel, l.grid, l.block, &vals);
+/// Word (4-byte) index of buffer `b` in the program's one allocation.
+pub fn word(p: &CudaProgram, b: usize) -> usize {
+    (p.addr(b).expect("a buffer of the program") / 4) as usize
+}
+
+/// Buffer `b`'s elements in `mem` (u32 buffers as their bits).
+pub fn view<'a>(p: &CudaProgram, mem: &'a [f32], b: usize) -> &'a [f32] {
+    let w = word(p, b);
+    &mem[w..w + p.buffers[b].elems]
+}
+
+pub fn view_mut<'a>(p: &CudaProgram, mem: &'a mut [f32], b: usize) -> &'a mut [f32] {
+    let w = word(p, b);
+    &mut mem[w..w + p.buffers[b].elems]
+}
+
+/// Runs one step of `p` on the emulator over `mem`, the program's one
+/// allocation laid out as the runtime lays it (`p.bytes()` bytes, every
+/// buffer at `p.addr`). Before the steps of each position of `p.order`,
+/// `at(pos, mem)` sees the memory (to compare values while they are live).
+pub fn run_step(
+    emu: &Emu,
+    p: &CudaProgram,
+    mem: &mut [f32],
+    seed: u64,
+    lr: f64,
+    mut at: impl FnMut(usize, &[f32]),
+) {
+    assert!(mem.len() * 4 >= p.bytes() as usize);
+    let base = mem.as_mut_ptr();
+    // SAFETY: every buffer lies inside the allocation (checked by
+    // `alias::check` when the program was generated, and by the assert).
+    let ptr = |b: usize| unsafe { base.add(word(p, b)) };
+    let mut next = 0;
+    for pos in 0..p.order.len() {
+        // SAFETY: no pointer into `mem` is in use between launches.
+        at(pos, unsafe { std::slice::from_raw_parts(base, mem.len()) });
+        while let Some(st) = p.steps.get(next) {
+            let here = match st {
+                Step::Launch(l) => l.pos,
+                Step::Gemm(g) => g.pos,
+            };
+            assert!(here >= pos, "steps out of order");
+            if here > pos {
+                break;
             }
-            Step::Gemm(g) => {
-                let (a, b) = (bufs[g.a].as_ptr(), bufs[g.b].as_ptr());
-                let c = bufs[g.c].as_mut_ptr();
-                emu.sgemm(g, a, b, c);
+            next += 1;
+            match st {
+                Step::Launch(l) => {
+                    let vals: Vec<Val> = l
+                        .args
+                        .iter()
+                        .map(|a| match a {
+                            Arg::Buf(b) => Val::Ptr(ptr(*b).cast()),
+                            Arg::Seed => Val::U64(seed),
+                            Arg::Lr => Val::F64(lr),
+                        })
+                        .collect();
+                    emu.launch(l.kernel, l.grid, l.block, &vals);
+                }
+                Step::Gemm(g) => emu.sgemm(g, ptr(g.a), ptr(g.b), ptr(g.c)),
             }
         }
     }
+    assert_eq!(next, p.steps.len(), "a step past the last position");
 }
 
 /// A whole training step of `src` (fused by `passes::fuse` if `fused`)
-/// at batch 4, on the emulator and on `CpuExec`: the loss, and every
-/// node's buffer (values, gradients, updated weights and velocities) to
-/// 1e-4 of its scale; at least `min_buffers` are compared.
-pub fn step_matches(tag: &str, src: &str, fused: bool, min_buffers: usize) {
+/// at batch 4, on the emulator and on `CpuExec` (every value kept): the
+/// loss, and every node's buffer (values, gradients, updated weights and
+/// velocities) to 1e-4 of its scale; at least `min_buffers` are compared.
+///
+/// The emulated step runs as the device would: in one allocation laid out
+/// by `layout` (by default the memory plan: every buffer at its planned
+/// offset, checked here against `memplan::plan`), filled with NaN before
+/// the parameters, velocities and data are loaded, so a kernel reading
+/// memory nothing wrote shows. A buffer whose memory is reused later is
+/// compared before the steps of its last reader (while it is live; an
+/// in-place op overwrites it there), the others after the step.
+///
+/// Returns the kernels that ran in place, with the input port each wrote
+/// over (`relu_grad_0:1`).
+pub fn step_matches(tag: &str, src: &str, fused: bool, min_buffers: usize) -> Vec<String> {
+    step_matches_in(tag, src, fused, min_buffers, Layout::Planned)
+}
+
+/// Kernels of `p` launched with an output at the address of an input, as
+/// `name:port` (the port among the kernel's pointer inputs), sorted, once each.
+pub fn in_place_launches(p: &CudaProgram) -> Vec<String> {
+    let mut v = Vec::new();
+    for st in &p.steps {
+        let Step::Launch(l) = st else { continue };
+        let k = &p.kernels[l.kernel];
+        let bufs: Vec<(usize, ParamTy)> = l
+            .args
+            .iter()
+            .zip(&k.params)
+            .filter_map(|(a, (t, _))| match a {
+                Arg::Buf(b) => Some((*b, *t)),
+                _ => None,
+            })
+            .collect();
+        let ins: Vec<usize> = bufs
+            .iter()
+            .filter(|(_, t)| !t.is_output())
+            .map(|b| b.0)
+            .collect();
+        for (o, _) in bufs.iter().filter(|(_, t)| t.is_output()) {
+            for (port, i) in ins.iter().enumerate() {
+                if p.addr(*i) == p.addr(*o) {
+                    assert!(k.in_place, "{} runs in place", k.name);
+                    v.push(format!("{}:{port}", k.name));
+                }
+            }
+        }
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+pub fn step_matches_in(
+    tag: &str,
+    src: &str,
+    fused: bool,
+    min_buffers: usize,
+    layout: Layout,
+) -> Vec<String> {
     let c = frontend::compile(src).unwrap_or_else(|d| panic!("{tag}: {:?}", d.message));
     let mut g = c.module.graph.clone();
     autodiff(&mut g, &c.module.train.sgd).unwrap();
@@ -239,17 +340,20 @@ pub fn step_matches(tag: &str, src: &str, fused: bool, min_buffers: usize) {
         netc::passes::fuse::fuse(&mut g).unwrap();
     }
     let batch = 4;
-    let p = cuda::generate(&g, batch).unwrap();
+    let p = cuda::generate_with(&g, batch, layout).unwrap();
+    if layout == Layout::Planned {
+        planned_layout(&g, &p);
+    }
     let emu = build(tag, &p.source, &p.kernels);
 
     let (seed, step, lr) = (7u64, 3u64, 0.01f64);
     let mut cpu = CpuExec::new(g.clone(), seed).unwrap();
-    let mut bufs: Vec<Vec<f32>> = p.buffers.iter().map(|b| vec![0f32; b.elems]).collect();
-    // Same parameters as the CPU executor.
+    let mut mem = vec![f32::NAN; (p.bytes() / 4) as usize];
+    // Same parameters as the CPU executor, zero velocities.
     for n in g.node_ids() {
         if g.node(n).op.is_param() {
             let b = p.buffer(&node_key(&g, n)).unwrap();
-            bufs[b].copy_from_slice(cpu.value(n));
+            view_mut(&p, &mut mem, b).copy_from_slice(cpu.value(n));
         }
     }
     let images = rand(21, p.buffers[p.image].elems, 1.0);
@@ -257,42 +361,116 @@ pub fn step_matches(tag: &str, src: &str, fused: bool, min_buffers: usize) {
     let labels: Vec<u32> = (0..batch as u64)
         .map(|i| (rng::bits(5, 6, i) % classes) as u32)
         .collect();
-    bufs[p.image].copy_from_slice(&images);
-    for (d, l) in bufs[p.labels].iter_mut().zip(&labels) {
+    view_mut(&p, &mut mem, p.image).copy_from_slice(&images);
+    for (d, l) in view_mut(&p, &mut mem, p.labels).iter_mut().zip(&labels) {
         *d = f32::from_bits(*l);
     }
     let stats = cpu.train_step(&images, &labels, lr, step).unwrap();
-    run_step(&emu, &p, &mut bufs, seed ^ rng::mix64(step), lr);
 
-    let loss = bufs[p.loss][0] as f64;
-    assert!(
-        (loss - stats.loss).abs() <= 1e-4 * stats.loss.abs(),
-        "loss {loss} vs CPU {}",
-        stats.loss
-    );
-    // Every node's buffer: activations, gradients, updated weights and velocities.
+    // The node buffers to compare: F32 values (not the image), by buffer.
+    let nodes: Vec<(usize, netc::ir::NodeId, String)> = g
+        .node_ids()
+        .filter_map(|n| {
+            let key = node_key(&g, n);
+            let b = p.buffer(&key)?;
+            let d = &p.buffers[b];
+            (d.dtype == DType::F32 && d.kind != BufKind::Image).then_some((b, n, key))
+        })
+        .collect();
+    let end = p.order.len() - 1;
     let mut worst = (0f64, String::new());
     let mut compared = 0;
-    for n in g.node_ids() {
-        let key = node_key(&g, n);
-        let Some(b) = p.buffer(&key) else { continue };
-        let decl = &p.buffers[b];
-        if decl.dtype != DType::F32 || decl.kind == BufKind::Image {
-            continue;
-        }
-        let e = rel_err(&bufs[b], cpu.value(n));
+    let mut compare = |mem: &[f32], b: usize, n: netc::ir::NodeId, key: &str| {
+        let e = rel_err(view(&p, mem, b), cpu.value(n));
         if e > worst.0 {
-            worst = (e, key.clone());
+            worst = (e, key.to_string());
         }
         assert!(
             e <= 1e-4,
             "{key}: relative error {e:e} against the CPU executor"
         );
         compared += 1;
-    }
-    assert!(compared >= min_buffers, "only {compared} buffers compared");
-    eprintln!(
-        "{tag}: emulated step: loss {loss} (CPU {}), {compared} buffers, worst {:e} at {}",
-        stats.loss, worst.0, worst.1
+    };
+    run_step(
+        &emu,
+        &p,
+        &mut mem,
+        seed ^ rng::mix64(step),
+        lr,
+        |pos, mem| {
+            for (b, n, key) in &nodes {
+                let d = &p.buffers[*b];
+                if d.last == pos && d.last < end {
+                    compare(mem, *b, *n, key);
+                }
+            }
+        },
     );
+    for (b, n, key) in &nodes {
+        if p.buffers[*b].last == end {
+            compare(&mem, *b, *n, key);
+        }
+    }
+    let loss = view(&p, &mem, p.loss)[0] as f64;
+    assert!(
+        (loss - stats.loss).abs() <= 1e-4 * stats.loss.abs(),
+        "loss {loss} vs CPU {}",
+        stats.loss
+    );
+    assert!(compared >= min_buffers, "only {compared} buffers compared");
+    let in_place = in_place_launches(&p);
+    eprintln!(
+        "{tag}: emulated step ({layout:?}, {} bytes): loss {loss} (CPU {}), {compared} buffers, worst {:e} at {}; in place: {}",
+        p.bytes(),
+        stats.loss,
+        worst.0,
+        worst.1,
+        in_place.join(" ")
+    );
+    in_place
+}
+
+/// Every planned buffer of `g` lies at its planned offset in the region of
+/// its arena, the regions are the plan's arenas (sizes included) and then
+/// the workspace, and the emulated allocation is exactly that.
+pub fn planned_layout(g: &netc::ir::Graph, p: &CudaProgram) {
+    let plan = memplan::plan(g, p.batch as u64).unwrap();
+    assert_eq!(p.planned_bytes(), plan.planned());
+    assert_eq!(p.no_reuse, plan.no_reuse());
+    assert_eq!(p.regions.len(), plan.arenas.len() + 1);
+    for (r, a) in p.regions.iter().zip(&plan.arenas) {
+        assert_eq!(
+            (r.name.clone(), r.size, r.planned),
+            (a.device.to_string(), a.size, true)
+        );
+    }
+    assert!(!p.regions.last().unwrap().planned);
+    assert_eq!(
+        p.bytes(),
+        p.regions.last().map(|r| r.base + r.size).unwrap()
+    );
+    let mut seen = 0;
+    for b in &plan.buffers {
+        let key = node_key(g, b.node);
+        let name = match b.side {
+            None => key,
+            Some(s) => format!("{key}.{}", s.suffix()),
+        };
+        let i = p
+            .buffer(&name)
+            .unwrap_or_else(|| panic!("no buffer {name}"));
+        let d = &p.buffers[i];
+        assert_eq!(p.regions[d.region].name, b.device.to_string(), "{name}");
+        assert_eq!((d.offset, d.bytes()), (b.offset, b.size), "{name}");
+        assert_eq!((d.first, d.last), (b.first, b.last), "{name}");
+        seen += 1;
+    }
+    let scratch = p
+        .buffers
+        .iter()
+        .filter(|d| d.kind == BufKind::Scratch)
+        .count();
+    assert_eq!(seen + scratch, p.buffers.len());
+    let order: Vec<String> = plan.order.iter().map(|&n| node_key(g, n)).collect();
+    assert_eq!(p.order, order);
 }

@@ -1,34 +1,43 @@
-//! Buffer assignment: one buffer per value-producing node, one per side
-//! value a forward op keeps for its backward, and two scratch buffers
-//! shared by every GEMM-based layer. All of it lives in [`assign`], so a
-//! memory planner can replace it without touching code generation.
+//! Buffer assignment from the memory plan (`passes::memplan`): one buffer
+//! per value-producing node and one per side value a forward op keeps for
+//! its backward, each at its planned arena and offset, and two scratch
+//! buffers shared by every GEMM-based layer (`col`, `tmp`) in a workspace
+//! region after the arenas (the plan does not model them).
 //!
-//! Handles the unfused training step and the fused one alike: a fused
-//! `conv_relu` or `dense_relu[_dropout]` sizes the scratch buffers as the
-//! layer it replaces, and an `lrn_maxpool` keeps three side buffers (the
-//! LRN output and scale, input-sized, and the pooling's argmax).
+//! Assumes a plan made by `memplan::plan` for this graph and batch (so it
+//! passes `memplan::check`). [`Layout::Separate`] instead gives every
+//! planned buffer its own range (the plan's *no reuse* layout), so every
+//! value survives the step; the plan's order and lifetimes are kept.
+//!
+//! Guarantees: buffers come in the plan's order (a node's output, then
+//! its side buffers); each one's size in elements times 4 is the plan's
+//! size (an error names the buffer otherwise, or one the plan lacks); the
+//! regions are the plan's arenas in the plan's order, then the workspace,
+//! each based at a multiple of 256 bytes, laid end to end.
 
 use std::collections::HashMap;
 
-use super::program::{BufKind, BufferDecl, DType};
+use super::codegen::CodegenError;
+use super::program::{BufKind, BufferDecl, DType, REGION_ALIGN, Region};
 use crate::ir::{Graph, InputKind, NodeId, Op, ParamRole, Ty};
+pub use crate::passes::memplan::Side;
+use crate::passes::memplan::{self, Plan};
 
-/// Which side value of a forward node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// LRN: `k + alpha·Σa²` per element.
-    Scale,
-    /// Max pooling: plane index of each window's maximum.
-    Argmax,
-    /// Softmax cross-entropy: the softmax.
-    Probs,
-    /// `lrn_maxpool`: the LRN output (the pooling's input).
-    Lrn,
+/// Where the planned buffers go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// At the plan's offsets: memory reused, elementwise ops in place.
+    #[default]
+    Planned,
+    /// Every buffer in its own range of its device's arena (no reuse):
+    /// every value can be read after the step.
+    Separate,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct Buffers {
     pub decls: Vec<BufferDecl>,
+    pub regions: Vec<Region>,
     pub node: HashMap<NodeId, usize>,
     pub side: HashMap<(NodeId, Side), usize>,
     /// im2col matrices (and their gradients): `C·K·K × N·OH·OW`, the largest.
@@ -54,20 +63,58 @@ pub fn node_key(g: &Graph, n: NodeId) -> String {
     format!("{}@{}", node.name, node.device)
 }
 
-/// Assigns buffers to the nodes of `g` (in `order`) at `batch`.
-pub fn assign(g: &Graph, order: &[NodeId], batch: usize) -> Buffers {
-    let mut b = Buffers::default();
-    let push = |decls: &mut Vec<BufferDecl>, name: String, dtype, elems, kind| {
-        decls.push(BufferDecl {
+fn round(n: u64, to: u64) -> u64 {
+    n.div_ceil(to).saturating_mul(to)
+}
+
+/// The planned buffer as a declaration, checked against the size codegen
+/// indexes it with.
+fn decl(
+    b: &memplan::Buffer,
+    name: String,
+    dtype: DType,
+    elems: usize,
+    kind: BufKind,
+    region: usize,
+) -> Result<BufferDecl, CodegenError> {
+    if (elems as u64).checked_mul(4) != Some(b.size) {
+        return Err(CodegenError::Unplanned {
             name,
-            dtype,
-            elems,
-            kind,
+            why: format!("planned {} bytes, codegen needs {elems} × 4", b.size),
         });
-        decls.len() - 1
+    }
+    Ok(BufferDecl {
+        name,
+        dtype,
+        elems,
+        kind,
+        region,
+        offset: b.offset,
+        first: b.first,
+        last: b.last,
+    })
+}
+
+/// Assigns buffers to the nodes of `g` at `batch` from `plan`.
+pub fn assign(
+    g: &Graph,
+    plan: &Plan,
+    batch: usize,
+    layout: Layout,
+) -> Result<Buffers, CodegenError> {
+    let mut b = Buffers::default();
+    let region: HashMap<_, usize> = plan
+        .arenas
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.device, i))
+        .collect();
+    let unplanned = |name: String, why: &str| CodegenError::Unplanned {
+        name,
+        why: why.into(),
     };
     let (mut col, mut tmp) = (0usize, 0usize);
-    for &n in order {
+    for &n in &plan.order {
         let node = g.node(n);
         let key = node_key(g, n);
         let size = elems(&node.ty, batch);
@@ -86,60 +133,39 @@ pub fn assign(g: &Graph, order: &[NodeId], batch: usize) -> Buffers {
             Op::SgdUpdate { .. } => continue,
             _ => (DType::F32, BufKind::Value),
         };
-        let id = push(&mut b.decls, key.clone(), dtype, size, kind);
-        b.node.insert(n, id);
+        let pb = plan
+            .output(n)
+            .ok_or_else(|| unplanned(key.clone(), "the plan has no buffer for it"))?;
+        let arena = |pb: &memplan::Buffer, name: &str| {
+            region
+                .get(&pb.device)
+                .copied()
+                .ok_or_else(|| unplanned(name.into(), "the plan has no arena for its device"))
+        };
+        let r = arena(pb, &key)?;
+        b.decls.push(decl(pb, key.clone(), dtype, size, kind, r)?);
+        b.node.insert(n, b.decls.len() - 1);
+        for &s in Side::of(&node.op) {
+            let name = format!("{key}.{}", s.suffix());
+            let pb = plan
+                .side(n, s)
+                .ok_or_else(|| unplanned(name.clone(), "the plan has no buffer for it"))?;
+            let dtype = if s == Side::PoolArgmax {
+                DType::U32
+            } else {
+                DType::F32
+            };
+            let (len, r) = ((pb.size / 4) as usize, arena(pb, &name)?);
+            b.decls.push(decl(pb, name, dtype, len, BufKind::Side, r)?);
+            b.side.insert((n, s), b.decls.len() - 1);
+        }
         let ins = g.inputs(n);
         match &node.op {
-            Op::Lrn { .. } => {
-                let id = push(
-                    &mut b.decls,
-                    format!("{key}.scale"),
-                    DType::F32,
-                    size,
-                    BufKind::Side,
-                );
-                b.side.insert((n, Side::Scale), id);
-            }
-            Op::LrnMaxPool { .. } => {
-                let inp = elems(&g.node(ins[0]).ty, batch);
-                for (side, suffix, dtype, len) in [
-                    (Side::Lrn, "lrn", DType::F32, inp),
-                    (Side::Scale, "scale", DType::F32, inp),
-                    (Side::Argmax, "argmax", DType::U32, size),
-                ] {
-                    let id = push(
-                        &mut b.decls,
-                        format!("{key}.{suffix}"),
-                        dtype,
-                        len,
-                        BufKind::Side,
-                    );
-                    b.side.insert((n, side), id);
-                }
-            }
-            Op::MaxPool { .. } => {
-                let id = push(
-                    &mut b.decls,
-                    format!("{key}.argmax"),
-                    DType::U32,
-                    size,
-                    BufKind::Side,
-                );
-                b.side.insert((n, Side::Argmax), id);
-            }
-            Op::SoftmaxXent => {
-                let logits = elems(&g.node(ins[0]).ty, batch);
-                let id = push(
-                    &mut b.decls,
-                    format!("{key}.probs"),
-                    DType::F32,
-                    logits,
-                    BufKind::Side,
-                );
-                b.side.insert((n, Side::Probs), id);
-            }
             Op::Conv { filters, size, .. } | Op::ConvRelu { filters, size, .. } => {
-                let c = g.node(ins[0]).ty.dims().first().copied().unwrap_or(1) as usize;
+                let c = ins
+                    .first()
+                    .and_then(|&x| g.node(x).ty.dims().first().copied())
+                    .unwrap_or(1) as usize;
                 let p = node.ty.dims().iter().skip(1).product::<u64>() as usize;
                 let kk = (*size * *size) as usize;
                 col = col.max(c * kk * batch * p);
@@ -151,23 +177,55 @@ pub fn assign(g: &Graph, order: &[NodeId], batch: usize) -> Buffers {
             _ => {}
         }
     }
-    if col > 0 {
-        b.col = Some(push(
-            &mut b.decls,
-            "scratch.col".into(),
-            DType::F32,
-            col,
-            BufKind::Scratch,
-        ));
+    let mut sizes: Vec<u64> = plan.arenas.iter().map(|a| a.size).collect();
+    if layout == Layout::Separate {
+        sizes.iter_mut().for_each(|s| *s = 0);
+        for d in &mut b.decls {
+            if let Some(top) = sizes.get_mut(d.region) {
+                d.offset = *top;
+                *top = top.saturating_add(memplan::align(d.bytes()));
+            }
+        }
     }
-    if tmp > 0 {
-        b.tmp = Some(push(
-            &mut b.decls,
-            "scratch.tmp".into(),
-            DType::F32,
-            tmp,
-            BufKind::Scratch,
-        ));
+    let mut base = 0u64;
+    for (a, size) in plan.arenas.iter().zip(sizes) {
+        b.regions.push(Region {
+            name: a.device.to_string(),
+            base,
+            size,
+            planned: true,
+        });
+        base = round(base.saturating_add(size), REGION_ALIGN);
     }
-    b
+    // The workspace: `col`, then `tmp`, each at a multiple of 256 bytes.
+    let ws = b.regions.len();
+    let end = plan.order.len().saturating_sub(1);
+    let mut top = 0u64;
+    for (len, name, slot) in [
+        (col, "scratch.col", &mut b.col),
+        (tmp, "scratch.tmp", &mut b.tmp),
+    ] {
+        if len == 0 {
+            continue;
+        }
+        b.decls.push(BufferDecl {
+            name: name.into(),
+            dtype: DType::F32,
+            elems: len,
+            kind: BufKind::Scratch,
+            region: ws,
+            offset: top,
+            first: 0,
+            last: end,
+        });
+        *slot = Some(b.decls.len() - 1);
+        top = round(top.saturating_add(len as u64 * 4), REGION_ALIGN);
+    }
+    b.regions.push(Region {
+        name: "workspace".into(),
+        base,
+        size: top,
+        planned: false,
+    });
+    Ok(b)
 }

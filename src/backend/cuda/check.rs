@@ -1,23 +1,31 @@
 //! GPU checks for a machine with a device: one training step on the GPU
 //! against the CPU executor (same seed, parameters, data and dropout
-//! masks; every node's buffer compared), and training-step throughput.
-//! The step is the graph given, fused by `passes::fuse` or not; the CPU
+//! masks; every node's buffer that still holds its value after the step
+//! compared: with the planned layout, the updated parameters and
+//! velocities, the loss, the logits and what the plan did not reuse; with
+//! [`Layout::Separate`], every value), and training-step throughput. The
+//! step is the graph given, fused by `passes::fuse` or not; the CPU
 //! executor runs that same graph. Used by `netc cuda-check` (fused unless
-//! `--no-fuse`) and `scripts/gpu-check.sh`.
+//! `--no-fuse`, planned unless `--separate`) and `scripts/gpu-check.sh`.
 
 use std::time::Instant;
 
-use super::buffers::node_key;
+use super::buffers::{Layout, node_key};
 use super::program::{BufKind, DType};
 use super::runtime::{CudaExec, RuntimeError};
 use crate::backend::cpu::exec::CpuExec;
 use crate::ir::Graph;
 use crate::rng;
 
-/// Builds the program for `g` at `batch`, compiles it with NVRTC for the
-/// device and loads it.
-pub fn load(g: &Graph, batch: usize, arch: &'static str) -> Result<CudaExec, String> {
-    let prog = super::generate(g, batch).map_err(|e| e.to_string())?;
+/// Builds the program for `g` at `batch` in `layout`, compiles it with
+/// NVRTC for the device and loads it.
+pub fn load(
+    g: &Graph,
+    batch: usize,
+    arch: &'static str,
+    layout: Layout,
+) -> Result<CudaExec, String> {
+    let prog = super::generate_with(g, batch, layout).map_err(|e| e.to_string())?;
     let ptx = super::nvrtc::compile(&prog.source, arch).map_err(|e| e.to_string())?;
     CudaExec::new(prog, ptx).map_err(|e| e.to_string())
 }
@@ -43,7 +51,8 @@ pub struct Parity {
     pub total: usize,
 }
 
-/// Runs one step on both backends and compares every node's buffer.
+/// Runs one step on both backends and compares every node's buffer that
+/// holds its value after the step ([`super::CudaProgram::kept`]).
 /// Returns (GPU loss, CPU loss, per-buffer errors, worst first).
 pub fn step_parity(
     g: &Graph,
@@ -110,7 +119,7 @@ pub fn step_parity(
         let key = node_key(g, n);
         let Some(b) = prog.buffer(&key) else { continue };
         let d = &prog.buffers[b];
-        if d.dtype != DType::F32 || d.kind == BufKind::Image {
+        if d.dtype != DType::F32 || d.kind == BufKind::Image || !prog.kept(b) {
             continue;
         }
         let got = exec.download(b).map_err(err)?;

@@ -5,10 +5,12 @@
 //! `passes::fuse` or not (backward nodes named `F.dx`, `F.dw`, `F.db`
 //! after the forward node `F` they differentiate), and runs exactly the
 //! computation of the CPU executor (`backend::cpu::exec`) on that graph,
-//! in its order: nodes in `ir::order::topo` order; the gradients of one
+//! in its planned order: the step is generated in the memory plan's order
+//! (`passes::memplan::plan`, as the CPU executor runs it) and every buffer
+//! lies where the plan puts it (`buffers`); the gradients of one
 //! convolution or dense layer are all computed when the first of them is
 //! reached (so a weight's update never precedes the input gradient that
-//! reads it). Convolutions and dense layers, plain or fused with their
+//! reads it, and the plan keeps all three live from there). Convolutions and dense layers, plain or fused with their
 //! ReLU (and dropout), are cuBLAS `sgemm` steps around generated kernels
 //! (`layers`). An `lrn_maxpool` is one kernel (a block per
 //! channel plane, the LRN output staged in shared memory; the LRN and
@@ -19,19 +21,23 @@
 //! (`rng::dropout_stream` of the forward dropout's name and tower, flat
 //! element index, the step's seed).
 //!
-//! Guarantees: deterministic output for a given graph and batch; an error
-//! value for a graph that is not a training step (no loss, labels or
-//! update; a gradient without its forward node or the state it reads),
+//! Guarantees: deterministic output for a given graph and batch; a
+//! program that `super::alias::check` accepts (every buffer used while
+//! live, in place only through in-place kernels, no GEMM over its own
+//! operands); an error value for a graph that is not a training step (no
+//! loss, labels or update; a gradient without its forward node or the
+//! state it reads), for one the memory plan refuses or does not match,
 //! for more than 8 inputs to one kernel, and for sizes past the launch
 //! limits.
 
 use std::collections::HashSet;
 
-use super::buffers::{self, Buffers, Side, node_key};
+use super::buffers::{self, Buffers, Layout, Side, node_key};
 use super::kernels::{Epilogue, Kernel, LrnPool, spec};
 use super::program::{Arg, CudaProgram, Gemm, Launch, Step};
 use super::render::{PRELUDE, Source};
-use crate::ir::{Graph, NodeId, Op, order};
+use crate::ir::{Graph, NodeId, Op};
+use crate::passes::memplan::{self, MemplanError};
 use crate::rng;
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -52,6 +58,12 @@ pub enum CodegenError {
     EmptyBatch,
     #[error("`{name}` is too large for one launch ({elems} elements)")]
     TooLarge { name: String, elems: usize },
+    #[error("cannot plan the step's memory: {0}")]
+    Plan(MemplanError),
+    #[error("buffer `{name}` does not match the memory plan: {why}")]
+    Unplanned { name: String, why: String },
+    #[error("the memory layout is unsafe at {0}")]
+    Alias(#[from] super::alias::AliasError),
 }
 
 pub(super) struct Gen<'g> {
@@ -60,6 +72,8 @@ pub(super) struct Gen<'g> {
     pub(super) bufs: Buffers,
     src: Source,
     steps: Vec<Step>,
+    /// Position in the plan's order of the node being generated.
+    pos: usize,
 }
 
 /// `(C, H, W)` of an activation; flat activations are `(len, 1, 1)`.
@@ -99,6 +113,7 @@ impl Gen<'_> {
             block,
             args,
             node: node_key(self.g, n),
+            pos: self.pos,
         }));
         Ok(())
     }
@@ -131,6 +146,7 @@ impl Gen<'_> {
             c,
             ldc: nn,
             node: node_key(self.g, n),
+            pos: self.pos,
         }));
     }
 
@@ -195,9 +211,9 @@ impl Gen<'_> {
                 let f = ins[1];
                 let args = vec![
                     a(0),
-                    Arg::Buf(self.side(n, f, Side::Lrn)?),
-                    Arg::Buf(self.side(n, f, Side::Scale)?),
-                    Arg::Buf(self.side(n, f, Side::Argmax)?),
+                    Arg::Buf(self.side(n, f, Side::LrnOut)?),
+                    Arg::Buf(self.side(n, f, Side::LrnScale)?),
+                    Arg::Buf(self.side(n, f, Side::PoolArgmax)?),
                     a(2),
                     Arg::Buf(self.buf(n)),
                 ];
@@ -253,7 +269,7 @@ impl Gen<'_> {
                     beta: *beta,
                     k: *k,
                 };
-                let scale = self.side(n, n, Side::Scale)?;
+                let scale = self.side(n, n, Side::LrnScale)?;
                 self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n)), Arg::Buf(scale)])?;
             }
             Op::LrnGrad {
@@ -273,7 +289,7 @@ impl Gen<'_> {
                     beta: *beta,
                     k: *k,
                 };
-                let scale = self.side(n, f, Side::Scale)?;
+                let scale = self.side(n, f, Side::LrnScale)?;
                 let args = vec![a(0), a(1), Arg::Buf(scale), a(2), Arg::Buf(self.buf(n))];
                 self.launch(n, kern, args)?;
             }
@@ -286,7 +302,7 @@ impl Gen<'_> {
                     size: *size as usize,
                     stride: *stride as usize,
                 };
-                let am = self.side(n, n, Side::Argmax)?;
+                let am = self.side(n, n, Side::PoolArgmax)?;
                 self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n)), Arg::Buf(am)])?;
             }
             Op::MaxPoolGrad { size, stride } => {
@@ -299,7 +315,7 @@ impl Gen<'_> {
                     size: *size as usize,
                     stride: *stride as usize,
                 };
-                let am = self.side(n, f, Side::Argmax)?;
+                let am = self.side(n, f, Side::PoolArgmax)?;
                 self.launch(n, kern, vec![a(1), Arg::Buf(am), Arg::Buf(self.buf(n))])?;
             }
             Op::Dropout { rate } => {
@@ -357,7 +373,7 @@ impl Gen<'_> {
             }
             Op::SoftmaxXent => {
                 let classes = g.node(ins[0]).ty.numel() as usize;
-                let probs = self.side(n, n, Side::Probs)?;
+                let probs = self.side(n, n, Side::SoftmaxProbs)?;
                 let kern = Kernel::SoftmaxXentFwd { n: b, classes };
                 let args = vec![a(0), a(1), Arg::Buf(probs), Arg::Buf(self.buf(n))];
                 self.launch(n, kern, args)?;
@@ -368,7 +384,7 @@ impl Gen<'_> {
                     .node_ids()
                     .find(|m| g.node(*m).op == Op::SoftmaxXent)
                     .ok_or(CodegenError::Missing("softmax_xent"))?;
-                let probs = self.side(n, loss, Side::Probs)?;
+                let probs = self.side(n, loss, Side::SoftmaxProbs)?;
                 let kern = Kernel::SoftmaxXentBwd { n: b, classes };
                 self.launch(n, kern, vec![Arg::Buf(probs), a(1), Arg::Buf(self.buf(n))])?;
             }
@@ -433,9 +449,9 @@ impl Gen<'_> {
     fn lrn_maxpool(&mut self, n: NodeId, s: LrnPool) -> Result<(), CodegenError> {
         let x = self.buf(self.g.inputs(n)[0]);
         let (lrn, scale, am) = (
-            self.side(n, n, Side::Lrn)?,
-            self.side(n, n, Side::Scale)?,
-            self.side(n, n, Side::Argmax)?,
+            self.side(n, n, Side::LrnOut)?,
+            self.side(n, n, Side::LrnScale)?,
+            self.side(n, n, Side::PoolArgmax)?,
         );
         let planes = s.n * s.c;
         if s.fits_shared() && planes <= i32::MAX as usize {
@@ -500,26 +516,41 @@ impl Gen<'_> {
     }
 }
 
-/// Generates the CUDA program of one training step of `graph` at `batch`.
+/// Generates the CUDA program of one training step of `graph` at `batch`,
+/// laid out by its memory plan.
 pub fn generate(graph: &Graph, batch: usize) -> Result<CudaProgram, CodegenError> {
+    generate_with(graph, batch, Layout::Planned)
+}
+
+/// [`generate`] with the buffers laid out as `layout` says.
+pub fn generate_with(
+    graph: &Graph,
+    batch: usize,
+    layout: Layout,
+) -> Result<CudaProgram, CodegenError> {
     if batch == 0 {
         return Err(CodegenError::EmptyBatch);
     }
-    let order = order::topo(graph).map_err(|_| CodegenError::Cycle)?;
     let (image, labels, loss, logits) = graph.training_io().map_err(CodegenError::Missing)?;
     graph
         .find_op(|op| matches!(op, Op::SgdUpdate { .. }))
         .ok_or(CodegenError::Missing("sgd_update"))?;
-    let bufs = buffers::assign(graph, &order, batch);
+    let plan = memplan::plan(graph, batch as u64).map_err(|e| match e {
+        MemplanError::Cycle => CodegenError::Cycle,
+        e => CodegenError::Plan(e),
+    })?;
+    let bufs = buffers::assign(graph, &plan, batch, layout)?;
     let mut gen_ = Gen {
         g: graph,
         batch,
         bufs,
         src: Source::default(),
         steps: Vec::new(),
+        pos: 0,
     };
     let mut done = HashSet::new();
-    for &n in &order {
+    for (pos, &n) in plan.order.iter().enumerate() {
+        gen_.pos = pos;
         gen_.node(n, &mut done)?;
     }
     let mut source = format!(
@@ -529,16 +560,32 @@ pub fn generate(graph: &Graph, batch: usize) -> Result<CudaProgram, CodegenError
     );
     source.push_str(PRELUDE);
     source.push_str(&gen_.src.text);
-    Ok(CudaProgram {
+    let io = |n: NodeId| {
+        gen_.bufs
+            .node
+            .get(&n)
+            .copied()
+            .ok_or_else(|| CodegenError::Unplanned {
+                name: node_key(graph, n),
+                why: "the plan has no buffer for it".into(),
+            })
+    };
+    let (loss, logits, image, labels) = (io(loss)?, io(logits)?, io(image)?, io(labels)?);
+    let prog = CudaProgram {
         network: graph.name.clone(),
         batch,
         source,
         kernels: gen_.src.kernels,
-        loss: gen_.bufs.node[&loss],
-        logits: gen_.bufs.node[&logits],
-        image: gen_.bufs.node[&image],
-        labels: gen_.bufs.node[&labels],
+        loss,
+        logits,
+        image,
+        labels,
         buffers: gen_.bufs.decls,
+        regions: gen_.bufs.regions,
+        no_reuse: plan.no_reuse(),
+        order: plan.order.iter().map(|&n| node_key(graph, n)).collect(),
         steps: gen_.steps,
-    })
+    };
+    super::alias::check(&prog)?;
+    Ok(prog)
 }

@@ -7,9 +7,11 @@
 //! element's LRN as the `lrn_fwd` kernel and pools it as `maxpool_fwd`
 //! (first maximum in window order wins); its gradient routes `dy` to the
 //! window maxima in window order (as the CPU's scatter) and applies the
-//! LRN backward of `lrn_bwd` in the same accumulation order.
+//! LRN backward of `lrn_bwd` in the same accumulation order. `grad_chain`
+//! is elementwise at index `i` and may run in place over its first part
+//! (the memory plan's choice), so its pointers are not `__restrict__`.
 
-use super::kernels::{ew, inv_pow, lrn_window};
+use super::kernels::{ew, ew_in_place, inv_pow, lrn_window};
 use super::program::ParamTy::{self, *};
 use super::render::{BLOCK, Shape, Spec, f32_lit, f64_lit, ll, u64_lit};
 
@@ -186,6 +188,7 @@ pub fn lrn_maxpool_fwd(s: &LrnPool) -> Spec {
             block: BLOCK,
         },
         sync: true,
+        in_place: false,
     }
 }
 
@@ -275,5 +278,5 @@ pub fn grad_chain(total: usize, parts: usize, dropout: Option<(f64, u64)>, relu:
         body.push("s = y[i] > 0.0f ? s : 0.0f;".into());
     }
     body.push("dx[i] = s;".into());
-    ew("grad_chain", total, params, body)
+    ew_in_place("grad_chain", total, params, body)
 }

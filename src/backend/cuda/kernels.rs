@@ -4,6 +4,10 @@
 //! operation (same accumulation order where the CPU has one, so results
 //! agree to rounding). The snippets of the fused ops' kernels, the GEMM
 //! epilogue and the channel-major transpose live in [`super::fused_kernels`].
+//! The kernels of the ops the memory plan may run in place (`relu`,
+//! `relu_grad`, `dropout` and `dropout_grad`, `add`; `grad_chain` there)
+//! are built by [`ew_in_place`]: thread `i` reads element `i` of each
+//! input only to write element `i`, and no pointer is `__restrict__`.
 
 use super::fused_kernels as fk;
 pub use super::fused_kernels::{Epilogue, LrnPool};
@@ -169,6 +173,23 @@ pub(super) fn ew(
         body,
         shape: Shape::Elementwise { total },
         sync: false,
+        in_place: false,
+    }
+}
+
+/// [`ew`] for a kernel whose thread `i` reads element `i` of its inputs
+/// only to write element `i` of its output: the memory plan may run it in
+/// place (`relu`, `relu_grad`, `dropout`, `dropout_grad`, `add`,
+/// `grad_chain`).
+pub(super) fn ew_in_place(
+    stem: &'static str,
+    total: usize,
+    params: Vec<(ParamTy, &'static str)>,
+    body: Vec<String>,
+) -> Spec {
+    Spec {
+        in_place: true,
+        ..ew(stem, total, params, body)
     }
 }
 
@@ -198,13 +219,13 @@ pub(super) fn lrn_window(c: usize, p: usize, size: usize) -> Vec<String> {
 /// The table: what each kernel computes, as CUDA C.
 pub fn spec(k: &Kernel) -> Spec {
     match k {
-        Kernel::Relu { total } => ew(
+        Kernel::Relu { total } => ew_in_place(
             "relu",
             *total,
             vec![(InF32, "x"), (OutF32, "y")],
             vec!["const float v = x[i];".into(), "y[i] = v > 0.0f ? v : 0.0f;".into()],
         ),
-        Kernel::ReluGrad { total } => ew(
+        Kernel::ReluGrad { total } => ew_in_place(
             "relu_grad",
             *total,
             vec![(InF32, "y"), (InF32, "dy"), (OutF32, "dx")],
@@ -301,7 +322,7 @@ pub fn spec(k: &Kernel) -> Spec {
                     format!("y[i] = keep ? x[i] * {} : 0.0f;", f32_lit(1.0 / (1.0 - rate))),
                 ]
             };
-            ew("dropout", *total, vec![(InF32, "x"), (OutF32, "y"), (ParamTy::U64, "seed")], body)
+            ew_in_place("dropout", *total, vec![(InF32, "x"), (OutF32, "y"), (ParamTy::U64, "seed")], body)
         }
         Kernel::Concat { n, p, parts } => {
             let ct: usize = parts.iter().sum();
@@ -355,7 +376,7 @@ pub fn spec(k: &Kernel) -> Spec {
                 body.push(format!("s += {name}[i];"));
             }
             body.push("y[i] = s;".into());
-            ew("add", *total, params, body)
+            ew_in_place("add", *total, params, body)
         }
         Kernel::SoftmaxXentFwd { n, classes } => Spec {
             stem: "softmax_xent_fwd",
@@ -384,6 +405,7 @@ pub fn spec(k: &Kernel) -> Spec {
             ],
             shape: Shape::Blocks { grid: 1, block: BLOCK },
             sync: true,
+            in_place: false,
         },
         Kernel::SoftmaxXentBwd { n, classes } => ew(
             "softmax_xent_bwd",
@@ -426,6 +448,7 @@ pub fn spec(k: &Kernel) -> Spec {
             ],
             shape: Shape::Blocks { grid: *f as u32, block: BLOCK },
             sync: true,
+            in_place: false,
         },
         Kernel::Im2col { n, c, h, w, k, stride, pad, oh, ow } => {
             let np = n * oh * ow;

@@ -1,5 +1,8 @@
-//! The launch list as readable text (`launch.txt`): buffers, kernels and
-//! steps, one per line, in execution order.
+//! The launch list as readable text (`launch.txt`): the device memory
+//! (total bytes, each region's base and size), buffers (each with its
+//! region, byte offset there and lifetime in positions of the plan's
+//! order), kernels and steps (each with its position), one per line, in
+//! execution order.
 
 use std::fmt::Write;
 
@@ -20,26 +23,60 @@ pub fn render(p: &CudaProgram) -> String {
         s,
         "# seed = train seed ^ rng::mix64(step); lr = the schedule's learning rate"
     );
-    let _ = writeln!(s, "\n[buffers] {}", p.buffers.len());
-    for (i, b) in p.buffers.iter().enumerate() {
+    let _ = writeln!(
+        s,
+        "# @N: the step runs at position N of the memory plan's order; in_place kernels may write over an input"
+    );
+    let _ = writeln!(
+        s,
+        "\n[memory] {} bytes in one allocation: planned arenas {} (no reuse: {}), workspace {}",
+        p.bytes(),
+        p.planned_bytes(),
+        p.no_reuse,
+        p.workspace_bytes()
+    );
+    for r in &p.regions {
         let _ = writeln!(
             s,
-            "b{i:<4} {:<8} {:<3} {:>11}  {}",
+            "{:<10} base {:>11}  size {:>11}{}",
+            r.name,
+            r.base,
+            r.size,
+            if r.planned { "" } else { "  (not planned)" }
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n[buffers] {} (kind, type, elements, region+offset in bytes, live positions)",
+        p.buffers.len()
+    );
+    for (i, b) in p.buffers.iter().enumerate() {
+        let region = p.regions.get(b.region).map_or("?", |r| r.name.as_str());
+        let _ = writeln!(
+            s,
+            "b{i:<4} {:<8} {:<3} {:>11}  {:<20} {:>9}  {}",
             format!("{:?}", b.kind).to_lowercase(),
             format!("{:?}", b.dtype).to_lowercase(),
             b.elems,
+            format!("{region}+{}", b.offset),
+            format!("{}..={}", b.first, b.last),
             b.name
         );
     }
     let _ = writeln!(s, "\n[kernels] {}", p.kernels.len());
     for k in &p.kernels {
-        let params: Vec<String> = k.params.iter().map(|(t, n)| t.c_decl(n)).collect();
+        let params: Vec<String> = k
+            .params
+            .iter()
+            .map(|(t, n)| t.c_param(n, !k.in_place))
+            .collect();
         let _ = writeln!(
             s,
-            "{}({}){}",
+            "{}({}){}{}",
             k.name,
             params.join(", "),
-            if k.sync { " sync" } else { "" }
+            if k.sync { " sync" } else { "" },
+            if k.in_place { " in_place" } else { "" }
         );
     }
     let _ = writeln!(s, "\n[steps] {}", p.steps.len());
@@ -54,8 +91,9 @@ pub fn render(p: &CudaProgram) -> String {
                 let args: Vec<String> = l.args.iter().map(arg).collect();
                 let _ = writeln!(
                     s,
-                    "{i:<4} launch {} grid={} block={} args=({})  # {}",
-                    p.kernels[l.kernel].name,
+                    "{i:<4} @{:<4} launch {} grid={} block={} args=({})  # {}",
+                    l.pos,
+                    p.kernels.get(l.kernel).map_or("?", |k| k.name.as_str()),
                     l.grid,
                     l.block,
                     args.join(", "),
@@ -66,7 +104,8 @@ pub fn render(p: &CudaProgram) -> String {
                 let t = |b: bool| if b { 'T' } else { 'N' };
                 let _ = writeln!(
                     s,
-                    "{i:<4} sgemm {}{} m={} n={} k={} alpha={} A=b{} lda={} B=b{} ldb={} beta={} C=b{} ldc={}  # {}",
+                    "{i:<4} @{:<4} sgemm {}{} m={} n={} k={} alpha={} A=b{} lda={} B=b{} ldb={} beta={} C=b{} ldc={}  # {}",
+                    g.pos,
                     t(g.transa),
                     t(g.transb),
                     g.m,

@@ -5,7 +5,15 @@
 //! [`fused_kernels`]) is the kernel table, `layers` the GEMM-based layers.
 //! [`nvrtc`] compiles that source to PTX when NVRTC can be loaded
 //! (dynamically, at run time); [`manifest`] renders the launch list as text.
+//!
+//! Memory is planned: [`buffers`] lays every buffer out at its offset in
+//! the memory plan (`passes::memplan`, one arena per device, reuse and
+//! in-place elementwise ops), the arenas one after another in one device
+//! allocation followed by a workspace for scratch the plan does not model;
+//! the step runs in the plan's order, and [`alias`] proves that no step is
+//! handed memory it cannot share. [`runtime`] allocates that memory once.
 
+pub mod alias;
 pub mod buffers;
 pub mod check;
 pub mod codegen;
@@ -18,5 +26,6 @@ pub mod program;
 pub mod render;
 pub mod runtime;
 
-pub use codegen::{CodegenError, generate};
+pub use buffers::Layout;
+pub use codegen::{CodegenError, generate, generate_with};
 pub use program::CudaProgram;

@@ -1,7 +1,16 @@
 //! What code generation produces: CUDA C source, the kernels it defines
 //! (with their parameter lists, so a host can launch them by name), the
-//! buffers, and the ordered steps of one training step. GEMM steps are
-//! cuBLAS `sgemm` calls in cuBLAS's own column-major terms.
+//! buffers and where they lie, and the ordered steps of one training step.
+//! GEMM steps are cuBLAS `sgemm` calls in cuBLAS's own column-major terms.
+//!
+//! Memory. A program needs one device allocation of [`CudaProgram::bytes`]
+//! bytes, split into [`Region`]s: one per arena of the memory plan
+//! (`passes::memplan`: `shared` for the inputs, `t{t}` per tower), laid
+//! one after another, then the `workspace` (scratch the plan does not
+//! model). A buffer lies at byte [`CudaProgram::addr`] of the allocation:
+//! its region's base plus its offset. Buffers live at the same time are
+//! disjoint, except an elementwise kernel's output written in place over an
+//! input (same address and size); `super::alias` proves it of every step.
 
 use serde::Serialize;
 
@@ -55,7 +64,40 @@ pub struct BufferDecl {
     pub dtype: DType,
     pub elems: usize,
     pub kind: BufKind,
+    /// Index into [`CudaProgram::regions`].
+    pub region: usize,
+    /// Byte offset in its region (the plan's offset in its arena).
+    pub offset: u64,
+    /// Positions in [`CudaProgram::order`] of the step that writes it and
+    /// of its last reader (the plan's lifetime; `0..=end` for workspace,
+    /// parameters, velocities and inputs).
+    pub first: usize,
+    pub last: usize,
 }
+
+impl BufferDecl {
+    /// Bytes the buffer's elements take.
+    pub fn bytes(&self) -> u64 {
+        (self.elems as u64).saturating_mul(self.dtype.size() as u64)
+    }
+}
+
+/// One region of the program's device allocation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Region {
+    /// The plan's arena (`shared`, `t0`, ...) or `workspace`.
+    pub name: String,
+    /// Byte offset of the region in the allocation, a multiple of [`REGION_ALIGN`].
+    pub base: u64,
+    /// Bytes.
+    pub size: u64,
+    /// Laid out by the memory plan (`false`: the workspace).
+    pub planned: bool,
+}
+
+/// Alignment of every region's base in the allocation, in bytes (the
+/// alignment `cuMemAlloc` guarantees).
+pub const REGION_ALIGN: u64 = 256;
 
 /// The C type of a kernel parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -76,15 +118,25 @@ pub enum ParamTy {
 }
 
 impl ParamTy {
+    /// The declaration, pointers `__restrict__`.
     pub fn c_decl(self, name: &str) -> String {
+        self.c_param(name, true)
+    }
+    /// The declaration; pointers `__restrict__` only if `restrict` (a
+    /// kernel that may run in place must not promise its pointers differ).
+    pub fn c_param(self, name: &str, restrict: bool) -> String {
+        let r = if restrict { " __restrict__" } else { "" };
         match self {
-            ParamTy::InF32 => format!("const float* __restrict__ {name}"),
-            ParamTy::OutF32 => format!("float* __restrict__ {name}"),
-            ParamTy::InU32 => format!("const unsigned int* __restrict__ {name}"),
-            ParamTy::OutU32 => format!("unsigned int* __restrict__ {name}"),
+            ParamTy::InF32 => format!("const float*{r} {name}"),
+            ParamTy::OutF32 => format!("float*{r} {name}"),
+            ParamTy::InU32 => format!("const unsigned int*{r} {name}"),
+            ParamTy::OutU32 => format!("unsigned int*{r} {name}"),
             ParamTy::U64 => format!("unsigned long long {name}"),
             ParamTy::F64 => format!("double {name}"),
         }
+    }
+    pub fn is_output(self) -> bool {
+        matches!(self, ParamTy::OutF32 | ParamTy::OutU32)
     }
     pub fn is_pointer(self) -> bool {
         !matches!(self, ParamTy::U64 | ParamTy::F64)
@@ -99,6 +151,10 @@ pub struct KernelDecl {
     /// Uses `__syncthreads` and `__shared__` (an emulator must run the
     /// threads of a block concurrently).
     pub sync: bool,
+    /// Thread `i` reads element `i` of its inputs only to write element `i`
+    /// of its output, so the output may be an input (in place); its
+    /// pointers are declared without `__restrict__`.
+    pub in_place: bool,
 }
 
 /// A kernel argument.
@@ -122,6 +178,8 @@ pub struct Launch {
     pub args: Vec<Arg>,
     /// The IR node (`name@device`) this step computes.
     pub node: String,
+    /// Position in [`CudaProgram::order`] of the node whose turn runs it.
+    pub pos: usize,
 }
 
 /// `C = alpha·op(A)·op(B) + beta·C` as `cublasSgemm` sees it: column-major,
@@ -142,6 +200,8 @@ pub struct Gemm {
     pub c: usize,
     pub ldc: usize,
     pub node: String,
+    /// Position in [`CudaProgram::order`] of the node whose turn runs it.
+    pub pos: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -160,6 +220,14 @@ pub struct CudaProgram {
     pub source: String,
     pub kernels: Vec<KernelDecl>,
     pub buffers: Vec<BufferDecl>,
+    /// The allocation's regions: the plan's arenas, then the workspace.
+    pub regions: Vec<Region>,
+    /// Bytes the planned buffers would take each in its own place (the
+    /// plan's *no reuse* figure; the workspace aside).
+    pub no_reuse: u64,
+    /// The nodes (`name@device`) in the order the step runs them (the
+    /// plan's order); steps and lifetimes refer to positions in it.
+    pub order: Vec<String>,
     pub steps: Vec<Step>,
     /// The buffer holding the mean loss (one f32) after a step.
     pub loss: usize,
@@ -175,5 +243,46 @@ impl CudaProgram {
     }
     pub fn kernel(&self, name: &str) -> Option<&KernelDecl> {
         self.kernels.iter().find(|k| k.name == name)
+    }
+    /// Bytes of the one device allocation: every region, the workspace last.
+    pub fn bytes(&self) -> u64 {
+        self.regions
+            .iter()
+            .map(|r| r.base.saturating_add(r.size))
+            .max()
+            .unwrap_or(0)
+    }
+    /// Bytes of the planned arenas (the plan's *planned* figure).
+    pub fn planned_bytes(&self) -> u64 {
+        self.regions
+            .iter()
+            .filter(|r| r.planned)
+            .fold(0u64, |t, r| t.saturating_add(r.size))
+    }
+    /// Bytes of the workspace.
+    pub fn workspace_bytes(&self) -> u64 {
+        self.regions
+            .iter()
+            .filter(|r| !r.planned)
+            .fold(0u64, |t, r| t.saturating_add(r.size))
+    }
+    /// Byte offset of buffer `b` in the allocation (`None`: no such buffer).
+    pub fn addr(&self, b: usize) -> Option<u64> {
+        let d = self.buffers.get(b)?;
+        let r = self.regions.get(d.region)?;
+        Some(r.base.saturating_add(d.offset))
+    }
+    /// Whether buffer `b` still holds its value when the step ends: no
+    /// buffer written later in the step overlaps it (always true of
+    /// parameters, velocities, the loss and the logits).
+    pub fn kept(&self, b: usize) -> bool {
+        let (Some(d), Some(a)) = (self.buffers.get(b), self.addr(b)) else {
+            return false;
+        };
+        let end = a.saturating_add(d.bytes());
+        !self.buffers.iter().enumerate().any(|(j, c)| {
+            let ca = self.addr(j).unwrap_or(0);
+            j != b && c.first > d.first && ca < end && a < ca.saturating_add(c.bytes())
+        })
     }
 }

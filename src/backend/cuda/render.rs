@@ -1,7 +1,8 @@
 //! The shared C-style renderer: literals, the source prelude (the
 //! counter-based RNG of `crate::rng` in CUDA C), and the text of one
 //! `extern "C" __global__` function from a [`Spec`]. Kernels with the same
-//! text are emitted once ([`Source::add`] deduplicates).
+//! text are emitted once ([`Source::add`] deduplicates). Pointer
+//! parameters are `__restrict__` unless the kernel may run in place.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -29,6 +30,10 @@ pub struct Spec {
     pub body: Vec<String>,
     pub shape: Shape,
     pub sync: bool,
+    /// Elementwise at index `i` only (see `KernelDecl::in_place`): the
+    /// memory plan may give it an output equal to an input, so its
+    /// pointers are rendered without `__restrict__`.
+    pub in_place: bool,
 }
 
 impl Spec {
@@ -76,7 +81,11 @@ __device__ __forceinline__ double netc_uniform(unsigned long long seed, unsigned
 /// Renders one kernel under `name`.
 pub fn kernel_text(name: &str, spec: &Spec) -> String {
     let mut s = String::new();
-    let params: Vec<String> = spec.params.iter().map(|(t, n)| t.c_decl(n)).collect();
+    let params: Vec<String> = spec
+        .params
+        .iter()
+        .map(|(t, n)| t.c_param(n, !spec.in_place))
+        .collect();
     let _ = writeln!(
         s,
         "extern \"C\" __global__ void {name}({}) {{",
@@ -129,6 +138,7 @@ impl Source {
                 .map(|(t, n)| (*t, n.to_string()))
                 .collect(),
             sync: spec.sync,
+            in_place: spec.in_place,
         });
         self.by_body.insert(body, self.kernels.len() - 1);
         self.kernels.len() - 1

@@ -1,8 +1,14 @@
-//! Runs a [`CudaProgram`] on a GPU through cudarc: PTX loaded once, every
-//! buffer carved from one device allocation, the launch list replayed on
-//! one stream, GEMM steps as `cublasSgemm`. The driver and cuBLAS are
-//! loaded at run time; on a machine without them [`CudaExec::new`] returns
-//! [`RuntimeError::NoDevice`] (the loaders' panics are caught), never panics.
+//! Runs a [`CudaProgram`] on a GPU through cudarc: PTX loaded once, one
+//! device allocation of the program's [`CudaProgram::bytes`] (the memory
+//! plan's arenas, then the workspace) with every buffer at its planned
+//! address, the launch list replayed on one stream, GEMM steps as
+//! `cublasSgemm`. The driver and cuBLAS are loaded at run time; on a
+//! machine without them [`CudaExec::new`] returns [`RuntimeError::NoDevice`]
+//! (the loaders' panics are caught), never panics. Before allocating it
+//! asks the driver for free memory: a plan that does not fit (or an
+//! allocation the driver refuses for want of memory) is
+//! [`RuntimeError::OutOfMemory`], naming the bytes needed and free. A
+//! program `alias::check` rejects is refused before anything is loaded.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -28,14 +34,19 @@ pub enum RuntimeError {
         got: usize,
         want: usize,
     },
+    #[error(
+        "out of device memory: the step's memory plan needs {need} bytes ({} MiB), the device has {free} bytes ({} MiB) free",
+        need >> 20,
+        free >> 20
+    )]
+    OutOfMemory { need: u64, free: u64 },
+    #[error("the program cannot run as laid out: {0}")]
+    Layout(#[from] super::alias::AliasError),
 }
 
 fn driver<E: std::fmt::Debug>(e: E) -> RuntimeError {
     RuntimeError::Driver(format!("{e:?}"))
 }
-
-/// Buffers are aligned to 256 bytes inside the one allocation.
-const ALIGN: usize = 64;
 
 pub struct CudaExec {
     prog: CudaProgram,
@@ -63,6 +74,8 @@ impl CudaExec {
     /// Loads `ptx` (compiled from `prog.source`) on device 0 and allocates
     /// every buffer, zeroed.
     pub fn new(prog: CudaProgram, ptx: String) -> Result<Self, RuntimeError> {
+        // Every step's kernel and buffers exist and lie in the allocation.
+        super::alias::check(&prog)?;
         if !libraries_present() {
             return Err(RuntimeError::NoDevice(
                 "the CUDA driver (libcuda) or cuBLAS cannot be loaded".into(),
@@ -83,13 +96,33 @@ impl CudaExec {
             .iter()
             .map(|k| module.load_function(&k.name).map_err(driver))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut offsets = Vec::with_capacity(prog.buffers.len());
-        let mut total = 0usize;
-        for b in &prog.buffers {
-            offsets.push(total);
-            total += b.elems.div_ceil(ALIGN).max(1) * ALIGN;
+        // Element offsets (every planned offset is a multiple of 64 bytes).
+        let offsets: Vec<usize> = (0..prog.buffers.len())
+            .map(|b| (prog.addr(b).unwrap_or(0) / 4) as usize)
+            .collect();
+        let need = prog.bytes();
+        let (free, _total) = ctx.mem_get_info().map_err(driver)?;
+        if need > free as u64 {
+            return Err(RuntimeError::OutOfMemory {
+                need,
+                free: free as u64,
+            });
         }
-        let arena = stream.alloc_zeros::<f32>(total).map_err(driver)?;
+        let total =
+            usize::try_from(need.div_ceil(4).max(1)).map_err(|_| RuntimeError::OutOfMemory {
+                need,
+                free: free as u64,
+            })?;
+        let arena = stream.alloc_zeros::<f32>(total).map_err(|e| {
+            if e.0 == cudarc::driver::sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY {
+                RuntimeError::OutOfMemory {
+                    need,
+                    free: free as u64,
+                }
+            } else {
+                driver(e)
+            }
+        })?;
         let base = {
             let (p, _sync) = arena.device_ptr(&stream);
             p
@@ -106,8 +139,8 @@ impl CudaExec {
         })
     }
 
-    /// Bytes of the one device allocation holding every buffer (cuBLAS
-    /// workspace aside).
+    /// Bytes of the one device allocation holding every buffer: the planned
+    /// arenas and the workspace (cuBLAS's own workspace aside).
     pub fn device_bytes(&self) -> usize {
         self.offsets
             .last()
@@ -124,15 +157,17 @@ impl CudaExec {
 
     /// Copies `data` into buffer `b` (u32 buffers take their values' bits).
     pub fn upload(&mut self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
-        let want = self.prog.buffers[b].elems;
+        let (Some(d), Some(&off)) = (self.prog.buffers.get(b), self.offsets.get(b)) else {
+            return Err(RuntimeError::NoBuffer(format!("b{b}")));
+        };
+        let want = d.elems;
         if data.len() != want {
             return Err(RuntimeError::Size {
-                what: self.prog.buffers[b].name.clone(),
+                what: d.name.clone(),
                 got: data.len(),
                 want,
             });
         }
-        let off = self.offsets[b];
         let mut dst = self.arena.slice_mut(off..off + want);
         self.stream.memcpy_htod(data, &mut dst).map_err(driver)
     }
@@ -146,8 +181,10 @@ impl CudaExec {
     }
 
     pub fn download(&self, b: usize) -> Result<Vec<f32>, RuntimeError> {
-        let off = self.offsets[b];
-        let len = self.prog.buffers[b].elems;
+        let (Some(d), Some(&off)) = (self.prog.buffers.get(b), self.offsets.get(b)) else {
+            return Err(RuntimeError::NoBuffer(format!("b{b}")));
+        };
+        let len = d.elems;
         self.stream
             .clone_dtoh(&self.arena.slice(off..off + len))
             .map_err(driver)

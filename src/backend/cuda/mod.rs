@@ -5,10 +5,13 @@
 //! [`fused_kernels`]) is the kernel table, `layers` the GEMM-based layers.
 //! [`nvrtc`] compiles that source to PTX when NVRTC can be loaded
 //! (dynamically, at run time); [`manifest`] renders the launch list as text.
+//! [`runtime`] runs a program on a GPU behind the [`device::Device`]
+//! interface that training (`train::cuda`) drives.
 
 pub mod buffers;
 pub mod check;
 pub mod codegen;
+pub mod device;
 pub mod fused_kernels;
 pub mod kernels;
 mod layers;

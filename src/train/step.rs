@@ -5,9 +5,10 @@
 //! backward, update), whose parameters and velocities are named
 //! `name@device` as `CpuExec::state` names them (checkpoints use these
 //! names, so a checkpoint written by one executor loads into another).
-//! Guarantees for the CPU executor: every method is the executor's own
-//! method of the same name, so a CPU run behaves exactly as before the
-//! trait existed.
+//! Guarantees for the CPU executor: each method calls the executor's own
+//! method of that name (`set_state` and `state_finite` do what the loop
+//! did with `value_mut` and `value`), so a CPU run behaves exactly as
+//! before the trait existed.
 
 use crate::backend::cpu::exec::{CpuExec, StepStats};
 use crate::train::run::TrainError;

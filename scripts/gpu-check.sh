@@ -16,6 +16,8 @@
 #    alexnet-fmnist.net (batch 128): netc on the GPU, PyTorch eager and
 #    torch.compile on the same GPU (bench/torch_peer.py defines the PyTorch
 #    networks).
+# 3. `netc train --backend cuda` against `--backend cpu` on the embedded
+#    subset: the epoch's train and test loss, PASS/FAIL.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STEPS="${1:-300}"
@@ -104,6 +106,23 @@ for which, batch in (("alexnet", 128), ("fmnist", 128)):
         torch.cuda.empty_cache()
 PY
 
-echo "== not yet implemented: netc train --backend cuda (training loop, data and checkpoints on the GPU);"
-echo "   fused bias+ReLU epilogues; a memory plan (every node has its own buffer)."
+echo "== training: netc train --backend cuda against --backend cpu (embedded subset, one epoch of 20 steps, batch 32)"
+T=$(mktemp -d)
+for b in cpu cuda; do
+  timeout 300 "$NETC" train networks/alexnet-fmnist.net --data data/fmnist-small --epochs 1 \
+    --max-steps 20 --batch 32 --backend "$b" --out "$T/$b" 2>&1 | tail -3 || status=1
+done
+python3 - "$T" <<'PY' || status=1
+import json, sys
+cpu, gpu = (json.loads(open(f"{sys.argv[1]}/{b}/metrics.jsonl").readline()) for b in ("cpu", "cuda"))
+rel = lambda k: abs(gpu[k] - cpu[k]) / max(abs(cpu[k]), 1e-12)
+ok = rel("train_loss") <= 1e-3 and rel("test_loss") <= 1e-2
+for k in ("train_loss", "test_loss", "top1_error", "images_per_s"):
+    print(f"  {k:>12}: cuda {gpu[k]:.6g}  cpu {cpu[k]:.6g}")
+print("train parity:", "PASS" if ok else "FAIL")
+sys.exit(0 if ok else 1)
+PY
+rm -rf "$T"
+
+echo "== not yet implemented: augmentation on the GPU; evaluation on the GPU (it runs on the host)."
 exit $status

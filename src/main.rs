@@ -97,6 +97,8 @@ enum Cmd {
         /// Checkpoint and stop after this many steps in total.
         #[arg(long)]
         stop_after: Option<u64>,
+        /// Where the training step runs: `cpu`, or `cuda` (GPU 0; data,
+        /// augmentation, evaluation and checkpoints stay on the host).
         #[arg(long, value_enum, default_value_t = Backend::Cpu)]
         backend: Backend,
         /// Train the unfused step (same results, one op per layer).
@@ -364,11 +366,6 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             no_fuse,
             no_plan,
         } => {
-            if let Backend::Cuda = backend {
-                return Err(
-                    "error: training on the GPU (`--backend cuda`) is not implemented yet: the CUDA backend generates and checks the training step (`netc compile --target cuda`, `netc cuda-check`); train with `--backend cpu`".into(),
-                );
-            }
             let (c, _) = load(&file)?;
             // Ctrl-C: finish the step in flight, checkpoint, exit cleanly.
             let interrupt = Arc::new(AtomicBool::new(false));
@@ -388,6 +385,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 interrupt: Some(interrupt),
                 no_fuse,
                 no_plan,
+                backend: match backend {
+                    Backend::Cpu => netc::train::step::Backend::Cpu,
+                    Backend::Cuda => netc::train::step::Backend::Cuda,
+                },
             };
             netc::train::run::train(&c.module, &opts).map_err(|e| format!("error: {e}"))?;
             Ok(ExitCode::SUCCESS)

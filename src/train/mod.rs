@@ -3,10 +3,14 @@
 //!
 //! - [`data`]: datasets (Fashion-MNIST IDX files, image folders), the paper's
 //!   preprocessing and augmentation, and a prefetching batch loader.
+//! - [`run`]: the training loop, over any [`step::StepExec`]: the CPU
+//!   executor, or the generated CUDA step ([`cuda`]).
 
 pub mod bench;
 pub mod checkpoint;
+pub mod cuda;
 pub mod data;
 pub mod plot;
 pub mod run;
+pub mod step;
 pub mod sweep;

@@ -4,11 +4,19 @@
 //! and top-5 error, centre crop or the paper's ten crops), metrics as JSON
 //! lines, a learning-curve SVG, and atomic safetensors checkpoints.
 //!
+//! The step runs on an executor behind [`StepExec`]: the CPU executor by
+//! default, or the generated CUDA program with `backend: Cuda` (see
+//! `train::cuda`; data, augmentation, evaluation and checkpoints stay on
+//! the host). [`train_with`] takes any executor built from the run's CPU
+//! executor (the tests plug in an emulated device).
+//!
 //! Guarantees: deterministic for a given seed whatever the thread count; a
 //! run interrupted at any step boundary (Ctrl-C, `stop_after`) and resumed
 //! from its checkpoint ends with exactly the weights of an uninterrupted
 //! run; a non-finite loss stops training naming the first layer holding a
-//! non-finite value, and leaves the last good checkpoint in place.
+//! non-finite value, and leaves the last good checkpoint in place (an
+//! executor that does not check its parameters after every step, see
+//! [`StepExec::state_finite`], has them checked before each checkpoint).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::backend::cpu::exec::{CpuExec, ExecError, Memory};
+use crate::backend::cuda::runtime::RuntimeError;
 use crate::ir::train::{Schedule, TestCrop, TrainConfig};
 use crate::ir::{Graph, print};
 use crate::lower::Module;
@@ -26,6 +35,7 @@ use crate::train::data::augment::{AugmentConfig, Augmenter, MeanMode, Mode};
 use crate::train::data::loader::{Loader, LoaderConfig};
 use crate::train::data::pca::Stats;
 use crate::train::data::{self, DataError, Dataset};
+use crate::train::step::{Backend, StepExec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -41,6 +51,10 @@ pub enum TrainError {
     Fuse(#[from] crate::passes::fuse::FuseError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error("{0}")]
+    Cuda(String),
+    #[error(transparent)]
+    Device(#[from] RuntimeError),
     #[error(
         "the loss became {value} at step {step}; the first non-finite value is in `{layer}` (the last good checkpoint is kept)"
     )]
@@ -49,6 +63,10 @@ pub enum TrainError {
         step: u64,
         layer: String,
     },
+    #[error(
+        "a parameter became non-finite by step {step}; the first non-finite value is in `{layer}` (the last good checkpoint is kept)"
+    )]
+    NonFiniteState { step: u64, layer: String },
     #[error("cannot write `{path}`: {source}")]
     Io {
         path: PathBuf,
@@ -80,6 +98,8 @@ pub struct TrainOptions {
     pub stop_after: Option<u64>,
     /// Set (by a Ctrl-C handler) to checkpoint and stop at the next step.
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// Where the training step runs (evaluation always runs on the host).
+    pub backend: Backend,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -239,16 +259,22 @@ pub fn load_data(dir: Option<&Path>, cfg: &TrainConfig) -> Result<(Dataset, Stri
 }
 
 /// Data, augmentation and an executor with freshly initialised parameters.
-struct Setup {
+struct Setup<E> {
     cfg: TrainConfig,
-    exec: CpuExec,
+    exec: E,
     train: Loader,
     test: Loader,
     fingerprint: String,
     network: String,
 }
 
-fn setup(module: &Module, opts: &TrainOptions, say: &dyn Fn(&str)) -> Result<Setup, TrainError> {
+/// Builds the run's CPU executor and turns it into the step executor with `make`.
+fn setup<E: StepExec>(
+    module: &Module,
+    opts: &TrainOptions,
+    say: &dyn Fn(&str),
+    make: impl FnOnce(CpuExec, &TrainConfig) -> Result<E, TrainError>,
+) -> Result<Setup<E>, TrainError> {
     let cfg = effective_config(module, opts);
     let (ds, desc) = load_data(opts.data.as_deref(), &cfg)?;
     say(&format!("data: {desc}"));
@@ -286,6 +312,7 @@ fn setup(module: &Module, opts: &TrainOptions, say: &dyn Fn(&str)) -> Result<Set
         ecfg.mode = Mode::TenCrop;
     }
     let test = Loader::new(Arc::new(ds.test), aug, ecfg).map_err(cfgerr)?;
+    let exec = make(exec, &cfg)?;
     Ok(Setup {
         cfg,
         exec,
@@ -298,7 +325,10 @@ fn setup(module: &Module, opts: &TrainOptions, say: &dyn Fn(&str)) -> Result<Set
 
 /// Evaluates on the whole test split: centre crops, or ten crops per image
 /// with the softmax outputs averaged (the paper's test procedure).
-pub fn evaluate(exec: &mut CpuExec, loader: &Loader) -> Result<EvalReport, TrainError> {
+pub fn evaluate<E: StepExec + ?Sized>(
+    exec: &mut E,
+    loader: &Loader,
+) -> Result<EvalReport, TrainError> {
     let ten = loader.config().mode == Mode::TenCrop;
     let (mut loss, mut t1, mut t5, mut n) = (0.0, 0usize, 0usize, 0usize);
     for batch in loader.epoch(0, 0) {
@@ -342,37 +372,41 @@ pub fn evaluate(exec: &mut CpuExec, loader: &Loader) -> Result<EvalReport, Train
     })
 }
 
-fn save_checkpoint(s: &Setup, path: &Path, p: &Progress) -> Result<(), TrainError> {
-    let state = s.exec.state();
-    let tensors: Vec<(String, Vec<usize>, &[f32])> = state
-        .iter()
-        .map(|(name, n)| {
-            let dims = s
-                .exec
-                .graph()
-                .node(*n)
-                .ty
-                .dims()
-                .iter()
-                .map(|&d| d as usize)
-                .collect();
-            (name.clone(), dims, s.exec.value(*n))
-        })
-        .collect();
+/// Writes the executor's state, unless a value in it is not finite (then
+/// the last good checkpoint stays and the run stops).
+fn save_checkpoint<E: StepExec>(
+    s: &mut Setup<E>,
+    path: &Path,
+    p: &Progress,
+) -> Result<(), TrainError> {
+    let tensors = s.exec.state()?;
+    if tensors.iter().any(|t| t.2.iter().any(|v| !v.is_finite())) {
+        drop(tensors);
+        let layer = s.exec.first_non_finite()?;
+        return Err(TrainError::NonFiniteState {
+            step: p.step,
+            layer: layer.unwrap_or_else(|| "a parameter".into()),
+        });
+    }
     checkpoint::save(path, &s.network, &s.fingerprint, p, &tensors)?;
     Ok(())
 }
 
 /// Loads every parameter of `path` into `exec`, checking names and sizes.
-fn restore(
-    exec: &mut CpuExec,
+fn restore<E: StepExec>(
+    exec: &mut E,
     path: &Path,
     network: &str,
     fingerprint: &str,
 ) -> Result<Progress, TrainError> {
     let ck = checkpoint::load(path)?;
     ck.expect(path, network, fingerprint)?;
-    for (name, n) in exec.state() {
+    let want: Vec<(String, usize)> = exec
+        .state()?
+        .into_iter()
+        .map(|(name, _, v)| (name, v.len()))
+        .collect();
+    for (name, len) in want {
         let Some((_, values)) = ck.tensors.get(&name) else {
             return Err(CheckpointError::Corrupt {
                 path: path.to_path_buf(),
@@ -380,28 +414,16 @@ fn restore(
             }
             .into());
         };
-        let slot = exec.value_mut(n);
-        if slot.len() != values.len() {
+        if len != values.len() {
             return Err(CheckpointError::Corrupt {
                 path: path.to_path_buf(),
-                reason: format!(
-                    "`{name}` has {} values, expected {}",
-                    values.len(),
-                    slot.len()
-                ),
+                reason: format!("`{name}` has {} values, expected {len}", values.len()),
             }
             .into());
         }
-        slot.copy_from_slice(values);
+        exec.set_state(&name, values)?;
     }
     Ok(ck.progress)
-}
-
-/// Whether every parameter and optimiser buffer is finite.
-fn params_finite(exec: &CpuExec) -> bool {
-    exec.state()
-        .iter()
-        .all(|(_, n)| exec.value(*n).iter().all(|v| v.is_finite()))
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -411,14 +433,34 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     }
 }
 
-/// Trains `module`; see the module comment for what is guaranteed.
+/// Trains `module` on the backend `opts` names; see the module comment
+/// for what is guaranteed.
 pub fn train(module: &Module, opts: &TrainOptions) -> Result<Outcome, TrainError> {
+    match opts.backend {
+        Backend::Cpu => train_with(module, opts, |cpu, _| Ok(cpu)),
+        Backend::Cuda => {
+            // Before the data is loaded: a missing library fails at once.
+            super::cuda::probe()?;
+            train_with(module, opts, |cpu, cfg| {
+                super::cuda::open(cpu, cfg.batch as usize)
+            })
+        }
+    }
+}
+
+/// Trains `module` with the step executor `make` builds from the run's
+/// CPU executor (freshly initialised from the seed) and settings.
+pub fn train_with<E: StepExec>(
+    module: &Module,
+    opts: &TrainOptions,
+    make: impl FnOnce(CpuExec, &TrainConfig) -> Result<E, TrainError>,
+) -> Result<Outcome, TrainError> {
     let say = |s: &str| {
         if !opts.quiet {
             eprintln!("{s}");
         }
     };
-    let mut s = setup(module, opts, &say)?;
+    let mut s = setup(module, opts, &say, make)?;
     std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
     let ckpt = opts.out_dir.join("checkpoint.safetensors");
     let metrics_path = opts.out_dir.join("metrics.jsonl");
@@ -500,7 +542,7 @@ pub fn train(module: &Module, opts: &TrainOptions) -> Result<Outcome, TrainError
                 p.plateau_best = plateau.best.is_finite().then_some(plateau.best);
                 p.plateau_since = plateau.since;
                 p.plateau_drops = plateau.drops;
-                save_checkpoint(&s, &ckpt, &p)?;
+                save_checkpoint(&mut s, &ckpt, &p)?;
                 say(&format!(
                     "stopped at step {}; checkpoint written to {}",
                     p.step,
@@ -514,8 +556,11 @@ pub fn train(module: &Module, opts: &TrainOptions) -> Result<Outcome, TrainError
             let Some(b) = iter.next() else { break };
             let st = s.exec.train_step(&b.images, &b.labels, lr, p.step)?;
             // A non-finite gradient shows in the parameters it updated.
-            if !st.loss.is_finite() || !params_finite(&s.exec) {
-                let layer = s.exec.first_non_finite().unwrap_or("the loss").to_string();
+            if !st.loss.is_finite() || s.exec.state_finite() == Some(false) {
+                let layer = s
+                    .exec
+                    .first_non_finite()?
+                    .unwrap_or_else(|| "the loss".into());
                 return Err(TrainError::NonFinite {
                     value: st.loss,
                     step: p.step,
@@ -541,7 +586,7 @@ pub fn train(module: &Module, opts: &TrainOptions) -> Result<Outcome, TrainError
                 p.plateau_best = plateau.best.is_finite().then_some(plateau.best);
                 p.plateau_since = plateau.since;
                 p.plateau_drops = plateau.drops;
-                save_checkpoint(&s, &ckpt, &p)?;
+                save_checkpoint(&mut s, &ckpt, &p)?;
             }
         }
         drop(iter);
@@ -549,7 +594,10 @@ pub fn train(module: &Module, opts: &TrainOptions) -> Result<Outcome, TrainError
         let secs = t0.elapsed().as_secs_f64();
         let ev = evaluate(&mut s.exec, &s.test)?;
         if !ev.loss.is_finite() {
-            let layer = s.exec.first_non_finite().unwrap_or("the loss").to_string();
+            let layer = s
+                .exec
+                .first_non_finite()?
+                .unwrap_or_else(|| "the loss".into());
             return Err(TrainError::NonFinite {
                 value: ev.loss,
                 step: p.step,
@@ -600,7 +648,7 @@ pub fn train(module: &Module, opts: &TrainOptions) -> Result<Outcome, TrainError
             loss_sum: 0.0,
             seen: 0,
         };
-        save_checkpoint(&s, &ckpt, &p)?;
+        save_checkpoint(&mut s, &ckpt, &p)?;
     }
     let _ = batch;
     say(&format!(
@@ -623,7 +671,7 @@ pub fn eval_weights(
             eprintln!("{s}");
         }
     };
-    let mut s = setup(module, opts, &say)?;
+    let mut s = setup(module, opts, &say, |cpu, _| Ok(cpu))?;
     restore(&mut s.exec, weights, &s.network, &s.fingerprint)?;
     evaluate(&mut s.exec, &s.test)
 }

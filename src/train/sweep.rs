@@ -124,6 +124,7 @@ pub fn run(spec_path: &Path) -> Result<Vec<Row>, SweepError> {
             interrupt: Some(interrupt.clone()),
             no_fuse: false,
             no_plan: false,
+            backend: Default::default(),
         };
         let reports = match train(&compiled.module, &opts).map_err(|e| verr(e.to_string()))? {
             Outcome::Finished(r) => r,

@@ -12,11 +12,15 @@
 //! allocation followed by a workspace for scratch the plan does not model;
 //! the step runs in the plan's order, and [`alias`] proves that no step is
 //! handed memory it cannot share. [`runtime`] allocates that memory once.
+//!
+//! [`runtime`] runs a program on a GPU behind the [`device::Device`]
+//! interface that training (`train::cuda`) drives.
 
 pub mod alias;
 pub mod buffers;
 pub mod check;
 pub mod codegen;
+pub mod device;
 pub mod fused_kernels;
 pub mod kernels;
 mod layers;

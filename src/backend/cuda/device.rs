@@ -1,0 +1,43 @@
+//! The narrow interface through which training drives a device that holds
+//! a [`CudaProgram`]'s buffers: copy a buffer in, copy it out, replay the
+//! step. [`runtime::CudaExec`](super::runtime::CudaExec) implements it on a
+//! GPU; the tests implement it with the CPU emulation harness, so training
+//! through this interface is checked on machines without a GPU.
+//!
+//! Assumes buffer indices come from the program the device was built for.
+//! Guarantees: [`Device::download`] returns the buffer as every step issued
+//! before it left it (it waits for the device).
+
+use super::program::CudaProgram;
+use super::runtime::{CudaExec, RuntimeError};
+
+pub trait Device {
+    /// The program whose buffers and steps the device holds.
+    fn program(&self) -> &CudaProgram;
+    /// Copies `data` (exactly the buffer's length) into buffer `buffer`;
+    /// a u32 buffer takes the bits of the values.
+    fn upload(&mut self, buffer: usize, data: &[f32]) -> Result<(), RuntimeError>;
+    /// The contents of buffer `buffer` once the steps issued so far are done.
+    fn download(&mut self, buffer: usize) -> Result<Vec<f32>, RuntimeError>;
+    /// Issues one training step with dropout seed `seed` and rate `lr`.
+    fn step(&mut self, seed: u64, lr: f64) -> Result<(), RuntimeError>;
+}
+
+impl Device for CudaExec {
+    fn program(&self) -> &CudaProgram {
+        CudaExec::program(self)
+    }
+
+    fn upload(&mut self, buffer: usize, data: &[f32]) -> Result<(), RuntimeError> {
+        CudaExec::upload(self, buffer, data)
+    }
+
+    fn download(&mut self, buffer: usize) -> Result<Vec<f32>, RuntimeError> {
+        self.synchronize()?;
+        CudaExec::download(self, buffer)
+    }
+
+    fn step(&mut self, seed: u64, lr: f64) -> Result<(), RuntimeError> {
+        CudaExec::step(self, seed, lr)
+    }
+}

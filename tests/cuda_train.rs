@@ -1,0 +1,326 @@
+//! `netc train --backend cuda` checked without a GPU. The CUDA training
+//! executor (`train::cuda::CudaStep`) drives its device through the
+//! `backend::cuda::device::Device` interface; here that device is the
+//! emulation harness (`tests/emu`: the generated CUDA C compiled as C++ by
+//! `g++`, cuBLAS's sgemm emulated), so the whole training loop runs with
+//! the CUDA backend's semantics on the embedded Fashion-MNIST subset:
+//! step losses, epoch metrics and final weights against the CPU backend
+//! (1e-4 relative on losses, 1e-3 of each tensor's scale on weights), and
+//! an interrupted emulated run resumed from its checkpoint ends with the
+//! weights of an uninterrupted one, bit for bit. Skipped with a message
+//! when `g++` is missing, unless `NETC_REQUIRE_GXX=1`.
+//!
+//! And the command line: without a CUDA driver, cuBLAS or NVRTC,
+//! `netc train --backend cuda` names what is missing and exits 1 without a
+//! panic; on a machine with them, it trains two steps.
+
+mod emu;
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use emu::{Emu, build, have_gxx, run_step, view, view_mut};
+use netc::backend::cuda::device::Device;
+use netc::backend::cuda::program::CudaProgram;
+use netc::backend::cuda::runtime::RuntimeError;
+use netc::frontend;
+use netc::lower::Module;
+use netc::train::cuda::CudaStep;
+use netc::train::run::{
+    EpochReport, Outcome, TrainError, TrainOptions, effective_config, load_weights, train,
+    train_with, training_graph,
+};
+use netc::train::step::StepExec;
+
+const BATCH: u64 = 8;
+
+/// The emulated device: one host allocation laid out as the runtime lays
+/// out the device's (the memory plan's arenas, then the workspace).
+struct EmuDevice {
+    emu: Rc<Emu>,
+    prog: CudaProgram,
+    mem: Vec<f32>,
+}
+
+impl Device for EmuDevice {
+    fn program(&self) -> &CudaProgram {
+        &self.prog
+    }
+    fn upload(&mut self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
+        let Some(decl) = self.prog.buffers.get(b) else {
+            return Err(RuntimeError::NoBuffer(b.to_string()));
+        };
+        if decl.elems != data.len() {
+            return Err(RuntimeError::Size {
+                what: decl.name.clone(),
+                got: data.len(),
+                want: decl.elems,
+            });
+        }
+        view_mut(&self.prog, &mut self.mem, b).copy_from_slice(data);
+        Ok(())
+    }
+    fn download(&mut self, b: usize) -> Result<Vec<f32>, RuntimeError> {
+        if b >= self.prog.buffers.len() {
+            return Err(RuntimeError::NoBuffer(b.to_string()));
+        }
+        Ok(view(&self.prog, &self.mem, b).to_vec())
+    }
+    fn step(&mut self, seed: u64, lr: f64) -> Result<(), RuntimeError> {
+        run_step(&self.emu, &self.prog, &mut self.mem, seed, lr, |_, _| {});
+        Ok(())
+    }
+}
+
+/// The fused training program of `m` at [`BATCH`], compiled for the emulator.
+struct Emulated {
+    emu: Rc<Emu>,
+    source: String,
+}
+
+impl Emulated {
+    fn new(m: &Module, opts: &TrainOptions) -> Emulated {
+        let cfg = effective_config(m, opts);
+        let g = training_graph(m, &cfg, true).unwrap();
+        let p = netc::backend::cuda::generate(&g, BATCH as usize).unwrap();
+        let emu = Rc::new(build("train", &p.source, &p.kernels));
+        Emulated {
+            emu,
+            source: p.source,
+        }
+    }
+
+    /// Turns a run's CPU executor into a CUDA executor on the emulator.
+    fn exec(
+        &self,
+        cpu: netc::backend::cpu::exec::CpuExec,
+    ) -> Result<CudaStep<EmuDevice>, TrainError> {
+        CudaStep::new(cpu, BATCH as usize, |p| {
+            assert_eq!(p.source, self.source, "a different program");
+            Ok(EmuDevice {
+                emu: self.emu.clone(),
+                prog: p.clone(),
+                mem: vec![0f32; (p.bytes() as usize).div_ceil(4)],
+            })
+        })
+    }
+
+    fn train(&self, m: &Module, opts: &TrainOptions) -> Outcome {
+        train_with(m, opts, |cpu, _| self.exec(cpu)).unwrap()
+    }
+}
+
+fn module() -> Module {
+    let src = std::fs::read_to_string("networks/alexnet-fmnist.net").unwrap();
+    frontend::compile(&src)
+        .unwrap_or_else(|_| panic!("compiles"))
+        .module
+}
+
+fn opts(out: &Path) -> TrainOptions {
+    TrainOptions {
+        data: Some(PathBuf::from("data/fmnist-small")),
+        epochs: Some(2),
+        batch: Some(BATCH),
+        seed: Some(3),
+        max_steps: Some(3),
+        out_dir: out.to_path_buf(),
+        quiet: true,
+        ..Default::default()
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cuda-train-{name}"));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn gxx() -> bool {
+    if have_gxx() {
+        return true;
+    }
+    eprintln!("skipped: no g++ to compile the emulated CUDA (NETC_REQUIRE_GXX=1 fails instead)");
+    false
+}
+
+fn close(what: &str, got: f64, want: f64, tol: f64) {
+    assert!(
+        (got - want).abs() <= tol * want.abs().max(1e-12),
+        "{what}: {got} against the CPU backend's {want}"
+    );
+}
+
+fn finished(o: Outcome) -> Vec<EpochReport> {
+    match o {
+        Outcome::Finished(r) => r,
+        Outcome::Stopped { step, .. } => panic!("stopped at step {step}"),
+    }
+}
+
+/// Runs `steps` training steps on real batches through the trait.
+fn step_losses(exec: &mut dyn StepExec, steps: usize) -> Vec<f64> {
+    let ds = netc::train::data::Dataset::embedded_fmnist().unwrap();
+    let (n, per) = (BATCH as usize, exec.image_len());
+    (0..steps)
+        .map(|s| {
+            let start = s * n;
+            let images: Vec<f32> = ds.train.images[start * per..(start + n) * per]
+                .iter()
+                .map(|&p| p as f32 / 255.0 - 0.3)
+                .collect();
+            let labels = &ds.train.labels[start..start + n];
+            exec.train_step(&images, labels, 0.02, s as u64)
+                .unwrap()
+                .loss
+        })
+        .collect()
+}
+
+#[test]
+fn emulated_cuda_training_matches_the_cpu_backend_and_resumes() {
+    if !gxx() {
+        return;
+    }
+    let m = module();
+    let emu = Emulated::new(&m, &opts(Path::new(".")));
+
+    // Step by step through the trait: the same executor the loop builds.
+    let cfg = effective_config(&m, &opts(Path::new(".")));
+    let g = training_graph(&m, &cfg, true).unwrap();
+    let mut cpu = netc::backend::cpu::exec::CpuExec::planned(g.clone(), 3).unwrap();
+    let mut gpu = emu
+        .exec(netc::backend::cpu::exec::CpuExec::planned(g, 3).unwrap())
+        .unwrap();
+    let (want, got) = (step_losses(&mut cpu, 4), step_losses(&mut gpu, 4));
+    for (s, (g, w)) in got.iter().zip(&want).enumerate() {
+        close(&format!("step {s} loss"), *g, *w, 1e-4);
+    }
+    eprintln!("step losses: emulated CUDA {got:?}, CPU {want:?}");
+    // A wrong batch or label is an error, not a device fault.
+    let per = gpu.image_len();
+    assert!(gpu.train_step(&vec![0.0; per], &[0], 0.01, 9).is_err());
+    let images = vec![0.0; per * BATCH as usize];
+    assert!(
+        gpu.train_step(&images, &[10; BATCH as usize], 0.01, 9)
+            .is_err()
+    );
+
+    // The whole loop: metrics and final weights against the CPU backend.
+    let cpu_dir = tmp("cpu");
+    let want = finished(train(&m, &opts(&cpu_dir)).unwrap());
+    let full = tmp("full");
+    let got = finished(emu.train(&m, &opts(&full)));
+    assert_eq!(got.len(), 2);
+    for (g, w) in got.iter().zip(&want) {
+        let e = g.epoch;
+        close(
+            &format!("epoch {e} train loss"),
+            g.train_loss,
+            w.train_loss,
+            1e-4,
+        );
+        close(
+            &format!("epoch {e} test loss"),
+            g.test_loss,
+            w.test_loss,
+            1e-4,
+        );
+        // 500 test images: allow one decision on a near-tie to differ.
+        assert!((g.top1_error - w.top1_error).abs() <= 1.0 / 500.0 + 1e-12);
+        assert!((g.top5_error - w.top5_error).abs() <= 1.0 / 500.0 + 1e-12);
+    }
+    let ckpt = |d: &Path| load_weights(&d.join("checkpoint.safetensors")).unwrap();
+    let (wcpu, wgpu) = (ckpt(&cpu_dir), ckpt(&full));
+    assert_eq!(wcpu.len(), wgpu.len());
+    let mut worst = 0f64;
+    for ((na, a), (nb, b)) in wcpu.iter().zip(&wgpu) {
+        assert_eq!(na, nb);
+        let e = emu::rel_err(b, a);
+        assert!(e <= 1e-3, "`{na}`: relative error {e:e} after 6 steps");
+        worst = worst.max(e);
+    }
+    eprintln!("final weights: worst relative error {worst:e} against the CPU backend");
+
+    // Interrupted mid-epoch 1, then mid-epoch 2, resumed to the end: the
+    // emulated device is deterministic, so the weights equal bit for bit.
+    let part = tmp("part");
+    for stop in [2, 4] {
+        let mut o = opts(&part);
+        o.stop_after = Some(stop);
+        if stop == 4 {
+            o.resume = Some(part.join("checkpoint.safetensors"));
+        }
+        assert!(matches!(emu.train(&m, &o), Outcome::Stopped { step, .. } if step == stop));
+    }
+    let mut o = opts(&part);
+    o.resume = Some(part.join("checkpoint.safetensors"));
+    assert_eq!(finished(emu.train(&m, &o)).len(), 2);
+    let resumed = ckpt(&part);
+    for ((na, a), (_, b)) in wgpu.iter().zip(&resumed) {
+        assert!(a == b, "`{na}` differs after resuming");
+    }
+    // Diverging on the device: the parameters are not read back after each
+    // step, but the checkpoint due after the step that overflowed them (its
+    // loss still finite) is refused, naming a layer, and the last good
+    // checkpoint stays.
+    let good = std::fs::read(part.join("checkpoint.safetensors")).unwrap();
+    let mut bad = m.clone();
+    bad.train.sgd.lr = 1e300;
+    let mut o = opts(&part);
+    o.epochs = Some(3);
+    o.checkpoint_every = Some(1);
+    o.resume = Some(part.join("checkpoint.safetensors"));
+    let e = train_with(&bad, &o, |cpu, _| emu.exec(cpu))
+        .expect_err("a diverging run finished")
+        .to_string();
+    eprintln!("diverged: {e}");
+    assert!(e.contains("a parameter became non-finite by step 7"), "{e}");
+    assert!(e.contains("the first non-finite value is in `"), "{e}");
+    let after = std::fs::read(part.join("checkpoint.safetensors")).unwrap();
+    assert!(after == good, "the last good checkpoint was overwritten");
+    // A CUDA checkpoint resumes on the CPU backend (same names and shapes).
+    let mut o = opts(&part);
+    o.epochs = Some(3);
+    o.resume = Some(part.join("checkpoint.safetensors"));
+    assert_eq!(finished(train(&m, &o).unwrap()).len(), 3);
+    for d in [cpu_dir, full, part] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// Without the CUDA libraries the command fails cleanly, naming the
+/// missing one; with them (a GPU machine), two steps train.
+#[test]
+fn train_backend_cuda_fails_cleanly_without_a_gpu() {
+    let out = tmp("cli");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_netc"));
+    cmd.args(["train", "networks/alexnet-fmnist.net", "--backend", "cuda"])
+        .args(["--data", "data/fmnist-small", "--epochs", "1"])
+        .args(["--max-steps", "2", "--batch", "8", "--out"])
+        .arg(&out);
+    let res = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    match netc::train::cuda::probe() {
+        Err(e) => {
+            assert_eq!(res.status.code(), Some(1), "{stderr}");
+            assert!(stderr.contains(&format!("error: {e}")), "{stderr}");
+            if !netc::backend::cuda::runtime::libraries_present() {
+                assert!(
+                    stderr.contains("libcuda") || stderr.contains("cuBLAS"),
+                    "{stderr}"
+                );
+            }
+        }
+        Ok(()) => {
+            // The libraries load; without a device it must still fail cleanly.
+            let ok = res.status.success();
+            assert!(ok || stderr.contains("no usable CUDA device"), "{stderr}");
+            if ok {
+                assert!(out.join("checkpoint.safetensors").exists());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -129,18 +129,48 @@ fn lrn_params(size: u64, alpha: f64, beta: f64, k: f64) -> k::lrn::LrnParams {
     }
 }
 
-/// The kernel's shape of a convolution of `x` (`[filters, size, stride, pad]`).
-fn conv_shape(g: &Graph, x: NodeId, n: usize, [f, k, stride, pad]: [u64; 4]) -> k::conv::ConvShape {
-    let (c, h, w) = chw(g, x);
-    k::conv::ConvShape {
-        n,
-        c,
-        h,
-        w,
-        f: f as usize,
-        k: k as usize,
-        stride: stride as usize,
-        pad: pad as usize,
+/// A convolution's or dense layer's kernel shape, fused or not.
+enum LayerShape {
+    Conv(k::conv::ConvShape),
+    Dense(k::dense::DenseShape),
+}
+
+/// The shape of layer op `op` applied to `x` at batch `n` (`None` for any
+/// other op).
+fn layer_shape(g: &Graph, op: &Op, x: NodeId, n: usize) -> Option<LayerShape> {
+    match op {
+        Op::Conv {
+            filters,
+            size,
+            stride,
+            pad,
+        }
+        | Op::ConvRelu {
+            filters,
+            size,
+            stride,
+            pad,
+        } => {
+            let (c, h, w) = chw(g, x);
+            Some(LayerShape::Conv(k::conv::ConvShape {
+                n,
+                c,
+                h,
+                w,
+                f: *filters as usize,
+                k: *size as usize,
+                stride: *stride as usize,
+                pad: *pad as usize,
+            }))
+        }
+        Op::Dense { units } | Op::DenseRelu { units } | Op::DenseReluDropout { units, .. } => {
+            Some(LayerShape::Dense(k::dense::DenseShape {
+                n,
+                inp: g.node(x).ty.numel() as usize,
+                out: *units as usize,
+            }))
+        }
+        _ => None,
     }
 }
 

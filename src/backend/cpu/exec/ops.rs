@@ -12,7 +12,7 @@
 
 use super::fused::{grad_chain, lrn_maxpool_backward, lrn_maxpool_forward, relu_dropout_inplace};
 use super::layout::{Loc, carve};
-use super::{CpuExec, ExecError, chw, conv_shape, lrn_params};
+use super::{CpuExec, ExecError, LayerShape, chw, layer_shape, lrn_params};
 use crate::backend::cpu::kernels::{self as k, Act, Float, Nchw};
 use crate::ir::{NodeId, Op};
 use crate::passes::memplan::Side;
@@ -138,43 +138,34 @@ impl<T: Float> CpuExec<T> {
             .split_first_mut()
             .ok_or_else(|| ExecError::Internal("no output".into()))?;
         let out: &mut [T] = out;
-        match &op {
-            Op::Conv {
-                filters,
-                size,
-                stride,
-                pad,
-            }
-            | Op::ConvRelu {
-                filters,
-                size,
-                stride,
-                pad,
-            } => {
-                let s = conv_shape(g, ins[0], b, [*filters, *size, *stride, *pad]);
-                let act = if matches!(op, Op::ConvRelu { .. }) {
-                    Act::Relu
-                } else {
-                    Act::None
-                };
-                k::conv::conv2d_forward(&s, x(0)?, x(1)?, Some(x(2)?), act, out, &mut self.scratch);
-            }
-            Op::Dense { units } | Op::DenseRelu { units } | Op::DenseReluDropout { units, .. } => {
-                let s = k::dense::DenseShape {
-                    n: b,
-                    inp: g.node(ins[0]).ty.numel() as usize,
-                    out: *units as usize,
-                };
-                let act = if matches!(op, Op::DenseRelu { .. }) {
-                    Act::Relu
-                } else {
-                    Act::None
-                };
-                k::dense::dense_forward(&s, x(0)?, x(1)?, Some(x(2)?), act, out);
-                if let (Op::DenseReluDropout { .. }, Some(p)) = (&op, &dparams) {
-                    relu_dropout_inplace(p, out);
+        if let Some(shape) = layer_shape(g, &op, ins[0], b) {
+            // ReLU in the GEMM's epilogue for conv_relu and dense_relu; a
+            // dense_relu_dropout applies ReLU and its mask in one pass after.
+            let act = if matches!(op, Op::ConvRelu { .. } | Op::DenseRelu { .. }) {
+                Act::Relu
+            } else {
+                Act::None
+            };
+            match shape {
+                LayerShape::Conv(s) => k::conv::conv2d_forward(
+                    &s,
+                    x(0)?,
+                    x(1)?,
+                    Some(x(2)?),
+                    act,
+                    out,
+                    &mut self.scratch,
+                ),
+                LayerShape::Dense(s) => {
+                    k::dense::dense_forward(&s, x(0)?, x(1)?, Some(x(2)?), act, out)
                 }
             }
+            if let (Op::DenseReluDropout { .. }, Some(p)) = (&op, &dparams) {
+                relu_dropout_inplace(p, out);
+            }
+            return Ok(());
+        }
+        match &op {
             Op::LrnMaxPool {
                 size,
                 alpha,
@@ -428,35 +419,18 @@ impl<T: Float> CpuExec<T> {
         } else {
             None
         };
-        match &fnode.op {
-            Op::Conv {
-                filters,
-                size,
-                stride,
-                pad,
+        match layer_shape(g, &fnode.op, fins[0], b) {
+            Some(LayerShape::Conv(s)) => {
+                k::conv::conv2d_backward(&s, act, x, wt, y, dy, dx, dw, db, &mut self.scratch)
             }
-            | Op::ConvRelu {
-                filters,
-                size,
-                stride,
-                pad,
-            } => {
-                let s = conv_shape(g, fins[0], b, [*filters, *size, *stride, *pad]);
-                k::conv::conv2d_backward(&s, act, x, wt, y, dy, dx, dw, db, &mut self.scratch);
+            Some(LayerShape::Dense(s)) => {
+                k::dense::dense_backward(&s, act, x, wt, y, dy, dx, dw, db, &mut self.scratch)
             }
-            Op::Dense { units } | Op::DenseRelu { units } | Op::DenseReluDropout { units, .. } => {
-                let s = k::dense::DenseShape {
-                    n: b,
-                    inp: g.node(fins[0]).ty.numel() as usize,
-                    out: *units as usize,
-                };
-                k::dense::dense_backward(&s, act, x, wt, y, dy, dx, dw, db, &mut self.scratch);
-            }
-            other => {
+            None => {
                 return Err(ExecError::Internal(format!(
                     "`{}` ({}) has layer gradients",
                     fnode.name,
-                    other.mnemonic()
+                    fnode.op.mnemonic()
                 )));
             }
         }

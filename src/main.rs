@@ -673,13 +673,8 @@ fn run_passes(
 /// The training step the CUDA backend runs: autodiff's, then the fusion
 /// pass unless `fuse` is false.
 fn cuda_step(c: &Compiled, fuse: bool) -> Result<ir::Graph, String> {
-    let mut g = c.module.graph.clone();
-    netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd)
-        .map_err(|e| format!("error: {e}"))?;
-    if fuse {
-        netc::passes::fuse::fuse(&mut g).map_err(|e| format!("error: {e}"))?;
-    }
-    Ok(g)
+    netc::passes::pipeline::training_step(&c.module.graph, &c.module.train.sgd, fuse)
+        .map_err(|e| format!("error: {e}"))
 }
 
 /// `netc compile --target cuda`: the training step (fused unless `fuse`

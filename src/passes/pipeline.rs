@@ -228,3 +228,13 @@ fn forward_only(g: &Graph) -> Result<(), PipelineError> {
     }
     Ok(())
 }
+
+/// The training step `netc train` runs: `forward` (a forward graph) through
+/// the default pipeline (`autodiff,fuse`), or `autodiff` alone when `fuse`
+/// is false, verified after every pass.
+pub fn training_step(forward: &Graph, sgd: &Sgd, fuse: bool) -> Result<Graph, PipelineError> {
+    let mut g = forward.clone();
+    let list = if fuse { DEFAULT } else { "autodiff" };
+    run(&mut g, sgd, &parse(list)?, &mut |_, _| {})?;
+    Ok(g)
+}

@@ -7,18 +7,15 @@ use std::time::Instant;
 use crate::backend::cpu::exec::{CpuExec, ExecError, Memory};
 use crate::ir::Ty;
 use crate::lower::Module;
-use crate::passes::autodiff::{self, AutodiffError};
-use crate::passes::fuse::{self, FuseError};
+use crate::passes::pipeline::{self, PipelineError};
 use crate::rng;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error(transparent)]
-    Autodiff(#[from] AutodiffError),
-    #[error(transparent)]
     Exec(#[from] ExecError),
     #[error(transparent)]
-    Fuse(#[from] FuseError),
+    Passes(#[from] PipelineError),
 }
 
 /// What `netc bench` measures.
@@ -43,11 +40,7 @@ pub fn train_steps(
     memory: Memory,
     profile: bool,
 ) -> Result<BenchReport, BenchError> {
-    let mut g = module.graph.clone();
-    autodiff::autodiff(&mut g, &module.train.sgd)?;
-    if fuse {
-        fuse::fuse(&mut g)?;
-    }
+    let g = pipeline::training_step(&module.graph, &module.train.sgd, fuse)?;
     let classes = g
         .node_ids()
         .find_map(|n| match g.node(n).ty {

@@ -29,7 +29,7 @@ use crate::backend::cuda::runtime::RuntimeError;
 use crate::ir::train::{Schedule, TestCrop, TrainConfig};
 use crate::ir::{Graph, print};
 use crate::lower::Module;
-use crate::passes::autodiff::{self, AutodiffError};
+use crate::passes::autodiff::AutodiffError;
 use crate::train::checkpoint::{self, CheckpointError, Progress};
 use crate::train::data::augment::{AugmentConfig, Augmenter, MeanMode, Mode};
 use crate::train::data::loader::{Loader, LoaderConfig};
@@ -49,6 +49,8 @@ pub enum TrainError {
     Exec(#[from] ExecError),
     #[error(transparent)]
     Fuse(#[from] crate::passes::fuse::FuseError),
+    #[error(transparent)]
+    Passes(#[from] crate::passes::pipeline::PipelineError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("{0}")]
@@ -200,12 +202,11 @@ pub fn effective_config(module: &Module, opts: &TrainOptions) -> TrainConfig {
 /// The whole training step as IR: forward, backward, update; fused
 /// unless `fuse` is false.
 pub fn training_graph(module: &Module, cfg: &TrainConfig, fuse: bool) -> Result<Graph, TrainError> {
-    let mut graph = module.graph.clone();
-    autodiff::autodiff(&mut graph, &cfg.sgd)?;
-    if fuse {
-        crate::passes::fuse::fuse(&mut graph)?;
-    }
-    Ok(graph)
+    Ok(crate::passes::pipeline::training_step(
+        &module.graph,
+        &cfg.sgd,
+        fuse,
+    )?)
 }
 
 fn augmenter(

@@ -99,9 +99,8 @@ pub fn render(plan: &Plan) -> String {
 /// runs it (autodiff, fusion, then a plan) at `batch`: the figure ablation
 /// variants and sweeps compare.
 pub fn training_step_bytes(module: &crate::lower::Module, batch: u64) -> Result<u64, String> {
-    let mut g = module.graph.clone();
-    crate::passes::autodiff::autodiff(&mut g, &module.train.sgd).map_err(|e| e.to_string())?;
-    crate::passes::fuse::fuse(&mut g).map_err(|e| e.to_string())?;
+    let g = crate::passes::pipeline::training_step(&module.graph, &module.train.sgd, true)
+        .map_err(|e| e.to_string())?;
     let p = plan(&g, batch).map_err(|e| e.to_string())?;
     Ok(p.planned())
 }

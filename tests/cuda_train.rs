@@ -19,10 +19,8 @@ mod emu;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use emu::{Emu, build, have_gxx, run_step, view, view_mut};
-use netc::backend::cuda::device::Device;
-use netc::backend::cuda::program::CudaProgram;
-use netc::backend::cuda::runtime::RuntimeError;
+use emu::device::EmuDevice;
+use emu::{Emu, build, have_gxx};
 use netc::frontend;
 use netc::lower::Module;
 use netc::train::cuda::CudaStep;
@@ -33,44 +31,6 @@ use netc::train::run::{
 use netc::train::step::StepExec;
 
 const BATCH: u64 = 8;
-
-/// The emulated device: one host allocation laid out as the runtime lays
-/// out the device's (the memory plan's arenas, then the workspace).
-struct EmuDevice {
-    emu: Rc<Emu>,
-    prog: CudaProgram,
-    mem: Vec<f32>,
-}
-
-impl Device for EmuDevice {
-    fn program(&self) -> &CudaProgram {
-        &self.prog
-    }
-    fn upload(&mut self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
-        let Some(decl) = self.prog.buffers.get(b) else {
-            return Err(RuntimeError::NoBuffer(b.to_string()));
-        };
-        if decl.elems != data.len() {
-            return Err(RuntimeError::Size {
-                what: decl.name.clone(),
-                got: data.len(),
-                want: decl.elems,
-            });
-        }
-        view_mut(&self.prog, &mut self.mem, b).copy_from_slice(data);
-        Ok(())
-    }
-    fn download(&mut self, b: usize) -> Result<Vec<f32>, RuntimeError> {
-        if b >= self.prog.buffers.len() {
-            return Err(RuntimeError::NoBuffer(b.to_string()));
-        }
-        Ok(view(&self.prog, &self.mem, b).to_vec())
-    }
-    fn step(&mut self, seed: u64, lr: f64) -> Result<(), RuntimeError> {
-        run_step(&self.emu, &self.prog, &mut self.mem, seed, lr, |_, _| {});
-        Ok(())
-    }
-}
 
 /// The fused training program of `m` at [`BATCH`], compiled for the emulator.
 struct Emulated {
@@ -97,11 +57,7 @@ impl Emulated {
     ) -> Result<CudaStep<EmuDevice>, TrainError> {
         CudaStep::new(cpu, BATCH as usize, |p| {
             assert_eq!(p.source, self.source, "a different program");
-            Ok(EmuDevice {
-                emu: self.emu.clone(),
-                prog: p.clone(),
-                mem: vec![0f32; (p.bytes() as usize).div_ceil(4)],
-            })
+            Ok(EmuDevice::new(self.emu.clone(), p))
         })
     }
 

@@ -285,7 +285,7 @@ fn a_step_augmented_on_the_device_equals_one_fed_host_crops() {
         let raw = loader.raw_batch(0, step as usize).expect("raw batch");
         assert!(
             plain
-                .train_step_raw(&raw.images, &raw.params, &raw.labels, 0.02, step)
+                .train_step_bytes(&raw.images, &raw.params, &raw.labels, 0.02, step)
                 .is_err()
         );
         assert!(
@@ -293,18 +293,18 @@ fn a_step_augmented_on_the_device_equals_one_fed_host_crops() {
                 .is_err()
         );
         assert!(
-            dev.train_step_raw(&raw.images[1..], &raw.params, &raw.labels, 0.02, step)
+            dev.train_step_bytes(&raw.images[1..], &raw.params, &raw.labels, 0.02, step)
                 .is_err()
         );
         assert!(
-            dev.train_step_raw(&raw.images, &raw.params[1..], &raw.labels, 0.02, step)
+            dev.train_step_bytes(&raw.images, &raw.params[1..], &raw.labels, 0.02, step)
                 .is_err()
         );
         let a = plain
             .train_step(&host.images, &host.labels, 0.02, step)
             .unwrap();
         let b = dev
-            .train_step_raw(&raw.images, &raw.params, &raw.labels, 0.02, step)
+            .train_step_bytes(&raw.images, &raw.params, &raw.labels, 0.02, step)
             .unwrap();
         assert!(a.loss.is_finite());
         assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {step}");

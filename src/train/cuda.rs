@@ -15,10 +15,11 @@
 //!
 //! Augmentation on the device is an option ([`CudaStep::with_augment`]):
 //! the program then starts with the `backend::cuda::augment` kernel, and
-//! [`CudaStep::train_step_raw`] uploads a batch's raw `u8` images and the
+//! [`CudaStep::train_step_bytes`] uploads a batch's raw `u8` images and the
 //! host's per-image draws (`Loader::raw_batch`) instead of `f32` crops;
-//! the crops are the host's bit for bit, so the step is too. The training
-//! loop (`train::run`) still feeds host-augmented batches.
+//! the crops are the host's bit for bit, so the step is too
+//! (`netc train --backend cuda --device-augment`; the training loop feeds
+//! such a step raw batches, assembled on the calling thread).
 //!
 //! Evaluation runs on the host mirror, with the weights downloaded once at
 //! the end of each epoch. The generated program is a whole training step at
@@ -48,7 +49,7 @@ use crate::backend::cuda::runtime::{CudaExec, RuntimeError};
 use crate::backend::cuda::{self, nvrtc};
 use crate::ir::NodeId;
 use crate::rng;
-use crate::train::data::{Augmenter, Params};
+use crate::train::data::{Augmenter, Params, RawBatch};
 use crate::train::run::TrainError;
 use crate::train::step::{StateTensor, StepExec};
 
@@ -87,7 +88,7 @@ impl<D: Device> CudaStep<D> {
 
     /// As [`new`](Self::new), with `aug`'s augmentation on the device
     /// (`backend::cuda::augment::attach`): its mean image is uploaded here,
-    /// and steps take raw batches ([`train_step_raw`](Self::train_step_raw)).
+    /// and steps take raw batches ([`train_step_bytes`](Self::train_step_bytes)).
     pub fn with_augment(
         host: CpuExec,
         batch: usize,
@@ -178,7 +179,7 @@ impl<D: Device> CudaStep<D> {
     /// CHW images one after another, `params` the draws for each
     /// (`Loader::raw_batch`), augmented on the device. An error unless the
     /// step was built [`with_augment`](Self::with_augment).
-    pub fn train_step_raw(
+    pub fn train_step_bytes(
         &mut self,
         images: &[u8],
         params: &[Params],
@@ -320,6 +321,19 @@ impl<D: Device> StepExec for CudaStep<D> {
         None
     }
 
+    fn augments(&self) -> bool {
+        self.augment.is_some()
+    }
+
+    fn train_step_raw(
+        &mut self,
+        batch: &RawBatch,
+        lr: f64,
+        step: u64,
+    ) -> Result<StepStats, TrainError> {
+        CudaStep::train_step_bytes(self, &batch.images, &batch.params, &batch.labels, lr, step)
+    }
+
     fn first_non_finite(&mut self) -> Result<Option<String>, TrainError> {
         let prog = self.dev.program().clone();
         for (b, d) in prog.buffers.iter().enumerate() {
@@ -367,10 +381,15 @@ pub fn probe() -> Result<(), TrainError> {
 }
 
 /// The training step of `host`'s graph at `batch` on GPU 0: generated,
-/// compiled by NVRTC for [`ARCH`], loaded, parameters uploaded.
-pub fn open(host: CpuExec, batch: usize) -> Result<CudaStep<CudaExec>, TrainError> {
+/// compiled by NVRTC for [`ARCH`], loaded, parameters uploaded; with
+/// `aug`, augmenting on the device ([`CudaStep::with_augment`]).
+pub fn open(
+    host: CpuExec,
+    batch: usize,
+    aug: Option<&Augmenter>,
+) -> Result<CudaStep<CudaExec>, TrainError> {
     probe()?;
-    CudaStep::new(host, batch, |prog| {
+    CudaStep::build(host, batch, aug, |prog| {
         let ptx = nvrtc::compile(&prog.source, ARCH).map_err(cuda_err)?;
         CudaExec::new(prog.clone(), ptx).map_err(|e| match e {
             RuntimeError::NoDevice(why) => TrainError::Cuda(format!(

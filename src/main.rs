@@ -101,6 +101,10 @@ enum Cmd {
         /// augmentation, evaluation and checkpoints stay on the host).
         #[arg(long, value_enum, default_value_t = Backend::Cpu)]
         backend: Backend,
+        /// With `--backend cuda`: crop, mirror, light and normalise the
+        /// training batches on the GPU (same crops; raw bytes uploaded).
+        #[arg(long)]
+        device_augment: bool,
         /// Train the unfused step (same results, one op per layer).
         #[arg(long)]
         no_fuse: bool,
@@ -363,6 +367,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             checkpoint_every,
             stop_after,
             backend,
+            device_augment,
             no_fuse,
             no_plan,
         } => {
@@ -389,6 +394,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     Backend::Cpu => netc::train::step::Backend::Cpu,
                     Backend::Cuda => netc::train::step::Backend::Cuda,
                 },
+                device_augment,
             };
             netc::train::run::train(&c.module, &opts).map_err(|e| format!("error: {e}"))?;
             Ok(ExitCode::SUCCESS)

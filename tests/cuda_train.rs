@@ -19,10 +19,8 @@ mod emu;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use emu::{Emu, build, have_gxx, run_step, view, view_mut};
-use netc::backend::cuda::device::Device;
-use netc::backend::cuda::program::CudaProgram;
-use netc::backend::cuda::runtime::RuntimeError;
+use emu::device::EmuDevice;
+use emu::{Emu, build, have_gxx};
 use netc::frontend;
 use netc::lower::Module;
 use netc::train::cuda::CudaStep;
@@ -33,44 +31,6 @@ use netc::train::run::{
 use netc::train::step::StepExec;
 
 const BATCH: u64 = 8;
-
-/// The emulated device: one host allocation laid out as the runtime lays
-/// out the device's (the memory plan's arenas, then the workspace).
-struct EmuDevice {
-    emu: Rc<Emu>,
-    prog: CudaProgram,
-    mem: Vec<f32>,
-}
-
-impl Device for EmuDevice {
-    fn program(&self) -> &CudaProgram {
-        &self.prog
-    }
-    fn upload(&mut self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
-        let Some(decl) = self.prog.buffers.get(b) else {
-            return Err(RuntimeError::NoBuffer(b.to_string()));
-        };
-        if decl.elems != data.len() {
-            return Err(RuntimeError::Size {
-                what: decl.name.clone(),
-                got: data.len(),
-                want: decl.elems,
-            });
-        }
-        view_mut(&self.prog, &mut self.mem, b).copy_from_slice(data);
-        Ok(())
-    }
-    fn download(&mut self, b: usize) -> Result<Vec<f32>, RuntimeError> {
-        if b >= self.prog.buffers.len() {
-            return Err(RuntimeError::NoBuffer(b.to_string()));
-        }
-        Ok(view(&self.prog, &self.mem, b).to_vec())
-    }
-    fn step(&mut self, seed: u64, lr: f64) -> Result<(), RuntimeError> {
-        run_step(&self.emu, &self.prog, &mut self.mem, seed, lr, |_, _| {});
-        Ok(())
-    }
-}
 
 /// The fused training program of `m` at [`BATCH`], compiled for the emulator.
 struct Emulated {
@@ -97,16 +57,12 @@ impl Emulated {
     ) -> Result<CudaStep<EmuDevice>, TrainError> {
         CudaStep::new(cpu, BATCH as usize, |p| {
             assert_eq!(p.source, self.source, "a different program");
-            Ok(EmuDevice {
-                emu: self.emu.clone(),
-                prog: p.clone(),
-                mem: vec![0f32; (p.bytes() as usize).div_ceil(4)],
-            })
+            Ok(EmuDevice::new(self.emu.clone(), p))
         })
     }
 
     fn train(&self, m: &Module, opts: &TrainOptions) -> Outcome {
-        train_with(m, opts, |cpu, _| self.exec(cpu)).unwrap()
+        train_with(m, opts, |cpu, _, _| self.exec(cpu)).unwrap()
     }
 }
 
@@ -271,7 +227,7 @@ fn emulated_cuda_training_matches_the_cpu_backend_and_resumes() {
     o.epochs = Some(3);
     o.checkpoint_every = Some(1);
     o.resume = Some(part.join("checkpoint.safetensors"));
-    let e = train_with(&bad, &o, |cpu, _| emu.exec(cpu))
+    let e = train_with(&bad, &o, |cpu, _, _| emu.exec(cpu))
         .expect_err("a diverging run finished")
         .to_string();
     eprintln!("diverged: {e}");
@@ -323,4 +279,52 @@ fn train_backend_cuda_fails_cleanly_without_a_gpu() {
         }
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The loop with a step that augments on the device (`--device-augment`):
+/// fed raw batches, it ends each epoch with exactly the figures of the same
+/// step fed the host's crops, and on the CPU backend the option is an error.
+#[test]
+fn device_augmentation_trains_as_host_augmentation() {
+    let o = |dir: &Path| TrainOptions {
+        device_augment: true,
+        ..opts(dir)
+    };
+    let m = module();
+    let e = train(&m, &o(&tmp("augment-cpu"))).unwrap_err();
+    assert!(e.to_string().contains("--backend cuda"), "{e}");
+    if !gxx() {
+        return;
+    }
+    let cfg = effective_config(&m, &o(Path::new(".")));
+    let g = training_graph(&m, &cfg, true).unwrap();
+    // One library for both: the augmented program's kernels are the plain
+    // program's followed by the augmentation kernel.
+    let emu: std::cell::OnceCell<Rc<Emu>> = std::cell::OnceCell::new();
+    let run = |dir: &Path, on_device: bool| {
+        let outcome = train_with(&m, &o(dir), |cpu, _, aug| {
+            let lib = emu.get_or_init(|| {
+                let mut p = netc::backend::cuda::generate(&g, BATCH as usize).unwrap();
+                netc::backend::cuda::augment::attach(&mut p, aug).unwrap();
+                Rc::new(build("train-augment", &p.source, &p.kernels))
+            });
+            let open = |q: &netc::backend::cuda::CudaProgram| Ok(EmuDevice::new(lib.clone(), q));
+            if on_device {
+                CudaStep::with_augment(cpu, BATCH as usize, aug, open)
+            } else {
+                CudaStep::new(cpu, BATCH as usize, open)
+            }
+        });
+        finished(outcome.unwrap())
+    };
+    let want = run(&tmp("augment-host"), false);
+    let got = run(&tmp("augment-device"), true);
+    assert_eq!(got.len(), 2);
+    for (g, w) in got.iter().zip(&want) {
+        assert!(w.train_loss.is_finite());
+        let figures = |r: &EpochReport| {
+            [r.train_loss, r.test_loss, r.top1_error, r.top5_error, r.lr].map(f64::to_bits)
+        };
+        assert_eq!(figures(g), figures(w), "epoch {}", g.epoch);
+    }
 }

@@ -13,6 +13,14 @@
 //! downloaded into the mirror; on `--resume` they are uploaded), and
 //! evaluation.
 //!
+//! Augmentation on the device is an option ([`CudaStep::with_augment`]):
+//! the program then starts with the `backend::cuda::augment` kernel, and
+//! [`CudaStep::train_step_bytes`] uploads a batch's raw `u8` images and the
+//! host's per-image draws (`Loader::raw_batch`) instead of `f32` crops;
+//! the crops are the host's bit for bit, so the step is too
+//! (`netc train --backend cuda --device-augment`; the training loop feeds
+//! such a step raw batches, assembled on the calling thread).
+//!
 //! Evaluation runs on the host mirror, with the weights downloaded once at
 //! the end of each epoch. The generated program is a whole training step at
 //! a fixed batch with dropout on; a forward-only device program would need
@@ -34,12 +42,14 @@ use std::panic::catch_unwind;
 
 use crate::backend::cpu::exec::{CpuExec, StepStats};
 use crate::backend::cpu::kernels::softmax_xent::top1_top5;
+use crate::backend::cuda::augment::{self, AugmentBuffers};
 use crate::backend::cuda::device::Device;
 use crate::backend::cuda::program::{BufKind, CudaProgram, DType};
 use crate::backend::cuda::runtime::{CudaExec, RuntimeError};
 use crate::backend::cuda::{self, nvrtc};
 use crate::ir::NodeId;
 use crate::rng;
+use crate::train::data::{Augmenter, Params, RawBatch};
 use crate::train::run::TrainError;
 use crate::train::step::{StateTensor, StepExec};
 
@@ -56,6 +66,8 @@ pub struct CudaStep<D: Device> {
     stale: bool,
     classes: usize,
     bits: Vec<f32>,
+    /// The augmentation kernel's buffers, when the device augments.
+    augment: Option<AugmentBuffers>,
 }
 
 fn cuda_err(e: impl std::fmt::Display) -> TrainError {
@@ -71,7 +83,32 @@ impl<D: Device> CudaStep<D> {
         batch: usize,
         open: impl FnOnce(&CudaProgram) -> Result<D, TrainError>,
     ) -> Result<Self, TrainError> {
-        let prog = cuda::generate(host.graph(), batch).map_err(cuda_err)?;
+        Self::build(host, batch, None, open)
+    }
+
+    /// As [`new`](Self::new), with `aug`'s augmentation on the device
+    /// (`backend::cuda::augment::attach`): its mean image is uploaded here,
+    /// and steps take raw batches ([`train_step_bytes`](Self::train_step_bytes)).
+    pub fn with_augment(
+        host: CpuExec,
+        batch: usize,
+        aug: &Augmenter,
+        open: impl FnOnce(&CudaProgram) -> Result<D, TrainError>,
+    ) -> Result<Self, TrainError> {
+        Self::build(host, batch, Some(aug), open)
+    }
+
+    fn build(
+        host: CpuExec,
+        batch: usize,
+        aug: Option<&Augmenter>,
+        open: impl FnOnce(&CudaProgram) -> Result<D, TrainError>,
+    ) -> Result<Self, TrainError> {
+        let mut prog = cuda::generate(host.graph(), batch).map_err(cuda_err)?;
+        let augment = match aug {
+            Some(a) => Some(augment::attach(&mut prog, a).map_err(cuda_err)?),
+            None => None,
+        };
         let mut dev = open(&prog)?;
         let prog = dev.program().clone();
         let mut state = Vec::new();
@@ -94,6 +131,9 @@ impl<D: Device> CudaStep<D> {
                 d.1.name
             )));
         }
+        if let (Some(a), Some(b)) = (aug, &augment) {
+            dev.upload(b.mean, a.mean())?;
+        }
         let classes = prog.buffers[prog.logits].elems / prog.batch.max(1);
         Ok(CudaStep {
             dev,
@@ -102,6 +142,7 @@ impl<D: Device> CudaStep<D> {
             stale: false,
             classes,
             bits: Vec::new(),
+            augment,
         })
     }
 
@@ -133,28 +174,54 @@ impl<D: Device> CudaStep<D> {
         self.stale = false;
         Ok(())
     }
-}
 
-impl<D: Device> StepExec for CudaStep<D> {
-    fn image_len(&self) -> usize {
-        self.host.image_len()
-    }
-
-    fn train_step(
+    /// One training step on raw images: `images` are the batch's `u8`
+    /// CHW images one after another, `params` the draws for each
+    /// (`Loader::raw_batch`), augmented on the device. An error unless the
+    /// step was built [`with_augment`](Self::with_augment).
+    pub fn train_step_bytes(
         &mut self,
-        images: &[f32],
+        images: &[u8],
+        params: &[Params],
         labels: &[u32],
         lr: f64,
         step: u64,
     ) -> Result<StepStats, TrainError> {
-        let prog = self.dev.program();
-        let (batch, image, label, loss, logits) =
-            (prog.batch, prog.image, prog.labels, prog.loss, prog.logits);
-        if labels.len() != batch || images.len() != batch * self.host.image_len() {
+        let Some(a) = self.augment else {
+            return Err(TrainError::Config(
+                "this CUDA step does not augment on the device".into(),
+            ));
+        };
+        let d = a.dims;
+        if images.len() != d.in_bytes() || params.len() != d.batch {
             return Err(TrainError::Config(format!(
-                "the CUDA program trains batches of {batch}, not {} images of {} values",
-                labels.len(),
-                images.len() / labels.len().max(1)
+                "the CUDA program augments batches of {} images of {} bytes, not {} bytes with {} draws",
+                d.batch,
+                d.c * d.h * d.w,
+                images.len(),
+                params.len()
+            )));
+        }
+        self.check_labels(labels)?;
+        let (crop, light) = augment::pack_params(params, d.c);
+        let words: Vec<f32> = augment::pack_bytes(images)
+            .into_iter()
+            .map(f32::from_bits)
+            .collect();
+        let crop: Vec<f32> = crop.into_iter().map(f32::from_bits).collect();
+        self.dev.upload(a.img, &words)?;
+        self.dev.upload(a.crop, &crop)?;
+        self.dev.upload(a.light, &light)?;
+        self.run(labels, lr, step)
+    }
+
+    /// Checks a batch's labels against the program's batch and classes.
+    fn check_labels(&self, labels: &[u32]) -> Result<(), TrainError> {
+        let batch = self.dev.program().batch;
+        if labels.len() != batch {
+            return Err(TrainError::Config(format!(
+                "the CUDA program trains batches of {batch}, not {}",
+                labels.len()
             )));
         }
         if let Some(&bad) = labels.iter().find(|&&l| l as usize >= self.classes) {
@@ -164,9 +231,16 @@ impl<D: Device> StepExec for CudaStep<D> {
             }
             .into());
         }
+        Ok(())
+    }
+
+    /// Uploads `labels` (checked), runs the step, reads back the loss and
+    /// the logits.
+    fn run(&mut self, labels: &[u32], lr: f64, step: u64) -> Result<StepStats, TrainError> {
+        let prog = self.dev.program();
+        let (batch, label, loss, logits) = (prog.batch, prog.labels, prog.loss, prog.logits);
         self.bits.clear();
         self.bits.extend(labels.iter().map(|&l| f32::from_bits(l)));
-        self.dev.upload(image, images)?;
         self.dev.upload(label, &self.bits)?;
         self.dev.step(self.host.seed ^ rng::mix64(step), lr)?;
         self.stale = true;
@@ -183,6 +257,38 @@ impl<D: Device> StepExec for CudaStep<D> {
             top5,
             n: batch,
         })
+    }
+}
+
+impl<D: Device> StepExec for CudaStep<D> {
+    fn image_len(&self) -> usize {
+        self.host.image_len()
+    }
+
+    fn train_step(
+        &mut self,
+        images: &[f32],
+        labels: &[u32],
+        lr: f64,
+        step: u64,
+    ) -> Result<StepStats, TrainError> {
+        if self.augment.is_some() {
+            return Err(TrainError::Config(
+                "this CUDA step augments on the device: it takes raw batches".into(),
+            ));
+        }
+        let prog = self.dev.program();
+        let (batch, image) = (prog.batch, prog.image);
+        if labels.len() != batch || images.len() != batch * self.host.image_len() {
+            return Err(TrainError::Config(format!(
+                "the CUDA program trains batches of {batch}, not {} images of {} values",
+                labels.len(),
+                images.len() / labels.len().max(1)
+            )));
+        }
+        self.check_labels(labels)?;
+        self.dev.upload(image, images)?;
+        self.run(labels, lr, step)
     }
 
     fn eval_batch(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats, TrainError> {
@@ -213,6 +319,19 @@ impl<D: Device> StepExec for CudaStep<D> {
 
     fn state_finite(&self) -> Option<bool> {
         None
+    }
+
+    fn augments(&self) -> bool {
+        self.augment.is_some()
+    }
+
+    fn train_step_raw(
+        &mut self,
+        batch: &RawBatch,
+        lr: f64,
+        step: u64,
+    ) -> Result<StepStats, TrainError> {
+        CudaStep::train_step_bytes(self, &batch.images, &batch.params, &batch.labels, lr, step)
     }
 
     fn first_non_finite(&mut self) -> Result<Option<String>, TrainError> {
@@ -262,10 +381,15 @@ pub fn probe() -> Result<(), TrainError> {
 }
 
 /// The training step of `host`'s graph at `batch` on GPU 0: generated,
-/// compiled by NVRTC for [`ARCH`], loaded, parameters uploaded.
-pub fn open(host: CpuExec, batch: usize) -> Result<CudaStep<CudaExec>, TrainError> {
+/// compiled by NVRTC for [`ARCH`], loaded, parameters uploaded; with
+/// `aug`, augmenting on the device ([`CudaStep::with_augment`]).
+pub fn open(
+    host: CpuExec,
+    batch: usize,
+    aug: Option<&Augmenter>,
+) -> Result<CudaStep<CudaExec>, TrainError> {
     probe()?;
-    CudaStep::new(host, batch, |prog| {
+    CudaStep::build(host, batch, aug, |prog| {
         let ptx = nvrtc::compile(&prog.source, ARCH).map_err(cuda_err)?;
         CudaExec::new(prog.clone(), ptx).map_err(|e| match e {
             RuntimeError::NoDevice(why) => TrainError::Cuda(format!(

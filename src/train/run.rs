@@ -102,6 +102,8 @@ pub struct TrainOptions {
     pub interrupt: Option<Arc<AtomicBool>>,
     /// Where the training step runs (evaluation always runs on the host).
     pub backend: Backend,
+    /// Augment training batches on the device (`Backend::Cuda` only).
+    pub device_augment: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -274,7 +276,7 @@ fn setup<E: StepExec>(
     module: &Module,
     opts: &TrainOptions,
     say: &dyn Fn(&str),
-    make: impl FnOnce(CpuExec, &TrainConfig) -> Result<E, TrainError>,
+    make: impl FnOnce(CpuExec, &TrainConfig, &Augmenter) -> Result<E, TrainError>,
 ) -> Result<Setup<E>, TrainError> {
     let cfg = effective_config(module, opts);
     let (ds, desc) = load_data(opts.data.as_deref(), &cfg)?;
@@ -313,7 +315,7 @@ fn setup<E: StepExec>(
         ecfg.mode = Mode::TenCrop;
     }
     let test = Loader::new(Arc::new(ds.test), aug, ecfg).map_err(cfgerr)?;
-    let exec = make(exec, &cfg)?;
+    let exec = make(exec, &cfg, train.augmenter())?;
     Ok(Setup {
         cfg,
         exec,
@@ -438,23 +440,29 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
 /// for what is guaranteed.
 pub fn train(module: &Module, opts: &TrainOptions) -> Result<Outcome, TrainError> {
     match opts.backend {
-        Backend::Cpu => train_with(module, opts, |cpu, _| Ok(cpu)),
+        Backend::Cpu if opts.device_augment => Err(TrainError::Config(
+            "augmenting on the device needs `--backend cuda`".into(),
+        )),
+        Backend::Cpu => train_with(module, opts, |cpu, _, _| Ok(cpu)),
         Backend::Cuda => {
             // Before the data is loaded: a missing library fails at once.
             super::cuda::probe()?;
-            train_with(module, opts, |cpu, cfg| {
-                super::cuda::open(cpu, cfg.batch as usize)
+            train_with(module, opts, |cpu, cfg, aug| {
+                let aug = opts.device_augment.then_some(aug);
+                super::cuda::open(cpu, cfg.batch as usize, aug)
             })
         }
     }
 }
 
 /// Trains `module` with the step executor `make` builds from the run's
-/// CPU executor (freshly initialised from the seed) and settings.
+/// CPU executor (freshly initialised from the seed), settings and training
+/// augmentation. An executor that [`StepExec::augments`] is fed raw
+/// batches (`Loader::raw_batch`), the others host-augmented ones.
 pub fn train_with<E: StepExec>(
     module: &Module,
     opts: &TrainOptions,
-    make: impl FnOnce(CpuExec, &TrainConfig) -> Result<E, TrainError>,
+    make: impl FnOnce(CpuExec, &TrainConfig, &Augmenter) -> Result<E, TrainError>,
 ) -> Result<Outcome, TrainError> {
     let say = |s: &str| {
         if !opts.quiet {
@@ -530,7 +538,8 @@ pub fn train_with<E: StepExec>(
         );
         bar.set_prefix(format!("{}/{}", epoch + 1, s.cfg.epochs));
         bar.set_position(p.batch);
-        let mut iter = s.train.epoch(epoch, p.batch as usize);
+        let raw = s.exec.augments();
+        let mut iter = (!raw).then(|| s.train.epoch(epoch, p.batch as usize));
         while p.batch < steps_per_epoch {
             let stop = opts.stop_after.is_some_and(|k| p.step >= k)
                 || opts
@@ -554,8 +563,15 @@ pub fn train_with<E: StepExec>(
                     checkpoint: ckpt,
                 });
             }
-            let Some(b) = iter.next() else { break };
-            let st = s.exec.train_step(&b.images, &b.labels, lr, p.step)?;
+            let st = if let Some(it) = iter.as_mut() {
+                let Some(b) = it.next() else { break };
+                s.exec.train_step(&b.images, &b.labels, lr, p.step)?
+            } else {
+                let Some(b) = s.train.raw_batch(epoch, p.batch as usize) else {
+                    break;
+                };
+                s.exec.train_step_raw(&b, lr, p.step)?
+            };
             // A non-finite gradient shows in the parameters it updated.
             if !st.loss.is_finite() || s.exec.state_finite() == Some(false) {
                 let layer = s
@@ -672,7 +688,7 @@ pub fn eval_weights(
             eprintln!("{s}");
         }
     };
-    let mut s = setup(module, opts, &say, |cpu, _| Ok(cpu))?;
+    let mut s = setup(module, opts, &say, |cpu, _, _| Ok(cpu))?;
     restore(&mut s.exec, weights, &s.network, &s.fingerprint)?;
     evaluate(&mut s.exec, &s.test)
 }

@@ -11,6 +11,7 @@
 //! before the trait existed.
 
 use crate::backend::cpu::exec::{CpuExec, StepStats};
+use crate::train::data::RawBatch;
 use crate::train::run::TrainError;
 
 /// Which executor `netc train` runs the training step on.
@@ -63,6 +64,26 @@ pub trait StepExec {
 
     /// The first layer, in execution order, holding a non-finite value.
     fn first_non_finite(&mut self) -> Result<Option<String>, TrainError>;
+
+    /// Whether the executor augments on its device, so the loop feeds it
+    /// raw batches ([`StepExec::train_step_raw`]) instead of host crops.
+    fn augments(&self) -> bool {
+        false
+    }
+
+    /// One training step on a raw batch (`Loader::raw_batch`), augmented
+    /// by the executor; an error unless [`StepExec::augments`].
+    fn train_step_raw(
+        &mut self,
+        batch: &RawBatch,
+        lr: f64,
+        step: u64,
+    ) -> Result<StepStats, TrainError> {
+        let _ = (batch, lr, step);
+        Err(TrainError::Config(
+            "this executor takes host-augmented batches".into(),
+        ))
+    }
 }
 
 impl StepExec for CpuExec<f32> {

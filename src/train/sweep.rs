@@ -125,6 +125,7 @@ pub fn run(spec_path: &Path) -> Result<Vec<Row>, SweepError> {
             no_fuse: false,
             no_plan: false,
             backend: Default::default(),
+            device_augment: false,
         };
         let reports = match train(&compiled.module, &opts).map_err(|e| verr(e.to_string()))? {
             Outcome::Finished(r) => r,

@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod device;
+
 use std::ffi::{CString, c_void};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -13,10 +13,14 @@
 //! the step runs in the plan's order, and [`alias`] proves that no step is
 //! handed memory it cannot share. [`runtime`] allocates that memory once.
 //!
+//! [`augment`] is the data augmentation kernel (crop, mirror, lighting,
+//! mean, scale from raw `u8` images), equal to the host's bit for bit.
+//!
 //! [`runtime`] runs a program on a GPU behind the [`device::Device`]
 //! interface that training (`train::cuda`) drives.
 
 pub mod alias;
+pub mod augment;
 pub mod buffers;
 pub mod check;
 pub mod codegen;

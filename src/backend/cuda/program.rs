@@ -53,6 +53,10 @@ pub enum BufKind {
     Side,
     /// Workspace shared by the GEMM-based layers.
     Scratch,
+    /// An input of the augmentation kernel (`super::augment`): the raw
+    /// batch and per-image draws (uploaded each step), the mean image
+    /// (uploaded once).
+    Augment,
 }
 
 /// One device buffer.
@@ -259,7 +263,8 @@ impl CudaProgram {
             .filter(|r| r.planned)
             .fold(0u64, |t, r| t.saturating_add(r.size))
     }
-    /// Bytes of the workspace.
+    /// Bytes of the regions outside the plan: the workspace (and the
+    /// augmentation inputs, when `super::augment::attach` added them).
     pub fn workspace_bytes(&self) -> u64 {
         self.regions
             .iter()

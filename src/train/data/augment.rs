@@ -180,6 +180,11 @@ impl Augmenter {
     pub fn in_shape(&self) -> Shape {
         self.shape
     }
+    /// The mean image subtracted (`in_shape().len()` values): the
+    /// per-pixel mean, the channel means spread over their planes, or zeros.
+    pub fn mean(&self) -> &[f32] {
+        &self.mean
+    }
     /// The output crop shape `(c, crop, crop)`.
     pub fn out_shape(&self) -> Shape {
         Shape::new(self.shape.c, self.cfg.crop, self.cfg.crop)
@@ -329,6 +334,17 @@ impl Augmenter {
             Mode::Train => self.train_into(img, epoch, index, out),
             Mode::Center => self.center_into(img, out),
             Mode::TenCrop => self.ten_crops_into(img, out),
+        }
+    }
+
+    /// The draws [`apply_into`](Self::apply_into) uses for image `index`
+    /// under `mode`, one per output crop: the training draw, the centre
+    /// crop, or the ten crops.
+    pub fn params_for(&self, mode: Mode, epoch: u64, index: usize) -> Vec<Params> {
+        match mode {
+            Mode::Train => vec![self.params(epoch, index)],
+            Mode::Center => vec![self.centre_params(false)],
+            Mode::TenCrop => self.ten_crop_params().to_vec(),
         }
     }
 

@@ -183,6 +183,16 @@ impl Loader {
         &self.cfg
     }
 
+    /// The images the batches come from.
+    pub fn split(&self) -> &Split {
+        &self.split
+    }
+
+    /// The augmentation the batches apply.
+    pub fn augmenter(&self) -> &Augmenter {
+        &self.aug
+    }
+
     /// Batches per epoch.
     pub fn len(&self) -> usize {
         let (n, b) = (self.split.len(), self.cfg.batch_size);

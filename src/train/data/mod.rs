@@ -26,12 +26,14 @@ pub mod folder;
 pub mod idx;
 pub mod loader;
 pub mod pca;
+pub mod raw;
 
 use std::path::{Path, PathBuf};
 
 pub use augment::{AugmentConfig, Augmenter, ConfigError, MeanMode, Mode, Params};
 pub use loader::{Batch, EpochIter, Loader, LoaderConfig, WaitStats};
 pub use pca::{Pca, Stats};
+pub use raw::RawBatch;
 
 /// Everything that can go wrong reading data. Every variant names the path of
 /// the file (or folder) involved, so the message alone says what to fix.

@@ -16,7 +16,7 @@
 #    alexnet-fmnist.net (batch 128): netc on the GPU, PyTorch eager and
 #    torch.compile on the same GPU (bench/torch_peer.py defines the PyTorch
 #    networks).
-# 3. `netc train --backend cuda` against `--backend cpu` on the embedded
+# 3. `netc train --backend cuda` (host and device augmentation) against `--backend cpu` on the embedded
 #    subset: the epoch's train and test loss, PASS/FAIL.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -112,6 +112,15 @@ for b in cpu cuda; do
   timeout 300 "$NETC" train networks/alexnet-fmnist.net --data data/fmnist-small --epochs 1 \
     --max-steps 20 --batch 32 --backend "$b" --out "$T/$b" 2>&1 | tail -3 || status=1
 done
+# Augmentation on the device: the same figures as host augmentation, bit for bit.
+timeout 300 "$NETC" train networks/alexnet-fmnist.net --data data/fmnist-small --epochs 1 \
+  --max-steps 20 --batch 32 --backend cuda --device-augment --out "$T/cuda-aug" 2>&1 | tail -3 || status=1
+if cmp -s <(head -c 200 "$T/cuda/metrics.jsonl" | sed 's/"images_per_s".*//') \
+          <(head -c 200 "$T/cuda-aug/metrics.jsonl" | sed 's/"images_per_s".*//'); then
+  echo "device augmentation: PASS (same metrics as host augmentation)"
+else
+  echo "device augmentation: FAIL"; head -1 "$T/cuda/metrics.jsonl" "$T/cuda-aug/metrics.jsonl"; status=1
+fi
 python3 - "$T" <<'PY' || status=1
 import json, sys
 cpu, gpu = (json.loads(open(f"{sys.argv[1]}/{b}/metrics.jsonl").readline()) for b in ("cpu", "cuda"))
@@ -124,5 +133,5 @@ sys.exit(0 if ok else 1)
 PY
 rm -rf "$T"
 
-echo "== not yet implemented: augmentation on the GPU; evaluation on the GPU (it runs on the host)."
+echo "== not yet implemented: evaluation on the GPU (it runs on the host), CUDA graphs, pinned uploads, several GPUs."
 exit $status

@@ -138,10 +138,7 @@ fn in_place(p: &CudaProgram) -> Vec<(usize, usize, String)> {
             .args
             .iter()
             .zip(&k.params)
-            .filter_map(|(a, (t, _))| match a {
-                Arg::Buf(b) => Some((*b, t.is_output())),
-                _ => None,
-            })
+            .filter_map(|(a, (t, _))| a.buffer().map(|(b, _)| (b, t.is_output())))
             .collect();
         for &(o, _) in bufs.iter().filter(|(_, w)| *w) {
             for &(i, _) in bufs.iter().filter(|(_, w)| !*w) {
@@ -183,6 +180,53 @@ fn alexnet_device_memory_is_the_plan() {
             pairs.len()
         );
     }
+}
+
+/// The convolution workspace stays under its budget: `alexnet.net` at
+/// batch 128 runs conv1 in 9 chunks of images (15, the last 8) with the
+/// default 64 MiB, and a program whose convolutions fit stays one chunk
+/// per layer; weight gradients accumulate (`beta = 1`) after the first.
+#[test]
+fn convolutions_run_in_chunks_under_the_budget() {
+    let net = std::path::Path::new("networks/alexnet.net");
+    let count = |p: &CudaProgram, node: &str, stem: &str| {
+        p.steps
+            .iter()
+            .filter(|s| {
+                matches!(s, Step::Launch(l) if l.node == node
+                    && p.kernels[l.kernel].name.starts_with(stem))
+            })
+            .count()
+    };
+    for fused in [true, false] {
+        let g = graph(net, fused);
+        let p = cuda::generate(&g, 128).unwrap();
+        let scratch = |n: &str| p.buffers[p.buffer(n).unwrap()].bytes();
+        assert!(scratch("scratch.col") <= cuda::chunk::DEFAULT_CONV_WORKSPACE);
+        assert!(scratch("scratch.tmp") <= cuda::chunk::DEFAULT_CONV_WORKSPACE);
+        assert_eq!(count(&p, "conv1/conv@t0", "im2col"), 9);
+        assert_eq!(count(&p, "conv1/conv.dw@t0", "im2col"), 9);
+        let accumulate = p
+            .steps
+            .iter()
+            .filter(
+                |s| matches!(s, Step::Gemm(gm) if gm.node == "conv1/conv.dw@t0" && gm.beta == 1.0),
+            )
+            .count();
+        assert_eq!(accumulate, 8);
+        let huge = cuda::Options {
+            conv_workspace: u64::MAX,
+            ..Default::default()
+        };
+        let whole = cuda::generate_opts(&g, 128, huge).unwrap();
+        assert_eq!(count(&whole, "conv1/conv@t0", "im2col"), 1);
+        assert!(whole.workspace_bytes() > p.workspace_bytes());
+    }
+    let small = program(std::path::Path::new("networks/alexnet-fmnist.net"), 4, true);
+    assert!(small.steps.iter().all(|s| match s {
+        Step::Launch(l) => l.args.iter().all(|a| !matches!(a, Arg::At(..))),
+        Step::Gemm(gm) => gm.beta == 0.0,
+    }));
 }
 
 /// The alias checker rejects a GEMM writing over its operand, a kernel

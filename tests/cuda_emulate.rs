@@ -123,7 +123,12 @@ fn each_kernel_matches_the_cpu_op() {
             n: 300,
             classes: 13,
         },
-        Kernel::BiasGrad { n, f: c, p: h * w },
+        Kernel::BiasGrad {
+            n,
+            f: c,
+            p: h * w,
+            acc: false,
+        },
         Kernel::Sgd {
             total,
             momentum: 0.9,
@@ -318,6 +323,44 @@ fn training_step_matches_cpu_exec() {
                 .any(|k| k.rsplit_once('_').is_some_and(|(s, _)| s == stem)),
             "no {stem} in place: {in_place:?}"
         );
+    }
+}
+
+/// Convolutions in chunks of images match the CPU executor: unfused
+/// under a workspace budget below one image (a chunk per image), fused
+/// under one that takes two images of conv1, one of conv2 and the whole
+/// batch of the later layers (`conv_relu`'s bias gradient accumulated
+/// over chunks, weight gradients through `beta = 1` GEMMs).
+#[test]
+fn chunked_training_steps_match_cpu_exec() {
+    if !have_gxx() {
+        eprintln!("skipped: no g++ to compile the emulated CUDA");
+        return;
+    }
+    let src = std::fs::read_to_string("networks/alexnet-fmnist.net").unwrap();
+    for (tag, fused, budget, min) in [("chunk1", false, 1, 151), ("chunk2", true, 250_000, 150)] {
+        let opts = netc::backend::cuda::Options {
+            conv_workspace: budget,
+            ..Default::default()
+        };
+        step_matches_opts(tag, &src, fused, min, opts);
+        // The step did run in chunks: image offsets, accumulating GEMMs.
+        let c = netc::frontend::compile(&src).unwrap();
+        let mut g = c.module.graph.clone();
+        netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd).unwrap();
+        if fused {
+            netc::passes::fuse::fuse(&mut g).unwrap();
+        }
+        let p = netc::backend::cuda::generate_opts(&g, 4, opts).unwrap();
+        use netc::backend::cuda::program::{Arg, Step};
+        let offsets = p.steps.iter().any(
+            |s| matches!(s, Step::Launch(l) if l.args.iter().any(|a| matches!(a, Arg::At(..)))),
+        );
+        let acc = p
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Gemm(gm) if gm.beta == 1.0));
+        assert!(offsets && acc, "{tag}: not chunked");
     }
 }
 

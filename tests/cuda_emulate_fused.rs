@@ -160,6 +160,7 @@ fn conv_relu_and_its_gradients() {
                 n: 1,
                 f: s.f,
                 p: np,
+                acc: false,
             },
             geo(true),
         ],
@@ -243,6 +244,7 @@ fn dense_relu_and_dense_relu_dropout_and_their_gradients() {
                 n: s.n,
                 f: s.out,
                 p: 1,
+                acc: false,
             },
         ],
     );

@@ -269,6 +269,8 @@ pub fn run_step(
                         .iter()
                         .map(|a| match a {
                             Arg::Buf(b) => Val::Ptr(ptr(*b).cast()),
+                            // SAFETY: `alias::check` keeps the offset inside the buffer.
+                            Arg::At(b, at) => Val::Ptr(unsafe { ptr(*b).add(*at) }.cast()),
                             Arg::Seed => Val::U64(seed),
                             Arg::Lr => Val::F64(lr),
                         })
@@ -312,10 +314,7 @@ pub fn in_place_launches(p: &CudaProgram) -> Vec<String> {
             .args
             .iter()
             .zip(&k.params)
-            .filter_map(|(a, (t, _))| match a {
-                Arg::Buf(b) => Some((*b, *t)),
-                _ => None,
-            })
+            .filter_map(|(a, (t, _))| a.buffer().map(|(b, _)| (b, *t)))
             .collect();
         let ins: Vec<usize> = bufs
             .iter()
@@ -343,6 +342,23 @@ pub fn step_matches_in(
     min_buffers: usize,
     layout: Layout,
 ) -> Vec<String> {
+    let opts = cuda::Options {
+        layout,
+        ..cuda::Options::default()
+    };
+    step_matches_opts(tag, src, fused, min_buffers, opts)
+}
+
+/// [`step_matches_in`] with the program generated as `opts` says (a small
+/// `conv_workspace` runs the convolutions in chunks of images).
+pub fn step_matches_opts(
+    tag: &str,
+    src: &str,
+    fused: bool,
+    min_buffers: usize,
+    opts: cuda::Options,
+) -> Vec<String> {
+    let layout = opts.layout;
     let c = frontend::compile(src).unwrap_or_else(|d| panic!("{tag}: {:?}", d.message));
     let mut g = c.module.graph.clone();
     autodiff(&mut g, &c.module.train.sgd).unwrap();
@@ -350,7 +366,7 @@ pub fn step_matches_in(
         netc::passes::fuse::fuse(&mut g).unwrap();
     }
     let batch = 4;
-    let p = cuda::generate_with(&g, batch, layout).unwrap();
+    let p = cuda::generate_opts(&g, batch, opts).unwrap();
     if layout == Layout::Planned {
         planned_layout(&g, &p);
     }

@@ -15,12 +15,14 @@
 //!   `i` only to write element `i`; no `__restrict__`). A kernel that reads
 //!   neighbours (pooling, LRN, im2col, ...) is never given its output as an
 //!   input.
+//! - A pointer argument's element offset (one chunk of images) lies
+//!   inside its buffer; the whole buffer counts as used (conservative).
 //! - A cuBLAS GEMM's `C` lies clear of `A` and `B` (cuBLAS does not
 //!   support overlapping operands).
 //!
 //! Guarantees: never panics; the first violation found is the error.
 
-use super::program::{Arg, CudaProgram, Step};
+use super::program::{CudaProgram, Step};
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("step {step} ({node}): {what}")]
@@ -90,11 +92,14 @@ pub fn check(p: &CudaProgram) -> Result<(), AliasError> {
                     .args
                     .iter()
                     .zip(&k.params)
-                    .filter_map(|(a, (t, _))| match a {
-                        Arg::Buf(b) => Some((*b, t.is_output())),
-                        _ => None,
-                    })
-                    .collect();
+                    .filter_map(|(a, (t, _))| a.buffer().map(|(b, at)| (b, at, t.is_output())))
+                    .collect::<Vec<_>>();
+                for &(b, at, _) in &uses {
+                    if at > 0 && p.buffers.get(b).is_none_or(|d| at >= d.elems) {
+                        return Err(err(&l.node, format!("offset {at} past buffer b{b}")));
+                    }
+                }
+                let uses = uses.into_iter().map(|(b, _, w)| (b, w)).collect();
                 (&l.node, l.pos, uses, k.in_place)
             }
             Step::Gemm(g) => (

@@ -2,7 +2,10 @@
 //! per value-producing node and one per side value a forward op keeps for
 //! its backward, each at its planned arena and offset, and two scratch
 //! buffers shared by every GEMM-based layer (`col`, `tmp`) in a workspace
-//! region after the arenas (the plan does not model them).
+//! region after the arenas (the plan does not model them). The scratch
+//! buffers are sized for one chunk of images of each convolution
+//! (`super::chunk`, under the codegen's workspace budget), not the whole
+//! batch; the chunk of each convolution is kept for `layers`.
 //!
 //! Assumes a plan made by `memplan::plan` for this graph and batch (so it
 //! passes `memplan::check`). [`Layout::Separate`] instead gives every
@@ -40,10 +43,14 @@ pub struct Buffers {
     pub regions: Vec<Region>,
     pub node: HashMap<NodeId, usize>,
     pub side: HashMap<(NodeId, Side), usize>,
-    /// im2col matrices (and their gradients): `C·K·K × N·OH·OW`, the largest.
+    /// im2col matrices (and their gradients) of one chunk of images:
+    /// `C·K·K × c·OH·OW`, the largest.
     pub col: Option<usize>,
-    /// GEMM outputs before the epilogue, and transposed output gradients.
+    /// GEMM outputs before the epilogue, and transposed output gradients
+    /// (a convolution's for one chunk, a dense layer's for the batch).
     pub tmp: Option<usize>,
+    /// Images per chunk of each convolution (`super::chunk::images`).
+    pub chunk: HashMap<NodeId, usize>,
 }
 
 /// Elements of a node's value at `batch`.
@@ -95,12 +102,14 @@ fn decl(
     })
 }
 
-/// Assigns buffers to the nodes of `g` at `batch` from `plan`.
+/// Assigns buffers to the nodes of `g` at `batch` from `plan`, the
+/// convolutions in chunks under `budget` bytes of `col` (and of `tmp`).
 pub fn assign(
     g: &Graph,
     plan: &Plan,
     batch: usize,
     layout: Layout,
+    budget: u64,
 ) -> Result<Buffers, CodegenError> {
     let mut b = Buffers::default();
     let region: HashMap<_, usize> = plan
@@ -168,8 +177,12 @@ pub fn assign(
                     .unwrap_or(1) as usize;
                 let p = node.ty.dims().iter().skip(1).product::<u64>() as usize;
                 let kk = (*size * *size) as usize;
-                col = col.max(c * kk * batch * p);
-                tmp = tmp.max(*filters as usize * batch * p);
+                let (cols, rows) = (c * kk * p, *filters as usize * p);
+                let per = |e: usize| (e as u64).saturating_mul(4);
+                let images = super::chunk::images(batch, per(cols), per(rows), budget);
+                b.chunk.insert(n, images);
+                col = col.max(cols * images);
+                tmp = tmp.max(rows * images);
             }
             Op::Dense { units } | Op::DenseRelu { units } | Op::DenseReluDropout { units, .. } => {
                 tmp = tmp.max(*units as usize * batch)

@@ -12,7 +12,8 @@
 //! reached (so a weight's update never precedes the input gradient that
 //! reads it, and the plan keeps all three live from there). Convolutions and dense layers, plain or fused with their
 //! ReLU (and dropout), are cuBLAS `sgemm` steps around generated kernels
-//! (`layers`). An `lrn_maxpool` is one kernel (a block per
+//! (`layers`), a convolution's batch in chunks of images that keep the
+//! workspace under [`Options::conv_workspace`] (`super::chunk`). An `lrn_maxpool` is one kernel (a block per
 //! channel plane, the LRN output staged in shared memory; the LRN and
 //! pooling kernels in turn for planes too large for it), its gradient one
 //! elementwise kernel, a `grad_chain` one elementwise kernel. Everything
@@ -118,8 +119,8 @@ impl Gen<'_> {
         Ok(())
     }
 
-    /// Row-major `C[M×N] = op(A)·op(B)` (`op(A)` is `M×K`), written as the
-    /// column-major cuBLAS call `Cᵀ = op(B)ᵀ·op(A)ᵀ`.
+    /// Row-major `C[M×N] = op(A)·op(B) + beta·C` (`op(A)` is `M×K`),
+    /// written as the column-major cuBLAS call `Cᵀ = op(B)ᵀ·op(A)ᵀ + beta·Cᵀ`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn gemm_rm(
         &mut self,
@@ -130,6 +131,7 @@ impl Gen<'_> {
         b: usize,
         tb: bool,
         (mm, nn, kk): (usize, usize, usize),
+        beta: f32,
     ) {
         self.steps.push(Step::Gemm(Gemm {
             transa: tb,
@@ -142,7 +144,7 @@ impl Gen<'_> {
             lda: if tb { kk } else { nn },
             b: a,
             ldb: if ta { mm } else { kk },
-            beta: 0.0,
+            beta,
             c,
             ldc: nn,
             node: node_key(self.g, n),
@@ -516,10 +518,30 @@ impl Gen<'_> {
     }
 }
 
+/// How a program is generated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Where the planned buffers go.
+    pub layout: Layout,
+    /// Bytes each of `scratch.col` and `scratch.tmp` may take for one
+    /// convolution: its batch runs in chunks of images that fit
+    /// (`super::chunk`; a single image is never split).
+    pub conv_workspace: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            layout: Layout::Planned,
+            conv_workspace: super::chunk::DEFAULT_CONV_WORKSPACE,
+        }
+    }
+}
+
 /// Generates the CUDA program of one training step of `graph` at `batch`,
-/// laid out by its memory plan.
+/// laid out by its memory plan, with the default workspace budget.
 pub fn generate(graph: &Graph, batch: usize) -> Result<CudaProgram, CodegenError> {
-    generate_with(graph, batch, Layout::Planned)
+    generate_opts(graph, batch, Options::default())
 }
 
 /// [`generate`] with the buffers laid out as `layout` says.
@@ -527,6 +549,19 @@ pub fn generate_with(
     graph: &Graph,
     batch: usize,
     layout: Layout,
+) -> Result<CudaProgram, CodegenError> {
+    let opts = Options {
+        layout,
+        ..Options::default()
+    };
+    generate_opts(graph, batch, opts)
+}
+
+/// [`generate`] as `opts` says.
+pub fn generate_opts(
+    graph: &Graph,
+    batch: usize,
+    opts: Options,
 ) -> Result<CudaProgram, CodegenError> {
     if batch == 0 {
         return Err(CodegenError::EmptyBatch);
@@ -539,7 +574,7 @@ pub fn generate_with(
         MemplanError::Cycle => CodegenError::Cycle,
         e => CodegenError::Plan(e),
     })?;
-    let bufs = buffers::assign(graph, &plan, batch, layout)?;
+    let bufs = buffers::assign(graph, &plan, batch, opts.layout, opts.conv_workspace)?;
     let mut gen_ = Gen {
         g: graph,
         batch,

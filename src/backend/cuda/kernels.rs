@@ -123,11 +123,13 @@ pub enum Kernel {
         dropout: Option<(f64, u64)>,
         relu: bool,
     },
-    /// `db[f] = Σ_{n,p} dy[n][f][p]`, one block per `f`.
+    /// `db[f] = Σ_{n,p} dy[n][f][p]` (`+=` if `acc`: one chunk of images
+    /// after the first), one block per `f`.
     BiasGrad {
         n: usize,
         f: usize,
         p: usize,
+        acc: bool,
     },
     /// `col[(c·k+ki)·k+kj][n·oh·ow + oy·ow + ox]`.
     Im2col {
@@ -428,7 +430,7 @@ pub fn spec(k: &Kernel) -> Spec {
         Kernel::LrnMaxPoolFwd(s) => fk::lrn_maxpool_fwd(s),
         Kernel::LrnMaxPoolBwd(s) => fk::lrn_maxpool_bwd(s),
         Kernel::GradChain { total, parts, dropout, relu } => fk::grad_chain(*total, *parts, *dropout, *relu),
-        Kernel::BiasGrad { n, f, p } => Spec {
+        Kernel::BiasGrad { n, f, p, acc } => Spec {
             stem: "bias_grad",
             params: vec![(InF32, "dy"), (OutF32, "db")],
             body: vec![
@@ -444,7 +446,7 @@ pub fn spec(k: &Kernel) -> Spec {
                 "  if (threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];".into(),
                 "  __syncthreads();".into(),
                 "}".into(),
-                "if (threadIdx.x == 0) db[f] = part[0];".into(),
+                format!("if (threadIdx.x == 0) db[f] {}= part[0];", if *acc { "+" } else { "" }),
             ],
             shape: Shape::Blocks { grid: *f as u32, block: BLOCK },
             sync: true,

@@ -1,10 +1,17 @@
 //! Convolution and dense layers, plain or fused with their ReLU (and
 //! dropout): cuBLAS GEMMs around generated kernels.
 //!
-//! Forward, a convolution is im2col over the whole batch, one GEMM into
-//! `scratch.tmp` (`F × N·OH·OW`) and the bias epilogue, which restores the
-//! NCHW layout and applies the fused ReLU (and dropout mask); a dense
-//! layer is one GEMM and the same epilogue.
+//! A convolution runs over its batch in chunks of `c` images
+//! (`Buffers::chunk`, from `super::chunk`: the whole batch when it fits
+//! the workspace budget), each chunk's slice of an NCHW input, output or
+//! gradient passed as a pointer offset ([`Arg::At`]).
+//!
+//! Forward, per chunk: im2col of its images into `scratch.col`, one GEMM
+//! into `scratch.tmp` (`F × c·OH·OW`) and the bias epilogue, which writes
+//! the chunk's slice of the output in NCHW and applies the fused ReLU; a
+//! dense layer is one GEMM over the batch and the same epilogue (with its
+//! dropout mask, keyed by the element's index in the batch, so never
+//! chunked).
 //!
 //! Backward, all gradients of one layer are generated together when the
 //! first is reached (as the CPU executor's one call). A fused layer's
@@ -14,7 +21,16 @@
 //! `dense_relu_dropout`'s by `[y > 0]·1/(1 − rate)` (its output is positive
 //! iff the ReLU passed it and the mask kept it, as the CPU's backward
 //! reads it). Bias, weight and input gradients then read the masked copy.
+//!
+//! A convolution's gradients, per chunk: its output gradient to
+//! channel-major (masked) in `scratch.tmp`, im2col of its images, the
+//! weight gradient GEMM (`beta = 0` for the first chunk, `1` after, so the
+//! chunks' sums accumulate in `dW`), `dcol = Wᵀ·dYᵀ` into `scratch.col`
+//! and col2im into the chunk's slice of `dX`. The bias gradient is one
+//! kernel over the whole `dY`, or for a `conv_relu` a sum over each
+//! chunk's masked copy, accumulated likewise.
 
+use super::chunk;
 use super::codegen::{CodegenError, Gen, chw};
 use super::kernels::{Epilogue, Kernel};
 use super::program::Arg;
@@ -22,6 +38,11 @@ use crate::ir::{NodeId, Op};
 
 /// Convolution geometry: `[filters, size, stride, pad]`.
 pub(super) type ConvGeo = [u64; 4];
+
+/// Buffer `b` from element `at` on (the plain buffer at 0).
+fn at(b: usize, at: usize) -> Arg {
+    if at == 0 { Arg::Buf(b) } else { Arg::At(b, at) }
+}
 
 impl Gen<'_> {
     pub(super) fn conv_forward(
@@ -37,29 +58,26 @@ impl Gen<'_> {
         let (_, oh, ow) = chw(g, n);
         let (f, k) = (filters as usize, size as usize);
         let (col, tmp) = (self.bufs.col.unwrap_or(0), self.bufs.tmp.unwrap_or(0));
-        let im = Kernel::Im2col {
-            n: b,
-            c,
-            h,
-            w,
-            k,
-            stride: stride as usize,
-            pad: pad as usize,
-            oh,
-            ow,
-        };
-        self.launch(n, im, vec![Arg::Buf(self.buf(ins[0])), Arg::Buf(col)])?;
-        let np = b * oh * ow;
-        self.gemm_rm(
-            n,
-            tmp,
-            self.buf(ins[1]),
-            false,
-            col,
-            false,
-            (f, np, c * k * k),
-        );
-        self.epilogue(n, (f, oh * ow), act)
+        let (x, wb) = (self.buf(ins[0]), self.buf(ins[1]));
+        let images = self.bufs.chunk.get(&n).copied().unwrap_or(b);
+        for (first, m) in chunk::spans(b, images) {
+            let im = Kernel::Im2col {
+                n: m,
+                c,
+                h,
+                w,
+                k,
+                stride: stride as usize,
+                pad: pad as usize,
+                oh,
+                ow,
+            };
+            self.launch(n, im, vec![at(x, first * c * h * w), Arg::Buf(col)])?;
+            let np = m * oh * ow;
+            self.gemm_rm(n, tmp, wb, false, col, false, (f, np, c * k * k), 0.0);
+            self.epilogue(n, (f, oh * ow), act, (first, m))?;
+        }
+        Ok(())
     }
 
     pub(super) fn dense_forward(
@@ -82,29 +100,33 @@ impl Gen<'_> {
             x,
             true,
             (u, self.batch, inp),
+            0.0,
         );
-        self.epilogue(n, (u, 1), act)
+        self.epilogue(n, (u, 1), act, (0, self.batch))
     }
 
-    /// `y = act(scratch.tmp + bias)` for `f` channels of `p` positions.
+    /// `y = act(scratch.tmp + bias)` for `f` channels of `p` positions, of
+    /// `count` images from image `first` (a dropout epilogue only over the
+    /// whole batch: its mask is keyed by the index in `y`).
     fn epilogue(
         &mut self,
         n: NodeId,
         (f, p): (usize, usize),
         act: Epilogue,
+        (first, count): (usize, usize),
     ) -> Result<(), CodegenError> {
         let ins = self.g.inputs(n);
         let tmp = self.bufs.tmp.unwrap_or(0);
         let mut args = vec![
             Arg::Buf(tmp),
             Arg::Buf(self.buf(ins[2])),
-            Arg::Buf(self.buf(n)),
+            at(self.buf(n), first * f * p),
         ];
         if matches!(act, Epilogue::ReluDropout { .. }) {
             args.push(Arg::Seed);
         }
         let ep = Kernel::BiasEpilogue {
-            n: self.batch,
+            n: count,
             f,
             p,
             act,
@@ -161,52 +183,45 @@ impl Gen<'_> {
         let (_, oh, ow) = chw(g, f);
         let (nf, k, p) = (filters as usize, size as usize, oh * ow);
         let (col, tmp) = (self.bufs.col.unwrap_or(0), self.bufs.tmp.unwrap_or(0));
-        let tc = Kernel::ToChannelMajor {
-            n: b,
-            f: nf,
-            p,
-            relu,
-        };
-        if relu {
-            // The masked dy, channel-major: what the bias gradient sums too.
-            let args = vec![Arg::Buf(dyb), Arg::Buf(self.buf(f)), Arg::Buf(tmp)];
-            self.launch(dw, tc, args)?;
-            if let Some(db) = db {
-                let kern = Kernel::BiasGrad {
-                    n: 1,
-                    f: nf,
-                    p: b * p,
-                };
-                self.launch(db, kern, vec![Arg::Buf(tmp), Arg::Buf(self.buf(db))])?;
-            }
-        } else {
-            if let Some(db) = db {
-                let kern = Kernel::BiasGrad { n: b, f: nf, p };
-                self.launch(db, kern, vec![Arg::Buf(dyb), Arg::Buf(self.buf(db))])?;
-            }
-            self.launch(dw, tc, vec![Arg::Buf(dyb), Arg::Buf(tmp)])?;
-        }
-        let (stride, pad) = (stride as usize, pad as usize);
-        let im = Kernel::Im2col {
-            n: b,
-            c,
-            h,
-            w: wd,
-            k,
-            stride,
-            pad,
-            oh,
-            ow,
-        };
-        self.launch(dw, im, vec![Arg::Buf(x), Arg::Buf(col)])?;
-        let ckk = c * k * k;
-        // dW[F×CKK] = dYᵀ[F×NP] · colᵀ
-        self.gemm_rm(dw, self.buf(dw), tmp, false, col, true, (nf, ckk, b * p));
-        if let Some(dx) = dx {
-            // dcol[CKK×NP] = Wᵀ · dYᵀ, then scattered back (as a gather).
-            self.gemm_rm(dx, col, w, true, tmp, false, (ckk, b * p, nf));
-            let c2 = Kernel::Col2im {
+        let (stride, pad, ckk) = (stride as usize, pad as usize, c * k * k);
+        let y = self.buf(f);
+        if !relu && let Some(db) = db {
+            let kern = Kernel::BiasGrad {
                 n: b,
+                f: nf,
+                p,
+                acc: false,
+            };
+            self.launch(db, kern, vec![Arg::Buf(dyb), Arg::Buf(self.buf(db))])?;
+        }
+        let images = self.bufs.chunk.get(&f).copied().unwrap_or(b);
+        for (i, (first, m)) in chunk::spans(b, images).enumerate() {
+            let (ys, xs) = (first * nf * p, first * c * h * wd);
+            let beta = if i == 0 { 0.0 } else { 1.0 };
+            let tc = Kernel::ToChannelMajor {
+                n: m,
+                f: nf,
+                p,
+                relu,
+            };
+            if relu {
+                // The masked dy, channel-major: what the bias gradient sums too.
+                let args = vec![at(dyb, ys), at(y, ys), Arg::Buf(tmp)];
+                self.launch(dw, tc, args)?;
+                if let Some(db) = db {
+                    let kern = Kernel::BiasGrad {
+                        n: 1,
+                        f: nf,
+                        p: m * p,
+                        acc: i > 0,
+                    };
+                    self.launch(db, kern, vec![Arg::Buf(tmp), Arg::Buf(self.buf(db))])?;
+                }
+            } else {
+                self.launch(dw, tc, vec![at(dyb, ys), Arg::Buf(tmp)])?;
+            }
+            let im = Kernel::Im2col {
+                n: m,
                 c,
                 h,
                 w: wd,
@@ -216,7 +231,26 @@ impl Gen<'_> {
                 oh,
                 ow,
             };
-            self.launch(dx, c2, vec![Arg::Buf(col), Arg::Buf(self.buf(dx))])?;
+            self.launch(dw, im, vec![at(x, xs), Arg::Buf(col)])?;
+            // dW[F×CKK] (+)= dYᵀ[F×cP] · colᵀ
+            let shape = (nf, ckk, m * p);
+            self.gemm_rm(dw, self.buf(dw), tmp, false, col, true, shape, beta);
+            if let Some(dx) = dx {
+                // dcol[CKK×cP] = Wᵀ · dYᵀ, then scattered back (as a gather).
+                self.gemm_rm(dx, col, w, true, tmp, false, (ckk, m * p, nf), 0.0);
+                let c2 = Kernel::Col2im {
+                    n: m,
+                    c,
+                    h,
+                    w: wd,
+                    k,
+                    stride,
+                    pad,
+                    oh,
+                    ow,
+                };
+                self.launch(dx, c2, vec![Arg::Buf(col), at(self.buf(dx), xs)])?;
+            }
         }
         Ok(())
     }
@@ -254,14 +288,19 @@ impl Gen<'_> {
             dyb = tmp;
         }
         if let Some(db) = db {
-            let kern = Kernel::BiasGrad { n: b, f: u, p: 1 };
+            let kern = Kernel::BiasGrad {
+                n: b,
+                f: u,
+                p: 1,
+                acc: false,
+            };
             self.launch(db, kern, vec![Arg::Buf(dyb), Arg::Buf(self.buf(db))])?;
         }
         // dW[U×In] = dYᵀ · x
-        self.gemm_rm(dw, self.buf(dw), dyb, true, x, false, (u, inp, b));
+        self.gemm_rm(dw, self.buf(dw), dyb, true, x, false, (u, inp, b), 0.0);
         if let Some(dx) = dx {
             // dx[N×In] = dY · W
-            self.gemm_rm(dx, self.buf(dx), dyb, false, w, false, (b, inp, u));
+            self.gemm_rm(dx, self.buf(dx), dyb, false, w, false, (b, inp, u), 0.0);
         }
         Ok(())
     }

@@ -82,6 +82,7 @@ pub fn render(p: &CudaProgram) -> String {
     let _ = writeln!(s, "\n[steps] {}", p.steps.len());
     let arg = |a: &Arg| match a {
         Arg::Buf(b) => format!("b{b}"),
+        Arg::At(b, at) => format!("b{b}+{at}"),
         Arg::Seed => "seed".into(),
         Arg::Lr => "lr".into(),
     };

@@ -2,7 +2,8 @@
 //! graph, unfused or fused by `passes::fuse`, into CUDA C source and an
 //! ordered launch list ([`program`]), with no device, driver or toolkit
 //! involved, so it runs and is tested on any machine. [`kernels`] (with
-//! [`fused_kernels`]) is the kernel table, `layers` the GEMM-based layers.
+//! [`fused_kernels`]) is the kernel table, `layers` the GEMM-based layers
+//! (convolutions in chunks of images, [`chunk`]).
 //! [`nvrtc`] compiles that source to PTX when NVRTC can be loaded
 //! (dynamically, at run time); [`manifest`] renders the launch list as text.
 //!
@@ -23,6 +24,7 @@ pub mod alias;
 pub mod augment;
 pub mod buffers;
 pub mod check;
+pub mod chunk;
 pub mod codegen;
 pub mod device;
 pub mod fused_kernels;
@@ -35,5 +37,5 @@ pub mod render;
 pub mod runtime;
 
 pub use buffers::Layout;
-pub use codegen::{CodegenError, generate, generate_with};
+pub use codegen::{CodegenError, Options, generate, generate_opts, generate_with};
 pub use program::CudaProgram;

@@ -167,10 +167,25 @@ pub struct KernelDecl {
 pub enum Arg {
     /// A buffer, by index into [`CudaProgram::buffers`].
     Buf(usize),
+    /// A buffer from an element offset on (`buffer, offset`): one chunk of
+    /// images of a convolution's input, output or gradient. The offset is
+    /// below the buffer's length.
+    At(usize, usize),
     /// The step's dropout seed: `seed ^ rng::mix64(step)` (as the CPU executor).
     Seed,
     /// The step's learning rate.
     Lr,
+}
+
+impl Arg {
+    /// The buffer and element offset a pointer argument points at.
+    pub fn buffer(&self) -> Option<(usize, usize)> {
+        match *self {
+            Arg::Buf(b) => Some((b, 0)),
+            Arg::At(b, at) => Some((b, at)),
+            Arg::Seed | Arg::Lr => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -207,6 +207,7 @@ impl CudaExec {
                         .iter()
                         .map(|a| match a {
                             Arg::Buf(b) => self.ptr(*b),
+                            Arg::At(b, at) => self.ptr(*b) + (*at * 4) as u64,
                             Arg::Seed => seed,
                             Arg::Lr => 0,
                         })

@@ -8,6 +8,9 @@
 //! `relu_grad`, `dropout` and `dropout_grad`, `add`; `grad_chain` there)
 //! are built by [`ew_in_place`]: thread `i` reads element `i` of each
 //! input only to write element `i`, and no pointer is `__restrict__`.
+//! A convolution's kernels (im2col, col2im, epilogue, transpose, bias
+//! gradient) take `n` images: the whole batch or one chunk of it, their
+//! pointers offset to the chunk's first image by the caller.
 
 use super::fused_kernels as fk;
 pub use super::fused_kernels::{Epilogue, LrnPool};

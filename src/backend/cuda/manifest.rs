@@ -2,7 +2,8 @@
 //! (total bytes, each region's base and size), buffers (each with its
 //! region, byte offset there and lifetime in positions of the plan's
 //! order), kernels and steps (each with its position), one per line, in
-//! execution order.
+//! execution order. A kernel argument into a buffer at an element offset
+//! (one chunk of a convolution's images) reads `b{buffer}+{offset}`.
 
 use std::fmt::Write;
 

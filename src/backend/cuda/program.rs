@@ -11,6 +11,9 @@
 //! its region's base plus its offset. Buffers live at the same time are
 //! disjoint, except an elementwise kernel's output written in place over an
 //! input (same address and size); `super::alias` proves it of every step.
+//! A kernel argument may point into a buffer at an element offset
+//! ([`Arg::At`]: one chunk of a convolution's images), and a GEMM may
+//! accumulate into its output (`beta = 1`: a chunked weight gradient).
 
 use serde::Serialize;
 

@@ -1,8 +1,9 @@
 //! Runs a [`CudaProgram`] on a GPU through cudarc: PTX loaded once, one
 //! device allocation of the program's [`CudaProgram::bytes`] (the memory
 //! plan's arenas, then the workspace) with every buffer at its planned
-//! address, the launch list replayed on one stream, GEMM steps as
-//! `cublasSgemm`. The driver and cuBLAS are loaded at run time; on a
+//! address (an [`Arg::At`] argument that address plus its element offset),
+//! the launch list replayed on one stream, GEMM steps as `cublasSgemm`
+//! (with their `beta`: a chunked weight gradient accumulates). The driver and cuBLAS are loaded at run time; on a
 //! machine without them [`CudaExec::new`] returns [`RuntimeError::NoDevice`]
 //! (the loaders' panics are caught), never panics. Before allocating it
 //! asks the driver for free memory: a plan that does not fit (or an

@@ -206,19 +206,15 @@ pub fn run(
 fn forward_only(g: &Graph) -> Result<(), PipelineError> {
     for n in g.node_ids() {
         let node = g.node(n);
-        let forward = matches!(
-            node.op,
-            Op::Input { .. }
-                | Op::Param { .. }
-                | Op::Conv { .. }
-                | Op::Relu
-                | Op::Lrn { .. }
-                | Op::MaxPool { .. }
-                | Op::Dense { .. }
-                | Op::Dropout { .. }
-                | Op::Concat
-                | Op::SoftmaxXent
-        );
+        // Autodiff differentiates only unfused forward ops.
+        let forward = node.op.is_forward()
+            && !matches!(
+                node.op,
+                Op::ConvRelu { .. }
+                    | Op::DenseRelu { .. }
+                    | Op::DenseReluDropout { .. }
+                    | Op::LrnMaxPool { .. }
+            );
         if !forward {
             return Err(PipelineError::NotForward {
                 node: node.name.clone(),

@@ -129,6 +129,19 @@ fn lrn_params(size: u64, alpha: f64, beta: f64, k: f64) -> k::lrn::LrnParams {
     }
 }
 
+/// The kernel's shape of a max pooling of `x` at batch `n`.
+fn pool_shape(g: &Graph, x: NodeId, n: usize, size: u64, stride: u64) -> k::pool::PoolShape {
+    let (c, h, w) = chw(g, x);
+    k::pool::PoolShape {
+        n,
+        c,
+        h,
+        w,
+        size: size as usize,
+        stride: stride as usize,
+    }
+}
+
 /// A convolution's or dense layer's kernel shape, fused or not.
 enum LayerShape {
     Conv(k::conv::ConvShape),

@@ -12,7 +12,7 @@
 
 use super::fused::{grad_chain, lrn_maxpool_backward, lrn_maxpool_forward, relu_dropout_inplace};
 use super::layout::{Loc, carve};
-use super::{CpuExec, ExecError, LayerShape, chw, layer_shape, lrn_params};
+use super::{CpuExec, ExecError, LayerShape, chw, layer_shape, lrn_params, pool_shape};
 use crate::backend::cpu::kernels::{self as k, Act, Float, Nchw};
 use crate::ir::{NodeId, Op};
 use crate::passes::memplan::Side;
@@ -182,16 +182,9 @@ impl<T: Float> CpuExec<T> {
                 pool,
                 stride,
             } => {
-                let (c, h, wd) = chw(g, ins[0]);
                 let p = lrn_params(*size, *alpha, *beta, *kk);
-                let s = k::pool::PoolShape {
-                    n: 1,
-                    c,
-                    h,
-                    w: wd,
-                    size: *pool as usize,
-                    stride: *stride as usize,
-                };
+                // One image's shape: the fused op runs image by image.
+                let s = pool_shape(g, ins[0], 1, *pool, *stride);
                 if let Op::LrnMaxPool { .. } = op {
                     let [lrn, scale, am] = rest else {
                         return Err(ExecError::Internal("lrn_maxpool side buffers".into()));
@@ -228,15 +221,7 @@ impl<T: Float> CpuExec<T> {
                 k::lrn::lrn_forward(&p, &Nchw::new(b, c, h, wd), x(0)?, out, scale);
             }
             Op::MaxPool { size, stride } => {
-                let (c, h, wd) = chw(g, ins[0]);
-                let s = k::pool::PoolShape {
-                    n: b,
-                    c,
-                    h,
-                    w: wd,
-                    size: *size as usize,
-                    stride: *stride as usize,
-                };
+                let s = pool_shape(g, ins[0], b, *size, *stride);
                 let [am] = rest else {
                     return Err(ExecError::Internal("maxpool side buffer".into()));
                 };
@@ -298,15 +283,7 @@ impl<T: Float> CpuExec<T> {
                 );
             }
             Op::MaxPoolGrad { size, stride } => {
-                let (c, h, wd) = chw(g, ins[0]);
-                let s = k::pool::PoolShape {
-                    n: b,
-                    c,
-                    h,
-                    w: wd,
-                    size: *size as usize,
-                    stride: *stride as usize,
-                };
+                let s = pool_shape(g, ins[0], b, *size, *stride);
                 let dy = x(1)?;
                 k::pool::maxpool_backward(&s, dy, index(side(0)?, dy.len()), out);
             }

@@ -12,7 +12,11 @@
 #    then alexnet-fmnist.net with every buffer in its own memory
 #    (--separate): every node's buffer (the output of each generated kernel
 #    or GEMM step, gradients included).
-# 2. Training throughput of alexnet.net (batch 128, fused and unfused) and
+#    Each planned parity run also replays the step captured as a CUDA graph
+#    for 6 staged steps against issuing it launch by launch (PASS: equal).
+# 2. Training throughput of alexnet.net (batch 128: fused with graph
+#    replay, without it (--no-graph), with each batch staged through
+#    page-locked memory (--stage), and unfused) and
 #    alexnet-fmnist.net (batch 128): netc on the GPU, PyTorch eager and
 #    torch.compile on the same GPU (bench/torch_peer.py defines the PyTorch
 #    networks).
@@ -57,6 +61,8 @@ timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 32 --arch "$A
 
 echo "== throughput: $STEPS training steps, synthetic data"
 timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" || status=1
+timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --no-graph || status=1
+timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --stage || status=1
 timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --no-fuse || status=1
 timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 128 --steps "$STEPS" --arch "$ARCH" || status=1
 
@@ -133,5 +139,5 @@ sys.exit(0 if ok else 1)
 PY
 rm -rf "$T"
 
-echo "== not yet implemented: evaluation on the GPU (it runs on the host), CUDA graphs, pinned uploads, several GPUs."
+echo "== not yet implemented: evaluation on the GPU (it runs on the host)."
 exit $status

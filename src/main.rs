@@ -112,6 +112,10 @@ enum Cmd {
         /// the memory plan (same results, more memory).
         #[arg(long)]
         no_plan: bool,
+        /// With `--backend cuda`: issue every launch of every step instead
+        /// of replaying the step captured once as a CUDA graph.
+        #[arg(long)]
+        no_graph: bool,
     },
     /// Evaluate the weights of a checkpoint on the test set (top-1 and top-5 error).
     Eval {
@@ -201,6 +205,15 @@ enum Cmd {
         /// layout, so every value of the step is compared.
         #[arg(long)]
         separate: bool,
+        /// Issue every launch of every step instead of replaying the step
+        /// captured as a CUDA graph.
+        #[arg(long)]
+        no_graph: bool,
+        /// Throughput: stage each step's batch and labels through
+        /// page-locked memory, as training does (by default the batch
+        /// stays on the device, as in the PyTorch peer).
+        #[arg(long)]
+        stage: bool,
     },
     /// Rewrite a file in canonical form.
     Fmt {
@@ -370,6 +383,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             device_augment,
             no_fuse,
             no_plan,
+            no_graph,
         } => {
             let (c, _) = load(&file)?;
             // Ctrl-C: finish the step in flight, checkpoint, exit cleanly.
@@ -395,6 +409,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     Backend::Cuda => netc::train::step::Backend::Cuda,
                 },
                 device_augment,
+                no_graph,
             };
             netc::train::run::train(&c.module, &opts).map_err(|e| format!("error: {e}"))?;
             Ok(ExitCode::SUCCESS)
@@ -571,7 +586,20 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             arch,
             no_fuse,
             separate,
-        } => cuda_check(&file, batch as usize, steps, &arch, !no_fuse, separate),
+            no_graph,
+            stage,
+        } => cuda_check(
+            &file,
+            &CheckOpts {
+                batch: batch as usize,
+                steps,
+                arch,
+                fuse: !no_fuse,
+                separate,
+                graph: !no_graph,
+                stage,
+            },
+        ),
         Cmd::Check { file } => {
             let (c, _) = load(&file)?;
             eprintln!(
@@ -724,20 +752,26 @@ fn compile_cuda(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `netc cuda-check`: GPU-vs-CPU parity of one step (fused unless `fuse`
-/// is false; the CPU executor runs the same graph), then throughput.
-fn cuda_check(
-    file: &Path,
+/// `netc cuda-check`'s settings (see the command's flags).
+struct CheckOpts {
     batch: usize,
     steps: u64,
-    arch: &str,
+    arch: String,
     fuse: bool,
     separate: bool,
-) -> Result<ExitCode, String> {
+    graph: bool,
+    stage: bool,
+}
+
+/// `netc cuda-check`: GPU-vs-CPU parity of one step (fused unless `fuse`
+/// is false; the CPU executor runs the same graph) and graph replay
+/// against launch-by-launch issue, or throughput.
+fn cuda_check(file: &Path, o: &CheckOpts) -> Result<ExitCode, String> {
     use netc::backend::cuda::{Layout, check};
+    let (batch, steps, fuse, separate) = (o.batch, o.steps, o.fuse, o.separate);
     let (c, _) = load(file)?;
     let g = cuda_step(&c, fuse)?;
-    let arch: &'static str = match arch {
+    let arch: &'static str = match o.arch.as_str() {
         "sm_80" => "sm_80",
         "sm_90" => "sm_90",
         "sm_100" => "sm_100",
@@ -749,6 +783,7 @@ fn cuda_check(
         Layout::Planned
     };
     let mut exec = check::load(&g, batch, arch, layout).map_err(|e| format!("error: {e}"))?;
+    exec.set_graph(o.graph);
     let p = exec.program();
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     println!(
@@ -782,13 +817,31 @@ fn cuda_check(
             errs.len(),
             if ok { "PASS" } else { "FAIL" }
         );
+        if o.graph {
+            // Two fresh programs: one replaying the captured step, one not.
+            let mut a = check::load(&g, batch, arch, layout).map_err(|e| format!("error: {e}"))?;
+            let mut b = check::load(&g, batch, arch, layout).map_err(|e| format!("error: {e}"))?;
+            let (diff, how) =
+                check::replay_parity(&g, &mut a, &mut b, 6).map_err(|e| format!("error: {e}"))?;
+            let replayed = how.starts_with("replaying");
+            let pass = replayed && diff <= 1e-6;
+            println!(
+                "graph replay: 6 staged steps against launch by launch: largest difference {diff:.3e} ({how}): {}",
+                if pass { "PASS" } else { "FAIL" }
+            );
+            ok &= pass;
+        }
     } else {
-        let r = check::throughput(&g, &mut exec, steps).map_err(|e| format!("error: {e}"))?;
+        let r =
+            check::throughput(&g, &mut exec, steps, o.stage).map_err(|e| format!("error: {e}"))?;
         println!(
-            "netc-cuda {}{} batch {batch}: {r:.1} images/s, device memory {:.1} MiB",
+            "netc-cuda {}{} batch {batch}: {r:.1} images/s, device memory {:.1} MiB (+{:.1} MiB cuBLAS workspace and staging), {}{}",
             c.module.graph.name,
             if fuse { "" } else { " (unfused)" },
-            exec.device_bytes() as f64 / (1u64 << 20) as f64
+            exec.device_bytes() as f64 / (1u64 << 20) as f64,
+            exec.extra_bytes() as f64 / (1u64 << 20) as f64,
+            exec.replay(),
+            if o.stage { ", batches staged" } else { "" }
         );
     }
     Ok(if ok {

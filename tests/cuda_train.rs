@@ -153,6 +153,9 @@ fn emulated_cuda_training_matches_the_cpu_backend_and_resumes() {
         close(&format!("step {s} loss"), *g, *w, 1e-4);
     }
     eprintln!("step losses: emulated CUDA {got:?}, CPU {want:?}");
+    // After the warm-up steps, the launch list recorded once was replayed
+    // (as a CUDA graph is), and gave the CPU's losses.
+    assert_eq!(gpu.device().replayed, 4 - emu::device::WARM);
     // A wrong batch or label is an error, not a device fault.
     let per = gpu.image_len();
     assert!(gpu.train_step(&vec![0.0; per], &[0], 0.01, 9).is_err());
@@ -278,6 +281,20 @@ fn train_backend_cuda_fails_cleanly_without_a_gpu() {
             }
         }
     }
+    let _ = std::fs::remove_dir_all(&out);
+    // `--no-graph` belongs to the CUDA backend: on the CPU it is an error.
+    let res = std::process::Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(["train", "networks/alexnet-fmnist.net", "--no-graph"])
+        .args(["--data", "data/fmnist-small", "--max-steps", "1", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`--no-graph` is for `--backend cuda`"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 

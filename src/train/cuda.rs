@@ -21,6 +21,12 @@
 //! (`netc train --backend cuda --device-augment`; the training loop feeds
 //! such a step raw batches, assembled on the calling thread).
 //!
+//! Overlap. The loop issues a step ([`StepExec::submit`]), hands over the
+//! next batch ([`StepExec::prefetch`]: staged through page-locked memory
+//! while the step runs, `backend::cuda::staging`), and only then waits for
+//! the step's loss and logits ([`StepExec::collect`]); `train_step` does
+//! the three in a row.
+//!
 //! Evaluation runs on the host mirror, with the weights downloaded once at
 //! the end of each epoch. The generated program is a whole training step at
 //! a fixed batch with dropout on; a forward-only device program would need
@@ -51,7 +57,7 @@ use crate::ir::NodeId;
 use crate::rng;
 use crate::train::data::{Augmenter, Params, RawBatch};
 use crate::train::run::TrainError;
-use crate::train::step::{StateTensor, StepExec};
+use crate::train::step::{Input, StateTensor, StepExec};
 
 /// The NVRTC target: PTX for sm_80 is compiled on to newer GPUs by the driver.
 pub const ARCH: &str = "sm_80";
@@ -68,6 +74,10 @@ pub struct CudaStep<D: Device> {
     bits: Vec<f32>,
     /// The augmentation kernel's buffers, when the device augments.
     augment: Option<AugmentBuffers>,
+    /// Inputs are staged for the next step (by `prefetch`), with these labels.
+    staged: Option<Vec<u32>>,
+    /// The labels of the step issued and not yet collected.
+    running: Option<Vec<u32>>,
 }
 
 fn cuda_err(e: impl std::fmt::Display) -> TrainError {
@@ -143,6 +153,8 @@ impl<D: Device> CudaStep<D> {
             classes,
             bits: Vec::new(),
             augment,
+            staged: None,
+            running: None,
         })
     }
 
@@ -187,6 +199,18 @@ impl<D: Device> CudaStep<D> {
         lr: f64,
         step: u64,
     ) -> Result<StepStats, TrainError> {
+        self.stage_raw(images, params, labels)?;
+        self.issue(lr, step)?;
+        self.finish()
+    }
+
+    /// Stages a raw batch and its draws (checked) for the next step.
+    fn stage_raw(
+        &mut self,
+        images: &[u8],
+        params: &[Params],
+        labels: &[u32],
+    ) -> Result<(), TrainError> {
         let Some(a) = self.augment else {
             return Err(TrainError::Config(
                 "this CUDA step does not augment on the device".into(),
@@ -209,10 +233,40 @@ impl<D: Device> CudaStep<D> {
             .map(f32::from_bits)
             .collect();
         let crop: Vec<f32> = crop.into_iter().map(f32::from_bits).collect();
-        self.dev.upload(a.img, &words)?;
-        self.dev.upload(a.crop, &crop)?;
-        self.dev.upload(a.light, &light)?;
-        self.run(labels, lr, step)
+        self.dev.stage(a.img, &words)?;
+        self.dev.stage(a.crop, &crop)?;
+        self.dev.stage(a.light, &light)?;
+        self.stage_labels(labels)
+    }
+
+    /// Stages a host-augmented batch (checked) for the next step.
+    fn stage_host(&mut self, images: &[f32], labels: &[u32]) -> Result<(), TrainError> {
+        if self.augment.is_some() {
+            return Err(TrainError::Config(
+                "this CUDA step augments on the device: it takes raw batches".into(),
+            ));
+        }
+        let prog = self.dev.program();
+        let (batch, image) = (prog.batch, prog.image);
+        if labels.len() != batch || images.len() != batch * self.host.image_len() {
+            return Err(TrainError::Config(format!(
+                "the CUDA program trains batches of {batch}, not {} images of {} values",
+                labels.len(),
+                images.len() / labels.len().max(1)
+            )));
+        }
+        self.check_labels(labels)?;
+        self.dev.stage(image, images)?;
+        self.stage_labels(labels)
+    }
+
+    fn stage_labels(&mut self, labels: &[u32]) -> Result<(), TrainError> {
+        self.bits.clear();
+        self.bits.extend(labels.iter().map(|&l| f32::from_bits(l)));
+        let b = self.dev.program().labels;
+        self.dev.stage(b, &self.bits)?;
+        self.staged = Some(labels.to_vec());
+        Ok(())
     }
 
     /// Checks a batch's labels against the program's batch and classes.
@@ -234,29 +288,50 @@ impl<D: Device> CudaStep<D> {
         Ok(())
     }
 
-    /// Uploads `labels` (checked), runs the step, reads back the loss and
-    /// the logits.
-    fn run(&mut self, labels: &[u32], lr: f64, step: u64) -> Result<StepStats, TrainError> {
-        let prog = self.dev.program();
-        let (batch, label, loss, logits) = (prog.batch, prog.labels, prog.loss, prog.logits);
-        self.bits.clear();
-        self.bits.extend(labels.iter().map(|&l| f32::from_bits(l)));
-        self.dev.upload(label, &self.bits)?;
+    /// Issues the step on the staged inputs, without waiting for it. A step
+    /// still running is collected first (its figures are dropped).
+    fn issue(&mut self, lr: f64, step: u64) -> Result<(), TrainError> {
+        let Some(labels) = self.staged.take() else {
+            return Err(TrainError::Config(
+                "no inputs are staged for the step".into(),
+            ));
+        };
+        if self.running.is_some() {
+            self.finish()?;
+        }
         self.dev.step(self.host.seed ^ rng::mix64(step), lr)?;
         self.stale = true;
+        self.running = Some(labels);
+        Ok(())
+    }
+
+    /// Waits for the issued step, reads back the loss and the logits.
+    fn finish(&mut self) -> Result<StepStats, TrainError> {
+        let Some(labels) = self.running.take() else {
+            return Err(TrainError::Config("no training step is running".into()));
+        };
+        let prog = self.dev.program();
+        let (batch, loss, logits) = (prog.batch, prog.loss, prog.logits);
         let loss = self
             .dev
             .download(loss)?
             .first()
             .map_or(f64::NAN, |&v| v as f64);
         let logits = self.dev.download(logits)?;
-        let (top1, top5) = top1_top5(batch, self.classes, &logits, labels);
+        let (top1, top5) = top1_top5(batch, self.classes, &logits, &labels);
         Ok(StepStats {
             loss,
             top1,
             top5,
             n: batch,
         })
+    }
+
+    fn stage(&mut self, input: Input<'_>) -> Result<(), TrainError> {
+        match input {
+            Input::Host { images, labels } => self.stage_host(images, labels),
+            Input::Raw(b) => self.stage_raw(&b.images, &b.params, &b.labels),
+        }
     }
 }
 
@@ -272,23 +347,30 @@ impl<D: Device> StepExec for CudaStep<D> {
         lr: f64,
         step: u64,
     ) -> Result<StepStats, TrainError> {
-        if self.augment.is_some() {
-            return Err(TrainError::Config(
-                "this CUDA step augments on the device: it takes raw batches".into(),
-            ));
+        self.stage_host(images, labels)?;
+        self.issue(lr, step)?;
+        self.finish()
+    }
+
+    fn submit(
+        &mut self,
+        input: Input<'_>,
+        lr: f64,
+        step: u64,
+    ) -> Result<Option<StepStats>, TrainError> {
+        if self.staged.is_none() {
+            self.stage(input)?;
         }
-        let prog = self.dev.program();
-        let (batch, image) = (prog.batch, prog.image);
-        if labels.len() != batch || images.len() != batch * self.host.image_len() {
-            return Err(TrainError::Config(format!(
-                "the CUDA program trains batches of {batch}, not {} images of {} values",
-                labels.len(),
-                images.len() / labels.len().max(1)
-            )));
-        }
-        self.check_labels(labels)?;
-        self.dev.upload(image, images)?;
-        self.run(labels, lr, step)
+        self.issue(lr, step)?;
+        Ok(None)
+    }
+
+    fn prefetch(&mut self, input: Input<'_>) -> Result<(), TrainError> {
+        self.stage(input)
+    }
+
+    fn collect(&mut self) -> Result<StepStats, TrainError> {
+        self.finish()
     }
 
     fn eval_batch(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats, TrainError> {
@@ -382,20 +464,24 @@ pub fn probe() -> Result<(), TrainError> {
 
 /// The training step of `host`'s graph at `batch` on GPU 0: generated,
 /// compiled by NVRTC for [`ARCH`], loaded, parameters uploaded; with
-/// `aug`, augmenting on the device ([`CudaStep::with_augment`]).
+/// `aug`, augmenting on the device ([`CudaStep::with_augment`]); replayed
+/// as a CUDA graph after the warm-up steps if `graph`.
 pub fn open(
     host: CpuExec,
     batch: usize,
     aug: Option<&Augmenter>,
+    graph: bool,
 ) -> Result<CudaStep<CudaExec>, TrainError> {
     probe()?;
     CudaStep::build(host, batch, aug, |prog| {
         let ptx = nvrtc::compile(&prog.source, ARCH).map_err(cuda_err)?;
-        CudaExec::new(prog.clone(), ptx).map_err(|e| match e {
+        let mut exec = CudaExec::new(prog.clone(), ptx).map_err(|e| match e {
             RuntimeError::NoDevice(why) => TrainError::Cuda(format!(
                 "`--backend cuda` cannot run here: no usable CUDA device ({why}); train with `--backend cpu`"
             )),
             e => e.into(),
-        })
+        })?;
+        exec.set_graph(graph);
+        Ok(exec)
     })
 }

@@ -104,6 +104,9 @@ pub struct TrainOptions {
     pub backend: Backend,
     /// Augment training batches on the device (`Backend::Cuda` only).
     pub device_augment: bool,
+    /// Issue every launch of every step instead of replaying the step
+    /// captured as a CUDA graph (`Backend::Cuda` only).
+    pub no_graph: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -443,13 +446,16 @@ pub fn train(module: &Module, opts: &TrainOptions) -> Result<Outcome, TrainError
         Backend::Cpu if opts.device_augment => Err(TrainError::Config(
             "augmenting on the device needs `--backend cuda`".into(),
         )),
+        Backend::Cpu if opts.no_graph => Err(TrainError::Config(
+            "`--no-graph` is for `--backend cuda`".into(),
+        )),
         Backend::Cpu => train_with(module, opts, |cpu, _, _| Ok(cpu)),
         Backend::Cuda => {
             // Before the data is loaded: a missing library fails at once.
             super::cuda::probe()?;
             train_with(module, opts, |cpu, cfg, aug| {
                 let aug = opts.device_augment.then_some(aug);
-                super::cuda::open(cpu, cfg.batch as usize, aug)
+                super::cuda::open(cpu, cfg.batch as usize, aug, !opts.no_graph)
             })
         }
     }
@@ -540,6 +546,8 @@ pub fn train_with<E: StepExec>(
         bar.set_position(p.batch);
         let raw = s.exec.augments();
         let mut iter = (!raw).then(|| s.train.epoch(epoch, p.batch as usize));
+        // The batch of the next step, fetched while the step before it runs.
+        let mut next = Fetched::get(&mut iter, &s.train, epoch, p.batch as usize);
         while p.batch < steps_per_epoch {
             let stop = opts.stop_after.is_some_and(|k| p.step >= k)
                 || opts
@@ -563,14 +571,19 @@ pub fn train_with<E: StepExec>(
                     checkpoint: ckpt,
                 });
             }
-            let st = if let Some(it) = iter.as_mut() {
-                let Some(b) = it.next() else { break };
-                s.exec.train_step(&b.images, &b.labels, lr, p.step)?
-            } else {
-                let Some(b) = s.train.raw_batch(epoch, p.batch as usize) else {
-                    break;
-                };
-                s.exec.train_step_raw(&b, lr, p.step)?
+            let Some(cur) = next.take() else { break };
+            let done = s.exec.submit(cur.input(), lr, p.step)?;
+            // While the step runs (on a device), the next batch is
+            // assembled and handed over to be copied.
+            if p.batch + 1 < steps_per_epoch {
+                next = Fetched::get(&mut iter, &s.train, epoch, p.batch as usize + 1);
+                if let Some(n) = &next {
+                    s.exec.prefetch(n.input())?;
+                }
+            }
+            let st = match done {
+                Some(st) => st,
+                None => s.exec.collect()?,
             };
             // A non-finite gradient shows in the parameters it updated.
             if !st.loss.is_finite() || s.exec.state_finite() == Some(false) {
@@ -703,4 +716,37 @@ pub fn load_weights(path: &Path) -> Result<Vec<(String, Vec<f32>)>, TrainError> 
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(v)
+}
+
+/// One step's batch as the loop fetched it: host-augmented from the
+/// loader's iterator, or raw for an executor that augments on its device.
+enum Fetched {
+    Host(crate::train::data::Batch),
+    Raw(crate::train::data::RawBatch),
+}
+
+impl Fetched {
+    /// Batch `index` of `epoch`: the iterator's next one, or (without an
+    /// iterator) the raw batch at that index; `None` past the end.
+    fn get(
+        iter: &mut Option<crate::train::data::EpochIter>,
+        train: &Loader,
+        epoch: u64,
+        index: usize,
+    ) -> Option<Fetched> {
+        match iter.as_mut() {
+            Some(it) => it.next().map(Fetched::Host),
+            None => train.raw_batch(epoch, index).map(Fetched::Raw),
+        }
+    }
+
+    fn input(&self) -> crate::train::step::Input<'_> {
+        match self {
+            Fetched::Host(b) => crate::train::step::Input::Host {
+                images: &b.images,
+                labels: &b.labels,
+            },
+            Fetched::Raw(b) => crate::train::step::Input::Raw(b),
+        }
+    }
 }

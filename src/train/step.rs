@@ -24,6 +24,19 @@ pub enum Backend {
     Cuda,
 }
 
+/// A step's inputs as the loop hands them to [`StepExec::submit`] and
+/// [`StepExec::prefetch`].
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    /// A host-augmented batch.
+    Host {
+        images: &'a [f32],
+        labels: &'a [u32],
+    },
+    /// A raw batch, for an executor that [`StepExec::augments`].
+    Raw(&'a RawBatch),
+}
+
 /// A parameter or velocity: `name@device`, dims, values.
 pub type StateTensor<'a> = (String, Vec<usize>, &'a [f32]);
 
@@ -69,6 +82,37 @@ pub trait StepExec {
     /// raw batches ([`StepExec::train_step_raw`]) instead of host crops.
     fn augments(&self) -> bool {
         false
+    }
+
+    /// Issues one training step on `input` (as [`StepExec::train_step`] or
+    /// [`StepExec::train_step_raw`]). An executor that runs the step
+    /// while the host goes on returns `None`, and [`StepExec::collect`]
+    /// gives the step's figures; the default runs it to the end.
+    fn submit(
+        &mut self,
+        input: Input<'_>,
+        lr: f64,
+        step: u64,
+    ) -> Result<Option<StepStats>, TrainError> {
+        match input {
+            Input::Host { images, labels } => self.train_step(images, labels, lr, step).map(Some),
+            Input::Raw(b) => self.train_step_raw(b, lr, step).map(Some),
+        }
+    }
+
+    /// The inputs of the step after the one submitted last: an executor
+    /// may copy them to its device while that step runs. The next
+    /// [`StepExec::submit`] must be on the same inputs. The default does
+    /// nothing.
+    fn prefetch(&mut self, input: Input<'_>) -> Result<(), TrainError> {
+        let _ = input;
+        Ok(())
+    }
+
+    /// Waits for the step [`StepExec::submit`] left running and returns
+    /// its figures; an error if none is running.
+    fn collect(&mut self) -> Result<StepStats, TrainError> {
+        Err(TrainError::Config("no training step is running".into()))
     }
 
     /// One training step on a raw batch (`Loader::raw_batch`), augmented

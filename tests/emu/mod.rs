@@ -47,7 +47,9 @@ pub struct Emu {
     kernels: Vec<KernelDecl>,
 }
 
-/// A kernel argument value.
+/// A kernel argument value: a pointer, or a value the launch keeps in
+/// memory of its own for a kernel that reads it through a pointer (a
+/// `const unsigned long long*` seed, a `const double*` rate).
 pub enum Val {
     Ptr(*mut c_void),
     U64(u64),
@@ -79,8 +81,8 @@ pub fn build(tag: &str, source: &str, kernels: &[KernelDecl]) -> Emu {
             .map(|(i, (t, _))| match t {
                 ParamTy::InF32 | ParamTy::OutF32 => format!("*(float**)a[{i}]"),
                 ParamTy::InU32 | ParamTy::OutU32 => format!("*(unsigned int**)a[{i}]"),
-                ParamTy::U64 => format!("*(unsigned long long*)a[{i}]"),
-                ParamTy::F64 => format!("*(double*)a[{i}]"),
+                ParamTy::InU64 => format!("*(const unsigned long long**)a[{i}]"),
+                ParamTy::InF64 => format!("*(const double**)a[{i}]"),
             })
             .collect();
         d.push_str(&format!(
@@ -129,12 +131,21 @@ impl Emu {
     pub fn launch(&self, kernel: usize, grid: u32, block: u32, vals: &[Val]) {
         let kd = &self.kernels[kernel];
         assert_eq!(kd.params.len(), vals.len(), "{}", kd.name);
-        let mut slots: Vec<u64> = vals
+        // A value argument lives here for the launch; the kernel gets its address.
+        let values: Vec<u64> = vals
             .iter()
             .map(|v| match v {
-                Val::Ptr(p) => *p as u64,
+                Val::Ptr(_) => 0,
                 Val::U64(x) => *x,
                 Val::F64(x) => x.to_bits(),
+            })
+            .collect();
+        let mut slots: Vec<u64> = vals
+            .iter()
+            .zip(&values)
+            .map(|(v, x)| match v {
+                Val::Ptr(p) => *p as u64,
+                Val::U64(_) | Val::F64(_) => x as *const u64 as u64,
             })
             .collect();
         let mut args: Vec<*mut c_void> = slots
@@ -244,6 +255,7 @@ pub fn run_step(
     mut at: impl FnMut(usize, &[f32]),
 ) {
     assert!(mem.len() * 4 >= p.bytes() as usize);
+    write_scalars(p, mem, seed, lr);
     let base = mem.as_mut_ptr();
     // SAFETY: every buffer lies inside the allocation (checked by
     // `alias::check` when the program was generated, and by the assert).
@@ -271,8 +283,6 @@ pub fn run_step(
                             Arg::Buf(b) => Val::Ptr(ptr(*b).cast()),
                             // SAFETY: `alias::check` keeps the offset inside the buffer.
                             Arg::At(b, at) => Val::Ptr(unsafe { ptr(*b).add(*at) }.cast()),
-                            Arg::Seed => Val::U64(seed),
-                            Arg::Lr => Val::F64(lr),
                         })
                         .collect();
                     emu.launch(l.kernel, l.grid, l.block, &vals);
@@ -282,6 +292,78 @@ pub fn run_step(
         }
     }
     assert_eq!(next, p.steps.len(), "a step past the last position");
+}
+
+/// Writes a step's scalars (dropout seed, learning rate) where the
+/// program's kernels read them, as the runtime does before each step.
+pub fn write_scalars(p: &CudaProgram, mem: &mut [f32], seed: u64, lr: f64) {
+    view_mut(p, mem, p.scalars)
+        .copy_from_slice(&netc::backend::cuda::program::scalar_words(seed, lr));
+}
+
+/// One step of a captured launch list: every argument resolved to a word
+/// offset into the device memory.
+pub enum Recorded {
+    Launch {
+        kernel: usize,
+        grid: u32,
+        block: u32,
+        args: Vec<usize>,
+    },
+    Gemm(netc::backend::cuda::program::Gemm, [usize; 3]),
+}
+
+/// The launch list of `p` with every argument resolved, as a CUDA graph
+/// captures it: nothing in it depends on the step (seed and rate are read
+/// from the scalars buffer).
+pub fn record(p: &CudaProgram) -> Vec<Recorded> {
+    p.steps
+        .iter()
+        .map(|st| match st {
+            Step::Launch(l) => Recorded::Launch {
+                kernel: l.kernel,
+                grid: l.grid,
+                block: l.block,
+                args: l
+                    .args
+                    .iter()
+                    .map(|a| {
+                        let (b, at) = a.buffer().expect("every argument is a device address");
+                        word(p, b) + at
+                    })
+                    .collect(),
+            },
+            Step::Gemm(g) => Recorded::Gemm(g.clone(), [word(p, g.a), word(p, g.b), word(p, g.c)]),
+        })
+        .collect()
+}
+
+/// Replays a recorded launch list over `mem` (after the step's scalars
+/// are written).
+pub fn replay(emu: &Emu, rec: &[Recorded], mem: &mut [f32]) {
+    let base = mem.as_mut_ptr();
+    for r in rec {
+        match r {
+            Recorded::Launch {
+                kernel,
+                grid,
+                block,
+                args,
+            } => {
+                // SAFETY: the offsets were resolved from the program's
+                // buffers, which lie inside `mem`.
+                let vals: Vec<Val> = args
+                    .iter()
+                    .map(|&w| Val::Ptr(unsafe { base.add(w) }.cast()))
+                    .collect();
+                emu.launch(*kernel, *grid, *block, &vals);
+            }
+            // SAFETY: as above.
+            Recorded::Gemm(g, [a, b, c]) => unsafe {
+                emu.sgemm(g, base.add(*a), base.add(*b), base.add(*c))
+            },
+        }
+    }
 }
 
 /// A whole training step of `src` (fused by `passes::fuse` if `fused`)
@@ -494,7 +576,7 @@ pub fn planned_layout(g: &netc::ir::Graph, p: &CudaProgram) {
     let scratch = p
         .buffers
         .iter()
-        .filter(|d| d.kind == BufKind::Scratch)
+        .filter(|d| matches!(d.kind, BufKind::Scratch | BufKind::Scalars))
         .count();
     assert_eq!(seen + scratch, p.buffers.len());
     let order: Vec<String> = plan.order.iter().map(|&n| node_key(g, n)).collect();

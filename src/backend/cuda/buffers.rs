@@ -2,7 +2,8 @@
 //! per value-producing node and one per side value a forward op keeps for
 //! its backward, each at its planned arena and offset, and two scratch
 //! buffers shared by every GEMM-based layer (`col`, `tmp`) in a workspace
-//! region after the arenas (the plan does not model them). The scratch
+//! region after the arenas (the plan does not model them), followed there
+//! by the step's scalars (dropout seed, learning rate). The scratch
 //! buffers are sized for one chunk of images of each convolution
 //! (`super::chunk`, under the codegen's workspace budget), not the whole
 //! batch; the chunk of each convolution is kept for `layers`.
@@ -21,7 +22,7 @@
 use std::collections::HashMap;
 
 use super::codegen::CodegenError;
-use super::program::{BufKind, BufferDecl, DType, REGION_ALIGN, Region};
+use super::program::{BufKind, BufferDecl, DType, REGION_ALIGN, Region, SCALAR_WORDS};
 use crate::ir::{Graph, InputKind, NodeId, Op, ParamRole, Ty};
 pub use crate::passes::memplan::Side;
 use crate::passes::memplan::{self, Plan};
@@ -51,6 +52,8 @@ pub struct Buffers {
     pub tmp: Option<usize>,
     /// Images per chunk of each convolution (`super::chunk::images`).
     pub chunk: HashMap<NodeId, usize>,
+    /// The step's scalars (`program::scalar_words`), last in the workspace.
+    pub scalars: usize,
 }
 
 /// Elements of a node's value at `batch`.
@@ -234,6 +237,18 @@ pub fn assign(
         *slot = Some(b.decls.len() - 1);
         top = round(top.saturating_add(len as u64 * 4), REGION_ALIGN);
     }
+    b.decls.push(BufferDecl {
+        name: "step.scalars".into(),
+        dtype: DType::U32,
+        elems: SCALAR_WORDS,
+        kind: BufKind::Scalars,
+        region: ws,
+        offset: top,
+        first: 0,
+        last: end,
+    });
+    b.scalars = b.decls.len() - 1;
+    top = round(top.saturating_add(SCALAR_WORDS as u64 * 4), REGION_ALIGN);
     b.regions.push(Region {
         name: "workspace".into(),
         base,

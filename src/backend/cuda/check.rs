@@ -149,9 +149,9 @@ pub fn step_parity(
     Ok((loss, stats.loss, out))
 }
 
-/// Times `steps` training steps (after two warm-up steps) on synthetic
-/// data, parameters initialised as the `.net` file says; images/s.
-pub fn throughput(g: &Graph, exec: &mut CudaExec, steps: u64) -> Result<f64, String> {
+/// Uploads `g`'s parameters as the `.net` file initialises them (seed 0),
+/// zero velocities, and one synthetic batch; returns the batch.
+fn prepare(g: &Graph, exec: &mut CudaExec) -> Result<(Vec<f32>, Vec<f32>), String> {
     let err = |e: RuntimeError| e.to_string();
     let prog = exec.program().clone();
     for n in g.node_ids() {
@@ -177,18 +177,90 @@ pub fn throughput(g: &Graph, exec: &mut CudaExec, steps: u64) -> Result<f64, Str
     let per = prog.buffers[prog.image].elems / batch;
     let classes = (prog.buffers[prog.logits].elems / batch) as u64;
     let (images, labels) = synthetic(batch, per, classes, 0);
-    exec.upload(prog.image, &images).map_err(err)?;
     let bits: Vec<f32> = labels.iter().map(|l| f32::from_bits(*l)).collect();
+    exec.upload(prog.image, &images).map_err(err)?;
     exec.upload(prog.labels, &bits).map_err(err)?;
-    for s in 0..2 {
-        exec.step(rng::mix64(s), 0.01).map_err(err)?;
+    Ok((images, bits))
+}
+
+/// Graph replay against launch-by-launch issue: `steps` training steps
+/// from the same parameters and data on `replayed` (graph on) and `issued`
+/// (graph off), each step's batch staged as training stages it; returns the
+/// largest difference of the loss, parameters and velocities relative to
+/// each buffer's largest magnitude (0 when they are equal bit for bit),
+/// and how `replayed` issued its last step.
+pub fn replay_parity(
+    g: &Graph,
+    replayed: &mut CudaExec,
+    issued: &mut CudaExec,
+    steps: u64,
+) -> Result<(f64, String), String> {
+    let err = |e: RuntimeError| e.to_string();
+    issued.set_graph(false);
+    let mut out = Vec::new();
+    for exec in [&mut *replayed, &mut *issued] {
+        let (images, labels) = prepare(g, exec)?;
+        let prog = exec.program().clone();
+        for s in 0..steps {
+            // Alternate two batches, so a stale staged batch would show.
+            let shifted: Vec<f32> = images.iter().map(|v| v * (1.0 + s as f32 * 0.25)).collect();
+            exec.stage(prog.image, &shifted).map_err(err)?;
+            exec.stage(prog.labels, &labels).map_err(err)?;
+            exec.step(rng::mix64(s + 11), 0.01 / (1 + s) as f64)
+                .map_err(err)?;
+        }
+        let mut bufs = Vec::new();
+        for (b, d) in prog.buffers.iter().enumerate() {
+            if matches!(d.kind, BufKind::Param | BufKind::Velocity) || b == prog.loss {
+                bufs.push(exec.download(b).map_err(err)?);
+            }
+        }
+        out.push(bufs);
+    }
+    let mut worst = 0f64;
+    for (a, b) in out[0].iter().zip(&out[1]) {
+        let scale = b
+            .iter()
+            .fold(0f64, |m, v| m.max(v.abs() as f64))
+            .max(f64::MIN_POSITIVE);
+        for (x, y) in a.iter().zip(b) {
+            let d = if x.is_finite() {
+                (*x as f64 - *y as f64).abs() / scale
+            } else {
+                f64::INFINITY
+            };
+            worst = worst.max(d);
+        }
+    }
+    Ok((worst, replayed.replay()))
+}
+
+/// Times `steps` training steps (after warm-up steps, so that the step is
+/// captured when graph replay is on) on synthetic data, parameters
+/// initialised as the `.net` file says; images/s. With `stage`, each step's
+/// batch and labels are staged as training stages them (copied from
+/// page-locked memory while the previous step runs); without, the batch
+/// stays on the device (as the PyTorch peer's does).
+pub fn throughput(g: &Graph, exec: &mut CudaExec, steps: u64, stage: bool) -> Result<f64, String> {
+    let err = |e: RuntimeError| e.to_string();
+    let (images, labels) = prepare(g, exec)?;
+    let prog = exec.program().clone();
+    let one = |exec: &mut CudaExec, s: u64| -> Result<(), String> {
+        if stage {
+            exec.stage(prog.image, &images).map_err(err)?;
+            exec.stage(prog.labels, &labels).map_err(err)?;
+        }
+        exec.step(rng::mix64(s), 0.01).map_err(err)
+    };
+    for s in 0..=u64::from(super::runtime::WARM_STEPS) {
+        one(exec, s)?;
     }
     exec.synchronize().map_err(err)?;
     let t = Instant::now();
     for s in 0..steps {
-        exec.step(rng::mix64(s + 2), 0.01).map_err(err)?;
+        one(exec, s + 8)?;
     }
     exec.synchronize().map_err(err)?;
     let dt = t.elapsed().as_secs_f64();
-    Ok(exec.program().batch as f64 * steps as f64 / dt)
+    Ok(prog.batch as f64 * steps as f64 / dt)
 }

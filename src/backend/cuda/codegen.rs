@@ -20,7 +20,9 @@
 //! else is one generated kernel per op from the table in
 //! [`super::kernels`]. Dropout masks are keyed as on the CPU
 //! (`rng::dropout_stream` of the forward dropout's name and tower, flat
-//! element index, the step's seed).
+//! element index, the step's seed). The seed and the learning rate are
+//! read from the program's scalars buffer, so every launch's arguments are
+//! the same each step: the whole step can be captured once and replayed.
 //!
 //! Guarantees: deterministic output for a given graph and batch; a
 //! program that `super::alias::check` accepts (every buffer used while
@@ -237,7 +239,7 @@ impl Gen<'_> {
                     .as_ref()
                     .map(|(rate, of)| (*rate, rng::dropout_stream(of, node.device)));
                 if dropout.is_some_and(|(rate, _)| rate > 0.0) {
-                    args.push(Arg::Seed);
+                    args.push(Arg::seed(self.bufs.scalars));
                 }
                 let kern = Kernel::GradChain {
                     total,
@@ -326,7 +328,11 @@ impl Gen<'_> {
                     rate: *rate,
                     stream: rng::dropout_stream(&node.name, node.device),
                 };
-                self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n)), Arg::Seed])?;
+                self.launch(
+                    n,
+                    kern,
+                    vec![a(0), Arg::Buf(self.buf(n)), Arg::seed(self.bufs.scalars)],
+                )?;
             }
             Op::DropoutGrad { rate, of } => {
                 let kern = Kernel::Dropout {
@@ -334,7 +340,11 @@ impl Gen<'_> {
                     rate: *rate,
                     stream: rng::dropout_stream(of, node.device),
                 };
-                self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n)), Arg::Seed])?;
+                self.launch(
+                    n,
+                    kern,
+                    vec![a(0), Arg::Buf(self.buf(n)), Arg::seed(self.bufs.scalars)],
+                )?;
             }
             Op::Concat => {
                 self.check_inputs(n, ins.len())?;
@@ -416,7 +426,7 @@ impl Gen<'_> {
                     momentum: *momentum,
                     weight_decay: *weight_decay,
                 };
-                self.launch(n, kern, vec![a(0), a(1), a(2), Arg::Lr])?;
+                self.launch(n, kern, vec![a(0), a(1), a(2), Arg::lr(self.bufs.scalars)])?;
             }
         }
         Ok(())
@@ -606,7 +616,9 @@ pub fn generate_opts(
             })
     };
     let (loss, logits, image, labels) = (io(loss)?, io(logits)?, io(image)?, io(labels)?);
+    let scalars = gen_.bufs.scalars;
     let prog = CudaProgram {
+        scalars,
         network: graph.name.clone(),
         batch,
         source,

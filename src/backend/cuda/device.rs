@@ -17,6 +17,13 @@ pub trait Device {
     /// Copies `data` (exactly the buffer's length) into buffer `buffer`;
     /// a u32 buffer takes the bits of the values.
     fn upload(&mut self, buffer: usize, data: &[f32]) -> Result<(), RuntimeError>;
+    /// Copies `data` into buffer `buffer` for the next step to read,
+    /// possibly while the steps issued so far still run (a step's inputs:
+    /// the batch, the labels, the raw batch and draws). Until that step is
+    /// issued, the buffer's contents are unspecified.
+    fn stage(&mut self, buffer: usize, data: &[f32]) -> Result<(), RuntimeError> {
+        self.upload(buffer, data)
+    }
     /// The contents of buffer `buffer` once the steps issued so far are done.
     fn download(&mut self, buffer: usize) -> Result<Vec<f32>, RuntimeError>;
     /// Issues one training step with dropout seed `seed` and rate `lr`.
@@ -30,6 +37,10 @@ impl Device for CudaExec {
 
     fn upload(&mut self, buffer: usize, data: &[f32]) -> Result<(), RuntimeError> {
         CudaExec::upload(self, buffer, data)
+    }
+
+    fn stage(&mut self, buffer: usize, data: &[f32]) -> Result<(), RuntimeError> {
+        CudaExec::stage(self, buffer, data)
     }
 
     fn download(&mut self, buffer: usize) -> Result<Vec<f32>, RuntimeError> {

@@ -11,7 +11,7 @@
 //! is elementwise at index `i` and may run in place over its first part
 //! (the memory plan's choice), so its pointers are not `__restrict__`.
 
-use super::kernels::{ew, ew_in_place, inv_pow, lrn_window};
+use super::kernels::{SEED, ew, ew_in_place, inv_pow, lrn_window};
 use super::program::ParamTy::{self, *};
 use super::render::{BLOCK, Shape, Spec, f32_lit, f64_lit, ll, u64_lit};
 
@@ -85,12 +85,13 @@ pub fn bias_epilogue(n: usize, f: usize, p: usize, act: Epilogue) -> Spec {
             "bias_relu_epilogue"
         }
         Epilogue::ReluDropout { rate, stream } => {
-            params.push((ParamTy::U64, "seed"));
+            params.push((ParamTy::InU64, "seedp"));
             body.push(format!("const float v = {v};"));
             body.push("const float r = v > 0.0f ? v : 0.0f;".into());
             if rate == 0.0 {
                 body.push("y[i] = r;".into());
             } else {
+                body.push(SEED.into());
                 body.push(format!(
                     "const bool keep = netc_uniform(seed, {}, (unsigned long long)i) >= {};",
                     u64_lit(stream),
@@ -266,7 +267,8 @@ pub fn grad_chain(total: usize, parts: usize, dropout: Option<(f64, u64)>, relu:
     }
     params.push((OutF32, "dx"));
     if let Some((rate, stream)) = dropout.filter(|(r, _)| *r > 0.0) {
-        params.push((ParamTy::U64, "seed"));
+        params.push((ParamTy::InU64, "seedp"));
+        body.push(SEED.into());
         body.push(format!(
             "s = netc_uniform(seed, {}, (unsigned long long)i) >= {} ? s * {} : 0.0f;",
             u64_lit(stream),

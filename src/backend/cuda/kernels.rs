@@ -166,6 +166,10 @@ pub enum Kernel {
     },
 }
 
+/// The first line of a kernel that draws dropout masks: the step's seed
+/// from its `seedp` parameter (the program's scalars).
+pub(super) const SEED: &str = "const unsigned long long seed = *seedp;";
+
 pub(super) fn ew(
     stem: &'static str,
     total: usize,
@@ -319,6 +323,7 @@ pub fn spec(k: &Kernel) -> Spec {
                 vec!["y[i] = x[i];".to_string()]
             } else {
                 vec![
+                    SEED.to_string(),
                     format!(
                         "const bool keep = netc_uniform(seed, {}, (unsigned long long)i) >= {};",
                         u64_lit(*stream),
@@ -327,7 +332,7 @@ pub fn spec(k: &Kernel) -> Spec {
                     format!("y[i] = keep ? x[i] * {} : 0.0f;", f32_lit(1.0 / (1.0 - rate))),
                 ]
             };
-            ew_in_place("dropout", *total, vec![(InF32, "x"), (OutF32, "y"), (ParamTy::U64, "seed")], body)
+            ew_in_place("dropout", *total, vec![(InF32, "x"), (OutF32, "y"), (ParamTy::InU64, "seedp")], body)
         }
         Kernel::Concat { n, p, parts } => {
             let ct: usize = parts.iter().sum();
@@ -495,8 +500,9 @@ pub fn spec(k: &Kernel) -> Spec {
         Kernel::Sgd { total, momentum, weight_decay } => ew(
             "sgd_update",
             *total,
-            vec![(OutF32, "w"), (OutF32, "v"), (InF32, "g"), (ParamTy::F64, "lr")],
+            vec![(OutF32, "w"), (OutF32, "v"), (InF32, "g"), (ParamTy::InF64, "lrp")],
             vec![
+                "const double lr = *lrp;".into(),
                 "const float lrf = (float)lr;".into(),
                 format!("const float wdlr = (float)({} * lr);", f64_lit(*weight_decay)),
                 format!("const float nv = {} * v[i] - wdlr * w[i] - lrf * g[i];", f32_lit(*momentum)),

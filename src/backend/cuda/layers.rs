@@ -123,7 +123,7 @@ impl Gen<'_> {
             at(self.buf(n), first * f * p),
         ];
         if matches!(act, Epilogue::ReluDropout { .. }) {
-            args.push(Arg::Seed);
+            args.push(Arg::seed(self.bufs.scalars));
         }
         let ep = Kernel::BiasEpilogue {
             n: count,

@@ -81,11 +81,11 @@ pub fn render(p: &CudaProgram) -> String {
         );
     }
     let _ = writeln!(s, "\n[steps] {}", p.steps.len());
-    let arg = |a: &Arg| match a {
+    let arg = |a: &Arg| match *a {
+        a if a == Arg::seed(p.scalars) => "seed".into(),
+        a if a == Arg::lr(p.scalars) => "lr".into(),
         Arg::Buf(b) => format!("b{b}"),
         Arg::At(b, at) => format!("b{b}+{at}"),
-        Arg::Seed => "seed".into(),
-        Arg::Lr => "lr".into(),
     };
     for (i, st) in p.steps.iter().enumerate() {
         match st {

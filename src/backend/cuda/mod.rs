@@ -18,7 +18,9 @@
 //! mean, scale from raw `u8` images), equal to the host's bit for bit.
 //!
 //! [`runtime`] runs a program on a GPU behind the [`device::Device`]
-//! interface that training (`train::cuda`) drives.
+//! interface that training (`train::cuda`) drives: the step captured once
+//! as a CUDA graph and replayed, inputs staged through page-locked memory
+//! on a copy stream while the previous step runs (`staging`).
 
 pub mod alias;
 pub mod augment;
@@ -35,6 +37,7 @@ pub mod nvrtc;
 pub mod program;
 pub mod render;
 pub mod runtime;
+mod staging;
 
 pub use buffers::Layout;
 pub use codegen::{CodegenError, Options, generate, generate_opts, generate_with};

@@ -60,6 +60,9 @@ pub enum BufKind {
     /// batch and per-image draws (uploaded each step), the mean image
     /// (uploaded once).
     Augment,
+    /// The step's scalars ([`CudaProgram::scalars`]): dropout seed and
+    /// learning rate, written by the host before each step.
+    Scalars,
 }
 
 /// One device buffer.
@@ -118,10 +121,11 @@ pub enum ParamTy {
     InU32,
     /// `unsigned int*`
     OutU32,
-    /// `unsigned long long` (a dropout seed)
-    U64,
-    /// `double` (a learning rate)
-    F64,
+    /// `const unsigned long long*` (the step's dropout seed, in
+    /// [`CudaProgram::scalars`])
+    InU64,
+    /// `const double*` (the step's learning rate, in [`CudaProgram::scalars`])
+    InF64,
 }
 
 impl ParamTy {
@@ -138,15 +142,12 @@ impl ParamTy {
             ParamTy::OutF32 => format!("float*{r} {name}"),
             ParamTy::InU32 => format!("const unsigned int*{r} {name}"),
             ParamTy::OutU32 => format!("unsigned int*{r} {name}"),
-            ParamTy::U64 => format!("unsigned long long {name}"),
-            ParamTy::F64 => format!("double {name}"),
+            ParamTy::InU64 => format!("const unsigned long long*{r} {name}"),
+            ParamTy::InF64 => format!("const double*{r} {name}"),
         }
     }
     pub fn is_output(self) -> bool {
         matches!(self, ParamTy::OutF32 | ParamTy::OutU32)
-    }
-    pub fn is_pointer(self) -> bool {
-        !matches!(self, ParamTy::U64 | ParamTy::F64)
     }
 }
 
@@ -164,31 +165,55 @@ pub struct KernelDecl {
     pub in_place: bool,
 }
 
-/// A kernel argument.
+/// A kernel argument: always a device address, fixed for the program's
+/// life. What changes from step to step (the dropout seed, the learning
+/// rate) is read from [`CudaProgram::scalars`], never passed by value, so
+/// the launch list recorded once (a CUDA graph) replays every step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Arg {
     /// A buffer, by index into [`CudaProgram::buffers`].
     Buf(usize),
     /// A buffer from an element offset on (`buffer, offset`): one chunk of
-    /// images of a convolution's input, output or gradient. The offset is
-    /// below the buffer's length.
+    /// images of a convolution's input, output or gradient, or the
+    /// learning rate's word in the scalars. The offset is below the
+    /// buffer's length.
     At(usize, usize),
-    /// The step's dropout seed: `seed ^ rng::mix64(step)` (as the CPU executor).
-    Seed,
-    /// The step's learning rate.
-    Lr,
 }
 
 impl Arg {
-    /// The buffer and element offset a pointer argument points at.
+    /// The buffer and element offset the argument points at.
     pub fn buffer(&self) -> Option<(usize, usize)> {
         match *self {
             Arg::Buf(b) => Some((b, 0)),
             Arg::At(b, at) => Some((b, at)),
-            Arg::Seed | Arg::Lr => None,
         }
     }
+    /// The dropout seed in scalars buffer `scalars` (words 0 and 1).
+    pub fn seed(scalars: usize) -> Arg {
+        Arg::Buf(scalars)
+    }
+    /// The learning rate in scalars buffer `scalars` (words 2 and 3).
+    pub fn lr(scalars: usize) -> Arg {
+        Arg::At(scalars, SCALAR_LR)
+    }
+}
+
+/// Words of the scalars buffer: the seed (u64) in words 0–1, the learning
+/// rate (f64) in words 2–3, both little-endian.
+pub const SCALAR_WORDS: usize = 4;
+/// The learning rate's first word in the scalars buffer.
+pub const SCALAR_LR: usize = 2;
+
+/// The scalars buffer's contents for one step: dropout seed
+/// `seed ^ rng::mix64(step)` (as the CPU executor draws its masks) and
+/// learning rate `lr`, as the `f32` bit patterns [`Device::upload`]
+/// takes for a u32 buffer.
+///
+/// [`Device::upload`]: super::device::Device::upload
+pub fn scalar_words(seed: u64, lr: f64) -> [f32; SCALAR_WORDS] {
+    let l = lr.to_bits();
+    [seed as u32, (seed >> 32) as u32, l as u32, (l >> 32) as u32].map(f32::from_bits)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -257,6 +282,9 @@ pub struct CudaProgram {
     pub logits: usize,
     pub image: usize,
     pub labels: usize,
+    /// The step's scalars ([`scalar_words`]): written by the host before
+    /// each step, read by the dropout kernels (seed) and the update (rate).
+    pub scalars: usize,
 }
 
 impl CudaProgram {

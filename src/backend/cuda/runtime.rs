@@ -2,8 +2,24 @@
 //! device allocation of the program's [`CudaProgram::bytes`] (the memory
 //! plan's arenas, then the workspace) with every buffer at its planned
 //! address (an [`Arg::At`] argument that address plus its element offset),
-//! the launch list replayed on one stream, GEMM steps as `cublasSgemm`
-//! (with their `beta`: a chunked weight gradient accumulates). The driver and cuBLAS are loaded at run time; on a
+//! the launch list issued on one stream, GEMM steps as `cublasSgemm`
+//! (with their `beta`: a chunked weight gradient accumulates).
+//!
+//! Replay. No launch argument changes between steps (the seed and the
+//! learning rate are read from the program's scalars buffer), so after
+//! [`WARM_STEPS`] steps issued launch by launch (modules load, cuBLAS picks
+//! its kernels) the step is captured once as a CUDA graph and every later
+//! step replays it: one driver call instead of hundreds. If capture fails
+//! the runtime keeps issuing launches and says why in [`CudaExec::replay`].
+//! [`CudaExec::set_graph`]`(false)` turns replay off (`--no-graph`).
+//!
+//! Inputs. [`CudaExec::stage`] uploads a step's inputs through page-locked
+//! memory on a copy stream while the previous step runs (`super::staging`);
+//! every step's scalars go that way too, so issuing a step never waits for
+//! the device. [`CudaExec::upload`] is the plain synchronous copy (weights
+//! at start, a checkpoint's state).
+//!
+//! The driver and cuBLAS are loaded at run time; on a
 //! machine without them [`CudaExec::new`] returns [`RuntimeError::NoDevice`]
 //! (the loaders' panics are caught), never panics. Before allocating it
 //! asks the driver for free memory: a plan that does not fit (or an
@@ -16,10 +32,31 @@ use std::sync::Arc;
 
 use cudarc::cublas::{CudaBlas, sys::cublasOperation_t};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+    CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
+    PushKernelArg, sys,
 };
 
-use super::program::{Arg, CudaProgram, Step};
+use super::program::{Arg, CudaProgram, Step, scalar_words};
+use super::staging::Staging;
+
+/// Steps issued launch by launch before the step is captured as a graph.
+pub const WARM_STEPS: u32 = 2;
+
+/// cuBLAS's workspace, set explicitly so that a captured GEMM never
+/// allocates (32 MiB, NVIDIA's figure for Hopper).
+const BLAS_WORKSPACE: usize = 32 << 20;
+
+/// How steps are issued.
+enum Replay {
+    /// Launch by launch, always (`set_graph(false)`).
+    Off,
+    /// Launch by launch for this many more steps, then captured.
+    Warm(u32),
+    /// Replaying the captured step.
+    Graph(CudaGraph),
+    /// Capture failed (the reason); launch by launch.
+    Failed(String),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -54,10 +91,13 @@ pub struct CudaExec {
     _ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     blas: CudaBlas,
+    _blas_ws: CudaSlice<u8>,
     funcs: Vec<CudaFunction>,
     arena: CudaSlice<f32>,
     offsets: Vec<usize>,
     base: u64,
+    staging: Staging,
+    replay: Replay,
 }
 
 /// Whether the CUDA driver and cuBLAS libraries can be loaded.
@@ -85,7 +125,13 @@ impl CudaExec {
         let ctx = catch_unwind(|| CudaContext::new(0))
             .map_err(|_| RuntimeError::NoDevice("the CUDA driver panicked on load".into()))?
             .map_err(|e| RuntimeError::NoDevice(format!("{e:?}")))?;
-        let stream = ctx.default_stream();
+        // The step's order is explicit (one compute stream, the staging
+        // copies ordered by events); cudarc's per-slice tracking would
+        // make the copy stream wait for whole steps.
+        // SAFETY: every cross-stream use below is ordered by an event.
+        unsafe { ctx.disable_event_tracking() };
+        // Not the legacy default stream: that one cannot be captured.
+        let stream = ctx.new_stream().map_err(driver)?;
         let blas = catch_unwind(AssertUnwindSafe(|| CudaBlas::new(stream.clone())))
             .map_err(|_| RuntimeError::NoDevice("cuBLAS panicked on load".into()))?
             .map_err(driver)?;
@@ -101,7 +147,7 @@ impl CudaExec {
         let offsets: Vec<usize> = (0..prog.buffers.len())
             .map(|b| (prog.addr(b).unwrap_or(0) / 4) as usize)
             .collect();
-        let need = prog.bytes();
+        let need = prog.bytes().saturating_add(BLAS_WORKSPACE as u64);
         let (free, _total) = ctx.mem_get_info().map_err(driver)?;
         if need > free as u64 {
             return Err(RuntimeError::OutOfMemory {
@@ -128,16 +174,55 @@ impl CudaExec {
             let (p, _sync) = arena.device_ptr(&stream);
             p
         };
+        let blas_ws = stream.alloc_zeros::<u8>(BLAS_WORKSPACE).map_err(driver)?;
+        {
+            let (p, _sync) = blas_ws.device_ptr(&stream);
+            // SAFETY: the workspace lives as long as the handle (both in
+            // the returned value) and is used only on the handle's stream.
+            unsafe {
+                cudarc::cublas::sys::cublasSetWorkspace_v2(
+                    *blas.handle(),
+                    p as *mut std::ffi::c_void,
+                    BLAS_WORKSPACE,
+                )
+            }
+            .result()
+            .map_err(driver)?;
+        }
+        let staging = Staging::new(&ctx)?;
         Ok(CudaExec {
             prog,
             _ctx: ctx,
             stream,
             blas,
+            _blas_ws: blas_ws,
             funcs,
             arena,
             offsets,
             base,
+            staging,
+            replay: Replay::Warm(WARM_STEPS),
         })
+    }
+
+    /// Whether steps are captured as a CUDA graph and replayed (the
+    /// default); `false` issues every launch of every step.
+    pub fn set_graph(&mut self, on: bool) {
+        self.replay = if on {
+            Replay::Warm(WARM_STEPS)
+        } else {
+            Replay::Off
+        };
+    }
+
+    /// How steps are issued now, in words (for reports).
+    pub fn replay(&self) -> String {
+        match &self.replay {
+            Replay::Off => "launch by launch (graph replay off)".into(),
+            Replay::Warm(n) => format!("launch by launch, captured after {n} more steps"),
+            Replay::Graph(_) => "replaying the captured step (CUDA graph)".into(),
+            Replay::Failed(why) => format!("launch by launch: capture failed: {why}"),
+        }
     }
 
     /// Bytes of the one device allocation holding every buffer: the planned
@@ -148,6 +233,12 @@ impl CudaExec {
             .map_or(0, |_| self.arena.len() * std::mem::size_of::<f32>())
     }
 
+    /// Bytes of device memory beside the program's allocation: cuBLAS's
+    /// workspace and the staging ranges of the staged inputs.
+    pub fn extra_bytes(&self) -> usize {
+        BLAS_WORKSPACE + self.staging.device_bytes()
+    }
+
     pub fn program(&self) -> &CudaProgram {
         &self.prog
     }
@@ -156,21 +247,35 @@ impl CudaExec {
         self.base + (self.offsets[b] * 4) as u64
     }
 
-    /// Copies `data` into buffer `b` (u32 buffers take their values' bits).
-    pub fn upload(&mut self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
+    /// Buffer `b`'s element offset, if `data` fits it exactly.
+    fn fits(&self, b: usize, data: &[f32]) -> Result<usize, RuntimeError> {
         let (Some(d), Some(&off)) = (self.prog.buffers.get(b), self.offsets.get(b)) else {
             return Err(RuntimeError::NoBuffer(format!("b{b}")));
         };
-        let want = d.elems;
-        if data.len() != want {
+        if data.len() != d.elems {
             return Err(RuntimeError::Size {
                 what: d.name.clone(),
                 got: data.len(),
-                want,
+                want: d.elems,
             });
         }
-        let mut dst = self.arena.slice_mut(off..off + want);
+        Ok(off)
+    }
+
+    /// Copies `data` into buffer `b` (u32 buffers take their values' bits),
+    /// in order with the steps issued so far. Not for a buffer staged and
+    /// not yet taken by a step.
+    pub fn upload(&mut self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
+        let off = self.fits(b, data)?;
+        let mut dst = self.arena.slice_mut(off..off + data.len());
         self.stream.memcpy_htod(data, &mut dst).map_err(driver)
+    }
+
+    /// Stages `data` for buffer `b`: the next step reads it. Returns without
+    /// waiting for the steps issued so far (see `super::staging`).
+    pub fn stage(&mut self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
+        self.fits(b, data)?;
+        self.staging.stage(b, data)
     }
 
     pub fn upload_by_name(&mut self, name: &str, data: &[f32]) -> Result<(), RuntimeError> {
@@ -191,8 +296,62 @@ impl CudaExec {
             .map_err(driver)
     }
 
-    /// Replays the launch list once: forward, backward, update.
+    /// Issues one training step (forward, backward, update) with dropout
+    /// seed `seed` and learning rate `lr`: the staged inputs and the
+    /// scalars are taken, then the launch list is issued or replayed.
     pub fn step(&mut self, seed: u64, lr: f64) -> Result<(), RuntimeError> {
+        self.staging
+            .stage(self.prog.scalars, &scalar_words(seed, lr))?;
+        let (base, offsets) = (self.base, &self.offsets);
+        self.staging
+            .take(&self.stream, |b| base + (offsets[b] * 4) as u64)?;
+        match std::mem::replace(&mut self.replay, Replay::Off) {
+            Replay::Graph(g) => {
+                let r = g.launch().map_err(driver);
+                self.replay = Replay::Graph(g);
+                r
+            }
+            Replay::Warm(0) => {
+                match self.capture() {
+                    Ok(g) => {
+                        g.launch().map_err(driver)?;
+                        self.replay = Replay::Graph(g);
+                    }
+                    Err(why) => {
+                        self.replay = Replay::Failed(why);
+                        self.issue()?;
+                    }
+                }
+                Ok(())
+            }
+            Replay::Warm(n) => {
+                self.replay = Replay::Warm(n - 1);
+                self.issue()
+            }
+            other => {
+                self.replay = other;
+                self.issue()
+            }
+        }
+    }
+
+    /// Records the launch list as a graph (nothing runs until it is
+    /// launched). The stream leaves capture mode whatever happens.
+    fn capture(&mut self) -> Result<CudaGraph, String> {
+        self.stream
+            .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(|e| format!("{e:?}"))?;
+        let issued = self.issue();
+        let graph = self
+            .stream
+            .end_capture(sys::CUgraphInstantiate_flags(0))
+            .map_err(|e| format!("{e:?}"));
+        issued.map_err(|e| e.to_string())?;
+        graph?.ok_or_else(|| "the capture recorded nothing".to_string())
+    }
+
+    /// Issues the launch list once, launch by launch.
+    fn issue(&mut self) -> Result<(), RuntimeError> {
         let op = |t: bool| {
             if t {
                 cublasOperation_t::CUBLAS_OP_T
@@ -209,16 +368,11 @@ impl CudaExec {
                         .map(|a| match a {
                             Arg::Buf(b) => self.ptr(*b),
                             Arg::At(b, at) => self.ptr(*b) + (*at * 4) as u64,
-                            Arg::Seed => seed,
-                            Arg::Lr => 0,
                         })
                         .collect();
                     let mut b = self.stream.launch_builder(&self.funcs[l.kernel]);
-                    for (a, p) in l.args.iter().zip(&ptrs) {
-                        match a {
-                            Arg::Lr => b.arg(&lr),
-                            _ => b.arg(p),
-                        };
+                    for p in &ptrs {
+                        b.arg(p);
                     }
                     let cfg = LaunchConfig {
                         grid_dim: (l.grid, 1, 1),

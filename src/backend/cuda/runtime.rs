@@ -416,3 +416,10 @@ impl CudaExec {
         self.stream.synchronize().map_err(driver)
     }
 }
+
+impl Drop for CudaExec {
+    /// Memory is freed only after the steps issued have finished with it.
+    fn drop(&mut self) {
+        let _ = self.stream.synchronize();
+    }
+}

@@ -169,3 +169,10 @@ impl Staging {
         Ok(())
     }
 }
+
+impl Drop for Staging {
+    /// The host slots are freed after their last copy has finished.
+    fn drop(&mut self) {
+        let _ = self.copy.synchronize();
+    }
+}

@@ -67,6 +67,8 @@ pub enum CodegenError {
     Unplanned { name: String, why: String },
     #[error("the memory layout is unsafe at {0}")]
     Alias(#[from] super::alias::AliasError),
+    #[error("{0}")]
+    Forward(String),
 }
 
 pub(super) struct Gen<'g> {
@@ -537,11 +539,15 @@ pub struct Options {
     /// convolution: its batch runs in chunks of images that fit
     /// (`super::chunk`; a single image is never split).
     pub conv_workspace: u64,
+    /// The graph is a forward program (`super::forward`: evaluation), so
+    /// it has no update; otherwise a graph without one is refused.
+    pub forward: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
+            forward: false,
             layout: Layout::Planned,
             conv_workspace: super::chunk::DEFAULT_CONV_WORKSPACE,
         }
@@ -577,9 +583,11 @@ pub fn generate_opts(
         return Err(CodegenError::EmptyBatch);
     }
     let (image, labels, loss, logits) = graph.training_io().map_err(CodegenError::Missing)?;
-    graph
-        .find_op(|op| matches!(op, Op::SgdUpdate { .. }))
-        .ok_or(CodegenError::Missing("sgd_update"))?;
+    if !opts.forward {
+        graph
+            .find_op(|op| matches!(op, Op::SgdUpdate { .. }))
+            .ok_or(CodegenError::Missing("sgd_update"))?;
+    }
     let plan = memplan::plan(graph, batch as u64).map_err(|e| match e {
         MemplanError::Cycle => CodegenError::Cycle,
         e => CodegenError::Plan(e),

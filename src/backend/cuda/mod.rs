@@ -14,6 +14,9 @@
 //! the step runs in the plan's order, and [`alias`] proves that no step is
 //! handed memory it cannot share. [`runtime`] allocates that memory once.
 //!
+//! [`forward`] generates the evaluation program: the forward part of the
+//! step, dropout off.
+//!
 //! [`augment`] is the data augmentation kernel (crop, mirror, lighting,
 //! mean, scale from raw `u8` images), equal to the host's bit for bit.
 //!
@@ -29,6 +32,7 @@ pub mod check;
 pub mod chunk;
 pub mod codegen;
 pub mod device;
+pub mod forward;
 pub mod fused_kernels;
 pub mod kernels;
 mod layers;

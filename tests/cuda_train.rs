@@ -36,6 +36,12 @@ const BATCH: u64 = 8;
 struct Emulated {
     emu: Rc<Emu>,
     source: String,
+    /// The evaluation program's emulator and source.
+    eval: Rc<Emu>,
+    eval_source: String,
+    /// Evaluate on the emulated device (slow: the emulator's forward pass
+    /// over the test split), or on the host mirror.
+    device_eval: std::cell::Cell<bool>,
 }
 
 impl Emulated {
@@ -44,21 +50,35 @@ impl Emulated {
         let g = training_graph(m, &cfg, true).unwrap();
         let p = netc::backend::cuda::generate(&g, BATCH as usize).unwrap();
         let emu = Rc::new(build("train", &p.source, &p.kernels));
+        let f = netc::backend::cuda::forward::generate(&g, BATCH as usize).unwrap();
+        let eval = Rc::new(build("train-eval", &f.source, &f.kernels));
         Emulated {
             emu,
             source: p.source,
+            eval,
+            eval_source: f.source,
+            device_eval: std::cell::Cell::new(true),
         }
     }
 
-    /// Turns a run's CPU executor into a CUDA executor on the emulator.
+    /// Turns a run's CPU executor into a CUDA executor on the emulator,
+    /// evaluating on an emulated device too.
     fn exec(
         &self,
         cpu: netc::backend::cpu::exec::CpuExec,
     ) -> Result<CudaStep<EmuDevice>, TrainError> {
-        CudaStep::new(cpu, BATCH as usize, |p| {
+        let mut step = CudaStep::new(cpu, BATCH as usize, |p| {
             assert_eq!(p.source, self.source, "a different program");
             Ok(EmuDevice::new(self.emu.clone(), p))
-        })
+        })?;
+        if self.device_eval.get() {
+            step.eval_on_device(|p| {
+                assert_eq!(p.source, self.eval_source, "a different evaluation program");
+                Ok(EmuDevice::new(self.eval.clone(), p))
+            })?;
+            assert!(step.evaluates_on_device());
+        }
+        Ok(step)
     }
 
     fn train(&self, m: &Module, opts: &TrainOptions) -> Outcome {
@@ -156,6 +176,27 @@ fn emulated_cuda_training_matches_the_cpu_backend_and_resumes() {
     // After the warm-up steps, the launch list recorded once was replayed
     // (as a CUDA graph is), and gave the CPU's losses.
     assert_eq!(gpu.device().replayed, 4 - emu::device::WARM);
+    // Evaluation on the emulated device, in pieces of the program's batch
+    // (the last one padded), against the CPU's on its own weights.
+    let n = 2 * BATCH as usize + 3;
+    let per = gpu.image_len();
+    let images: Vec<f32> = (0..n * per)
+        .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.3)
+        .collect();
+    let labels: Vec<u32> = (0..n as u32).map(|i| i * 3 % 10).collect();
+    let (e_gpu, e_cpu) = (
+        gpu.eval_batch(&images, &labels).unwrap(),
+        cpu.eval_batch(&images, &labels).unwrap(),
+    );
+    assert_eq!(
+        (e_gpu.n, e_gpu.top1, e_gpu.top5),
+        (e_cpu.n, e_cpu.top1, e_cpu.top5)
+    );
+    close("evaluation loss", e_gpu.loss, e_cpu.loss, 1e-4);
+    assert_eq!(gpu.logits().len(), cpu.logits().len());
+    assert!(emu::rel_err(gpu.logits(), cpu.logits()) <= 1e-3);
+    assert!(gpu.eval_batch(&images[1..], &labels).is_err());
+    assert!(gpu.eval_batch(&images, &vec![10; n]).is_err());
     // A wrong batch or label is an error, not a device fault.
     let per = gpu.image_len();
     assert!(gpu.train_step(&vec![0.0; per], &[0], 0.01, 9).is_err());
@@ -166,6 +207,10 @@ fn emulated_cuda_training_matches_the_cpu_backend_and_resumes() {
     );
 
     // The whole loop: metrics and final weights against the CPU backend.
+    // Its runs evaluate on the host mirror (the emulator's forward pass over
+    // the whole test split would make the test slow); device evaluation is
+    // checked above, through the same `eval_batch` the loop calls.
+    emu.device_eval.set(false);
     let cpu_dir = tmp("cpu");
     let want = finished(train(&m, &opts(&cpu_dir)).unwrap());
     let full = tmp("full");

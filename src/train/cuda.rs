@@ -10,8 +10,8 @@
 //! initialisation (the CPU executor draws them, so both backends start from
 //! the same values, then they are uploaded), top-1/top-5 of each step from
 //! the downloaded logits, checkpoints (parameters and velocities are
-//! downloaded into the mirror; on `--resume` they are uploaded), and
-//! evaluation.
+//! downloaded into the mirror; on `--resume` they are uploaded), and the
+//! loss and top-k of evaluation (from logits computed on a device, below).
 //!
 //! Augmentation on the device is an option ([`CudaStep::with_augment`]):
 //! the program then starts with the `backend::cuda::augment` kernel, and
@@ -27,13 +27,13 @@
 //! the step's loss and logits ([`StepExec::collect`]); `train_step` does
 //! the three in a row.
 //!
-//! Evaluation runs on the host mirror, with the weights downloaded once at
-//! the end of each epoch. The generated program is a whole training step at
-//! a fixed batch with dropout on; a forward-only device program would need
-//! a new code generation mode. The CPU executor evaluates batches of any
-//! size (the last partial batch, ten crops per image) and gives exactly the
-//! CPU backend's figures for the same weights. The cost is CPU time per
-//! epoch, small for the test splits used here.
+//! Evaluation runs on a device of its own once [`CudaStep::eval_on_device`]
+//! has opened one (as [`open`] does): the evaluation program
+//! (`backend::cuda::forward`, the forward part, dropout off) at the step's
+//! batch, fed the weights through the mirror once per evaluation, any
+//! number of examples run in pieces of that batch (`train::cuda_eval`).
+//! Without it, evaluation runs on the host mirror: the CPU executor gives
+//! exactly the CPU backend's figures for the same weights.
 //!
 //! Assumes the mirror was built for the graph the program is generated
 //! from and holds the initial (or restored) state. Guarantees: the mirror's
@@ -55,6 +55,7 @@ use crate::backend::cuda::runtime::{CudaExec, RuntimeError};
 use crate::backend::cuda::{self, nvrtc};
 use crate::ir::NodeId;
 use crate::rng;
+use crate::train::cuda_eval::DeviceEval;
 use crate::train::data::{Augmenter, Params, RawBatch};
 use crate::train::run::TrainError;
 use crate::train::step::{Input, StateTensor, StepExec};
@@ -78,6 +79,10 @@ pub struct CudaStep<D: Device> {
     staged: Option<Vec<u32>>,
     /// The labels of the step issued and not yet collected.
     running: Option<Vec<u32>>,
+    /// Evaluation on a device ([`CudaStep::eval_on_device`]); `None`: on the mirror.
+    eval: Option<DeviceEval<D>>,
+    /// The evaluation device's parameters are older than the training device's.
+    eval_stale: bool,
 }
 
 fn cuda_err(e: impl std::fmt::Display) -> TrainError {
@@ -155,6 +160,8 @@ impl<D: Device> CudaStep<D> {
             augment,
             staged: None,
             running: None,
+            eval: None,
+            eval_stale: true,
         })
     }
 
@@ -164,6 +171,26 @@ impl<D: Device> CudaStep<D> {
 
     pub fn device(&self) -> &D {
         &self.dev
+    }
+
+    /// Evaluates on a device from now on: generates the evaluation program
+    /// (`backend::cuda::forward`) at the step's batch and opens a device
+    /// for it with `open`. On an error, evaluation stays on the mirror.
+    pub fn eval_on_device(
+        &mut self,
+        open: impl FnOnce(&CudaProgram) -> Result<D, TrainError>,
+    ) -> Result<(), TrainError> {
+        let prog = cuda::forward::generate(self.host.graph(), self.dev.program().batch)
+            .map_err(cuda_err)?;
+        let dev = open(&prog)?;
+        self.eval = Some(DeviceEval::new(&self.host, dev)?);
+        self.eval_stale = true;
+        Ok(())
+    }
+
+    /// Whether evaluation runs on a device (else on the host mirror).
+    pub fn evaluates_on_device(&self) -> bool {
+        self.eval.is_some()
     }
 
     /// Copies the device's parameters and velocities into the mirror.
@@ -301,6 +328,7 @@ impl<D: Device> CudaStep<D> {
         }
         self.dev.step(self.host.seed ^ rng::mix64(step), lr)?;
         self.stale = true;
+        self.eval_stale = true;
         self.running = Some(labels);
         Ok(())
     }
@@ -375,11 +403,21 @@ impl<D: Device> StepExec for CudaStep<D> {
 
     fn eval_batch(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats, TrainError> {
         self.sync_host()?;
+        if let Some(e) = self.eval.as_mut() {
+            if self.eval_stale {
+                e.refresh(&self.host)?;
+                self.eval_stale = false;
+            }
+            return e.eval_batch(images, labels);
+        }
         Ok(self.host.eval_batch(images, labels)?)
     }
 
     fn logits(&self) -> &[f32] {
-        self.host.logits()
+        match &self.eval {
+            Some(e) => e.logits(),
+            None => self.host.logits(),
+        }
     }
 
     fn state(&mut self) -> Result<Vec<StateTensor<'_>>, TrainError> {
@@ -396,6 +434,7 @@ impl<D: Device> StepExec for CudaStep<D> {
         };
         self.host.set_state(name, values)?;
         self.dev.upload(b, values)?;
+        self.eval_stale = true;
         Ok(())
     }
 
@@ -465,7 +504,9 @@ pub fn probe() -> Result<(), TrainError> {
 /// The training step of `host`'s graph at `batch` on GPU 0: generated,
 /// compiled by NVRTC for [`ARCH`], loaded, parameters uploaded; with
 /// `aug`, augmenting on the device ([`CudaStep::with_augment`]); replayed
-/// as a CUDA graph after the warm-up steps if `graph`.
+/// as a CUDA graph after the warm-up steps if `graph`. Evaluation runs on
+/// the GPU too ([`CudaStep::eval_on_device`]); if its program cannot be
+/// loaded (say, for want of memory), on the host, with a note on stderr.
 pub fn open(
     host: CpuExec,
     batch: usize,
@@ -473,7 +514,7 @@ pub fn open(
     graph: bool,
 ) -> Result<CudaStep<CudaExec>, TrainError> {
     probe()?;
-    CudaStep::build(host, batch, aug, |prog| {
+    let load = |prog: &CudaProgram| {
         let ptx = nvrtc::compile(&prog.source, ARCH).map_err(cuda_err)?;
         let mut exec = CudaExec::new(prog.clone(), ptx).map_err(|e| match e {
             RuntimeError::NoDevice(why) => TrainError::Cuda(format!(
@@ -483,5 +524,12 @@ pub fn open(
         })?;
         exec.set_graph(graph);
         Ok(exec)
-    })
+    };
+    let mut step = CudaStep::build(host, batch, aug, load)?;
+    if let Err(e) = step.eval_on_device(load) {
+        eprintln!(
+            "note: evaluating on the host: the evaluation program cannot run on the GPU: {e}"
+        );
+    }
+    Ok(step)
 }

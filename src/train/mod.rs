@@ -4,11 +4,13 @@
 //! - [`data`]: datasets (Fashion-MNIST IDX files, image folders), the paper's
 //!   preprocessing and augmentation, and a prefetching batch loader.
 //! - [`run`]: the training loop, over any [`step::StepExec`]: the CPU
-//!   executor, or the generated CUDA step ([`cuda`]).
+//!   executor, or the generated CUDA step ([`cuda`], evaluating with
+//!   [`cuda_eval`]).
 
 pub mod bench;
 pub mod checkpoint;
 pub mod cuda;
+pub mod cuda_eval;
 pub mod data;
 pub mod plot;
 pub mod run;

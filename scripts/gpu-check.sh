@@ -15,8 +15,10 @@
 #    Each planned parity run also replays the step captured as a CUDA graph
 #    for 6 staged steps against issuing it launch by launch (PASS: equal).
 # 2. Training throughput of alexnet.net (batch 128: fused with graph
-#    replay, without it (--no-graph), with each batch staged through
-#    page-locked memory (--stage), and unfused) and
+#    replay, with per-kernel and per-layer times (--profile); without
+#    replay (--no-graph); with each batch staged through page-locked memory
+#    (--stage); with 256 and 1024 MiB of convolution workspace instead of
+#    64 (fewer, larger chunks); and unfused) and
 #    alexnet-fmnist.net (batch 128): netc on the GPU, PyTorch eager and
 #    torch.compile on the same GPU (bench/torch_peer.py defines the PyTorch
 #    networks).
@@ -61,8 +63,11 @@ timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 8 --arch "$ARCH" || 
 timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 32 --arch "$ARCH" --separate || status=1
 
 echo "== throughput: $STEPS training steps, synthetic data"
-timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" || status=1
+timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --profile || status=1
 timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --no-graph || status=1
+for mib in 256 1024; do
+  timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --workspace-mib $mib || status=1
+done
 timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --stage || status=1
 timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --no-fuse || status=1
 timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 128 --steps "$STEPS" --arch "$ARCH" || status=1

@@ -214,6 +214,14 @@ enum Cmd {
         /// stays on the device, as in the PyTorch peer).
         #[arg(long)]
         stage: bool,
+        /// With `--steps`: also time every launch and GEMM of a step and
+        /// print where the time goes, by kernel and by layer.
+        #[arg(long)]
+        profile: bool,
+        /// MiB each convolution's im2col and GEMM-output scratch may take
+        /// (the batch runs in chunks of images that fit).
+        #[arg(long, default_value_t = 64)]
+        workspace_mib: u64,
     },
     /// Rewrite a file in canonical form.
     Fmt {
@@ -588,6 +596,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             separate,
             no_graph,
             stage,
+            profile,
+            workspace_mib,
         } => cuda_check(
             &file,
             &CheckOpts {
@@ -598,6 +608,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 separate,
                 graph: !no_graph,
                 stage,
+                profile,
+                workspace: workspace_mib << 20,
             },
         ),
         Cmd::Check { file } => {
@@ -761,6 +773,8 @@ struct CheckOpts {
     separate: bool,
     graph: bool,
     stage: bool,
+    profile: bool,
+    workspace: u64,
 }
 
 /// `netc cuda-check`: GPU-vs-CPU parity of one step (fused unless `fuse`
@@ -782,7 +796,12 @@ fn cuda_check(file: &Path, o: &CheckOpts) -> Result<ExitCode, String> {
     } else {
         Layout::Planned
     };
-    let mut exec = check::load(&g, batch, arch, layout).map_err(|e| format!("error: {e}"))?;
+    let copts = netc::backend::cuda::Options {
+        layout,
+        conv_workspace: o.workspace,
+        ..Default::default()
+    };
+    let mut exec = check::load(&g, batch, arch, copts).map_err(|e| format!("error: {e}"))?;
     exec.set_graph(o.graph);
     let p = exec.program();
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
@@ -819,8 +838,8 @@ fn cuda_check(file: &Path, o: &CheckOpts) -> Result<ExitCode, String> {
         );
         if o.graph {
             // Two fresh programs: one replaying the captured step, one not.
-            let mut a = check::load(&g, batch, arch, layout).map_err(|e| format!("error: {e}"))?;
-            let mut b = check::load(&g, batch, arch, layout).map_err(|e| format!("error: {e}"))?;
+            let mut a = check::load(&g, batch, arch, copts).map_err(|e| format!("error: {e}"))?;
+            let mut b = check::load(&g, batch, arch, copts).map_err(|e| format!("error: {e}"))?;
             let (diff, how) =
                 check::replay_parity(&g, &mut a, &mut b, 6).map_err(|e| format!("error: {e}"))?;
             let replayed = how.starts_with("replaying");
@@ -843,6 +862,25 @@ fn cuda_check(file: &Path, o: &CheckOpts) -> Result<ExitCode, String> {
             exec.replay(),
             if o.stage { ", batches staged" } else { "" }
         );
+        if o.profile {
+            let p = check::profile(&g, &mut exec, 5).map_err(|e| format!("error: {e}"))?;
+            println!(
+                "profile (5 steps launch by launch, averaged): {:.3} ms a step, {} launches and GEMMs",
+                p.total_ms,
+                exec.program().steps.len()
+            );
+            for (title, rows) in [("kernel", &p.by_kernel), ("layer", &p.by_layer)] {
+                println!("  by {title}:");
+                for (name, ms, n) in rows.iter().take(16) {
+                    println!(
+                        "    {:>9.3} ms {:>5.1}% {:>5}x  {name}",
+                        ms,
+                        100.0 * ms / p.total_ms.max(1e-12),
+                        n
+                    );
+                }
+            }
+        }
     }
     Ok(if ok {
         ExitCode::SUCCESS

@@ -10,22 +10,22 @@
 
 use std::time::Instant;
 
-use super::buffers::{Layout, node_key};
+use super::buffers::node_key;
 use super::program::{BufKind, DType};
 use super::runtime::{CudaExec, RuntimeError};
 use crate::backend::cpu::exec::CpuExec;
 use crate::ir::Graph;
 use crate::rng;
 
-/// Builds the program for `g` at `batch` in `layout`, compiles it with
+/// Builds the program for `g` at `batch` as `opts` says, compiles it with
 /// NVRTC for the device and loads it.
 pub fn load(
     g: &Graph,
     batch: usize,
     arch: &'static str,
-    layout: Layout,
+    opts: super::Options,
 ) -> Result<CudaExec, String> {
-    let prog = super::generate_with(g, batch, layout).map_err(|e| e.to_string())?;
+    let prog = super::generate_opts(g, batch, opts).map_err(|e| e.to_string())?;
     let ptx = super::nvrtc::compile(&prog.source, arch).map_err(|e| e.to_string())?;
     CudaExec::new(prog, ptx).map_err(|e| e.to_string())
 }
@@ -263,4 +263,61 @@ pub fn throughput(g: &Graph, exec: &mut CudaExec, steps: u64, stage: bool) -> Re
     exec.synchronize().map_err(err)?;
     let dt = t.elapsed().as_secs_f64();
     Ok(prog.batch as f64 * steps as f64 / dt)
+}
+
+/// Where one step's device time goes (`netc cuda-check --profile`).
+pub struct Profile {
+    /// Milliseconds of the whole step (the sum of its launches and GEMMs).
+    pub total_ms: f64,
+    /// By kernel (numbered variants together; `sgemm` for cuBLAS), most first.
+    pub by_kernel: Vec<(String, f64, usize)>,
+    /// By layer (the node name's first part: `conv1`, `fc6`, ...), most first.
+    pub by_layer: Vec<(String, f64, usize)>,
+}
+
+/// Times every launch and GEMM of a step, averaged over `steps` steps
+/// issued launch by launch after the warm-up steps, on synthetic data.
+pub fn profile(g: &Graph, exec: &mut CudaExec, steps: u64) -> Result<Profile, String> {
+    let err = |e: RuntimeError| e.to_string();
+    prepare(g, exec)?;
+    for s in 0..=u64::from(super::runtime::WARM_STEPS) {
+        exec.step(rng::mix64(s), 0.01).map_err(err)?;
+    }
+    let prog = exec.program().clone();
+    let mut ms = vec![0f64; prog.steps.len()];
+    let steps = steps.max(1);
+    for s in 0..steps {
+        let t = exec.profile_step(rng::mix64(s + 8), 0.01).map_err(err)?;
+        for (a, b) in ms.iter_mut().zip(t) {
+            *a += b / steps as f64;
+        }
+    }
+    let mut by_kernel: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+    let mut by_layer: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+    for (st, t) in prog.steps.iter().zip(&ms) {
+        let (kernel, node) = match st {
+            super::program::Step::Launch(l) => {
+                let name = prog.kernels.get(l.kernel).map_or("?", |k| k.name.as_str());
+                let stem = name.trim_end_matches(|c: char| c.is_ascii_digit());
+                (stem.trim_end_matches('_').to_string(), l.node.as_str())
+            }
+            super::program::Step::Gemm(gm) => ("sgemm".to_string(), gm.node.as_str()),
+        };
+        let layer = node.split(['/', '@']).next().unwrap_or(node).to_string();
+        for (map, key) in [(&mut by_kernel, kernel), (&mut by_layer, layer)] {
+            let e = map.entry(key).or_default();
+            e.0 += t;
+            e.1 += 1;
+        }
+    }
+    let sorted = |m: std::collections::BTreeMap<String, (f64, usize)>| {
+        let mut v: Vec<_> = m.into_iter().map(|(k, (t, n))| (k, t, n)).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v
+    };
+    Ok(Profile {
+        total_ms: ms.iter().sum(),
+        by_kernel: sorted(by_kernel),
+        by_layer: sorted(by_layer),
+    })
 }

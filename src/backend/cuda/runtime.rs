@@ -352,6 +352,38 @@ impl CudaExec {
 
     /// Issues the launch list once, launch by launch.
     fn issue(&mut self) -> Result<(), RuntimeError> {
+        self.issue_with(|_| Ok(()))
+    }
+
+    /// Runs one step launch by launch with a timing event after each, and
+    /// returns each launch's or GEMM's device time in milliseconds, in the
+    /// order of [`CudaProgram::steps`] (graph replay is not used, and the
+    /// events add a little time of their own).
+    pub fn profile_step(&mut self, seed: u64, lr: f64) -> Result<Vec<f64>, RuntimeError> {
+        self.staging
+            .stage(self.prog.scalars, &scalar_words(seed, lr))?;
+        let (base, offsets) = (self.base, &self.offsets);
+        self.staging
+            .take(&self.stream, |b| base + (offsets[b] * 4) as u64)?;
+        let timed = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let events = (0..=self.prog.steps.len())
+            .map(|_| self._ctx.new_event(timed).map_err(driver))
+            .collect::<Result<Vec<_>, _>>()?;
+        events[0].record(&self.stream).map_err(driver)?;
+        let stream = self.stream.clone();
+        self.issue_with(|i| events[i + 1].record(&stream).map_err(driver))?;
+        self.synchronize()?;
+        events
+            .windows(2)
+            .map(|w| w[0].elapsed_ms(&w[1]).map(f64::from).map_err(driver))
+            .collect()
+    }
+
+    /// Issues the launch list once, calling `after(i)` after step `i`.
+    fn issue_with(
+        &self,
+        mut after: impl FnMut(usize) -> Result<(), RuntimeError>,
+    ) -> Result<(), RuntimeError> {
         let op = |t: bool| {
             if t {
                 cublasOperation_t::CUBLAS_OP_T
@@ -359,7 +391,7 @@ impl CudaExec {
                 cublasOperation_t::CUBLAS_OP_N
             }
         };
-        for st in &self.prog.steps {
+        for (i, st) in self.prog.steps.iter().enumerate() {
             match st {
                 Step::Launch(l) => {
                     let ptrs: Vec<u64> = l
@@ -408,6 +440,7 @@ impl CudaExec {
                     .map_err(driver)?;
                 }
             }
+            after(i)?;
         }
         Ok(())
     }

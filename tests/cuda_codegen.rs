@@ -112,6 +112,7 @@ fn well_formed(path: &std::path::Path, fused: bool) {
                     g.node
                 );
             }
+            Step::Copy { .. } => panic!("a copy in a one-device program"),
         }
     }
     // Deterministic.
@@ -226,6 +227,7 @@ fn convolutions_run_in_chunks_under_the_budget() {
     assert!(small.steps.iter().all(|s| match s {
         Step::Launch(l) => l.args.iter().all(|a| !matches!(a, Arg::At(..))),
         Step::Gemm(gm) => gm.beta == 0.0,
+        Step::Copy { .. } => false,
     }));
 }
 

@@ -253,10 +253,7 @@ pub fn run_step(
         // SAFETY: no pointer into `mem` is in use between launches.
         at(pos, unsafe { std::slice::from_raw_parts(base, mem.len()) });
         while let Some(st) = p.steps.get(next) {
-            let here = match st {
-                Step::Launch(l) => l.pos,
-                Step::Gemm(g) => g.pos,
-            };
+            let here = st.pos();
             assert!(here >= pos, "steps out of order");
             if here > pos {
                 break;
@@ -278,6 +275,11 @@ pub fn run_step(
                     emu.launch(l.kernel, l.grid, l.block, &vals);
                 }
                 Step::Gemm(g) => emu.sgemm(g, ptr(g.a), ptr(g.b), ptr(g.c)),
+                // A mirror in the same allocation (a one-device placement).
+                // SAFETY: both lie in the allocation (`alias::check`).
+                Step::Copy { src, dst, .. } => unsafe {
+                    std::ptr::copy(ptr(*src), ptr(*dst), p.buffers[*src].elems)
+                },
             }
         }
     }

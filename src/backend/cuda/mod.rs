@@ -19,6 +19,9 @@
 //!
 //! [`runtime`] runs a program on a GPU behind the [`device::Device`]
 //! interface that training (`train::cuda`) drives.
+//!
+//! [`split`] places a program on several devices (each tower on its own
+//! GPU, cross-tower reads as device-to-device copies into mirrors).
 
 pub mod alias;
 pub mod augment;
@@ -35,6 +38,7 @@ pub mod nvrtc;
 pub mod program;
 pub mod render;
 pub mod runtime;
+pub mod split;
 
 pub use buffers::Layout;
 pub use codegen::{CodegenError, Options, generate, generate_opts, generate_with};

@@ -60,6 +60,10 @@ enum Cmd {
         /// default is the step after the fusion pass).
         #[arg(long)]
         no_fuse: bool,
+        /// With `--target cuda`: place the step on these GPUs, one or one per
+        /// tower (`0,1`: tower 0 and the inputs on GPU 0, tower 1 on GPU 1).
+        #[arg(long, value_name = "GPU,...")]
+        devices: Option<String>,
     },
     /// Report errors and warnings only.
     Check {
@@ -112,6 +116,11 @@ enum Cmd {
         /// the memory plan (same results, more memory).
         #[arg(long)]
         no_plan: bool,
+        /// With `--backend cuda`: the GPUs, one or one per tower (`0,1`:
+        /// each tower on its own GPU, cross-tower values copied between
+        /// them; `0,0`: both towers on GPU 0, on two streams).
+        #[arg(long, value_name = "GPU,...")]
+        devices: Option<String>,
     },
     /// Evaluate the weights of a checkpoint on the test set (top-1 and top-5 error).
     Eval {
@@ -201,6 +210,9 @@ enum Cmd {
         /// layout, so every value of the step is compared.
         #[arg(long)]
         separate: bool,
+        /// Place the step on these GPUs, one or one per tower.
+        #[arg(long, value_name = "GPU,...")]
+        devices: Option<String>,
     },
     /// Rewrite a file in canonical form.
     Fmt {
@@ -324,16 +336,21 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             dump_after,
             verbose,
             no_fuse,
+            devices,
         } => {
             let (c, _) = load(&file)?;
+            let devices = gpu_list(devices.as_deref(), &c)?;
             if let Target::Cuda = target {
                 if passes.is_some() || dump_after.is_some() || verbose {
                     return Err("error: `--passes`, `--dump-after` and `-v` do not apply to `--target cuda`, which generates the fused training step (`--no-fuse`: the unfused one)".into());
                 }
-                return compile_cuda(&c, batch, output.as_deref(), !no_fuse);
+                return compile_cuda(&c, batch, output.as_deref(), !no_fuse, devices.as_deref());
             }
             if no_fuse {
                 return Err("error: `--no-fuse` applies to `--target cuda` only; use `--passes autodiff` for the unfused step".into());
+            }
+            if devices.is_some() {
+                return Err("error: `--devices` applies to `--target cuda` only".into());
             }
             let memplan_emit = matches!(emit, Emit::Memplan);
             let g = &run_passes(&c, passes.as_deref(), memplan_emit, dump_after, verbose)?;
@@ -370,8 +387,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             device_augment,
             no_fuse,
             no_plan,
+            devices,
         } => {
             let (c, _) = load(&file)?;
+            let devices = gpu_list(devices.as_deref(), &c)?;
+            if devices.is_some() && matches!(backend, Backend::Cpu) {
+                return Err(
+                    "error: `--devices` places the step on GPUs: it needs `--backend cuda`".into(),
+                );
+            }
             // Ctrl-C: finish the step in flight, checkpoint, exit cleanly.
             let interrupt = Arc::new(AtomicBool::new(false));
             let flag = interrupt.clone();
@@ -395,6 +419,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     Backend::Cuda => netc::train::step::Backend::Cuda,
                 },
                 device_augment,
+                devices,
             };
             netc::train::run::train(&c.module, &opts).map_err(|e| format!("error: {e}"))?;
             Ok(ExitCode::SUCCESS)
@@ -571,7 +596,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             arch,
             no_fuse,
             separate,
-        } => cuda_check(&file, batch as usize, steps, &arch, !no_fuse, separate),
+            devices,
+        } => cuda_check(
+            &file,
+            batch as usize,
+            steps,
+            &arch,
+            !no_fuse,
+            separate,
+            devices.as_deref(),
+        ),
         Cmd::Check { file } => {
             let (c, _) = load(&file)?;
             eprintln!(
@@ -683,6 +717,26 @@ fn cuda_step(c: &Compiled, fuse: bool) -> Result<ir::Graph, String> {
         .map_err(|e| format!("error: {e}"))
 }
 
+/// `--devices 0,1`: GPU ordinals, one or one per tower of `c`'s network
+/// (`None` without the option).
+fn gpu_list(list: Option<&str>, c: &Compiled) -> Result<Option<Vec<usize>>, String> {
+    let Some(list) = list else { return Ok(None) };
+    let mut gpus = Vec::new();
+    for part in list.split(',') {
+        let part = part.trim();
+        let gpu = part.parse::<usize>().map_err(|_| {
+            format!(
+                "error: `--devices {list}`: `{part}` is not a GPU number; list GPU ordinals separated by commas, e.g. `--devices 0,1`"
+            )
+        })?;
+        gpus.push(gpu);
+    }
+    let towers = c.module.graph.towers as usize;
+    netc::backend::cuda::split::check_count(towers, gpus.len())
+        .map_err(|e| format!("error: {e}"))?;
+    Ok(Some(gpus))
+}
+
 /// `netc compile --target cuda`: the training step (fused unless `fuse`
 /// is false) as CUDA C, its launch list, and PTX when NVRTC can be loaded.
 fn compile_cuda(
@@ -690,12 +744,17 @@ fn compile_cuda(
     batch: Option<u64>,
     dir: Option<&Path>,
     fuse: bool,
+    gpus: Option<&[usize]>,
 ) -> Result<ExitCode, String> {
-    use netc::backend::cuda;
+    use netc::backend::cuda::{self, split};
     let dir = dir.ok_or("error: `--target cuda` needs `-o DIR` (the output directory)")?;
     let batch = batch.unwrap_or(c.module.train.batch) as usize;
     let g = cuda_step(c, fuse)?;
-    let prog = cuda::generate(&g, batch).map_err(|e| format!("error: {e}"))?;
+    let mut prog = cuda::generate(&g, batch).map_err(|e| format!("error: {e}"))?;
+    if let Some(gpus) = gpus {
+        let at = split::Placement::towers(&prog, gpus.len()).map_err(|e| format!("error: {e}"))?;
+        prog = split::place(&prog, &at).map_err(|e| format!("error: {e}"))?;
+    }
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("error: cannot create `{}`: {e}", dir.display()))?;
     write_atomic(&dir.join("netc.cu"), prog.source.as_bytes())?;
@@ -710,17 +769,42 @@ fn compile_cuda(
         }
         Err(e) => return Err(format!("error: {e}")),
     }
+    let memory = if prog.devices() > 1 {
+        let per: Vec<String> = (0..prog.devices())
+            .map(|d| prog.device_bytes(d).to_string())
+            .collect();
+        format!(
+            "device bytes {} on {} devices (planned arenas {}, workspaces and mirrors {}; copies move {} bytes per step)",
+            per.join(" + "),
+            prog.devices(),
+            prog.planned_bytes(),
+            prog.workspace_bytes(),
+            prog.copy_bytes()
+        )
+    } else {
+        format!(
+            "{} device bytes (planned arenas {}, workspace {})",
+            prog.bytes(),
+            prog.planned_bytes(),
+            prog.workspace_bytes()
+        )
+    };
     eprintln!(
-        "{} ({}): {} kernels, {} steps, batch {batch}, {} device bytes (planned arenas {}, workspace {}) -> {}",
+        "{} ({}): {} kernels, {} steps, batch {batch}, {memory} -> {}",
         prog.network,
         if fuse { "fused" } else { "unfused" },
         prog.kernels.len(),
         prog.steps.len(),
-        prog.bytes(),
-        prog.planned_bytes(),
-        prog.workspace_bytes(),
         dir.display()
     );
+    if let Some(gpus) = gpus.filter(|_| prog.devices() > 1) {
+        let on: Vec<String> = gpus
+            .iter()
+            .enumerate()
+            .map(|(d, gpu)| format!("device {d} on GPU {gpu}"))
+            .collect();
+        eprintln!("  {}", on.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -733,9 +817,11 @@ fn cuda_check(
     arch: &str,
     fuse: bool,
     separate: bool,
+    devices: Option<&str>,
 ) -> Result<ExitCode, String> {
     use netc::backend::cuda::{Layout, check};
     let (c, _) = load(file)?;
+    let gpus = gpu_list(devices, &c)?;
     let g = cuda_step(&c, fuse)?;
     let arch: &'static str = match arch {
         "sm_80" => "sm_80",
@@ -748,22 +834,76 @@ fn cuda_check(
     } else {
         Layout::Planned
     };
-    let mut exec = check::load(&g, batch, arch, layout).map_err(|e| format!("error: {e}"))?;
+    let opts = CheckRun {
+        c: &c,
+        g: &g,
+        steps,
+        fuse,
+        separate,
+    };
+    match gpus {
+        Some(gpus) => {
+            let mut exec = check::load_placed(&g, batch, arch, layout, &gpus)
+                .map_err(|e| format!("error: {e}"))?;
+            let p = exec.program();
+            for (d, gpu) in gpus.iter().enumerate() {
+                println!("device {d} (GPU {gpu}): {} bytes", p.device_bytes(d));
+            }
+            println!(
+                "mirrors {} bytes; copies move {} bytes per step",
+                p.mirror_bytes(),
+                p.copy_bytes()
+            );
+            let bytes = exec.device_bytes().iter().sum::<usize>();
+            check_run(&opts, &mut exec, bytes)
+        }
+        None => {
+            let mut exec =
+                check::load(&g, batch, arch, layout).map_err(|e| format!("error: {e}"))?;
+            let bytes = exec.device_bytes();
+            check_run(&opts, &mut exec, bytes)
+        }
+    }
+}
+
+/// What `netc cuda-check` checks.
+struct CheckRun<'a> {
+    c: &'a Compiled,
+    g: &'a ir::Graph,
+    steps: u64,
+    fuse: bool,
+    separate: bool,
+}
+
+/// `netc cuda-check` on a loaded device holding `bytes` bytes in all.
+fn check_run(
+    o: &CheckRun,
+    exec: &mut impl netc::backend::cuda::device::Device,
+    bytes: usize,
+) -> Result<ExitCode, String> {
+    use netc::backend::cuda::check;
+    let (c, g, steps, fuse, separate) = (o.c, o.g, o.steps, o.fuse, o.separate);
+    let batch = exec.program().batch;
     let p = exec.program();
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let total: u64 = (0..p.devices()).map(|d| p.device_bytes(d)).sum();
     println!(
-        "device memory ({}): {} bytes ({:.1} MiB): arenas {:.1} MiB (no reuse {:.1} MiB), workspace {:.1} MiB",
+        "device memory ({}{}): {} bytes ({:.1} MiB): arenas {:.1} MiB (no reuse {:.1} MiB), workspace {:.1} MiB",
         if separate { "separate" } else { "planned" },
-        p.bytes(),
-        mib(p.bytes()),
+        if p.devices() > 1 {
+            format!(", {} devices", p.devices())
+        } else {
+            String::new()
+        },
+        total,
+        mib(total),
         mib(p.planned_bytes()),
         mib(p.no_reuse),
         mib(p.workspace_bytes())
     );
     let mut ok = true;
     if steps == 0 {
-        let (gpu, cpu, errs) =
-            check::step_parity(&g, &mut exec, 7).map_err(|e| format!("error: {e}"))?;
+        let (gpu, cpu, errs) = check::step_parity(g, exec, 7).map_err(|e| format!("error: {e}"))?;
         println!(
             "{} ({}): loss gpu {gpu:.6} cpu {cpu:.6}",
             c.module.graph.name,
@@ -783,12 +923,12 @@ fn cuda_check(
             if ok { "PASS" } else { "FAIL" }
         );
     } else {
-        let r = check::throughput(&g, &mut exec, steps).map_err(|e| format!("error: {e}"))?;
+        let r = check::throughput(g, exec, steps).map_err(|e| format!("error: {e}"))?;
         println!(
             "netc-cuda {}{} batch {batch}: {r:.1} images/s, device memory {:.1} MiB",
             c.module.graph.name,
             if fuse { "" } else { " (unfused)" },
-            exec.device_bytes() as f64 / (1u64 << 20) as f64
+            bytes as f64 / (1u64 << 20) as f64
         );
     }
     Ok(if ok {

@@ -126,6 +126,7 @@ pub fn run(spec_path: &Path) -> Result<Vec<Row>, SweepError> {
             no_plan: false,
             backend: Default::default(),
             device_augment: false,
+            devices: None,
         };
         let reports = match train(&compiled.module, &opts).map_err(|e| verr(e.to_string()))? {
             Outcome::Finished(r) => r,

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod device;
+pub mod multi;
 
 use std::ffi::{CString, c_void};
 use std::path::{Path, PathBuf};

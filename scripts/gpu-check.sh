@@ -11,7 +11,9 @@
 #    (updated weights and velocities, loss, logits), worst first, PASS/FAIL;
 #    then alexnet-fmnist.net with every buffer in its own memory
 #    (--separate): every node's buffer (the output of each generated kernel
-#    or GEMM step, gradients included).
+#    or GEMM step, gradients included). Then the step placed with each
+#    tower on its own device (--devices): two streams of GPU 0, and GPUs 0
+#    and 1 when there are two.
 # 2. Training throughput of alexnet.net (batch 128, fused and unfused) and
 #    alexnet-fmnist.net (batch 128): netc on the GPU, PyTorch eager and
 #    torch.compile on the same GPU (bench/torch_peer.py defines the PyTorch
@@ -54,6 +56,11 @@ timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 32 --arch "$A
 timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 32 --arch "$ARCH" --no-fuse || status=1
 timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 8 --arch "$ARCH" || status=1
 timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 32 --arch "$ARCH" --separate || status=1
+timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 8 --arch "$ARCH" --devices 0,0 || status=1
+if [ "$(nvidia-smi -L 2>/dev/null | wc -l)" -ge 2 ]; then
+  timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 8 --arch "$ARCH" --devices 0,1 || status=1
+  timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --devices 0,1 || status=1
+fi
 
 echo "== throughput: $STEPS training steps, synthetic data"
 timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" || status=1

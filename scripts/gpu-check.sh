@@ -11,9 +11,12 @@
 #    (updated weights and velocities, loss, logits), worst first, PASS/FAIL;
 #    then alexnet-fmnist.net with every buffer in its own memory
 #    (--separate): every node's buffer (the output of each generated kernel
-#    or GEMM step, gradients included).
-#    Each planned parity run also replays the step captured as a CUDA graph
-#    for 6 staged steps against issuing it launch by launch (PASS: equal).
+#    or GEMM step, gradients included). Then the step placed with each
+#    tower on its own device (--devices): two streams of GPU 0, and GPUs 0
+#    and 1 when there are two.
+#    Each planned one-GPU parity run also replays the step captured as a
+#    CUDA graph for 6 staged steps against issuing it launch by launch
+#    (PASS: equal).
 # 2. Training throughput of alexnet.net (batch 128: fused with graph
 #    replay, with per-kernel and per-layer times (--profile); without
 #    replay (--no-graph); with each batch staged through page-locked memory
@@ -61,6 +64,11 @@ timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 32 --arch "$A
 timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 32 --arch "$ARCH" --no-fuse || status=1
 timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 8 --arch "$ARCH" || status=1
 timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 32 --arch "$ARCH" --separate || status=1
+timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 8 --arch "$ARCH" --devices 0,0 || status=1
+if [ "$(nvidia-smi -L 2>/dev/null | wc -l)" -ge 2 ]; then
+  timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 8 --arch "$ARCH" --devices 0,1 || status=1
+  timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --devices 0,1 || status=1
+fi
 
 echo "== throughput: $STEPS training steps, synthetic data"
 timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --profile || status=1
@@ -69,6 +77,8 @@ for mib in 256 1024; do
   timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --workspace-mib $mib || status=1
 done
 timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --stage || status=1
+# The one-GPU tower layout: both towers on one stream (above) or each on its own (0,0).
+timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --devices 0,0 || status=1
 timeout 300 "$NETC" cuda-check networks/alexnet.net --batch 128 --steps "$STEPS" --arch "$ARCH" --no-fuse || status=1
 timeout 300 "$NETC" cuda-check networks/alexnet-fmnist.net --batch 128 --steps "$STEPS" --arch "$ARCH" || status=1
 

@@ -60,6 +60,10 @@ enum Cmd {
         /// default is the step after the fusion pass).
         #[arg(long)]
         no_fuse: bool,
+        /// With `--target cuda`: place the step on these GPUs, one or one per
+        /// tower (`0,1`: tower 0 and the inputs on GPU 0, tower 1 on GPU 1).
+        #[arg(long, value_name = "GPU,...")]
+        devices: Option<String>,
     },
     /// Report errors and warnings only.
     Check {
@@ -116,6 +120,11 @@ enum Cmd {
         /// of replaying the step captured once as a CUDA graph.
         #[arg(long)]
         no_graph: bool,
+        /// With `--backend cuda`: the GPUs, one or one per tower (`0,1`:
+        /// each tower on its own GPU, cross-tower values copied between
+        /// them; `0,0`: both towers on GPU 0, on two streams).
+        #[arg(long, value_name = "GPU,...")]
+        devices: Option<String>,
     },
     /// Evaluate the weights of a checkpoint on the test set (top-1 and top-5 error).
     Eval {
@@ -222,6 +231,9 @@ enum Cmd {
         /// (the batch runs in chunks of images that fit).
         #[arg(long, default_value_t = 64)]
         workspace_mib: u64,
+        /// Place the step on these GPUs, one or one per tower.
+        #[arg(long, value_name = "GPU,...")]
+        devices: Option<String>,
     },
     /// Rewrite a file in canonical form.
     Fmt {
@@ -345,16 +357,21 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             dump_after,
             verbose,
             no_fuse,
+            devices,
         } => {
             let (c, _) = load(&file)?;
+            let devices = gpu_list(devices.as_deref(), &c)?;
             if let Target::Cuda = target {
                 if passes.is_some() || dump_after.is_some() || verbose {
                     return Err("error: `--passes`, `--dump-after` and `-v` do not apply to `--target cuda`, which generates the fused training step (`--no-fuse`: the unfused one)".into());
                 }
-                return compile_cuda(&c, batch, output.as_deref(), !no_fuse);
+                return compile_cuda(&c, batch, output.as_deref(), !no_fuse, devices.as_deref());
             }
             if no_fuse {
                 return Err("error: `--no-fuse` applies to `--target cuda` only; use `--passes autodiff` for the unfused step".into());
+            }
+            if devices.is_some() {
+                return Err("error: `--devices` applies to `--target cuda` only".into());
             }
             let memplan_emit = matches!(emit, Emit::Memplan);
             let g = &run_passes(&c, passes.as_deref(), memplan_emit, dump_after, verbose)?;
@@ -392,8 +409,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             no_fuse,
             no_plan,
             no_graph,
+            devices,
         } => {
             let (c, _) = load(&file)?;
+            let devices = gpu_list(devices.as_deref(), &c)?;
+            if devices.is_some() && matches!(backend, Backend::Cpu) {
+                return Err(
+                    "error: `--devices` places the step on GPUs: it needs `--backend cuda`".into(),
+                );
+            }
             // Ctrl-C: finish the step in flight, checkpoint, exit cleanly.
             let interrupt = Arc::new(AtomicBool::new(false));
             let flag = interrupt.clone();
@@ -418,6 +442,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 },
                 device_augment,
                 no_graph,
+                devices,
             };
             netc::train::run::train(&c.module, &opts).map_err(|e| format!("error: {e}"))?;
             Ok(ExitCode::SUCCESS)
@@ -598,6 +623,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             stage,
             profile,
             workspace_mib,
+            devices,
         } => cuda_check(
             &file,
             &CheckOpts {
@@ -610,6 +636,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 stage,
                 profile,
                 workspace: workspace_mib << 20,
+                devices,
             },
         ),
         Cmd::Check { file } => {
@@ -723,6 +750,26 @@ fn cuda_step(c: &Compiled, fuse: bool) -> Result<ir::Graph, String> {
         .map_err(|e| format!("error: {e}"))
 }
 
+/// `--devices 0,1`: GPU ordinals, one or one per tower of `c`'s network
+/// (`None` without the option).
+fn gpu_list(list: Option<&str>, c: &Compiled) -> Result<Option<Vec<usize>>, String> {
+    let Some(list) = list else { return Ok(None) };
+    let mut gpus = Vec::new();
+    for part in list.split(',') {
+        let part = part.trim();
+        let gpu = part.parse::<usize>().map_err(|_| {
+            format!(
+                "error: `--devices {list}`: `{part}` is not a GPU number; list GPU ordinals separated by commas, e.g. `--devices 0,1`"
+            )
+        })?;
+        gpus.push(gpu);
+    }
+    let towers = c.module.graph.towers as usize;
+    netc::backend::cuda::split::check_count(towers, gpus.len())
+        .map_err(|e| format!("error: {e}"))?;
+    Ok(Some(gpus))
+}
+
 /// `netc compile --target cuda`: the training step (fused unless `fuse`
 /// is false) as CUDA C, its launch list, and PTX when NVRTC can be loaded.
 fn compile_cuda(
@@ -730,12 +777,17 @@ fn compile_cuda(
     batch: Option<u64>,
     dir: Option<&Path>,
     fuse: bool,
+    gpus: Option<&[usize]>,
 ) -> Result<ExitCode, String> {
-    use netc::backend::cuda;
+    use netc::backend::cuda::{self, split};
     let dir = dir.ok_or("error: `--target cuda` needs `-o DIR` (the output directory)")?;
     let batch = batch.unwrap_or(c.module.train.batch) as usize;
     let g = cuda_step(c, fuse)?;
-    let prog = cuda::generate(&g, batch).map_err(|e| format!("error: {e}"))?;
+    let mut prog = cuda::generate(&g, batch).map_err(|e| format!("error: {e}"))?;
+    if let Some(gpus) = gpus {
+        let at = split::Placement::towers(&prog, gpus.len()).map_err(|e| format!("error: {e}"))?;
+        prog = split::place(&prog, &at).map_err(|e| format!("error: {e}"))?;
+    }
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("error: cannot create `{}`: {e}", dir.display()))?;
     write_atomic(&dir.join("netc.cu"), prog.source.as_bytes())?;
@@ -750,17 +802,42 @@ fn compile_cuda(
         }
         Err(e) => return Err(format!("error: {e}")),
     }
+    let memory = if prog.devices() > 1 {
+        let per: Vec<String> = (0..prog.devices())
+            .map(|d| prog.device_bytes(d).to_string())
+            .collect();
+        format!(
+            "device bytes {} on {} devices (planned arenas {}, workspaces and mirrors {}; copies move {} bytes per step)",
+            per.join(" + "),
+            prog.devices(),
+            prog.planned_bytes(),
+            prog.workspace_bytes(),
+            prog.copy_bytes()
+        )
+    } else {
+        format!(
+            "{} device bytes (planned arenas {}, workspace {})",
+            prog.bytes(),
+            prog.planned_bytes(),
+            prog.workspace_bytes()
+        )
+    };
     eprintln!(
-        "{} ({}): {} kernels, {} steps, batch {batch}, {} device bytes (planned arenas {}, workspace {}) -> {}",
+        "{} ({}): {} kernels, {} steps, batch {batch}, {memory} -> {}",
         prog.network,
         if fuse { "fused" } else { "unfused" },
         prog.kernels.len(),
         prog.steps.len(),
-        prog.bytes(),
-        prog.planned_bytes(),
-        prog.workspace_bytes(),
         dir.display()
     );
+    if let Some(gpus) = gpus.filter(|_| prog.devices() > 1) {
+        let on: Vec<String> = gpus
+            .iter()
+            .enumerate()
+            .map(|(d, gpu)| format!("device {d} on GPU {gpu}"))
+            .collect();
+        eprintln!("  {}", on.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -775,23 +852,25 @@ struct CheckOpts {
     stage: bool,
     profile: bool,
     workspace: u64,
+    devices: Option<String>,
 }
 
 /// `netc cuda-check`: GPU-vs-CPU parity of one step (fused unless `fuse`
-/// is false; the CPU executor runs the same graph) and graph replay
-/// against launch-by-launch issue, or throughput.
+/// is false; the CPU executor runs the same graph) and, on one GPU, graph
+/// replay against launch-by-launch issue; or throughput (and, on one GPU,
+/// where a step's time goes).
 fn cuda_check(file: &Path, o: &CheckOpts) -> Result<ExitCode, String> {
     use netc::backend::cuda::{Layout, check};
-    let (batch, steps, fuse, separate) = (o.batch, o.steps, o.fuse, o.separate);
     let (c, _) = load(file)?;
-    let g = cuda_step(&c, fuse)?;
+    let gpus = gpu_list(o.devices.as_deref(), &c)?;
+    let g = cuda_step(&c, o.fuse)?;
     let arch: &'static str = match o.arch.as_str() {
         "sm_80" => "sm_80",
         "sm_90" => "sm_90",
         "sm_100" => "sm_100",
         other => return Err(format!("error: unsupported `--arch {other}`")),
     };
-    let layout = if separate {
+    let layout = if o.separate {
         Layout::Separate
     } else {
         Layout::Planned
@@ -801,69 +880,35 @@ fn cuda_check(file: &Path, o: &CheckOpts) -> Result<ExitCode, String> {
         conv_workspace: o.workspace,
         ..Default::default()
     };
-    let mut exec = check::load(&g, batch, arch, copts).map_err(|e| format!("error: {e}"))?;
-    exec.set_graph(o.graph);
-    let p = exec.program();
-    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
-    println!(
-        "device memory ({}): {} bytes ({:.1} MiB): arenas {:.1} MiB (no reuse {:.1} MiB), workspace {:.1} MiB",
-        if separate { "separate" } else { "planned" },
-        p.bytes(),
-        mib(p.bytes()),
-        mib(p.planned_bytes()),
-        mib(p.no_reuse),
-        mib(p.workspace_bytes())
-    );
-    let mut ok = true;
-    if steps == 0 {
-        let (gpu, cpu, errs) =
-            check::step_parity(&g, &mut exec, 7).map_err(|e| format!("error: {e}"))?;
-        println!(
-            "{} ({}): loss gpu {gpu:.6} cpu {cpu:.6}",
-            c.module.graph.name,
-            if fuse { "fused" } else { "unfused" }
-        );
-        for p in errs.iter().take(12) {
-            println!(
-                "  {:>10.3e}  {:>9} of {:>9} off  {}",
-                p.rel_err, p.off, p.total, p.name
-            );
-        }
-        let worst = errs.first().map_or(0.0, |p| p.rel_err);
-        ok = worst <= 1e-3 && (gpu - cpu).abs() <= 1e-4 * cpu.abs().max(1.0);
-        println!(
-            "parity: {} buffers, worst {worst:.3e}: {}",
-            errs.len(),
-            if ok { "PASS" } else { "FAIL" }
-        );
-        if o.graph {
+    let batch = o.batch;
+    let run = CheckRun { c: &c, g: &g, o };
+    let err = |e: String| format!("error: {e}");
+    let Some(gpus) = gpus else {
+        let mut exec = check::load(&g, batch, arch, copts).map_err(err)?;
+        exec.set_graph(o.graph);
+        let bytes = exec.device_bytes();
+        let mut ok = check_run(&run, &mut exec, bytes)?;
+        if o.steps == 0 && o.graph {
             // Two fresh programs: one replaying the captured step, one not.
-            let mut a = check::load(&g, batch, arch, copts).map_err(|e| format!("error: {e}"))?;
-            let mut b = check::load(&g, batch, arch, copts).map_err(|e| format!("error: {e}"))?;
-            let (diff, how) =
-                check::replay_parity(&g, &mut a, &mut b, 6).map_err(|e| format!("error: {e}"))?;
-            let replayed = how.starts_with("replaying");
-            let pass = replayed && diff <= 1e-6;
+            let mut a = check::load(&g, batch, arch, copts).map_err(err)?;
+            let mut b = check::load(&g, batch, arch, copts).map_err(err)?;
+            let (diff, how) = check::replay_parity(&g, &mut a, &mut b, 6).map_err(err)?;
+            let pass = how.starts_with("replaying") && diff <= 1e-6;
             println!(
                 "graph replay: 6 staged steps against launch by launch: largest difference {diff:.3e} ({how}): {}",
                 if pass { "PASS" } else { "FAIL" }
             );
             ok &= pass;
         }
-    } else {
-        let r =
-            check::throughput(&g, &mut exec, steps, o.stage).map_err(|e| format!("error: {e}"))?;
-        println!(
-            "netc-cuda {}{} batch {batch}: {r:.1} images/s, device memory {:.1} MiB (+{:.1} MiB cuBLAS workspace and staging), {}{}",
-            c.module.graph.name,
-            if fuse { "" } else { " (unfused)" },
-            exec.device_bytes() as f64 / (1u64 << 20) as f64,
-            exec.extra_bytes() as f64 / (1u64 << 20) as f64,
-            exec.replay(),
-            if o.stage { ", batches staged" } else { "" }
-        );
-        if o.profile {
-            let p = check::profile(&g, &mut exec, 5).map_err(|e| format!("error: {e}"))?;
+        if o.steps > 0 {
+            println!(
+                "  issued: {}; beside the allocation: {:.1} MiB (cuBLAS workspace, staging)",
+                exec.replay(),
+                exec.extra_bytes() as f64 / (1u64 << 20) as f64
+            );
+        }
+        if o.steps > 0 && o.profile {
+            let p = check::profile(&g, &mut exec, 5).map_err(err)?;
             println!(
                 "profile (5 steps launch by launch, averaged): {:.3} ms a step, {} launches and GEMMs",
                 p.total_ms,
@@ -881,10 +926,100 @@ fn cuda_check(file: &Path, o: &CheckOpts) -> Result<ExitCode, String> {
                 }
             }
         }
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    };
+    let mut exec = check::load_placed(&g, batch, arch, copts, &gpus).map_err(err)?;
+    let p = exec.program();
+    for (d, gpu) in gpus.iter().enumerate() {
+        println!("device {d} (GPU {gpu}): {} bytes", p.device_bytes(d));
     }
+    println!(
+        "mirrors {} bytes; copies move {} bytes per step",
+        p.mirror_bytes(),
+        p.copy_bytes()
+    );
+    let bytes = exec.device_bytes().iter().sum::<usize>();
+    let ok = check_run(&run, &mut exec, bytes)?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// What `netc cuda-check` checks.
+struct CheckRun<'a> {
+    c: &'a Compiled,
+    g: &'a ir::Graph,
+    o: &'a CheckOpts,
+}
+
+/// `netc cuda-check`'s parity check (or, with `--steps`, throughput) on a
+/// loaded device holding `bytes` bytes in all; whether it passed.
+fn check_run(
+    run: &CheckRun,
+    exec: &mut impl netc::backend::cuda::device::Device,
+    bytes: usize,
+) -> Result<bool, String> {
+    use netc::backend::cuda::check;
+    let (c, g, o) = (run.c, run.g, run.o);
+    let (steps, fuse, separate) = (o.steps, o.fuse, o.separate);
+    let batch = exec.program().batch;
+    let p = exec.program();
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let total: u64 = (0..p.devices()).map(|d| p.device_bytes(d)).sum();
+    println!(
+        "device memory ({}{}): {} bytes ({:.1} MiB): arenas {:.1} MiB (no reuse {:.1} MiB), workspace {:.1} MiB",
+        if separate { "separate" } else { "planned" },
+        if p.devices() > 1 {
+            format!(", {} devices", p.devices())
+        } else {
+            String::new()
+        },
+        total,
+        mib(total),
+        mib(p.planned_bytes()),
+        mib(p.no_reuse),
+        mib(p.workspace_bytes())
+    );
+    if steps == 0 {
+        let (gpu, cpu, errs) = check::step_parity(g, exec, 7).map_err(|e| format!("error: {e}"))?;
+        println!(
+            "{} ({}): loss gpu {gpu:.6} cpu {cpu:.6}",
+            c.module.graph.name,
+            if fuse { "fused" } else { "unfused" }
+        );
+        for p in errs.iter().take(12) {
+            println!(
+                "  {:>10.3e}  {:>9} of {:>9} off  {}",
+                p.rel_err, p.off, p.total, p.name
+            );
+        }
+        let worst = errs.first().map_or(0.0, |p| p.rel_err);
+        let ok = worst <= 1e-3 && (gpu - cpu).abs() <= 1e-4 * cpu.abs().max(1.0);
+        println!(
+            "parity: {} buffers, worst {worst:.3e}: {}",
+            errs.len(),
+            if ok { "PASS" } else { "FAIL" }
+        );
+        return Ok(ok);
+    }
+    let r = check::throughput(g, exec, steps, o.stage).map_err(|e| format!("error: {e}"))?;
+    println!(
+        "netc-cuda {}{} batch {batch}: {r:.1} images/s, device memory {:.1} MiB{}{}",
+        c.module.graph.name,
+        if fuse { "" } else { " (unfused)" },
+        bytes as f64 / (1u64 << 20) as f64,
+        if o.stage { ", batches staged" } else { "" },
+        if o.workspace != 64 << 20 {
+            format!(", convolution workspace {} MiB", o.workspace >> 20)
+        } else {
+            String::new()
+        }
+    );
+    Ok(true)
 }

@@ -112,6 +112,7 @@ fn well_formed(path: &std::path::Path, fused: bool) {
                     g.node
                 );
             }
+            Step::Copy { .. } => panic!("a copy in a one-device program"),
         }
     }
     // Deterministic.
@@ -231,6 +232,7 @@ fn convolutions_run_in_chunks_under_the_budget() {
                 .iter()
                 .all(|a| !matches!(a, Arg::At(b, _) if *b != small.scalars)),
             Step::Gemm(gm) => gm.beta == 0.0,
+            Step::Copy { .. } => false,
         }
     }));
 }

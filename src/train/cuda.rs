@@ -50,9 +50,10 @@ use crate::backend::cpu::exec::{CpuExec, StepStats};
 use crate::backend::cpu::kernels::softmax_xent::top1_top5;
 use crate::backend::cuda::augment::{self, AugmentBuffers};
 use crate::backend::cuda::device::Device;
+use crate::backend::cuda::multi::MultiExec;
 use crate::backend::cuda::program::{BufKind, CudaProgram, DType};
 use crate::backend::cuda::runtime::{CudaExec, RuntimeError};
-use crate::backend::cuda::{self, nvrtc};
+use crate::backend::cuda::{self, nvrtc, split};
 use crate::ir::NodeId;
 use crate::rng;
 use crate::train::cuda_eval::DeviceEval;
@@ -527,6 +528,45 @@ pub fn open(
     };
     let mut step = CudaStep::build(host, batch, aug, load)?;
     if let Err(e) = step.eval_on_device(load) {
+        eprintln!(
+            "note: evaluating on the host: the evaluation program cannot run on the GPU: {e}"
+        );
+    }
+    Ok(step)
+}
+
+/// The training step of `host`'s graph at `batch` placed on the GPUs
+/// `gpus` (`backend::cuda::split`, the paper's layout: one GPU, or tower
+/// `i` on `gpus[i]` with the inputs, loss and logits on `gpus[0]`; a GPU
+/// may be listed twice, its towers then run on two streams), compiled by
+/// NVRTC for [`ARCH`], loaded on each GPU ([`MultiExec`]), parameters
+/// uploaded to their tower's device. Evaluation runs on the first GPU (the
+/// evaluation program, unplaced), or on the host if it cannot be loaded.
+pub fn open_placed(
+    host: CpuExec,
+    batch: usize,
+    aug: Option<&Augmenter>,
+    gpus: &[usize],
+) -> Result<CudaStep<MultiExec>, TrainError> {
+    probe()?;
+    let mut step = CudaStep::build(host, batch, aug, |prog| {
+        let at = split::Placement::towers(prog, gpus.len()).map_err(cuda_err)?;
+        let placed = split::place(prog, &at).map_err(cuda_err)?;
+        let ptx = nvrtc::compile(&placed.source, ARCH).map_err(cuda_err)?;
+        MultiExec::new(placed, ptx, gpus).map_err(|e| match e {
+            RuntimeError::NoDevice(why) => TrainError::Cuda(format!(
+                "`--backend cuda` cannot run here: no usable CUDA device ({why}); train with `--backend cpu`"
+            )),
+            e => e.into(),
+        })
+    })?;
+    // Evaluation: the forward program, unplaced, on the first listed GPU.
+    let first = &gpus[..gpus.len().min(1)];
+    let eval = step.eval_on_device(|prog| {
+        let ptx = nvrtc::compile(&prog.source, ARCH).map_err(cuda_err)?;
+        MultiExec::new(prog.clone(), ptx, first).map_err(|e| e.into())
+    });
+    if let Err(e) = eval {
         eprintln!(
             "note: evaluating on the host: the evaluation program cannot run on the GPU: {e}"
         );

@@ -107,6 +107,9 @@ pub struct TrainOptions {
     /// Issue every launch of every step instead of replaying the step
     /// captured as a CUDA graph (`Backend::Cuda` only).
     pub no_graph: bool,
+    /// `Backend::Cuda` only: the GPUs to place the step on (one, or one per
+    /// tower: tower `i` on the `i`-th; `None`: GPU 0, unplaced).
+    pub devices: Option<Vec<usize>>,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -449,7 +452,21 @@ pub fn train(module: &Module, opts: &TrainOptions) -> Result<Outcome, TrainError
         Backend::Cpu if opts.no_graph => Err(TrainError::Config(
             "`--no-graph` is for `--backend cuda`".into(),
         )),
+        Backend::Cpu if opts.devices.is_some() => Err(TrainError::Config(
+            "`--devices` places the step on GPUs: it needs `--backend cuda`".into(),
+        )),
         Backend::Cpu => train_with(module, opts, |cpu, _, _| Ok(cpu)),
+        Backend::Cuda if opts.devices.is_some() => {
+            let gpus = opts.devices.clone().unwrap_or_default();
+            let towers = module.graph.towers as usize;
+            crate::backend::cuda::split::check_count(towers, gpus.len())
+                .map_err(|e| TrainError::Config(e.to_string()))?;
+            super::cuda::probe()?;
+            train_with(module, opts, |cpu, cfg, aug| {
+                let aug = opts.device_augment.then_some(aug);
+                super::cuda::open_placed(cpu, cfg.batch as usize, aug, &gpus)
+            })
+        }
         Backend::Cuda => {
             // Before the data is loaded: a missing library fails at once.
             super::cuda::probe()?;

@@ -127,6 +127,7 @@ pub fn run(spec_path: &Path) -> Result<Vec<Row>, SweepError> {
             backend: Default::default(),
             device_augment: false,
             no_graph: false,
+            devices: None,
         };
         let reports = match train(&compiled.module, &opts).map_err(|e| verr(e.to_string()))? {
             Outcome::Finished(r) => r,

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod device;
+pub mod multi;
 
 use std::ffi::{CString, c_void};
 use std::path::{Path, PathBuf};
@@ -265,10 +266,7 @@ pub fn run_step(
         // SAFETY: no pointer into `mem` is in use between launches.
         at(pos, unsafe { std::slice::from_raw_parts(base, mem.len()) });
         while let Some(st) = p.steps.get(next) {
-            let here = match st {
-                Step::Launch(l) => l.pos,
-                Step::Gemm(g) => g.pos,
-            };
+            let here = st.pos();
             assert!(here >= pos, "steps out of order");
             if here > pos {
                 break;
@@ -288,6 +286,11 @@ pub fn run_step(
                     emu.launch(l.kernel, l.grid, l.block, &vals);
                 }
                 Step::Gemm(g) => emu.sgemm(g, ptr(g.a), ptr(g.b), ptr(g.c)),
+                // A mirror in the same allocation (a one-device placement).
+                // SAFETY: both lie in the allocation (`alias::check`).
+                Step::Copy { src, dst, .. } => unsafe {
+                    std::ptr::copy(ptr(*src), ptr(*dst), p.buffers[*src].elems)
+                },
             }
         }
     }
@@ -311,6 +314,8 @@ pub enum Recorded {
         args: Vec<usize>,
     },
     Gemm(netc::backend::cuda::program::Gemm, [usize; 3]),
+    /// `[source, destination]` words, length.
+    Copy([usize; 2], usize),
 }
 
 /// The launch list of `p` with every argument resolved, as a CUDA graph
@@ -334,6 +339,9 @@ pub fn record(p: &CudaProgram) -> Vec<Recorded> {
                     .collect(),
             },
             Step::Gemm(g) => Recorded::Gemm(g.clone(), [word(p, g.a), word(p, g.b), word(p, g.c)]),
+            Step::Copy { src, dst, .. } => {
+                Recorded::Copy([word(p, *src), word(p, *dst)], p.buffers[*src].elems)
+            }
         })
         .collect()
 }
@@ -362,6 +370,7 @@ pub fn replay(emu: &Emu, rec: &[Recorded], mem: &mut [f32]) {
             Recorded::Gemm(g, [a, b, c]) => unsafe {
                 emu.sgemm(g, base.add(*a), base.add(*b), base.add(*c))
             },
+            Recorded::Copy([src, dst], len) => mem.copy_within(*src..*src + *len, *dst),
         }
     }
 }

@@ -19,10 +19,27 @@
 //!   inside its buffer; the whole buffer counts as used (conservative).
 //! - A cuBLAS GEMM's `C` lies clear of `A` and `B` (cuBLAS does not
 //!   support overlapping operands).
+//! - Steps come in the order of their positions.
+//!
+//! And of a program placed on several devices (`super::split`), what the
+//! devices' separate memories need:
+//! - Regions of one device do not overlap (each device's addresses start
+//!   at 0 of its own allocation); buffers of different devices never share
+//!   memory.
+//! - A launch or GEMM touches the memory of one device only.
+//! - A [`Step::Copy`] copies a buffer into a [`BufKind::Mirror`] of the
+//!   same type and length, both live at its position; nothing else writes
+//!   a mirror.
+//! - A step that reads a mirror reads what its source holds there: a copy
+//!   filled the mirror earlier in the step, and no step since wrote memory
+//!   of the source's device that overlaps the source (a copy is needed
+//!   after every write of a value that another device reads again).
 //!
 //! Guarantees: never panics; the first violation found is the error.
 
-use super::program::{CudaProgram, Step};
+use std::collections::HashMap;
+
+use super::program::{BufKind, CudaProgram, Step};
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("step {step} ({node}): {what}")]
@@ -49,14 +66,21 @@ pub fn check(p: &CudaProgram) -> Result<(), AliasError> {
         node: "layout".into(),
         what,
     };
-    let mut regions: Vec<(u64, u64)> = p
+    let mut regions: Vec<(usize, u64, u64)> = p
         .regions
         .iter()
-        .map(|r| (r.base, r.base.saturating_add(r.size)))
+        .map(|r| (r.device, r.base, r.base.saturating_add(r.size)))
         .collect();
     regions.sort_unstable();
-    if regions.windows(2).any(|w| w[0].1 > w[1].0) {
-        return Err(whole("two regions overlap".into()));
+    if let Some(w) = regions
+        .windows(2)
+        .find(|w| w[0].0 == w[1].0 && w[0].2 > w[1].1)
+    {
+        return Err(whole(if p.devices() > 1 {
+            format!("two regions of device {} overlap", w[0].0)
+        } else {
+            "two regions overlap".into()
+        }));
     }
     for (i, d) in p.buffers.iter().enumerate() {
         let fits = p
@@ -70,12 +94,32 @@ pub fn check(p: &CudaProgram) -> Result<(), AliasError> {
             )));
         }
     }
+    let name = |b: usize| p.buffers.get(b).map_or("?", |d| d.name.as_str());
+    let is_mirror = |b: usize| p.buffers.get(b).is_some_and(|d| d.kind == BufKind::Mirror);
+    // Mirrors filled by a copy and still equal to their source: mirror -> source.
+    let mut fresh: HashMap<usize, usize> = HashMap::new();
+    // A write of `b` on its device: mirrors of sources it overlaps go stale.
+    let wrote = |fresh: &mut HashMap<usize, usize>, b: usize| {
+        let (dev, r) = (p.device_of(b), range(p, b));
+        fresh.retain(|_, src| {
+            p.device_of(*src) != dev
+                || !matches!((r, range(p, *src)), (Some(x), Some(y)) if overlap(x, y))
+        });
+    };
+    let mut at = 0;
     for (i, st) in p.steps.iter().enumerate() {
         let err = |node: &str, what: String| AliasError {
             step: i,
             node: node.into(),
             what,
         };
+        if st.pos() < at {
+            return Err(err(
+                st.node(),
+                format!("runs at position {} after a step at {at}", st.pos()),
+            ));
+        }
+        at = st.pos();
         // (buffer, written) pairs the step touches.
         let (node, pos, uses, in_place): (&str, usize, Vec<(usize, bool)>, bool) = match st {
             Step::Launch(l) => {
@@ -108,6 +152,20 @@ pub fn check(p: &CudaProgram) -> Result<(), AliasError> {
                 vec![(g.a, false), (g.b, false), (g.c, true)],
                 false,
             ),
+            Step::Copy {
+                src,
+                dst,
+                node,
+                pos,
+            } => {
+                copy(p, (*src, *dst), *pos).map_err(|what| err(node, what))?;
+                if is_mirror(*src) && !fresh.contains_key(src) {
+                    return Err(err(node, stale(name(*src))));
+                }
+                wrote(&mut fresh, *dst);
+                fresh.insert(*dst, *src);
+                continue;
+            }
         };
         let mut spans = Vec::with_capacity(uses.len());
         for &(b, w) in &uses {
@@ -125,12 +183,29 @@ pub fn check(p: &CudaProgram) -> Result<(), AliasError> {
             }
             spans.push((b, w, r));
         }
+        // One device's memory only.
+        let devs: Vec<(usize, Option<usize>)> =
+            uses.iter().map(|&(b, _)| (b, p.device_of(b))).collect();
+        if let Some(&(a, da)) = devs.first()
+            && let Some(&(b, db)) = devs.iter().find(|(_, d)| *d != da)
+        {
+            let dev = |d: Option<usize>| d.map_or("?".into(), |d| d.to_string());
+            return Err(err(
+                node,
+                format!(
+                    "touches the memory of device {} (`{}`) and of device {} (`{}`)",
+                    dev(da),
+                    name(a),
+                    dev(db),
+                    name(b)
+                ),
+            ));
+        }
         for (x, &(bx, wx, rx)) in spans.iter().enumerate() {
             for &(by, wy, ry) in &spans[x + 1..] {
                 if !(wx || wy) || !overlap(rx, ry) {
                     continue;
                 }
-                let name = |b: usize| p.buffers.get(b).map_or("?", |d| d.name.as_str());
                 let same = rx == ry && wx != wy;
                 if !(same && in_place) {
                     return Err(err(
@@ -140,6 +215,62 @@ pub fn check(p: &CudaProgram) -> Result<(), AliasError> {
                 }
             }
         }
+        for &(b, w) in &uses {
+            if is_mirror(b) {
+                if w {
+                    return Err(err(
+                        node,
+                        format!("writes `{}`, a mirror only a copy may fill", name(b)),
+                    ));
+                }
+                if !fresh.contains_key(&b) {
+                    return Err(err(node, stale(name(b))));
+                }
+            }
+        }
+        for &(b, w) in &uses {
+            if w {
+                wrote(&mut fresh, b);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn stale(mirror: &str) -> String {
+    format!(
+        "reads `{mirror}` while no copy since its source was last written has filled it (a copy from another device is missing or too early)"
+    )
+}
+
+/// A copy `src -> dst` at position `pos`: both exist and are live there,
+/// `dst` is a mirror of the same type and length, clear of `src`.
+fn copy(p: &CudaProgram, (src, dst): (usize, usize), pos: usize) -> Result<(), String> {
+    let (Some(s), Some(d)) = (p.buffers.get(src), p.buffers.get(dst)) else {
+        return Err(format!("copies b{src} into b{dst}: no such buffer"));
+    };
+    if d.kind != BufKind::Mirror {
+        return Err(format!("copies into `{}`, which is not a mirror", d.name));
+    }
+    if (s.dtype, s.elems) != (d.dtype, d.elems) {
+        return Err(format!(
+            "copies `{}` into `{}` of another type or length",
+            s.name, d.name
+        ));
+    }
+    for b in [s, d] {
+        if pos < b.first || pos > b.last {
+            return Err(format!(
+                "uses `{}` at position {pos}, outside its lifetime {}..={}",
+                b.name, b.first, b.last
+            ));
+        }
+    }
+    let same = p.device_of(src) == p.device_of(dst);
+    if let (true, Some(x), Some(y)) = (same, range(p, src), range(p, dst))
+        && overlap(x, y)
+    {
+        return Err(format!("`{}` and `{}` overlap", s.name, d.name));
     }
     Ok(())
 }

@@ -238,6 +238,7 @@ pub fn attach(prog: &mut CudaProgram, aug: &Augmenter) -> Result<AugmentBuffers,
         base,
         size,
         planned: false,
+        device: 0,
     });
     let (grid, block) = s.grid_block();
     let node = prog.order.first().cloned().unwrap_or_default();

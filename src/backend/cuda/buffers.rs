@@ -210,6 +210,7 @@ pub fn assign(
             base,
             size,
             planned: true,
+            device: 0,
         });
         base = round(base.saturating_add(size), REGION_ALIGN);
     }
@@ -254,6 +255,7 @@ pub fn assign(
         base,
         size: top,
         planned: false,
+        device: 0,
     });
     Ok(b)
 }

@@ -6,13 +6,18 @@
 //! [`Layout::Separate`], every value), and training-step throughput. The
 //! step is the graph given, fused by `passes::fuse` or not; the CPU
 //! executor runs that same graph. Used by `netc cuda-check` (fused unless
-//! `--no-fuse`, planned unless `--separate`) and `scripts/gpu-check.sh`.
+//! `--no-fuse`, planned unless `--separate`, placed on several GPUs with
+//! `--devices`) and `scripts/gpu-check.sh`; parity and throughput take any
+//! [`Device`].
 
 use std::time::Instant;
 
 use super::buffers::node_key;
+use super::device::Device;
+use super::multi::MultiExec;
 use super::program::{BufKind, DType};
 use super::runtime::{CudaExec, RuntimeError};
+use super::split;
 use crate::backend::cpu::exec::CpuExec;
 use crate::ir::Graph;
 use crate::rng;
@@ -28,6 +33,22 @@ pub fn load(
     let prog = super::generate_opts(g, batch, opts).map_err(|e| e.to_string())?;
     let ptx = super::nvrtc::compile(&prog.source, arch).map_err(|e| e.to_string())?;
     CudaExec::new(prog, ptx).map_err(|e| e.to_string())
+}
+
+/// [`load`], placed on the GPUs `gpus` (`split::Placement::towers`: one
+/// GPU, or tower `i` on `gpus[i]`).
+pub fn load_placed(
+    g: &Graph,
+    batch: usize,
+    arch: &'static str,
+    opts: super::Options,
+    gpus: &[usize],
+) -> Result<MultiExec, String> {
+    let prog = super::generate_opts(g, batch, opts).map_err(|e| e.to_string())?;
+    let at = split::Placement::towers(&prog, gpus.len()).map_err(|e| e.to_string())?;
+    let prog = split::place(&prog, &at).map_err(|e| e.to_string())?;
+    let ptx = super::nvrtc::compile(&prog.source, arch).map_err(|e| e.to_string())?;
+    MultiExec::new(prog, ptx, gpus).map_err(|e| e.to_string())
 }
 
 /// Synthetic data: images in [-1, 1), labels below `classes`.
@@ -56,7 +77,7 @@ pub struct Parity {
 /// Returns (GPU loss, CPU loss, per-buffer errors, worst first).
 pub fn step_parity(
     g: &Graph,
-    exec: &mut CudaExec,
+    exec: &mut impl Device,
     seed: u64,
 ) -> Result<(f64, f64, Vec<Parity>), String> {
     let err = |e: RuntimeError| e.to_string();
@@ -151,7 +172,7 @@ pub fn step_parity(
 
 /// Uploads `g`'s parameters as the `.net` file initialises them (seed 0),
 /// zero velocities, and one synthetic batch; returns the batch.
-fn prepare(g: &Graph, exec: &mut CudaExec) -> Result<(Vec<f32>, Vec<f32>), String> {
+fn prepare(g: &Graph, exec: &mut impl Device) -> Result<(Vec<f32>, Vec<f32>), String> {
     let err = |e: RuntimeError| e.to_string();
     let prog = exec.program().clone();
     for n in g.node_ids() {
@@ -241,11 +262,16 @@ pub fn replay_parity(
 /// batch and labels are staged as training stages them (copied from
 /// page-locked memory while the previous step runs); without, the batch
 /// stays on the device (as the PyTorch peer's does).
-pub fn throughput(g: &Graph, exec: &mut CudaExec, steps: u64, stage: bool) -> Result<f64, String> {
+pub fn throughput(
+    g: &Graph,
+    exec: &mut impl Device,
+    steps: u64,
+    stage: bool,
+) -> Result<f64, String> {
     let err = |e: RuntimeError| e.to_string();
     let (images, labels) = prepare(g, exec)?;
     let prog = exec.program().clone();
-    let one = |exec: &mut CudaExec, s: u64| -> Result<(), String> {
+    let one = |exec: &mut dyn Device, s: u64| -> Result<(), String> {
         if stage {
             exec.stage(prog.image, &images).map_err(err)?;
             exec.stage(prog.labels, &labels).map_err(err)?;
@@ -302,6 +328,7 @@ pub fn profile(g: &Graph, exec: &mut CudaExec, steps: u64) -> Result<Profile, St
                 (stem.trim_end_matches('_').to_string(), l.node.as_str())
             }
             super::program::Step::Gemm(gm) => ("sgemm".to_string(), gm.node.as_str()),
+            super::program::Step::Copy { node, .. } => ("copy".to_string(), node.as_str()),
         };
         let layer = node.split(['/', '@']).next().unwrap_or(node).to_string();
         for (map, key) in [(&mut by_kernel, kernel), (&mut by_layer, layer)] {

@@ -28,6 +28,11 @@ pub trait Device {
     fn download(&mut self, buffer: usize) -> Result<Vec<f32>, RuntimeError>;
     /// Issues one training step with dropout seed `seed` and rate `lr`.
     fn step(&mut self, seed: u64, lr: f64) -> Result<(), RuntimeError>;
+    /// Waits until the steps issued so far are done (a device that runs
+    /// them as they are issued has nothing to wait for).
+    fn synchronize(&mut self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
 }
 
 impl Device for CudaExec {
@@ -50,5 +55,9 @@ impl Device for CudaExec {
 
     fn step(&mut self, seed: u64, lr: f64) -> Result<(), RuntimeError> {
         CudaExec::step(self, seed, lr)
+    }
+
+    fn synchronize(&mut self) -> Result<(), RuntimeError> {
+        CudaExec::synchronize(self)
     }
 }

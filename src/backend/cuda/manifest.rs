@@ -4,6 +4,12 @@
 //! order), kernels and steps (each with its position), one per line, in
 //! execution order. A kernel argument into a buffer at an element offset
 //! (one chunk of a convolution's images) reads `b{buffer}+{offset}`.
+//!
+//! A program placed on several devices (`super::split`) also shows each
+//! device's bytes, each region's device (`dev0`, `dev1`, ...; bases are
+//! within that device's allocation), the bytes the copies move per step,
+//! and its copy steps (`copy b{src} -> b{dst}`, on the device of `dst`).
+//! A program on one device reads as before.
 
 use std::fmt::Write;
 
@@ -36,11 +42,30 @@ pub fn render(p: &CudaProgram) -> String {
         p.no_reuse,
         p.workspace_bytes()
     );
+    let placed = p.devices() > 1;
+    if placed {
+        let per: Vec<String> = (0..p.devices())
+            .map(|d| format!("dev{d} {}", p.device_bytes(d)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "[devices] {} allocations: {}; mirrors {}; copies move {} bytes per step",
+            p.devices(),
+            per.join(", "),
+            p.mirror_bytes(),
+            p.copy_bytes()
+        );
+    }
     for r in &p.regions {
         let _ = writeln!(
             s,
-            "{:<10} base {:>11}  size {:>11}{}",
+            "{:<10} {}base {:>11}  size {:>11}{}",
             r.name,
+            if placed {
+                format!("dev{} ", r.device)
+            } else {
+                String::new()
+            },
             r.base,
             r.size,
             if r.planned { "" } else { "  (not planned)" }
@@ -122,6 +147,21 @@ pub fn render(p: &CudaProgram) -> String {
                     g.c,
                     g.ldc,
                     g.node
+                );
+            }
+            Step::Copy {
+                src,
+                dst,
+                node,
+                pos,
+            } => {
+                let dev = |b: usize| p.device_of(b).map_or("?".into(), |d| d.to_string());
+                let bytes = p.buffers.get(*src).map_or(0, |d| d.bytes());
+                let _ = writeln!(
+                    s,
+                    "{i:<4} @{pos:<4} copy b{src} (dev{}) -> b{dst} (dev{}) {bytes} bytes  # for {node}",
+                    dev(*src),
+                    dev(*dst)
                 );
             }
         }

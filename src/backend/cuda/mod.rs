@@ -24,6 +24,11 @@
 //! interface that training (`train::cuda`) drives: the step captured once
 //! as a CUDA graph and replayed, inputs staged through page-locked memory
 //! on a copy stream while the previous step runs (`staging`).
+//!
+//! [`split`] places a program on several devices (each tower on its own
+//! GPU, cross-tower reads as device-to-device copies into mirrors), and
+//! [`multi`] runs a placed program, one allocation and stream per device,
+//! issuing [`streams`]'s commands (steps, and events that order copies).
 
 pub mod alias;
 pub mod augment;
@@ -37,11 +42,14 @@ pub mod fused_kernels;
 pub mod kernels;
 mod layers;
 pub mod manifest;
+pub mod multi;
 pub mod nvrtc;
 pub mod program;
 pub mod render;
 pub mod runtime;
+pub mod split;
 mod staging;
+pub mod streams;
 
 pub use buffers::Layout;
 pub use codegen::{CodegenError, Options, generate, generate_opts, generate_with};

@@ -14,6 +14,14 @@
 //! A kernel argument may point into a buffer at an element offset
 //! ([`Arg::At`]: one chunk of a convolution's images), and a GEMM may
 //! accumulate into its output (`beta = 1`: a chunked weight gradient).
+//!
+//! Devices. A program as generated runs on one device (every region's
+//! [`Region::device`] is 0). `super::split` places one on several logical
+//! devices: each region is tagged with its device, each device's regions
+//! are laid out from byte 0 of that device's own allocation
+//! ([`CudaProgram::device_bytes`]), addresses ([`CudaProgram::addr`]) are
+//! within the buffer's device, and a buffer read on another device is
+//! read through a [`BufKind::Mirror`] there, filled by a [`Step::Copy`].
 
 use serde::Serialize;
 
@@ -54,8 +62,11 @@ pub enum BufKind {
     /// State a forward op keeps for its backward (LRN scale, argmax,
     /// softmax, the LRN output inside an `lrn_maxpool`).
     Side,
-    /// Workspace shared by the GEMM-based layers.
+    /// Workspace shared by the GEMM-based layers (of one device).
     Scratch,
+    /// A copy, on the device that reads it, of a buffer that lives on
+    /// another device; only a [`Step::Copy`] writes it (`super::split`).
+    Mirror,
     /// An input of the augmentation kernel (`super::augment`): the raw
     /// batch and per-image draws (uploaded each step), the mean image
     /// (uploaded once).
@@ -103,6 +114,9 @@ pub struct Region {
     pub size: u64,
     /// Laid out by the memory plan (`false`: the workspace).
     pub planned: bool,
+    /// The logical device whose allocation holds the region (0 unless
+    /// `super::split` placed the program on several).
+    pub device: usize,
 }
 
 /// Alignment of every region's base in the allocation, in bytes (the
@@ -256,6 +270,36 @@ pub struct Gemm {
 pub enum Step {
     Launch(Launch),
     Gemm(Gemm),
+    /// Copies buffer `src` (on one device) into `dst`, a
+    /// [`BufKind::Mirror`] of the same length on the device of the reader
+    /// that follows (`super::split`): a device-to-device copy.
+    Copy {
+        src: usize,
+        dst: usize,
+        /// The node (`name@device`) of the step that reads the copy.
+        node: String,
+        /// Position in [`CudaProgram::order`] of that step.
+        pos: usize,
+    },
+}
+
+impl Step {
+    /// Position in [`CudaProgram::order`] of the node whose turn runs it.
+    pub fn pos(&self) -> usize {
+        match self {
+            Step::Launch(l) => l.pos,
+            Step::Gemm(g) => g.pos,
+            Step::Copy { pos, .. } => *pos,
+        }
+    }
+    /// The IR node (`name@device`) the step computes (a copy: its reader's).
+    pub fn node(&self) -> &str {
+        match self {
+            Step::Launch(l) => &l.node,
+            Step::Gemm(g) => &g.node,
+            Step::Copy { node, .. } => node,
+        }
+    }
 }
 
 /// The generated program for one network at one batch size.
@@ -294,13 +338,77 @@ impl CudaProgram {
     pub fn kernel(&self, name: &str) -> Option<&KernelDecl> {
         self.kernels.iter().find(|k| k.name == name)
     }
-    /// Bytes of the one device allocation: every region, the workspace last.
+    /// Bytes of the one device allocation: every region, the workspace
+    /// last (of a program placed on several devices: the largest of
+    /// [`device_bytes`](Self::device_bytes)).
     pub fn bytes(&self) -> u64 {
         self.regions
             .iter()
             .map(|r| r.base.saturating_add(r.size))
             .max()
             .unwrap_or(0)
+    }
+    /// Logical devices the program runs on (1 unless placed on several).
+    pub fn devices(&self) -> usize {
+        self.regions.iter().map(|r| r.device).max().unwrap_or(0) + 1
+    }
+    /// Bytes of logical device `d`'s allocation: its regions.
+    pub fn device_bytes(&self, d: usize) -> u64 {
+        self.regions
+            .iter()
+            .filter(|r| r.device == d)
+            .map(|r| r.base.saturating_add(r.size))
+            .max()
+            .unwrap_or(0)
+    }
+    /// The logical device holding buffer `b` (`None`: no such buffer).
+    pub fn device_of(&self, b: usize) -> Option<usize> {
+        let d = self.buffers.get(b)?;
+        Some(self.regions.get(d.region)?.device)
+    }
+    /// The device a step runs on: that of the first buffer it touches (a
+    /// copy: its destination's); `super::alias::check` proves a launch or
+    /// GEMM touches no other device's memory. `None` for a step without
+    /// buffers or with a buffer the program lacks.
+    pub fn step_device(&self, st: &Step) -> Option<usize> {
+        let b = match st {
+            Step::Launch(l) => l.args.iter().find_map(|a| a.buffer())?.0,
+            Step::Gemm(g) => g.c,
+            Step::Copy { dst, .. } => *dst,
+        };
+        self.device_of(b)
+    }
+    /// `(buffer, written)` for every buffer step `st` touches (a launch of
+    /// a kernel the program lacks: none).
+    pub fn touches(&self, st: &Step) -> Vec<(usize, bool)> {
+        match st {
+            Step::Launch(l) => self.kernels.get(l.kernel).map_or(Vec::new(), |k| {
+                l.args
+                    .iter()
+                    .zip(&k.params)
+                    .filter_map(|(a, (t, _))| a.buffer().map(|(b, _)| (b, t.is_output())))
+                    .collect()
+            }),
+            Step::Gemm(g) => vec![(g.a, false), (g.b, false), (g.c, true)],
+            Step::Copy { src, dst, .. } => vec![(*src, false), (*dst, true)],
+        }
+    }
+    /// Bytes the [`Step::Copy`] steps move in one step.
+    pub fn copy_bytes(&self) -> u64 {
+        self.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Copy { src, .. } => self.buffers.get(*src).map(|d| d.bytes()),
+                _ => None,
+            })
+            .fold(0u64, |t, b| t.saturating_add(b))
+    }
+    /// Bytes of the mirrors (buffers read from another device).
+    pub fn mirror_bytes(&self) -> u64 {
+        self.buffers
+            .iter()
+            .filter(|d| d.kind == BufKind::Mirror)
+            .fold(0u64, |t, d| t.saturating_add(d.bytes()))
     }
     /// Bytes of the planned arenas (the plan's *planned* figure).
     pub fn planned_bytes(&self) -> u64 {
@@ -310,30 +418,36 @@ impl CudaProgram {
             .fold(0u64, |t, r| t.saturating_add(r.size))
     }
     /// Bytes of the regions outside the plan: the workspace (and the
-    /// augmentation inputs, when `super::augment::attach` added them).
+    /// augmentation inputs, when `super::augment::attach` added them, and
+    /// the mirrors of a placed program), over every device.
     pub fn workspace_bytes(&self) -> u64 {
         self.regions
             .iter()
             .filter(|r| !r.planned)
             .fold(0u64, |t, r| t.saturating_add(r.size))
     }
-    /// Byte offset of buffer `b` in the allocation (`None`: no such buffer).
+    /// Byte offset of buffer `b` in its device's allocation (`None`: no such buffer).
     pub fn addr(&self, b: usize) -> Option<u64> {
         let d = self.buffers.get(b)?;
         let r = self.regions.get(d.region)?;
         Some(r.base.saturating_add(d.offset))
     }
     /// Whether buffer `b` still holds its value when the step ends: no
-    /// buffer written later in the step overlaps it (always true of
-    /// parameters, velocities, the loss and the logits).
+    /// buffer of its device written later in the step overlaps it (always
+    /// true of parameters, velocities, the loss and the logits).
     pub fn kept(&self, b: usize) -> bool {
         let (Some(d), Some(a)) = (self.buffers.get(b), self.addr(b)) else {
             return false;
         };
         let end = a.saturating_add(d.bytes());
+        let dev = self.device_of(b);
         !self.buffers.iter().enumerate().any(|(j, c)| {
             let ca = self.addr(j).unwrap_or(0);
-            j != b && c.first > d.first && ca < end && a < ca.saturating_add(c.bytes())
+            j != b
+                && self.device_of(j) == dev
+                && c.first > d.first
+                && ca < end
+                && a < ca.saturating_add(c.bytes())
         })
     }
 }

@@ -80,6 +80,18 @@ pub enum RuntimeError {
     OutOfMemory { need: u64, free: u64 },
     #[error("the program cannot run as laid out: {0}")]
     Layout(#[from] super::alias::AliasError),
+    #[error("the program is placed on {0} devices: run it with `multi::MultiExec`")]
+    Placed(usize),
+    #[error("the program is placed on {devices} device(s) and {gpus} GPU(s) were given for them")]
+    Gpus { devices: usize, gpus: usize },
+    #[error("GPU {gpu} does not exist: the CUDA driver sees {count} GPU(s), numbered from 0")]
+    BadDevice { gpu: usize, count: usize },
+    #[error("device {device} (GPU {gpu}): {source}")]
+    OnDevice {
+        device: usize,
+        gpu: usize,
+        source: Box<RuntimeError>,
+    },
 }
 
 fn driver<E: std::fmt::Debug>(e: E) -> RuntimeError {
@@ -117,6 +129,9 @@ impl CudaExec {
     pub fn new(prog: CudaProgram, ptx: String) -> Result<Self, RuntimeError> {
         // Every step's kernel and buffers exist and lie in the allocation.
         super::alias::check(&prog)?;
+        if prog.devices() > 1 {
+            return Err(RuntimeError::Placed(prog.devices()));
+        }
         if !libraries_present() {
             return Err(RuntimeError::NoDevice(
                 "the CUDA driver (libcuda) or cuBLAS cannot be loaded".into(),
@@ -435,6 +450,21 @@ impl CudaExec {
                             &g.beta,
                             self.ptr(g.c) as *mut f32,
                             g.ldc as i32,
+                        )
+                    }
+                    .map_err(driver)?;
+                }
+                Step::Copy { src, dst, .. } => {
+                    // A mirror in the same allocation (a one-device placement).
+                    let bytes = self.prog.buffers[*src].bytes() as usize;
+                    let cu = self.stream.cu_stream();
+                    // SAFETY: both buffers lie in the arena, disjoint, of equal size.
+                    unsafe {
+                        cudarc::driver::result::memcpy_dtod_async(
+                            self.ptr(*dst),
+                            self.ptr(*src),
+                            bytes,
+                            cu,
                         )
                     }
                     .map_err(driver)?;

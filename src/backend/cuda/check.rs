@@ -3,7 +3,7 @@
 //! masks; every node's buffer that still holds its value after the step
 //! compared: with the planned layout, the updated parameters and
 //! velocities, the loss, the logits and what the plan did not reuse; with
-//! [`Layout::Separate`], every value), and training-step throughput. The
+//! [`Layout::Separate`](super::buffers::Layout::Separate), every value), and training-step throughput. The
 //! step is the graph given, fused by `passes::fuse` or not; the CPU
 //! executor runs that same graph. Used by `netc cuda-check` (fused unless
 //! `--no-fuse`, planned unless `--separate`, placed on several GPUs with

@@ -39,6 +39,7 @@ pub mod codegen;
 pub mod device;
 pub mod forward;
 pub mod fused_kernels;
+mod issue;
 pub mod kernels;
 mod layers;
 pub mod manifest;

@@ -35,14 +35,11 @@ use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use cudarc::cublas::{CudaBlas, sys::cublasOperation_t};
-use cudarc::driver::{
-    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
-    PushKernelArg,
-};
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr};
 
 use super::device::Device;
-use super::program::{Arg, CudaProgram, Step, scalar_words};
+use super::program::{CudaProgram, Step, scalar_words};
 use super::runtime::{RuntimeError, libraries_present};
 use super::streams::{Command, Event, commands};
 
@@ -313,63 +310,18 @@ impl MultiExec {
 
     /// Issues step `i` on the stream of device `d`.
     fn run(&self, i: usize, d: usize) -> Result<(), RuntimeError> {
-        let op = |t: bool| {
-            if t {
-                cublasOperation_t::CUBLAS_OP_T
-            } else {
-                cublasOperation_t::CUBLAS_OP_N
-            }
-        };
         let dev = &self.devs[d];
         match &self.prog.steps[i] {
             Step::Launch(l) => {
-                let ptrs: Vec<u64> = l
-                    .args
-                    .iter()
-                    .map(|a| match a {
-                        Arg::Buf(b) => self.ptr(*b),
-                        Arg::At(b, at) => self.ptr(*b) + (*at * 4) as u64,
-                    })
-                    .collect();
                 let func = &self.gpus[dev.gpu].funcs[l.kernel];
-                let mut b = dev.stream.launch_builder(func);
-                for p in &ptrs {
-                    b.arg(p);
-                }
-                let cfg = LaunchConfig {
-                    grid_dim: (l.grid, 1, 1),
-                    block_dim: (l.block, 1, 1),
-                    shared_mem_bytes: 0,
-                };
-                // SAFETY: arguments match the kernel's parameter list;
-                // every pointer lies in this device's arena (the checker
+                // Every pointer lies in this device's arena (the checker
                 // proved the step touches only its device's memory).
-                unsafe { b.launch(cfg) }.map_err(driver)?;
+                super::issue::launch(&dev.stream, func, l, |b| self.ptr(b))?;
             }
             Step::Gemm(g) => {
                 // cuBLAS runs in the current context: the device's.
                 dev.stream.context().bind_to_thread().map_err(driver)?;
-                // SAFETY: all pointers lie in this device's arena, with the
-                // extents the launch-list tests check.
-                unsafe {
-                    cudarc::cublas::result::sgemm(
-                        *dev.blas.handle(),
-                        op(g.transa),
-                        op(g.transb),
-                        g.m as i32,
-                        g.n as i32,
-                        g.k as i32,
-                        &g.alpha,
-                        self.ptr(g.a) as *const f32,
-                        g.lda as i32,
-                        self.ptr(g.b) as *const f32,
-                        g.ldb as i32,
-                        &g.beta,
-                        self.ptr(g.c) as *mut f32,
-                        g.ldc as i32,
-                    )
-                }
-                .map_err(driver)?;
+                super::issue::gemm(&dev.blas, g, |b| self.ptr(b))?;
             }
             Step::Copy { src, dst, .. } => self.copy(*src, *dst)?,
         }

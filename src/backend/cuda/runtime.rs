@@ -1,7 +1,7 @@
 //! Runs a [`CudaProgram`] on a GPU through cudarc: PTX loaded once, one
 //! device allocation of the program's [`CudaProgram::bytes`] (the memory
 //! plan's arenas, then the workspace) with every buffer at its planned
-//! address (an [`Arg::At`] argument that address plus its element offset),
+//! address (an [`Arg::At`](super::program::Arg::At) argument that address plus its element offset),
 //! the launch list issued on one stream, GEMM steps as `cublasSgemm`
 //! (with their `beta`: a chunked weight gradient accumulates).
 //!
@@ -30,13 +30,10 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use cudarc::cublas::{CudaBlas, sys::cublasOperation_t};
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
-    PushKernelArg, sys,
-};
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::{CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, sys};
 
-use super::program::{Arg, CudaProgram, Step, scalar_words};
+use super::program::{CudaProgram, Step, scalar_words};
 use super::staging::Staging;
 
 /// Steps issued launch by launch before the step is captured as a graph.
@@ -399,61 +396,12 @@ impl CudaExec {
         &self,
         mut after: impl FnMut(usize) -> Result<(), RuntimeError>,
     ) -> Result<(), RuntimeError> {
-        let op = |t: bool| {
-            if t {
-                cublasOperation_t::CUBLAS_OP_T
-            } else {
-                cublasOperation_t::CUBLAS_OP_N
-            }
-        };
         for (i, st) in self.prog.steps.iter().enumerate() {
             match st {
                 Step::Launch(l) => {
-                    let ptrs: Vec<u64> = l
-                        .args
-                        .iter()
-                        .map(|a| match a {
-                            Arg::Buf(b) => self.ptr(*b),
-                            Arg::At(b, at) => self.ptr(*b) + (*at * 4) as u64,
-                        })
-                        .collect();
-                    let mut b = self.stream.launch_builder(&self.funcs[l.kernel]);
-                    for p in &ptrs {
-                        b.arg(p);
-                    }
-                    let cfg = LaunchConfig {
-                        grid_dim: (l.grid, 1, 1),
-                        block_dim: (l.block, 1, 1),
-                        shared_mem_bytes: 0,
-                    };
-                    // SAFETY: arguments match the kernel's parameter list
-                    // (pointers are 8-byte device addresses inside the arena,
-                    // sized by the program).
-                    unsafe { b.launch(cfg) }.map_err(driver)?;
+                    super::issue::launch(&self.stream, &self.funcs[l.kernel], l, |b| self.ptr(b))?
                 }
-                Step::Gemm(g) => {
-                    // SAFETY: extents are checked against the buffers by the
-                    // launch-list tests; all pointers lie in the arena.
-                    unsafe {
-                        cudarc::cublas::result::sgemm(
-                            *self.blas.handle(),
-                            op(g.transa),
-                            op(g.transb),
-                            g.m as i32,
-                            g.n as i32,
-                            g.k as i32,
-                            &g.alpha,
-                            self.ptr(g.a) as *const f32,
-                            g.lda as i32,
-                            self.ptr(g.b) as *const f32,
-                            g.ldb as i32,
-                            &g.beta,
-                            self.ptr(g.c) as *mut f32,
-                            g.ldc as i32,
-                        )
-                    }
-                    .map_err(driver)?;
-                }
+                Step::Gemm(g) => super::issue::gemm(&self.blas, g, |b| self.ptr(b))?,
                 Step::Copy { src, dst, .. } => {
                     // A mirror in the same allocation (a one-device placement).
                     let bytes = self.prog.buffers[*src].bytes() as usize;

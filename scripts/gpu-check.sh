@@ -155,5 +155,5 @@ sys.exit(0 if ok else 1)
 PY
 rm -rf "$T"
 
-echo "== on the host still: \`netc eval\` and \`netc sweep\` (CPU executor)"
+echo "== on the host still: \`netc sweep\` (CPU executor)"
 exit $status

@@ -136,6 +136,9 @@ enum Cmd {
         /// A directory holding the Fashion-MNIST IDX files.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Where the forward passes run: `cpu`, or `cuda` (GPU 0).
+        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+        backend: Backend,
     },
     /// Time training steps on synthetic data (images/s), for comparison with a peer.
     Bench {
@@ -451,10 +454,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             file,
             weights,
             data,
+            backend,
         } => {
             let (c, _) = load(&file)?;
             let opts = netc::train::run::TrainOptions {
                 data,
+                backend: match backend {
+                    Backend::Cpu => netc::train::step::Backend::Cpu,
+                    Backend::Cuda => netc::train::step::Backend::Cuda,
+                },
                 ..Default::default()
             };
             let r = netc::train::run::eval_weights(&c.module, &weights, &opts)

@@ -25,8 +25,8 @@ use netc::frontend;
 use netc::lower::Module;
 use netc::train::cuda::CudaStep;
 use netc::train::run::{
-    EpochReport, Outcome, TrainError, TrainOptions, effective_config, load_weights, train,
-    train_with, training_graph,
+    EpochReport, Outcome, TrainError, TrainOptions, effective_config, eval_weights,
+    eval_weights_with, load_weights, train, train_with, training_graph,
 };
 use netc::train::step::StepExec;
 
@@ -245,6 +245,17 @@ fn emulated_cuda_training_matches_the_cpu_backend_and_resumes() {
         worst = worst.max(e);
     }
     eprintln!("final weights: worst relative error {worst:e} against the CPU backend");
+    // `netc eval` of the emulated run's checkpoint, on the emulated device
+    // (the whole test split through the evaluation program) and on the CPU.
+    let weights = full.join("checkpoint.safetensors");
+    let on_cpu = eval_weights(&m, &weights, &opts(&full)).unwrap();
+    emu.device_eval.set(true);
+    let on_dev = eval_weights_with(&m, &weights, &opts(&full), |cpu, _, _| emu.exec(cpu)).unwrap();
+    emu.device_eval.set(false);
+    assert_eq!(on_dev.images, on_cpu.images);
+    close("eval loss", on_dev.loss, on_cpu.loss, 1e-4);
+    assert!((on_dev.top1_error - on_cpu.top1_error).abs() <= 1.0 / 500.0 + 1e-12);
+    assert!((on_dev.top5_error - on_cpu.top5_error).abs() <= 1.0 / 500.0 + 1e-12);
 
     // Interrupted mid-epoch 1, then mid-epoch 2, resumed to the end: the
     // emulated device is deterministic, so the weights equal bit for bit.
@@ -340,6 +351,20 @@ fn train_backend_cuda_fails_cleanly_without_a_gpu() {
         stderr.contains("`--no-graph` is for `--backend cuda`"),
         "{stderr}"
     );
+    // `netc eval --backend cuda` fails as cleanly (here before the weights
+    // are read: the missing library is named first).
+    let res = std::process::Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(["eval", "networks/alexnet-fmnist.net", "--backend", "cuda"])
+        .args(["--data", "data/fmnist-small", "--weights"])
+        .arg(out.join("none.safetensors"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    if let Err(e) = netc::train::cuda::probe() {
+        assert!(stderr.contains(&format!("error: {e}")), "{stderr}");
+    }
     let _ = std::fs::remove_dir_all(&out);
 }
 

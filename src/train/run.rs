@@ -707,18 +707,40 @@ pub fn train_with<E: StepExec>(
     Ok(Outcome::Finished(reports))
 }
 
-/// `netc eval`: the test-set error of the weights in a checkpoint.
+/// `netc eval`: the test-set error of the weights in a checkpoint, on the
+/// CPU executor, or with `Backend::Cuda` on GPU 0 (`train::cuda::open`:
+/// the evaluation program, the weights restored through the training
+/// step's executor).
 pub fn eval_weights(
     module: &Module,
     weights: &Path,
     opts: &TrainOptions,
+) -> Result<EvalReport, TrainError> {
+    match opts.backend {
+        Backend::Cpu => eval_weights_with(module, weights, opts, |cpu, _, _| Ok(cpu)),
+        Backend::Cuda => {
+            super::cuda::probe()?;
+            eval_weights_with(module, weights, opts, |cpu, cfg, _| {
+                super::cuda::open(cpu, cfg.batch as usize, None, true)
+            })
+        }
+    }
+}
+
+/// [`eval_weights`] on the executor `make` builds (its evaluation, with the
+/// checkpoint's weights).
+pub fn eval_weights_with<E: StepExec>(
+    module: &Module,
+    weights: &Path,
+    opts: &TrainOptions,
+    make: impl FnOnce(CpuExec, &TrainConfig, &Augmenter) -> Result<E, TrainError>,
 ) -> Result<EvalReport, TrainError> {
     let say = |s: &str| {
         if !opts.quiet {
             eprintln!("{s}");
         }
     };
-    let mut s = setup(module, opts, &say, |cpu, _, _| Ok(cpu))?;
+    let mut s = setup(module, opts, &say, make)?;
     restore(&mut s.exec, weights, &s.network, &s.fingerprint)?;
     evaluate(&mut s.exec, &s.test)
 }

@@ -153,6 +153,19 @@ for k in ("train_loss", "test_loss", "top1_error", "images_per_s"):
 print("train parity:", "PASS" if ok else "FAIL")
 sys.exit(0 if ok else 1)
 PY
+# `netc eval` of the CUDA run's checkpoint: GPU against CPU (same weights).
+for b in cpu cuda; do
+  timeout 120 "$NETC" eval networks/alexnet-fmnist.net --data data/fmnist-small \
+    --weights "$T/cuda/checkpoint.safetensors" --backend "$b" > "$T/eval-$b.txt" 2>&1 || status=1
+  echo "  eval --backend $b: $(tail -1 "$T/eval-$b.txt")"
+done
+python3 - "$T" <<'PY' || status=1
+import re, sys
+loss = [float(re.search(r"loss ([0-9.]+)", open(f"{sys.argv[1]}/eval-{b}.txt").read().splitlines()[-1]).group(1)) for b in ("cpu", "cuda")]
+ok = abs(loss[0] - loss[1]) <= 1e-3 * max(loss[0], 1e-12)
+print("eval parity:", "PASS" if ok else "FAIL", loss)
+sys.exit(0 if ok else 1)
+PY
 rm -rf "$T"
 
 echo "== on the host still: \`netc sweep\` (CPU executor)"

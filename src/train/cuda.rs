@@ -483,7 +483,7 @@ fn loadable(f: unsafe fn() -> bool) -> bool {
 pub fn probe() -> Result<(), TrainError> {
     let missing = |what: &str| {
         Err(TrainError::Cuda(format!(
-            "`--backend cuda` cannot run here: {what}; train with `--backend cpu`"
+            "`--backend cuda` cannot run here: {what}; use `--backend cpu`"
         )))
     };
     if !loadable(cudarc::driver::sys::is_culib_present) {
@@ -519,7 +519,7 @@ pub fn open(
         let ptx = nvrtc::compile(&prog.source, ARCH).map_err(cuda_err)?;
         let mut exec = CudaExec::new(prog.clone(), ptx).map_err(|e| match e {
             RuntimeError::NoDevice(why) => TrainError::Cuda(format!(
-                "`--backend cuda` cannot run here: no usable CUDA device ({why}); train with `--backend cpu`"
+                "`--backend cuda` cannot run here: no usable CUDA device ({why}); use `--backend cpu`"
             )),
             e => e.into(),
         })?;
@@ -555,7 +555,7 @@ pub fn open_placed(
         let ptx = nvrtc::compile(&placed.source, ARCH).map_err(cuda_err)?;
         MultiExec::new(placed, ptx, gpus).map_err(|e| match e {
             RuntimeError::NoDevice(why) => TrainError::Cuda(format!(
-                "`--backend cuda` cannot run here: no usable CUDA device ({why}); train with `--backend cpu`"
+                "`--backend cuda` cannot run here: no usable CUDA device ({why}); use `--backend cpu`"
             )),
             e => e.into(),
         })

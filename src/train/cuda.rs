@@ -502,6 +502,27 @@ pub fn probe() -> Result<(), TrainError> {
     Ok(())
 }
 
+/// A runtime error as training reports it: no device names the way out.
+fn no_device(e: RuntimeError) -> TrainError {
+    match e {
+        RuntimeError::NoDevice(why) => TrainError::Cuda(format!(
+            "`--backend cuda` cannot run here: no usable CUDA device ({why}); use `--backend cpu`"
+        )),
+        e => e.into(),
+    }
+}
+
+/// `step`, evaluating on the host (with a note) if its evaluation program
+/// could not be opened.
+fn or_on_host<D: Device>(step: CudaStep<D>, eval: Result<(), TrainError>) -> CudaStep<D> {
+    if let Err(e) = eval {
+        eprintln!(
+            "note: evaluating on the host: the evaluation program cannot run on the GPU: {e}"
+        );
+    }
+    step
+}
+
 /// The training step of `host`'s graph at `batch` on GPU 0: generated,
 /// compiled by NVRTC for [`ARCH`], loaded, parameters uploaded; with
 /// `aug`, augmenting on the device ([`CudaStep::with_augment`]); replayed
@@ -517,22 +538,13 @@ pub fn open(
     probe()?;
     let load = |prog: &CudaProgram| {
         let ptx = nvrtc::compile(&prog.source, ARCH).map_err(cuda_err)?;
-        let mut exec = CudaExec::new(prog.clone(), ptx).map_err(|e| match e {
-            RuntimeError::NoDevice(why) => TrainError::Cuda(format!(
-                "`--backend cuda` cannot run here: no usable CUDA device ({why}); use `--backend cpu`"
-            )),
-            e => e.into(),
-        })?;
+        let mut exec = CudaExec::new(prog.clone(), ptx).map_err(no_device)?;
         exec.set_graph(graph);
         Ok(exec)
     };
     let mut step = CudaStep::build(host, batch, aug, load)?;
-    if let Err(e) = step.eval_on_device(load) {
-        eprintln!(
-            "note: evaluating on the host: the evaluation program cannot run on the GPU: {e}"
-        );
-    }
-    Ok(step)
+    let eval = step.eval_on_device(load);
+    Ok(or_on_host(step, eval))
 }
 
 /// The training step of `host`'s graph at `batch` placed on the GPUs
@@ -553,23 +565,13 @@ pub fn open_placed(
         let at = split::Placement::towers(prog, gpus.len()).map_err(cuda_err)?;
         let placed = split::place(prog, &at).map_err(cuda_err)?;
         let ptx = nvrtc::compile(&placed.source, ARCH).map_err(cuda_err)?;
-        MultiExec::new(placed, ptx, gpus).map_err(|e| match e {
-            RuntimeError::NoDevice(why) => TrainError::Cuda(format!(
-                "`--backend cuda` cannot run here: no usable CUDA device ({why}); use `--backend cpu`"
-            )),
-            e => e.into(),
-        })
+        MultiExec::new(placed, ptx, gpus).map_err(no_device)
     })?;
     // Evaluation: the forward program, unplaced, on the first listed GPU.
     let first = &gpus[..gpus.len().min(1)];
     let eval = step.eval_on_device(|prog| {
         let ptx = nvrtc::compile(&prog.source, ARCH).map_err(cuda_err)?;
-        MultiExec::new(prog.clone(), ptx, first).map_err(|e| e.into())
+        MultiExec::new(prog.clone(), ptx, first).map_err(no_device)
     });
-    if let Err(e) = eval {
-        eprintln!(
-            "note: evaluating on the host: the evaluation program cannot run on the GPU: {e}"
-        );
-    }
-    Ok(step)
+    Ok(or_on_host(step, eval))
 }

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use netc::backend::cuda::device::Device;
+use netc::backend::cuda::device::{Device, check_fit};
 use netc::backend::cuda::program::CudaProgram;
 use netc::backend::cuda::runtime::RuntimeError;
 
@@ -57,20 +57,6 @@ impl EmuDevice {
         }
     }
 
-    fn fits(&self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
-        let Some(decl) = self.prog.buffers.get(b) else {
-            return Err(RuntimeError::NoBuffer(b.to_string()));
-        };
-        if decl.elems != data.len() {
-            return Err(RuntimeError::Size {
-                what: decl.name.clone(),
-                got: data.len(),
-                want: decl.elems,
-            });
-        }
-        Ok(())
-    }
-
     /// Runs the queued steps, in order.
     fn flush(&mut self) {
         for q in std::mem::take(&mut self.queue) {
@@ -102,13 +88,13 @@ impl Device for EmuDevice {
         &self.prog
     }
     fn upload(&mut self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
-        self.fits(b, data)?;
+        check_fit(&self.prog, b, data)?;
         self.flush();
         view_mut(&self.prog, &mut self.mem, b).copy_from_slice(data);
         Ok(())
     }
     fn stage(&mut self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
-        self.fits(b, data)?;
+        check_fit(&self.prog, b, data)?;
         self.staged.insert(b, data.to_vec());
         Ok(())
     }

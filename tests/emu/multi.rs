@@ -280,16 +280,7 @@ impl Device for MultiEmu {
         &self.prog
     }
     fn upload(&mut self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
-        let Some(decl) = self.prog.buffers.get(b) else {
-            return Err(RuntimeError::NoBuffer(b.to_string()));
-        };
-        if decl.elems != data.len() {
-            return Err(RuntimeError::Size {
-                what: decl.name.clone(),
-                got: data.len(),
-                want: decl.elems,
-            });
-        }
+        netc::backend::cuda::device::check_fit(&self.prog, b, data)?;
         view_mut(&self.prog, &mut self.mems, b).copy_from_slice(data);
         Ok(())
     }

@@ -11,6 +11,22 @@
 use super::program::CudaProgram;
 use super::runtime::{CudaExec, RuntimeError};
 
+/// Checks that `data` fits buffer `b` of `prog` exactly (what every
+/// [`Device::upload`] and [`Device::stage`] requires).
+pub fn check_fit(prog: &CudaProgram, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
+    let Some(d) = prog.buffers.get(b) else {
+        return Err(RuntimeError::NoBuffer(format!("b{b}")));
+    };
+    if data.len() != d.elems {
+        return Err(RuntimeError::Size {
+            what: d.name.clone(),
+            got: data.len(),
+            want: d.elems,
+        });
+    }
+    Ok(())
+}
+
 pub trait Device {
     /// The program whose buffers and steps the device holds.
     fn program(&self) -> &CudaProgram;

@@ -245,17 +245,10 @@ impl MultiExec {
     }
 
     pub fn upload(&mut self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
+        super::device::check_fit(&self.prog, b, data)?;
         let (d, off) = self.at(b)?;
-        let want = self.prog.buffers[b].elems;
-        if data.len() != want {
-            return Err(RuntimeError::Size {
-                what: self.prog.buffers[b].name.clone(),
-                got: data.len(),
-                want,
-            });
-        }
         let dev = &mut self.devs[d];
-        let mut dst = dev.arena.slice_mut(off..off + want);
+        let mut dst = dev.arena.slice_mut(off..off + data.len());
         dev.stream.memcpy_htod(data, &mut dst).map_err(driver)
     }
 

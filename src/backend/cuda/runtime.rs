@@ -261,17 +261,11 @@ impl CudaExec {
 
     /// Buffer `b`'s element offset, if `data` fits it exactly.
     fn fits(&self, b: usize, data: &[f32]) -> Result<usize, RuntimeError> {
-        let (Some(d), Some(&off)) = (self.prog.buffers.get(b), self.offsets.get(b)) else {
-            return Err(RuntimeError::NoBuffer(format!("b{b}")));
-        };
-        if data.len() != d.elems {
-            return Err(RuntimeError::Size {
-                what: d.name.clone(),
-                got: data.len(),
-                want: d.elems,
-            });
-        }
-        Ok(off)
+        super::device::check_fit(&self.prog, b, data)?;
+        self.offsets
+            .get(b)
+            .copied()
+            .ok_or_else(|| RuntimeError::NoBuffer(format!("b{b}")))
     }
 
     /// Copies `data` into buffer `b` (u32 buffers take their values' bits),
@@ -312,11 +306,7 @@ impl CudaExec {
     /// seed `seed` and learning rate `lr`: the staged inputs and the
     /// scalars are taken, then the launch list is issued or replayed.
     pub fn step(&mut self, seed: u64, lr: f64) -> Result<(), RuntimeError> {
-        self.staging
-            .stage(self.prog.scalars, &scalar_words(seed, lr))?;
-        let (base, offsets) = (self.base, &self.offsets);
-        self.staging
-            .take(&self.stream, |b| base + (offsets[b] * 4) as u64)?;
+        self.take_inputs(seed, lr)?;
         match std::mem::replace(&mut self.replay, Replay::Off) {
             Replay::Graph(g) => {
                 let r = g.launch().map_err(driver);
@@ -347,6 +337,16 @@ impl CudaExec {
         }
     }
 
+    /// Stages the step's scalars and moves every staged input into its
+    /// buffer, on the compute stream, ahead of the step's launches.
+    fn take_inputs(&mut self, seed: u64, lr: f64) -> Result<(), RuntimeError> {
+        self.staging
+            .stage(self.prog.scalars, &scalar_words(seed, lr))?;
+        let (base, offsets) = (self.base, &self.offsets);
+        self.staging
+            .take(&self.stream, |b| base + (offsets[b] * 4) as u64)
+    }
+
     /// Records the launch list as a graph (nothing runs until it is
     /// launched). The stream leaves capture mode whatever happens.
     fn capture(&mut self) -> Result<CudaGraph, String> {
@@ -372,11 +372,7 @@ impl CudaExec {
     /// order of [`CudaProgram::steps`] (graph replay is not used, and the
     /// events add a little time of their own).
     pub fn profile_step(&mut self, seed: u64, lr: f64) -> Result<Vec<f64>, RuntimeError> {
-        self.staging
-            .stage(self.prog.scalars, &scalar_words(seed, lr))?;
-        let (base, offsets) = (self.base, &self.offsets);
-        self.staging
-            .take(&self.stream, |b| base + (offsets[b] * 4) as u64)?;
+        self.take_inputs(seed, lr)?;
         let timed = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
         let events = (0..=self.prog.steps.len())
             .map(|_| self._ctx.new_event(timed).map_err(driver))

@@ -487,9 +487,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let (c, _) = load(&file)?;
             let batch = batch.unwrap_or(c.module.train.batch) as usize;
             let memory = if no_plan {
-                netc::backend::cpu::exec::Memory::Separate
+                netc::backend::cpu::exec::Layout::Separate
             } else {
-                netc::backend::cpu::exec::Memory::Planned
+                netc::backend::cpu::exec::Layout::Planned
             };
             let r =
                 netc::train::bench::train_steps(&c.module, batch, steps, !no_fuse, memory, profile)
@@ -773,7 +773,7 @@ fn gpu_list(list: Option<&str>, c: &Compiled) -> Result<Option<Vec<usize>>, Stri
         gpus.push(gpu);
     }
     let towers = c.module.graph.towers as usize;
-    netc::backend::cuda::split::check_count(towers, gpus.len())
+    netc::backend::cuda::place::split::check_count(towers, gpus.len())
         .map_err(|e| format!("error: {e}"))?;
     Ok(Some(gpus))
 }
@@ -787,7 +787,7 @@ fn compile_cuda(
     fuse: bool,
     gpus: Option<&[usize]>,
 ) -> Result<ExitCode, String> {
-    use netc::backend::cuda::{self, split};
+    use netc::backend::cuda::{self, place::split};
     let dir = dir.ok_or("error: `--target cuda` needs `-o DIR` (the output directory)")?;
     let batch = batch.unwrap_or(c.module.train.batch) as usize;
     let g = cuda_step(c, fuse)?;
@@ -801,7 +801,7 @@ fn compile_cuda(
     write_atomic(&dir.join("netc.cu"), prog.source.as_bytes())?;
     write_atomic(
         &dir.join("launch.txt"),
-        cuda::manifest::render(&prog).as_bytes(),
+        cuda::generate::manifest::render(&prog).as_bytes(),
     )?;
     match cuda::nvrtc::compile(&prog.source, "sm_80") {
         Ok(ptx) => write_atomic(&dir.join("netc.ptx"), ptx.as_bytes())?,
@@ -868,7 +868,7 @@ struct CheckOpts {
 /// replay against launch-by-launch issue; or throughput (and, on one GPU,
 /// where a step's time goes).
 fn cuda_check(file: &Path, o: &CheckOpts) -> Result<ExitCode, String> {
-    use netc::backend::cuda::{Layout, check};
+    use netc::backend::cuda::{Layout, step::check};
     let (c, _) = load(file)?;
     let gpus = gpu_list(o.devices.as_deref(), &c)?;
     let g = cuda_step(&c, o.fuse)?;
@@ -970,10 +970,10 @@ struct CheckRun<'a> {
 /// loaded device holding `bytes` bytes in all; whether it passed.
 fn check_run(
     run: &CheckRun,
-    exec: &mut impl netc::backend::cuda::device::Device,
+    exec: &mut impl netc::backend::cuda::runtime::device::Device,
     bytes: usize,
 ) -> Result<bool, String> {
-    use netc::backend::cuda::check;
+    use netc::backend::cuda::step::check;
     let (c, g, o) = (run.c, run.g, run.o);
     let (steps, fuse, separate) = (o.steps, o.fuse, o.separate);
     let batch = exec.program().batch;

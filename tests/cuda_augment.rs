@@ -1,4 +1,4 @@
-//! The device augmentation kernel (`backend::cuda::augment`), run on the
+//! The device augmentation kernel (`backend::cuda::generate::augment`), run on the
 //! emulator (`tests/emu`) on random `u8` images with the per-image draws
 //! of a real `Augmenter` (training draws over several epochs, plus the
 //! centre and ten test crops), against `Augmenter::crop_into`: equal bit
@@ -26,9 +26,9 @@ use std::sync::Arc;
 use emu::device::EmuDevice;
 use emu::*;
 use netc::backend::cpu::exec::CpuExec;
-use netc::backend::cuda::augment::attach;
-use netc::backend::cuda::augment::{AugmentDims, pack_bytes, pack_params, spec};
-use netc::backend::cuda::render::Source;
+use netc::backend::cuda::generate::augment::attach;
+use netc::backend::cuda::generate::augment::{AugmentDims, pack_bytes, pack_params, spec};
+use netc::backend::cuda::generate::render::Source;
 use netc::backend::cuda::{self};
 use netc::rng::Rng;
 use netc::train::cuda::CudaStep;

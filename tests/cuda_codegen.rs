@@ -7,7 +7,7 @@
 //! for `sm_80` and `sm_90` (skipped with a message when NVRTC cannot be
 //! loaded, unless `NETC_REQUIRE_NVRTC=1`).
 
-use netc::backend::cuda::{self, CudaProgram, Layout, alias, program::Arg, program::Step};
+use netc::backend::cuda::{self, CudaProgram, Layout, program::Arg, program::Step, proof::alias};
 use netc::frontend;
 use netc::ir::Graph;
 use netc::passes::autodiff::autodiff;
@@ -37,7 +37,10 @@ fn generated_source_snapshots() {
         false,
     );
     insta::assert_snapshot!("alexnet_fmnist_cu", p.source);
-    insta::assert_snapshot!("alexnet_fmnist_launch", cuda::manifest::render(&p));
+    insta::assert_snapshot!(
+        "alexnet_fmnist_launch",
+        cuda::generate::manifest::render(&p)
+    );
 }
 
 /// A kernel's name without its `_N` count.
@@ -53,7 +56,10 @@ fn fused_source_snapshots() {
         true,
     );
     insta::assert_snapshot!("alexnet_fmnist_fused_cu", p.source);
-    insta::assert_snapshot!("alexnet_fmnist_fused_launch", cuda::manifest::render(&p));
+    insta::assert_snapshot!(
+        "alexnet_fmnist_fused_launch",
+        cuda::generate::manifest::render(&p)
+    );
     // Every fused op has its kernels; no unfused ReLU, dropout or pooling is left.
     for stem in [
         "bias_relu_epilogue",
@@ -203,8 +209,8 @@ fn convolutions_run_in_chunks_under_the_budget() {
         let g = graph(net, fused);
         let p = cuda::generate(&g, 128).unwrap();
         let scratch = |n: &str| p.buffers[p.buffer(n).unwrap()].bytes();
-        assert!(scratch("scratch.col") <= cuda::chunk::DEFAULT_CONV_WORKSPACE);
-        assert!(scratch("scratch.tmp") <= cuda::chunk::DEFAULT_CONV_WORKSPACE);
+        assert!(scratch("scratch.col") <= cuda::generate::chunk::DEFAULT_CONV_WORKSPACE);
+        assert!(scratch("scratch.tmp") <= cuda::generate::chunk::DEFAULT_CONV_WORKSPACE);
         assert_eq!(count(&p, "conv1/conv@t0", "im2col"), 9);
         assert_eq!(count(&p, "conv1/conv.dw@t0", "im2col"), 9);
         let accumulate = p
@@ -356,7 +362,7 @@ fn compile_target_cuda_fuses_unless_told_not_to() {
 /// no usable device; running out of device memory names both figures.
 #[test]
 fn runtime_errors_are_values() {
-    use netc::backend::cuda::runtime::{self, CudaExec, RuntimeError};
+    use netc::backend::cuda::runtime::{self, RuntimeError, exec::CudaExec};
     let p = program(std::path::Path::new("networks/alexnet-fmnist.net"), 4, true);
     let mut bad = p.clone();
     bad.buffers[0].offset = bad.regions[bad.buffers[0].region].size;

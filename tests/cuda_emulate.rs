@@ -21,13 +21,13 @@ mod emu;
 use emu::*;
 use netc::backend::cpu::kernels as k;
 use netc::backend::cuda::Layout;
-use netc::backend::cuda::kernels::{Kernel, spec};
-use netc::backend::cuda::render::{PRELUDE, Source};
+use netc::backend::cuda::generate::kernels::{Kernel, spec};
+use netc::backend::cuda::generate::render::{PRELUDE, Source};
 use netc::rng;
 
 /// One kernel from the table: compiled alone, launched with its own shape.
 struct One {
-    spec: netc::backend::cuda::render::Spec,
+    spec: netc::backend::cuda::generate::render::Spec,
     idx: usize,
 }
 

@@ -19,9 +19,9 @@ mod emu;
 
 use emu::*;
 use netc::backend::cpu::kernels::{self as k, Act};
-use netc::backend::cuda::kernels::{Epilogue, Kernel, LrnPool, spec};
+use netc::backend::cuda::generate::kernels::{Epilogue, Kernel, LrnPool, spec};
+use netc::backend::cuda::generate::render::{PRELUDE, Source, Spec};
 use netc::backend::cuda::program::Gemm;
-use netc::backend::cuda::render::{PRELUDE, Source, Spec};
 use netc::rng;
 
 const TOL: f64 = 1e-5;

@@ -1,4 +1,4 @@
-//! The evaluation program (`backend::cuda::forward`): the forward part of
+//! The evaluation program (`backend::cuda::generate::forward`): the forward part of
 //! the training step with dropout off, generated, compiled by NVRTC and
 //! run on the emulator against `CpuExec::eval_batch` on the same weights.
 
@@ -6,8 +6,8 @@ mod emu;
 
 use emu::{build, have_gxx, rand, run_step, view, view_mut};
 use netc::backend::cpu::exec::CpuExec;
-use netc::backend::cuda::buffers::node_key;
-use netc::backend::cuda::forward;
+use netc::backend::cuda::generate::buffers::node_key;
+use netc::backend::cuda::generate::forward;
 use netc::backend::cuda::program::Step;
 use netc::frontend;
 use netc::passes::autodiff::autodiff;
@@ -57,7 +57,7 @@ fn forward_program_has_no_backward_and_compiles() {
         assert!(fwd.bytes() < train.bytes(), "{path}");
         // The training graph itself is refused as a forward program only
         // through its missing update when `forward` is off.
-        let fg = forward::forward_graph(&g).unwrap();
+        let fg = netc::passes::forward::forward_graph(&g).unwrap();
         assert!(netc::backend::cuda::generate(&fg, 8).is_err());
         if netc::backend::cuda::nvrtc::available() {
             netc::backend::cuda::nvrtc::compile(&fwd.source, "sm_80")

@@ -1,4 +1,4 @@
-//! Towers on their own devices (`backend::cuda::split`, `--devices 0,1`),
+//! Towers on their own devices (`backend::cuda::place::split`, `--devices 0,1`),
 //! checked without a GPU.
 //!
 //! - The transform: placing everything on one device gives back the
@@ -7,7 +7,7 @@
 //! - The checker refuses a placed program with a copy removed or moved
 //!   before its source is written, and a step given another device's
 //!   buffer.
-//! - The runtime's stream commands (`backend::cuda::streams`) are
+//! - The runtime's stream commands (`backend::cuda::place::streams`) are
 //!   race-free, and stop being so without either event.
 //! - Emulated (`tests/emu/multi.rs`: each device its own memory, poisoned
 //!   with NaN): a training step on two devices equals the one-device step
@@ -28,10 +28,10 @@ use emu::device::EmuDevice;
 use emu::multi::{self, MultiEmu, Order};
 use emu::{build, have_gxx, rand, rel_err, run_step};
 use netc::backend::cpu::exec::CpuExec;
+use netc::backend::cuda::place::split::{self, Placement, SplitError};
+use netc::backend::cuda::place::streams::{Command, commands};
 use netc::backend::cuda::program::{Arg, BufKind, CudaProgram, DType, Step};
-use netc::backend::cuda::split::{self, Placement, SplitError};
-use netc::backend::cuda::streams::{Command, commands};
-use netc::backend::cuda::{self, alias, buffers::node_key};
+use netc::backend::cuda::{self, generate::buffers::node_key, proof::alias};
 use netc::ir::Graph;
 use netc::passes::autodiff::autodiff;
 use netc::rng;
@@ -161,7 +161,7 @@ fn one_device_gives_back_the_program_and_two_copy_the_cross_edges() {
                 let d = q.step_device(st);
                 assert!(q.touches(st).iter().all(|(b, _)| q.device_of(*b) == d));
             }
-            let text = cuda::manifest::render(&q);
+            let text = cuda::generate::manifest::render(&q);
             assert!(text.contains("[devices] 2 allocations"), "{text}");
             assert!(text.contains(&format!("copies move {} bytes", q.copy_bytes())));
         }
@@ -272,7 +272,7 @@ struct Inputs {
     labels: Vec<u32>,
 }
 
-/// Weights are He-scaled and biases N(0, 0.1), as `cuda::check` draws
+/// Weights are He-scaled and biases N(0, 0.1), as `cuda::step::check` draws
 /// them: with AlexNet's N(0, 0.01) and constant biases the maps reaching a
 /// max pool are nearly flat, and a last-bit difference between the
 /// emulated and CPU convolutions may move a window's argmax.
@@ -552,7 +552,7 @@ fn training_on_two_emulated_devices_matches_one() {
                         .get_or_init(|| {
                             let mut full = p.clone();
                             if !augment {
-                                cuda::augment::attach(&mut full, aug).unwrap();
+                                cuda::generate::augment::attach(&mut full, aug).unwrap();
                             }
                             Rc::new(build("split-train", &full.source, &full.kernels))
                         })
@@ -607,10 +607,10 @@ fn training_on_two_emulated_devices_matches_one() {
 }
 
 /// A device as a trait object, so one closure opens one device or two.
-trait Dev: netc::backend::cuda::device::Device {}
-impl<T: netc::backend::cuda::device::Device> Dev for T {}
+trait Dev: netc::backend::cuda::runtime::device::Device {}
+impl<T: netc::backend::cuda::runtime::device::Device> Dev for T {}
 
-impl netc::backend::cuda::device::Device for Box<dyn Dev> {
+impl netc::backend::cuda::runtime::device::Device for Box<dyn Dev> {
     fn program(&self) -> &CudaProgram {
         (**self).program()
     }

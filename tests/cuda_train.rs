@@ -1,6 +1,6 @@
 //! `netc train --backend cuda` checked without a GPU. The CUDA training
 //! executor (`train::cuda::CudaStep`) drives its device through the
-//! `backend::cuda::device::Device` interface; here that device is the
+//! `backend::cuda::runtime::device::Device` interface; here that device is the
 //! emulation harness (`tests/emu`: the generated CUDA C compiled as C++ by
 //! `g++`, cuBLAS's sgemm emulated), so the whole training loop runs with
 //! the CUDA backend's semantics on the embedded Fashion-MNIST subset:
@@ -50,7 +50,7 @@ impl Emulated {
         let g = training_graph(m, &cfg, true).unwrap();
         let p = netc::backend::cuda::generate(&g, BATCH as usize).unwrap();
         let emu = Rc::new(build("train", &p.source, &p.kernels));
-        let f = netc::backend::cuda::forward::generate(&g, BATCH as usize).unwrap();
+        let f = netc::backend::cuda::generate::forward::generate(&g, BATCH as usize).unwrap();
         let eval = Rc::new(build("train-eval", &f.source, &f.kernels));
         Emulated {
             emu,
@@ -392,7 +392,7 @@ fn device_augmentation_trains_as_host_augmentation() {
         let outcome = train_with(&m, &o(dir), |cpu, _, aug| {
             let lib = emu.get_or_init(|| {
                 let mut p = netc::backend::cuda::generate(&g, BATCH as usize).unwrap();
-                netc::backend::cuda::augment::attach(&mut p, aug).unwrap();
+                netc::backend::cuda::generate::augment::attach(&mut p, aug).unwrap();
                 Rc::new(build("train-augment", &p.source, &p.kernels))
             });
             let open = |q: &netc::backend::cuda::CudaProgram| Ok(EmuDevice::new(lib.clone(), q));

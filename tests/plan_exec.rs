@@ -9,7 +9,7 @@
 
 mod common;
 
-use netc::backend::cpu::exec::{CpuExec, Memory};
+use netc::backend::cpu::exec::{CpuExec, Layout};
 use netc::ir::Graph;
 
 fn graphs(src: &str) -> Vec<(&'static str, Graph)> {
@@ -29,8 +29,8 @@ fn state(e: &CpuExec) -> Vec<Vec<f32>> {
 /// Runs `steps` training steps of batch `batch`, then an evaluation at a
 /// smaller batch, planned and separate, and compares everything.
 fn same(name: &str, g: Graph, batch: usize, steps: u64) -> Vec<f64> {
-    let mut sep = CpuExec::<f32>::with_memory(g.clone(), 5, Memory::Separate).unwrap();
-    let mut pl = CpuExec::<f32>::with_memory(g, 5, Memory::Planned).unwrap();
+    let mut sep = CpuExec::<f32>::with_memory(g.clone(), 5, Layout::Separate).unwrap();
+    let mut pl = CpuExec::<f32>::with_memory(g, 5, Layout::Planned).unwrap();
     pl.set_poison(true);
     let classes = pl.logits_width() as u32;
     let mut losses = Vec::new();
@@ -91,8 +91,8 @@ fn planned_equals_separate_on_every_network() {
 #[test]
 fn a_larger_batch_replans_and_keeps_the_parameters() {
     let g = common::fused_graph(common::CHAIN_NET).0;
-    let mut sep = CpuExec::<f32>::with_memory(g.clone(), 2, Memory::Separate).unwrap();
-    let mut pl = CpuExec::<f32>::with_memory(g, 2, Memory::Planned).unwrap();
+    let mut sep = CpuExec::<f32>::with_memory(g.clone(), 2, Layout::Separate).unwrap();
+    let mut pl = CpuExec::<f32>::with_memory(g, 2, Layout::Planned).unwrap();
     assert!(state(&sep) == state(&pl));
     for (step, batch) in [(0u64, 2usize), (1, 7), (2, 3), (3, 9)] {
         let (images, labels) = common::batch(&sep, batch, 3, step);

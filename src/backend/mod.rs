@@ -1,3 +1,4 @@
 //! Backends that execute the IR.
 pub mod cpu;
 pub mod cuda;
+pub mod layout;

@@ -1,13 +1,15 @@
 //! IR -> IR passes and the analyses that read their result. Each pass is
 //! a free function in its own file whose `//!` comment states what it
-//! assumes and guarantees: `autodiff` (the training step) and `fuse` (the
-//! fusion rewrites). `pipeline` runs a named, ordered list of them
+//! assumes and guarantees: `autodiff` (the training step), `fuse` (the
+//! fusion rewrites) and `forward` (the forward part of a step, for
+//! evaluation). `pipeline` runs a named, ordered list of them
 //! (`autodiff,fuse` by default, each fusion rewrite a pass of its own)
 //! and runs the verifier after every pass. `memplan` (with its picture,
 //! `memplan_svg`) is an analysis: it plans the memory of the graph a
 //! pipeline produced and does not change it.
 
 pub mod autodiff;
+pub mod forward;
 pub mod fuse;
 pub mod memplan;
 pub mod memplan_svg;

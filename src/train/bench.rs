@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::backend::cpu::exec::{CpuExec, ExecError, Memory};
+use crate::backend::cpu::exec::{CpuExec, ExecError, Layout};
 use crate::ir::Ty;
 use crate::lower::Module;
 use crate::passes::pipeline::{self, PipelineError};
@@ -37,7 +37,7 @@ pub fn train_steps(
     batch: usize,
     steps: u64,
     fuse: bool,
-    memory: Memory,
+    memory: Layout,
     profile: bool,
 ) -> Result<BenchReport, BenchError> {
     let g = pipeline::training_step(&module.graph, &module.train.sgd, fuse)?;

@@ -14,7 +14,7 @@
 //! loss and top-k of evaluation (from logits computed on a device, below).
 //!
 //! Augmentation on the device is an option ([`CudaStep::with_augment`]):
-//! the program then starts with the `backend::cuda::augment` kernel, and
+//! the program then starts with the `backend::cuda::generate::augment` kernel, and
 //! [`CudaStep::train_step_bytes`] uploads a batch's raw `u8` images and the
 //! host's per-image draws (`Loader::raw_batch`) instead of `f32` crops;
 //! the crops are the host's bit for bit, so the step is too
@@ -29,7 +29,7 @@
 //!
 //! Evaluation runs on a device of its own once [`CudaStep::eval_on_device`]
 //! has opened one (as [`open`] does): the evaluation program
-//! (`backend::cuda::forward`, the forward part, dropout off) at the step's
+//! (`backend::cuda::generate::forward`, the forward part, dropout off) at the step's
 //! batch, fed the weights through the mirror once per evaluation, any
 //! number of examples run in pieces of that batch (`train::cuda_eval`).
 //! Without it, evaluation runs on the host mirror: the CPU executor gives
@@ -48,12 +48,14 @@ use std::panic::catch_unwind;
 
 use crate::backend::cpu::exec::{CpuExec, StepStats};
 use crate::backend::cpu::kernels::softmax_xent::top1_top5;
-use crate::backend::cuda::augment::{self, AugmentBuffers};
-use crate::backend::cuda::device::Device;
-use crate::backend::cuda::multi::MultiExec;
+use crate::backend::cuda::generate::augment::{self, AugmentBuffers};
+use crate::backend::cuda::place::split;
 use crate::backend::cuda::program::{BufKind, CudaProgram, DType};
-use crate::backend::cuda::runtime::{CudaExec, RuntimeError};
-use crate::backend::cuda::{self, nvrtc, split};
+use crate::backend::cuda::runtime::RuntimeError;
+use crate::backend::cuda::runtime::device::Device;
+use crate::backend::cuda::runtime::exec::CudaExec;
+use crate::backend::cuda::runtime::multi::MultiExec;
+use crate::backend::cuda::{self, nvrtc};
 use crate::ir::NodeId;
 use crate::rng;
 use crate::train::cuda_eval::DeviceEval;
@@ -103,7 +105,7 @@ impl<D: Device> CudaStep<D> {
     }
 
     /// As [`new`](Self::new), with `aug`'s augmentation on the device
-    /// (`backend::cuda::augment::attach`): its mean image is uploaded here,
+    /// (`backend::cuda::generate::augment::attach`): its mean image is uploaded here,
     /// and steps take raw batches ([`train_step_bytes`](Self::train_step_bytes)).
     pub fn with_augment(
         host: CpuExec,
@@ -175,13 +177,13 @@ impl<D: Device> CudaStep<D> {
     }
 
     /// Evaluates on a device from now on: generates the evaluation program
-    /// (`backend::cuda::forward`) at the step's batch and opens a device
+    /// (`backend::cuda::generate::forward`) at the step's batch and opens a device
     /// for it with `open`. On an error, evaluation stays on the mirror.
     pub fn eval_on_device(
         &mut self,
         open: impl FnOnce(&CudaProgram) -> Result<D, TrainError>,
     ) -> Result<(), TrainError> {
-        let prog = cuda::forward::generate(self.host.graph(), self.dev.program().batch)
+        let prog = cuda::generate::forward::generate(self.host.graph(), self.dev.program().batch)
             .map_err(cuda_err)?;
         let dev = open(&prog)?;
         self.eval = Some(DeviceEval::new(&self.host, dev)?);
@@ -548,7 +550,7 @@ pub fn open(
 }
 
 /// The training step of `host`'s graph at `batch` placed on the GPUs
-/// `gpus` (`backend::cuda::split`, the paper's layout: one GPU, or tower
+/// `gpus` (`backend::cuda::place::split`, the paper's layout: one GPU, or tower
 /// `i` on `gpus[i]` with the inputs, loss and logits on `gpus[0]`; a GPU
 /// may be listed twice, its towers then run on two streams), compiled by
 /// NVRTC for [`ARCH`], loaded on each GPU ([`MultiExec`]), parameters

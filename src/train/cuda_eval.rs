@@ -1,5 +1,5 @@
 //! Evaluation on the device for `train::cuda`: the evaluation program
-//! (`backend::cuda::forward`: the forward part of the step, dropout off)
+//! (`backend::cuda::generate::forward`: the forward part of the step, dropout off)
 //! on a [`Device`] of its own, fed the trained parameters from the host
 //! mirror before each evaluation.
 //!
@@ -17,8 +17,8 @@
 
 use crate::backend::cpu::exec::{CpuExec, ExecError, StepStats};
 use crate::backend::cpu::kernels::softmax_xent::{softmax_xent_forward, top1_top5};
-use crate::backend::cuda::device::Device;
 use crate::backend::cuda::program::BufKind;
+use crate::backend::cuda::runtime::device::Device;
 use crate::ir::NodeId;
 use crate::train::run::TrainError;
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::backend::cpu::exec::{CpuExec, ExecError, Memory};
+use crate::backend::cpu::exec::{CpuExec, ExecError, Layout};
 use crate::backend::cuda::runtime::RuntimeError;
 use crate::ir::train::{Schedule, TestCrop, TrainConfig};
 use crate::ir::{Graph, print};
@@ -295,9 +295,9 @@ fn setup<E: StepExec>(
         checkpoint::fingerprint(&print::print(&graph, print::PrintOptions { spans: false }));
     let network = graph.name.clone();
     let memory = if opts.no_plan {
-        Memory::Separate
+        Layout::Separate
     } else {
-        Memory::Planned
+        Layout::Planned
     };
     let exec = CpuExec::with_memory(graph, cfg.seed, memory)?;
     if exec.image_len() != out.len() {
@@ -459,7 +459,7 @@ pub fn train(module: &Module, opts: &TrainOptions) -> Result<Outcome, TrainError
         Backend::Cuda if opts.devices.is_some() => {
             let gpus = opts.devices.clone().unwrap_or_default();
             let towers = module.graph.towers as usize;
-            crate::backend::cuda::split::check_count(towers, gpus.len())
+            crate::backend::cuda::place::split::check_count(towers, gpus.len())
                 .map_err(|e| TrainError::Config(e.to_string()))?;
             super::cuda::probe()?;
             train_with(module, opts, |cpu, cfg, aug| {

@@ -15,9 +15,9 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use netc::backend::cuda::device::{Device, check_fit};
 use netc::backend::cuda::program::CudaProgram;
 use netc::backend::cuda::runtime::RuntimeError;
+use netc::backend::cuda::runtime::device::{Device, check_fit};
 
 use super::{Emu, Recorded, record, replay, run_step, view, view_mut, write_scalars};
 

@@ -20,7 +20,7 @@ use std::process::Command;
 
 use netc::backend::cpu::exec::CpuExec;
 use netc::backend::cuda::program::{Arg, BufKind, CudaProgram, DType, KernelDecl, ParamTy, Step};
-use netc::backend::cuda::{self, Layout, buffers::node_key};
+use netc::backend::cuda::{self, Layout, generate::buffers::node_key};
 use netc::frontend;
 use netc::passes::autodiff::autodiff;
 use netc::passes::memplan;

@@ -1,4 +1,4 @@
-//! The emulated devices of a placed program (`backend::cuda::split`):
+//! The emulated devices of a placed program (`backend::cuda::place::split`):
 //! each logical device has its own host memory (`device_bytes` of it,
 //! poisoned with NaN by the tests before a step), and a step's pointers
 //! are taken in the memory of the device it runs on, at the buffers'
@@ -6,7 +6,7 @@
 //! numbers (or stops at an out-of-range address), and a missing copy
 //! leaves NaN where a mirror should hold a value.
 //!
-//! The step is replayed from `backend::cuda::streams::commands`, the list
+//! The step is replayed from `backend::cuda::place::streams::commands`, the list
 //! the GPU runtime issues: in program order ([`Order::Program`]), or with
 //! the streams run out of step ([`Order::Streams`]: whichever stream comes
 //! first in a priority list runs as far as its event waits allow), which
@@ -16,10 +16,10 @@
 
 use std::rc::Rc;
 
-use netc::backend::cuda::device::Device;
+use netc::backend::cuda::place::streams::{Command, commands};
 use netc::backend::cuda::program::{Arg, CudaProgram, Step};
 use netc::backend::cuda::runtime::RuntimeError;
-use netc::backend::cuda::streams::{Command, commands};
+use netc::backend::cuda::runtime::device::Device;
 
 use super::{Emu, Val};
 
@@ -280,7 +280,7 @@ impl Device for MultiEmu {
         &self.prog
     }
     fn upload(&mut self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
-        netc::backend::cuda::device::check_fit(&self.prog, b, data)?;
+        netc::backend::cuda::runtime::device::check_fit(&self.prog, b, data)?;
         view_mut(&self.prog, &mut self.mems, b).copy_from_slice(data);
         Ok(())
     }

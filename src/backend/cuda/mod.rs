@@ -1,57 +1,37 @@
-//! The CUDA backend. [`codegen::generate`] is pure: it turns a training
-//! graph, unfused or fused by `passes::fuse`, into CUDA C source and an
-//! ordered launch list ([`program`]), with no device, driver or toolkit
-//! involved, so it runs and is tested on any machine. [`kernels`] (with
-//! [`fused_kernels`]) is the kernel table, `layers` the GEMM-based layers
-//! (convolutions in chunks of images, [`chunk`]).
-//! [`nvrtc`] compiles that source to PTX when NVRTC can be loaded
-//! (dynamically, at run time); [`manifest`] renders the launch list as text.
+//! The CUDA backend, in layers that import only downwards:
 //!
-//! Memory is planned: [`buffers`] lays every buffer out at its offset in
-//! the memory plan (`passes::memplan`, one arena per device, reuse and
-//! in-place elementwise ops), the arenas one after another in one device
-//! allocation followed by a workspace for scratch the plan does not model;
-//! the step runs in the plan's order, and [`alias`] proves that no step is
-//! handed memory it cannot share. [`runtime`] allocates that memory once.
-//!
-//! [`forward`] generates the evaluation program: the forward part of the
-//! step, dropout off.
-//!
-//! [`augment`] is the data augmentation kernel (crop, mirror, lighting,
-//! mean, scale from raw `u8` images), equal to the host's bit for bit.
-//!
-//! [`runtime`] runs a program on a GPU behind the [`device::Device`]
-//! interface that training (`train::cuda`) drives: the step captured once
-//! as a CUDA graph and replayed, inputs staged through page-locked memory
-//! on a copy stream while the previous step runs (`staging`).
-//!
-//! [`split`] places a program on several devices (each tower on its own
-//! GPU, cross-tower reads as device-to-device copies into mirrors), and
-//! [`multi`] runs a placed program, one allocation and stream per device,
-//! issuing [`streams`]'s commands (steps, and events that order copies).
+//! - [`program`]: the program a backend runs: CUDA C source, buffers at
+//!   their offsets, an ordered list of launches, GEMMs and copies. The
+//!   shared type at the bottom of the backend.
+//! - [`proof`]: the alias proof that no step is handed memory it cannot
+//!   share.
+//! - [`generate`]: generation, pure (IR + memory plan -> program), with no
+//!   device, driver or toolkit involved, so it runs and is tested on any
+//!   machine; [`generate`] is its entry point.
+//! - [`place`]: placement of a program's towers on several devices, and
+//!   the stream commands that order their copies.
+//! - [`nvrtc`]: compiles a program's source to PTX when NVRTC can be
+//!   loaded (dynamically, at run time).
+//! - [`runtime`]: what only a GPU runs, over cudarc, behind
+//!   [`runtime::device::Device`] (which the tests' CPU emulation harness
+//!   also implements).
+//! - [`step`]: the step interface (`backend::step`) implemented over a
+//!   device, and the checks `netc cuda-check` runs against the CPU
+//!   executor.
 
-pub mod alias;
-pub mod augment;
-pub mod buffers;
-pub mod check;
-pub mod chunk;
-pub mod codegen;
-pub mod device;
-pub mod forward;
-pub mod fused_kernels;
-mod issue;
-pub mod kernels;
-mod layers;
-pub mod manifest;
-pub mod multi;
+pub mod generate;
 pub mod nvrtc;
+pub mod place;
 pub mod program;
-pub mod render;
+pub mod proof;
 pub mod runtime;
-pub mod split;
-mod staging;
-pub mod streams;
+pub mod step;
 
-pub use buffers::Layout;
-pub use codegen::{CodegenError, Options, generate, generate_opts, generate_with};
+pub use crate::backend::layout::Layout;
+pub use generate::CodegenError;
+pub use generate::codegen::{Options, generate, generate_opts, generate_with};
 pub use program::CudaProgram;
+
+/// The NVRTC target when none is asked for: PTX for sm_80, which the
+/// driver compiles on to any newer GPU.
+pub const DEFAULT_ARCH: &str = "sm_80";

@@ -1,9 +1,9 @@
 //! Where the executor keeps every buffer of a step: element ranges ([`Loc`])
 //! in arenas (`Vec<T>`), laid out from a memory plan (`passes::memplan`).
 //!
-//! Two layouts of the same plan: [`Layout::planned`] puts each device's
+//! Two layouts of the same plan: [`Arenas::planned`] puts each device's
 //! buffers at their planned offsets in one arena per device (reuse and in
-//! place as planned); [`Layout::separate`] gives every buffer an arena of
+//! place as planned); [`Arenas::separate`] gives every buffer an arena of
 //! its own, so every value survives the step (for inspection and as the
 //! reference the planned layout is compared with).
 //!
@@ -48,7 +48,7 @@ impl Loc {
 
 /// Every buffer's range, and the arenas' lengths in elements.
 #[derive(Clone, Debug, Default)]
-pub struct Layout {
+pub struct Arenas {
     pub arena_len: Vec<usize>,
     pub out: HashMap<NodeId, Loc>,
     pub side: HashMap<(NodeId, Side), Loc>,
@@ -67,12 +67,12 @@ fn elems(bytes: u64) -> usize {
     bytes.div_ceil(ELEM) as usize
 }
 
-impl Layout {
+impl Arenas {
     /// One arena per device, buffers at their planned offsets.
-    pub fn planned(plan: &Plan) -> Layout {
-        let mut l = Layout {
+    pub fn planned(plan: &Plan) -> Arenas {
+        let mut l = Arenas {
             batch: plan.batch as usize,
-            ..Layout::default()
+            ..Arenas::default()
         };
         let index: HashMap<_, usize> = plan
             .arenas
@@ -107,10 +107,10 @@ impl Layout {
     }
 
     /// Every buffer in an arena of its own.
-    pub fn separate(plan: &Plan) -> Layout {
-        let mut l = Layout {
+    pub fn separate(plan: &Plan) -> Arenas {
+        let mut l = Arenas {
             batch: plan.batch as usize,
-            ..Layout::default()
+            ..Arenas::default()
         };
         for b in &plan.buffers {
             let loc = Loc {

@@ -2,12 +2,12 @@
 //! built by `passes::autodiff`, fused or not) or its forward part, one
 //! node at a time, calling the reference kernels.
 //!
-//! Memory. Every buffer of the step (values, the side buffers forward ops
+//! Layout. Every buffer of the step (values, the side buffers forward ops
 //! keep for their backward, parameters and velocities) comes from a
-//! memory plan (`passes::memplan`). [`Memory::Planned`] executes from the
+//! memory plan (`passes::memplan`). [`Layout::Planned`] executes from the
 //! plan: one arena per device, each buffer at its planned offset, nodes in
 //! the plan's order, elementwise ops in place where the plan says; values
-//! whose memory is reused are gone when the step ends. [`Memory::Separate`]
+//! whose memory is reused are gone when the step ends. [`Layout::Separate`]
 //! gives every buffer its own allocation and runs in `ir::order::topo`, so
 //! every value of the step can be read afterwards (tests, parity checks).
 //! Both compute bit-for-bit the same results: each kernel overwrites its
@@ -35,7 +35,7 @@ mod ops;
 
 use std::collections::HashMap;
 
-use self::layout::{Layout, Loc};
+use self::layout::{Arenas, Loc};
 use super::kernels::{self as k, Float};
 use crate::ir::{Device, Graph, Init, NodeId, Op, ParamRole, Ty, order};
 use crate::passes::memplan::{self, MemplanError, Side};
@@ -72,22 +72,14 @@ pub struct StepStats {
     pub n: usize,
 }
 
-/// Where the step's buffers live (see the module documentation).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Memory {
-    /// One arena per device, laid out by the memory plan.
-    #[default]
-    Planned,
-    /// Every buffer in its own allocation; every value kept.
-    Separate,
-}
+pub use crate::backend::layout::Layout;
 
 pub struct CpuExec<T: Float = f32> {
     graph: Graph,
-    memory: Memory,
+    memory: Layout,
     order: Vec<NodeId>,
     forward: Vec<bool>,
-    layout: Layout,
+    layout: Arenas,
     arenas: Vec<Vec<T>>,
     /// The masked output gradient of a `dense_relu_dropout`.
     masked: Vec<T>,
@@ -236,18 +228,18 @@ pub fn init_param<T: Float>(
 
 impl<T: Float> CpuExec<T> {
     /// Prepares a graph (forward only, or a whole training step) with every
-    /// buffer in its own allocation ([`Memory::Separate`]) and initialises
+    /// buffer in its own allocation ([`Layout::Separate`]) and initialises
     /// its parameters from `seed`.
     pub fn new(graph: Graph, seed: u64) -> Result<Self, ExecError> {
-        Self::with_memory(graph, seed, Memory::Separate)
+        Self::with_memory(graph, seed, Layout::Separate)
     }
 
-    /// Like [`CpuExec::new`], executing from the memory plan ([`Memory::Planned`]).
+    /// Like [`CpuExec::new`], executing from the memory plan ([`Layout::Planned`]).
     pub fn planned(graph: Graph, seed: u64) -> Result<Self, ExecError> {
-        Self::with_memory(graph, seed, Memory::Planned)
+        Self::with_memory(graph, seed, Layout::Planned)
     }
 
-    pub fn with_memory(graph: Graph, seed: u64, memory: Memory) -> Result<Self, ExecError> {
+    pub fn with_memory(graph: Graph, seed: u64, memory: Layout) -> Result<Self, ExecError> {
         let cap = graph
             .g
             .node_indices()
@@ -278,7 +270,7 @@ impl<T: Float> CpuExec<T> {
             memory,
             order: Vec::new(),
             forward,
-            layout: Layout::default(),
+            layout: Arenas::default(),
             arenas: Vec::new(),
             masked: Vec::new(),
             labels: Vec::new(),
@@ -312,9 +304,9 @@ impl<T: Float> CpuExec<T> {
     fn relayout(&mut self, batch: usize) -> Result<(), ExecError> {
         let plan = memplan::plan(&self.graph, batch as u64)?;
         let (layout, order) = match self.memory {
-            Memory::Planned => (Layout::planned(&plan), plan.order.clone()),
-            Memory::Separate => (
-                Layout::separate(&plan),
+            Layout::Planned => (Arenas::planned(&plan), plan.order.clone()),
+            Layout::Separate => (
+                Arenas::separate(&plan),
                 order::topo(&self.graph).map_err(|_| ExecError::Cycle)?,
             ),
         };
@@ -336,7 +328,7 @@ impl<T: Float> CpuExec<T> {
         &self.graph
     }
 
-    pub fn memory(&self) -> Memory {
+    pub fn memory(&self) -> Layout {
         self.memory
     }
 
@@ -409,7 +401,7 @@ impl<T: Float> CpuExec<T> {
         }
     }
 
-    /// Whether `n`'s value survives the step (always, with [`Memory::Separate`]).
+    /// Whether `n`'s value survives the step (always, with [`Layout::Separate`]).
     pub fn is_kept(&self, n: NodeId) -> bool {
         self.layout.kept.get(&n).copied().unwrap_or(false)
     }

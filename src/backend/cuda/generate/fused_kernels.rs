@@ -11,9 +11,9 @@
 //! is elementwise at index `i` and may run in place over its first part
 //! (the memory plan's choice), so its pointers are not `__restrict__`.
 
-use super::kernels::{SEED, ew, ew_in_place, inv_pow, lrn_window};
-use super::program::ParamTy::{self, *};
-use super::render::{BLOCK, Shape, Spec, f32_lit, f64_lit, ll, u64_lit};
+use crate::backend::cuda::generate::render::{BLOCK, Shape, Spec, f32_lit, f64_lit, ll, u64_lit};
+use crate::backend::cuda::generate::snippets::{SEED, ew, ew_in_place, inv_pow, lrn_window};
+use crate::backend::cuda::program::ParamTy::{self, *};
 
 /// What the GEMM epilogue applies after the bias.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -2,7 +2,7 @@
 //! dropout): cuBLAS GEMMs around generated kernels.
 //!
 //! A convolution runs over its batch in chunks of `c` images
-//! (`Buffers::chunk`, from `super::chunk`: the whole batch when it fits
+//! (`Buffers::chunk`, from `crate::backend::cuda::generate::chunk`: the whole batch when it fits
 //! the workspace budget), each chunk's slice of an NCHW input, output or
 //! gradient passed as a pointer offset ([`Arg::At`]).
 //!
@@ -30,10 +30,11 @@
 //! kernel over the whole `dY`, or for a `conv_relu` a sum over each
 //! chunk's masked copy, accumulated likewise.
 
-use super::chunk;
-use super::codegen::{CodegenError, Gen, chw};
-use super::kernels::{Epilogue, Kernel};
-use super::program::Arg;
+use crate::backend::cuda::generate::CodegenError;
+use crate::backend::cuda::generate::chunk;
+use crate::backend::cuda::generate::codegen::{Gen, chw};
+use crate::backend::cuda::generate::kernels::{Epilogue, Kernel};
+use crate::backend::cuda::program::Arg;
 use crate::ir::{NodeId, Op};
 
 /// Convolution geometry: `[filters, size, stride, pad]`.

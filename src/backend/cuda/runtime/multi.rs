@@ -1,7 +1,7 @@
-//! Runs a program placed on several logical devices (`super::split`)
+//! Runs a program placed on several logical devices (`crate::backend::cuda::place::split`)
 //! through cudarc: the paper's layout, each tower on its own GPU.
 //!
-//! Assumes a program that `super::alias::check` accepts (checked first:
+//! Assumes a program that `crate::backend::cuda::proof::alias::check` accepts (checked first:
 //! every launch and GEMM touches one device's memory, every mirror is
 //! filled by a copy before it is read) and PTX compiled from its source,
 //! and `gpus[d]`, the GPU ordinal of logical device `d` (one per logical
@@ -14,7 +14,7 @@
 //! [`CudaProgram::addr`]), one stream and one cuBLAS handle on that
 //! stream. A launch or GEMM is issued on the stream of its device.
 //!
-//! Ordering: the commands of `super::streams` (each step on its device's
+//! Ordering: the commands of `crate::backend::cuda::place::streams` (each step on its device's
 //! stream; a cross-device copy on the reader's stream, after an event its
 //! source's stream records right after the source's producer, and before
 //! the source's stream next writes over the source it waits for the copy).
@@ -38,10 +38,10 @@ use std::sync::Arc;
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr};
 
-use super::device::Device;
-use super::program::{CudaProgram, Step, scalar_words};
-use super::runtime::{RuntimeError, libraries_present};
-use super::streams::{Command, Event, commands};
+use crate::backend::cuda::place::streams::{Command, Event, commands};
+use crate::backend::cuda::program::{CudaProgram, Step, scalar_words};
+use crate::backend::cuda::runtime::device::Device;
+use crate::backend::cuda::runtime::{RuntimeError, libraries_present};
 
 fn driver<E: std::fmt::Debug>(e: E) -> RuntimeError {
     RuntimeError::Driver(format!("{e:?}"))
@@ -73,7 +73,7 @@ pub struct MultiExec {
     /// For each cross-device copy step: `ready` (source's context) and
     /// `done` (reader's context).
     events: Vec<Option<(CudaEvent, CudaEvent)>>,
-    /// One training step's commands (`super::streams::commands`).
+    /// One training step's commands (`crate::backend::cuda::place::streams::commands`).
     cmds: Vec<Command>,
 }
 
@@ -88,7 +88,7 @@ impl MultiExec {
     /// device `d` on GPU `gpus[d]`) and allocates every device's buffers,
     /// zeroed.
     pub fn new(prog: CudaProgram, ptx: String, gpus: &[usize]) -> Result<Self, RuntimeError> {
-        super::alias::check(&prog)?;
+        crate::backend::cuda::proof::alias::check(&prog)?;
         if gpus.len() != prog.devices() {
             return Err(RuntimeError::Gpus {
                 devices: prog.devices(),
@@ -245,7 +245,7 @@ impl MultiExec {
     }
 
     pub fn upload(&mut self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
-        super::device::check_fit(&self.prog, b, data)?;
+        crate::backend::cuda::runtime::device::check_fit(&self.prog, b, data)?;
         let (d, off) = self.at(b)?;
         let dev = &mut self.devs[d];
         let mut dst = dev.arena.slice_mut(off..off + data.len());
@@ -271,7 +271,7 @@ impl MultiExec {
     }
 
     /// Issues one training step: the program's commands
-    /// (`super::streams`), each step on its device's stream.
+    /// (`crate::backend::cuda::place::streams`), each step on its device's stream.
     pub fn step(&mut self, seed: u64, lr: f64) -> Result<(), RuntimeError> {
         // The scalars first, on their device's stream, ahead of the step.
         self.upload(self.prog.scalars, &scalar_words(seed, lr))?;
@@ -309,12 +309,14 @@ impl MultiExec {
                 let func = &self.gpus[dev.gpu].funcs[l.kernel];
                 // Every pointer lies in this device's arena (the checker
                 // proved the step touches only its device's memory).
-                super::issue::launch(&dev.stream, func, l, |b| self.ptr(b))?;
+                crate::backend::cuda::runtime::issue::launch(&dev.stream, func, l, |b| {
+                    self.ptr(b)
+                })?;
             }
             Step::Gemm(g) => {
                 // cuBLAS runs in the current context: the device's.
                 dev.stream.context().bind_to_thread().map_err(driver)?;
-                super::issue::gemm(&dev.blas, g, |b| self.ptr(b))?;
+                crate::backend::cuda::runtime::issue::gemm(&dev.blas, g, |b| self.ptr(b))?;
             }
             Step::Copy { src, dst, .. } => self.copy(*src, *dst)?,
         }
@@ -332,7 +334,7 @@ impl MultiExec {
         // SAFETY: `src` lies in its device's arena and `dst` in the
         // reader's, disjoint, both `bytes` long; the source's producer
         // precedes the copy, and nothing writes the source before it has
-        // been read (`super::streams`).
+        // been read (`crate::backend::cuda::place::streams`).
         unsafe {
             if from.gpu == to.gpu {
                 cudarc::driver::result::memcpy_dtod_async(dp, sp, bytes, to.stream.cu_stream())

@@ -28,8 +28,8 @@ use cudarc::driver::{
     CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, PinnedHostSlice, result, sys,
 };
 
-fn driver<E: std::fmt::Debug>(e: E) -> super::runtime::RuntimeError {
-    super::runtime::RuntimeError::Driver(format!("{e:?}"))
+fn driver<E: std::fmt::Debug>(e: E) -> crate::backend::cuda::runtime::RuntimeError {
+    crate::backend::cuda::runtime::RuntimeError::Driver(format!("{e:?}"))
 }
 
 struct Slot {
@@ -53,7 +53,9 @@ pub struct Staging {
 }
 
 impl Staging {
-    pub fn new(ctx: &Arc<CudaContext>) -> Result<Self, super::runtime::RuntimeError> {
+    pub fn new(
+        ctx: &Arc<CudaContext>,
+    ) -> Result<Self, crate::backend::cuda::runtime::RuntimeError> {
         Ok(Staging {
             ctx: ctx.clone(),
             copy: ctx.new_stream().map_err(driver)?,
@@ -70,7 +72,7 @@ impl Staging {
         &mut self,
         buffer: usize,
         len: usize,
-    ) -> Result<&mut Slot, super::runtime::RuntimeError> {
+    ) -> Result<&mut Slot, crate::backend::cuda::runtime::RuntimeError> {
         if !self.slots.contains_key(&buffer) {
             let ev = || {
                 self.ctx
@@ -122,7 +124,7 @@ impl Staging {
         &mut self,
         buffer: usize,
         data: &[f32],
-    ) -> Result<(), super::runtime::RuntimeError> {
+    ) -> Result<(), crate::backend::cuda::runtime::RuntimeError> {
         let copy = self.copy.clone();
         let slot = self.slot(buffer, data.len())?;
         let i = slot.next;
@@ -148,7 +150,7 @@ impl Staging {
         &mut self,
         stream: &CudaStream,
         dst: impl Fn(usize) -> u64,
-    ) -> Result<(), super::runtime::RuntimeError> {
+    ) -> Result<(), crate::backend::cuda::runtime::RuntimeError> {
         for (&b, slot) in self.slots.iter_mut().filter(|(_, s)| s.pending) {
             stream.wait(&slot.ready).map_err(driver)?;
             // SAFETY: both ranges are `slot.device.len()` floats: the

@@ -3,7 +3,7 @@
 //! masks; every node's buffer that still holds its value after the step
 //! compared: with the planned layout, the updated parameters and
 //! velocities, the loss, the logits and what the plan did not reuse; with
-//! [`Layout::Separate`](super::buffers::Layout::Separate), every value), and training-step throughput. The
+//! [`Layout::Separate`](crate::backend::cuda::generate::buffers::Layout::Separate), every value), and training-step throughput. The
 //! step is the graph given, fused by `passes::fuse` or not; the CPU
 //! executor runs that same graph. Used by `netc cuda-check` (fused unless
 //! `--no-fuse`, planned unless `--separate`, placed on several GPUs with
@@ -12,13 +12,14 @@
 
 use std::time::Instant;
 
-use super::buffers::node_key;
-use super::device::Device;
-use super::multi::MultiExec;
-use super::program::{BufKind, DType};
-use super::runtime::{CudaExec, RuntimeError};
-use super::split;
 use crate::backend::cpu::exec::CpuExec;
+use crate::backend::cuda::generate::buffers::node_key;
+use crate::backend::cuda::place::split;
+use crate::backend::cuda::program::{BufKind, DType};
+use crate::backend::cuda::runtime::RuntimeError;
+use crate::backend::cuda::runtime::device::Device;
+use crate::backend::cuda::runtime::exec::CudaExec;
+use crate::backend::cuda::runtime::multi::MultiExec;
 use crate::ir::Graph;
 use crate::rng;
 
@@ -28,10 +29,12 @@ pub fn load(
     g: &Graph,
     batch: usize,
     arch: &'static str,
-    opts: super::Options,
+    opts: crate::backend::cuda::generate::codegen::Options,
 ) -> Result<CudaExec, String> {
-    let prog = super::generate_opts(g, batch, opts).map_err(|e| e.to_string())?;
-    let ptx = super::nvrtc::compile(&prog.source, arch).map_err(|e| e.to_string())?;
+    let prog = crate::backend::cuda::generate::codegen::generate_opts(g, batch, opts)
+        .map_err(|e| e.to_string())?;
+    let ptx =
+        crate::backend::cuda::nvrtc::compile(&prog.source, arch).map_err(|e| e.to_string())?;
     CudaExec::new(prog, ptx).map_err(|e| e.to_string())
 }
 
@@ -41,13 +44,15 @@ pub fn load_placed(
     g: &Graph,
     batch: usize,
     arch: &'static str,
-    opts: super::Options,
+    opts: crate::backend::cuda::generate::codegen::Options,
     gpus: &[usize],
 ) -> Result<MultiExec, String> {
-    let prog = super::generate_opts(g, batch, opts).map_err(|e| e.to_string())?;
+    let prog = crate::backend::cuda::generate::codegen::generate_opts(g, batch, opts)
+        .map_err(|e| e.to_string())?;
     let at = split::Placement::towers(&prog, gpus.len()).map_err(|e| e.to_string())?;
     let prog = split::place(&prog, &at).map_err(|e| e.to_string())?;
-    let ptx = super::nvrtc::compile(&prog.source, arch).map_err(|e| e.to_string())?;
+    let ptx =
+        crate::backend::cuda::nvrtc::compile(&prog.source, arch).map_err(|e| e.to_string())?;
     MultiExec::new(prog, ptx, gpus).map_err(|e| e.to_string())
 }
 
@@ -278,7 +283,7 @@ pub fn throughput(
         }
         exec.step(rng::mix64(s), 0.01).map_err(err)
     };
-    for s in 0..=u64::from(super::runtime::WARM_STEPS) {
+    for s in 0..=u64::from(crate::backend::cuda::runtime::exec::WARM_STEPS) {
         one(exec, s)?;
     }
     exec.synchronize().map_err(err)?;
@@ -306,7 +311,7 @@ pub struct Profile {
 pub fn profile(g: &Graph, exec: &mut CudaExec, steps: u64) -> Result<Profile, String> {
     let err = |e: RuntimeError| e.to_string();
     prepare(g, exec)?;
-    for s in 0..=u64::from(super::runtime::WARM_STEPS) {
+    for s in 0..=u64::from(crate::backend::cuda::runtime::exec::WARM_STEPS) {
         exec.step(rng::mix64(s), 0.01).map_err(err)?;
     }
     let prog = exec.program().clone();
@@ -322,13 +327,17 @@ pub fn profile(g: &Graph, exec: &mut CudaExec, steps: u64) -> Result<Profile, St
     let mut by_layer: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
     for (st, t) in prog.steps.iter().zip(&ms) {
         let (kernel, node) = match st {
-            super::program::Step::Launch(l) => {
+            crate::backend::cuda::program::Step::Launch(l) => {
                 let name = prog.kernels.get(l.kernel).map_or("?", |k| k.name.as_str());
                 let stem = name.trim_end_matches(|c: char| c.is_ascii_digit());
                 (stem.trim_end_matches('_').to_string(), l.node.as_str())
             }
-            super::program::Step::Gemm(gm) => ("sgemm".to_string(), gm.node.as_str()),
-            super::program::Step::Copy { node, .. } => ("copy".to_string(), node.as_str()),
+            crate::backend::cuda::program::Step::Gemm(gm) => {
+                ("sgemm".to_string(), gm.node.as_str())
+            }
+            crate::backend::cuda::program::Step::Copy { node, .. } => {
+                ("copy".to_string(), node.as_str())
+            }
         };
         let layer = node.split(['/', '@']).next().unwrap_or(node).to_string();
         for (map, key) in [(&mut by_kernel, kernel), (&mut by_layer, layer)] {

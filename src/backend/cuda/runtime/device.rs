@@ -1,6 +1,6 @@
 //! The narrow interface through which training drives a device that holds
 //! a [`CudaProgram`]'s buffers: copy a buffer in, copy it out, replay the
-//! step. [`runtime::CudaExec`](super::runtime::CudaExec) implements it on a
+//! step. [`runtime::CudaExec`](crate::backend::cuda::runtime::exec::CudaExec) implements it on a
 //! GPU; the tests implement it with the CPU emulation harness, so training
 //! through this interface is checked on machines without a GPU.
 //!
@@ -8,8 +8,8 @@
 //! Guarantees: [`Device::download`] returns the buffer as every step issued
 //! before it left it (it waits for the device).
 
-use super::program::CudaProgram;
-use super::runtime::{CudaExec, RuntimeError};
+use crate::backend::cuda::program::CudaProgram;
+use crate::backend::cuda::runtime::RuntimeError;
 
 /// Checks that `data` fits buffer `b` of `prog` exactly (what every
 /// [`Device::upload`] and [`Device::stage`] requires).
@@ -48,32 +48,5 @@ pub trait Device {
     /// them as they are issued has nothing to wait for).
     fn synchronize(&mut self) -> Result<(), RuntimeError> {
         Ok(())
-    }
-}
-
-impl Device for CudaExec {
-    fn program(&self) -> &CudaProgram {
-        CudaExec::program(self)
-    }
-
-    fn upload(&mut self, buffer: usize, data: &[f32]) -> Result<(), RuntimeError> {
-        CudaExec::upload(self, buffer, data)
-    }
-
-    fn stage(&mut self, buffer: usize, data: &[f32]) -> Result<(), RuntimeError> {
-        CudaExec::stage(self, buffer, data)
-    }
-
-    fn download(&mut self, buffer: usize) -> Result<Vec<f32>, RuntimeError> {
-        self.synchronize()?;
-        CudaExec::download(self, buffer)
-    }
-
-    fn step(&mut self, seed: u64, lr: f64) -> Result<(), RuntimeError> {
-        CudaExec::step(self, seed, lr)
-    }
-
-    fn synchronize(&mut self) -> Result<(), RuntimeError> {
-        CudaExec::synchronize(self)
     }
 }

@@ -43,11 +43,11 @@
 //! FMA (the lighting product is taken on the host) — so the output equals
 //! `crop_into`'s bit for bit.
 
-use super::program::{
+use crate::backend::cuda::generate::render::{Shape, Spec, f32_lit, kernel_text, ll};
+use crate::backend::cuda::program::{
     Arg, BufKind, BufferDecl, CudaProgram, DType, KernelDecl, Launch, ParamTy, REGION_ALIGN,
     Region, Step,
 };
-use super::render::{Shape, Spec, f32_lit, kernel_text, ll};
 use crate::train::data::{Augmenter, Params};
 
 /// The sizes of one augmentation launch.

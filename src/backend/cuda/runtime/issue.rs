@@ -11,8 +11,8 @@
 use cudarc::cublas::{CudaBlas, sys::cublasOperation_t};
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
-use super::program::{Arg, Gemm, Launch};
-use super::runtime::RuntimeError;
+use crate::backend::cuda::program::{Arg, Gemm, Launch};
+use crate::backend::cuda::runtime::RuntimeError;
 
 fn driver<E: std::fmt::Debug>(e: E) -> RuntimeError {
     RuntimeError::Driver(format!("{e:?}"))

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::program::{KernelDecl, ParamTy};
+use crate::backend::cuda::program::{KernelDecl, ParamTy};
 
 /// Threads per block of elementwise kernels.
 pub const BLOCK: u32 = 256;

@@ -1,9 +1,9 @@
-//! How a placed program (`super::split`) is issued on streams, one per
-//! logical device: a pure list of [`Command`]s that `super::multi` issues
+//! How a placed program (`crate::backend::cuda::place::split`) is issued on streams, one per
+//! logical device: a pure list of [`Command`]s that `crate::backend::cuda::runtime::multi` issues
 //! on the GPUs one by one and that the emulation tests replay under
 //! adversarial interleavings of the streams.
 //!
-//! Assumes a program `super::alias::check` accepts: each launch and GEMM
+//! Assumes a program `crate::backend::cuda::proof::alias::check` accepts: each launch and GEMM
 //! touches one device's memory, each copy reads its source on one device
 //! and writes a mirror on another (or the same), and each device's memory
 //! is written only by its own steps. Work on one stream runs in order;
@@ -34,7 +34,7 @@
 //! event chain ordering the two as the program does (the emulation tests
 //! check this with a race detector and by running the streams out of step).
 
-use super::program::{CudaProgram, Step};
+use crate::backend::cuda::program::{CudaProgram, Step};
 
 /// One of the two events of a cross-device copy step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

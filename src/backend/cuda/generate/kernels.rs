@@ -3,19 +3,20 @@
 //! what it computes, mirroring `backend::cpu::kernels` operation for
 //! operation (same accumulation order where the CPU has one, so results
 //! agree to rounding). The snippets of the fused ops' kernels, the GEMM
-//! epilogue and the channel-major transpose live in [`super::fused_kernels`].
+//! epilogue and the channel-major transpose live in [`crate::backend::cuda::generate::fused_kernels`].
 //! The kernels of the ops the memory plan may run in place (`relu`,
 //! `relu_grad`, `dropout` and `dropout_grad`, `add`; `grad_chain` there)
-//! are built by [`ew_in_place`]: thread `i` reads element `i` of each
+//! are built by [`ew_in_place`](super::snippets::ew_in_place): thread `i` reads element `i` of each
 //! input only to write element `i`, and no pointer is `__restrict__`.
 //! A convolution's kernels (im2col, col2im, epilogue, transpose, bias
 //! gradient) take `n` images: the whole batch or one chunk of it, their
 //! pointers offset to the chunk's first image by the caller.
 
-use super::fused_kernels as fk;
-pub use super::fused_kernels::{Epilogue, LrnPool};
-use super::program::ParamTy::{self, *};
-use super::render::{BLOCK, Shape, Spec, f32_lit, f64_lit, ll, u64_lit};
+use crate::backend::cuda::generate::fused_kernels as fk;
+pub use crate::backend::cuda::generate::fused_kernels::{Epilogue, LrnPool};
+use crate::backend::cuda::generate::render::{BLOCK, Shape, Spec, f32_lit, f64_lit, ll, u64_lit};
+use crate::backend::cuda::generate::snippets::{SEED, ew, ew_in_place, inv_pow, lrn_window};
+use crate::backend::cuda::program::ParamTy::{self, *};
 
 /// A kernel with everything it bakes in. Sizes count elements of the whole
 /// batch unless noted; `p` is positions per channel (`h·w`).
@@ -164,65 +165,6 @@ pub enum Kernel {
         momentum: f64,
         weight_decay: f64,
     },
-}
-
-/// The first line of a kernel that draws dropout masks: the step's seed
-/// from its `seedp` parameter (the program's scalars).
-pub(super) const SEED: &str = "const unsigned long long seed = *seedp;";
-
-pub(super) fn ew(
-    stem: &'static str,
-    total: usize,
-    params: Vec<(ParamTy, &'static str)>,
-    body: Vec<String>,
-) -> Spec {
-    Spec {
-        stem,
-        params,
-        body,
-        shape: Shape::Elementwise { total },
-        sync: false,
-        in_place: false,
-    }
-}
-
-/// [`ew`] for a kernel whose thread `i` reads element `i` of its inputs
-/// only to write element `i` of its output: the memory plan may run it in
-/// place (`relu`, `relu_grad`, `dropout`, `dropout_grad`, `add`,
-/// `grad_chain`).
-pub(super) fn ew_in_place(
-    stem: &'static str,
-    total: usize,
-    params: Vec<(ParamTy, &'static str)>,
-    body: Vec<String>,
-) -> Spec {
-    Spec {
-        in_place: true,
-        ..ew(stem, total, params, body)
-    }
-}
-
-/// `s^(-beta)` into `dst`, with the CPU's sqrt-only path for `beta = 0.75`.
-pub(super) fn inv_pow(dst: &str, s: &str, beta: f64) -> String {
-    if beta == 0.75 {
-        format!("float {dst}; {{ const float r = sqrtf({s}); {dst} = 1.0f / (r * sqrtf(r)); }}")
-    } else {
-        format!("const float {dst} = powf({s}, {});", f32_lit(-beta))
-    }
-}
-
-pub(super) fn lrn_window(c: usize, p: usize, size: usize) -> Vec<String> {
-    let half = size / 2;
-    vec![
-        format!("const long long c = (i / {}) % {};", ll(p), ll(c)),
-        format!("const long long base = i - c * {};", ll(p)),
-        format!("const long long lo = c < {half} ? 0 : c - {half};"),
-        format!(
-            "const long long hi = c + {half} > {} ? {} : c + {half};",
-            c - 1,
-            c - 1
-        ),
-    ]
 }
 
 /// The table: what each kernel computes, as CUDA C.

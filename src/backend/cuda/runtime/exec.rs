@@ -1,7 +1,7 @@
 //! Runs a [`CudaProgram`] on a GPU through cudarc: PTX loaded once, one
 //! device allocation of the program's [`CudaProgram::bytes`] (the memory
 //! plan's arenas, then the workspace) with every buffer at its planned
-//! address (an [`Arg::At`](super::program::Arg::At) argument that address plus its element offset),
+//! address (an [`Arg::At`](crate::backend::cuda::program::Arg::At) argument that address plus its element offset),
 //! the launch list issued on one stream, GEMM steps as `cublasSgemm`
 //! (with their `beta`: a chunked weight gradient accumulates).
 //!
@@ -14,7 +14,7 @@
 //! [`CudaExec::set_graph`]`(false)` turns replay off (`--no-graph`).
 //!
 //! Inputs. [`CudaExec::stage`] uploads a step's inputs through page-locked
-//! memory on a copy stream while the previous step runs (`super::staging`);
+//! memory on a copy stream while the previous step runs (`crate::backend::cuda::runtime::staging`);
 //! every step's scalars go that way too, so issuing a step never waits for
 //! the device. [`CudaExec::upload`] is the plain synchronous copy (weights
 //! at start, a checkpoint's state).
@@ -28,13 +28,17 @@
 //! program `alias::check` rejects is refused before anything is loaded.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::backend::cuda::runtime::libraries_present;
 use std::sync::Arc;
 
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, sys};
 
-use super::program::{CudaProgram, Step, scalar_words};
-use super::staging::Staging;
+use crate::backend::cuda::program::{CudaProgram, Step, scalar_words};
+use crate::backend::cuda::runtime::RuntimeError;
+use crate::backend::cuda::runtime::device::Device;
+use crate::backend::cuda::runtime::staging::Staging;
 
 /// Steps issued launch by launch before the step is captured as a graph.
 pub const WARM_STEPS: u32 = 2;
@@ -55,42 +59,6 @@ enum Replay {
     Failed(String),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    #[error("no CUDA device is usable here: {0}")]
-    NoDevice(String),
-    #[error("CUDA error: {0}")]
-    Driver(String),
-    #[error("`{0}` is not a buffer of the program")]
-    NoBuffer(String),
-    #[error("{what} has {got} elements, the program's buffer {want}")]
-    Size {
-        what: String,
-        got: usize,
-        want: usize,
-    },
-    #[error(
-        "out of device memory: the step's memory plan needs {need} bytes ({} MiB), the device has {free} bytes ({} MiB) free",
-        need >> 20,
-        free >> 20
-    )]
-    OutOfMemory { need: u64, free: u64 },
-    #[error("the program cannot run as laid out: {0}")]
-    Layout(#[from] super::alias::AliasError),
-    #[error("the program is placed on {0} devices: run it with `multi::MultiExec`")]
-    Placed(usize),
-    #[error("the program is placed on {devices} device(s) and {gpus} GPU(s) were given for them")]
-    Gpus { devices: usize, gpus: usize },
-    #[error("GPU {gpu} does not exist: the CUDA driver sees {count} GPU(s), numbered from 0")]
-    BadDevice { gpu: usize, count: usize },
-    #[error("device {device} (GPU {gpu}): {source}")]
-    OnDevice {
-        device: usize,
-        gpu: usize,
-        source: Box<RuntimeError>,
-    },
-}
-
 fn driver<E: std::fmt::Debug>(e: E) -> RuntimeError {
     RuntimeError::Driver(format!("{e:?}"))
 }
@@ -109,23 +77,12 @@ pub struct CudaExec {
     replay: Replay,
 }
 
-/// Whether the CUDA driver and cuBLAS libraries can be loaded.
-pub fn libraries_present() -> bool {
-    catch_unwind(|| {
-        // SAFETY: only loads shared libraries by name.
-        unsafe {
-            cudarc::driver::sys::is_culib_present() && cudarc::cublas::sys::is_culib_present()
-        }
-    })
-    .unwrap_or(false)
-}
-
 impl CudaExec {
     /// Loads `ptx` (compiled from `prog.source`) on device 0 and allocates
     /// every buffer, zeroed.
     pub fn new(prog: CudaProgram, ptx: String) -> Result<Self, RuntimeError> {
         // Every step's kernel and buffers exist and lie in the allocation.
-        super::alias::check(&prog)?;
+        crate::backend::cuda::proof::alias::check(&prog)?;
         if prog.devices() > 1 {
             return Err(RuntimeError::Placed(prog.devices()));
         }
@@ -261,7 +218,7 @@ impl CudaExec {
 
     /// Buffer `b`'s element offset, if `data` fits it exactly.
     fn fits(&self, b: usize, data: &[f32]) -> Result<usize, RuntimeError> {
-        super::device::check_fit(&self.prog, b, data)?;
+        crate::backend::cuda::runtime::device::check_fit(&self.prog, b, data)?;
         self.offsets
             .get(b)
             .copied()
@@ -278,7 +235,7 @@ impl CudaExec {
     }
 
     /// Stages `data` for buffer `b`: the next step reads it. Returns without
-    /// waiting for the steps issued so far (see `super::staging`).
+    /// waiting for the steps issued so far (see `crate::backend::cuda::runtime::staging`).
     pub fn stage(&mut self, b: usize, data: &[f32]) -> Result<(), RuntimeError> {
         self.fits(b, data)?;
         self.staging.stage(b, data)
@@ -394,10 +351,15 @@ impl CudaExec {
     ) -> Result<(), RuntimeError> {
         for (i, st) in self.prog.steps.iter().enumerate() {
             match st {
-                Step::Launch(l) => {
-                    super::issue::launch(&self.stream, &self.funcs[l.kernel], l, |b| self.ptr(b))?
+                Step::Launch(l) => crate::backend::cuda::runtime::issue::launch(
+                    &self.stream,
+                    &self.funcs[l.kernel],
+                    l,
+                    |b| self.ptr(b),
+                )?,
+                Step::Gemm(g) => {
+                    crate::backend::cuda::runtime::issue::gemm(&self.blas, g, |b| self.ptr(b))?
                 }
-                Step::Gemm(g) => super::issue::gemm(&self.blas, g, |b| self.ptr(b))?,
                 Step::Copy { src, dst, .. } => {
                     // A mirror in the same allocation (a one-device placement).
                     let bytes = self.prog.buffers[*src].bytes() as usize;
@@ -428,5 +390,32 @@ impl Drop for CudaExec {
     /// Memory is freed only after the steps issued have finished with it.
     fn drop(&mut self) {
         let _ = self.stream.synchronize();
+    }
+}
+
+impl Device for CudaExec {
+    fn program(&self) -> &CudaProgram {
+        CudaExec::program(self)
+    }
+
+    fn upload(&mut self, buffer: usize, data: &[f32]) -> Result<(), RuntimeError> {
+        CudaExec::upload(self, buffer, data)
+    }
+
+    fn stage(&mut self, buffer: usize, data: &[f32]) -> Result<(), RuntimeError> {
+        CudaExec::stage(self, buffer, data)
+    }
+
+    fn download(&mut self, buffer: usize) -> Result<Vec<f32>, RuntimeError> {
+        self.synchronize()?;
+        CudaExec::download(self, buffer)
+    }
+
+    fn step(&mut self, seed: u64, lr: f64) -> Result<(), RuntimeError> {
+        CudaExec::step(self, seed, lr)
+    }
+
+    fn synchronize(&mut self) -> Result<(), RuntimeError> {
+        CudaExec::synchronize(self)
     }
 }

@@ -43,8 +43,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::alias::{self, AliasError};
-use super::program::{Arg, BufKind, BufferDecl, CudaProgram, REGION_ALIGN, Region, Step};
+use crate::backend::cuda::program::{
+    Arg, BufKind, BufferDecl, CudaProgram, REGION_ALIGN, Region, Step,
+};
+use crate::backend::cuda::proof::alias::{self, AliasError};
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum SplitError {

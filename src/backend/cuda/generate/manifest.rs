@@ -5,7 +5,7 @@
 //! execution order. A kernel argument into a buffer at an element offset
 //! (one chunk of a convolution's images) reads `b{buffer}+{offset}`.
 //!
-//! A program placed on several devices (`super::split`) also shows each
+//! A program placed on several devices (`crate::backend::cuda::place::split`) also shows each
 //! device's bytes, each region's device (`dev0`, `dev1`, ...; bases are
 //! within that device's allocation), the bytes the copies move per step,
 //! and its copy steps (`copy b{src} -> b{dst}`, on the device of `dst`).
@@ -13,7 +13,7 @@
 
 use std::fmt::Write;
 
-use super::program::{Arg, CudaProgram, Step};
+use crate::backend::cuda::program::{Arg, CudaProgram, Step};
 
 pub fn render(p: &CudaProgram) -> String {
     let mut s = String::new();

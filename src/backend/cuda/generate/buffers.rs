@@ -5,7 +5,7 @@
 //! region after the arenas (the plan does not model them), followed there
 //! by the step's scalars (dropout seed, learning rate). The scratch
 //! buffers are sized for one chunk of images of each convolution
-//! (`super::chunk`, under the codegen's workspace budget), not the whole
+//! (`crate::backend::cuda::generate::chunk`, under the codegen's workspace budget), not the whole
 //! batch; the chunk of each convolution is kept for `layers`.
 //!
 //! Assumes a plan made by `memplan::plan` for this graph and batch (so it
@@ -21,22 +21,14 @@
 
 use std::collections::HashMap;
 
-use super::codegen::CodegenError;
-use super::program::{BufKind, BufferDecl, DType, REGION_ALIGN, Region, SCALAR_WORDS};
+use crate::backend::cuda::generate::CodegenError;
+use crate::backend::cuda::program::{
+    BufKind, BufferDecl, DType, REGION_ALIGN, Region, SCALAR_WORDS,
+};
+pub use crate::backend::layout::Layout;
 use crate::ir::{Graph, InputKind, NodeId, Op, ParamRole, Ty};
 pub use crate::passes::memplan::Side;
 use crate::passes::memplan::{self, Plan};
-
-/// Where the planned buffers go.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Layout {
-    /// At the plan's offsets: memory reused, elementwise ops in place.
-    #[default]
-    Planned,
-    /// Every buffer in its own range of its device's arena (no reuse):
-    /// every value can be read after the step.
-    Separate,
-}
 
 #[derive(Clone, Debug, Default)]
 pub struct Buffers {
@@ -50,7 +42,7 @@ pub struct Buffers {
     /// GEMM outputs before the epilogue, and transposed output gradients
     /// (a convolution's for one chunk, a dense layer's for the batch).
     pub tmp: Option<usize>,
-    /// Images per chunk of each convolution (`super::chunk::images`).
+    /// Images per chunk of each convolution (`crate::backend::cuda::generate::chunk::images`).
     pub chunk: HashMap<NodeId, usize>,
     /// The step's scalars (`program::scalar_words`), last in the workspace.
     pub scalars: usize,
@@ -182,7 +174,12 @@ pub fn assign(
                 let kk = (*size * *size) as usize;
                 let (cols, rows) = (c * kk * p, *filters as usize * p);
                 let per = |e: usize| (e as u64).saturating_mul(4);
-                let images = super::chunk::images(batch, per(cols), per(rows), budget);
+                let images = crate::backend::cuda::generate::chunk::images(
+                    batch,
+                    per(cols),
+                    per(rows),
+                    budget,
+                );
                 b.chunk.insert(n, images);
                 col = col.max(cols * images);
                 tmp = tmp.max(rows * images);

@@ -13,19 +13,19 @@
 //! reads it, and the plan keeps all three live from there). Convolutions and dense layers, plain or fused with their
 //! ReLU (and dropout), are cuBLAS `sgemm` steps around generated kernels
 //! (`layers`), a convolution's batch in chunks of images that keep the
-//! workspace under [`Options::conv_workspace`] (`super::chunk`). An `lrn_maxpool` is one kernel (a block per
+//! workspace under [`Options::conv_workspace`] (`crate::backend::cuda::generate::chunk`). An `lrn_maxpool` is one kernel (a block per
 //! channel plane, the LRN output staged in shared memory; the LRN and
 //! pooling kernels in turn for planes too large for it), its gradient one
 //! elementwise kernel, a `grad_chain` one elementwise kernel. Everything
 //! else is one generated kernel per op from the table in
-//! [`super::kernels`]. Dropout masks are keyed as on the CPU
+//! [`crate::backend::cuda::generate::kernels`]. Dropout masks are keyed as on the CPU
 //! (`rng::dropout_stream` of the forward dropout's name and tower, flat
 //! element index, the step's seed). The seed and the learning rate are
 //! read from the program's scalars buffer, so every launch's arguments are
 //! the same each step: the whole step can be captured once and replayed.
 //!
 //! Guarantees: deterministic output for a given graph and batch; a
-//! program that `super::alias::check` accepts (every buffer used while
+//! program that `crate::backend::cuda::proof::alias::check` accepts (every buffer used while
 //! live, in place only through in-place kernels, no GEMM over its own
 //! operands); an error value for a graph that is not a training step (no
 //! loss, labels or update; a gradient without its forward node or the
@@ -35,41 +35,14 @@
 
 use std::collections::HashSet;
 
-use super::buffers::{self, Buffers, Layout, Side, node_key};
-use super::kernels::{Epilogue, Kernel, LrnPool, spec};
-use super::program::{Arg, CudaProgram, Gemm, Launch, Step};
-use super::render::{PRELUDE, Source};
+use crate::backend::cuda::generate::CodegenError;
+use crate::backend::cuda::generate::buffers::{self, Buffers, Layout, Side, node_key};
+use crate::backend::cuda::generate::kernels::{Epilogue, Kernel, LrnPool, spec};
+use crate::backend::cuda::generate::render::{PRELUDE, Source};
+use crate::backend::cuda::program::{Arg, CudaProgram, Gemm, Launch, Step};
 use crate::ir::{Graph, NodeId, Op};
-use crate::passes::memplan::{self, MemplanError};
+use crate::passes::memplan;
 use crate::rng;
-
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum CodegenError {
-    #[error("the graph has a cycle")]
-    Cycle,
-    #[error("the graph has no `{0}`; CUDA code is generated for a training step")]
-    Missing(&'static str),
-    #[error("`{name}` has no forward node `{base}`")]
-    Orphan { name: String, base: String },
-    #[error("`{name}` has {count} inputs; generated kernels take at most 8")]
-    TooManyInputs { name: String, count: usize },
-    #[error(
-        "`{name}` reads state that `{of}` does not keep (it is not the forward op `{name}` differentiates)"
-    )]
-    NoSide { name: String, of: String },
-    #[error("the batch size must be at least 1")]
-    EmptyBatch,
-    #[error("`{name}` is too large for one launch ({elems} elements)")]
-    TooLarge { name: String, elems: usize },
-    #[error("cannot plan the step's memory: {0}")]
-    Plan(MemplanError),
-    #[error("buffer `{name}` does not match the memory plan: {why}")]
-    Unplanned { name: String, why: String },
-    #[error("the memory layout is unsafe at {0}")]
-    Alias(#[from] super::alias::AliasError),
-    #[error("{0}")]
-    Forward(String),
-}
 
 pub(super) struct Gen<'g> {
     pub(super) g: &'g Graph,
@@ -102,7 +75,7 @@ impl Gen<'_> {
     ) -> Result<(), CodegenError> {
         let s = spec(&k);
         let (grid, block) = s.grid_block();
-        if let super::render::Shape::Elementwise { total } = s.shape
+        if let crate::backend::cuda::generate::render::Shape::Elementwise { total } = s.shape
             && total > (i32::MAX as usize) * 64
         {
             return Err(CodegenError::TooLarge {
@@ -537,9 +510,9 @@ pub struct Options {
     pub layout: Layout,
     /// Bytes each of `scratch.col` and `scratch.tmp` may take for one
     /// convolution: its batch runs in chunks of images that fit
-    /// (`super::chunk`; a single image is never split).
+    /// (`crate::backend::cuda::generate::chunk`; a single image is never split).
     pub conv_workspace: u64,
-    /// The graph is a forward program (`super::forward`: evaluation), so
+    /// The graph is a forward program (`crate::backend::cuda::generate::forward`: evaluation), so
     /// it has no update; otherwise a graph without one is refused.
     pub forward: bool,
 }
@@ -549,7 +522,7 @@ impl Default for Options {
         Options {
             forward: false,
             layout: Layout::Planned,
-            conv_workspace: super::chunk::DEFAULT_CONV_WORKSPACE,
+            conv_workspace: crate::backend::cuda::generate::chunk::DEFAULT_CONV_WORKSPACE,
         }
     }
 }
@@ -589,7 +562,7 @@ pub fn generate_opts(
             .ok_or(CodegenError::Missing("sgd_update"))?;
     }
     let plan = memplan::plan(graph, batch as u64).map_err(|e| match e {
-        MemplanError::Cycle => CodegenError::Cycle,
+        memplan::MemplanError::Cycle => CodegenError::Cycle,
         e => CodegenError::Plan(e),
     })?;
     let bufs = buffers::assign(graph, &plan, batch, opts.layout, opts.conv_workspace)?;
@@ -641,6 +614,6 @@ pub fn generate_opts(
         order: plan.order.iter().map(|&n| node_key(graph, n)).collect(),
         steps: gen_.steps,
     };
-    super::alias::check(&prog)?;
+    crate::backend::cuda::proof::alias::check(&prog)?;
     Ok(prog)
 }

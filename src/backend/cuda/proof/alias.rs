@@ -21,7 +21,7 @@
 //!   support overlapping operands).
 //! - Steps come in the order of their positions.
 //!
-//! And of a program placed on several devices (`super::split`), what the
+//! And of a program placed on several devices (`crate::backend::cuda::place::split`), what the
 //! devices' separate memories need:
 //! - Regions of one device do not overlap (each device's addresses start
 //!   at 0 of its own allocation); buffers of different devices never share
@@ -39,7 +39,7 @@
 
 use std::collections::HashMap;
 
-use super::program::{BufKind, CudaProgram, Step};
+use crate::backend::cuda::program::{BufKind, CudaProgram, Step};
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("step {step} ({node}): {what}")]

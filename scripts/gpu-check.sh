@@ -27,7 +27,16 @@
 #    networks).
 # 3. `netc train --backend cuda` (host and device augmentation; evaluation
 #    on the GPU) against `--backend cpu` on the embedded subset: the epoch's
-#    train and test loss, PASS/FAIL.
+#    train and test loss, PASS/FAIL; with `--no-plan` (every buffer apart)
+#    against the planned step.
+#
+# Not yet run on a GPU since the backend interface moved under src/backend/
+# (check these first): CudaStep::build (the program generated from the
+# mirror's memory plan, `generate_planned`), CudaStep's submit, prefetch and
+# collect (backend::step::Step), step::open::{probe, open, open_placed} (arch,
+# replay and layout from the typed CudaConfig), the Device impl of CudaExec
+# (moved beside it, unchanged), step::check's prepare (parameters from
+# ParamStore) and profile, and the cuda-check reports (step::report).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STEPS="${1:-300}"
@@ -153,6 +162,15 @@ for k in ("train_loss", "test_loss", "top1_error", "images_per_s"):
 print("train parity:", "PASS" if ok else "FAIL")
 sys.exit(0 if ok else 1)
 PY
+# `--no-plan` on the GPU: every buffer apart, the same figures as the planned step.
+timeout 300 "$NETC" train networks/alexnet-fmnist.net --data data/fmnist-small --epochs 1 \
+  --max-steps 20 --batch 32 --backend cuda --no-plan --out "$T/cuda-sep" 2>&1 | tail -3 || status=1
+if cmp -s <(head -c 200 "$T/cuda/metrics.jsonl" | sed 's/"images_per_s".*//') \
+          <(head -c 200 "$T/cuda-sep/metrics.jsonl" | sed 's/"images_per_s".*//'); then
+  echo "no-plan layout: PASS (same metrics as the planned step)"
+else
+  echo "no-plan layout: FAIL"; head -1 "$T/cuda/metrics.jsonl" "$T/cuda-sep/metrics.jsonl"; status=1
+fi
 # `netc eval` of the CUDA run's checkpoint: GPU against CPU (same weights).
 for b in cpu cuda; do
   timeout 120 "$NETC" eval networks/alexnet-fmnist.net --data data/fmnist-small \

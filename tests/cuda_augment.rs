@@ -29,13 +29,13 @@ use netc::backend::cpu::exec::CpuExec;
 use netc::backend::cuda::generate::augment::attach;
 use netc::backend::cuda::generate::augment::{AugmentDims, pack_bytes, pack_params, spec};
 use netc::backend::cuda::generate::render::Source;
+use netc::backend::cuda::step::run::CudaStep;
 use netc::backend::cuda::{self};
+use netc::backend::step::Step;
 use netc::rng::Rng;
-use netc::train::cuda::CudaStep;
 use netc::train::data::{AugmentConfig, Augmenter, MeanMode, Params, Shape, Split, Stats};
 use netc::train::data::{Loader, LoaderConfig};
 use netc::train::run::{TrainOptions, effective_config, training_graph};
-use netc::train::step::StepExec;
 
 /// `n` random images of `shape`, with correlated channels so the PCA of
 /// RGB sets is not degenerate.
@@ -172,7 +172,7 @@ fn device_augmentation_equals_the_host_bit_for_bit() {
         let split = images(case.shape, BATCH, 11);
         let stats = Stats::compute(&split);
         let aug = Augmenter::new(case.cfg, &stats, 7).expect("config");
-        let d = AugmentDims::of(&aug, BATCH);
+        let d = AugmentDims::of(&aug.plan(), BATCH);
         let s = spec(&d);
         let mut src = Source::default();
         src.add(&s);
@@ -236,7 +236,7 @@ fn nvrtc_compiles_the_augmentation_kernel() {
         let split = images(case.shape, 2, 1);
         let aug = Augmenter::new(case.cfg, &Stats::compute(&split), 1).expect("config");
         let mut src = Source::default();
-        src.add(&spec(&AugmentDims::of(&aug, 128)));
+        src.add(&spec(&AugmentDims::of(&aug.plan(), 128)));
         for arch in ["sm_80", "sm_90"] {
             let ptx = cuda::nvrtc::compile(&src.text, arch)
                 .unwrap_or_else(|e| panic!("{} {arch}: {e}", case.name));
@@ -266,7 +266,7 @@ fn a_step_augmented_on_the_device_equals_one_fed_host_crops() {
     // One emulator library for both: the augmented program's kernels are
     // the plain program's followed by the augmentation kernel.
     let mut p = netc::backend::cuda::generate(&g, BATCH).unwrap();
-    attach(&mut p, &aug).unwrap();
+    attach(&mut p, &aug.plan()).unwrap();
     let emu = Rc::new(build("augment-step", &p.source, &p.kernels));
     let open = |want_aug: bool| {
         let emu = emu.clone();
@@ -279,7 +279,7 @@ fn a_step_augmented_on_the_device_equals_one_fed_host_crops() {
     };
     let cpu = || CpuExec::new(g.clone(), 3).unwrap();
     let mut plain = CudaStep::new(cpu(), BATCH, open(false)).unwrap();
-    let mut dev = CudaStep::with_augment(cpu(), BATCH, &aug, open(true)).unwrap();
+    let mut dev = CudaStep::with_augment(cpu(), BATCH, &aug.plan(), open(true)).unwrap();
     for step in 0..2u64 {
         let host = loader.batch(0, step as usize).expect("batch");
         let raw = loader.raw_batch(0, step as usize).expect("raw batch");

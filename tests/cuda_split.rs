@@ -31,11 +31,11 @@ use netc::backend::cpu::exec::CpuExec;
 use netc::backend::cuda::place::split::{self, Placement, SplitError};
 use netc::backend::cuda::place::streams::{Command, commands};
 use netc::backend::cuda::program::{Arg, BufKind, CudaProgram, DType, Step};
+use netc::backend::cuda::step::run::CudaStep;
 use netc::backend::cuda::{self, generate::buffers::node_key, proof::alias};
 use netc::ir::Graph;
 use netc::passes::autodiff::autodiff;
 use netc::rng;
-use netc::train::cuda::CudaStep;
 use netc::train::run::{EpochReport, Outcome, TrainOptions, load_weights, train_with};
 
 const NETS: [&str; 2] = ["networks/alexnet-fmnist.net", "networks/alexnet.net"];
@@ -512,7 +512,7 @@ fn alexnet_step_on_two_devices_matches() {
 
 const BATCH: usize = 8;
 
-fn opts(out: &Path, augment: bool) -> TrainOptions {
+fn opts(out: &Path) -> TrainOptions {
     TrainOptions {
         data: Some(PathBuf::from("data/fmnist-small")),
         epochs: Some(2),
@@ -521,7 +521,6 @@ fn opts(out: &Path, augment: bool) -> TrainOptions {
         max_steps: Some(3),
         out_dir: out.to_path_buf(),
         quiet: true,
-        device_augment: augment,
         ..Default::default()
     }
 }
@@ -545,7 +544,7 @@ fn training_on_two_emulated_devices_matches_one() {
     let lib: std::cell::OnceCell<Rc<emu::Emu>> = std::cell::OnceCell::new();
     for augment in [false, true] {
         let run = |dir: &Path, devices: usize| {
-            let o = opts(dir, augment);
+            let o = opts(dir);
             let outcome = train_with(&m, &o, |cpu, _, aug| {
                 let open = |p: &CudaProgram| {
                     let emu = lib
@@ -747,7 +746,7 @@ fn train_on_devices_fails_cleanly_without_a_gpu() {
         "--out",
         o,
     ]);
-    match netc::train::cuda::probe() {
+    match netc::backend::cuda::step::open::probe() {
         Err(e) => {
             assert_eq!(code, Some(1), "{err}");
             assert!(err.contains(&format!("error: {e}")), "{err}");

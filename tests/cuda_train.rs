@@ -21,14 +21,15 @@ use std::rc::Rc;
 
 use emu::device::EmuDevice;
 use emu::{Emu, build, have_gxx};
+use netc::backend::config::{BackendConfig, BackendFlags};
+use netc::backend::cuda::step::run::CudaStep;
+use netc::backend::step::Step;
 use netc::frontend;
 use netc::lower::Module;
-use netc::train::cuda::CudaStep;
 use netc::train::run::{
     EpochReport, Outcome, TrainError, TrainOptions, effective_config, eval_weights,
     eval_weights_with, load_weights, train, train_with, training_graph,
 };
-use netc::train::step::StepExec;
 
 const BATCH: u64 = 8;
 
@@ -135,7 +136,7 @@ fn finished(o: Outcome) -> Vec<EpochReport> {
 }
 
 /// Runs `steps` training steps on real batches through the trait.
-fn step_losses(exec: &mut dyn StepExec, steps: usize) -> Vec<f64> {
+fn step_losses(exec: &mut dyn Step, steps: usize) -> Vec<f64> {
     let ds = netc::train::data::Dataset::embedded_fmnist().unwrap();
     let (n, per) = (BATCH as usize, exec.image_len());
     (0..steps)
@@ -317,7 +318,7 @@ fn train_backend_cuda_fails_cleanly_without_a_gpu() {
     let res = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    match netc::train::cuda::probe() {
+    match netc::backend::cuda::step::open::probe() {
         Err(e) => {
             assert_eq!(res.status.code(), Some(1), "{stderr}");
             assert!(stderr.contains(&format!("error: {e}")), "{stderr}");
@@ -362,7 +363,7 @@ fn train_backend_cuda_fails_cleanly_without_a_gpu() {
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert_eq!(res.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    if let Err(e) = netc::train::cuda::probe() {
+    if let Err(e) = netc::backend::cuda::step::open::probe() {
         assert!(stderr.contains(&format!("error: {e}")), "{stderr}");
     }
     let _ = std::fs::remove_dir_all(&out);
@@ -373,12 +374,14 @@ fn train_backend_cuda_fails_cleanly_without_a_gpu() {
 /// step fed the host's crops, and on the CPU backend the option is an error.
 #[test]
 fn device_augmentation_trains_as_host_augmentation() {
-    let o = |dir: &Path| TrainOptions {
-        device_augment: true,
-        ..opts(dir)
-    };
+    let o = opts;
     let m = module();
-    let e = train(&m, &o(&tmp("augment-cpu"))).unwrap_err();
+    // The CPU backend cannot augment on a device: the flags are refused.
+    let e = BackendConfig::from_flags(&BackendFlags {
+        device_augment: true,
+        ..Default::default()
+    })
+    .unwrap_err();
     assert!(e.to_string().contains("--backend cuda"), "{e}");
     if !gxx() {
         return;

@@ -234,3 +234,12 @@ pub fn training_step(forward: &Graph, sgd: &Sgd, fuse: bool) -> Result<Graph, Pi
     run(&mut g, sgd, &parse(list)?, &mut |_, _| {})?;
     Ok(g)
 }
+
+/// The planned arena bytes of a network's training step as `netc train`
+/// runs it (autodiff, fusion, then a plan) at `batch`: the figure ablation
+/// variants and sweeps compare.
+pub fn training_step_bytes(forward: &Graph, sgd: &Sgd, batch: u64) -> Result<u64, String> {
+    let g = training_step(forward, sgd, true).map_err(|e| e.to_string())?;
+    let p = crate::passes::memplan::plan(&g, batch).map_err(|e| e.to_string())?;
+    Ok(p.planned())
+}

@@ -21,6 +21,11 @@ pub enum BenchError {
 /// What `netc bench` measures.
 #[derive(Clone, Debug)]
 pub struct BenchReport {
+    pub network: String,
+    pub batch: usize,
+    pub steps: u64,
+    pub fused: bool,
+    pub layout: Layout,
     pub images_per_s: f64,
     /// Bytes of the executor's arenas (planned, or every buffer apart).
     pub arena_bytes: usize,
@@ -66,8 +71,53 @@ pub fn train_steps(
     }
     let secs = t.elapsed().as_secs_f64().max(1e-9);
     Ok(BenchReport {
+        network: module.graph.name.clone(),
+        batch,
+        steps,
+        fused: fuse,
+        layout: memory,
         images_per_s: (batch as u64 * steps) as f64 / secs,
         arena_bytes: exec.arena_bytes(),
         profile: exec.profile(),
     })
+}
+
+impl std::fmt::Display for BenchReport {
+    /// The line `netc bench` prints, then with a profile the time per step
+    /// spent in each kind of op.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "netc {} batch {}: {:.1} images/s ({}, {}, arenas {:.1} MiB)",
+            self.network,
+            self.batch,
+            self.images_per_s,
+            if self.fused { "fused" } else { "unfused" },
+            match self.layout {
+                Layout::Separate => "every buffer apart",
+                Layout::Planned => "planned",
+            },
+            self.arena_bytes as f64 / (1u64 << 20) as f64
+        )?;
+        if self.profile.is_empty() {
+            return Ok(());
+        }
+        let steps = self.steps.max(1);
+        let total: f64 = self.profile.iter().map(|p| p.1).sum();
+        write!(
+            f,
+            "\n{:<24} {:>10} {:>7} {:>8}",
+            "op", "ms/step", "share", "calls"
+        )?;
+        for (op, secs, calls) in &self.profile {
+            write!(
+                f,
+                "\n{op:<24} {:>10.2} {:>6.1}% {:>8}",
+                1e3 * secs / steps as f64,
+                100.0 * secs / total.max(1e-12),
+                calls / steps
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -3,16 +3,16 @@
 //!
 //! - [`data`]: datasets (Fashion-MNIST IDX files, image folders), the paper's
 //!   preprocessing and augmentation, and a prefetching batch loader.
-//! - [`run`]: the training loop, over any [`step::StepExec`]: the CPU
-//!   executor, or the generated CUDA step ([`cuda`], evaluating with
-//!   [`cuda_eval`]).
+//! - [`run`]: the training loop, generic over the backends' step interface
+//!   (`backend::step::Step`); it never names a backend other than the CPU
+//!   reference, whose executor it builds and hands to the backend chosen
+//!   by the caller.
 
 pub mod bench;
 pub mod checkpoint;
-pub mod cuda;
-pub mod cuda_eval;
 pub mod data;
+pub mod error;
 pub mod plot;
+pub mod report;
 pub mod run;
-pub mod step;
 pub mod sweep;

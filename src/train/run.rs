@@ -4,11 +4,13 @@
 //! and top-5 error, centre crop or the paper's ten crops), metrics as JSON
 //! lines, a learning-curve SVG, and atomic safetensors checkpoints.
 //!
-//! The step runs on an executor behind [`StepExec`]: the CPU executor by
-//! default, or the generated CUDA program with `backend: Cuda` (see
-//! `train::cuda`; data, augmentation, evaluation and checkpoints stay on
-//! the host). [`train_with`] takes any executor built from the run's CPU
-//! executor (the tests plug in an emulated device).
+//! The step runs on any backend behind the step interface
+//! (`backend::step::Step`): [`train_with`] takes a function that builds
+//! it from the run's CPU executor (freshly initialised from the seed), its
+//! settings and what a device needs to augment; the command line hands in
+//! the configured backend, the tests an emulated device. [`train`] and
+//! [`eval_weights`] run on the CPU executor itself. Data, augmentation
+//! (unless the backend takes raw batches) and checkpoints stay here.
 //!
 //! Guarantees: deterministic for a given seed whatever the thread count; a
 //! run interrupted at any step boundary (Ctrl-C, `stop_after`) and resumed
@@ -16,7 +18,7 @@
 //! run; a non-finite loss stops training naming the first layer holding a
 //! non-finite value, and leaves the last good checkpoint in place (an
 //! executor that does not check its parameters after every step, see
-//! [`StepExec::state_finite`], has them checked before each checkpoint).
+//! [`Step::state_finite`], has them checked before each checkpoint).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,57 +26,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::backend::cpu::exec::{CpuExec, ExecError, Layout};
-use crate::backend::cuda::runtime::RuntimeError;
+use crate::backend::cpu::exec::CpuExec;
+use crate::backend::input::AugmentPlan;
+use crate::backend::layout::Layout;
+use crate::backend::step::{Batch, Feed, Step};
 use crate::ir::train::{Schedule, TestCrop, TrainConfig};
 use crate::ir::{Graph, print};
 use crate::lower::Module;
-use crate::passes::autodiff::AutodiffError;
 use crate::train::checkpoint::{self, CheckpointError, Progress};
 use crate::train::data::augment::{AugmentConfig, Augmenter, MeanMode, Mode};
 use crate::train::data::loader::{Loader, LoaderConfig};
 use crate::train::data::pca::Stats;
-use crate::train::data::{self, DataError, Dataset};
-use crate::train::step::{Backend, StepExec};
-
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error(transparent)]
-    Data(#[from] DataError),
-    #[error("{0}")]
-    Config(String),
-    #[error(transparent)]
-    Autodiff(#[from] AutodiffError),
-    #[error(transparent)]
-    Exec(#[from] ExecError),
-    #[error(transparent)]
-    Fuse(#[from] crate::passes::fuse::FuseError),
-    #[error(transparent)]
-    Passes(#[from] crate::passes::pipeline::PipelineError),
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    #[error("{0}")]
-    Cuda(String),
-    #[error(transparent)]
-    Device(#[from] RuntimeError),
-    #[error(
-        "the loss became {value} at step {step}; the first non-finite value is in `{layer}` (the last good checkpoint is kept)"
-    )]
-    NonFinite {
-        value: f64,
-        step: u64,
-        layer: String,
-    },
-    #[error(
-        "a parameter became non-finite by step {step}; the first non-finite value is in `{layer}` (the last good checkpoint is kept)"
-    )]
-    NonFiniteState { step: u64, layer: String },
-    #[error("cannot write `{path}`: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
+use crate::train::data::{self, Dataset};
+pub use crate::train::error::TrainError;
+pub use crate::train::report::{EpochReport, EvalReport, Outcome};
 
 #[derive(Clone, Debug, Default)]
 pub struct TrainOptions {
@@ -89,9 +54,9 @@ pub struct TrainOptions {
     pub quiet: bool,
     /// Skip the fusion pass (fusion is on by default).
     pub no_fuse: bool,
-    /// Give every buffer its own allocation instead of executing from the
-    /// memory plan (the plan is used by default).
-    pub no_plan: bool,
+    /// How the CPU executor lays out the step's buffers (the memory plan
+    /// by default; `Separate`: every buffer apart).
+    pub layout: Layout,
     /// Continue from this checkpoint.
     pub resume: Option<PathBuf>,
     /// Also checkpoint every this many steps (always at the end of an epoch).
@@ -100,46 +65,6 @@ pub struct TrainOptions {
     pub stop_after: Option<u64>,
     /// Set (by a Ctrl-C handler) to checkpoint and stop at the next step.
     pub interrupt: Option<Arc<AtomicBool>>,
-    /// Where the training step runs (evaluation always runs on the host).
-    pub backend: Backend,
-    /// Augment training batches on the device (`Backend::Cuda` only).
-    pub device_augment: bool,
-    /// Issue every launch of every step instead of replaying the step
-    /// captured as a CUDA graph (`Backend::Cuda` only).
-    pub no_graph: bool,
-    /// `Backend::Cuda` only: the GPUs to place the step on (one, or one per
-    /// tower: tower `i` on the `i`-th; `None`: GPU 0, unplaced).
-    pub devices: Option<Vec<usize>>,
-}
-
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EpochReport {
-    pub epoch: u64,
-    pub lr: f64,
-    pub train_loss: f64,
-    pub test_loss: f64,
-    pub top1_error: f64,
-    pub top5_error: f64,
-    pub images_per_s: f64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    Finished(Vec<EpochReport>),
-    /// Stopped early; the checkpoint holds everything needed to resume.
-    Stopped {
-        step: u64,
-        checkpoint: PathBuf,
-    },
-}
-
-/// Test-set figures.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct EvalReport {
-    pub loss: f64,
-    pub top1_error: f64,
-    pub top5_error: f64,
-    pub images: usize,
 }
 
 /// The learning rate of `epoch` (0-based) under a step or fixed schedule;
@@ -170,6 +95,24 @@ impl Plateau {
             drops: 0,
         }
     }
+    /// The plateau state a checkpoint's progress holds.
+    pub fn restore(p: &Progress) -> Self {
+        Plateau {
+            lr: p.plateau_lr,
+            best: p.plateau_best.unwrap_or(f64::INFINITY),
+            since: p.plateau_since,
+            drops: p.plateau_drops,
+        }
+    }
+
+    /// Writes the plateau state into a checkpoint's progress.
+    pub fn record(&self, p: &mut Progress) {
+        p.plateau_lr = self.lr;
+        p.plateau_best = self.best.is_finite().then_some(self.best);
+        p.plateau_since = self.since;
+        p.plateau_drops = self.drops;
+    }
+
     pub fn observe(&mut self, cfg: &TrainConfig, error: f64) {
         if let Schedule::Plateau {
             factor,
@@ -278,11 +221,11 @@ struct Setup<E> {
 }
 
 /// Builds the run's CPU executor and turns it into the step executor with `make`.
-fn setup<E: StepExec>(
+fn setup<E: Step, X: Into<TrainError>>(
     module: &Module,
     opts: &TrainOptions,
     say: &dyn Fn(&str),
-    make: impl FnOnce(CpuExec, &TrainConfig, &Augmenter) -> Result<E, TrainError>,
+    make: impl FnOnce(CpuExec, &TrainConfig, &AugmentPlan) -> Result<E, X>,
 ) -> Result<Setup<E>, TrainError> {
     let cfg = effective_config(module, opts);
     let (ds, desc) = load_data(opts.data.as_deref(), &cfg)?;
@@ -294,12 +237,7 @@ fn setup<E: StepExec>(
     let fingerprint =
         checkpoint::fingerprint(&print::print(&graph, print::PrintOptions { spans: false }));
     let network = graph.name.clone();
-    let memory = if opts.no_plan {
-        Layout::Separate
-    } else {
-        Layout::Planned
-    };
-    let exec = CpuExec::with_memory(graph, cfg.seed, memory)?;
+    let exec = CpuExec::with_memory(graph, cfg.seed, opts.layout)?;
     if exec.image_len() != out.len() {
         return Err(TrainError::Config(format!(
             "the data gives {}×{}×{} images but the network's input takes {} values",
@@ -321,7 +259,7 @@ fn setup<E: StepExec>(
         ecfg.mode = Mode::TenCrop;
     }
     let test = Loader::new(Arc::new(ds.test), aug, ecfg).map_err(cfgerr)?;
-    let exec = make(exec, &cfg, train.augmenter())?;
+    let exec = make(exec, &cfg, &train.augmenter().plan()).map_err(Into::into)?;
     Ok(Setup {
         cfg,
         exec,
@@ -334,10 +272,7 @@ fn setup<E: StepExec>(
 
 /// Evaluates on the whole test split: centre crops, or ten crops per image
 /// with the softmax outputs averaged (the paper's test procedure).
-pub fn evaluate<E: StepExec + ?Sized>(
-    exec: &mut E,
-    loader: &Loader,
-) -> Result<EvalReport, TrainError> {
+pub fn evaluate<E: Step + ?Sized>(exec: &mut E, loader: &Loader) -> Result<EvalReport, TrainError> {
     let ten = loader.config().mode == Mode::TenCrop;
     let (mut loss, mut t1, mut t5, mut n) = (0.0, 0usize, 0usize, 0usize);
     for batch in loader.epoch(0, 0) {
@@ -383,11 +318,7 @@ pub fn evaluate<E: StepExec + ?Sized>(
 
 /// Writes the executor's state, unless a value in it is not finite (then
 /// the last good checkpoint stays and the run stops).
-fn save_checkpoint<E: StepExec>(
-    s: &mut Setup<E>,
-    path: &Path,
-    p: &Progress,
-) -> Result<(), TrainError> {
+fn save_checkpoint<E: Step>(s: &mut Setup<E>, path: &Path, p: &Progress) -> Result<(), TrainError> {
     let tensors = s.exec.state()?;
     if tensors.iter().any(|t| t.2.iter().any(|v| !v.is_finite())) {
         drop(tensors);
@@ -402,7 +333,7 @@ fn save_checkpoint<E: StepExec>(
 }
 
 /// Loads every parameter of `path` into `exec`, checking names and sizes.
-fn restore<E: StepExec>(
+fn restore<E: Step>(
     exec: &mut E,
     path: &Path,
     network: &str,
@@ -442,50 +373,20 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     }
 }
 
-/// Trains `module` on the backend `opts` names; see the module comment
-/// for what is guaranteed.
+/// Trains `module` on the CPU executor; see the module comment for what is
+/// guaranteed.
 pub fn train(module: &Module, opts: &TrainOptions) -> Result<Outcome, TrainError> {
-    match opts.backend {
-        Backend::Cpu if opts.device_augment => Err(TrainError::Config(
-            "augmenting on the device needs `--backend cuda`".into(),
-        )),
-        Backend::Cpu if opts.no_graph => Err(TrainError::Config(
-            "`--no-graph` is for `--backend cuda`".into(),
-        )),
-        Backend::Cpu if opts.devices.is_some() => Err(TrainError::Config(
-            "`--devices` places the step on GPUs: it needs `--backend cuda`".into(),
-        )),
-        Backend::Cpu => train_with(module, opts, |cpu, _, _| Ok(cpu)),
-        Backend::Cuda if opts.devices.is_some() => {
-            let gpus = opts.devices.clone().unwrap_or_default();
-            let towers = module.graph.towers as usize;
-            crate::backend::cuda::place::split::check_count(towers, gpus.len())
-                .map_err(|e| TrainError::Config(e.to_string()))?;
-            super::cuda::probe()?;
-            train_with(module, opts, |cpu, cfg, aug| {
-                let aug = opts.device_augment.then_some(aug);
-                super::cuda::open_placed(cpu, cfg.batch as usize, aug, &gpus)
-            })
-        }
-        Backend::Cuda => {
-            // Before the data is loaded: a missing library fails at once.
-            super::cuda::probe()?;
-            train_with(module, opts, |cpu, cfg, aug| {
-                let aug = opts.device_augment.then_some(aug);
-                super::cuda::open(cpu, cfg.batch as usize, aug, !opts.no_graph)
-            })
-        }
-    }
+    train_with(module, opts, |cpu, _, _| Ok::<_, TrainError>(cpu))
 }
 
 /// Trains `module` with the step executor `make` builds from the run's
 /// CPU executor (freshly initialised from the seed), settings and training
-/// augmentation. An executor that [`StepExec::augments`] is fed raw
-/// batches (`Loader::raw_batch`), the others host-augmented ones.
-pub fn train_with<E: StepExec>(
+/// augmentation plan. A backend whose [`Step::feed`] is [`Feed::Raw`] is
+/// fed raw batches (`Loader::raw_batch`), the others host-augmented ones.
+pub fn train_with<E: Step, X: Into<TrainError>>(
     module: &Module,
     opts: &TrainOptions,
-    make: impl FnOnce(CpuExec, &TrainConfig, &Augmenter) -> Result<E, TrainError>,
+    make: impl FnOnce(CpuExec, &TrainConfig, &AugmentPlan) -> Result<E, X>,
 ) -> Result<Outcome, TrainError> {
     let say = |s: &str| {
         if !opts.quiet {
@@ -533,12 +434,7 @@ pub fn train_with<E: StepExec>(
         .truncate(opts.resume.is_none())
         .open(&metrics_path)
         .map_err(io(&metrics_path))?;
-    let mut plateau = Plateau {
-        lr: p.plateau_lr,
-        best: p.plateau_best.unwrap_or(f64::INFINITY),
-        since: p.plateau_since,
-        drops: p.plateau_drops,
-    };
+    let mut plateau = Plateau::restore(&p);
     let steps_per_epoch = opts
         .max_steps
         .map_or(s.train.len() as u64, |m| m.min(s.train.len() as u64));
@@ -561,7 +457,7 @@ pub fn train_with<E: StepExec>(
         );
         bar.set_prefix(format!("{}/{}", epoch + 1, s.cfg.epochs));
         bar.set_position(p.batch);
-        let raw = s.exec.augments();
+        let raw = s.exec.feed() == Feed::Raw;
         let mut iter = (!raw).then(|| s.train.epoch(epoch, p.batch as usize));
         // The batch of the next step, fetched while the step before it runs.
         let mut next = Fetched::get(&mut iter, &s.train, epoch, p.batch as usize);
@@ -573,10 +469,7 @@ pub fn train_with<E: StepExec>(
                     .is_some_and(|f| f.load(Ordering::SeqCst));
             if stop {
                 bar.finish_and_clear();
-                p.plateau_lr = plateau.lr;
-                p.plateau_best = plateau.best.is_finite().then_some(plateau.best);
-                p.plateau_since = plateau.since;
-                p.plateau_drops = plateau.drops;
+                plateau.record(&mut p);
                 save_checkpoint(&mut s, &ckpt, &p)?;
                 say(&format!(
                     "stopped at step {}; checkpoint written to {}",
@@ -589,19 +482,16 @@ pub fn train_with<E: StepExec>(
                 });
             }
             let Some(cur) = next.take() else { break };
-            let done = s.exec.submit(cur.input(), lr, p.step)?;
+            s.exec.submit(cur.batch(), lr, p.step)?;
             // While the step runs (on a device), the next batch is
             // assembled and handed over to be copied.
             if p.batch + 1 < steps_per_epoch {
                 next = Fetched::get(&mut iter, &s.train, epoch, p.batch as usize + 1);
                 if let Some(n) = &next {
-                    s.exec.prefetch(n.input())?;
+                    s.exec.prefetch(n.batch())?;
                 }
             }
-            let st = match done {
-                Some(st) => st,
-                None => s.exec.collect()?,
-            };
+            let st = s.exec.collect()?;
             // A non-finite gradient shows in the parameters it updated.
             if !st.loss.is_finite() || s.exec.state_finite() == Some(false) {
                 let layer = s
@@ -629,10 +519,7 @@ pub fn train_with<E: StepExec>(
                 .checkpoint_every
                 .is_some_and(|k| k > 0 && p.step.is_multiple_of(k))
             {
-                p.plateau_lr = plateau.lr;
-                p.plateau_best = plateau.best.is_finite().then_some(plateau.best);
-                p.plateau_since = plateau.since;
-                p.plateau_drops = plateau.drops;
+                plateau.record(&mut p);
                 save_checkpoint(&mut s, &ckpt, &p)?;
             }
         }
@@ -688,13 +575,11 @@ pub fn train_with<E: StepExec>(
             batch: 0,
             step: p.step,
             seed: p.seed,
-            plateau_lr: plateau.lr,
-            plateau_best: plateau.best.is_finite().then_some(plateau.best),
-            plateau_since: plateau.since,
-            plateau_drops: plateau.drops,
             loss_sum: 0.0,
             seen: 0,
+            ..Progress::default()
         };
+        plateau.record(&mut p);
         save_checkpoint(&mut s, &ckpt, &p)?;
     }
     let _ = batch;
@@ -708,32 +593,22 @@ pub fn train_with<E: StepExec>(
 }
 
 /// `netc eval`: the test-set error of the weights in a checkpoint, on the
-/// CPU executor, or with `Backend::Cuda` on GPU 0 (`train::cuda::open`:
-/// the evaluation program, the weights restored through the training
-/// step's executor).
+/// CPU executor.
 pub fn eval_weights(
     module: &Module,
     weights: &Path,
     opts: &TrainOptions,
 ) -> Result<EvalReport, TrainError> {
-    match opts.backend {
-        Backend::Cpu => eval_weights_with(module, weights, opts, |cpu, _, _| Ok(cpu)),
-        Backend::Cuda => {
-            super::cuda::probe()?;
-            eval_weights_with(module, weights, opts, |cpu, cfg, _| {
-                super::cuda::open(cpu, cfg.batch as usize, None, true)
-            })
-        }
-    }
+    eval_weights_with(module, weights, opts, |cpu, _, _| Ok::<_, TrainError>(cpu))
 }
 
 /// [`eval_weights`] on the executor `make` builds (its evaluation, with the
 /// checkpoint's weights).
-pub fn eval_weights_with<E: StepExec>(
+pub fn eval_weights_with<E: Step, X: Into<TrainError>>(
     module: &Module,
     weights: &Path,
     opts: &TrainOptions,
-    make: impl FnOnce(CpuExec, &TrainConfig, &Augmenter) -> Result<E, TrainError>,
+    make: impl FnOnce(CpuExec, &TrainConfig, &AugmentPlan) -> Result<E, X>,
 ) -> Result<EvalReport, TrainError> {
     let say = |s: &str| {
         if !opts.quiet {
@@ -779,13 +654,13 @@ impl Fetched {
         }
     }
 
-    fn input(&self) -> crate::train::step::Input<'_> {
+    fn batch(&self) -> Batch<'_> {
         match self {
-            Fetched::Host(b) => crate::train::step::Input::Host {
+            Fetched::Host(b) => Batch::Host {
                 images: &b.images,
                 labels: &b.labels,
             },
-            Fetched::Raw(b) => crate::train::step::Input::Raw(b),
+            Fetched::Raw(b) => Batch::Raw(b),
         }
     }
 }

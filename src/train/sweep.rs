@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::ablate::{self, spec};
+use crate::passes::pipeline::training_step_bytes;
 use crate::train::run::{EpochReport, Outcome, TrainOptions, train};
 
 #[derive(Debug, thiserror::Error)]
@@ -94,8 +95,8 @@ pub fn run(spec_path: &Path) -> Result<Vec<Row>, SweepError> {
             let mut row = row;
             if row.memory == 0 {
                 let batch = sp.train.batch.unwrap_or(compiled.module.train.batch);
-                row.memory = crate::passes::memplan::training_step_bytes(&compiled.module, batch)
-                    .map_err(verr)?;
+                let m = &compiled.module;
+                row.memory = training_step_bytes(&m.graph, &m.train.sgd, batch).map_err(verr)?;
             }
             rows.push(row);
             continue;
@@ -123,11 +124,7 @@ pub fn run(spec_path: &Path) -> Result<Vec<Row>, SweepError> {
             stop_after: None,
             interrupt: Some(interrupt.clone()),
             no_fuse: false,
-            no_plan: false,
-            backend: Default::default(),
-            device_augment: false,
-            no_graph: false,
-            devices: None,
+            layout: Default::default(),
         };
         let reports = match train(&compiled.module, &opts).map_err(|e| verr(e.to_string()))? {
             Outcome::Finished(r) => r,
@@ -155,8 +152,9 @@ pub fn run(spec_path: &Path) -> Result<Vec<Row>, SweepError> {
             params: cost.params,
             macs: cost.macs,
             activations: cost.activations,
-            memory: crate::passes::memplan::training_step_bytes(
-                &compiled.module,
+            memory: training_step_bytes(
+                &compiled.module.graph,
+                &compiled.module.train.sgd,
                 sp.train.batch.unwrap_or(compiled.module.train.batch),
             )
             .map_err(verr)?,

@@ -29,9 +29,5 @@ pub mod step;
 
 pub use crate::backend::layout::Layout;
 pub use generate::CodegenError;
-pub use generate::codegen::{Options, generate, generate_opts, generate_with};
+pub use generate::codegen::{Options, generate, generate_opts, generate_planned, generate_with};
 pub use program::CudaProgram;
-
-/// The NVRTC target when none is asked for: PTX for sm_80, which the
-/// driver compiles on to any newer GPU.
-pub const DEFAULT_ARCH: &str = "sm_80";

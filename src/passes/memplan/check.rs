@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::needs::{hazards, in_place_ports, needs, positions};
-use super::{ALIGN, BufKind, MemplanError, Plan, Side};
+use super::types::{ALIGN, BufKind, MemplanError, Plan, Side};
 use crate::ir::{Device, Graph, NodeId};
 
 /// Proves `plan` sound for `g`: its order runs every node after its inputs

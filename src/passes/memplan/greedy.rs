@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 use petgraph::Direction;
 
-use super::MemplanError;
 use super::needs::{hazards, out_bytes};
+use super::types::MemplanError;
 use crate::ir::{Device, Graph, NodeId, Op};
 
 /// The topological key of `ir::order::topo`, for tie-breaking.

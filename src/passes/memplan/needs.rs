@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
-use super::{ALIGN, BufKind, MemplanError, Side};
+use super::types::{ALIGN, BufKind, MemplanError, Side};
 use crate::ir::{Device, Graph, NodeId, Op, ParamRole, Ty};
 
 /// A buffer the step needs, derived from the graph and an order.

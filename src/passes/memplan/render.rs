@@ -1,7 +1,7 @@
 //! The plan as text (`netc compile --emit memplan`), and the planned bytes
 //! of a network's training step as the ablation tools report them.
 
-use super::{Buffer, Plan, plan};
+use super::types::{Buffer, Plan};
 
 fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
@@ -93,14 +93,4 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(s, "{}", row.trim_end());
     }
     s
-}
-
-/// The planned arena bytes of a network's training step as `netc train`
-/// runs it (autodiff, fusion, then a plan) at `batch`: the figure ablation
-/// variants and sweeps compare.
-pub fn training_step_bytes(module: &crate::lower::Module, batch: u64) -> Result<u64, String> {
-    let g = crate::passes::pipeline::training_step(&module.graph, &module.train.sgd, true)
-        .map_err(|e| e.to_string())?;
-    let p = plan(&g, batch).map_err(|e| e.to_string())?;
-    Ok(p.planned())
 }

@@ -112,16 +112,8 @@ pub enum ConfigError {
     ZeroBatch,
 }
 
-/// The random choices for one image in one epoch.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Params {
-    /// Crop offset in padded coordinates, `0..=h + 2·pad − crop`.
-    pub oy: usize,
-    pub ox: usize,
-    pub mirror: bool,
-    /// Lighting offset per channel, [0,1] units (zero if disabled).
-    pub light: [f32; 3],
-}
+/// The random choices for one image in one epoch (a backend input type).
+pub use crate::backend::input::Draw as Params;
 
 /// Turns `u8` CHW images into normalised `f32` CHW crops.
 #[derive(Clone, Debug)]
@@ -171,6 +163,20 @@ impl Augmenter {
             pca,
             seed,
         })
+    }
+
+    /// What a backend needs to augment raw batches as this augmenter does.
+    pub fn plan(&self) -> crate::backend::input::AugmentPlan {
+        let s = self.in_shape();
+        crate::backend::input::AugmentPlan {
+            c: s.c,
+            h: s.h,
+            w: s.w,
+            crop: self.cfg.crop,
+            pad: self.cfg.pad,
+            scale: self.cfg.scale,
+            mean: self.mean().to_vec(),
+        }
     }
 
     pub fn config(&self) -> &AugmentConfig {

@@ -1,5 +1,5 @@
 //! Batches before augmentation, for augmenting on the device
-//! (`backend::cuda::augment`): the raw `u8` images of a [`Loader`] batch
+//! (a backend whose step takes `Feed::Raw`): the raw `u8` images of a [`Loader`] batch
 //! and the per-crop draws the loader would apply to them.
 //!
 //! Assumes nothing beyond a built [`Loader`]. Guarantees: batch `b` of
@@ -9,22 +9,9 @@
 //! applying `params[i]` to image `i` with [`Augmenter::crop_into`] gives
 //! exactly that batch's `images`.
 
-use super::{Augmenter, Loader, Params};
+use super::{Augmenter, Loader};
 
-/// One batch of raw images and their augmentation draws.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RawBatch {
-    pub epoch: u64,
-    pub index: usize,
-    /// `[N, C, H, W]` `u8` images, CHW each (`N` counts crops).
-    pub images: Vec<u8>,
-    /// The draws for each of the `N` crops.
-    pub params: Vec<Params>,
-    /// `[N / crops per image]` labels.
-    pub labels: Vec<u32>,
-    /// Which images of the split the batch holds, in order.
-    pub indices: Vec<usize>,
-}
+pub use crate::backend::input::RawBatch;
 
 impl Loader {
     /// Batch `index` of `epoch` before augmentation; `None` past the end

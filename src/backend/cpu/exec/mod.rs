@@ -29,6 +29,7 @@
 //! rounded, so an f32 run starts from the same values either way. The
 //! fused ops of `passes::fuse` run here too (`ops.rs`, `fused.rs`).
 
+pub mod error;
 mod fused;
 pub mod layout;
 mod ops;
@@ -37,42 +38,13 @@ use std::collections::HashMap;
 
 use self::layout::{Arenas, Loc};
 use super::kernels::{self as k, Float};
-use crate::ir::{Device, Graph, Init, NodeId, Op, ParamRole, Ty, order};
-use crate::passes::memplan::{self, MemplanError, Side};
-use crate::rng;
+use crate::backend::params;
+use crate::ir::{Graph, NodeId, Op, ParamRole, Ty, order};
+use crate::passes::memplan::{self, Side};
 
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum ExecError {
-    #[error("the graph has a cycle")]
-    Cycle,
-    #[error("the graph has no `{0}` input")]
-    MissingInput(&'static str),
-    #[error("a batch of {got} values does not fit input `{name}` ({want} per example)")]
-    BadBatch {
-        name: String,
-        got: usize,
-        want: usize,
-    },
-    #[error("label {label} is out of range for {classes} classes")]
-    BadLabel { label: u32, classes: u64 },
-    #[error("`{0}` has no forward node")]
-    Orphan(String),
-    #[error("cannot plan the step's memory: {0}")]
-    Plan(#[from] MemplanError),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-/// What one step reports.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct StepStats {
-    pub loss: f64,
-    pub top1: usize,
-    pub top5: usize,
-    pub n: usize,
-}
-
+pub use self::error::ExecError;
 pub use crate::backend::layout::Layout;
+pub use crate::backend::step::StepStats;
 
 pub struct CpuExec<T: Float = f32> {
     graph: Graph,
@@ -99,6 +71,11 @@ pub struct CpuExec<T: Float = f32> {
     /// Seconds and calls per op mnemonic, when profiling.
     profile: Option<HashMap<&'static str, (f64, u64)>>,
     pub seed: u64,
+    /// The figures of the step submitted through the step interface and
+    /// not yet collected.
+    pending: Option<StepStats>,
+    /// The memory plan the buffers are laid out by.
+    plan: Option<memplan::Plan>,
 }
 
 fn numel(g: &Graph, n: NodeId, batch: usize) -> usize {
@@ -186,45 +163,7 @@ fn chw(g: &Graph, n: NodeId) -> (usize, usize, usize) {
     }
 }
 
-/// Fills a parameter per its initialisation rule; draws depend only on
-/// (seed, parameter name, tower, element index).
-pub fn init_param<T: Float>(
-    init: &Init,
-    name: &str,
-    device: Device,
-    dims: &[u64],
-    seed: u64,
-    out: &mut [T],
-) {
-    let stream = rng::stream_of(&format!("init/{name}@{device}"));
-    let fan_in: u64 = dims.iter().skip(1).product::<u64>().max(1);
-    let fan_out: u64 = dims.first().copied().unwrap_or(1) * dims.iter().skip(2).product::<u64>();
-    match init {
-        Init::Constant { value } => out.fill(T::from_f64(*value)),
-        Init::Normal { mean, std } => {
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = T::from_f64(mean + std * rng::normal(seed, stream, i as u64));
-            }
-        }
-        Init::He => {
-            let std = (2.0 / fan_in as f64).sqrt();
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = T::from_f64(std * rng::normal(seed, stream, i as u64));
-            }
-        }
-        Init::Uniform { low, high } => {
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = T::from_f64(low + (high - low) * rng::uniform(seed, stream, i as u64));
-            }
-        }
-        Init::Xavier => {
-            let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = T::from_f64(a * (2.0 * rng::uniform(seed, stream, i as u64) - 1.0));
-            }
-        }
-    }
-}
+pub use crate::backend::params::init_param;
 
 impl<T: Float> CpuExec<T> {
     /// Prepares a graph (forward only, or a whole training step) with every
@@ -285,6 +224,8 @@ impl<T: Float> CpuExec<T> {
             poison: false,
             profile: None,
             seed,
+            pending: None,
+            plan: None,
         };
         exec.relayout(1)?;
         for n in exec.layout.persistent.clone() {
@@ -303,6 +244,11 @@ impl<T: Float> CpuExec<T> {
     /// Plans for `batch` and moves the persistent buffers to the new arenas.
     fn relayout(&mut self, batch: usize) -> Result<(), ExecError> {
         let plan = memplan::plan(&self.graph, batch as u64)?;
+        self.relayout_with(plan)
+    }
+
+    /// Lays the buffers out by `plan` (of this graph, at its batch).
+    fn relayout_with(&mut self, plan: memplan::Plan) -> Result<(), ExecError> {
         let (layout, order) = match self.memory {
             Layout::Planned => (Arenas::planned(&plan), plan.order.clone()),
             Layout::Separate => (
@@ -321,7 +267,20 @@ impl<T: Float> CpuExec<T> {
         self.layout = layout;
         self.arenas = arenas;
         self.order = order;
+        self.plan = Some(plan);
         Ok(())
+    }
+
+    /// The memory plan of the step at `batch`: the executor's own (it lays
+    /// its buffers out at that batch if they are laid out for another), so
+    /// a backend running beside it generates from the same analysis.
+    pub fn plan_at(&mut self, batch: usize) -> Result<&memplan::Plan, ExecError> {
+        if self.plan.as_ref().is_none_or(|p| p.batch != batch as u64) {
+            self.relayout(batch)?;
+        }
+        self.plan
+            .as_ref()
+            .ok_or_else(|| ExecError::Internal("no memory plan".into()))
     }
 
     pub fn graph(&self) -> &Graph {
@@ -343,12 +302,7 @@ impl<T: Float> CpuExec<T> {
             .graph
             .node_ids()
             .filter(|n| self.graph.node(*n).op.is_param())
-            .map(|n| {
-                (
-                    format!("{}@{}", self.graph.node(n).name, self.graph.node(n).device),
-                    n,
-                )
-            })
+            .map(|n| (params::key(&self.graph, n), n))
             .collect();
         v.sort();
         v
@@ -387,6 +341,16 @@ impl<T: Float> CpuExec<T> {
     /// `n`'s value. After a planned step, only values the plan keeps to the
     /// end (parameters, velocities, the loss, the logits, and values whose
     /// memory was not reused) are still there; see [`CpuExec::is_kept`].
+    /// Keeps a submitted step's figures until they are collected.
+    pub(crate) fn set_pending(&mut self, stats: Option<StepStats>) {
+        self.pending = stats;
+    }
+
+    /// The figures of the step submitted last, once.
+    pub(crate) fn take_pending(&mut self) -> Option<StepStats> {
+        self.pending.take()
+    }
+
     pub fn value(&self, n: NodeId) -> &[T] {
         match self.loc(n) {
             Ok(l) => layout::view(&self.arenas, l),

@@ -48,7 +48,7 @@ use crate::backend::cuda::program::{
     Arg, BufKind, BufferDecl, CudaProgram, DType, KernelDecl, Launch, ParamTy, REGION_ALIGN,
     Region, Step,
 };
-use crate::train::data::{Augmenter, Params};
+use crate::backend::input::{AugmentPlan, Draw};
 
 /// The sizes of one augmentation launch.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,17 +69,15 @@ pub struct AugmentDims {
 
 impl AugmentDims {
     /// The dimensions of `aug`'s crops for batches of `batch` images.
-    pub fn of(aug: &Augmenter, batch: usize) -> Self {
-        let s = aug.in_shape();
-        let cfg = aug.config();
+    pub fn of(aug: &AugmentPlan, batch: usize) -> Self {
         AugmentDims {
             batch,
-            c: s.c,
-            h: s.h,
-            w: s.w,
-            crop: cfg.crop,
-            pad: cfg.pad,
-            scale: cfg.scale,
+            c: aug.c,
+            h: aug.h,
+            w: aug.w,
+            crop: aug.crop,
+            pad: aug.pad,
+            scale: aug.scale,
         }
     }
     /// Bytes of the raw batch, `N·C·H·W`.
@@ -148,7 +146,7 @@ pub fn pack_bytes(bytes: &[u8]) -> Vec<u32> {
 /// The per-image words (`oy, ox, mirror`) and lighting offsets in pixel
 /// units (`255 · light[k]` for `k < 3`, else 0) of `params`, for images of
 /// `channels` channels.
-pub fn pack_params(params: &[Params], channels: usize) -> (Vec<u32>, Vec<f32>) {
+pub fn pack_params(params: &[Draw], channels: usize) -> (Vec<u32>, Vec<f32>) {
     let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
     let crop = params
         .iter()
@@ -186,7 +184,7 @@ pub enum AttachError {
 
 /// Adds the augmentation kernel for `aug`'s crops at the program's batch
 /// (see the module documentation). The name `augment_0` is reserved.
-pub fn attach(prog: &mut CudaProgram, aug: &Augmenter) -> Result<AugmentBuffers, AttachError> {
+pub fn attach(prog: &mut CudaProgram, aug: &AugmentPlan) -> Result<AugmentBuffers, AttachError> {
     let d = AugmentDims::of(aug, prog.batch);
     let got = prog.buffers.get(prog.image).map_or(0, |b| b.elems);
     if got != d.out_len() {

@@ -61,8 +61,7 @@ pub fn elems(ty: &Ty, batch: usize) -> usize {
 
 /// `name@device`: how buffers, kernels' comments and the manifest name a node.
 pub fn node_key(g: &Graph, n: NodeId) -> String {
-    let node = g.node(n);
-    format!("{}@{}", node.name, node.device)
+    crate::backend::params::key(g, n)
 }
 
 fn round(n: u64, to: u64) -> u64 {

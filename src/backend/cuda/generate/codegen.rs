@@ -41,7 +41,7 @@ use crate::backend::cuda::generate::kernels::{Epilogue, Kernel, LrnPool, spec};
 use crate::backend::cuda::generate::render::{PRELUDE, Source};
 use crate::backend::cuda::program::{Arg, CudaProgram, Gemm, Launch, Step};
 use crate::ir::{Graph, NodeId, Op};
-use crate::passes::memplan;
+use crate::passes::memplan::{self, Plan};
 use crate::rng;
 
 pub(super) struct Gen<'g> {
@@ -555,7 +555,8 @@ pub fn generate_opts(
     if batch == 0 {
         return Err(CodegenError::EmptyBatch);
     }
-    let (image, labels, loss, logits) = graph.training_io().map_err(CodegenError::Missing)?;
+    // What is missing is said before the plan is attempted.
+    graph.training_io().map_err(CodegenError::Missing)?;
     if !opts.forward {
         graph
             .find_op(|op| matches!(op, Op::SgdUpdate { .. }))
@@ -565,7 +566,34 @@ pub fn generate_opts(
         memplan::MemplanError::Cycle => CodegenError::Cycle,
         e => CodegenError::Plan(e),
     })?;
-    let bufs = buffers::assign(graph, &plan, batch, opts.layout, opts.conv_workspace)?;
+    generate_planned(graph, &plan, opts)
+}
+
+/// [`generate_opts`] from the memory plan of `graph` a caller has already
+/// computed (at the plan's batch), so that a backend running beside
+/// another lays memory out from the same analysis instead of recomputing it.
+pub fn generate_planned(
+    graph: &Graph,
+    plan: &Plan,
+    opts: Options,
+) -> Result<CudaProgram, CodegenError> {
+    let batch = plan.batch as usize;
+    if batch == 0 {
+        return Err(CodegenError::EmptyBatch);
+    }
+    if plan.graph_name != graph.name || plan.order.iter().any(|&n| !graph.g.contains_node(n)) {
+        return Err(CodegenError::Unplanned {
+            name: graph.name.clone(),
+            why: "the memory plan was made for another graph".into(),
+        });
+    }
+    let (image, labels, loss, logits) = graph.training_io().map_err(CodegenError::Missing)?;
+    if !opts.forward {
+        graph
+            .find_op(|op| matches!(op, Op::SgdUpdate { .. }))
+            .ok_or(CodegenError::Missing("sgd_update"))?;
+    }
+    let bufs = buffers::assign(graph, plan, batch, opts.layout, opts.conv_workspace)?;
     let mut gen_ = Gen {
         g: graph,
         batch,

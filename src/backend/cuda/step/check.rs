@@ -20,6 +20,7 @@ use crate::backend::cuda::runtime::RuntimeError;
 use crate::backend::cuda::runtime::device::Device;
 use crate::backend::cuda::runtime::exec::CudaExec;
 use crate::backend::cuda::runtime::multi::MultiExec;
+use crate::backend::params::ParamStore;
 use crate::ir::Graph;
 use crate::rng;
 
@@ -180,23 +181,10 @@ pub fn step_parity(
 fn prepare(g: &Graph, exec: &mut impl Device) -> Result<(Vec<f32>, Vec<f32>), String> {
     let err = |e: RuntimeError| e.to_string();
     let prog = exec.program().clone();
-    for n in g.node_ids() {
-        let node = g.node(n);
-        if let (crate::ir::Op::Param { init, .. }, Some(b)) =
-            (&node.op, prog.buffer(&node_key(g, n)))
-        {
-            let mut v = vec![0f32; prog.buffers[b].elems];
-            if prog.buffers[b].kind == BufKind::Param {
-                crate::backend::cpu::exec::init_param(
-                    init,
-                    &node.name,
-                    node.device,
-                    node.ty.dims(),
-                    0,
-                    &mut v,
-                );
-            }
-            exec.upload(b, &v).map_err(err)?;
+    // The parameters every backend starts from for seed 0, velocities zero.
+    for t in &ParamStore::init(g, 0).tensors {
+        if let Some(b) = prog.buffer(&t.name) {
+            exec.upload(b, &t.values).map_err(err)?;
         }
     }
     let batch = prog.batch;
@@ -300,6 +288,8 @@ pub fn throughput(
 pub struct Profile {
     /// Milliseconds of the whole step (the sum of its launches and GEMMs).
     pub total_ms: f64,
+    /// Launches and GEMMs of a step.
+    pub launches: usize,
     /// By kernel (numbered variants together; `sgemm` for cuBLAS), most first.
     pub by_kernel: Vec<(String, f64, usize)>,
     /// By layer (the node name's first part: `conv1`, `fc6`, ...), most first.
@@ -353,6 +343,7 @@ pub fn profile(g: &Graph, exec: &mut CudaExec, steps: u64) -> Result<Profile, St
     };
     Ok(Profile {
         total_ms: ms.iter().sum(),
+        launches: exec.program().steps.len(),
         by_kernel: sorted(by_kernel),
         by_layer: sorted(by_layer),
     })

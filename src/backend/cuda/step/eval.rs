@@ -1,4 +1,4 @@
-//! Evaluation on the device for `train::cuda`: the evaluation program
+//! Evaluation on the device for [`CudaStep`](super::run::CudaStep): the evaluation program
 //! (`backend::cuda::generate::forward`: the forward part of the step, dropout off)
 //! on a [`Device`] of its own, fed the trained parameters from the host
 //! mirror before each evaluation.
@@ -19,8 +19,8 @@ use crate::backend::cpu::exec::{CpuExec, ExecError, StepStats};
 use crate::backend::cpu::kernels::softmax_xent::{softmax_xent_forward, top1_top5};
 use crate::backend::cuda::program::BufKind;
 use crate::backend::cuda::runtime::device::Device;
+use crate::backend::error::BackendError;
 use crate::ir::NodeId;
-use crate::train::run::TrainError;
 
 pub struct DeviceEval<D: Device> {
     dev: D,
@@ -34,12 +34,12 @@ pub struct DeviceEval<D: Device> {
 impl<D: Device> DeviceEval<D> {
     /// Evaluation on `dev`, which holds the evaluation program of `host`'s
     /// graph; every parameter of the program must be one of the mirror's.
-    pub fn new(host: &CpuExec, dev: D) -> Result<Self, TrainError> {
+    pub fn new(host: &CpuExec, dev: D) -> Result<Self, BackendError> {
         let prog = dev.program();
         let batch = prog.batch.max(1);
         let per = prog.buffers[prog.image].elems / batch;
         if per != host.image_len() {
-            return Err(TrainError::Cuda(format!(
+            return Err(BackendError::Program(format!(
                 "the evaluation program takes images of {per} values, the network {}",
                 host.image_len()
             )));
@@ -51,7 +51,7 @@ impl<D: Device> DeviceEval<D> {
                 continue;
             }
             let Some((_, n)) = state.iter().find(|(name, _)| *name == d.name) else {
-                return Err(TrainError::Cuda(format!(
+                return Err(BackendError::Program(format!(
                     "the evaluation program's `{}` is no parameter of the network",
                     d.name
                 )));
@@ -68,7 +68,7 @@ impl<D: Device> DeviceEval<D> {
     }
 
     /// Uploads the mirror's parameters.
-    pub fn refresh(&mut self, host: &CpuExec) -> Result<(), TrainError> {
+    pub fn refresh(&mut self, host: &CpuExec) -> Result<(), BackendError> {
         for &(n, b) in &self.params {
             self.dev.upload(b, host.value(n))?;
         }
@@ -76,10 +76,14 @@ impl<D: Device> DeviceEval<D> {
     }
 
     /// The forward pass on `labels.len()` examples, dropout off.
-    pub fn eval_batch(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats, TrainError> {
+    pub fn eval_batch(
+        &mut self,
+        images: &[f32],
+        labels: &[u32],
+    ) -> Result<StepStats, BackendError> {
         let n = labels.len();
         if images.len() != n * self.per {
-            return Err(TrainError::Config(format!(
+            return Err(BackendError::Input(format!(
                 "{} values are not {n} images of {} values",
                 images.len(),
                 self.per

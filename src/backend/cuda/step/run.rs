@@ -21,17 +21,17 @@
 //! (`netc train --backend cuda --device-augment`; the training loop feeds
 //! such a step raw batches, assembled on the calling thread).
 //!
-//! Overlap. The loop issues a step ([`StepExec::submit`]), hands over the
-//! next batch ([`StepExec::prefetch`]: staged through page-locked memory
-//! while the step runs, `backend::cuda::staging`), and only then waits for
-//! the step's loss and logits ([`StepExec::collect`]); `train_step` does
+//! Overlap. The loop issues a step ([`Step::submit`]), hands over the
+//! next batch ([`Step::prefetch`]: staged through page-locked memory
+//! while the step runs, `backend::cuda::runtime::staging`), and only then waits for
+//! the step's loss and logits ([`Step::collect`]); `Step::train_step` does
 //! the three in a row.
 //!
 //! Evaluation runs on a device of its own once [`CudaStep::eval_on_device`]
-//! has opened one (as [`open`] does): the evaluation program
+//! has opened one (as [`open`](super::open::open) does): the evaluation program
 //! (`backend::cuda::generate::forward`, the forward part, dropout off) at the step's
 //! batch, fed the weights through the mirror once per evaluation, any
-//! number of examples run in pieces of that batch (`train::cuda_eval`).
+//! number of examples run in pieces of that batch ([`eval`](super::eval)).
 //! Without it, evaluation runs on the host mirror: the CPU executor gives
 //! exactly the CPU backend's figures for the same weights.
 //!
@@ -42,29 +42,21 @@
 //! sizes and out-of-range labels are errors, checked on the host before
 //! they reach the device). Each step reads back the loss and the logits;
 //! the parameters are read back only for evaluation, checkpoints and a
-//! non-finite diagnosis, so [`StepExec::state_finite`] is `None` here.
-
-use std::panic::catch_unwind;
+//! non-finite diagnosis, so [`Step::state_finite`] is `None` here.
 
 use crate::backend::cpu::exec::{CpuExec, StepStats};
 use crate::backend::cpu::kernels::softmax_xent::top1_top5;
+use crate::backend::cuda;
 use crate::backend::cuda::generate::augment::{self, AugmentBuffers};
-use crate::backend::cuda::place::split;
 use crate::backend::cuda::program::{BufKind, CudaProgram, DType};
-use crate::backend::cuda::runtime::RuntimeError;
 use crate::backend::cuda::runtime::device::Device;
-use crate::backend::cuda::runtime::exec::CudaExec;
-use crate::backend::cuda::runtime::multi::MultiExec;
-use crate::backend::cuda::{self, nvrtc};
+use crate::backend::cuda::step::eval::DeviceEval;
+use crate::backend::error::BackendError;
+use crate::backend::input::{AugmentPlan, Draw};
+use crate::backend::layout::Layout;
+use crate::backend::step::{Batch, Feed, StateTensor, Step};
 use crate::ir::NodeId;
 use crate::rng;
-use crate::train::cuda_eval::DeviceEval;
-use crate::train::data::{Augmenter, Params, RawBatch};
-use crate::train::run::TrainError;
-use crate::train::step::{Input, StateTensor, StepExec};
-
-/// The NVRTC target: PTX for sm_80 is compiled on to newer GPUs by the driver.
-pub const ARCH: &str = "sm_80";
 
 /// The training step on a device, with a CPU executor as host mirror.
 pub struct CudaStep<D: Device> {
@@ -88,8 +80,8 @@ pub struct CudaStep<D: Device> {
     eval_stale: bool,
 }
 
-fn cuda_err(e: impl std::fmt::Display) -> TrainError {
-    TrainError::Cuda(e.to_string())
+pub(super) fn cuda_err(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Program(e.to_string())
 }
 
 impl<D: Device> CudaStep<D> {
@@ -99,9 +91,9 @@ impl<D: Device> CudaStep<D> {
     pub fn new(
         host: CpuExec,
         batch: usize,
-        open: impl FnOnce(&CudaProgram) -> Result<D, TrainError>,
-    ) -> Result<Self, TrainError> {
-        Self::build(host, batch, None, open)
+        open: impl FnOnce(&CudaProgram) -> Result<D, BackendError>,
+    ) -> Result<Self, BackendError> {
+        Self::build(host, batch, None, Layout::Planned, open)
     }
 
     /// As [`new`](Self::new), with `aug`'s augmentation on the device
@@ -110,19 +102,31 @@ impl<D: Device> CudaStep<D> {
     pub fn with_augment(
         host: CpuExec,
         batch: usize,
-        aug: &Augmenter,
-        open: impl FnOnce(&CudaProgram) -> Result<D, TrainError>,
-    ) -> Result<Self, TrainError> {
-        Self::build(host, batch, Some(aug), open)
+        aug: &AugmentPlan,
+        open: impl FnOnce(&CudaProgram) -> Result<D, BackendError>,
+    ) -> Result<Self, BackendError> {
+        Self::build(host, batch, Some(aug), Layout::Planned, open)
     }
 
-    fn build(
+    /// The step of the mirror's graph at `batch` with its buffers laid out
+    /// as `layout` says (`Separate`: `--no-plan`), augmenting on the device
+    /// with `aug` if given, on the device `open` opens for the program.
+    pub fn build(
         host: CpuExec,
         batch: usize,
-        aug: Option<&Augmenter>,
-        open: impl FnOnce(&CudaProgram) -> Result<D, TrainError>,
-    ) -> Result<Self, TrainError> {
-        let mut prog = cuda::generate(host.graph(), batch).map_err(cuda_err)?;
+        aug: Option<&AugmentPlan>,
+        layout: Layout,
+        open: impl FnOnce(&CudaProgram) -> Result<D, BackendError>,
+    ) -> Result<Self, BackendError> {
+        // The mirror's memory plan at the step's batch: planned once, and
+        // the program generated from it.
+        let mut host = host;
+        let plan = host.plan_at(batch)?.clone();
+        let opts = cuda::Options {
+            layout,
+            ..Default::default()
+        };
+        let mut prog = cuda::generate_planned(host.graph(), &plan, opts).map_err(cuda_err)?;
         let augment = match aug {
             Some(a) => Some(augment::attach(&mut prog, a).map_err(cuda_err)?),
             None => None,
@@ -150,7 +154,7 @@ impl<D: Device> CudaStep<D> {
             )));
         }
         if let (Some(a), Some(b)) = (aug, &augment) {
-            dev.upload(b.mean, a.mean())?;
+            dev.upload(b.mean, &a.mean)?;
         }
         let classes = prog.buffers[prog.logits].elems / prog.batch.max(1);
         Ok(CudaStep {
@@ -181,8 +185,8 @@ impl<D: Device> CudaStep<D> {
     /// for it with `open`. On an error, evaluation stays on the mirror.
     pub fn eval_on_device(
         &mut self,
-        open: impl FnOnce(&CudaProgram) -> Result<D, TrainError>,
-    ) -> Result<(), TrainError> {
+        open: impl FnOnce(&CudaProgram) -> Result<D, BackendError>,
+    ) -> Result<(), BackendError> {
         let prog = cuda::generate::forward::generate(self.host.graph(), self.dev.program().batch)
             .map_err(cuda_err)?;
         let dev = open(&prog)?;
@@ -197,7 +201,7 @@ impl<D: Device> CudaStep<D> {
     }
 
     /// Copies the device's parameters and velocities into the mirror.
-    fn sync_host(&mut self) -> Result<(), TrainError> {
+    fn sync_host(&mut self) -> Result<(), BackendError> {
         if !self.stale {
             return Ok(());
         }
@@ -224,11 +228,11 @@ impl<D: Device> CudaStep<D> {
     pub fn train_step_bytes(
         &mut self,
         images: &[u8],
-        params: &[Params],
+        params: &[Draw],
         labels: &[u32],
         lr: f64,
         step: u64,
-    ) -> Result<StepStats, TrainError> {
+    ) -> Result<StepStats, BackendError> {
         self.stage_raw(images, params, labels)?;
         self.issue(lr, step)?;
         self.finish()
@@ -238,17 +242,17 @@ impl<D: Device> CudaStep<D> {
     fn stage_raw(
         &mut self,
         images: &[u8],
-        params: &[Params],
+        params: &[Draw],
         labels: &[u32],
-    ) -> Result<(), TrainError> {
+    ) -> Result<(), BackendError> {
         let Some(a) = self.augment else {
-            return Err(TrainError::Config(
+            return Err(BackendError::Input(
                 "this CUDA step does not augment on the device".into(),
             ));
         };
         let d = a.dims;
         if images.len() != d.in_bytes() || params.len() != d.batch {
-            return Err(TrainError::Config(format!(
+            return Err(BackendError::Input(format!(
                 "the CUDA program augments batches of {} images of {} bytes, not {} bytes with {} draws",
                 d.batch,
                 d.c * d.h * d.w,
@@ -270,16 +274,16 @@ impl<D: Device> CudaStep<D> {
     }
 
     /// Stages a host-augmented batch (checked) for the next step.
-    fn stage_host(&mut self, images: &[f32], labels: &[u32]) -> Result<(), TrainError> {
+    fn stage_host(&mut self, images: &[f32], labels: &[u32]) -> Result<(), BackendError> {
         if self.augment.is_some() {
-            return Err(TrainError::Config(
+            return Err(BackendError::Input(
                 "this CUDA step augments on the device: it takes raw batches".into(),
             ));
         }
         let prog = self.dev.program();
         let (batch, image) = (prog.batch, prog.image);
         if labels.len() != batch || images.len() != batch * self.host.image_len() {
-            return Err(TrainError::Config(format!(
+            return Err(BackendError::Input(format!(
                 "the CUDA program trains batches of {batch}, not {} images of {} values",
                 labels.len(),
                 images.len() / labels.len().max(1)
@@ -290,7 +294,7 @@ impl<D: Device> CudaStep<D> {
         self.stage_labels(labels)
     }
 
-    fn stage_labels(&mut self, labels: &[u32]) -> Result<(), TrainError> {
+    fn stage_labels(&mut self, labels: &[u32]) -> Result<(), BackendError> {
         self.bits.clear();
         self.bits.extend(labels.iter().map(|&l| f32::from_bits(l)));
         let b = self.dev.program().labels;
@@ -300,10 +304,10 @@ impl<D: Device> CudaStep<D> {
     }
 
     /// Checks a batch's labels against the program's batch and classes.
-    fn check_labels(&self, labels: &[u32]) -> Result<(), TrainError> {
+    fn check_labels(&self, labels: &[u32]) -> Result<(), BackendError> {
         let batch = self.dev.program().batch;
         if labels.len() != batch {
-            return Err(TrainError::Config(format!(
+            return Err(BackendError::Input(format!(
                 "the CUDA program trains batches of {batch}, not {}",
                 labels.len()
             )));
@@ -320,9 +324,9 @@ impl<D: Device> CudaStep<D> {
 
     /// Issues the step on the staged inputs, without waiting for it. A step
     /// still running is collected first (its figures are dropped).
-    fn issue(&mut self, lr: f64, step: u64) -> Result<(), TrainError> {
+    fn issue(&mut self, lr: f64, step: u64) -> Result<(), BackendError> {
         let Some(labels) = self.staged.take() else {
-            return Err(TrainError::Config(
+            return Err(BackendError::Input(
                 "no inputs are staged for the step".into(),
             ));
         };
@@ -337,9 +341,9 @@ impl<D: Device> CudaStep<D> {
     }
 
     /// Waits for the issued step, reads back the loss and the logits.
-    fn finish(&mut self) -> Result<StepStats, TrainError> {
+    fn finish(&mut self) -> Result<StepStats, BackendError> {
         let Some(labels) = self.running.take() else {
-            return Err(TrainError::Config("no training step is running".into()));
+            return Err(BackendError::Input("no training step is running".into()));
         };
         let prog = self.dev.program();
         let (batch, loss, logits) = (prog.batch, prog.loss, prog.logits);
@@ -358,53 +362,43 @@ impl<D: Device> CudaStep<D> {
         })
     }
 
-    fn stage(&mut self, input: Input<'_>) -> Result<(), TrainError> {
-        match input {
-            Input::Host { images, labels } => self.stage_host(images, labels),
-            Input::Raw(b) => self.stage_raw(&b.images, &b.params, &b.labels),
+    fn stage(&mut self, batch: Batch<'_>) -> Result<(), BackendError> {
+        match batch {
+            Batch::Host { images, labels } => self.stage_host(images, labels),
+            Batch::Raw(b) => self.stage_raw(&b.images, &b.params, &b.labels),
         }
     }
 }
 
-impl<D: Device> StepExec for CudaStep<D> {
+impl<D: Device> Step for CudaStep<D> {
     fn image_len(&self) -> usize {
         self.host.image_len()
     }
 
-    fn train_step(
-        &mut self,
-        images: &[f32],
-        labels: &[u32],
-        lr: f64,
-        step: u64,
-    ) -> Result<StepStats, TrainError> {
-        self.stage_host(images, labels)?;
-        self.issue(lr, step)?;
-        self.finish()
-    }
-
-    fn submit(
-        &mut self,
-        input: Input<'_>,
-        lr: f64,
-        step: u64,
-    ) -> Result<Option<StepStats>, TrainError> {
-        if self.staged.is_none() {
-            self.stage(input)?;
+    fn feed(&self) -> Feed {
+        if self.augment.is_some() {
+            Feed::Raw
+        } else {
+            Feed::Host
         }
-        self.issue(lr, step)?;
-        Ok(None)
     }
 
-    fn prefetch(&mut self, input: Input<'_>) -> Result<(), TrainError> {
-        self.stage(input)
+    fn submit(&mut self, batch: Batch<'_>, lr: f64, step: u64) -> Result<(), BackendError> {
+        if self.staged.is_none() {
+            self.stage(batch)?;
+        }
+        self.issue(lr, step)
     }
 
-    fn collect(&mut self) -> Result<StepStats, TrainError> {
+    fn prefetch(&mut self, batch: Batch<'_>) -> Result<(), BackendError> {
+        self.stage(batch)
+    }
+
+    fn collect(&mut self) -> Result<StepStats, BackendError> {
         self.finish()
     }
 
-    fn eval_batch(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats, TrainError> {
+    fn eval_batch(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats, BackendError> {
         self.sync_host()?;
         if let Some(e) = self.eval.as_mut() {
             if self.eval_stale {
@@ -423,15 +417,15 @@ impl<D: Device> StepExec for CudaStep<D> {
         }
     }
 
-    fn state(&mut self) -> Result<Vec<StateTensor<'_>>, TrainError> {
+    fn state(&mut self) -> Result<Vec<StateTensor<'_>>, BackendError> {
         self.sync_host()?;
-        StepExec::state(&mut self.host)
+        Step::state(&mut self.host)
     }
 
-    fn set_state(&mut self, name: &str, values: &[f32]) -> Result<(), TrainError> {
+    fn set_state(&mut self, name: &str, values: &[f32]) -> Result<(), BackendError> {
         self.sync_host()?;
         let Some(&(_, _, b)) = self.state.iter().find(|s| s.0 == name) else {
-            return Err(TrainError::Config(format!(
+            return Err(BackendError::Input(format!(
                 "the network has no parameter `{name}`"
             )));
         };
@@ -445,20 +439,7 @@ impl<D: Device> StepExec for CudaStep<D> {
         None
     }
 
-    fn augments(&self) -> bool {
-        self.augment.is_some()
-    }
-
-    fn train_step_raw(
-        &mut self,
-        batch: &RawBatch,
-        lr: f64,
-        step: u64,
-    ) -> Result<StepStats, TrainError> {
-        CudaStep::train_step_bytes(self, &batch.images, &batch.params, &batch.labels, lr, step)
-    }
-
-    fn first_non_finite(&mut self) -> Result<Option<String>, TrainError> {
+    fn first_non_finite(&mut self) -> Result<Option<String>, BackendError> {
         let prog = self.dev.program().clone();
         for (b, d) in prog.buffers.iter().enumerate() {
             let wanted = matches!(d.kind, BufKind::Value | BufKind::Param | BufKind::Velocity);
@@ -472,108 +453,4 @@ impl<D: Device> StepExec for CudaStep<D> {
         }
         Ok(None)
     }
-}
-
-/// Whether a shared library can be loaded (the loader's panic caught).
-fn loadable(f: unsafe fn() -> bool) -> bool {
-    // SAFETY: the probes only try to load a shared library by name.
-    catch_unwind(|| unsafe { f() }).unwrap_or(false)
-}
-
-/// Checks that the libraries GPU training needs can be loaded, naming the
-/// first one missing; the device itself is found when the step is loaded.
-pub fn probe() -> Result<(), TrainError> {
-    let missing = |what: &str| {
-        Err(TrainError::Cuda(format!(
-            "`--backend cuda` cannot run here: {what}; use `--backend cpu`"
-        )))
-    };
-    if !loadable(cudarc::driver::sys::is_culib_present) {
-        return missing(
-            "the CUDA driver library (libcuda.so) cannot be loaded (no NVIDIA driver is installed, or it is not on the library path)",
-        );
-    }
-    if !loadable(cudarc::cublas::sys::is_culib_present) {
-        return missing(
-            "cuBLAS (libcublas.so) cannot be loaded (install the CUDA toolkit's cuBLAS, e.g. `nvidia-cublas`, and add its `lib` folder to `LD_LIBRARY_PATH`)",
-        );
-    }
-    if !nvrtc::available() {
-        return missing(&nvrtc::NvrtcError::Unavailable.to_string());
-    }
-    Ok(())
-}
-
-/// A runtime error as training reports it: no device names the way out.
-fn no_device(e: RuntimeError) -> TrainError {
-    match e {
-        RuntimeError::NoDevice(why) => TrainError::Cuda(format!(
-            "`--backend cuda` cannot run here: no usable CUDA device ({why}); use `--backend cpu`"
-        )),
-        e => e.into(),
-    }
-}
-
-/// `step`, evaluating on the host (with a note) if its evaluation program
-/// could not be opened.
-fn or_on_host<D: Device>(step: CudaStep<D>, eval: Result<(), TrainError>) -> CudaStep<D> {
-    if let Err(e) = eval {
-        eprintln!(
-            "note: evaluating on the host: the evaluation program cannot run on the GPU: {e}"
-        );
-    }
-    step
-}
-
-/// The training step of `host`'s graph at `batch` on GPU 0: generated,
-/// compiled by NVRTC for [`ARCH`], loaded, parameters uploaded; with
-/// `aug`, augmenting on the device ([`CudaStep::with_augment`]); replayed
-/// as a CUDA graph after the warm-up steps if `graph`. Evaluation runs on
-/// the GPU too ([`CudaStep::eval_on_device`]); if its program cannot be
-/// loaded (say, for want of memory), on the host, with a note on stderr.
-pub fn open(
-    host: CpuExec,
-    batch: usize,
-    aug: Option<&Augmenter>,
-    graph: bool,
-) -> Result<CudaStep<CudaExec>, TrainError> {
-    probe()?;
-    let load = |prog: &CudaProgram| {
-        let ptx = nvrtc::compile(&prog.source, ARCH).map_err(cuda_err)?;
-        let mut exec = CudaExec::new(prog.clone(), ptx).map_err(no_device)?;
-        exec.set_graph(graph);
-        Ok(exec)
-    };
-    let mut step = CudaStep::build(host, batch, aug, load)?;
-    let eval = step.eval_on_device(load);
-    Ok(or_on_host(step, eval))
-}
-
-/// The training step of `host`'s graph at `batch` placed on the GPUs
-/// `gpus` (`backend::cuda::place::split`, the paper's layout: one GPU, or tower
-/// `i` on `gpus[i]` with the inputs, loss and logits on `gpus[0]`; a GPU
-/// may be listed twice, its towers then run on two streams), compiled by
-/// NVRTC for [`ARCH`], loaded on each GPU ([`MultiExec`]), parameters
-/// uploaded to their tower's device. Evaluation runs on the first GPU (the
-/// evaluation program, unplaced), or on the host if it cannot be loaded.
-pub fn open_placed(
-    host: CpuExec,
-    batch: usize,
-    aug: Option<&Augmenter>,
-    gpus: &[usize],
-) -> Result<CudaStep<MultiExec>, TrainError> {
-    probe()?;
-    let mut step = CudaStep::build(host, batch, aug, |prog| {
-        let at = split::Placement::towers(prog, gpus.len()).map_err(cuda_err)?;
-        let placed = split::place(prog, &at).map_err(cuda_err)?;
-        let ptx = nvrtc::compile(&placed.source, ARCH).map_err(cuda_err)?;
-        MultiExec::new(placed, ptx, gpus).map_err(no_device)
-    })?;
-    // Evaluation: the forward program, unplaced, on the first listed GPU.
-    let first = &gpus[..gpus.len().min(1)];
-    let eval = step.eval_on_device(|prog| {
-        let ptx = nvrtc::compile(&prog.source, ARCH).map_err(cuda_err)?;
-        MultiExec::new(prog.clone(), ptx, first).map_err(no_device)
-    });
-    Ok(or_on_host(step, eval))
 }

@@ -1,0 +1,315 @@
+//! The `netc` command line's argument definitions (clap), one struct per
+//! command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "netc",
+    version,
+    about = "A compiler and runtime for convolutional networks described in .net files"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Check a network and print its architecture table (or another form).
+    Compile(CompileArgs),
+
+    /// Report errors and warnings only.
+    Check(CheckArgs),
+
+    /// Train a network on Fashion-MNIST (the embedded subset when nothing is installed).
+    Train(TrainArgs),
+
+    /// Evaluate the weights of a checkpoint on the test set (top-1 and top-5 error).
+    Eval(EvalArgs),
+
+    /// Time training steps on synthetic data (images/s), for comparison with a peer.
+    Bench(BenchArgs),
+
+    /// Write ablation variants of a network (each one change, or as a spec lists them).
+    Ablate(AblateArgs),
+
+    /// Train every variant of a sweep spec and write a comparison table and plot.
+    Sweep(SweepArgs),
+
+    /// On a machine with a GPU: one training step on the GPU against the CPU
+    /// executor, then GPU training throughput on synthetic data.
+    #[command(hide = true)]
+    CudaCheck(CudaCheckArgs),
+
+    /// Rewrite a file in canonical form.
+    Fmt(FmtArgs),
+}
+
+/// `netc compile`'s arguments.
+#[derive(Args)]
+pub struct CompileArgs {
+    /// The .net file.
+    pub file: PathBuf,
+    /// What to print: the architecture table, the IR text, YAML, Graphviz dot, or the
+    /// training step's memory plan.
+    #[arg(long, value_enum, default_value_t = Emit::Table)]
+    pub emit: Emit,
+    /// Write the output here instead of standard output (with `--target
+    /// cuda`: the directory that receives netc.cu, launch.txt, netc.ptx).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// `cpu`: check and print; `cuda`: generate the training step's CUDA code.
+    #[arg(long, value_enum, default_value_t = Target::Cpu)]
+    pub target: Target,
+    /// Batch size for `--emit memplan` and for code generated with
+    /// `--target cuda` (default: the file's `train.batch`).
+    #[arg(long)]
+    pub batch: Option<u64>,
+    /// Where `--emit memplan` writes its picture (default: `memplan.svg` beside the output).
+    #[arg(long)]
+    pub picture: Option<PathBuf>,
+    /// Graph passes to run first, in order: `autodiff`, `fuse` or one fusion rewrite
+    /// (`conv+relu`, `dense+relu+dropout`, `dense+relu`, `lrn+maxpool`, `grad_chain`).
+    /// Default: none (`autodiff,fuse`, the step `netc train` runs, for `--emit memplan`).
+    #[arg(long, value_name = "PASS,...")]
+    pub passes: Option<String>,
+    /// Print the IR text after this pass (one of those that run) to standard error.
+    #[arg(long, value_name = "PASS")]
+    pub dump_after: Option<String>,
+    /// Print each pass's time, node counts and what fired to standard error.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// With `--target cuda`: generate the unfused training step (the
+    /// default is the step after the fusion pass).
+    #[arg(long)]
+    pub no_fuse: bool,
+    /// With `--target cuda`: place the step on these GPUs, one or one per
+    /// tower (`0,1`: tower 0 and the inputs on GPU 0, tower 1 on GPU 1).
+    #[arg(long, value_name = "GPU,...")]
+    pub devices: Option<String>,
+}
+
+/// `netc check`'s arguments.
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The .net file.
+    pub file: PathBuf,
+}
+
+/// `netc train`'s arguments.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// The .net file.
+    pub file: PathBuf,
+    /// A directory holding the Fashion-MNIST IDX files.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Override `train.epochs`.
+    #[arg(long)]
+    pub epochs: Option<u64>,
+    /// Override `train.batch`.
+    #[arg(long)]
+    pub batch: Option<u64>,
+    /// Override `train.seed`.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop each epoch after this many steps.
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Where metrics, the learning-curve plot and the checkpoint are written.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Continue exactly where this checkpoint stopped.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Also checkpoint every this many steps (always at the end of an epoch).
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Checkpoint and stop after this many steps in total.
+    #[arg(long)]
+    pub stop_after: Option<u64>,
+    /// Where the training step runs: `cpu`, or `cuda` (GPU 0; data,
+    /// augmentation, evaluation and checkpoints stay on the host).
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    pub backend: Backend,
+    /// With `--backend cuda`: crop, mirror, light and normalise the
+    /// training batches on the GPU (same crops; raw bytes uploaded).
+    #[arg(long)]
+    pub device_augment: bool,
+    /// Train the unfused step (same results, one op per layer).
+    #[arg(long)]
+    pub no_fuse: bool,
+    /// Give every buffer its own allocation instead of executing from
+    /// the memory plan (same results, more memory).
+    #[arg(long)]
+    pub no_plan: bool,
+    /// With `--backend cuda`: issue every launch of every step instead
+    /// of replaying the step captured once as a CUDA graph.
+    #[arg(long)]
+    pub no_graph: bool,
+    /// With `--backend cuda`: the GPUs, one or one per tower (`0,1`:
+    /// each tower on its own GPU, cross-tower values copied between
+    /// them; `0,0`: both towers on GPU 0, on two streams).
+    #[arg(long, value_name = "GPU,...")]
+    pub devices: Option<String>,
+}
+
+/// `netc eval`'s arguments.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The .net file.
+    pub file: PathBuf,
+    /// A checkpoint written by `netc train`.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// A directory holding the Fashion-MNIST IDX files.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Where the forward passes run: `cpu`, or `cuda` (GPU 0).
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    pub backend: Backend,
+}
+
+/// `netc bench`'s arguments.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// The .net file.
+    pub file: PathBuf,
+    /// Batch size (default: the file's `train.batch`).
+    #[arg(long)]
+    pub batch: Option<u64>,
+    /// Timed steps (after two warm-up steps).
+    #[arg(long, default_value_t = 20)]
+    pub steps: u64,
+    /// Run the unfused training step (to measure what fusion gains).
+    #[arg(long)]
+    pub no_fuse: bool,
+    /// Give every buffer its own allocation instead of executing from
+    /// the memory plan (to measure what the plan gains).
+    #[arg(long)]
+    pub no_plan: bool,
+    /// Also print the time spent in each kind of op over the timed steps.
+    #[arg(long)]
+    pub profile: bool,
+}
+
+/// `netc ablate`'s arguments.
+#[derive(Args)]
+pub struct AblateArgs {
+    /// The parent .net file.
+    pub file: PathBuf,
+    /// Every LRN layer removed.
+    #[arg(long)]
+    pub no_lrn: bool,
+    /// Every overlapping max pool made 2×2, stride 2.
+    #[arg(long)]
+    pub non_overlapping_pool: bool,
+    /// The towers merged into one stack with the full channel counts.
+    #[arg(long)]
+    pub one_tower: bool,
+    /// Every dropout layer removed.
+    #[arg(long)]
+    pub no_dropout: bool,
+    /// Random crops, mirroring and PCA lighting off.
+    #[arg(long)]
+    pub no_augmentation: bool,
+    /// One hyperparameter, e.g. `conv1.filters=64` or `train.sgd.lr=0.02`
+    /// (repeatable; all `--set`s make one variant).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub sets: Vec<String>,
+    /// A YAML spec of variants (combinations of changes) instead of flags.
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// Where the variants are written.
+    #[arg(short, long, default_value = "variants")]
+    pub output: PathBuf,
+}
+
+/// `netc sweep`'s arguments.
+#[derive(Args)]
+pub struct SweepArgs {
+    /// The YAML spec.
+    pub spec: PathBuf,
+}
+
+/// `netc cuda-check`'s arguments.
+#[derive(Args)]
+pub struct CudaCheckArgs {
+    /// The .net file.
+    pub file: PathBuf,
+    #[arg(long, default_value_t = 32)]
+    pub batch: u64,
+    /// Timed steps (0: parity only).
+    #[arg(long, default_value_t = 0)]
+    pub steps: u64,
+    /// The NVRTC target architecture (`sm_80`, `sm_90`, `sm_100`; default:
+    /// the backend's, PTX the driver compiles on to newer GPUs).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Check the unfused training step (the default is the fused one).
+    #[arg(long)]
+    pub no_fuse: bool,
+    /// Give every buffer its own memory instead of the memory plan's
+    /// layout, so every value of the step is compared.
+    #[arg(long)]
+    pub separate: bool,
+    /// Issue every launch of every step instead of replaying the step
+    /// captured as a CUDA graph.
+    #[arg(long)]
+    pub no_graph: bool,
+    /// Throughput: stage each step's batch and labels through
+    /// page-locked memory, as training does (by default the batch
+    /// stays on the device, as in the PyTorch peer).
+    #[arg(long)]
+    pub stage: bool,
+    /// With `--steps`: also time every launch and GEMM of a step and
+    /// print where the time goes, by kernel and by layer.
+    #[arg(long)]
+    pub profile: bool,
+    /// MiB each convolution's im2col and GEMM-output scratch may take
+    /// (the batch runs in chunks of images that fit).
+    #[arg(long, default_value_t = 64)]
+    pub workspace_mib: u64,
+    /// Place the step on these GPUs, one or one per tower.
+    #[arg(long, value_name = "GPU,...")]
+    pub devices: Option<String>,
+}
+
+/// `netc fmt`'s arguments.
+#[derive(Args)]
+pub struct FmtArgs {
+    /// The .net files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Do not write; exit 1 if a file is not in canonical form.
+    #[arg(long)]
+    pub check: bool,
+    /// Print the result instead of rewriting the file.
+    #[arg(long, conflicts_with = "check")]
+    pub stdout: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Backend {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Target {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Emit {
+    Table,
+    Ir,
+    Yaml,
+    Dot,
+    /// The training step's memory plan (and an SVG picture of it).
+    Memplan,
+}

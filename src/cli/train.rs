@@ -1,0 +1,89 @@
+//! `netc train` and `netc eval`: the command line's choice of backend,
+//! built once ([`BackendConfig`]), checked before any data is loaded, and
+//! handed to the training loop.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use netc::backend::config::{BackendConfig, BackendFlags, BackendKind};
+use netc::backend::open;
+use netc::train::run::{TrainOptions, eval_weights_with, train_with};
+
+use super::args::{Backend, EvalArgs, TrainArgs};
+use super::{gpu_list, load};
+
+fn kind(b: Backend) -> BackendKind {
+    match b {
+        Backend::Cpu => BackendKind::Cpu,
+        Backend::Cuda => BackendKind::Cuda,
+    }
+}
+
+/// `netc train`.
+pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
+    let (c, _) = load(&a.file)?;
+    let backend = BackendConfig::from_flags(&BackendFlags {
+        backend: kind(a.backend),
+        no_plan: a.no_plan,
+        no_graph: a.no_graph,
+        device_augment: a.device_augment,
+        devices: gpu_list(a.devices.as_deref(), &c)?,
+        towers: c.module.graph.towers as usize,
+    })
+    .map_err(|e| format!("error: {e}"))?;
+    // Before the data is loaded: a missing library fails at once.
+    open::probe(&backend).map_err(|e| format!("error: {e}"))?;
+    // Ctrl-C: finish the step in flight, checkpoint, exit cleanly.
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let opts = TrainOptions {
+        data: a.data,
+        epochs: a.epochs,
+        batch: a.batch,
+        seed: a.seed,
+        max_steps: a.max_steps,
+        out_dir: a.out,
+        quiet: false,
+        resume: a.resume,
+        checkpoint_every: a.checkpoint_every,
+        stop_after: a.stop_after,
+        interrupt: Some(interrupt),
+        no_fuse: a.no_fuse,
+        layout: backend.layout(),
+    };
+    train_with(&c.module, &opts, |cpu, cfg, aug| {
+        open::open(&backend, cpu, cfg.batch as usize, aug)
+    })
+    .map_err(|e| format!("error: {e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `netc eval`.
+pub fn eval(a: EvalArgs) -> Result<ExitCode, String> {
+    let (c, _) = load(&a.file)?;
+    let backend = BackendConfig::from_flags(&BackendFlags {
+        backend: kind(a.backend),
+        towers: c.module.graph.towers as usize,
+        ..Default::default()
+    })
+    .map_err(|e| format!("error: {e}"))?;
+    open::probe(&backend).map_err(|e| format!("error: {e}"))?;
+    let opts = TrainOptions {
+        data: a.data,
+        ..Default::default()
+    };
+    let r = eval_weights_with(&c.module, &a.weights, &opts, |cpu, cfg, aug| {
+        open::open(&backend, cpu, cfg.batch as usize, aug)
+    })
+    .map_err(|e| format!("error: {e}"))?;
+    println!(
+        "{} images: top-1 error {:.2}%, top-5 error {:.2}%, loss {:.4}",
+        r.images,
+        100.0 * r.top1_error,
+        100.0 * r.top5_error,
+        r.loss
+    );
+    Ok(ExitCode::SUCCESS)
+}

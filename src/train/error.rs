@@ -1,0 +1,50 @@
+//! The training side's error type.
+
+use std::path::PathBuf;
+
+use crate::backend::cpu::exec::ExecError;
+use crate::backend::error::BackendError;
+use crate::passes::autodiff::AutodiffError;
+use crate::train::checkpoint::CheckpointError;
+use crate::train::data::DataError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Autodiff(#[from] AutodiffError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Fuse(#[from] crate::passes::fuse::FuseError),
+    #[error(transparent)]
+    Passes(#[from] crate::passes::pipeline::PipelineError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(
+        "the loss became {value} at step {step}; the first non-finite value is in `{layer}` (the last good checkpoint is kept)"
+    )]
+    NonFinite {
+        value: f64,
+        step: u64,
+        layer: String,
+    },
+    #[error(
+        "a parameter became non-finite by step {step}; the first non-finite value is in `{layer}` (the last good checkpoint is kept)"
+    )]
+    NonFiniteState { step: u64, layer: String },
+    #[error("cannot write `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl From<ExecError> for TrainError {
+    fn from(e: ExecError) -> Self {
+        TrainError::Backend(BackendError::Exec(e))
+    }
+}

@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 
 use super::codegen::CodegenError;
-use super::program::{BufKind, BufferDecl, DType, REGION_ALIGN, Region, SCALAR_WORDS};
+use super::program::{BufKind, BufferDecl, DType, NodeRef, REGION_ALIGN, Region, SCALAR_WORDS};
 use crate::ir::{Graph, InputKind, NodeId, Op, ParamRole, Ty};
 pub use crate::passes::memplan::Side;
 use crate::passes::memplan::{self, Plan};
@@ -69,8 +69,17 @@ pub fn elems(ty: &Ty, batch: usize) -> usize {
 
 /// `name@device`: how buffers, kernels' comments and the manifest name a node.
 pub fn node_key(g: &Graph, n: NodeId) -> String {
+    node_ref(g, n).key()
+}
+
+/// Node `n` as the program names it.
+pub fn node_ref(g: &Graph, n: NodeId) -> NodeRef {
     let node = g.node(n);
-    format!("{}@{}", node.name, node.device)
+    NodeRef {
+        name: node.name.clone(),
+        layer: node.layer.clone(),
+        device: node.device,
+    }
 }
 
 fn round(n: u64, to: u64) -> u64 {
@@ -82,6 +91,7 @@ fn round(n: u64, to: u64) -> u64 {
 fn decl(
     b: &memplan::Buffer,
     name: String,
+    node: NodeRef,
     dtype: DType,
     elems: usize,
     kind: BufKind,
@@ -95,6 +105,7 @@ fn decl(
     }
     Ok(BufferDecl {
         name,
+        node: Some(node),
         dtype,
         elems,
         kind,
@@ -155,7 +166,9 @@ pub fn assign(
                 .ok_or_else(|| unplanned(name.into(), "the plan has no arena for its device"))
         };
         let r = arena(pb, &key)?;
-        b.decls.push(decl(pb, key.clone(), dtype, size, kind, r)?);
+        let owner = node_ref(g, n);
+        b.decls
+            .push(decl(pb, key.clone(), owner.clone(), dtype, size, kind, r)?);
         b.node.insert(n, b.decls.len() - 1);
         for &s in Side::of(&node.op) {
             let name = format!("{key}.{}", s.suffix());
@@ -168,7 +181,8 @@ pub fn assign(
                 DType::F32
             };
             let (len, r) = ((pb.size / 4) as usize, arena(pb, &name)?);
-            b.decls.push(decl(pb, name, dtype, len, BufKind::Side, r)?);
+            b.decls
+                .push(decl(pb, name, owner.clone(), dtype, len, BufKind::Side, r)?);
             b.side.insert((n, s), b.decls.len() - 1);
         }
         let ins = g.inputs(n);
@@ -207,6 +221,7 @@ pub fn assign(
     for (a, size) in plan.arenas.iter().zip(sizes) {
         b.regions.push(Region {
             name: a.device.to_string(),
+            arena: Some(a.device),
             base,
             size,
             planned: true,
@@ -227,6 +242,7 @@ pub fn assign(
         }
         b.decls.push(BufferDecl {
             name: name.into(),
+            node: None,
             dtype: DType::F32,
             elems: len,
             kind: BufKind::Scratch,
@@ -240,6 +256,7 @@ pub fn assign(
     }
     b.decls.push(BufferDecl {
         name: "step.scalars".into(),
+        node: None,
         dtype: DType::U32,
         elems: SCALAR_WORDS,
         kind: BufKind::Scalars,
@@ -252,6 +269,7 @@ pub fn assign(
     top = round(top.saturating_add(SCALAR_WORDS as u64 * 4), REGION_ALIGN);
     b.regions.push(Region {
         name: "workspace".into(),
+        arena: None,
         base,
         size: top,
         planned: false,

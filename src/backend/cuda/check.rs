@@ -297,7 +297,8 @@ pub struct Profile {
     pub total_ms: f64,
     /// By kernel (numbered variants together; `sgemm` for cuBLAS), most first.
     pub by_kernel: Vec<(String, f64, usize)>,
-    /// By layer (the node name's first part: `conv1`, `fc6`, ...), most first.
+    /// By layer (the `.net` binding of the node whose turn runs the step:
+    /// `conv1`, `fc6`, ...), most first.
     pub by_layer: Vec<(String, f64, usize)>,
 }
 
@@ -330,7 +331,10 @@ pub fn profile(g: &Graph, exec: &mut CudaExec, steps: u64) -> Result<Profile, St
             super::program::Step::Gemm(gm) => ("sgemm".to_string(), gm.node.as_str()),
             super::program::Step::Copy { node, .. } => ("copy".to_string(), node.as_str()),
         };
-        let layer = node.split(['/', '@']).next().unwrap_or(node).to_string();
+        let layer = prog
+            .order
+            .get(st.pos())
+            .map_or_else(|| node.to_string(), |n| n.layer.clone());
         for (map, key) in [(&mut by_kernel, kernel), (&mut by_layer, layer)] {
             let e = map.entry(key).or_default();
             e.0 += t;

@@ -57,6 +57,8 @@ pub enum ExecError {
     BadLabel { label: u32, classes: u64 },
     #[error("`{0}` has no forward node")]
     Orphan(String),
+    #[error("`{0}` applies the mask of a dropout the graph lacks")]
+    NoMask(String),
     #[error("cannot plan the step's memory: {0}")]
     Plan(#[from] MemplanError),
     #[error("internal error: {0}")]
@@ -263,12 +265,9 @@ impl<T: Float> CpuExec<T> {
             if node.op.is_layer_grad()
                 || matches!(node.op, Op::LrnGrad { .. } | Op::MaxPoolGrad { .. })
             {
-                let base = node
-                    .name
-                    .rsplit_once('.')
-                    .map_or(node.name.as_str(), |(b, _)| b);
-                let f = graph
-                    .find(base, node.device)
+                let f = node
+                    .forward
+                    .filter(|f| graph.get(*f).is_some())
                     .ok_or_else(|| ExecError::Orphan(node.name.clone()))?;
                 fwd_of.insert(n, f);
             }

@@ -22,7 +22,8 @@
 //! gradient its forward node); a node removed is recorded by no node
 //! kept; nodes keep their tower; no node is fused across towers. A value
 //! with a second user is never fused into its consumer (it must still
-//! exist).
+//! exist), nor a ReLU or dropout whose gradient `grad_chain` already
+//! folded (when it ran first).
 //!
 //! [`Node::forward`]: crate::ir::Node::forward
 //!
@@ -177,6 +178,13 @@ fn dx_of(g: &Graph, f: NodeId) -> Option<NodeId> {
         .map(|(n, ())| n)
 }
 
+/// Whether gradient `n` is the unfused `relu_grad` or `dropout_grad`
+/// autodiff made (not yet folded into a `grad_chain`, which the ReLU and
+/// dropout rewrites do not unpick).
+fn plain(g: &Graph, n: NodeId) -> bool {
+    matches!(g.node(n).op, Op::ReluGrad | Op::DropoutGrad { .. })
+}
+
 /// Moves every use of `old` to `new` (same ports), except uses by `keep`.
 fn replace_uses(g: &mut Graph, old: NodeId, new: NodeId, keep: &[NodeId]) {
     let edges: Vec<_> =
@@ -264,6 +272,9 @@ fn conv_relu(g: &mut Graph, c: NodeId) -> Result<Option<&'static str>, FuseError
         return Ok(None);
     };
     let rg = dx_of(g, r);
+    if rg.is_some_and(|rg| !plain(g, rg)) {
+        return Ok(None);
+    }
     let grads = match rg {
         Some(rg) => match layer_grads(g, c, Some(rg)) {
             Some((dx, dw, db)) => {
@@ -338,6 +349,9 @@ fn dense_relu(
     }
     let last = dropout.map_or(r, |(p, _)| p);
     let pg = dropout.and_then(|(p, _)| dx_of(g, p));
+    if [rg, pg].into_iter().flatten().any(|n| !plain(g, n)) {
+        return Ok(None);
+    }
     if rg.is_some() != pg.is_some() && dropout.is_some() {
         return Ok(None);
     }

@@ -77,13 +77,10 @@ pub enum VerifyError {
         relation: Relation,
         target: NodeId,
     },
-    #[error(
-        "`{name}` (a `{op}`) names `{target_name}`, a `{target_op}`, as its {relation}; it needs {want}"
-    )]
+    #[error("`{name}` names `{target_name}`, a `{target_op}`, as its {relation}; it needs {want}")]
     WrongKind {
         node: NodeId,
         name: String,
-        op: &'static str,
         relation: Relation,
         target: NodeId,
         target_name: String,
@@ -332,7 +329,6 @@ fn relations(
     let wrong = |relation: Relation, t: NodeId, want: &'static str| VerifyError::WrongKind {
         node: n,
         name: name.clone(),
-        op,
         relation,
         target: t,
         target_name: g.node(t).name.clone(),

@@ -180,6 +180,7 @@ impl Gen<'_> {
             device: dev,
             ty,
             span: Span::new(at, at + 1),
+            forward: None,
         })
     }
 

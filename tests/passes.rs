@@ -9,7 +9,8 @@ mod common;
 
 use netc::backend::cpu::exec::CpuExec;
 use netc::ir::print::{PrintOptions, print};
-use netc::ir::{Graph, Op};
+use netc::ir::verify::{Relation, Role, VerifyError, verify};
+use netc::ir::{Device, GradPart, Graph, NodeId, Op};
 use netc::passes::fuse::{self, REWRITES};
 use netc::passes::pipeline::{self, Pass, PipelineError};
 
@@ -213,6 +214,295 @@ fn run_refuses_autodiff_on_a_training_step() {
             source: fuse::FuseError::UnknownRewrite(_)
         })
     ));
+}
+
+// ---- recorded relations ----
+
+/// A ReLU read by both towers: its gradients meet in an `add` that
+/// records the ReLU, and `conv+relu` then removes the ReLU.
+const SHARED_RELU: &str = "
+network shared_relu {
+  input image: [2, 9, 9]
+  input label: class(3)
+  towers 2 {
+    c1 = conv(image, filters: 4, size: 3, pad: 1) -> relu
+    c2 = conv(across(c1), filters: 4, size: 3, pad: 1) -> relu
+  }
+  out = dense(across(c2), units: 3)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: he  bias: 0.1 } }
+";
+
+/// The sources the relation tests run on: the networks, and the small
+/// ones that exercise each rewrite.
+fn relation_sources() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("networks")
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    v.extend([common::CHAIN_NET, MIXED, SHARED_RELU].map(str::to_string));
+    v
+}
+
+/// Autodiff records on every node it adds (the velocities aside) the
+/// forward node that its display name derives from (`F.dx` records `F`),
+/// and a `dropout_grad`'s `of` is its forward dropout.
+#[test]
+fn autodiff_records_the_forward_node_its_names_show() {
+    for src in relation_sources() {
+        let f = forward(&src).graph;
+        let g = common::training_graph(&src);
+        let mut recorded = 0;
+        for n in g.node_ids() {
+            let node = g.node(n);
+            if f.get(n).is_some() || node.op.is_param() {
+                assert_eq!(node.forward, None, "{}", node.name);
+                continue;
+            }
+            let fw = node
+                .forward
+                .unwrap_or_else(|| panic!("{} records nothing", node.name));
+            let fnode = g.node(fw);
+            assert!(fnode.op.is_forward(), "{}", node.name);
+            assert_eq!(fnode.device, node.device, "{}", node.name);
+            let (base, _) = node.name.rsplit_once('.').unwrap();
+            assert_eq!(base, fnode.name, "{}", node.name);
+            if let Op::DropoutGrad { of, .. } = node.op {
+                assert_eq!(of, fw, "{}", node.name);
+            }
+            recorded += 1;
+        }
+        assert!(recorded > 10);
+    }
+}
+
+/// Every fusion rewrite, in any order and repeated, leaves relations the
+/// verifier accepts (`run` verifies after every pass) and the step
+/// computes what the unfused one does.
+#[test]
+fn rewrites_in_any_order_keep_relations() {
+    let orders = [
+        "autodiff,grad_chain,dense+relu+dropout,dense+relu,conv+relu,lrn+maxpool",
+        "autodiff,lrn+maxpool,dense+relu,conv+relu,grad_chain,dense+relu+dropout,fuse",
+        "autodiff,fuse,fuse",
+    ];
+    for src in relation_sources() {
+        for list in orders {
+            let (g, _) = run(&src, &pipeline::parse(list).unwrap());
+            for n in g.node_ids() {
+                if let Some(f) = g.node(n).forward {
+                    assert!(g.get(f).is_some(), "{list}: {}", g.node(n).name);
+                }
+            }
+        }
+    }
+    // The `add` of a ReLU read by both towers moves to the `conv_relu`.
+    let (g, _) = run(SHARED_RELU, &pipeline::parse("autodiff,conv+relu").unwrap());
+    let conv = g.find("c1/conv", Device::Tower(0)).unwrap();
+    assert!(matches!(g.node(conv).op, Op::ConvRelu { .. }));
+    let sum = g
+        .node_ids()
+        .any(|a| g.node(a).op == Op::Add && g.node(a).forward == Some(conv));
+    assert!(sum, "the sum of c1's gradients records the conv_relu");
+    same_step(common::training_graph(SHARED_RELU), g);
+}
+
+fn tower(g: &Graph, name: &str, t: u32) -> NodeId {
+    g.find(name, Device::Tower(t))
+        .unwrap_or_else(|| panic!("no `{name}` on t{t}"))
+}
+
+/// The verifier's error after `corrupt` changes a verified graph.
+fn corrupted(g: &Graph, corrupt: impl FnOnce(&mut Graph)) -> VerifyError {
+    verify(g).unwrap();
+    let mut bad = g.clone();
+    corrupt(&mut bad);
+    let e = verify(&bad).unwrap_err();
+    assert!(!e.to_string().is_empty());
+    e
+}
+
+#[test]
+fn verifier_rejects_wrong_relations() {
+    let g = common::training_graph(common::CHAIN_NET);
+    let dw = tower(&g, "c2/conv.dw", 0);
+    let set = |n: NodeId, f: Option<NodeId>| move |g: &mut Graph| g.g[n].forward = f;
+
+    let e = corrupted(&g, set(dw, None));
+    assert!(
+        matches!(&e, VerifyError::NoForward { node, .. } if *node == dw),
+        "{e}"
+    );
+    assert!(e.to_string().contains("`c2/conv.dw`"), "{e}");
+
+    let gone = NodeId::new(g.node_ids().map(|n| n.index()).max().unwrap() + 7);
+    let e = corrupted(&g, set(dw, Some(gone)));
+    assert!(
+        matches!(e, VerifyError::Dangling { node, relation: Relation::Forward, target, .. } if node == dw && target == gone),
+        "{e}"
+    );
+
+    let relu = tower(&g, "c2/relu", 0);
+    let e = corrupted(&g, set(dw, Some(relu)));
+    assert!(
+        matches!(&e, VerifyError::WrongKind { node, relation: Relation::Forward, target_op: "relu", .. } if *node == dw),
+        "{e}"
+    );
+
+    let other = tower(&g, "c2/conv", 1);
+    let e = corrupted(&g, set(dw, Some(other)));
+    assert!(
+        matches!(e, VerifyError::OtherDevice { node, target, .. } if node == dw && target == other),
+        "{e}"
+    );
+
+    // c1's weight gradient made a second one of c2's conv (same geometry).
+    let c1_dw = tower(&g, "c1/conv.dw", 0);
+    let c2 = tower(&g, "c2/conv", 0);
+    let e = corrupted(&g, set(c1_dw, Some(c2)));
+    assert!(
+        matches!(&e, VerifyError::TwoGradients { forward, role: Role::Part(GradPart::Weight), .. } if *forward == c2),
+        "{e}"
+    );
+
+    // A forward op that records a forward node.
+    let e = corrupted(&g, set(relu, Some(c2)));
+    assert!(
+        matches!(e, VerifyError::StrayForward { node, .. } if node == relu),
+        "{e}"
+    );
+
+    // An update recording a parameter other than the one it updates.
+    let weight = tower(&g, "c1/conv.weight", 0);
+    let update = g
+        .node_ids()
+        .find(|&n| g.node(n).forward == Some(weight))
+        .unwrap();
+    let bias = tower(&g, "c1/conv.bias", 0);
+    let e = corrupted(&g, set(update, Some(bias)));
+    assert!(
+        matches!(e, VerifyError::WrongKind { node, .. } if node == update),
+        "{e}"
+    );
+
+    // The dropout a `dropout_grad` applies the mask of.
+    let dg = tower(&g, "c1/dropout.dx", 0);
+    let of = |m: NodeId| {
+        move |g: &mut Graph| {
+            let Op::DropoutGrad { of, .. } = &mut g.g[dg].op else {
+                panic!("not a dropout_grad")
+            };
+            *of = m;
+        }
+    };
+    let e = corrupted(&g, of(tower(&g, "c1/relu", 0)));
+    assert!(
+        matches!(e, VerifyError::WrongKind { node, relation: Relation::Mask, .. } if node == dg),
+        "{e}"
+    );
+    let e = corrupted(&g, of(tower(&g, "c1/dropout", 1)));
+    assert!(
+        matches!(e, VerifyError::OtherDevice { node, relation: Relation::Mask, .. } if node == dg),
+        "{e}"
+    );
+    let e = corrupted(&g, of(gone));
+    assert!(
+        matches!(e, VerifyError::Dangling { node, relation: Relation::Mask, .. } if node == dg),
+        "{e}"
+    );
+
+    // A `grad_chain`'s dropout, and a fused layer gradient's forward node.
+    let (f, _) = common::fused_graph(common::CHAIN_NET);
+    let chain = f
+        .find_op(|o| {
+            matches!(
+                o,
+                Op::GradChain {
+                    dropout: Some(_),
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    let relu = f.inputs(chain).last().copied().unwrap();
+    let e = corrupted(&f, |g| {
+        if let Op::GradChain {
+            dropout: Some((_, of)),
+            ..
+        } = &mut g.g[chain].op
+        {
+            *of = relu;
+        }
+    });
+    assert!(
+        matches!(e, VerifyError::WrongKind { node, relation: Relation::Mask, .. } if node == chain),
+        "{e}"
+    );
+    let db = f.find_op(|o| *o == Op::ConvReluGradBias).unwrap();
+    let Device::Tower(t) = f.node(db).device else {
+        panic!("a gradient on no tower")
+    };
+    let conv = tower(&f, "c1/conv", t);
+    assert!(matches!(f.node(conv).op, Op::Conv { .. }));
+    let e = corrupted(&f, set(db, Some(conv)));
+    assert!(
+        matches!(e, VerifyError::WrongKind { node, .. } if node == db),
+        "{e}"
+    );
+    let e = corrupted(&f, set(db, f.node(chain).forward));
+    assert!(
+        matches!(e, VerifyError::WrongKind { node, .. } if node == db),
+        "{e}"
+    );
+}
+
+/// The text and YAML forms show relations by the nodes' numbers.
+#[test]
+fn printed_forms_number_relations() {
+    let g = common::training_graph(common::CHAIN_NET);
+    let text = print(&g, OPTS);
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"c1/dropout.dx\""))
+        .unwrap();
+    let id = line
+        .split(" of=%")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let target = text
+        .lines()
+        .find(|l| l.starts_with(&format!("%{id} = ")))
+        .unwrap();
+    assert!(
+        target.contains("= dropout(") && target.contains("\"c1/dropout\""),
+        "{target}"
+    );
+    let y = netc::ir::print::to_yaml(&g).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&y).unwrap();
+    let nodes = v["nodes"].as_sequence().unwrap();
+    let mut seen = 0;
+    for n in nodes {
+        if n["op"] == "dropout_grad" {
+            let of = n["of"].as_u64().unwrap() as usize;
+            assert_eq!(nodes[of]["op"], "dropout");
+            let fw = n["forward"].as_u64().unwrap() as usize;
+            assert_eq!(fw, of);
+            seen += 1;
+        }
+        if let Some(fw) = n["forward"].as_u64() {
+            let name = n["name"].as_str().unwrap();
+            let fname = nodes[fw as usize]["name"].as_str().unwrap();
+            assert!(
+                name.starts_with(&format!("{fname}.")),
+                "{name} records {fname}"
+            );
+        }
+    }
+    assert_eq!(seen, 2);
 }
 
 // ---- the command line ----

@@ -121,3 +121,32 @@ fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A checkpoint's network fingerprint is computed from the IR text with
+/// the nodes an op names written by name (`of="fc7/dropout"`), the form
+/// the text had before relations were ids, so checkpoints written before
+/// keep loading; it is otherwise the text form without spans.
+#[test]
+fn fingerprints_keep_the_text_form_checkpoints_were_written_with() {
+    use netc::ir::print::{PrintOptions, print, print_for_fingerprint};
+    let src = std::fs::read_to_string("networks/alexnet-fmnist.net").unwrap();
+    let c = frontend::compile(&src).unwrap_or_else(|_| panic!("compiles"));
+    let g =
+        netc::passes::pipeline::training_step(&c.module.graph, &c.module.train.sgd, true).unwrap();
+    let (named, ids) = (
+        print_for_fingerprint(&g),
+        print(&g, PrintOptions { spans: false }),
+    );
+    assert!(named.contains(r#"of="fc7/dropout""#), "{named}");
+    assert!(!named.contains("of=%"));
+    let mut n = 0;
+    for (a, b) in named.lines().zip(ids.lines()) {
+        if a != b {
+            n += 1;
+            let cut = |l: &str| l.split(" of=").next().unwrap().to_string();
+            assert_eq!(cut(a), cut(b));
+        }
+    }
+    assert!(n >= 4, "only {n} lines name a node");
+    assert_eq!(named.lines().count(), ids.lines().count());
+}

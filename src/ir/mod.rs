@@ -1,10 +1,14 @@
 //! The graph IR: a `StableDiGraph` of [`Node`]s (op, name, device, type,
-//! source span) joined by [`Edge`]s that carry the input port and whether
-//! they cross towers. Node ids stay valid while passes delete nodes.
+//! source span, and the forward node a backward node differentiates)
+//! joined by [`Edge`]s that carry the input port and whether they cross
+//! towers. Node ids stay valid while passes delete nodes, so relations
+//! between nodes are recorded as ids ([`Node::forward`], the `of` of the
+//! ops that apply a dropout's mask); names are for display.
 //! Invariants (checked by [`verify::verify`]): acyclic; each node's inputs
 //! occupy ports `0..n` exactly once; every type agrees with
 //! [`infer::infer`]; an edge is marked cross-tower iff its endpoints sit on
-//! different towers.
+//! different towers; every recorded relation names a node of the graph, of
+//! the kind the op needs, on the same device.
 
 pub mod cost;
 pub mod dot;
@@ -59,6 +63,13 @@ pub struct Node {
     pub device: Device,
     pub ty: Ty,
     pub span: Span,
+    /// The forward node this node differentiates or updates (set by
+    /// `passes::autodiff` on every node it adds but the velocities, kept by
+    /// `passes::fuse`): a layer's gradients, the gradient of a ReLU, LRN,
+    /// pooling, dropout, concat or loss, the sum of a value's gradients, a
+    /// parameter's update. `None` on forward nodes.
+    #[serde(skip)]
+    pub forward: Option<NodeId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -70,6 +81,26 @@ pub struct Edge {
 }
 
 pub type NodeId = NodeIndex<u32>;
+
+/// Which gradient of a conv or dense layer an op computes (see
+/// [`Op::grad_part`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GradPart {
+    /// ∂L/∂x (`F.dx`).
+    Input,
+    /// ∂L/∂weight (`F.dw`).
+    Weight,
+    /// ∂L/∂bias (`F.db`).
+    Bias,
+}
+
+/// The gradient nodes of one conv or dense layer ([`Graph::layer_grads`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayerGrads {
+    pub dx: Option<NodeId>,
+    pub dw: Option<NodeId>,
+    pub db: Option<NodeId>,
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
@@ -121,6 +152,54 @@ impl Graph {
 
     pub fn node(&self, n: NodeId) -> &Node {
         &self.g[n]
+    }
+
+    /// The node `n`, if the graph has it (a recorded relation may not).
+    pub fn get(&self, n: NodeId) -> Option<&Node> {
+        self.g.node_weight(n)
+    }
+
+    /// The first node, by index, that records `f` as its forward node and
+    /// whose op `pick` accepts, with what `pick` returned.
+    pub fn backward_of<T>(
+        &self,
+        f: NodeId,
+        pick: impl Fn(&Op) -> Option<T>,
+    ) -> Option<(NodeId, T)> {
+        self.g
+            .node_indices()
+            .filter(|&n| self.g[n].forward == Some(f))
+            .find_map(|n| pick(&self.g[n].op).map(|t| (n, t)))
+    }
+
+    /// The key of the random stream of the dropout mask that `n` draws or
+    /// applies (`rng::dropout_stream`): the name of the forward dropout (a
+    /// `dropout`'s own, a `dense_relu_dropout`'s `of`, that of the dropout
+    /// a `dropout_grad` or `grad_chain` names). `None`: `n` uses no mask,
+    /// or names a node the graph lacks.
+    pub fn mask_key(&self, n: NodeId) -> Option<&str> {
+        let node = self.get(n)?;
+        match &node.op {
+            Op::Dropout { .. } => Some(&node.name),
+            Op::DenseReluDropout { of, .. } => Some(of),
+            op => op
+                .mask_of()
+                .and_then(|m| self.get(m))
+                .map(|m| m.name.as_str()),
+        }
+    }
+
+    /// The gradients of conv or dense layer `f` (plain or fused), by part.
+    pub fn layer_grads(&self, f: NodeId) -> LayerGrads {
+        let part = |p: GradPart| {
+            self.backward_of(f, |op| (op.grad_part() == Some(p)).then_some(()))
+                .map(|(n, ())| n)
+        };
+        LayerGrads {
+            dx: part(GradPart::Input),
+            dw: part(GradPart::Weight),
+            db: part(GradPart::Bias),
+        }
     }
 
     pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {

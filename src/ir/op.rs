@@ -2,8 +2,23 @@
 //! later passes add the training step's ops. Backends match on `Op`
 //! exhaustively, so adding a variant is a compile error everywhere it must
 //! be handled. Hyperparameters here are already validated by lowering.
+//! An op that applies a dropout's mask names that dropout by [`NodeId`]
+//! (`of`; see [`Op::mask_of`]), printed as the node's number in the text
+//! form (`of=%12`).
 
 use serde::Serialize;
+
+use super::{GradPart, NodeId};
+
+/// Serialises a node id as its index (the YAML form renumbers it first).
+fn ser_id<S: serde::Serializer>(n: &NodeId, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(n.index() as u64)
+}
+
+/// Serialises a `grad_chain`'s dropout as `[rate, index]`.
+fn ser_mask<S: serde::Serializer>(m: &Option<(f64, NodeId)>, s: S) -> Result<S::Ok, S::Error> {
+    m.map(|(rate, of)| (rate, of.index() as u64)).serialize(s)
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -142,10 +157,11 @@ pub enum Op {
     DenseGradWeight,
     /// Input: dy.
     DenseGradBias,
-    /// Applies the same mask as the forward dropout named `of`. Input: dy.
+    /// Applies the same mask as the forward dropout `of`. Input: dy.
     DropoutGrad {
         rate: f64,
-        of: String,
+        #[serde(serialize_with = "ser_id")]
+        of: NodeId,
     },
     /// Channels `start..start+len` of the input (the gradient of a concat).
     Slice {
@@ -175,7 +191,9 @@ pub enum Op {
         units: u64,
     },
     /// `dropout(relu(x·Wᵀ + b))`, the mask being that of the dropout named
-    /// `of` (the node this op replaced). Inputs as `dense`.
+    /// `of`: the node this op replaced, which is no longer in the graph, so
+    /// `of` is not a relation but the key of the mask's random stream
+    /// (`rng::dropout_stream`), the same as the dropout's. Inputs as `dense`.
     DenseReluDropout {
         units: u64,
         rate: f64,
@@ -234,12 +252,13 @@ pub enum Op {
         stride: u64,
     },
     /// A chain of elementwise gradient ops in one pass: the sum of the
-    /// first `parts` inputs, times the mask of the dropout named `of` (and
-    /// `1/(1 − rate)`) if `dropout` is set, times `[y > 0]` if `relu` (then
-    /// the last input is y, the ReLU's output).
+    /// first `parts` inputs, times the mask of the forward dropout `of` (and
+    /// `1/(1 − rate)`) if `dropout` is `(rate, of)`, times `[y > 0]` if
+    /// `relu` (then the last input is y, the ReLU's output).
     GradChain {
         parts: u64,
-        dropout: Option<(f64, String)>,
+        #[serde(serialize_with = "ser_mask")]
+        dropout: Option<(f64, NodeId)>,
         relu: bool,
     },
 }
@@ -287,8 +306,59 @@ impl Op {
         }
     }
 
-    /// Hyperparameters as `key=value` pairs in a fixed order.
+    /// The forward dropout whose mask this op applies: a `dropout_grad`'s,
+    /// or a `grad_chain`'s with a dropout.
+    pub fn mask_of(&self) -> Option<NodeId> {
+        match self {
+            Op::DropoutGrad { of, .. }
+            | Op::GradChain {
+                dropout: Some((_, of)),
+                ..
+            } => Some(*of),
+            _ => None,
+        }
+    }
+
+    /// [`Op::mask_of`], to rewrite (a graph copy that renumbers its nodes).
+    pub fn mask_of_mut(&mut self) -> Option<&mut NodeId> {
+        match self {
+            Op::DropoutGrad { of, .. }
+            | Op::GradChain {
+                dropout: Some((_, of)),
+                ..
+            } => Some(of),
+            _ => None,
+        }
+    }
+
+    /// Which gradient of its layer a layer-gradient op computes
+    /// ([`Op::is_layer_grad`]); `None` for every other op.
+    pub fn grad_part(&self) -> Option<GradPart> {
+        match self {
+            Op::ConvGradInput { .. }
+            | Op::DenseGradInput { .. }
+            | Op::ConvReluGradInput { .. }
+            | Op::DenseReluGradInput { .. } => Some(GradPart::Input),
+            Op::ConvGradWeight { .. }
+            | Op::DenseGradWeight
+            | Op::ConvReluGradWeight { .. }
+            | Op::DenseReluGradWeight { .. } => Some(GradPart::Weight),
+            Op::ConvGradBias
+            | Op::DenseGradBias
+            | Op::ConvReluGradBias
+            | Op::DenseReluGradBias { .. } => Some(GradPart::Bias),
+            _ => None,
+        }
+    }
+
+    /// Hyperparameters as `key=value` pairs in a fixed order, node ids
+    /// written as their index (`%12`).
     pub fn attrs(&self) -> Vec<(&'static str, String)> {
+        self.attrs_with(&|n| format!("%{}", n.index()))
+    }
+
+    /// [`Op::attrs`], node ids written by `id`.
+    pub fn attrs_with(&self, id: &dyn Fn(NodeId) -> String) -> Vec<(&'static str, String)> {
         match self {
             Op::Input { kind } => vec![("kind", format!("{kind:?}").to_lowercase())],
             Op::Param { role, init } => {
@@ -363,7 +433,7 @@ impl Op {
                     .collect::<Vec<_>>()
                     .join("x"),
             )],
-            Op::DropoutGrad { rate, of } => vec![("rate", num(*rate)), ("of", format!("{of:?}"))],
+            Op::DropoutGrad { rate, of } => vec![("rate", num(*rate)), ("of", id(*of))],
             Op::Slice { start, len } => {
                 vec![("start", start.to_string()), ("len", len.to_string())]
             }
@@ -455,7 +525,7 @@ impl Op {
                 let mut v = vec![("parts", parts.to_string())];
                 if let Some((rate, of)) = dropout {
                     v.push(("dropout", num(*rate)));
-                    v.push(("of", format!("{of:?}")));
+                    v.push(("of", id(*of)));
                 }
                 v.push(("relu", relu.to_string()));
                 v

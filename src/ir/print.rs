@@ -7,8 +7,10 @@
 //! %7 = conv(%0, %5, %6) filters=48 size=11 stride=4 pad=0 : N×[48,55,55] t0 "conv1/conv"
 //! ```
 //!
-//! Cross-tower inputs are marked with `^` (`^%12`). With `spans`, each line
-//! ends with the source byte range the node came from.
+//! Cross-tower inputs are marked with `^` (`^%12`). A node an op names
+//! (the dropout of a `dropout_grad`) is written by its number too
+//! (`of=%12`; `%?` if the graph lacks it). With `spans`, each line ends
+//! with the source byte range the node came from.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -29,6 +31,18 @@ impl Default for PrintOptions {
 /// Renders the graph; a cyclic graph is printed in index order with a
 /// header line saying so (the verifier reports the cycle itself).
 pub fn print(g: &Graph, opts: PrintOptions) -> String {
+    render(g, opts, false)
+}
+
+/// The text form without spans, a node an op names written by its name
+/// (`of="fc7/dropout"`) as the text form did before relations were ids:
+/// what a checkpoint's network fingerprint is computed from, so that
+/// checkpoints written before keep loading.
+pub fn print_for_fingerprint(g: &Graph) -> String {
+    render(g, PrintOptions { spans: false }, true)
+}
+
+fn render(g: &Graph, opts: PrintOptions, by_name: bool) -> String {
     let (nodes, cyclic) = match order::topo(g) {
         Ok(o) => (o, false),
         Err(_) => (g.node_ids().collect(), true),
@@ -53,7 +67,12 @@ pub fn print(g: &Graph, opts: PrintOptions) -> String {
                 .collect();
             let _ = write!(s, "({})", list.join(", "));
         }
-        for (k, v) in node.op.attrs() {
+        let id = |r: NodeId| match (by_name, ids.get(&r)) {
+            (true, Some(_)) => format!("{:?}", g.node(r).name),
+            (_, Some(i)) => format!("%{i}"),
+            (_, None) => "%?".to_string(),
+        };
+        for (k, v) in node.op.attrs_with(&id) {
             let _ = write!(s, " {k}={v}");
         }
         let _ = write!(s, " : {} {} {:?}", node.ty, node.device, node.name);
@@ -73,7 +92,10 @@ pub fn to_yaml(g: &Graph) -> Result<String, serde_yaml::Error> {
         name: &'a str,
         layer: &'a str,
         #[serde(flatten)]
-        op: &'a super::Op,
+        op: super::Op,
+        /// The forward node's id ([`super::Node::forward`]).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        forward: Option<usize>,
         device: super::Device,
         #[serde(rename = "type")]
         ty: &'a super::Ty,
@@ -100,11 +122,19 @@ pub fn to_yaml(g: &Graph) -> Result<String, serde_yaml::Error> {
             .iter()
             .map(|&n| {
                 let node = g.node(n);
+                // Ids inside the op renumbered as the nodes are (a missing
+                // node as one past the last).
+                let renumber = |r: NodeId| NodeId::new(ids.get(&r).copied().unwrap_or(nodes.len()));
+                let mut op = node.op.clone();
+                if let Some(of) = op.mask_of_mut() {
+                    *of = renumber(*of);
+                }
                 YNode {
                     id: ids[&n],
                     name: &node.name,
                     layer: &node.layer,
-                    op: &node.op,
+                    op,
+                    forward: node.forward.map(|f| renumber(f).index()),
                     device: node.device,
                     ty: &node.ty,
                     inputs: g

@@ -1,13 +1,26 @@
 //! The IR verifier: run after lowering and after every pass (always in
 //! tests). Checks the invariants stated in `ir/mod.rs` and reports the
 //! first violation with the offending node.
+//!
+//! Relations: every backward op and every `sgd_update` records a forward
+//! node ([`Node::forward`](super::Node::forward)) and no other node does;
+//! it is in the graph, on the same device, and of the kind the op
+//! belongs to, with the same hyperparameters (a `conv_grad_input` records
+//! a `conv` of its size, stride and pad; a `dense_relu_grad_*` a
+//! `dense_relu`, or a `dense_relu_dropout` of its rate; an `add` any
+//! forward op; an `sgd_update` the weight or bias it updates, its first
+//! input); a forward node has at most one gradient in each role (its
+//! `F.dx`, each layer gradient part, its sum, each slice, its update), so
+//! a backend or pass that looks a gradient up finds one. The dropout a
+//! `dropout_grad` or `grad_chain` names (`of`) is a `dropout` of its rate
+//! on its device.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
-use super::{Graph, NodeId, Op, Ty, crosses, infer, order};
+use super::{Device, GradPart, Graph, NodeId, Op, ParamRole, Ty, crosses, infer, order};
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum VerifyError {
@@ -45,6 +58,330 @@ pub enum VerifyError {
         name: String,
         device: String,
     },
+    #[error("`{name}` (a `{op}`) records no forward node")]
+    NoForward {
+        node: NodeId,
+        name: String,
+        op: &'static str,
+    },
+    #[error("`{name}` is a `{op}`, which belongs to no forward node, but records one")]
+    StrayForward {
+        node: NodeId,
+        name: String,
+        op: &'static str,
+    },
+    #[error("`{name}` names node {target:?} as its {relation}, and the graph has no such node")]
+    Dangling {
+        node: NodeId,
+        name: String,
+        relation: Relation,
+        target: NodeId,
+    },
+    #[error("`{name}` names `{target_name}`, a `{target_op}`, as its {relation}; it needs {want}")]
+    WrongKind {
+        node: NodeId,
+        name: String,
+        relation: Relation,
+        target: NodeId,
+        target_name: String,
+        target_op: &'static str,
+        want: &'static str,
+    },
+    #[error("`{name}` on {device} names `{target_name}` on {target_device} as its {relation}")]
+    OtherDevice {
+        node: NodeId,
+        name: String,
+        device: Device,
+        relation: Relation,
+        target: NodeId,
+        target_name: String,
+        target_device: Device,
+    },
+    #[error("`{name}` and `{other}` are both the {role} of `{forward_name}`")]
+    TwoGradients {
+        node: NodeId,
+        name: String,
+        other: String,
+        role: Role,
+        forward: NodeId,
+        forward_name: String,
+    },
+}
+
+/// Which recorded relation a [`VerifyError`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relation {
+    /// [`Node::forward`](super::Node::forward).
+    Forward,
+    /// The dropout whose mask the op applies ([`Op::mask_of`]).
+    Mask,
+}
+
+impl std::fmt::Display for Relation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Relation::Forward => "forward node",
+            Relation::Mask => "dropout (`of`)",
+        })
+    }
+}
+
+/// What a backward node is to the forward node it records: at most one
+/// node of each role per forward node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// One gradient of a conv or dense layer.
+    Part(GradPart),
+    /// The gradient a ReLU, LRN, pooling, dropout or loss passes back (`F.dx`).
+    Dx,
+    /// The sum of the node's own gradients (an `add`, `F.grad`).
+    Sum,
+    /// The gradient of one input of a concat (a `slice` at this channel).
+    Slice(u64),
+    /// A parameter's update.
+    Update,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Role::Part(GradPart::Input) => write!(f, "input gradient"),
+            Role::Part(GradPart::Weight) => write!(f, "weight gradient"),
+            Role::Part(GradPart::Bias) => write!(f, "bias gradient"),
+            Role::Dx => write!(f, "gradient"),
+            Role::Sum => write!(f, "gradient sum"),
+            Role::Slice(start) => write!(f, "gradient slice at channel {start}"),
+            Role::Update => write!(f, "update"),
+        }
+    }
+}
+
+/// The role of a node of op `op` that records a forward node, and whether
+/// forward op `f` is one it can record (`Err`: what it needs). `None`: an
+/// op that records no forward node (neither a backward op nor an update).
+fn relation(op: &Op, f: &Op) -> Option<(Role, Result<(), &'static str>)> {
+    let ok = |b: bool, want: &'static str| if b { Ok(()) } else { Err(want) };
+    let conv = "a `conv` of the same size, stride and pad";
+    let conv_relu = "a `conv_relu` of the same size, stride and pad";
+    let conv_geo = |size: u64, stride: u64, pad: u64, relu: bool| match f {
+        Op::Conv {
+            size: s,
+            stride: st,
+            pad: p,
+            ..
+        } if !relu => (*s, *st, *p) == (size, stride, pad),
+        Op::ConvRelu {
+            size: s,
+            stride: st,
+            pad: p,
+            ..
+        } if relu => (*s, *st, *p) == (size, stride, pad),
+        _ => false,
+    };
+    let dense_relu = |dropout: f64| match f {
+        Op::DenseRelu { .. } => dropout == 0.0,
+        Op::DenseReluDropout { rate, .. } => *rate == dropout,
+        _ => false,
+    };
+    let want_dense_relu = "a `dense_relu`, or a `dense_relu_dropout` of its rate";
+    let part = op.grad_part().map(Role::Part);
+    Some(match op {
+        Op::ConvGradInput {
+            size, stride, pad, ..
+        }
+        | Op::ConvGradWeight { size, stride, pad } => {
+            (part?, ok(conv_geo(*size, *stride, *pad, false), conv))
+        }
+        Op::ConvReluGradInput {
+            size, stride, pad, ..
+        }
+        | Op::ConvReluGradWeight { size, stride, pad } => {
+            (part?, ok(conv_geo(*size, *stride, *pad, true), conv_relu))
+        }
+        Op::ConvGradBias => (part?, ok(matches!(f, Op::Conv { .. }), "a `conv`")),
+        Op::ConvReluGradBias => (part?, ok(matches!(f, Op::ConvRelu { .. }), "a `conv_relu`")),
+        Op::DenseGradInput { .. } | Op::DenseGradWeight | Op::DenseGradBias => {
+            (part?, ok(matches!(f, Op::Dense { .. }), "a `dense`"))
+        }
+        Op::DenseReluGradInput { dropout, .. }
+        | Op::DenseReluGradWeight { dropout }
+        | Op::DenseReluGradBias { dropout } => (part?, ok(dense_relu(*dropout), want_dense_relu)),
+        Op::SoftmaxXentGrad => (
+            Role::Dx,
+            ok(matches!(f, Op::SoftmaxXent), "a `softmax_xent`"),
+        ),
+        Op::ReluGrad => (Role::Dx, ok(matches!(f, Op::Relu), "a `relu`")),
+        Op::LrnGrad {
+            size,
+            alpha,
+            beta,
+            k,
+        } => (
+            Role::Dx,
+            ok(
+                *f == Op::Lrn {
+                    size: *size,
+                    alpha: *alpha,
+                    beta: *beta,
+                    k: *k,
+                },
+                "an `lrn` of the same hyperparameters",
+            ),
+        ),
+        Op::MaxPoolGrad { size, stride } => (
+            Role::Dx,
+            ok(
+                *f == Op::MaxPool {
+                    size: *size,
+                    stride: *stride,
+                },
+                "a `maxpool` of the same size and stride",
+            ),
+        ),
+        Op::LrnMaxPoolGrad {
+            size,
+            alpha,
+            beta,
+            k,
+            pool,
+            stride,
+        } => (
+            Role::Dx,
+            ok(
+                *f == Op::LrnMaxPool {
+                    size: *size,
+                    alpha: *alpha,
+                    beta: *beta,
+                    k: *k,
+                    pool: *pool,
+                    stride: *stride,
+                },
+                "an `lrn_maxpool` of the same hyperparameters",
+            ),
+        ),
+        Op::DropoutGrad { rate, .. } => (
+            Role::Dx,
+            ok(*f == Op::Dropout { rate: *rate }, "a `dropout` of its rate"),
+        ),
+        Op::GradChain { .. } => (
+            Role::Dx,
+            ok(
+                matches!(f, Op::Relu | Op::Dropout { .. }),
+                "a `relu` or a `dropout`",
+            ),
+        ),
+        Op::Slice { start, .. } => (
+            Role::Slice(*start),
+            ok(matches!(f, Op::Concat), "a `concat`"),
+        ),
+        Op::Add => (
+            Role::Sum,
+            ok(
+                f.is_forward() && !matches!(f, Op::Input { .. }),
+                "a forward op",
+            ),
+        ),
+        Op::SgdUpdate { .. } => (
+            Role::Update,
+            ok(
+                matches!(
+                    f,
+                    Op::Param {
+                        role: ParamRole::Weight | ParamRole::Bias,
+                        ..
+                    }
+                ),
+                "a weight or bias (its first input)",
+            ),
+        ),
+        _ => return None,
+    })
+}
+
+/// The recorded relations of `n`: forward node and dropout mask.
+fn relations(
+    g: &Graph,
+    n: NodeId,
+    roles: &mut HashMap<(NodeId, Role), NodeId>,
+) -> Result<(), VerifyError> {
+    let node = g.node(n);
+    let (name, op) = (node.name.clone(), node.op.mnemonic());
+    let target = |relation: Relation, t: NodeId| {
+        let tn = g.get(t).ok_or_else(|| VerifyError::Dangling {
+            node: n,
+            name: name.clone(),
+            relation,
+            target: t,
+        })?;
+        if tn.device != node.device {
+            return Err(VerifyError::OtherDevice {
+                node: n,
+                name: name.clone(),
+                device: node.device,
+                relation,
+                target: t,
+                target_name: tn.name.clone(),
+                target_device: tn.device,
+            });
+        }
+        Ok(tn)
+    };
+    let wrong = |relation: Relation, t: NodeId, want: &'static str| VerifyError::WrongKind {
+        node: n,
+        name: name.clone(),
+        relation,
+        target: t,
+        target_name: g.node(t).name.clone(),
+        target_op: g.node(t).op.mnemonic(),
+        want,
+    };
+    let records = node.op.is_backward() || matches!(node.op, Op::SgdUpdate { .. });
+    match (node.forward, records) {
+        (None, false) => {}
+        (None, true) => {
+            return Err(VerifyError::NoForward { node: n, name, op });
+        }
+        (Some(_), false) => {
+            return Err(VerifyError::StrayForward { node: n, name, op });
+        }
+        (Some(f), true) => {
+            let fnode = target(Relation::Forward, f)?;
+            let Some((role, fits)) = relation(&node.op, &fnode.op) else {
+                return Err(VerifyError::StrayForward { node: n, name, op });
+            };
+            fits.map_err(|want| wrong(Relation::Forward, f, want))?;
+            let first = g.inputs(n).first().copied();
+            if role == Role::Update && first != Some(f) {
+                return Err(wrong(
+                    Relation::Forward,
+                    f,
+                    "the weight or bias it updates (its first input)",
+                ));
+            }
+            if let Some(other) = roles.insert((f, role), n) {
+                return Err(VerifyError::TwoGradients {
+                    node: n,
+                    name,
+                    other: g.node(other).name.clone(),
+                    role,
+                    forward: f,
+                    forward_name: fnode.name.clone(),
+                });
+            }
+        }
+    }
+    if let Some(m) = node.op.mask_of() {
+        let rate = match &node.op {
+            Op::DropoutGrad { rate, .. } => Some(*rate),
+            Op::GradChain { dropout, .. } => dropout.map(|(r, _)| r),
+            _ => None,
+        };
+        let mnode = target(Relation::Mask, m)?;
+        if !matches!(mnode.op, Op::Dropout { rate: r } if Some(r) == rate) {
+            return Err(wrong(Relation::Mask, m, "a `dropout` of its rate"));
+        }
+    }
+    Ok(())
 }
 
 pub fn verify(g: &Graph) -> Result<(), VerifyError> {
@@ -55,7 +392,9 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
         });
     }
     let mut seen = HashSet::new();
+    let mut roles = HashMap::new();
     for n in g.node_ids() {
+        relations(g, n, &mut roles)?;
         let node = g.node(n);
         if !seen.insert((node.name.clone(), node.device)) {
             return Err(VerifyError::Duplicate {

@@ -233,6 +233,7 @@ impl<'a> Lowerer<'a> {
                     device: Device::Shared,
                     ty,
                     span: i.name.span,
+                    forward: None,
                 });
                 self.inputs.insert(&i.name.name, n);
             }
@@ -499,6 +500,7 @@ impl<'a> Lowerer<'a> {
                     device,
                     ty,
                     span: src.span(),
+                    forward: None,
                 });
                 for (port, p) in parts.into_iter().enumerate() {
                     self.graph.connect(p, node, port as u32);
@@ -582,6 +584,7 @@ impl<'a> Lowerer<'a> {
                         device,
                         ty: Ty::Param { dims },
                         span: f.span,
+                        forward: None,
                     });
                     self.params.entry(name.clone()).or_default().push((role, p));
                     inputs.push(p);
@@ -595,6 +598,7 @@ impl<'a> Lowerer<'a> {
                     device,
                     ty,
                     span: f.span,
+                    forward: None,
                 });
                 for (port, s) in inputs.into_iter().enumerate() {
                     self.graph.connect(s, node, port as u32);

@@ -7,7 +7,12 @@
 //! parameter initialised to 0; a value reached by several paths (a tower
 //! output gathered by both towers) has its gradients summed by one `add`;
 //! gradient nodes run on the tower of the forward node they differentiate,
-//! so a backward cross-tower edge mirrors each forward one. Forward nodes
+//! so a backward cross-tower edge mirrors each forward one; every node
+//! added but the velocities records that forward node's id
+//! ([`Node::forward`]: the layer, ReLU, ... it differentiates, the value
+//! whose gradients an `add` sums, the parameter an `sgd_update` updates),
+//! and a `dropout_grad` names its dropout by id (`of`). Names (`F.dx`,
+//! `F.dw`, `F.db`, `F.grad`, `F.update`) are for display. Forward nodes
 //! are untouched; nothing needs a gradient for an input. Backward ops take
 //! the forward values they need as inputs (no hidden saved state): max
 //! pooling recomputes its window maxima, dropout regenerates its mask.
@@ -64,6 +69,7 @@ impl Builder<'_> {
             device,
             ty,
             span,
+            forward: Some(from),
         });
         for (port, i) in inputs.iter().enumerate() {
             self.g.connect(*i, n, port as u32);
@@ -184,13 +190,7 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
                         },
                         vec![ins[0], dy],
                     ),
-                    Op::Dropout { rate } => (
-                        Op::DropoutGrad {
-                            rate: *rate,
-                            of: node.name.clone(),
-                        },
-                        vec![dy],
-                    ),
+                    Op::Dropout { rate } => (Op::DropoutGrad { rate: *rate, of: n }, vec![dy]),
                     _ => unreachable!("matched above"),
                 };
                 let dx = b.add(op, n, "dx", dev, &inputs)?;
@@ -219,6 +219,7 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
                     device: dev,
                     ty: node.ty.clone(),
                     span: node.span,
+                    forward: None,
                 });
                 let op = Op::SgdUpdate {
                     momentum: sgd.momentum,

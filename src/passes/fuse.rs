@@ -5,19 +5,27 @@
 //! them (`fuse` is `fuse_with` of all five, in one sweep), which is how
 //! `passes::pipeline` runs each rewrite as a pass of its own.
 //!
-//! Assumes a verified graph whose backward nodes are autodiff's: the
-//! gradient of forward node `F` is named `F.dx` (`F.dw`, `F.db`), a
-//! `relu_grad` takes (relu, dy), a `dropout_grad` takes (dy), and the
-//! gradient ops of a layer take their `dy` from one node.
+//! Assumes a verified graph whose backward nodes are autodiff's: each
+//! records the forward node `F` it belongs to ([`Node::forward`]); `F`'s
+//! gradient (`F.dx`) is the one of them that is not an `add` (the sum of
+//! `F`'s own gradients), a layer's are told apart by
+//! [`Op::grad_part`]; a `relu_grad` takes (relu, dy), a `dropout_grad`
+//! takes (dy), and the gradient ops of a layer take their `dy` from one
+//! node. Names are not read.
 //!
 //! Guarantees: the result verifies; it computes the same values, fused
 //! ops being exactly the compositions they name (on the CPU the same
 //! kernels run in the same order, so results are bit-for-bit those of the
-//! unfused graph); names of the nodes kept are unchanged (a fused forward
-//! node keeps the name of the first op it absorbs, so `F.dx`, `F.dw`,
-//! `F.db` still name its gradients); nodes keep their tower; no node is
-//! fused across towers. A value with a second user is never fused into
-//! its consumer (it must still exist).
+//! unfused graph); ids, names and recorded forward nodes of the nodes
+//! kept are unchanged (a fused op is the first op it absorbs rewritten in
+//! place, so a fused forward node keeps its gradients, and a fused
+//! gradient its forward node); a node removed is recorded by no node
+//! kept; nodes keep their tower; no node is fused across towers. A value
+//! with a second user is never fused into its consumer (it must still
+//! exist), nor a ReLU or dropout whose gradient `grad_chain` already
+//! folded (when it ran first).
+//!
+//! [`Node::forward`]: crate::ir::Node::forward
 //!
 //! Rewrites, in the order they run:
 //! - `conv+relu`: `relu(conv)` → `conv_relu`; its `relu_grad` is folded into
@@ -163,10 +171,18 @@ fn sole_user(g: &Graph, n: NodeId, except: &[Option<NodeId>]) -> Option<NodeId> 
     }
 }
 
-/// The node named `name.suffix` on `n`'s tower (autodiff's gradient names).
-fn grad_node(g: &Graph, n: NodeId, suffix: &str) -> Option<NodeId> {
-    let node = g.node(n);
-    g.find(&format!("{}.{suffix}", node.name), node.device)
+/// The gradient (`F.dx`) of ReLU, dropout, LRN or pooling `f`: the node
+/// that records `f` as its forward node and is not an `add`.
+fn dx_of(g: &Graph, f: NodeId) -> Option<NodeId> {
+    g.backward_of(f, |op| (*op != Op::Add).then_some(()))
+        .map(|(n, ())| n)
+}
+
+/// Whether gradient `n` is the unfused `relu_grad` or `dropout_grad`
+/// autodiff made (not yet folded into a `grad_chain`, which the ReLU and
+/// dropout rewrites do not unpick).
+fn plain(g: &Graph, n: NodeId) -> bool {
+    matches!(g.node(n).op, Op::ReluGrad | Op::DropoutGrad { .. })
 }
 
 /// Moves every use of `old` to `new` (same ports), except uses by `keep`.
@@ -179,6 +195,17 @@ fn replace_uses(g: &mut Graph, old: NodeId, new: NodeId, keep: &[NodeId]) {
     for (e, target, port) in edges {
         g.g.remove_edge(e);
         g.connect(new, target, port);
+    }
+}
+
+/// Moves every record of `old` as a forward node to `new`: `old` is about
+/// to be removed, `new` computes its value (the sum of `old`'s gradients
+/// now sums `new`'s).
+fn repoint(g: &mut Graph, old: NodeId, new: NodeId) {
+    for n in g.node_ids().collect::<Vec<_>>() {
+        if g.g[n].forward == Some(old) {
+            g.g[n].forward = Some(new);
+        }
     }
 }
 
@@ -217,9 +244,8 @@ fn layer_grads(
     n: NodeId,
     expect: Option<NodeId>,
 ) -> Option<(Option<NodeId>, NodeId, NodeId)> {
-    let dw = grad_node(g, n, "dw")?;
-    let db = grad_node(g, n, "db")?;
-    let dx = grad_node(g, n, "dx");
+    let grads = g.layer_grads(n);
+    let (dw, db, dx) = (grads.dw?, grads.db?, grads.dx);
     let dy = g.inputs(dw).get(1).copied();
     if dy != expect || g.inputs(db).first().copied() != expect {
         return None;
@@ -245,10 +271,21 @@ fn conv_relu(g: &mut Graph, c: NodeId) -> Result<Option<&'static str>, FuseError
     let Some(r) = sole_user(g, c, &[]).filter(|r| g.node(*r).op == Op::Relu) else {
         return Ok(None);
     };
-    let rg = grad_node(g, r, "dx");
+    let rg = dx_of(g, r);
+    if rg.is_some_and(|rg| !plain(g, rg)) {
+        return Ok(None);
+    }
     let grads = match rg {
         Some(rg) => match layer_grads(g, c, Some(rg)) {
-            Some(gr) => Some((rg, gr)),
+            Some((dx, dw, db)) => {
+                // The input gradient with the size of x it restores.
+                let dx = match dx.map(|dx| (dx, &g.node(dx).op)) {
+                    None => None,
+                    Some((dx, Op::ConvGradInput { in_h, in_w, .. })) => Some((dx, *in_h, *in_w)),
+                    Some(_) => return Ok(None),
+                };
+                Some((rg, (dx, dw, db)))
+            }
             None => return Ok(None),
         },
         None => None,
@@ -265,10 +302,7 @@ fn conv_relu(g: &mut Graph, c: NodeId) -> Result<Option<&'static str>, FuseError
     replace_uses(g, r, c, &keep);
     if let Some((rg, (dx, dw, db))) = grads {
         let dy = grad_input(g, rg);
-        if let Some(dx) = dx {
-            let Op::ConvGradInput { in_h, in_w, .. } = g.node(dx).op else {
-                unreachable!("autodiff names a conv's input gradient `.dx`")
-            };
+        if let Some((dx, in_h, in_w)) = dx {
             let op = Op::ConvReluGradInput {
                 size,
                 stride,
@@ -284,6 +318,7 @@ fn conv_relu(g: &mut Graph, c: NodeId) -> Result<Option<&'static str>, FuseError
         g.g.remove_node(rg);
     }
     g.g.remove_node(r);
+    repoint(g, r, c);
     Ok(Some("conv+relu"))
 }
 
@@ -298,7 +333,7 @@ fn dense_relu(
     let Some(r) = sole_user(g, d, &[]).filter(|r| g.node(*r).op == Op::Relu) else {
         return Ok(None);
     };
-    let rg = grad_node(g, r, "dx");
+    let rg = dx_of(g, r);
     // Forward ops to absorb (relu, then maybe dropout) and their gradients.
     // With `dense+relu+dropout` off, a dropout after the ReLU is left as
     // it is (it then reads the `dense_relu`, its gradient feeds the
@@ -313,7 +348,10 @@ fn dense_relu(
         return Ok(None);
     }
     let last = dropout.map_or(r, |(p, _)| p);
-    let pg = dropout.and_then(|(p, _)| grad_node(g, p, "dx"));
+    let pg = dropout.and_then(|(p, _)| dx_of(g, p));
+    if [rg, pg].into_iter().flatten().any(|n| !plain(g, n)) {
+        return Ok(None);
+    }
     if rg.is_some() != pg.is_some() && dropout.is_some() {
         return Ok(None);
     }
@@ -366,8 +404,10 @@ fn dense_relu(
     }
     if let Some((p, _)) = dropout {
         g.g.remove_node(p);
+        repoint(g, p, d);
     }
     g.g.remove_node(r);
+    repoint(g, r, d);
     Ok(Some(name))
 }
 
@@ -381,13 +421,13 @@ fn lrn_maxpool(g: &mut Graph, l: NodeId) -> Result<Option<&'static str>, FuseErr
     else {
         return Ok(None);
     };
-    let lg = grad_node(g, l, "dx");
+    let lg = dx_of(g, l);
     let Some(m) = sole_user(g, l, &[lg]).or_else(|| {
         // In a training step the pool's gradient reads the LRN output too.
         let users = g.users(l);
         users.iter().copied().find(|u| {
             matches!(g.node(*u).op, Op::MaxPool { .. })
-                && sole_user(g, l, &[lg, grad_node(g, *u, "dx")]) == Some(*u)
+                && sole_user(g, l, &[lg, dx_of(g, *u)]) == Some(*u)
         })
     }) else {
         return Ok(None);
@@ -395,7 +435,7 @@ fn lrn_maxpool(g: &mut Graph, l: NodeId) -> Result<Option<&'static str>, FuseErr
     let Op::MaxPool { size: pool, stride } = g.node(m).op else {
         return Ok(None);
     };
-    let mg = grad_node(g, m, "dx");
+    let mg = dx_of(g, m);
     // Backward: maxpool_grad(l, dy) feeding only lrn_grad(x, l, ·).
     let back = match (mg, lg) {
         (Some(mg), Some(lg)) if g.users(mg) == [lg] && g.inputs(lg).get(2) == Some(&mg) => {
@@ -432,6 +472,7 @@ fn lrn_maxpool(g: &mut Graph, l: NodeId) -> Result<Option<&'static str>, FuseErr
         g.g.remove_node(mg);
     }
     g.g.remove_node(m);
+    repoint(g, m, l);
     Ok(Some("lrn+maxpool"))
 }
 
@@ -443,14 +484,14 @@ fn grad_chain(g: &mut Graph, n: NodeId) -> Result<bool, FuseError> {
         return Ok(false);
     }
     let mut relu: Option<NodeId> = None;
-    let mut dropout: Option<(f64, String)> = None;
+    let mut dropout: Option<(f64, NodeId)> = None;
     let mut absorbed = Vec::new();
     let mut cur = n;
     let parts = loop {
         match &g.node(cur).op {
             Op::ReluGrad if relu.is_none() => relu = Some(g.inputs(cur)[0]),
             Op::DropoutGrad { rate, of } if dropout.is_none() => {
-                dropout = Some((*rate, of.clone()));
+                dropout = Some((*rate, *of));
             }
             Op::Add => {
                 absorbed.push(cur);

@@ -234,8 +234,7 @@ fn setup<E: Step, X: Into<TrainError>>(
     let aug = augmenter(&cfg, &ds, &stats, cfg.seed)?;
     let out = aug.out_shape();
     let graph = training_graph(module, &cfg, !opts.no_fuse)?;
-    let fingerprint =
-        checkpoint::fingerprint(&print::print(&graph, print::PrintOptions { spans: false }));
+    let fingerprint = checkpoint::fingerprint(&print::print_for_fingerprint(&graph));
     let network = graph.name.clone();
     let exec = CpuExec::with_memory(graph, cfg.seed, opts.layout)?;
     if exec.image_len() != out.len() {

@@ -589,5 +589,9 @@ pub fn planned_layout(g: &netc::ir::Graph, p: &CudaProgram) {
         .count();
     assert_eq!(seen + scratch, p.buffers.len());
     let order: Vec<String> = plan.order.iter().map(|&n| node_key(g, n)).collect();
-    assert_eq!(p.order, order);
+    let keys: Vec<String> = p.order.iter().map(|o| o.key()).collect();
+    assert_eq!(keys, order);
+    for (o, &n) in p.order.iter().zip(&plan.order) {
+        assert_eq!(o.device, g.node(n).device, "{}", o.key());
+    }
 }

@@ -25,6 +25,8 @@
 
 use serde::Serialize;
 
+use crate::ir::Device;
+
 /// Element type of a device buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -76,12 +78,33 @@ pub enum BufKind {
     Scalars,
 }
 
+/// An IR node as a program names it: its name and layer (the `.net`
+/// binding), for display, and the device (tower) it runs on, as data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeRef {
+    pub name: String,
+    pub layer: String,
+    pub device: Device,
+}
+
+impl NodeRef {
+    /// `name@device`: how buffers, steps and the manifest show a node.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.name, self.device)
+    }
+}
+
 /// One device buffer.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BufferDecl {
     /// `node name@device`, with a `.scale`/`.argmax`/`.probs`/`.lrn`
-    /// suffix for side buffers, or `scratch.*`.
+    /// suffix for side buffers, or `scratch.*` (for display and for
+    /// finding a buffer by name; nothing parses it).
     pub name: String,
+    /// The IR node whose value (or side value) the buffer holds, a mirror
+    /// its source's; `None` for scratch, the scalars and the augmentation
+    /// inputs.
+    pub node: Option<NodeRef>,
     pub dtype: DType,
     pub elems: usize,
     pub kind: BufKind,
@@ -106,8 +129,11 @@ impl BufferDecl {
 /// One region of the program's device allocation.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Region {
-    /// The plan's arena (`shared`, `t0`, ...) or `workspace`.
+    /// The plan's arena (`shared`, `t0`, ...) or `workspace`, for display.
     pub name: String,
+    /// The device of the plan's arena the region holds (`None`: a region
+    /// outside the plan, `planned` false).
+    pub arena: Option<Device>,
     /// Byte offset of the region in the allocation, a multiple of [`REGION_ALIGN`].
     pub base: u64,
     /// Bytes.
@@ -316,9 +342,11 @@ pub struct CudaProgram {
     /// Bytes the planned buffers would take each in its own place (the
     /// plan's *no reuse* figure; the workspace aside).
     pub no_reuse: u64,
-    /// The nodes (`name@device`) in the order the step runs them (the
-    /// plan's order); steps and lifetimes refer to positions in it.
-    pub order: Vec<String>,
+    /// The nodes in the order the step runs them (the plan's order);
+    /// steps and lifetimes refer to positions in it. A step runs on the
+    /// device of the node at its position (the node it computes, or one of
+    /// the same layer).
+    pub order: Vec<NodeRef>,
     pub steps: Vec<Step>,
     /// The buffer holding the mean loss (one f32) after a step.
     pub loss: usize,

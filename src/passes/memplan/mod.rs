@@ -17,11 +17,12 @@
 //!   (`Ty::Effect`): it updates its weight and velocity in place.
 //! - Side buffers: LRN keeps `scale` (f32, the size of its output) and max
 //!   pooling keeps `argmax` (u32, the size of its output) for the
-//!   `lrn_grad`/`maxpool_grad` of the same name (`F` and `F.dx`, same
-//!   device); `softmax_xent` keeps `probs` (`N × classes` f32) for every
+//!   `lrn_grad`/`maxpool_grad` that records it as its forward node
+//!   (`Node::forward`); `softmax_xent` keeps `probs` (`N × classes` f32) for every
 //!   `softmax_xent_grad` of the same logits; the fused `lrn_maxpool` keeps
 //!   the LRN's output and scale (f32, the size of its input) and the
-//!   argmax (u32, the size of its output) for its `lrn_maxpool_grad`. A
+//!   argmax (u32, the size of its output) for the `lrn_maxpool_grad`
+//!   that records it. A
 //!   side buffer lives from its forward op to the last such backward op
 //!   (to its own op if none).
 //! - Parameters (weights, biases) and velocities are *persistent*: live for
@@ -32,7 +33,8 @@
 //!   the logits (input 0 of `softmax_xent`) and the labels (its input 1),
 //!   which the step's loss and top-1/top-5 statistics use, live to the end.
 //! - The gradients of one convolution or dense layer (`F.dx`, `F.dw`,
-//!   `F.db`, same device; fused `conv_relu`/`dense_relu*` ones too) are
+//!   `F.db`: the layer gradients that record `F` as their forward node;
+//!   fused `conv_relu`/`dense_relu*` ones too) are
 //!   computed by one kernel call when the first of them runs: all three
 //!   are live from that position.
 //! - A reader on another tower reads the producer's buffer where it lies

@@ -51,10 +51,6 @@ pub(super) fn out_bytes(g: &Graph, n: NodeId, batch: u64) -> Result<u64, Memplan
         .ok_or_else(|| overflow(g, n))
 }
 
-pub(super) fn base_name(name: &str) -> &str {
-    name.rsplit_once('.').map_or(name, |(b, _)| b)
-}
-
 /// Input ports an op may overwrite in place, in order of preference.
 pub(super) fn in_place_ports(op: &Op) -> &'static [usize] {
     match op {
@@ -97,28 +93,26 @@ pub(super) fn needs(
 ) -> Result<Vec<Need>, MemplanError> {
     let end = order.len().saturating_sub(1);
     let at = |n: NodeId| pos.get(&n).copied().unwrap_or(end);
-    // Group starts of layer gradients, keyed by (device, forward name).
-    let mut group: HashMap<(Device, &str), usize> = HashMap::new();
-    // Last position of the backward ops reading a side buffer, by (device, name).
-    let mut side_reader: HashMap<(Device, &str), usize> = HashMap::new();
+    // Group starts of layer gradients, keyed by the forward node they
+    // record (a gradient recording none is a group of its own).
+    let mut group: HashMap<NodeId, usize> = HashMap::new();
+    // Last position of the backward ops reading a side buffer, by the
+    // forward node that keeps it (the one they record).
+    let mut side_reader: HashMap<NodeId, usize> = HashMap::new();
     let mut probs_reader: HashMap<NodeId, usize> = HashMap::new();
     let mut results: HashSet<NodeId> = HashSet::new();
     for &n in order {
         let node = g.node(n);
         let p = at(n);
         if node.op.is_layer_grad() {
-            let e = group
-                .entry((node.device, base_name(&node.name)))
-                .or_insert(p);
+            let e = group.entry(node.forward.unwrap_or(n)).or_insert(p);
             *e = (*e).min(p);
         }
         if matches!(
             node.op,
             Op::LrnGrad { .. } | Op::MaxPoolGrad { .. } | Op::LrnMaxPoolGrad { .. }
         ) {
-            let e = side_reader
-                .entry((node.device, base_name(&node.name)))
-                .or_insert(p);
+            let e = side_reader.entry(node.forward.unwrap_or(n)).or_insert(p);
             *e = (*e).max(p);
         }
         if node.op == Op::SoftmaxXentGrad
@@ -157,7 +151,7 @@ pub(super) fn needs(
             0
         } else if node.op.is_layer_grad() {
             group
-                .get(&(node.device, base_name(&node.name)))
+                .get(&node.forward.unwrap_or(n))
                 .copied()
                 .unwrap_or(p)
                 .min(p)
@@ -179,7 +173,7 @@ pub(super) fn needs(
             first,
             last,
         });
-        let reader = side_reader.get(&(node.device, node.name.as_str())).copied();
+        let reader = side_reader.get(&n).copied();
         for &s in Side::of(&node.op) {
             let (size, reader) = match s {
                 Side::SoftmaxProbs => {

@@ -18,6 +18,8 @@ pub enum ExecError {
     BadLabel { label: u32, classes: u64 },
     #[error("`{0}` has no forward node")]
     Orphan(String),
+    #[error("`{0}` applies the mask of a dropout the graph lacks")]
+    NoMask(String),
     #[error("cannot plan the step's memory: {0}")]
     Plan(#[from] MemplanError),
     #[error("internal error: {0}")]

@@ -194,12 +194,9 @@ impl<T: Float> CpuExec<T> {
             if node.op.is_layer_grad()
                 || matches!(node.op, Op::LrnGrad { .. } | Op::MaxPoolGrad { .. })
             {
-                let base = node
-                    .name
-                    .rsplit_once('.')
-                    .map_or(node.name.as_str(), |(b, _)| b);
-                let f = graph
-                    .find(base, node.device)
+                let f = node
+                    .forward
+                    .filter(|f| graph.get(*f).is_some())
                     .ok_or_else(|| ExecError::Orphan(node.name.clone()))?;
                 fwd_of.insert(n, f);
             }

@@ -116,16 +116,21 @@ impl<T: Float> CpuExec<T> {
         };
         let nin = reads.len();
         reads.extend(&side_r);
-        let dropout = |of: &str, rate: f64| self.dropout(of, n, rate, training, step);
+        let dropout = |rate: f64| {
+            let key = self
+                .graph
+                .mask_key(n)
+                .ok_or_else(|| ExecError::NoMask(self.graph.node(n).name.clone()))?;
+            Ok::<_, ExecError>(self.dropout(key, n, rate, training, step))
+        };
         let dparams = match &op {
-            Op::Dropout { rate } => Some(dropout(&self.graph.node(n).name, *rate)),
-            Op::DenseReluDropout { rate, of, .. } | Op::DropoutGrad { rate, of } => {
-                Some(dropout(of, *rate))
-            }
-            Op::GradChain {
-                dropout: Some((rate, of)),
+            Op::Dropout { rate }
+            | Op::DenseReluDropout { rate, .. }
+            | Op::DropoutGrad { rate, .. }
+            | Op::GradChain {
+                dropout: Some((rate, _)),
                 ..
-            } => Some(dropout(of, *rate)),
+            } => Some(dropout(*rate)?),
             _ => None,
         };
         let g = &self.graph;
@@ -348,9 +353,8 @@ impl<T: Float> CpuExec<T> {
         self.done[f.index()] = true;
         let g = &self.graph;
         let fnode = g.node(f);
-        let dev = fnode.device;
-        let get = |suffix: &str| g.find(&format!("{}.{suffix}", fnode.name), dev);
-        let (dx_n, dw_n, db_n) = (get("dx"), get("dw"), get("db"));
+        let grads = g.layer_grads(f);
+        let (dx_n, dw_n, db_n) = (grads.dx, grads.dw, grads.db);
         let fins = g.inputs(f);
         let Some(dw_n) = dw_n else { return Ok(()) };
         let dy_n = g.inputs(dw_n)[1];

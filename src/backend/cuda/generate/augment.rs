@@ -212,6 +212,7 @@ pub fn attach(prog: &mut CudaProgram, aug: &AugmentPlan) -> Result<AugmentBuffer
     let mut add = |name: &str, dtype: DType, elems: usize, last: usize| {
         let decl = BufferDecl {
             name: format!("augment.{name}"),
+            node: None,
             dtype,
             elems,
             kind: BufKind::Augment,
@@ -233,13 +234,14 @@ pub fn attach(prog: &mut CudaProgram, aug: &AugmentPlan) -> Result<AugmentBuffer
     let base = prog.bytes().next_multiple_of(REGION_ALIGN);
     prog.regions.push(Region {
         name: "augment".into(),
+        arena: None,
         base,
         size,
         planned: false,
         device: 0,
     });
     let (grid, block) = s.grid_block();
-    let node = prog.order.first().cloned().unwrap_or_default();
+    let node = prog.order.first().map(|o| o.key()).unwrap_or_default();
     prog.steps.insert(
         0,
         Step::Launch(Launch {

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 
 use crate::backend::cuda::generate::CodegenError;
 use crate::backend::cuda::program::{
-    BufKind, BufferDecl, DType, REGION_ALIGN, Region, SCALAR_WORDS,
+    BufKind, BufferDecl, DType, NodeRef, REGION_ALIGN, Region, SCALAR_WORDS,
 };
 pub use crate::backend::layout::Layout;
 use crate::ir::{Graph, InputKind, NodeId, Op, ParamRole, Ty};
@@ -64,6 +64,16 @@ pub fn node_key(g: &Graph, n: NodeId) -> String {
     crate::backend::params::key(g, n)
 }
 
+/// Node `n` as the program names it.
+pub fn node_ref(g: &Graph, n: NodeId) -> NodeRef {
+    let node = g.node(n);
+    NodeRef {
+        name: node.name.clone(),
+        layer: node.layer.clone(),
+        device: node.device,
+    }
+}
+
 fn round(n: u64, to: u64) -> u64 {
     n.div_ceil(to).saturating_mul(to)
 }
@@ -73,6 +83,7 @@ fn round(n: u64, to: u64) -> u64 {
 fn decl(
     b: &memplan::Buffer,
     name: String,
+    node: NodeRef,
     dtype: DType,
     elems: usize,
     kind: BufKind,
@@ -86,6 +97,7 @@ fn decl(
     }
     Ok(BufferDecl {
         name,
+        node: Some(node),
         dtype,
         elems,
         kind,
@@ -146,7 +158,9 @@ pub fn assign(
                 .ok_or_else(|| unplanned(name.into(), "the plan has no arena for its device"))
         };
         let r = arena(pb, &key)?;
-        b.decls.push(decl(pb, key.clone(), dtype, size, kind, r)?);
+        let owner = node_ref(g, n);
+        b.decls
+            .push(decl(pb, key.clone(), owner.clone(), dtype, size, kind, r)?);
         b.node.insert(n, b.decls.len() - 1);
         for &s in Side::of(&node.op) {
             let name = format!("{key}.{}", s.suffix());
@@ -159,7 +173,8 @@ pub fn assign(
                 DType::F32
             };
             let (len, r) = ((pb.size / 4) as usize, arena(pb, &name)?);
-            b.decls.push(decl(pb, name, dtype, len, BufKind::Side, r)?);
+            b.decls
+                .push(decl(pb, name, owner.clone(), dtype, len, BufKind::Side, r)?);
             b.side.insert((n, s), b.decls.len() - 1);
         }
         let ins = g.inputs(n);
@@ -203,6 +218,7 @@ pub fn assign(
     for (a, size) in plan.arenas.iter().zip(sizes) {
         b.regions.push(Region {
             name: a.device.to_string(),
+            arena: Some(a.device),
             base,
             size,
             planned: true,
@@ -223,6 +239,7 @@ pub fn assign(
         }
         b.decls.push(BufferDecl {
             name: name.into(),
+            node: None,
             dtype: DType::F32,
             elems: len,
             kind: BufKind::Scratch,
@@ -236,6 +253,7 @@ pub fn assign(
     }
     b.decls.push(BufferDecl {
         name: "step.scalars".into(),
+        node: None,
         dtype: DType::U32,
         elems: SCALAR_WORDS,
         kind: BufKind::Scalars,
@@ -248,6 +266,7 @@ pub fn assign(
     top = round(top.saturating_add(SCALAR_WORDS as u64 * 4), REGION_ALIGN);
     b.regions.push(Region {
         name: "workspace".into(),
+        arena: None,
         base,
         size: top,
         planned: false,

@@ -210,9 +210,10 @@ impl Gen<'_> {
                     args.push(a(ins.len() - 1));
                 }
                 args.push(Arg::Buf(self.buf(n)));
-                let dropout = dropout
-                    .as_ref()
-                    .map(|(rate, of)| (*rate, rng::dropout_stream(of, node.device)));
+                let dropout = match dropout {
+                    Some((rate, _)) => Some((*rate, self.mask_stream(n)?)),
+                    None => None,
+                };
                 if dropout.is_some_and(|(rate, _)| rate > 0.0) {
                     args.push(Arg::seed(self.bufs.scalars));
                 }
@@ -309,11 +310,11 @@ impl Gen<'_> {
                     vec![a(0), Arg::Buf(self.buf(n)), Arg::seed(self.bufs.scalars)],
                 )?;
             }
-            Op::DropoutGrad { rate, of } => {
+            Op::DropoutGrad { rate, .. } => {
                 let kern = Kernel::Dropout {
                     total,
                     rate: *rate,
-                    stream: rng::dropout_stream(of, node.device),
+                    stream: self.mask_stream(n)?,
                 };
                 self.launch(
                     n,
@@ -487,19 +488,23 @@ impl Gen<'_> {
         Ok(())
     }
 
-    /// The forward node `F` of a backward node named `F.suffix`.
+    /// The forward node a backward node records.
     fn forward_of(&self, n: NodeId) -> Result<NodeId, CodegenError> {
         let node = self.g.node(n);
-        let base = node
-            .name
-            .rsplit_once('.')
-            .map_or(node.name.as_str(), |(b, _)| b);
-        self.g
-            .find(base, node.device)
+        node.forward
+            .filter(|f| self.g.get(*f).is_some())
             .ok_or_else(|| CodegenError::Orphan {
                 name: node.name.clone(),
-                base: base.to_string(),
             })
+    }
+
+    /// The random stream of the dropout mask `n` applies.
+    fn mask_stream(&self, n: NodeId) -> Result<u64, CodegenError> {
+        let node = self.g.node(n);
+        let key = self.g.mask_key(n).ok_or_else(|| CodegenError::NoMask {
+            name: node.name.clone(),
+        })?;
+        Ok(rng::dropout_stream(key, node.device))
     }
 }
 
@@ -639,7 +644,11 @@ pub fn generate_planned(
         buffers: gen_.bufs.decls,
         regions: gen_.bufs.regions,
         no_reuse: plan.no_reuse(),
-        order: plan.order.iter().map(|&n| node_key(graph, n)).collect(),
+        order: plan
+            .order
+            .iter()
+            .map(|&n| buffers::node_ref(graph, n))
+            .collect(),
         steps: gen_.steps,
     };
     crate::backend::cuda::proof::alias::check(&prog)?;

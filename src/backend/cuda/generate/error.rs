@@ -8,8 +8,10 @@ pub enum CodegenError {
     Cycle,
     #[error("the graph has no `{0}`; CUDA code is generated for a training step")]
     Missing(&'static str),
-    #[error("`{name}` has no forward node `{base}`")]
-    Orphan { name: String, base: String },
+    #[error("`{name}` has no forward node")]
+    Orphan { name: String },
+    #[error("`{name}` applies the mask of a dropout the graph lacks")]
+    NoMask { name: String },
     #[error("`{name}` has {count} inputs; generated kernels take at most 8")]
     TooManyInputs { name: String, count: usize },
     #[error(

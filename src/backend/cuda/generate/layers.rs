@@ -140,8 +140,8 @@ impl Gen<'_> {
     pub(super) fn layer_grads(&mut self, f: NodeId) -> Result<(), CodegenError> {
         let g = self.g;
         let fnode = g.node(f);
-        let get = |s: &str| g.find(&format!("{}.{s}", fnode.name), fnode.device);
-        let (dx, dw, db) = (get("dx"), get("dw"), get("db"));
+        let grads = g.layer_grads(f);
+        let (dx, dw, db) = (grads.dx, grads.dw, grads.db);
         let Some(dw) = dw else { return Ok(()) };
         let dy = g.inputs(dw)[1];
         match &fnode.op {

@@ -4,8 +4,9 @@
 //! Assumes a program as `codegen` generates it (optionally with
 //! `augment::attach`'s kernel), on one device, that `alias::check` accepts,
 //! and a [`Placement`] naming a logical device for each of the program's
-//! devices: the plan's arenas (`shared`, `t0`, `t1`, ...) and the device
-//! tag of every step's node (`name@t1`).
+//! devices: those of the plan's arenas (`shared`, `t0`, `t1`, ...:
+//! [`Region::arena`]) and of the nodes it runs ([`CudaProgram::order`]).
+//! Devices are read from these typed fields, never from a name.
 //!
 //! What it makes:
 //! - Every region is tagged with its logical device: an arena with its
@@ -47,6 +48,7 @@ use crate::backend::cuda::program::{
     Arg, BufKind, BufferDecl, CudaProgram, REGION_ALIGN, Region, Step,
 };
 use crate::backend::cuda::proof::alias::{self, AliasError};
+use crate::ir::Device;
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum SplitError {
@@ -76,37 +78,20 @@ pub enum SplitError {
 /// GPU (`--devices 0,1`: logical device `i` is the `i`-th GPU listed).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Placement {
-    pub map: BTreeMap<String, usize>,
+    pub map: BTreeMap<Device, usize>,
 }
 
-/// `t{i}` -> `Some(i)`.
-fn tower_index(name: &str) -> Option<usize> {
-    name.strip_prefix('t')?.parse().ok()
-}
-
-/// The device tag of a node key (`conv1/conv@t0` -> `t0`).
-fn tag(node: &str) -> &str {
-    node.rsplit_once('@').map_or(node, |(_, d)| d)
-}
-
-/// The program's devices: its arenas and its nodes' device tags.
-fn device_names(p: &CudaProgram) -> BTreeSet<String> {
-    let arenas = p
-        .regions
-        .iter()
-        .filter(|r| r.planned)
-        .map(|r| r.name.as_str());
-    arenas
-        .chain(p.order.iter().map(|n| tag(n)))
-        .map(str::to_string)
-        .collect()
+/// The program's devices: its arenas' and its nodes'.
+fn devices(p: &CudaProgram) -> BTreeSet<Device> {
+    let arenas = p.regions.iter().filter_map(|r| r.arena);
+    arenas.chain(p.order.iter().map(|n| n.device)).collect()
 }
 
 /// How many towers (`t0`, `t1`, ...) the program has.
 pub fn tower_count(p: &CudaProgram) -> usize {
-    device_names(p)
+    devices(p)
         .iter()
-        .filter(|n| tower_index(n).is_some())
+        .filter(|d| matches!(d, Device::Tower(_)))
         .count()
 }
 
@@ -127,23 +112,23 @@ impl Placement {
     pub fn towers(p: &CudaProgram, devices: usize) -> Result<Placement, SplitError> {
         check_count(tower_count(p), devices)?;
         let mut map = BTreeMap::new();
-        for n in device_names(p) {
-            let d = match tower_index(&n) {
+        for n in self::devices(p) {
+            let d = match n {
                 _ if devices == 1 => 0,
-                _ if n == "shared" => 0,
-                Some(t) if t < devices => t,
-                _ => return Err(SplitError::Unplaced(n)),
+                Device::Shared => 0,
+                Device::Tower(t) if (t as usize) < devices => t as usize,
+                Device::Tower(_) => return Err(SplitError::Unplaced(n.to_string())),
             };
             map.insert(n, d);
         }
         Ok(Placement { map })
     }
 
-    fn get(&self, name: &str) -> Result<usize, SplitError> {
+    fn get(&self, device: Device) -> Result<usize, SplitError> {
         self.map
-            .get(name)
+            .get(&device)
             .copied()
-            .ok_or_else(|| SplitError::Unplaced(name.to_string()))
+            .ok_or_else(|| SplitError::Unplaced(device.to_string()))
     }
 }
 
@@ -165,11 +150,15 @@ pub fn place(p: &CudaProgram, at: &Placement) -> Result<CudaProgram, SplitError>
     if placed {
         return Err(SplitError::Placed);
     }
-    let shared = at.map.get("shared").copied().unwrap_or(0);
+    let shared = at.map.get(&Device::Shared).copied().unwrap_or(0);
     let scratch = |b: usize| p.buffers[b].kind == BufKind::Scratch;
     let mut region_dev: Vec<usize> = Vec::with_capacity(p.regions.len());
     for r in &p.regions {
-        region_dev.push(if r.planned { at.get(&r.name)? } else { shared });
+        region_dev.push(match (r.planned, r.arena) {
+            (true, Some(d)) => at.get(d)?,
+            (true, None) => return Err(SplitError::Unplaced(r.name.clone())),
+            (false, _) => shared,
+        });
     }
     let dev_of = |b: usize, region_dev: &[usize]| region_dev[p.buffers[b].region];
 
@@ -196,7 +185,10 @@ pub fn place(p: &CudaProgram, at: &Placement) -> Result<CudaProgram, SplitError>
         }
         step_dev.push(match dev {
             Some(d) => d,
-            None => at.get(tag(st.node()))?,
+            None => match p.order.get(st.pos()) {
+                Some(n) => at.get(n.device)?,
+                None => return Err(SplitError::Unplaced(st.node().to_string())),
+            },
         });
     }
 
@@ -267,6 +259,7 @@ pub fn place(p: &CudaProgram, at: &Placement) -> Result<CudaProgram, SplitError>
                 let r = *inbox.entry(d).or_insert_with(|| {
                     out.regions.push(Region {
                         name: format!("inbox@dev{d}"),
+                        arena: None,
                         base: 0,
                         size: 0,
                         planned: false,

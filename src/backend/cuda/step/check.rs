@@ -292,7 +292,8 @@ pub struct Profile {
     pub launches: usize,
     /// By kernel (numbered variants together; `sgemm` for cuBLAS), most first.
     pub by_kernel: Vec<(String, f64, usize)>,
-    /// By layer (the node name's first part: `conv1`, `fc6`, ...), most first.
+    /// By layer (the `.net` binding of the node whose turn runs the step:
+    /// `conv1`, `fc6`, ...), most first.
     pub by_layer: Vec<(String, f64, usize)>,
 }
 
@@ -329,7 +330,10 @@ pub fn profile(g: &Graph, exec: &mut CudaExec, steps: u64) -> Result<Profile, St
                 ("copy".to_string(), node.as_str())
             }
         };
-        let layer = node.split(['/', '@']).next().unwrap_or(node).to_string();
+        let layer = prog
+            .order
+            .get(st.pos())
+            .map_or_else(|| node.to_string(), |n| n.layer.clone());
         for (map, key) in [(&mut by_kernel, kernel), (&mut by_layer, layer)] {
             let e = map.entry(key).or_default();
             e.0 += t;

@@ -447,8 +447,8 @@ impl<D: Device> Step for CudaStep<D> {
                 continue;
             }
             if self.dev.download(b)?.iter().any(|v| !v.is_finite()) {
-                let layer = d.name.rsplit_once('@').map_or(d.name.as_str(), |(l, _)| l);
-                return Ok(Some(layer.to_string()));
+                let layer = d.node.as_ref().map_or(&d.name, |n| &n.name);
+                return Ok(Some(layer.clone()));
             }
         }
         Ok(None)

@@ -36,7 +36,9 @@
 # collect (backend::step::Step), step::open::{probe, open, open_placed} (arch,
 # replay and layout from the typed CudaConfig), the Device impl of CudaExec
 # (moved beside it, unchanged), step::check's prepare (parameters from
-# ParamStore) and profile, and the cuda-check reports (step::report).
+# ParamStore) and profile (now grouped by layer through the program's typed
+# NodeRef), CudaStep::first_non_finite (reads BufferDecl.node, not a name),
+# and the cuda-check reports (step::report).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STEPS="${1:-300}"

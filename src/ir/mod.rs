@@ -12,6 +12,7 @@
 
 pub mod cost;
 pub mod dot;
+mod id;
 pub mod infer;
 pub mod op;
 pub mod order;
@@ -22,10 +23,11 @@ pub mod ty;
 pub mod verify;
 
 use petgraph::Direction;
-use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::stable_graph::StableDiGraph;
 use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
+pub use id::{GradPart, NodeId};
 pub use op::{Init, InputKind, Op, ParamRole};
 pub use ty::Ty;
 
@@ -78,20 +80,6 @@ pub struct Edge {
     pub port: u32,
     /// Source and destination run on different towers (a cross-GPU copy).
     pub cross: bool,
-}
-
-pub type NodeId = NodeIndex<u32>;
-
-/// Which gradient of a conv or dense layer an op computes (see
-/// [`Op::grad_part`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GradPart {
-    /// ∂L/∂x (`F.dx`).
-    Input,
-    /// ∂L/∂weight (`F.dw`).
-    Weight,
-    /// ∂L/∂bias (`F.db`).
-    Bias,
 }
 
 /// The gradient nodes of one conv or dense layer ([`Graph::layer_grads`]).

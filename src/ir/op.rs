@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::{GradPart, NodeId};
+use super::id::{GradPart, NodeId};
 
 /// Serialises a node id as its index (the YAML form renumbers it first).
 fn ser_id<S: serde::Serializer>(n: &NodeId, s: S) -> Result<S::Ok, S::Error> {

@@ -59,6 +59,8 @@ pub enum ExecError {
     Orphan(String),
     #[error("cannot plan the step's memory: {0}")]
     Plan(#[from] MemplanError),
+    #[error("{0}")]
+    TooLarge(#[from] super::memory::TooLarge),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -318,7 +320,19 @@ impl<T: Float> CpuExec<T> {
                 order::topo(&self.graph).map_err(|_| ExecError::Cycle)?,
             ),
         };
-        let mut arenas: Vec<Vec<T>> = layout.arena_len.iter().map(|&n| vec![T::ZERO; n]).collect();
+        // Refused before anything is allocated when the plan's bytes exceed
+        // what the machine has (a huge layer would otherwise abort).
+        let elems = layout
+            .arena_len
+            .iter()
+            .fold(0u64, |t, &n| t.saturating_add(n as u64));
+        let bytes = elems.saturating_mul(std::mem::size_of::<T>() as u64);
+        let what = format!("the step at batch {batch}");
+        super::memory::check_fits(&what, bytes)?;
+        let mut arenas: Vec<Vec<T>> = Vec::with_capacity(layout.arena_len.len());
+        for &n in &layout.arena_len {
+            arenas.push(super::memory::zeroed(&what, n, T::ZERO)?);
+        }
         for &n in &layout.persistent {
             if let (Some(&old), Some(&new)) = (self.layout.out.get(&n), layout.out.get(&n)) {
                 let len = old.len.min(new.len);

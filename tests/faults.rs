@@ -1,0 +1,72 @@
+//! What a user's bad input or a fault does: each case exits 1 with a clear
+//! message (never a panic, rc 101, nor an abort, rc 134), or runs and
+//! reports honest figures. Every test here failed before its fix.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn netc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fresh directory under the system's temporary directory.
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("netc-faults-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes `src` as `name.net` in `dir` and returns its path.
+fn net(dir: &std::path::Path, name: &str, src: &str) -> String {
+    let p = dir.join(format!("{name}.net"));
+    std::fs::write(&p, src).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// A billion filters: the step's buffers are refused before allocation,
+/// with the figure and what the machine has, by train and bench.
+#[test]
+fn a_step_larger_than_memory_is_refused_with_the_figure() {
+    let d = tmp("huge");
+    let f = net(
+        &d,
+        "huge",
+        "network huge {
+  input image: [1, 28, 28]
+  input label: class(10)
+  c1 = conv(image, filters: 1000000000, size: 3, pad: 1) -> relu
+  out = dense(c1, units: 10)
+  loss = softmax_xent(out, label)
+}
+",
+    );
+    let out = d.join("out");
+    for args in [
+        vec![
+            "train",
+            &f,
+            "--data",
+            "data/fmnist-small",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        vec!["bench", &f, "--steps", "1"],
+    ] {
+        let o = netc(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(
+            e.contains("needs ") && e.contains(" bytes (") && e.contains("available"),
+            "{args:?}: {e}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -2,7 +2,11 @@
 //! message (never a panic, rc 101, nor an abort, rc 134), or runs and
 //! reports honest figures. Every test here failed before its fix.
 
+mod common;
+
 use std::path::PathBuf;
+
+use netc::backend::cpu::exec::CpuExec;
 use std::process::{Command, Output};
 
 fn netc(args: &[&str]) -> Output {
@@ -69,4 +73,26 @@ fn a_step_larger_than_memory_is_refused_with_the_figure() {
         );
     }
     let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Zero weights give every class the same score: that is no class's top-1
+/// or top-5 answer (it reported 0.00% error), and the loss is ln 10.
+#[test]
+fn a_network_that_scores_every_class_the_same_is_always_wrong() {
+    let g = common::training_graph(
+        "network flat {
+  input image: [1, 8, 8]
+  input label: class(10)
+  c = conv(image, filters: 4, size: 3) -> relu
+  out = dense(c, units: 10)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: 0  bias: 0 } }
+",
+    );
+    let mut exec = CpuExec::<f32>::new(g, 1).unwrap();
+    let (images, labels) = common::batch(&exec, 16, 10, 4);
+    let s = exec.eval_batch(&images, &labels).unwrap();
+    assert_eq!((s.top1, s.top5, s.n), (0, 0, 16), "{s:?}");
+    assert!((s.loss - 10f64.ln()).abs() < 1e-6, "{s:?}");
 }

@@ -16,3 +16,4 @@ pub mod plot;
 pub mod run;
 pub mod step;
 pub mod sweep;
+pub mod ten_crop;

@@ -354,21 +354,10 @@ pub fn evaluate<E: StepExec + ?Sized>(
         let logits = exec.logits();
         let k = logits.len() / labels.len().max(1);
         for (i, &label) in batch.labels.iter().enumerate() {
-            let mut avg = vec![0f64; k];
-            for c in 0..10 {
-                let row = &logits[(10 * i + c) * k..(10 * i + c + 1) * k];
-                let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-                let z: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
-                for (a, &v) in avg.iter_mut().zip(row) {
-                    *a += (v as f64 - m).exp() / z / 10.0;
-                }
-            }
-            let p = avg[label as usize];
-            loss -= p.max(1e-30).ln();
-            let higher = avg.iter().filter(|&&q| q > p).count();
-            let ok = p.is_finite();
-            t1 += usize::from(ok && higher < 1);
-            t5 += usize::from(ok && higher < 5);
+            let s = super::ten_crop::score(&logits[10 * i * k..10 * (i + 1) * k], k, label);
+            loss += s.loss;
+            t1 += usize::from(s.top1);
+            t5 += usize::from(s.top5);
             n += 1;
         }
     }

@@ -1,5 +1,8 @@
 //! Source text -> verified [`Module`], with diagnostics. The one entry
 //! point the CLI, the examples and the tests use to read a `.net` file.
+//! [`check`] adds what `netc train` needs (`passes::trainable`): every
+//! command that trains, evaluates or compiles a step reads files through
+//! it, so `netc check` accepts exactly the networks `train` runs.
 
 use codespan_reporting::diagnostic::Diagnostic;
 
@@ -38,6 +41,25 @@ pub fn compile_file(path: &std::path::Path) -> Result<(Compiled, String), String
     let src =
         std::fs::read_to_string(path).map_err(|e| format!("error: cannot read `{name}`: {e}\n"))?;
     match compile(&src) {
+        Ok(c) => Ok((c, src)),
+        Err(d) => Err(crate::diag::render(&name, &src, &[d])),
+    }
+}
+
+/// [`compile`], then the training rules of `passes::trainable`.
+pub fn check(src: &str) -> Result<Compiled, Diagnostic<()>> {
+    let c = compile(src)?;
+    crate::passes::trainable::check(&c.module, c.ast.network.name.span)
+        .map_err(|e| e.diagnostic())?;
+    Ok(c)
+}
+
+/// [`compile_file`] with the rules of [`check`].
+pub fn check_file(path: &std::path::Path) -> Result<(Compiled, String), String> {
+    let name = path.display().to_string();
+    let src =
+        std::fs::read_to_string(path).map_err(|e| format!("error: cannot read `{name}`: {e}\n"))?;
+    match check(&src) {
         Ok(c) => Ok((c, src)),
         Err(d) => Err(crate::diag::render(&name, &src, &[d])),
     }

@@ -298,7 +298,7 @@ fn main() -> ExitCode {
 
 /// Compiles a file, printing warnings to stderr; errors become `Err`.
 fn load(path: &Path) -> Result<(Compiled, String), String> {
-    let (c, src) = frontend::compile_file(path)?;
+    let (c, src) = frontend::check_file(path)?;
     if !c.warnings.is_empty() {
         eprint!(
             "{}",
@@ -664,7 +664,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         } => {
             let mut unformatted = false;
             for file in files {
-                let (c, src) = load(&file)?;
+                let (c, src) = frontend::compile_file(&file)?;
                 let out = syntax::fmt::format(&c.ast, &src);
                 if stdout {
                     print!("{out}");

@@ -96,3 +96,75 @@ train { init { weight: 0  bias: 0 } }
     assert_eq!((s.top1, s.top5, s.n), (0, 0, 16), "{s:?}");
     assert!((s.loss - 10f64.ln()).abs() < 1e-6, "{s:?}");
 }
+
+/// An unfed second input, two losses and no loss: `check` refuses each
+/// (they passed it), and `train` refuses them the same way before reading
+/// any data or writing anything.
+#[test]
+fn check_refuses_what_train_cannot_run() {
+    let d = tmp("untrainable");
+    let out = d.join("out");
+    for (file, code) in [
+        ("tests/bad/unfed_input.net", "N0123"),
+        ("tests/bad/two_losses.net", "N0124"),
+        ("tests/bad/no_loss.net", "N0124"),
+    ] {
+        let o = netc(&["check", file]);
+        assert_eq!(o.status.code(), Some(1), "{file}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("error[{code}]")),
+            "{file}: {}",
+            stderr(&o)
+        );
+        let o = netc(&[
+            "train",
+            file,
+            "--data",
+            "data/fmnist-small",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{file}: {e}");
+        assert!(
+            e.contains(&format!("error[{code}]")) && !e.contains("data:"),
+            "{file}: {e}"
+        );
+        assert!(!out.exists(), "{file}: train wrote {}", out.display());
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A batch larger than the training set, `--max-steps 0` and `--epochs 0`
+/// trained nothing and exited 0 with a step-0 checkpoint; now each is
+/// refused and nothing is written.
+#[test]
+fn a_run_that_would_take_no_step_is_refused() {
+    let d = tmp("nostep");
+    let out = d.join("out");
+    for (flag, value, says) in [
+        (
+            "--batch",
+            "4096",
+            "larger than the training set (2000 images)",
+        ),
+        ("--max-steps", "0", "--max-steps 0"),
+        ("--epochs", "0", "--epochs 0"),
+    ] {
+        let o = netc(&[
+            "train",
+            "networks/alexnet-fmnist.net",
+            "--data",
+            "data/fmnist-small",
+            "--out",
+            out.to_str().unwrap(),
+            flag,
+            value,
+        ]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{flag}: {e}");
+        assert!(e.contains(says), "{flag}: {e}");
+        assert!(!out.exists(), "{flag}: wrote {}", out.display());
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod cuda;
 pub mod cuda_eval;
 pub mod data;
+pub mod no_step;
 pub mod plot;
 pub mod run;
 pub mod step;

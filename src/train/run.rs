@@ -285,6 +285,11 @@ fn setup<E: StepExec>(
     make: impl FnOnce(CpuExec, &TrainConfig, &Augmenter) -> Result<E, TrainError>,
 ) -> Result<Setup<E>, TrainError> {
     let cfg = effective_config(module, opts);
+    // What `netc check` refuses is refused here too, before any data, and
+    // so is a run that would take no step.
+    crate::passes::trainable::check(module, Default::default())
+        .map_err(|e| TrainError::Config(e.to_string()))?;
+    super::no_step::check_counts(&cfg, opts.max_steps).map_err(TrainError::Config)?;
     let (ds, desc) = load_data(opts.data.as_deref(), &cfg)?;
     say(&format!("data: {desc}"));
     let stats = Stats::compute(&ds.train);
@@ -316,6 +321,8 @@ fn setup<E: StepExec>(
     }
     let cfgerr = |e: data::augment::ConfigError| TrainError::Config(e.to_string());
     let train = Loader::new(Arc::new(ds.train.clone()), aug.clone(), lcfg).map_err(cfgerr)?;
+    super::no_step::check_batches(cfg.batch, ds.train.len(), train.len())
+        .map_err(TrainError::Config)?;
     let mut ecfg = LoaderConfig::eval(cfg.batch as usize);
     if cfg.data.test == TestCrop::TenCrop {
         ecfg.mode = Mode::TenCrop;

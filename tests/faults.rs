@@ -168,3 +168,59 @@ fn a_run_that_would_take_no_step_is_refused() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Trains `networks/alexnet-fmnist.net` for one epoch of `steps` steps into `out`.
+fn short_run(out: &std::path::Path, steps: &str) -> Output {
+    netc(&[
+        "train",
+        "networks/alexnet-fmnist.net",
+        "--data",
+        "data/fmnist-small",
+        "--epochs",
+        "1",
+        "--max-steps",
+        steps,
+        "--batch",
+        "16",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+/// Two identical runs write the same checkpoint bytes (the header's keys
+/// came out in a different order); a flipped byte inside a tensor is
+/// refused by `eval` and `--resume` with the file and tensor named (it
+/// evaluated to a different error).
+#[test]
+fn checkpoints_repeat_byte_for_byte_and_flipped_bytes_are_refused() {
+    let d = tmp("ckpt");
+    let (a, b) = (d.join("a"), d.join("b"));
+    for o in [&a, &b] {
+        let r = short_run(o, "2");
+        assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    }
+    let ca = std::fs::read(a.join("checkpoint.safetensors")).unwrap();
+    let cb = std::fs::read(b.join("checkpoint.safetensors")).unwrap();
+    assert!(ca == cb, "two identical runs wrote different checkpoints");
+    let mut bad = ca.clone();
+    let at = bad.len() - bad.len() / 3;
+    bad[at] ^= 0x10;
+    let path = d.join("flipped.safetensors");
+    std::fs::write(&path, &bad).unwrap();
+    let p = path.to_str().unwrap();
+    let o = netc(&[
+        "eval",
+        "networks/alexnet-fmnist.net",
+        "--weights",
+        p,
+        "--data",
+        "data/fmnist-small",
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("flipped.safetensors") && e.contains("checksum"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

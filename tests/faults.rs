@@ -224,3 +224,84 @@ fn checkpoints_repeat_byte_for_byte_and_flipped_bytes_are_refused() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A network through every layer kind (conv, ReLU, LRN, max pooling,
+/// dense, dropout, towers and `across`) for the NaN tests.
+const EVERY_OP: &str = "
+network every_op {
+  input image: [2, 9, 9]
+  input label: class(3)
+  towers 2 {
+    c1 = conv(image, filters: 4, size: 3, pad: 1) -> relu -> lrn(size: 3, alpha: 0.1, beta: 0.75, k: 2) -> maxpool(size: 3, stride: 2)
+    f = dense(across(c1), units: 8) -> relu -> dropout(rate: 0.5)
+  }
+  out = dense(across(f), units: 3)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: he  bias: 0.1 } }
+";
+
+/// One NaN pixel makes the loss NaN, fused and unfused, at training and
+/// at evaluation: ReLU mapped NaN to 0 and max pooling skipped it, so a
+/// diverged network looked finite.
+#[test]
+fn nan_propagates_through_every_op_to_the_loss() {
+    for fused in [false, true] {
+        let g = if fused {
+            common::fused_graph(EVERY_OP).0
+        } else {
+            common::training_graph(EVERY_OP)
+        };
+        let mut exec = CpuExec::<f32>::new(g, 2).unwrap();
+        let (mut images, labels) = common::batch(&exec, 4, 3, 5);
+        let s = exec.eval_batch(&images, &labels).unwrap();
+        assert!(s.loss.is_finite(), "fused {fused}: {s:?}");
+        // A negative NaN: a ReLU of the old kind returned 0 for it.
+        images[40] = -f32::NAN;
+        let s = exec.eval_batch(&images, &labels).unwrap();
+        assert!(s.loss.is_nan(), "fused {fused}: eval loss {}", s.loss);
+        assert!(s.top1 < 4, "fused {fused}: a NaN row counted as correct");
+        let s = exec.train_step(&images, &labels, 0.01, 0).unwrap();
+        assert!(s.loss.is_nan(), "fused {fused}: train loss {}", s.loss);
+    }
+}
+
+/// A learning rate of 1e38: the message never calls a finite loss
+/// non-finite (it read "the loss became 6.14… at step 0") and says that no
+/// checkpoint exists (it said the last good one was kept).
+#[test]
+fn divergence_names_what_overflowed_and_whether_a_checkpoint_exists() {
+    let d = tmp("diverge");
+    let src = std::fs::read_to_string("networks/alexnet-fmnist.net")
+        .unwrap()
+        .replace("lr: 0.01", "lr: 1e38");
+    let f = net(&d, "diverge", &src);
+    let out = d.join("out");
+    let o = netc(&[
+        "train",
+        &f,
+        "--data",
+        "data/fmnist-small",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "3",
+        "--batch",
+        "16",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    // Either the overflowed parameter is reported with the finite loss, or
+    // the loss that became non-finite (NaN now reaches it) is named as such.
+    let honest = e.contains("a parameter became non-finite by step 0 while the loss was still ")
+        || e.split("the loss became ").nth(1).is_some_and(|t| {
+            let v = t.split_whitespace().next().unwrap_or("");
+            v.parse::<f64>().is_ok_and(|v| !v.is_finite())
+        });
+    assert!(honest, "{e}");
+    assert!(e.contains("no checkpoint was written"), "{e}");
+    assert!(!out.join("checkpoint.safetensors").exists());
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -58,17 +58,25 @@ pub enum TrainError {
     #[error(transparent)]
     Device(#[from] RuntimeError),
     #[error(
-        "the loss became {value} at step {step}; the first non-finite value is in `{layer}` (the last good checkpoint is kept)"
+        "the loss became {value} at step {step}; the first non-finite value is in `{layer}` ({kept})"
     )]
     NonFinite {
         value: f64,
         step: u64,
         layer: String,
+        kept: &'static str,
     },
     #[error(
-        "a parameter became non-finite by step {step}; the first non-finite value is in `{layer}` (the last good checkpoint is kept)"
+        "a parameter became non-finite by step {step}{loss}; the first non-finite value is in `{layer}` ({kept})",
+        loss = loss.map_or(String::new(), |l| format!(" while the loss was still {l}"))
     )]
-    NonFiniteState { step: u64, layer: String },
+    NonFiniteState {
+        step: u64,
+        layer: String,
+        /// The step's loss, when it was finite.
+        loss: Option<f64>,
+        kept: &'static str,
+    },
     #[error("cannot write `{path}`: {source}")]
     Io {
         path: PathBuf,
@@ -267,8 +275,19 @@ pub fn load_data(dir: Option<&Path>, cfg: &TrainConfig) -> Result<(Dataset, Stri
     }
 }
 
+/// What a diverged run says of its checkpoint: whether this run has one.
+fn kept(saved: bool) -> &'static str {
+    if saved {
+        "the last good checkpoint is kept"
+    } else {
+        "no checkpoint was written: the run had none good to keep"
+    }
+}
+
 /// Data, augmentation and an executor with freshly initialised parameters.
 struct Setup<E> {
+    /// Whether this run resumed from or wrote a checkpoint.
+    saved: bool,
     cfg: TrainConfig,
     exec: E,
     train: Loader,
@@ -330,6 +349,7 @@ fn setup<E: StepExec>(
     let test = Loader::new(Arc::new(ds.test), aug, ecfg).map_err(cfgerr)?;
     let exec = make(exec, &cfg, train.augmenter())?;
     Ok(Setup {
+        saved: opts.resume.is_some(),
         cfg,
         exec,
         train,
@@ -391,9 +411,12 @@ fn save_checkpoint<E: StepExec>(
         return Err(TrainError::NonFiniteState {
             step: p.step,
             layer: layer.unwrap_or_else(|| "a parameter".into()),
+            loss: None,
+            kept: kept(s.saved),
         });
     }
     checkpoint::save(path, &s.network, &s.fingerprint, p, &tensors)?;
+    s.saved = true;
     Ok(())
 }
 
@@ -604,10 +627,21 @@ pub fn train_with<E: StepExec>(
                     .exec
                     .first_non_finite()?
                     .unwrap_or_else(|| "the loss".into());
-                return Err(TrainError::NonFinite {
-                    value: st.loss,
-                    step: p.step,
-                    layer,
+                let kept = kept(s.saved);
+                return Err(if st.loss.is_finite() {
+                    TrainError::NonFiniteState {
+                        step: p.step,
+                        layer,
+                        loss: Some(st.loss),
+                        kept,
+                    }
+                } else {
+                    TrainError::NonFinite {
+                        value: st.loss,
+                        step: p.step,
+                        layer,
+                        kept,
+                    }
                 });
             }
             p.loss_sum += st.loss * st.n as f64;
@@ -645,6 +679,7 @@ pub fn train_with<E: StepExec>(
                 value: ev.loss,
                 step: p.step,
                 layer,
+                kept: kept(s.saved),
             });
         }
         let r = EpochReport {

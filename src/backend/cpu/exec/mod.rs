@@ -593,10 +593,22 @@ impl<T: Float> CpuExec<T> {
     }
 
     /// The first node, in execution order, whose value is not finite, among
-    /// the values still held after the step (see [`CpuExec::value`]).
+    /// the values still held after the step (see [`CpuExec::value`]):
+    /// activations and gradients first, then the parameters (a non-finite
+    /// update reaches every parameter below the layer it started at, so the
+    /// first parameter in order says little unless nothing else is left),
+    /// velocities last.
     pub fn first_non_finite(&self) -> Option<&str> {
-        self.order
-            .iter()
+        let rank = |n: NodeId| match &self.graph.node(n).op {
+            Op::Param {
+                role: ParamRole::Velocity,
+                ..
+            } => 2,
+            op if op.is_param() => 1,
+            _ => 0,
+        };
+        (0..3)
+            .flat_map(|r| self.order.iter().filter(move |n| rank(**n) == r))
             .filter(|n| self.is_kept(**n))
             .find(|n| self.value(**n).iter().any(|v| !v.is_finite()))
             .map(|n| self.graph.node(*n).name.as_str())

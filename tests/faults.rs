@@ -305,3 +305,90 @@ fn divergence_names_what_overflowed_and_whether_a_checkpoint_exists() {
     assert!(!out.join("checkpoint.safetensors").exists());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A run that fails in a directory holding an earlier run leaves every
+/// file of that run as it was (its `metrics.jsonl` was truncated to 0
+/// bytes) and no temporary file behind; resuming a finished run writes
+/// nothing.
+#[test]
+fn a_failed_run_never_damages_an_earlier_runs_files() {
+    let d = tmp("keep");
+    let out = d.join("out");
+    let r = short_run(&out, "2");
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let snapshot = |dir: &std::path::Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = snapshot(&out);
+    let names: Vec<&str> = before.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "checkpoint.safetensors",
+            "learning-curves.svg",
+            "metrics.jsonl"
+        ]
+    );
+    assert!(!before[2].1.is_empty());
+    // The same network diverging (learning rate 1e38) into the same directory.
+    let src = std::fs::read_to_string("networks/alexnet-fmnist.net")
+        .unwrap()
+        .replace("lr: 0.01", "lr: 1e38");
+    let f = net(&d, "diverge", &src);
+    let o = netc(&[
+        "train",
+        &f,
+        "--data",
+        "data/fmnist-small",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "3",
+        "--batch",
+        "16",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        snapshot(&out) == before,
+        "the failed run changed the earlier run's files"
+    );
+    // Resuming the finished run trains and writes nothing.
+    let ck = out.join("checkpoint.safetensors");
+    let o = netc(&[
+        "train",
+        "networks/alexnet-fmnist.net",
+        "--data",
+        "data/fmnist-small",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "2",
+        "--batch",
+        "16",
+        "--out",
+        out.to_str().unwrap(),
+        "--resume",
+        ck.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains("nothing to train") && !e.contains("metrics:"),
+        "{e}"
+    );
+    assert!(snapshot(&out) == before);
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -13,6 +13,7 @@ pub mod cuda;
 pub mod cuda_eval;
 pub mod data;
 pub mod no_step;
+pub mod outputs;
 pub mod plot;
 pub mod run;
 pub mod step;

@@ -18,7 +18,6 @@
 //! executor that does not check its parameters after every step, see
 //! [`StepExec::state_finite`], has them checked before each checkpoint).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -545,19 +544,26 @@ pub fn train_with<E: StepExec>(
             p.batch
         ));
     }
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(opts.resume.is_some())
-        .truncate(opts.resume.is_none())
-        .open(&metrics_path)
-        .map_err(io(&metrics_path))?;
+    // Nothing in `--out` is replaced before this run has files of its own
+    // (an epoch or a checkpoint), each atomically (`outputs`).
+    let publish = |reports: &[EpochReport], network: &str| {
+        super::outputs::publish(&metrics_path, &plot_path, network, reports)
+    };
     let mut plateau = Plateau {
         lr: p.plateau_lr,
         best: p.plateau_best.unwrap_or(f64::INFINITY),
         since: p.plateau_since,
         drops: p.plateau_drops,
     };
+    if p.epoch >= s.cfg.epochs {
+        // A finished run resumed: nothing is trained or written.
+        say(&format!(
+            "the run had already finished its {} epoch{}; nothing to train",
+            s.cfg.epochs,
+            if s.cfg.epochs == 1 { "" } else { "s" }
+        ));
+        return Ok(Outcome::Finished(reports));
+    }
     let steps_per_epoch = opts
         .max_steps
         .map_or(s.train.len() as u64, |m| m.min(s.train.len() as u64));
@@ -597,6 +603,7 @@ pub fn train_with<E: StepExec>(
                 p.plateau_since = plateau.since;
                 p.plateau_drops = plateau.drops;
                 save_checkpoint(&mut s, &ckpt, &p)?;
+                publish(&reports, &s.network)?;
                 say(&format!(
                     "stopped at step {}; checkpoint written to {}",
                     p.step,
@@ -664,6 +671,7 @@ pub fn train_with<E: StepExec>(
                 p.plateau_since = plateau.since;
                 p.plateau_drops = plateau.drops;
                 save_checkpoint(&mut s, &ckpt, &p)?;
+                publish(&reports, &s.network)?;
             }
         }
         drop(iter);
@@ -702,14 +710,7 @@ pub fn train_with<E: StepExec>(
             100.0 * r.top5_error,
             r.images_per_s
         ));
-        let line = serde_json::to_string(&r).map_err(|e| TrainError::Config(e.to_string()))?;
-        writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
         reports.push(r);
-        std::fs::write(
-            &plot_path,
-            super::plot::learning_curves(&s.network, &reports),
-        )
-        .map_err(io(&plot_path))?;
         if let Some(w) = s.train.wait_stats().summary() {
             say(&w);
         }
@@ -727,6 +728,7 @@ pub fn train_with<E: StepExec>(
             seen: 0,
         };
         save_checkpoint(&mut s, &ckpt, &p)?;
+        publish(&reports, &s.network)?;
     }
     let _ = batch;
     say(&format!(

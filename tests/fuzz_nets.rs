@@ -38,9 +38,8 @@ fn network(r: &mut Rng) -> String {
     let mut w = if r.below(3) == 0 { pick(r, 3, 14) } else { h };
     let classes = pick(r, 2, 6);
     let towers = if r.below(3) == 0 { 2 } else { 1 };
-    let mut s = format!(
-        "network fz {{\n  input image: [{c}, {h}, {w}]\n  input label: class({classes})\n"
-    );
+    let mut s =
+        format!("network fz {{\n  input image: [{c}, {h}, {w}]\n  input label: class({classes})\n");
     let ind = if towers > 1 {
         s.push_str(&format!("  towers {towers} {{\n"));
         "    "
@@ -62,18 +61,28 @@ fn network(r: &mut Rng) -> String {
         if image_like && r.below(5) != 0 {
             let size = pick(r, 1, 5);
             let stride = pick(r, 1, 3);
-            let pad = if r.below(4) == 0 { pick(r, 0, 6) } else { pick(r, 0, 2) };
+            let pad = if r.below(4) == 0 {
+                pick(r, 0, 6)
+            } else {
+                pick(r, 0, 2)
+            };
             let filters = towers * pick(r, 1, 4);
             if r.below(6) == 0 {
                 // Two branches of the same spatial size, concatenated.
                 let p = size / 2;
-                let (sz, pd) = if size % 2 == 1 { (size, p) } else { (size + 1, p) };
+                let (sz, pd) = if size % 2 == 1 {
+                    (size, p)
+                } else {
+                    (size + 1, p)
+                };
                 s.push_str(&format!(
                     "{ind}{name}a = conv({src}, filters: {filters}, size: {sz}, pad: {pd}) -> relu\n{ind}{name}b = conv({src}, filters: {filters}, size: 1)\n"
                 ));
                 chain = format!("concat({name}a, {name}b)");
             } else {
-                chain = format!("conv({src}, filters: {filters}, size: {size}, stride: {stride}, pad: {pad})");
+                chain = format!(
+                    "conv({src}, filters: {filters}, size: {size}, stride: {stride}, pad: {pad})"
+                );
                 let (nh, nw) = (
                     (h + 2 * pad).saturating_sub(size) / stride + 1,
                     (w + 2 * pad).saturating_sub(size) / stride + 1,
@@ -86,9 +95,7 @@ fn network(r: &mut Rng) -> String {
             }
             if r.below(3) == 0 {
                 let n = pick(r, 1, 5);
-                chain.push_str(&format!(
-                    " -> lrn(size: {n}, alpha: 0.1, beta: 0.75, k: 2)"
-                ));
+                chain.push_str(&format!(" -> lrn(size: {n}, alpha: 0.1, beta: 0.75, k: 2)"));
             }
             if r.below(2) == 0 && h.min(w) >= 2 {
                 let size = pick(r, 1, 3.min(h.min(w)));
@@ -120,7 +127,11 @@ fn network(r: &mut Rng) -> String {
     s.push_str(&format!(
         "  out = dense({last}, units: {classes})\n  loss = softmax_xent(out, label)\n}}\n"
     ));
-    let test = if r.below(4) == 0 { "ten_crop" } else { "center" };
+    let test = if r.below(4) == 0 {
+        "ten_crop"
+    } else {
+        "center"
+    };
     s.push_str(&format!(
         "train {{\n  init {{ weight: he  bias: 0.1 }}\n  data {{ test: {test} }}\n}}\n"
     ));
@@ -216,8 +227,13 @@ fn random_networks_that_check_accepts_train_and_evaluate() {
                 if gxx && emulated < want_cuda && ran % every == 0 {
                     let fused = rr.below(2) == 0;
                     let tag = format!("fuzz-{i}");
-                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| run_cuda(&tag, &src, fused, nvrtc))) {
-                        failures.push((src.clone(), format!("CUDA step (fused {fused}): {}", panic_text(&p))));
+                    if let Err(p) =
+                        catch_unwind(AssertUnwindSafe(|| run_cuda(&tag, &src, fused, nvrtc)))
+                    {
+                        failures.push((
+                            src.clone(),
+                            format!("CUDA step (fused {fused}): {}", panic_text(&p)),
+                        ));
                     }
                     emulated += 1;
                 }
@@ -232,7 +248,8 @@ fn random_networks_that_check_accepts_train_and_evaluate() {
         failures.len()
     );
     if let Some((src, why)) = failures.first() {
-        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../fuzz-nets-failure.net");
+        let path =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../fuzz-nets-failure.net");
         let _ = std::fs::write(&path, src);
         panic!(
             "{} of {total} networks failed; the first ({why}) is in {}:\n{src}",
@@ -240,8 +257,14 @@ fn random_networks_that_check_accepts_train_and_evaluate() {
             path.display()
         );
     }
-    assert!(ran >= total / 2, "only {ran} of {total} networks were accepted");
-    assert!(!gxx || emulated >= want_cuda.min(ran), "only {emulated} emulated");
+    assert!(
+        ran >= total / 2,
+        "only {ran} of {total} networks were accepted"
+    );
+    assert!(
+        !gxx || emulated >= want_cuda.min(ran),
+        "only {emulated} emulated"
+    );
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {

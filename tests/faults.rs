@@ -392,3 +392,50 @@ fn a_failed_run_never_damages_an_earlier_runs_files() {
     assert!(snapshot(&out) == before);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `--resume` with another `--batch` is refused, as another seed is (it
+/// was accepted and gave different results).
+#[test]
+fn resuming_with_another_batch_is_refused() {
+    let d = tmp("rebatch");
+    let out = d.join("out");
+    let r = short_run(&out, "2");
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let ck = out.join("checkpoint.safetensors");
+    let o = netc(&[
+        "train",
+        "networks/alexnet-fmnist.net",
+        "--data",
+        "data/fmnist-small",
+        "--epochs",
+        "2",
+        "--max-steps",
+        "2",
+        "--batch",
+        "32",
+        "--out",
+        out.to_str().unwrap(),
+        "--resume",
+        ck.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("trained with batch 16, not 32"), "{e}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `/dev/zero` is refused after a bounded read (it was read without end),
+/// and a usage error exits 1 like every other error (it exited 2).
+#[test]
+fn an_endless_source_is_refused_and_usage_errors_exit_1() {
+    let t = std::time::Instant::now();
+    let o = netc(&["check", "/dev/zero"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("/dev/zero") && e.contains("larger than"), "{e}");
+    assert!(t.elapsed().as_secs() < 20);
+    let o = netc(&["train", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = netc(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+}

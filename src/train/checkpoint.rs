@@ -49,6 +49,9 @@ pub struct Progress {
     /// Steps taken since the start of training (keys dropout masks).
     pub step: u64,
     pub seed: u64,
+    /// Examples per step: a run resumes only with the batch it was trained with.
+    #[serde(default)]
+    pub batch_size: u64,
     /// Plateau schedule state.
     pub plateau_lr: f64,
     /// The best validation error so far; `None` before the first epoch.

@@ -517,6 +517,7 @@ pub fn train_with<E: StepExec>(
     let plot_path = opts.out_dir.join("learning-curves.svg");
     let mut p = Progress {
         seed: s.cfg.seed,
+        batch_size: s.cfg.batch,
         plateau_lr: s.cfg.sgd.lr,
         plateau_best: None,
         ..Default::default()
@@ -528,6 +529,12 @@ pub fn train_with<E: StepExec>(
             return Err(TrainError::Config(format!(
                 "the checkpoint was trained with seed {}, not {}; resume with `--seed {}`",
                 p.seed, s.cfg.seed, p.seed
+            )));
+        }
+        if p.batch_size != s.cfg.batch {
+            return Err(TrainError::Config(format!(
+                "the checkpoint was trained with batch {}, not {}; resume with `--batch {}`",
+                p.batch_size, s.cfg.batch, p.batch_size
             )));
         }
         if let Ok(text) = std::fs::read_to_string(&metrics_path) {
@@ -720,6 +727,7 @@ pub fn train_with<E: StepExec>(
             batch: 0,
             step: p.step,
             seed: p.seed,
+            batch_size: p.batch_size,
             plateau_lr: plateau.lr,
             plateau_best: plateau.best.is_finite().then_some(plateau.best),
             plateau_since: plateau.since,

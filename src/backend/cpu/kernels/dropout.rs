@@ -79,12 +79,11 @@ pub fn dropout_inplace<T: Float>(p: &DropoutParams, x: &mut [T]) {
     x.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, xb)| {
         let base = (bi * BLOCK) as u64;
         for (j, v) in xb.iter_mut().enumerate() {
-            *v = *v
-                * if keep(seed, stream, rate, base + j as u64) {
-                    scale
-                } else {
-                    T::ZERO
-                };
+            *v *= if keep(seed, stream, rate, base + j as u64) {
+                scale
+            } else {
+                T::ZERO
+            };
         }
     });
 }

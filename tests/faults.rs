@@ -439,3 +439,49 @@ fn an_endless_source_is_refused_and_usage_errors_exit_1() {
     let o = netc(&["--help"]);
     assert_eq!(o.status.code(), Some(0));
 }
+
+/// Data with fewer classes than the network's label input trains with a
+/// warning (a 100-class folder was taken by the 1,000-class network
+/// silently); data with more is refused.
+#[test]
+fn a_class_count_that_differs_from_the_data_is_reported() {
+    let d = tmp("classes");
+    let base = std::fs::read_to_string("networks/alexnet-fmnist.net").unwrap();
+    for (k, ok) in [(12, true), (8, false)] {
+        let src = base
+            .replace("class(10)", &format!("class({k})"))
+            .replace("units: 10)", &format!("units: {k})"));
+        let f = net(&d, &format!("c{k}"), &src);
+        let out = d.join(format!("out{k}"));
+        let o = netc(&[
+            "train",
+            &f,
+            "--data",
+            "data/fmnist-small",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "1",
+            "--batch",
+            "16",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let e = stderr(&o);
+        if ok {
+            assert_eq!(o.status.code(), Some(0), "{e}");
+            assert!(
+                e.contains("warning: the data has 10 classes")
+                    && e.contains("2 of them are never trained"),
+                "{e}"
+            );
+        } else {
+            assert_eq!(o.status.code(), Some(1), "{e}");
+            assert!(
+                e.contains("the data has 10 classes but the network's `label` input takes 8"),
+                "{e}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

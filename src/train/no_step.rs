@@ -1,6 +1,9 @@
 //! Runs that would take no training step are refused before they start:
 //! `--max-steps 0`, `--epochs 0`, and a batch larger than the training set
-//! (the loader drops the last partial batch, so no batch is left).
+//! (the loader drops the last partial batch, so no batch is left). Also
+//! the data's class count against the network's: more classes than the
+//! label input takes is an error, fewer a warning (some classes are never
+//! trained).
 //!
 //! Assumes the settings after command-line overrides. Guarantees: when
 //! these return `Ok`, every epoch takes at least one step. The errors are
@@ -29,6 +32,34 @@ pub fn check_batches(batch: u64, images: usize, batches: usize) -> Result<(), St
         ));
     }
     Ok(())
+}
+
+/// Compares the data's `classes` with the network's label input: an error
+/// when the data has more, a warning (returned) when it has fewer.
+pub fn check_classes(
+    exec: &crate::backend::cpu::exec::CpuExec,
+    classes: usize,
+) -> Result<Option<String>, super::run::TrainError> {
+    let g = exec.graph();
+    let Ok((_, label, _, _)) = g.training_io() else {
+        return Ok(None);
+    };
+    let crate::ir::Ty::Labels { classes: want } = g.node(label).ty else {
+        return Ok(None);
+    };
+    let name = &g.node(label).name;
+    let (have, want) = (classes as u64, want);
+    if have > want {
+        return Err(super::run::TrainError::Config(format!(
+            "the data has {have} classes but the network's `{name}` input takes {want}"
+        )));
+    }
+    Ok((have < want).then(|| {
+        format!(
+            "warning: the data has {have} classes and the network's `{name}` input {want}: {} of them are never trained",
+            want - have
+        )
+    }))
 }
 
 #[cfg(test)]

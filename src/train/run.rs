@@ -332,6 +332,9 @@ fn setup<E: StepExec>(
             exec.image_len()
         )));
     }
+    if let Some(w) = super::no_step::check_classes(&exec, ds.class_names.len())? {
+        say(&w);
+    }
     let mut lcfg = LoaderConfig::train(cfg.batch as usize, cfg.seed);
     lcfg.drop_last = true;
     if !cfg.data.random_crop && !cfg.data.mirror {

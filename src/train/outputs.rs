@@ -39,10 +39,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
-/// `metrics.jsonl`'s text: one line per report.
-pub fn metrics_text(reports: &[EpochReport]) -> Result<String, TrainError> {
+/// `metrics.jsonl`'s text: one line per report, the first of them the
+/// `kept` lines as they were read (a resumed run's earlier epochs).
+pub fn metrics_text(reports: &[EpochReport], kept: &[String]) -> Result<String, TrainError> {
     let mut text = String::new();
-    for r in reports {
+    for l in kept {
+        text.push_str(l);
+        text.push('\n');
+    }
+    for r in reports.iter().skip(kept.len()) {
         let line = serde_json::to_string(r).map_err(|e| TrainError::Config(e.to_string()))?;
         text.push_str(&line);
         text.push('\n');
@@ -56,12 +61,13 @@ pub fn publish(
     plot: &Path,
     network: &str,
     reports: &[EpochReport],
+    kept: &[String],
 ) -> Result<(), TrainError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| TrainError::Io { path, source }
     };
-    write_atomic(metrics, metrics_text(reports)?.as_bytes()).map_err(io(metrics))?;
+    write_atomic(metrics, metrics_text(reports, kept)?.as_bytes()).map_err(io(metrics))?;
     write_atomic(
         plot,
         super::plot::learning_curves(network, reports).as_bytes(),

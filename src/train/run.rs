@@ -526,6 +526,9 @@ pub fn train_with<E: StepExec>(
         ..Default::default()
     };
     let mut reports: Vec<EpochReport> = Vec::new();
+    // The resumed epochs' metrics lines, kept verbatim (a parsed and
+    // re-printed float need not be the same text).
+    let mut kept_lines: Vec<String> = Vec::new();
     if let Some(from) = &opts.resume {
         p = restore(&mut s.exec, from, &s.network, &s.fingerprint)?;
         if p.seed != s.cfg.seed {
@@ -541,11 +544,14 @@ pub fn train_with<E: StepExec>(
             )));
         }
         if let Ok(text) = std::fs::read_to_string(&metrics_path) {
-            reports = text
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .filter(|r: &EpochReport| r.epoch <= p.epoch)
-                .collect();
+            for l in text.lines() {
+                if let Ok(r) = serde_json::from_str::<EpochReport>(l)
+                    && r.epoch <= p.epoch
+                {
+                    reports.push(r);
+                    kept_lines.push(l.to_string());
+                }
+            }
         }
         say(&format!(
             "resuming from {} at epoch {}, batch {}",
@@ -557,7 +563,7 @@ pub fn train_with<E: StepExec>(
     // Nothing in `--out` is replaced before this run has files of its own
     // (an epoch or a checkpoint), each atomically (`outputs`).
     let publish = |reports: &[EpochReport], network: &str| {
-        super::outputs::publish(&metrics_path, &plot_path, network, reports)
+        super::outputs::publish(&metrics_path, &plot_path, network, reports, &kept_lines)
     };
     let mut plateau = Plateau {
         lr: p.plateau_lr,

@@ -10,6 +10,7 @@ use codespan_reporting::term::{self, Config};
 
 use crate::ir::infer::ShapeError;
 use crate::lower::{LowerError, LowerWarning};
+use crate::passes::trainable::TrainableError;
 use crate::span::Span;
 use crate::syntax::SyntaxError;
 
@@ -228,6 +229,52 @@ impl Diagnose for LowerError {
             Diagnostic::error()
                 .with_code(code)
                 .with_message(msg)
+                .with_labels(labels),
+            h,
+        )
+    }
+}
+
+impl Diagnose for TrainableError {
+    fn diagnostic(&self) -> Diagnostic<()> {
+        use TrainableError::*;
+        let (code, labels, h): (&str, Vec<Label<()>>, &str) = match self {
+            Unfed { span, fed_span, .. } => (
+                "N0123",
+                vec![
+                    primary(*span, "nothing feeds this"),
+                    secondary(*fed_span, "the data feeds this one"),
+                ],
+                "a network takes one image input and one label input; feed the layers from those",
+            ),
+            NoInput { span, .. } => (
+                "N0123",
+                vec![primary(*span, "in this network")],
+                "declare `input image: [C, H, W]` and `input label: class(N)`",
+            ),
+            NoLoss { span } => (
+                "N0124",
+                vec![primary(*span, "in this network")],
+                "end the network with `loss = softmax_xent(logits, label)`",
+            ),
+            ManyLosses { span, first, .. } => (
+                "N0124",
+                vec![
+                    primary(*span, "a second loss"),
+                    secondary(*first, "the first loss"),
+                ],
+                "keep one `softmax_xent`",
+            ),
+            Step { span, .. } => (
+                "N0125",
+                vec![primary(*span, "the step built from this loss")],
+                "this network compiles but its training step does not; please report it",
+            ),
+        };
+        help(
+            Diagnostic::error()
+                .with_code(code)
+                .with_message(self.to_string())
                 .with_labels(labels),
             h,
         )

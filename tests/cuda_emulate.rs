@@ -473,3 +473,55 @@ fn fused_small_steps_match_cpu_exec() {
     // The layout without reuse runs the same step to the same values.
     step_matches_in("chain-separate", CHAIN, true, 10, Layout::Separate);
 }
+
+/// Padding wider than the kernel: im2col and col2im read whole windows of
+/// padding, unfused and fused, strided and not.
+const WIDE_PAD: &str = "
+network wide_pad {
+  input image: [2, 6, 6]
+  input label: class(3)
+  c1 = conv(image, filters: 4, size: 3, pad: 4) -> relu -> maxpool(size: 3, stride: 2)
+  c2 = conv(c1, filters: 4, size: 2, stride: 2, pad: 3) -> relu
+  out = dense(c2, units: 3)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: he  bias: 0.1 } }
+";
+
+#[test]
+fn padding_wider_than_the_kernel_steps_match_cpu_exec() {
+    if !have_gxx() {
+        eprintln!("skipped: no g++ to compile the emulated CUDA");
+        return;
+    }
+    step_matches("wide-pad", WIDE_PAD, false, 10);
+    step_matches("wide-pad-fused", WIDE_PAD, true, 10);
+}
+
+/// Every layer kind, for the NaN test.
+const EVERY_OP: &str = "
+network every_op {
+  input image: [2, 9, 9]
+  input label: class(3)
+  towers 2 {
+    c1 = conv(image, filters: 4, size: 3, pad: 1) -> relu -> lrn(size: 3, alpha: 0.1, beta: 0.75, k: 2) -> maxpool(size: 3, stride: 2)
+    f = dense(across(c1), units: 8) -> relu -> dropout(rate: 0.5)
+  }
+  out = dense(across(f), units: 3)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: he  bias: 0.1 } }
+";
+
+/// A NaN pixel reaches the loss through the generated CUDA step, in the
+/// same elements as on the CPU, unfused and fused (ReLU, max pooling and
+/// dropout dropped it).
+#[test]
+fn nan_propagates_through_the_cuda_step_as_on_the_cpu() {
+    if !have_gxx() {
+        eprintln!("skipped: no g++ to compile the emulated CUDA");
+        return;
+    }
+    assert!(nan_step_matches("nan", EVERY_OP, false) >= 8);
+    assert!(nan_step_matches("nan-fused", EVERY_OP, true) >= 4);
+}

@@ -1,4 +1,4 @@
-//! Every file in `tests/bad/` starts with `// expect: CODE LINE:COL`: the
+//! Every file in `tests/bad/` (read as `netc check` reads it) starts with `// expect: CODE LINE:COL`: the
 //! diagnostic it must produce and where its primary label must point. The
 //! rendered diagnostic of each is also snapshotted.
 
@@ -26,7 +26,7 @@ fn bad_inputs_point_at_the_right_span() {
         let src = std::fs::read_to_string(path).unwrap();
         let (code, line, col) = expectation(&src);
         let name = format!("tests/bad/{}", path.file_name().unwrap().to_string_lossy());
-        let diags = match frontend::compile(&src) {
+        let diags = match frontend::check(&src) {
             Err(d) => vec![d],
             Ok(c) => c.warnings,
         };

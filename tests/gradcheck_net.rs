@@ -96,3 +96,26 @@ fn fused_grad_chain_gradients_match_central_differences() {
     assert_eq!(report.fired["grad_chain"], 2, "{report}");
     assert_eq!(check(g), 10 * 5);
 }
+
+/// Padding wider than the kernel (PyTorch and Caffe accept it): whole
+/// windows of `c1` lie in the padding, and `c2`'s stride skips across it.
+const WIDE_PAD: &str = "
+network wide_pad {
+  input image: [2, 6, 6]
+  input label: class(3)
+  c1 = conv(image, filters: 4, size: 3, pad: 4) -> relu -> maxpool(size: 3, stride: 2)
+  c2 = conv(c1, filters: 4, size: 2, stride: 2, pad: 3) -> relu
+  out = dense(c2, units: 3)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: he  bias: 0.1 } }
+";
+
+#[test]
+fn padding_wider_than_the_kernel_gradients_match_central_differences() {
+    let g = common::training_graph(WIDE_PAD);
+    assert_eq!(check(g), 6 * 5);
+    let (g, report) = common::fused_graph(WIDE_PAD);
+    assert!(report.fired["conv+relu"] > 0, "{report}");
+    assert_eq!(check(g), 6 * 5);
+}

@@ -31,7 +31,7 @@ pub fn fmt(a: FmtArgs) -> Result<ExitCode, String> {
 
     let mut unformatted = false;
     for file in files {
-        let (c, src) = load(&file)?;
+        let (c, src) = netc::frontend::compile_file(&file)?;
         let out = syntax::fmt::format(&c.ast, &src);
         if stdout {
             print!("{out}");

@@ -35,7 +35,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
 
 /// Compiles a file, printing warnings to stderr; errors become `Err`.
 pub(crate) fn load(path: &Path) -> Result<(Compiled, String), String> {
-    let (c, src) = frontend::compile_file(path)?;
+    let (c, src) = frontend::check_file(path)?;
     if !c.warnings.is_empty() {
         eprint!(
             "{}",

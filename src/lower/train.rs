@@ -192,9 +192,11 @@ impl Cx<'_> {
             }),
             ValueKind::Ident(id) if id == "he" => Ok(Init::He),
             ValueKind::Ident(id) if id == "xavier" => Ok(Init::Xavier),
-            ValueKind::Ident(_) => Ok(Init::Constant {
+            ValueKind::Ident(id) if self.consts.get(id).is_some() => Ok(Init::Constant {
                 value: self.num_of(s, v)?,
             }),
+            // An unknown initialiser: say which ones exist.
+            ValueKind::Ident(_) => Err(wrong(s, v.span, EXPECTED)),
             ValueKind::Call(name, args) => match name.name.as_str() {
                 "normal" => {
                     let a = self.call_args(s, args, &["mean", "std"], v.span)?;

@@ -6,7 +6,8 @@
 //! (`autodiff,fuse` by default, each fusion rewrite a pass of its own)
 //! and runs the verifier after every pass. `memplan` (with its picture,
 //! `memplan_svg`) is an analysis: it plans the memory of the graph a
-//! pipeline produced and does not change it.
+//! pipeline produced and does not change it. `trainable` decides, without
+//! data, whether `train` can run a network (what `netc check` enforces).
 
 pub mod autodiff;
 pub mod forward;
@@ -14,3 +15,4 @@ pub mod fuse;
 pub mod memplan;
 pub mod memplan_svg;
 pub mod pipeline;
+pub mod trainable;

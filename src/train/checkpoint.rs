@@ -1,11 +1,17 @@
 //! Checkpoints: every parameter and optimiser buffer of a run, plus where
 //! the run stands (epoch, batch, step, schedule state, running sums), in one
-//! safetensors file. Written atomically (temporary file, fsync, rename), so
-//! a crash or Ctrl-C never leaves a half-written checkpoint in place of the
-//! last good one. Reading checks the network fingerprint, every tensor's
-//! name, dtype and size; a truncated or corrupt file is an error naming it.
+//! safetensors file. Written atomically (temporary file, fsync, rename; the
+//! temporary file is removed when a write fails), so a crash, a full disk or
+//! Ctrl-C never leaves a half-written checkpoint in place of the last good
+//! one. The metadata is one `netc` entry (so the header, and the whole file,
+//! is the same bytes for the same run) holding the network, its
+//! fingerprint, the progress and a CRC-32 of every tensor's bytes.
+//! Reading checks the network fingerprint, every tensor's name, dtype,
+//! size and checksum, and that every value is finite; a truncated or
+//! corrupt file, flipped bytes inside a tensor, or a NaN or infinite
+//! weight is an error naming the file (and the tensor).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -43,6 +49,10 @@ pub struct Progress {
     /// Steps taken since the start of training (keys dropout masks).
     pub step: u64,
     pub seed: u64,
+    /// Examples per step: a run resumes only with the batch it was trained
+    /// with (0 in a checkpoint written before it was recorded: not checked).
+    #[serde(default)]
+    pub batch_size: u64,
     /// Plateau schedule state.
     pub plateau_lr: f64,
     /// The best validation error so far; `None` before the first epoch.
@@ -82,12 +92,19 @@ pub fn save(
             .map_err(|e| werr(std::io::Error::other(e.to_string())))?;
         views.push((name.clone(), view));
     }
-    let mut meta = HashMap::new();
-    meta.insert("network".to_string(), network.to_string());
-    meta.insert("fingerprint".to_string(), fingerprint.to_string());
-    let progress_json =
-        serde_json::to_string(progress).map_err(|e| werr(std::io::Error::other(e.to_string())))?;
-    meta.insert("progress".to_string(), progress_json);
+    let header = Header {
+        network: network.to_string(),
+        fingerprint: fingerprint.to_string(),
+        progress: progress.clone(),
+        crc32: tensors
+            .iter()
+            .zip(&bytes)
+            .map(|((name, _, _), b)| (name.clone(), crc32fast::hash(b)))
+            .collect(),
+    };
+    let header =
+        serde_json::to_string(&header).map_err(|e| werr(std::io::Error::other(e.to_string())))?;
+    let meta = HashMap::from([(META_KEY.to_string(), header)]);
     let data = safetensors::serialize(views, Some(meta))
         .map_err(|e| werr(std::io::Error::other(e.to_string())))?;
     let dir = path
@@ -100,11 +117,30 @@ pub fn save(
         path.file_name()
             .map_or("checkpoint".into(), |n| n.to_string_lossy())
     ));
-    let mut f = std::fs::File::create(&tmp).map_err(werr)?;
-    f.write_all(&data).map_err(werr)?;
-    f.sync_all().map_err(werr)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(werr)
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&data)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(werr)
+}
+
+/// The one metadata entry of a checkpoint.
+const META_KEY: &str = "netc";
+
+/// What that entry holds (fields in a fixed order, the checksums sorted).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Header {
+    network: String,
+    fingerprint: String,
+    progress: Progress,
+    /// CRC-32 of each tensor's little-endian bytes.
+    crc32: BTreeMap<String, u32>,
 }
 
 /// A loaded checkpoint.
@@ -127,15 +163,27 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let meta = meta.metadata().clone().unwrap_or_default();
-    let get = |k: &str| {
-        meta.get(k)
-            .cloned()
-            .ok_or_else(|| corrupt(format!("no `{k}` entry")))
+    let (network, fingerprint, progress, crc32) = match meta.get(META_KEY) {
+        Some(header) => {
+            let h: Header = serde_json::from_str(header)
+                .map_err(|e| corrupt(format!("bad `{META_KEY}` entry: {e}")))?;
+            (h.network, h.fingerprint, h.progress, Some(h.crc32))
+        }
+        // A checkpoint written before the checksums: `network`,
+        // `fingerprint` and `progress` entries, no checksum to verify (its
+        // tensors are still checked for size and finite values), and no
+        // batch size recorded (0: not checked on resume).
+        None => {
+            let get = |k: &str| {
+                meta.get(k)
+                    .cloned()
+                    .ok_or_else(|| corrupt(format!("no `{META_KEY}` entry (nor `{k}`)")))
+            };
+            let progress: Progress = serde_json::from_str(&get("progress")?)
+                .map_err(|e| corrupt(format!("bad progress entry: {e}")))?;
+            (get("network")?, get("fingerprint")?, progress, None)
+        }
     };
-    let network = get("network")?;
-    let fingerprint = get("fingerprint")?;
-    let progress: Progress = serde_json::from_str(&get("progress")?)
-        .map_err(|e| corrupt(format!("bad progress: {e}")))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
@@ -144,12 +192,35 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
                 view.dtype()
             )));
         }
+        match crc32.as_ref().map(|c| c.get(&name)) {
+            None => {}
+            Some(None) => return Err(corrupt(format!("tensor `{name}` has no checksum"))),
+            Some(Some(&want)) if crc32fast::hash(view.data()) != want => {
+                return Err(corrupt(format!(
+                    "tensor `{name}` does not match its checksum (its bytes changed after it was written)"
+                )));
+            }
+            Some(Some(_)) => {}
+        }
         let values: Vec<f32> = view
             .data()
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(corrupt(format!(
+                "tensor `{name}` holds {} at index {i}",
+                values[i]
+            )));
+        }
         tensors.insert(name, (view.shape().to_vec(), values));
+    }
+    if let Some(name) = crc32
+        .iter()
+        .flat_map(|c| c.keys())
+        .find(|n| !tensors.contains_key(*n))
+    {
+        return Err(corrupt(format!("tensor `{name}` is missing")));
     }
     Ok(Checkpoint {
         network,
@@ -209,6 +280,47 @@ mod tests {
         let e = load(&path).err().unwrap();
         assert!(matches!(e, CheckpointError::Corrupt { .. }));
         assert!(e.to_string().contains("c.safetensors"), "{e}");
+        std::fs::write(&path, b"not a checkpoint").unwrap();
+        assert!(matches!(load(&path), Err(CheckpointError::Corrupt { .. })));
+        // A flipped bit inside a tensor's data: the checksum refuses it.
+        save(&path, "net", "abc", &p, &[("w@t0".into(), vec![3], &w)]).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 3] ^= 0x04;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = load(&path).err().unwrap();
+        assert!(e.to_string().contains("checksum"), "{e}");
+        // A NaN weight, written with a valid checksum, is refused too.
+        let bad = vec![1.0f32, f32::NAN, 3.0];
+        save(&path, "net", "abc", &p, &[("w@t0".into(), vec![3], &bad)]).unwrap();
+        let e = load(&path).err().unwrap();
+        assert!(e.to_string().contains("`w@t0` holds NaN at index 1"), "{e}");
+        // The same state gives the same bytes (one metadata entry, sorted sums).
+        let two: Vec<(String, Vec<usize>, &[f32])> =
+            vec![("a".into(), vec![3], &w), ("b".into(), vec![3], &w)];
+        save(&path, "net", "abc", &p, &two).unwrap();
+        let first = std::fs::read(&path).unwrap();
+        for _ in 0..3 {
+            save(&path, "net", "abc", &p, &two).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), first);
+        }
+        // A checkpoint in the format written before checksums still loads.
+        let mut meta = std::collections::HashMap::new();
+        meta.insert("network".to_string(), "net".to_string());
+        meta.insert("fingerprint".to_string(), "abc".to_string());
+        let mut old = p.clone();
+        old.batch_size = 0;
+        let mut progress = serde_json::to_value(&old).unwrap();
+        progress.as_object_mut().unwrap().remove("batch_size");
+        meta.insert("progress".to_string(), progress.to_string());
+        let data: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let view = safetensors::tensor::TensorView::new(Dtype::F32, vec![3], &data).unwrap();
+        let legacy = safetensors::serialize([("w@t0", view)], Some(meta)).unwrap();
+        std::fs::write(&path, &legacy).unwrap();
+        let c = load(&path).unwrap();
+        assert_eq!(c.progress, old);
+        assert_eq!(c.tensors["w@t0"].1, w);
+        assert!(c.expect(&path, "net", "abc").is_ok());
         std::fs::write(&path, b"not a checkpoint").unwrap();
         assert!(matches!(load(&path), Err(CheckpointError::Corrupt { .. })));
         assert!(matches!(

@@ -25,17 +25,25 @@ pub enum TrainError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(
-        "the loss became {value} at step {step}; the first non-finite value is in `{layer}` (the last good checkpoint is kept)"
+        "the loss became {value} at step {step}; the first non-finite value is in `{layer}` ({kept})"
     )]
     NonFinite {
         value: f64,
         step: u64,
         layer: String,
+        kept: &'static str,
     },
     #[error(
-        "a parameter became non-finite by step {step}; the first non-finite value is in `{layer}` (the last good checkpoint is kept)"
+        "a parameter became non-finite by step {step}{loss}; the first non-finite value is in `{layer}` ({kept})",
+        loss = loss.map_or(String::new(), |l| format!(" while the loss was still {l}"))
     )]
-    NonFiniteState { step: u64, layer: String },
+    NonFiniteState {
+        step: u64,
+        layer: String,
+        /// The step's loss, when it was finite.
+        loss: Option<f64>,
+        kept: &'static str,
+    },
     #[error("cannot write `{path}`: {source}")]
     Io {
         path: PathBuf,

@@ -89,6 +89,12 @@ fn panel(
             r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
             pts.join(" ")
         );
+        // A marker per epoch, so a single epoch (one point, no line) shows.
+        for p in &pts {
+            if let Some((x, y)) = p.split_once(',') {
+                let _ = write!(s, r#"<circle cx="{x}" cy="{y}" r="2.5" fill="{colour}"/>"#);
+            }
+        }
         let _ = write!(
             s,
             r#"<text x="{}" y="{}" font-size="11" fill="{colour}">{name}</text>"#,
@@ -196,4 +202,25 @@ pub fn compare(title: &str, runs: &[(String, Vec<EpochReport>)]) -> String {
     );
     s.push_str("</svg>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_epoch_is_drawn_as_points() {
+        let r = EpochReport {
+            epoch: 1,
+            lr: 0.01,
+            train_loss: 1.5,
+            test_loss: 1.2,
+            top1_error: 0.4,
+            top5_error: 0.1,
+            images_per_s: 100.0,
+        };
+        let svg = learning_curves("net", &[r]);
+        // Two series in each of two panels, one point each.
+        assert_eq!(svg.matches("<circle").count(), 4, "{svg}");
+    }
 }

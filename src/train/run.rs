@@ -20,7 +20,6 @@
 //! executor that does not check its parameters after every step, see
 //! [`Step::state_finite`], has them checked before each checkpoint).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -210,8 +209,19 @@ pub fn load_data(dir: Option<&Path>, cfg: &TrainConfig) -> Result<(Dataset, Stri
     }
 }
 
+/// What a diverged run says of its checkpoint: whether this run has one.
+fn kept(saved: bool) -> &'static str {
+    if saved {
+        "the last good checkpoint is kept"
+    } else {
+        "no checkpoint was written: the run had none good to keep"
+    }
+}
+
 /// Data, augmentation and an executor with freshly initialised parameters.
 struct Setup<E> {
+    /// Whether this run resumed from or wrote a checkpoint.
+    saved: bool,
     cfg: TrainConfig,
     exec: E,
     train: Loader,
@@ -228,6 +238,11 @@ fn setup<E: Step, X: Into<TrainError>>(
     make: impl FnOnce(CpuExec, &TrainConfig, &AugmentPlan) -> Result<E, X>,
 ) -> Result<Setup<E>, TrainError> {
     let cfg = effective_config(module, opts);
+    // What `netc check` refuses is refused here too, before any data, and
+    // so is a run that would take no step.
+    crate::passes::trainable::check(module, Default::default())
+        .map_err(|e| TrainError::Config(e.to_string()))?;
+    super::no_step::check_counts(&cfg, opts.max_steps).map_err(TrainError::Config)?;
     let (ds, desc) = load_data(opts.data.as_deref(), &cfg)?;
     say(&format!("data: {desc}"));
     let stats = Stats::compute(&ds.train);
@@ -246,6 +261,9 @@ fn setup<E: Step, X: Into<TrainError>>(
             exec.image_len()
         )));
     }
+    if let Some(w) = super::no_step::check_classes(&exec, ds.class_names.len())? {
+        say(&w);
+    }
     let mut lcfg = LoaderConfig::train(cfg.batch as usize, cfg.seed);
     lcfg.drop_last = true;
     if !cfg.data.random_crop && !cfg.data.mirror {
@@ -253,6 +271,8 @@ fn setup<E: Step, X: Into<TrainError>>(
     }
     let cfgerr = |e: data::augment::ConfigError| TrainError::Config(e.to_string());
     let train = Loader::new(Arc::new(ds.train.clone()), aug.clone(), lcfg).map_err(cfgerr)?;
+    super::no_step::check_batches(cfg.batch, ds.train.len(), train.len())
+        .map_err(TrainError::Config)?;
     let mut ecfg = LoaderConfig::eval(cfg.batch as usize);
     if cfg.data.test == TestCrop::TenCrop {
         ecfg.mode = Mode::TenCrop;
@@ -260,6 +280,7 @@ fn setup<E: Step, X: Into<TrainError>>(
     let test = Loader::new(Arc::new(ds.test), aug, ecfg).map_err(cfgerr)?;
     let exec = make(exec, &cfg, &train.augmenter().plan()).map_err(Into::into)?;
     Ok(Setup {
+        saved: opts.resume.is_some(),
         cfg,
         exec,
         train,
@@ -288,21 +309,10 @@ pub fn evaluate<E: Step + ?Sized>(exec: &mut E, loader: &Loader) -> Result<EvalR
         let logits = exec.logits();
         let k = logits.len() / labels.len().max(1);
         for (i, &label) in batch.labels.iter().enumerate() {
-            let mut avg = vec![0f64; k];
-            for c in 0..10 {
-                let row = &logits[(10 * i + c) * k..(10 * i + c + 1) * k];
-                let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-                let z: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
-                for (a, &v) in avg.iter_mut().zip(row) {
-                    *a += (v as f64 - m).exp() / z / 10.0;
-                }
-            }
-            let p = avg[label as usize];
-            loss -= p.max(1e-30).ln();
-            let higher = avg.iter().filter(|&&q| q > p).count();
-            let ok = p.is_finite();
-            t1 += usize::from(ok && higher < 1);
-            t5 += usize::from(ok && higher < 5);
+            let s = super::ten_crop::score(&logits[10 * i * k..10 * (i + 1) * k], k, label);
+            loss += s.loss;
+            t1 += usize::from(s.top1);
+            t5 += usize::from(s.top5);
             n += 1;
         }
     }
@@ -325,9 +335,12 @@ fn save_checkpoint<E: Step>(s: &mut Setup<E>, path: &Path, p: &Progress) -> Resu
         return Err(TrainError::NonFiniteState {
             step: p.step,
             layer: layer.unwrap_or_else(|| "a parameter".into()),
+            loss: None,
+            kept: kept(s.saved),
         });
     }
     checkpoint::save(path, &s.network, &s.fingerprint, p, &tensors)?;
+    s.saved = true;
     Ok(())
 }
 
@@ -399,11 +412,15 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
     let plot_path = opts.out_dir.join("learning-curves.svg");
     let mut p = Progress {
         seed: s.cfg.seed,
+        batch_size: s.cfg.batch,
         plateau_lr: s.cfg.sgd.lr,
         plateau_best: None,
         ..Default::default()
     };
     let mut reports: Vec<EpochReport> = Vec::new();
+    // The resumed epochs' metrics lines, kept verbatim (a parsed and
+    // re-printed float need not be the same text).
+    let mut kept_lines: Vec<String> = Vec::new();
     if let Some(from) = &opts.resume {
         p = restore(&mut s.exec, from, &s.network, &s.fingerprint)?;
         if p.seed != s.cfg.seed {
@@ -412,12 +429,21 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
                 p.seed, s.cfg.seed, p.seed
             )));
         }
+        if p.batch_size != 0 && p.batch_size != s.cfg.batch {
+            return Err(TrainError::Config(format!(
+                "the checkpoint was trained with batch {}, not {}; resume with `--batch {}`",
+                p.batch_size, s.cfg.batch, p.batch_size
+            )));
+        }
         if let Ok(text) = std::fs::read_to_string(&metrics_path) {
-            reports = text
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .filter(|r: &EpochReport| r.epoch <= p.epoch)
-                .collect();
+            for l in text.lines() {
+                if let Ok(r) = serde_json::from_str::<EpochReport>(l)
+                    && r.epoch <= p.epoch
+                {
+                    reports.push(r);
+                    kept_lines.push(l.to_string());
+                }
+            }
         }
         say(&format!(
             "resuming from {} at epoch {}, batch {}",
@@ -426,14 +452,21 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             p.batch
         ));
     }
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(opts.resume.is_some())
-        .truncate(opts.resume.is_none())
-        .open(&metrics_path)
-        .map_err(io(&metrics_path))?;
+    // Nothing in `--out` is replaced before this run has files of its own
+    // (an epoch or a checkpoint), each atomically (`outputs`).
+    let publish = |reports: &[EpochReport], network: &str| {
+        super::outputs::publish(&metrics_path, &plot_path, network, reports, &kept_lines)
+    };
     let mut plateau = Plateau::restore(&p);
+    if p.epoch >= s.cfg.epochs {
+        // A finished run resumed: nothing is trained or written.
+        say(&format!(
+            "the run had already finished its {} epoch{}; nothing to train",
+            s.cfg.epochs,
+            if s.cfg.epochs == 1 { "" } else { "s" }
+        ));
+        return Ok(Outcome::Finished(reports));
+    }
     let steps_per_epoch = opts
         .max_steps
         .map_or(s.train.len() as u64, |m| m.min(s.train.len() as u64));
@@ -470,6 +503,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
                 bar.finish_and_clear();
                 plateau.record(&mut p);
                 save_checkpoint(&mut s, &ckpt, &p)?;
+                publish(&reports, &s.network)?;
                 say(&format!(
                     "stopped at step {}; checkpoint written to {}",
                     p.step,
@@ -497,10 +531,21 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
                     .exec
                     .first_non_finite()?
                     .unwrap_or_else(|| "the loss".into());
-                return Err(TrainError::NonFinite {
-                    value: st.loss,
-                    step: p.step,
-                    layer,
+                let kept = kept(s.saved);
+                return Err(if st.loss.is_finite() {
+                    TrainError::NonFiniteState {
+                        step: p.step,
+                        layer,
+                        loss: Some(st.loss),
+                        kept,
+                    }
+                } else {
+                    TrainError::NonFinite {
+                        value: st.loss,
+                        step: p.step,
+                        layer,
+                        kept,
+                    }
                 });
             }
             p.loss_sum += st.loss * st.n as f64;
@@ -520,6 +565,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             {
                 plateau.record(&mut p);
                 save_checkpoint(&mut s, &ckpt, &p)?;
+                publish(&reports, &s.network)?;
             }
         }
         drop(iter);
@@ -535,6 +581,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
                 value: ev.loss,
                 step: p.step,
                 layer,
+                kept: kept(s.saved),
             });
         }
         let r = EpochReport {
@@ -557,14 +604,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             100.0 * r.top5_error,
             r.images_per_s
         ));
-        let line = serde_json::to_string(&r).map_err(|e| TrainError::Config(e.to_string()))?;
-        writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
         reports.push(r);
-        std::fs::write(
-            &plot_path,
-            super::plot::learning_curves(&s.network, &reports),
-        )
-        .map_err(io(&plot_path))?;
         if let Some(w) = s.train.wait_stats().summary() {
             say(&w);
         }
@@ -574,12 +614,14 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             batch: 0,
             step: p.step,
             seed: p.seed,
+            batch_size: p.batch_size,
             loss_sum: 0.0,
             seen: 0,
             ..Progress::default()
         };
         plateau.record(&mut p);
         save_checkpoint(&mut s, &ckpt, &p)?;
+        publish(&reports, &s.network)?;
     }
     let _ = batch;
     say(&format!(

@@ -595,3 +595,82 @@ pub fn planned_layout(g: &netc::ir::Graph, p: &CudaProgram) {
         assert_eq!(o.device, g.node(n).device, "{}", o.key());
     }
 }
+
+/// The emulated step of `src` with one NaN pixel (negative, which the old
+/// ReLU turned into 0): every compared buffer holds NaN exactly where the
+/// CPU executor's does, and the loss is NaN on both. Returns the number
+/// of buffers compared.
+pub fn nan_step_matches(tag: &str, src: &str, fused: bool) -> usize {
+    let c = frontend::compile(src).unwrap_or_else(|d| panic!("{tag}: {:?}", d.message));
+    let mut g = c.module.graph.clone();
+    autodiff(&mut g, &c.module.train.sgd).unwrap();
+    if fused {
+        netc::passes::fuse::fuse(&mut g).unwrap();
+    }
+    let batch = 4;
+    let p = cuda::generate(&g, batch).unwrap();
+    let emu = build(tag, &p.source, &p.kernels);
+    let (seed, step, lr) = (7u64, 3u64, 0.01f64);
+    let mut cpu = CpuExec::new(g.clone(), seed).unwrap();
+    let mut mem = vec![f32::NAN; (p.bytes() / 4) as usize];
+    for n in g.node_ids() {
+        if g.node(n).op.is_param() {
+            let b = p.buffer(&node_key(&g, n)).unwrap();
+            view_mut(&p, &mut mem, b).copy_from_slice(cpu.value(n));
+        }
+    }
+    let mut images = rand(21, p.buffers[p.image].elems, 1.0);
+    images[40] = -f32::NAN;
+    let classes = (p.buffers[p.logits].elems / batch) as u64;
+    let labels: Vec<u32> = (0..batch as u64)
+        .map(|i| (rng::bits(5, 6, i) % classes) as u32)
+        .collect();
+    view_mut(&p, &mut mem, p.image).copy_from_slice(&images);
+    for (d, l) in view_mut(&p, &mut mem, p.labels).iter_mut().zip(&labels) {
+        *d = f32::from_bits(*l);
+    }
+    let stats = cpu.train_step(&images, &labels, lr, step).unwrap();
+    assert!(stats.loss.is_nan(), "{tag}: CPU loss {}", stats.loss);
+    let nodes: Vec<(usize, netc::ir::NodeId, String)> = g
+        .node_ids()
+        .filter(|&n| g.node(n).op.is_forward())
+        .filter_map(|n| {
+            let key = node_key(&g, n);
+            let b = p.buffer(&key)?;
+            let d = &p.buffers[b];
+            (d.dtype == DType::F32 && d.kind != BufKind::Image).then_some((b, n, key))
+        })
+        .collect();
+    let end = p.order.len() - 1;
+    let mut compared = 0;
+    let mut compare = |mem: &[f32], b: usize, n: netc::ir::NodeId, key: &str| {
+        let (got, want) = (view(&p, mem, b), cpu.value(n));
+        for (i, (a, w)) in got.iter().zip(want).enumerate() {
+            assert_eq!(a.is_nan(), w.is_nan(), "{tag}: {key}[{i}]: {a} vs CPU {w}");
+        }
+        compared += 1;
+    };
+    run_step(
+        &emu,
+        &p,
+        &mut mem,
+        seed ^ rng::mix64(step),
+        lr,
+        |pos, mem| {
+            for (b, n, key) in &nodes {
+                let d = &p.buffers[*b];
+                if d.last == pos && d.last < end {
+                    compare(mem, *b, *n, key);
+                }
+            }
+        },
+    );
+    for (b, n, key) in &nodes {
+        if p.buffers[*b].last == end {
+            compare(&mem, *b, *n, key);
+        }
+    }
+    let loss = view(&p, &mem, p.loss)[0];
+    assert!(loss.is_nan(), "{tag}: emulated loss {loss}");
+    compared
+}

@@ -3,4 +3,5 @@
 //! its implementation of the step interface.
 pub mod exec;
 pub mod kernels;
+pub mod memory;
 mod step;

@@ -22,6 +22,8 @@ pub enum ExecError {
     NoMask(String),
     #[error("cannot plan the step's memory: {0}")]
     Plan(#[from] MemplanError),
+    #[error("{0}")]
+    TooLarge(#[from] crate::backend::cpu::memory::TooLarge),
     #[error("internal error: {0}")]
     Internal(String),
 }

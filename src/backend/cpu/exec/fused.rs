@@ -26,9 +26,9 @@ pub(super) fn relu_dropout_inplace<T: Float>(p: &k::dropout::DropoutParams, y: &
     y.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, blk)| {
         let base = (bi * BLOCK) as u64;
         for (j, v) in blk.iter_mut().enumerate() {
-            let r = if *v > T::ZERO { *v } else { T::ZERO };
-            *v = if k::dropout::keep(p.seed, p.stream, p.rate, base + j as u64) {
-                r * scale
+            let r = k::relu1(*v);
+            *v = r * if k::dropout::keep(p.seed, p.stream, p.rate, base + j as u64) {
+                scale
             } else {
                 T::ZERO
             };

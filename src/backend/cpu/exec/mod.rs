@@ -253,7 +253,19 @@ impl<T: Float> CpuExec<T> {
                 order::topo(&self.graph).map_err(|_| ExecError::Cycle)?,
             ),
         };
-        let mut arenas: Vec<Vec<T>> = layout.arena_len.iter().map(|&n| vec![T::ZERO; n]).collect();
+        // Refused before anything is allocated when the plan's bytes exceed
+        // what the machine has (a huge layer would otherwise abort).
+        let elems = layout
+            .arena_len
+            .iter()
+            .fold(0u64, |t, &n| t.saturating_add(n as u64));
+        let bytes = elems.saturating_mul(std::mem::size_of::<T>() as u64);
+        let what = format!("the step at batch {}", plan.batch);
+        super::memory::check_fits(&what, bytes)?;
+        let mut arenas: Vec<Vec<T>> = Vec::with_capacity(layout.arena_len.len());
+        for &n in &layout.arena_len {
+            arenas.push(super::memory::zeroed(&what, n, T::ZERO)?);
+        }
         for &n in &layout.persistent {
             if let (Some(&old), Some(&new)) = (self.layout.out.get(&n), layout.out.get(&n)) {
                 let len = old.len.min(new.len);
@@ -532,10 +544,22 @@ impl<T: Float> CpuExec<T> {
     }
 
     /// The first node, in execution order, whose value is not finite, among
-    /// the values still held after the step (see [`CpuExec::value`]).
+    /// the values still held after the step (see [`CpuExec::value`]):
+    /// activations and gradients first, then the parameters (a non-finite
+    /// update reaches every parameter below the layer it started at, so the
+    /// first parameter in order says little unless nothing else is left),
+    /// velocities last.
     pub fn first_non_finite(&self) -> Option<&str> {
-        self.order
-            .iter()
+        let rank = |n: NodeId| match &self.graph.node(n).op {
+            Op::Param {
+                role: ParamRole::Velocity,
+                ..
+            } => 2,
+            op if op.is_param() => 1,
+            _ => 0,
+        };
+        (0..3)
+            .flat_map(|r| self.order.iter().filter(move |n| rank(**n) == r))
             .filter(|n| self.is_kept(**n))
             .find(|n| self.value(**n).iter().any(|v| !v.is_finite()))
             .map(|n| self.graph.node(*n).name.as_str())

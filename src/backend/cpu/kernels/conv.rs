@@ -1,5 +1,6 @@
 //! 2-D convolution (cross-correlation, as in every DL framework), NCHW, square
-//! kernels, symmetric zero padding, no groups (the caller runs one conv per
+//! kernels, symmetric zero padding of any width (it may exceed the kernel, so
+//! whole windows can lie in the padding), no groups (the caller runs one conv per
 //! tower on that tower's channel slice, see the `groups` test).
 //!
 //! Implementation: the batch is split into tasks of [`images_per_task`] images
@@ -227,13 +228,16 @@ fn im2row_k<T: Float, const K: usize>(s: &ConvShape, x: &[T], rows: &mut [T], of
                         d.copy_from_slice(&src[ix0..ix0 + K]);
                         continue;
                     }
-                    // kj with ix = x0 + kj − pad inside [0, w)
+                    // kj with ix = x0 + kj − pad inside [0, w); empty when
+                    // the whole window lies in the padding (pad may exceed k).
                     let kj_lo = pad.saturating_sub(x0).min(k);
                     let kj_hi = (w + pad).saturating_sub(x0).min(k).max(kj_lo);
                     d[..kj_lo].fill(T::ZERO);
                     d[kj_hi..].fill(T::ZERO);
-                    let ix0 = x0 + kj_lo - pad;
-                    d[kj_lo..kj_hi].copy_from_slice(&src[ix0..ix0 + (kj_hi - kj_lo)]);
+                    if kj_hi > kj_lo {
+                        let ix0 = x0 + kj_lo - pad;
+                        d[kj_lo..kj_hi].copy_from_slice(&src[ix0..ix0 + (kj_hi - kj_lo)]);
+                    }
                 }
             }
         }
@@ -581,6 +585,47 @@ mod tests {
                 k: 5,
                 stride: 1,
                 pad: 1,
+            },
+            // Padding larger than the kernel: whole windows lie in the padding.
+            ConvShape {
+                n: 2,
+                c: 2,
+                h: 4,
+                w: 5,
+                f: 2,
+                k: 3,
+                stride: 1,
+                pad: 4,
+            },
+            ConvShape {
+                n: 2,
+                c: 1,
+                h: 3,
+                w: 3,
+                f: 2,
+                k: 2,
+                stride: 2,
+                pad: 3,
+            },
+            ConvShape {
+                n: 1,
+                c: 2,
+                h: 5,
+                w: 4,
+                f: 1,
+                k: 1,
+                stride: 3,
+                pad: 2,
+            },
+            ConvShape {
+                n: 1,
+                c: 1,
+                h: 2,
+                w: 3,
+                f: 2,
+                k: 5,
+                stride: 2,
+                pad: 7,
             },
         ]
     }

@@ -47,11 +47,13 @@ fn apply<T: Float>(p: &DropoutParams, x: &[T], out: &mut [T]) {
         .for_each(|(bi, (ob, xb))| {
             let base = (bi * BLOCK) as u64;
             for (j, (o, v)) in ob.iter_mut().zip(xb).enumerate() {
-                *o = if keep(seed, stream, rate, base + j as u64) {
-                    *v * scale
-                } else {
-                    T::ZERO
-                };
+                // A multiply even when dropped, so NaN stays NaN (as in PyTorch).
+                *o = *v
+                    * if keep(seed, stream, rate, base + j as u64) {
+                        scale
+                    } else {
+                        T::ZERO
+                    };
             }
         });
 }
@@ -77,8 +79,8 @@ pub fn dropout_inplace<T: Float>(p: &DropoutParams, x: &mut [T]) {
     x.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, xb)| {
         let base = (bi * BLOCK) as u64;
         for (j, v) in xb.iter_mut().enumerate() {
-            *v = if keep(seed, stream, rate, base + j as u64) {
-                *v * scale
+            *v *= if keep(seed, stream, rate, base + j as u64) {
+                scale
             } else {
                 T::ZERO
             };

@@ -64,6 +64,7 @@ pub trait Float:
     fn min(self, other: Self) -> Self;
     /// Neither infinite nor NaN.
     fn is_finite(self) -> bool;
+    fn is_nan(self) -> bool;
 }
 
 macro_rules! impl_float {
@@ -110,6 +111,10 @@ macro_rules! impl_float {
             #[inline]
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
+            }
+            #[inline]
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
             }
         }
     };

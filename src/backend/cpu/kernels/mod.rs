@@ -84,10 +84,12 @@ pub(crate) fn scratch<T: Float>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
     &mut buf[..len]
 }
 
-/// `max(v, 0)` written as a select so loops over it vectorise (NaN maps to 0).
+/// `max(v, 0)` written as a select so loops over it vectorise. NaN stays
+/// NaN (as in PyTorch): `!(v <= 0)` holds for a positive `v` and for NaN.
 #[inline(always)]
 pub(crate) fn relu1<T: Float>(v: T) -> T {
-    if v > T::ZERO { v } else { T::ZERO }
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    if !(v <= T::ZERO) { v } else { T::ZERO }
 }
 
 /// `out = src + bias`, then ReLU if `act == Relu`.

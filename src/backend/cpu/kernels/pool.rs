@@ -4,7 +4,8 @@
 //! Assumes `h ≥ size`, `w ≥ size`, `stride ≥ 1`. Guarantees: forward writes
 //! `y` and, for each output, the argmax as a u32 index *within its input
 //! channel plane* (`iy·w + ix`); ties go to the first maximum in row-major
-//! window order. Backward OVERWRITES `dx` (zeroes it, then adds each `dy` at
+//! window order, and a NaN in the window is the maximum (the first NaN; as
+//! in PyTorch, so NaN propagates). Backward OVERWRITES `dx` (zeroes it, then adds each `dy` at
 //! its argmax, so overlapping windows accumulate). Planes are processed in
 //! parallel; each plane is sequential, so results are thread-count independent.
 
@@ -118,7 +119,8 @@ fn pool_plane<T: Float, const K: usize>(
                 for (dx, v) in xp[r..r + size].iter().enumerate() {
                     // Branch-free select: maxima are data-dependent, so a
                     // branch would mispredict often.
-                    let better = *v > best;
+                    // NaN wins (the first one), as in PyTorch.
+                    let better = *v > best || (v.is_nan() && !best.is_nan());
                     best = if better { *v } else { best };
                     bi = if better { (r + dx) as u32 } else { bi };
                 }

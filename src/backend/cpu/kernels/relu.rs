@@ -2,8 +2,9 @@
 //!
 //! Assumes `x`, `y`, `dy`, `dx` have equal lengths. Guarantees outputs are
 //! OVERWRITTEN; the backward pass needs only the forward OUTPUT `y`
-//! (`dx = dy · [y > 0]`, so the gradient at exactly 0 is 0; NaN inputs map
-//! to 0), which lets the
+//! (`dx = dy · [y > 0]`, so the gradient at exactly 0 is 0). A NaN input
+//! stays NaN in the forward output, as in PyTorch, so a diverged network's
+//! loss shows it; its gradient through the mask is 0. This lets the
 //! forward run in place; the backward can run over either of its inputs.
 
 use rayon::prelude::*;

@@ -73,8 +73,10 @@ pub fn softmax_xent_backward<T: Float>(
 }
 
 /// Number of rows whose label is among the `k` highest scores. A row counts
-/// as correct iff fewer than `k` classes score strictly higher than the
-/// label's class (ties are resolved in the label's favour).
+/// as correct iff fewer than `k` other classes score higher than *or equal
+/// to* the label's class: a tie is resolved against the label, so a network
+/// that gives every class the same score is never right. A row holding a
+/// NaN, or a label scored ±∞, is never correct.
 pub fn count_top_k<T: Float>(
     n: usize,
     classes: usize,
@@ -91,9 +93,16 @@ pub fn count_top_k<T: Float>(
         .chunks_exact(classes)
         .zip(labels)
         .filter(|(row, lab)| {
-            let t = row[**lab as usize];
-            // A non-finite score is never a correct answer.
-            t.is_finite() && row.iter().filter(|v| **v > t).count() < k
+            let l = **lab as usize;
+            let t = row[l];
+            t.is_finite()
+                && !row.iter().any(|v| v.to_f64().is_nan())
+                && row
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, v)| j != l && *v >= t)
+                    .count()
+                    < k
         })
         .count()
 }
@@ -171,8 +180,24 @@ mod tests {
         ];
         assert_eq!(top1_top5(3, 6, &s, &[1, 4, 5]), (1, 2));
         assert_eq!(top1_top5(3, 6, &s, &[0, 0, 0]), (2, 3));
-        // row 0: label 2 ties with three other zeros, only 0.1 and 0.9 are higher.
-        assert_eq!(count_top_k(3, 6, &s, &[2, 2, 2], 3), 3);
+        // row 0: label 2 ties with three other zeros (counted against it), and
+        // 0.1 and 0.9 are higher: it is in the top 6 only.
+        assert_eq!(count_top_k(3, 6, &s, &[2, 2, 2], 5), 2);
+        assert_eq!(count_top_k(3, 6, &s, &[2, 2, 2], 6), 3);
         assert_eq!(count_top_k(3, 6, &s, &[2, 2, 2], 2), 0);
+    }
+
+    #[test]
+    fn ties_never_count_as_correct() {
+        // Every class scores the same: no label is in the top 1 or top 5.
+        let s = [0.25f32; 2 * 10];
+        assert_eq!(top1_top5(2, 10, &s, &[0, 7]), (0, 0));
+        // Two classes tie at the top: neither is the top-1 answer.
+        let s = [0.5f32, 0.5, 0.1];
+        assert_eq!(top1_top5(1, 3, &s, &[0]), (0, 1));
+        assert_eq!(top1_top5(1, 3, &s, &[1]), (0, 1));
+        // A NaN anywhere in the row makes it wrong.
+        let s = [0.9f32, f32::NAN, 0.1];
+        assert_eq!(top1_top5(1, 3, &s, &[0]), (0, 0));
     }
 }

@@ -2,7 +2,7 @@
 //! and transpose they share with the unfused layers. Each mirrors the CPU
 //! executor's fused op (`backend::cpu::exec`) operation for operation:
 //! the epilogue applies bias, ReLU and the dropout mask in the CPU's order
-//! (`r = max(v + b, 0)`, then `keep ? r·scale : 0`, the mask keyed by flat
+//! (`r = max(v + b, 0)` with NaN kept, then `r·(keep ? scale : 0)`, the mask keyed by flat
 //! output index as the `dropout` kernel); `lrn_maxpool` computes each
 //! element's LRN as the `lrn_fwd` kernel and pools it as `maxpool_fwd`
 //! (first maximum in window order wins); its gradient routes `dy` to the
@@ -81,13 +81,13 @@ pub fn bias_epilogue(n: usize, f: usize, p: usize, act: Epilogue) -> Spec {
         }
         Epilogue::Relu => {
             body.push(format!("const float v = {v};"));
-            body.push("y[i] = v > 0.0f ? v : 0.0f;".into());
+            body.push("y[i] = (v > 0.0f || v != v) ? v : 0.0f;".into());
             "bias_relu_epilogue"
         }
         Epilogue::ReluDropout { rate, stream } => {
             params.push((ParamTy::InU64, "seedp"));
             body.push(format!("const float v = {v};"));
-            body.push("const float r = v > 0.0f ? v : 0.0f;".into());
+            body.push("const float r = (v > 0.0f || v != v) ? v : 0.0f;".into());
             if rate == 0.0 {
                 body.push("y[i] = r;".into());
             } else {
@@ -98,7 +98,7 @@ pub fn bias_epilogue(n: usize, f: usize, p: usize, act: Epilogue) -> Spec {
                     f64_lit(rate)
                 ));
                 body.push(format!(
-                    "y[i] = keep ? r * {} : 0.0f;",
+                    "y[i] = r * (keep ? {} : 0.0f);",
                     f32_lit(1.0 / (1.0 - rate))
                 ));
             }
@@ -167,7 +167,7 @@ pub fn lrn_maxpool_fwd(s: &LrnPool) -> Spec {
         format!("  for (long long wy = 0; wy < {size}; ++wy) {{"),
         format!("    for (long long wx = 0; wx < {size}; ++wx) {{"),
         format!("      const long long q = (iy0 + wy) * {w} + ix0 + wx;"),
-        "      if (t[q] > best) { best = t[q]; bi = q; }".into(),
+        "      if (t[q] > best || (t[q] != t[q] && best == best)) { best = t[q]; bi = q; }".into(),
         "    }".into(),
         "  }".into(),
         format!("  y[plane * {} + o] = best;", ll(oh * ow)),

@@ -174,7 +174,7 @@ pub fn spec(k: &Kernel) -> Spec {
             "relu",
             *total,
             vec![(InF32, "x"), (OutF32, "y")],
-            vec!["const float v = x[i];".into(), "y[i] = v > 0.0f ? v : 0.0f;".into()],
+            vec!["const float v = x[i];".into(), "y[i] = (v > 0.0f || v != v) ? v : 0.0f;".into()],
         ),
         Kernel::ReluGrad { total } => ew_in_place(
             "relu_grad",
@@ -227,7 +227,7 @@ pub fn spec(k: &Kernel) -> Spec {
                     format!("for (long long dy = 0; dy < {size}; ++dy) {{"),
                     format!("  for (long long dx = 0; dx < {size}; ++dx) {{"),
                     format!("    const long long q = (iy0 + dy) * {w} + ix0 + dx;"),
-                    "    if (xp[q] > best) { best = xp[q]; bi = q; }".into(),
+                    "    if (xp[q] > best || (xp[q] != xp[q] && best == best)) { best = xp[q]; bi = q; }".into(),
                     "  }".into(),
                     "}".into(),
                     "y[i] = best;".into(),
@@ -271,7 +271,7 @@ pub fn spec(k: &Kernel) -> Spec {
                         u64_lit(*stream),
                         f64_lit(*rate)
                     ),
-                    format!("y[i] = keep ? x[i] * {} : 0.0f;", f32_lit(1.0 / (1.0 - rate))),
+                    format!("y[i] = x[i] * (keep ? {} : 0.0f);", f32_lit(1.0 / (1.0 - rate))),
                 ]
             };
             ew_in_place("dropout", *total, vec![(InF32, "x"), (OutF32, "y"), (ParamTy::InU64, "seedp")], body)

@@ -1,0 +1,487 @@
+//! What a user's bad input or a fault does: each case exits 1 with a clear
+//! message (never a panic, rc 101, nor an abort, rc 134), or runs and
+//! reports honest figures. Every test here failed before its fix.
+
+mod common;
+
+use std::path::PathBuf;
+
+use netc::backend::cpu::exec::CpuExec;
+use std::process::{Command, Output};
+
+fn netc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fresh directory under the system's temporary directory.
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("netc-faults-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes `src` as `name.net` in `dir` and returns its path.
+fn net(dir: &std::path::Path, name: &str, src: &str) -> String {
+    let p = dir.join(format!("{name}.net"));
+    std::fs::write(&p, src).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// A billion filters: the step's buffers are refused before allocation,
+/// with the figure and what the machine has, by train and bench.
+#[test]
+fn a_step_larger_than_memory_is_refused_with_the_figure() {
+    let d = tmp("huge");
+    let f = net(
+        &d,
+        "huge",
+        "network huge {
+  input image: [1, 28, 28]
+  input label: class(10)
+  c1 = conv(image, filters: 1000000000, size: 3, pad: 1) -> relu
+  out = dense(c1, units: 10)
+  loss = softmax_xent(out, label)
+}
+",
+    );
+    let out = d.join("out");
+    for args in [
+        vec![
+            "train",
+            &f,
+            "--data",
+            "data/fmnist-small",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        vec!["bench", &f, "--steps", "1"],
+    ] {
+        let o = netc(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(
+            e.contains("needs ") && e.contains(" bytes (") && e.contains("available"),
+            "{args:?}: {e}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Zero weights give every class the same score: that is no class's top-1
+/// or top-5 answer (it reported 0.00% error), and the loss is ln 10.
+#[test]
+fn a_network_that_scores_every_class_the_same_is_always_wrong() {
+    let g = common::training_graph(
+        "network flat {
+  input image: [1, 8, 8]
+  input label: class(10)
+  c = conv(image, filters: 4, size: 3) -> relu
+  out = dense(c, units: 10)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: 0  bias: 0 } }
+",
+    );
+    let mut exec = CpuExec::<f32>::new(g, 1).unwrap();
+    let (images, labels) = common::batch(&exec, 16, 10, 4);
+    let s = exec.eval_batch(&images, &labels).unwrap();
+    assert_eq!((s.top1, s.top5, s.n), (0, 0, 16), "{s:?}");
+    assert!((s.loss - 10f64.ln()).abs() < 1e-6, "{s:?}");
+}
+
+/// An unfed second input, two losses and no loss: `check` refuses each
+/// (they passed it), and `train` refuses them the same way before reading
+/// any data or writing anything.
+#[test]
+fn check_refuses_what_train_cannot_run() {
+    let d = tmp("untrainable");
+    let out = d.join("out");
+    for (file, code) in [
+        ("tests/bad/unfed_input.net", "N0123"),
+        ("tests/bad/two_losses.net", "N0124"),
+        ("tests/bad/no_loss.net", "N0124"),
+    ] {
+        let o = netc(&["check", file]);
+        assert_eq!(o.status.code(), Some(1), "{file}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("error[{code}]")),
+            "{file}: {}",
+            stderr(&o)
+        );
+        let o = netc(&[
+            "train",
+            file,
+            "--data",
+            "data/fmnist-small",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{file}: {e}");
+        assert!(
+            e.contains(&format!("error[{code}]")) && !e.contains("data:"),
+            "{file}: {e}"
+        );
+        assert!(!out.exists(), "{file}: train wrote {}", out.display());
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A batch larger than the training set, `--max-steps 0` and `--epochs 0`
+/// trained nothing and exited 0 with a step-0 checkpoint; now each is
+/// refused and nothing is written.
+#[test]
+fn a_run_that_would_take_no_step_is_refused() {
+    let d = tmp("nostep");
+    let out = d.join("out");
+    for (flag, value, says) in [
+        (
+            "--batch",
+            "4096",
+            "larger than the training set (2000 images)",
+        ),
+        ("--max-steps", "0", "--max-steps 0"),
+        ("--epochs", "0", "--epochs 0"),
+    ] {
+        let o = netc(&[
+            "train",
+            "networks/alexnet-fmnist.net",
+            "--data",
+            "data/fmnist-small",
+            "--out",
+            out.to_str().unwrap(),
+            flag,
+            value,
+        ]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{flag}: {e}");
+        assert!(e.contains(says), "{flag}: {e}");
+        assert!(!out.exists(), "{flag}: wrote {}", out.display());
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Trains `networks/alexnet-fmnist.net` for one epoch of `steps` steps into `out`.
+fn short_run(out: &std::path::Path, steps: &str) -> Output {
+    netc(&[
+        "train",
+        "networks/alexnet-fmnist.net",
+        "--data",
+        "data/fmnist-small",
+        "--epochs",
+        "1",
+        "--max-steps",
+        steps,
+        "--batch",
+        "16",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+/// Two identical runs write the same checkpoint bytes (the header's keys
+/// came out in a different order); a flipped byte inside a tensor is
+/// refused by `eval` and `--resume` with the file and tensor named (it
+/// evaluated to a different error).
+#[test]
+fn checkpoints_repeat_byte_for_byte_and_flipped_bytes_are_refused() {
+    let d = tmp("ckpt");
+    let (a, b) = (d.join("a"), d.join("b"));
+    for o in [&a, &b] {
+        let r = short_run(o, "2");
+        assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    }
+    let ca = std::fs::read(a.join("checkpoint.safetensors")).unwrap();
+    let cb = std::fs::read(b.join("checkpoint.safetensors")).unwrap();
+    assert!(ca == cb, "two identical runs wrote different checkpoints");
+    let mut bad = ca.clone();
+    let at = bad.len() - bad.len() / 3;
+    bad[at] ^= 0x10;
+    let path = d.join("flipped.safetensors");
+    std::fs::write(&path, &bad).unwrap();
+    let p = path.to_str().unwrap();
+    let o = netc(&[
+        "eval",
+        "networks/alexnet-fmnist.net",
+        "--weights",
+        p,
+        "--data",
+        "data/fmnist-small",
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("flipped.safetensors") && e.contains("checksum"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A network through every layer kind (conv, ReLU, LRN, max pooling,
+/// dense, dropout, towers and `across`) for the NaN tests.
+const EVERY_OP: &str = "
+network every_op {
+  input image: [2, 9, 9]
+  input label: class(3)
+  towers 2 {
+    c1 = conv(image, filters: 4, size: 3, pad: 1) -> relu -> lrn(size: 3, alpha: 0.1, beta: 0.75, k: 2) -> maxpool(size: 3, stride: 2)
+    f = dense(across(c1), units: 8) -> relu -> dropout(rate: 0.5)
+  }
+  out = dense(across(f), units: 3)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: he  bias: 0.1 } }
+";
+
+/// One NaN pixel makes the loss NaN, fused and unfused, at training and
+/// at evaluation: ReLU mapped NaN to 0 and max pooling skipped it, so a
+/// diverged network looked finite.
+#[test]
+fn nan_propagates_through_every_op_to_the_loss() {
+    for fused in [false, true] {
+        let g = if fused {
+            common::fused_graph(EVERY_OP).0
+        } else {
+            common::training_graph(EVERY_OP)
+        };
+        let mut exec = CpuExec::<f32>::new(g, 2).unwrap();
+        let (mut images, labels) = common::batch(&exec, 4, 3, 5);
+        let s = exec.eval_batch(&images, &labels).unwrap();
+        assert!(s.loss.is_finite(), "fused {fused}: {s:?}");
+        // A negative NaN: a ReLU of the old kind returned 0 for it.
+        images[40] = -f32::NAN;
+        let s = exec.eval_batch(&images, &labels).unwrap();
+        assert!(s.loss.is_nan(), "fused {fused}: eval loss {}", s.loss);
+        assert!(s.top1 < 4, "fused {fused}: a NaN row counted as correct");
+        let s = exec.train_step(&images, &labels, 0.01, 0).unwrap();
+        assert!(s.loss.is_nan(), "fused {fused}: train loss {}", s.loss);
+    }
+}
+
+/// A learning rate of 1e38: the message never calls a finite loss
+/// non-finite (it read "the loss became 6.14… at step 0") and says that no
+/// checkpoint exists (it said the last good one was kept).
+#[test]
+fn divergence_names_what_overflowed_and_whether_a_checkpoint_exists() {
+    let d = tmp("diverge");
+    let src = std::fs::read_to_string("networks/alexnet-fmnist.net")
+        .unwrap()
+        .replace("lr: 0.01", "lr: 1e38");
+    let f = net(&d, "diverge", &src);
+    let out = d.join("out");
+    let o = netc(&[
+        "train",
+        &f,
+        "--data",
+        "data/fmnist-small",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "3",
+        "--batch",
+        "16",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    // Either the overflowed parameter is reported with the finite loss, or
+    // the loss that became non-finite (NaN now reaches it) is named as such.
+    let honest = e.contains("a parameter became non-finite by step 0 while the loss was still ")
+        || e.split("the loss became ").nth(1).is_some_and(|t| {
+            let v = t.split_whitespace().next().unwrap_or("");
+            v.parse::<f64>().is_ok_and(|v| !v.is_finite())
+        });
+    assert!(honest, "{e}");
+    assert!(e.contains("no checkpoint was written"), "{e}");
+    assert!(!out.join("checkpoint.safetensors").exists());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A run that fails in a directory holding an earlier run leaves every
+/// file of that run as it was (its `metrics.jsonl` was truncated to 0
+/// bytes) and no temporary file behind; resuming a finished run writes
+/// nothing.
+#[test]
+fn a_failed_run_never_damages_an_earlier_runs_files() {
+    let d = tmp("keep");
+    let out = d.join("out");
+    let r = short_run(&out, "2");
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let snapshot = |dir: &std::path::Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = snapshot(&out);
+    let names: Vec<&str> = before.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "checkpoint.safetensors",
+            "learning-curves.svg",
+            "metrics.jsonl"
+        ]
+    );
+    assert!(!before[2].1.is_empty());
+    // The same network diverging (learning rate 1e38) into the same directory.
+    let src = std::fs::read_to_string("networks/alexnet-fmnist.net")
+        .unwrap()
+        .replace("lr: 0.01", "lr: 1e38");
+    let f = net(&d, "diverge", &src);
+    let o = netc(&[
+        "train",
+        &f,
+        "--data",
+        "data/fmnist-small",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "3",
+        "--batch",
+        "16",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        snapshot(&out) == before,
+        "the failed run changed the earlier run's files"
+    );
+    // Resuming the finished run trains and writes nothing.
+    let ck = out.join("checkpoint.safetensors");
+    let o = netc(&[
+        "train",
+        "networks/alexnet-fmnist.net",
+        "--data",
+        "data/fmnist-small",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "2",
+        "--batch",
+        "16",
+        "--out",
+        out.to_str().unwrap(),
+        "--resume",
+        ck.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains("nothing to train") && !e.contains("metrics:"),
+        "{e}"
+    );
+    assert!(snapshot(&out) == before);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `--resume` with another `--batch` is refused, as another seed is (it
+/// was accepted and gave different results).
+#[test]
+fn resuming_with_another_batch_is_refused() {
+    let d = tmp("rebatch");
+    let out = d.join("out");
+    let r = short_run(&out, "2");
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let ck = out.join("checkpoint.safetensors");
+    let o = netc(&[
+        "train",
+        "networks/alexnet-fmnist.net",
+        "--data",
+        "data/fmnist-small",
+        "--epochs",
+        "2",
+        "--max-steps",
+        "2",
+        "--batch",
+        "32",
+        "--out",
+        out.to_str().unwrap(),
+        "--resume",
+        ck.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("trained with batch 16, not 32"), "{e}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `/dev/zero` is refused after a bounded read (it was read without end),
+/// and a usage error exits 1 like every other error (it exited 2).
+#[test]
+fn an_endless_source_is_refused_and_usage_errors_exit_1() {
+    let t = std::time::Instant::now();
+    let o = netc(&["check", "/dev/zero"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("/dev/zero") && e.contains("larger than"), "{e}");
+    assert!(t.elapsed().as_secs() < 20);
+    let o = netc(&["train", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = netc(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+}
+
+/// Data with fewer classes than the network's label input trains with a
+/// warning (a 100-class folder was taken by the 1,000-class network
+/// silently); data with more is refused.
+#[test]
+fn a_class_count_that_differs_from_the_data_is_reported() {
+    let d = tmp("classes");
+    let base = std::fs::read_to_string("networks/alexnet-fmnist.net").unwrap();
+    for (k, ok) in [(12, true), (8, false)] {
+        let src = base
+            .replace("class(10)", &format!("class({k})"))
+            .replace("units: 10)", &format!("units: {k})"));
+        let f = net(&d, &format!("c{k}"), &src);
+        let out = d.join(format!("out{k}"));
+        let o = netc(&[
+            "train",
+            &f,
+            "--data",
+            "data/fmnist-small",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "1",
+            "--batch",
+            "16",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let e = stderr(&o);
+        if ok {
+            assert_eq!(o.status.code(), Some(0), "{e}");
+            assert!(
+                e.contains("warning: the data has 10 classes")
+                    && e.contains("2 of them are never trained"),
+                "{e}"
+            );
+        } else {
+            assert_eq!(o.status.code(), Some(1), "{e}");
+            assert!(
+                e.contains("the data has 10 classes but the network's `label` input takes 8"),
+                "{e}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -74,7 +74,9 @@ enum Cmd {
     Train {
         /// The .net file.
         file: PathBuf,
-        /// A directory holding the Fashion-MNIST IDX files.
+        /// A prepared dataset (`netc prepare`), a folder of images (one
+        /// sub-folder per class, or train/ and val/), or a directory holding
+        /// the Fashion-MNIST IDX files.
         #[arg(long)]
         data: Option<PathBuf>,
         /// Override `train.epochs`.
@@ -126,6 +128,37 @@ enum Cmd {
         #[arg(long, value_name = "GPU,...")]
         devices: Option<String>,
     },
+    /// Prepare an image tree once into one memory-mapped dataset file for `--data`
+    /// (or, with `--info`, describe a prepared dataset).
+    Prepare {
+        /// `SRC/train/<class>/*` and `SRC/val/<class>/*`, or one folder of classes.
+        #[arg(required_unless_present = "info")]
+        src: Option<PathBuf>,
+        /// The dataset file to write.
+        #[arg(short, long, required_unless_present = "info")]
+        output: Option<PathBuf>,
+        /// Print what a prepared dataset holds (images, classes, bytes, settings).
+        #[arg(long, value_name = "DATASET", conflicts_with_all = ["src", "output"])]
+        info: Option<PathBuf>,
+        /// Side of the prepared images: shorter side rescaled to it, central square kept.
+        #[arg(long, default_value_t = 256)]
+        size: u32,
+        /// How records are stored: `jpeg` (smaller, decoded when read) or `raw` pixels.
+        #[arg(long, value_enum, default_value_t = RecordFormat::Jpeg)]
+        format: RecordFormat,
+        /// JPEG quality (1-100).
+        #[arg(long, default_value_t = 90)]
+        quality: u8,
+        /// For one folder of classes: the fraction of each class kept for validation.
+        #[arg(long)]
+        val_fraction: Option<f64>,
+        /// Leave out unreadable images (listed in DATASET.skipped.txt) instead of stopping.
+        #[arg(long)]
+        skip_bad: bool,
+        /// Commit (fsync) the partial output at least every this many images.
+        #[arg(long, default_value_t = 4096, hide = true)]
+        commit_every: usize,
+    },
     /// Evaluate the weights of a checkpoint on the test set (top-1 and top-5 error).
     Eval {
         /// The .net file.
@@ -133,7 +166,9 @@ enum Cmd {
         /// A checkpoint written by `netc train`.
         #[arg(long)]
         weights: PathBuf,
-        /// A directory holding the Fashion-MNIST IDX files.
+        /// A prepared dataset (`netc prepare`), a folder of images (one
+        /// sub-folder per class, or train/ and val/), or a directory holding
+        /// the Fashion-MNIST IDX files.
         #[arg(long)]
         data: Option<PathBuf>,
         /// Where the forward passes run: `cpu`, or `cuda` (GPU 0).
@@ -250,6 +285,12 @@ enum Cmd {
         #[arg(long, conflicts_with = "check")]
         stdout: bool,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RecordFormat {
+    Jpeg,
+    Raw,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -448,6 +489,38 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 devices,
             };
             netc::train::run::train(&c.module, &opts).map_err(|e| format!("error: {e}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Prepare {
+            src,
+            output,
+            info,
+            size,
+            format,
+            quality,
+            val_fraction,
+            skip_bad,
+            commit_every,
+        } => {
+            use netc::train::data::{prepare, prepared::Format};
+            let text = match (info, src, output) {
+                (Some(path), _, _) => prepare::info(&path),
+                (None, Some(src), Some(out)) => prepare::run(&prepare::PrepareOptions {
+                    size,
+                    format: match format {
+                        RecordFormat::Jpeg => Format::Jpeg,
+                        RecordFormat::Raw => Format::Raw,
+                    },
+                    quality,
+                    val_fraction,
+                    skip_bad,
+                    commit_every,
+                    progress: true,
+                    ..prepare::PrepareOptions::new(src, out)
+                }),
+                _ => return Err("error: give SRC and -o DATASET, or --info DATASET".into()),
+            };
+            println!("{}", text.map_err(|e| format!("error: {e}"))?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Eval {

@@ -219,11 +219,10 @@ pub fn training_graph(module: &Module, cfg: &TrainConfig, fuse: bool) -> Result<
 
 fn augmenter(
     cfg: &TrainConfig,
-    ds: &Dataset,
+    shape: data::Shape,
     stats: &Stats,
     seed: u64,
 ) -> Result<Augmenter, TrainError> {
-    let shape = ds.shape();
     let d = &cfg.data;
     let aug = AugmentConfig {
         crop: d.crop.map_or(shape.h, |c| c as usize),
@@ -285,10 +284,9 @@ fn setup<E: StepExec>(
     make: impl FnOnce(CpuExec, &TrainConfig, &Augmenter) -> Result<E, TrainError>,
 ) -> Result<Setup<E>, TrainError> {
     let cfg = effective_config(module, opts);
-    let (ds, desc) = load_data(opts.data.as_deref(), &cfg)?;
-    say(&format!("data: {desc}"));
-    let stats = Stats::compute(&ds.train);
-    let aug = augmenter(&cfg, &ds, &stats, cfg.seed)?;
+    let ds = data::sources::open(opts.data.as_deref(), cfg.data.rescale)?;
+    say(&format!("data: {}", ds.description));
+    let aug = augmenter(&cfg, ds.shape(), &ds.stats, cfg.seed)?;
     let out = aug.out_shape();
     let graph = training_graph(module, &cfg, !opts.no_fuse)?;
     let fingerprint =
@@ -315,12 +313,12 @@ fn setup<E: StepExec>(
         lcfg.mode = Mode::Center;
     }
     let cfgerr = |e: data::augment::ConfigError| TrainError::Config(e.to_string());
-    let train = Loader::new(Arc::new(ds.train.clone()), aug.clone(), lcfg).map_err(cfgerr)?;
+    let train = Loader::from_source(ds.train, aug.clone(), lcfg).map_err(cfgerr)?;
     let mut ecfg = LoaderConfig::eval(cfg.batch as usize);
     if cfg.data.test == TestCrop::TenCrop {
         ecfg.mode = Mode::TenCrop;
     }
-    let test = Loader::new(Arc::new(ds.test), aug, ecfg).map_err(cfgerr)?;
+    let test = Loader::from_source(ds.test, aug, ecfg).map_err(cfgerr)?;
     let exec = make(exec, &cfg, train.augmenter())?;
     Ok(Setup {
         cfg,
@@ -371,6 +369,9 @@ pub fn evaluate<E: StepExec + ?Sized>(
             t5 += usize::from(ok && higher < 5);
             n += 1;
         }
+    }
+    if let Some(e) = loader.take_error() {
+        return Err(e.into());
     }
     let d = n.max(1) as f64;
     Ok(EvalReport {
@@ -638,7 +639,11 @@ pub fn train_with<E: StepExec>(
         }
         drop(iter);
         bar.finish_and_clear();
+        if let Some(e) = s.train.take_error() {
+            return Err(e.into());
+        }
         let secs = t0.elapsed().as_secs_f64();
+        let wait = s.train.wait_stats();
         let ev = evaluate(&mut s.exec, &s.test)?;
         if !ev.loss.is_finite() {
             let layer = s
@@ -662,14 +667,15 @@ pub fn train_with<E: StepExec>(
         };
         plateau.observe(&s.cfg, r.top1_error);
         say(&format!(
-            "epoch {:>3}  lr {:.2e}  train loss {:.4}  test loss {:.4}  top-1 error {:.2}%  top-5 error {:.2}%  {:.0} img/s",
+            "epoch {:>3}  lr {:.2e}  train loss {:.4}  test loss {:.4}  top-1 error {:.2}%  top-5 error {:.2}%  {:.0} img/s  waited {:.1} ms for data",
             r.epoch,
             r.lr,
             r.train_loss,
             r.test_loss,
             100.0 * r.top1_error,
             100.0 * r.top5_error,
-            r.images_per_s
+            r.images_per_s,
+            (wait.waited + wait.warmup).as_secs_f64() * 1e3
         ));
         let line = serde_json::to_string(&r).map_err(|e| TrainError::Config(e.to_string()))?;
         writeln!(metrics, "{line}").map_err(io(&metrics_path))?;

@@ -2,15 +2,14 @@
 //! JPEG and back.
 //!
 //! Assumes images of a known [`Shape`] with 3 channels. Guarantees:
-//! encoding is deterministic (the same pixels and quality always give the
-//! same bytes); decoding (zune-jpeg, SIMD where the CPU has it) gives RGB
+//! encoding (jpeg-encoder, AVX2 where the CPU has it; 4:2:0 chroma, as
+//! libjpeg's default and FFCV's) is deterministic (the same pixels and
+//! quality always give the same bytes); decoding (zune-jpeg, SIMD where the CPU has it) gives RGB
 //! whatever colour space the JPEG holds, and fails with a message, never
 //! a panic, on bytes that are not a JPEG of exactly the expected size.
 
 use std::cell::RefCell;
 
-use image::ExtendedColorType;
-use image::codecs::jpeg::JpegEncoder;
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
@@ -35,14 +34,14 @@ pub fn encode_chw(chw: &[u8], shape: Shape, quality: u8) -> Result<Vec<u8>, Stri
         px[1] = chw[plane + i];
         px[2] = chw[2 * plane + i];
     }
+    let (w, h) = match (u16::try_from(shape.w), u16::try_from(shape.h)) {
+        (Ok(w), Ok(h)) => (w, h),
+        _ => return Err(format!("{shape:?} is too large for a JPEG")),
+    };
     let mut out = Vec::with_capacity(plane / 2);
-    JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100))
-        .encode(
-            &hwc,
-            shape.w as u32,
-            shape.h as u32,
-            ExtendedColorType::Rgb8,
-        )
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    enc.encode(&hwc, w, h, jpeg_encoder::ColorType::Rgb)
         .map_err(|e| e.to_string())?;
     Ok(out)
 }

@@ -30,6 +30,7 @@ pub mod pca;
 pub mod prepare;
 pub mod prepared;
 pub mod raw;
+pub mod resize;
 pub mod source;
 pub mod sources;
 

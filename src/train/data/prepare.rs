@@ -236,11 +236,17 @@ impl Fnv {
     }
 }
 
+/// Bumped whenever the code that makes a record's bytes changes (decoder,
+/// resize, encoder), so that a rebuilt netc never resumes a run that an
+/// older build began.
+const PIXELS_REVISION: u32 = 3;
+
 /// The fingerprint of a run: every setting that changes the output, and
 /// every source file's relative path, label, split and size.
 fn fingerprint(opts: &PrepareOptions, jobs: &[Job], classes: &[String]) -> u64 {
     let mut h = Fnv::new()
         .bytes(&prepared::VERSION.to_le_bytes())
+        .bytes(&PIXELS_REVISION.to_le_bytes())
         .bytes(&opts.size.to_le_bytes())
         .bytes(&[opts.format as u8, opts.quality, opts.skip_bad as u8])
         .bytes(

@@ -307,14 +307,18 @@ fn setup<E: StepExec>(
             exec.image_len()
         )));
     }
+    // Decoding and augmenting on every core (batches do not depend on it).
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut lcfg = LoaderConfig::train(cfg.batch as usize, cfg.seed);
     lcfg.drop_last = true;
+    lcfg.workers = workers;
     if !cfg.data.random_crop && !cfg.data.mirror {
         lcfg.mode = Mode::Center;
     }
     let cfgerr = |e: data::augment::ConfigError| TrainError::Config(e.to_string());
     let train = Loader::from_source(ds.train, aug.clone(), lcfg).map_err(cfgerr)?;
     let mut ecfg = LoaderConfig::eval(cfg.batch as usize);
+    ecfg.workers = workers;
     if cfg.data.test == TestCrop::TenCrop {
         ecfg.mode = Mode::TenCrop;
     }

@@ -230,6 +230,10 @@ enum Cmd {
     Sweep {
         /// The YAML spec.
         spec: PathBuf,
+        /// The data for every variant (a prepared dataset, an image folder or
+        /// the Fashion-MNIST files), in place of the spec's `train.data`.
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// On a machine with a GPU: one training step on the GPU against the CPU
     /// executor, then GPU training throughput on synthetic data.
@@ -689,8 +693,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Sweep { spec } => {
-            netc::train::sweep::run(&spec).map_err(|e| format!("error: {e}"))?;
+        Cmd::Sweep { spec, data } => {
+            netc::train::sweep::run_with_data(&spec, data.as_deref())
+                .map_err(|e| format!("error: {e}"))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::CudaCheck {

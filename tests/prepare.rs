@@ -520,3 +520,35 @@ fn training_on_raw_prepared_equals_the_folder_in_memory() {
     assert!(wa == wb, "weights differ");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn prepare_command_errors_are_clear() {
+    let bin = env!("CARGO_BIN_EXE_netc");
+    let dir = tmp("cli");
+    let run = |args: &[&str]| Command::new(bin).args(args).output().unwrap();
+    let missing = dir.join("nowhere");
+    let x = dir.join("x.netc");
+    let out = run(&[
+        "prepare",
+        missing.to_str().unwrap(),
+        "-o",
+        x.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("nowhere") && err.contains("not a folder"),
+        "{err}"
+    );
+    std::fs::write(dir.join("junk.netc"), b"junk junk junk").unwrap();
+    let out = run(&["prepare", "--info", dir.join("junk.netc").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("junk.netc") && err.contains("not a prepared dataset"),
+        "{err}"
+    );
+    let out = run(&["prepare"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -34,7 +34,7 @@ use crate::train::checkpoint::{self, CheckpointError, Progress};
 use crate::train::data::augment::{AugmentConfig, Augmenter, MeanMode, Mode};
 use crate::train::data::loader::{Loader, LoaderConfig};
 use crate::train::data::pca::Stats;
-use crate::train::data::{self, DataError, Dataset};
+use crate::train::data::{self, DataError};
 use crate::train::step::{Backend, StepExec};
 
 #[derive(Debug, thiserror::Error)]
@@ -239,32 +239,8 @@ fn augmenter(
     Augmenter::new(aug, stats, seed).map_err(|e| TrainError::Config(e.to_string()))
 }
 
-/// The data a run uses: Fashion-MNIST IDX files (a directory holding them,
-/// the installed package, or the embedded subset), or a folder of images
-/// with one sub-folder per class (`train/` and `val/` inside it are used as
-/// the two splits when present; otherwise the same images serve both).
-/// Images are prepared as the paper did: the shorter side rescaled to
-/// `data.rescale` (256 by default) and the central square kept.
-pub fn load_data(dir: Option<&Path>, cfg: &TrainConfig) -> Result<(Dataset, String), TrainError> {
-    match dir {
-        Some(d) if !data::has_fmnist_files(d) && d.is_dir() => {
-            let size = cfg.data.rescale.unwrap_or(256) as usize;
-            let (train, val) = (d.join("train"), d.join("val"));
-            let ds = if train.is_dir() && val.is_dir() {
-                Dataset::image_folders(&train, Some(&val), size)?
-            } else {
-                let mut ds = Dataset::image_folders(d, None, size)?;
-                ds.test = ds.train.clone();
-                ds.description
-                    .push_str("; no train/ and val/ inside, so it is evaluated on its own images");
-                ds
-            };
-            let desc = ds.description.clone();
-            Ok((ds, desc))
-        }
-        _ => Ok(data::resolve_fmnist(dir)?),
-    }
-}
+// The data a run uses, whatever `--data` names (a prepared dataset, an
+// image folder, Fashion-MNIST), is opened by `data::sources::open`.
 
 /// Data, augmentation and an executor with freshly initialised parameters.
 struct Setup<E> {

@@ -30,8 +30,9 @@ peak() { # command...: runs it, prints its output and its peak memory
     grep -E 'Maximum resident' "$WORK/time.txt" | sed 's/^\s*/    /'
 }
 
+# ONLY=loader skips (a) (and reuses WORK/netc-2.netc from an earlier run).
 echo "## (a) prepare"
-for cores in 0 0-1; do
+[ "${ONLY:-}" = loader ] || for cores in 0 0-1; do
     n=$(echo "$cores" | awk -F- '{print NF}')
     rm -rf "$WORK/netc-$n.netc" "$WORK/pil-$n"
     echo "netc prepare, $n core(s):"

@@ -66,6 +66,7 @@ fn main() {
         for b in loader.epoch(epoch, 0).take(batches - n / batch) {
             n += b.labels.len();
             std::hint::black_box(&b.images);
+            loader.recycle(b);
         }
         if let Some(e) = loader.take_error() {
             eprintln!("error: {e}");

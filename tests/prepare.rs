@@ -552,3 +552,39 @@ fn prepare_command_errors_are_clear() {
     assert_eq!(out.status.code(), Some(2), "a usage error");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn recycled_batch_buffers_give_the_same_batches() {
+    let Some(sample) = sample() else { return };
+    let dir = tmp("recycle");
+    let src = tree(&sample, &dir, 12);
+    let out = dir.join("ds.netc");
+    prepare(&opts(&src, &out, Format::Raw, 40)).unwrap();
+    let f = Arc::new(Prepared::open(&out).unwrap());
+    let cfg = AugmentConfig {
+        crop: 32,
+        ..AugmentConfig::alexnet()
+    };
+    let loader = || {
+        let aug = Augmenter::new(cfg, &f.stats(), 4).unwrap();
+        let split = Arc::new(PreparedSplit::train(&f));
+        Loader::from_source(split, aug, LoaderConfig::train(4, 4)).unwrap()
+    };
+    let (plain, recycling) = (loader(), loader());
+    let want: Vec<Batch> = (0..3)
+        .flat_map(|e| plain.epoch(e, 0).collect::<Vec<_>>())
+        .collect();
+    let mut got = Vec::new();
+    for e in 0..3 {
+        for b in recycling.epoch(e, 0) {
+            got.push(b.clone());
+            // The buffer goes back dirty; the next batch must not show it.
+            let mut b = b;
+            b.images.iter_mut().for_each(|v| *v = f32::NAN);
+            recycling.recycle(b);
+        }
+    }
+    assert_eq!(want.len(), 9);
+    assert_eq!(got, want);
+    let _ = std::fs::remove_dir_all(&dir);
+}

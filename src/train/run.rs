@@ -583,6 +583,9 @@ pub fn train_with<E: StepExec>(
                 Some(st) => st,
                 None => s.exec.collect()?,
             };
+            if let Fetched::Host(b) = cur {
+                s.train.recycle(b);
+            }
             // A non-finite gradient shows in the parameters it updated.
             if !st.loss.is_finite() || s.exec.state_finite() == Some(false) {
                 let layer = s

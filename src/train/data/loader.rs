@@ -25,6 +25,9 @@
 //!   is counted in [`WaitStats`] (the first batch of each epoch is counted
 //!   separately as warm-up). Dropping an [`EpochIter`] early stops its
 //!   producer.
+//! - **Buffers.** A batch handed back with [`Loader::recycle`] lends its
+//!   image buffer to a later batch (contents as if fresh), so steady-state
+//!   batches do not fault in new memory.
 //! - **Errors.** An image the source cannot give (a damaged record) ends
 //!   the epoch's batches early; [`Loader::take_error`] then returns the
 //!   error, which the caller must check after the last batch.
@@ -155,7 +158,16 @@ pub struct Loader {
     pool: Option<Arc<rayon::ThreadPool>>,
     counters: Arc<Counters>,
     error: Arc<Mutex<Option<DataError>>>,
+    /// Image buffers of batches handed back ([`Loader::recycle`]), reused
+    /// so that a batch does not fault in fresh memory.
+    spare: Arc<Spare>,
 }
+
+/// Buffers kept for reuse (the producer and the consumer each hold one).
+const SPARE: usize = 2;
+
+/// The reusable image buffers.
+type Spare = Mutex<Vec<Vec<f32>>>;
 
 impl Loader {
     /// Checks that `aug` fits `split` and builds the worker pool. (If the
@@ -193,7 +205,18 @@ impl Loader {
             pool,
             counters: Arc::default(),
             error: Arc::default(),
+            spare: Arc::default(),
         })
+    }
+
+    /// Hands a batch back when its images are no longer needed; the next
+    /// batch reuses its buffer (same contents as a fresh one).
+    pub fn recycle(&self, batch: Batch) {
+        if let Ok(mut s) = self.spare.lock()
+            && s.len() < SPARE
+        {
+            s.push(batch.images);
+        }
     }
 
     pub fn config(&self) -> &LoaderConfig {
@@ -257,7 +280,7 @@ impl Loader {
             &*self.split,
             &self.aug,
             &self.cfg,
-            self.pool.as_deref(),
+            (self.pool.as_deref(), &self.spare),
             &order,
             epoch,
             index,
@@ -276,10 +299,21 @@ impl Loader {
         let order = self.order(epoch);
         let end = self.len();
         let error = Arc::clone(&self.error);
+        let spare = Arc::clone(&self.spare);
         let handle = std::thread::Builder::new()
             .name("netc-data-producer".into())
             .spawn(move || {
-                let e = produce(tx, split, aug, cfg, pool, order, epoch, start_batch, end);
+                let e = produce(
+                    tx,
+                    split,
+                    aug,
+                    cfg,
+                    (pool, spare),
+                    order,
+                    epoch,
+                    start_batch,
+                    end,
+                );
                 if let (Err(e), Ok(mut slot)) = (e, error.lock()) {
                     slot.get_or_insert(e);
                 }
@@ -310,6 +344,7 @@ impl Loader {
             pool: self.pool.clone(),
             counters: Arc::clone(&self.counters),
             error: Arc::clone(&self.error),
+            spare: Arc::clone(&self.spare),
         }
     }
 
@@ -340,14 +375,22 @@ fn produce(
     split: Arc<dyn ImageSource>,
     aug: Arc<Augmenter>,
     cfg: LoaderConfig,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    (pool, spare): (Option<Arc<rayon::ThreadPool>>, Arc<Spare>),
     order: Vec<usize>,
     epoch: u64,
     start: usize,
     end: usize,
 ) -> Result<(), DataError> {
     for index in start..end {
-        let b = make_batch(&*split, &aug, &cfg, pool.as_deref(), &order, epoch, index)?;
+        let b = make_batch(
+            &*split,
+            &aug,
+            &cfg,
+            (pool.as_deref(), &spare),
+            &order,
+            epoch,
+            index,
+        )?;
         if tx.send(b).is_err() {
             return Ok(()); // the consumer has gone
         }
@@ -359,7 +402,7 @@ fn make_batch(
     split: &dyn ImageSource,
     aug: &Augmenter,
     cfg: &LoaderConfig,
-    pool: Option<&rayon::ThreadPool>,
+    (pool, spare): (Option<&rayon::ThreadPool>, &Spare),
     order: &[usize],
     epoch: u64,
     index: usize,
@@ -370,7 +413,13 @@ fn make_batch(
     let per = Augmenter::crops_per_image(cfg.mode);
     let out = aug.out_shape();
     let chunk = per * out.len();
-    let mut images = vec![0.0f32; indices.len() * chunk];
+    let mut images = spare
+        .lock()
+        .ok()
+        .and_then(|mut s| s.pop())
+        .unwrap_or_default();
+    images.clear();
+    images.resize(indices.len() * chunk, 0.0);
     let mode = cfg.mode;
     let one = |buf: &mut Vec<u8>, dst: &mut [f32], i: usize| -> Result<(), DataError> {
         aug.apply_into(mode, split.image(i, buf)?, epoch, i, dst);

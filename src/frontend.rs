@@ -48,7 +48,7 @@ pub fn compile_file(path: &std::path::Path) -> Result<(Compiled, String), String
 /// [`compile`], then the training rules of `passes::trainable`.
 pub fn check(src: &str) -> Result<Compiled, Diagnostic<()>> {
     let c = compile(src)?;
-    crate::passes::trainable::check(&c.module, c.ast.network.name.span)
+    crate::passes::trainable::check(&c.module.graph, &c.module.train, c.ast.network.name.span)
         .map_err(|e| e.diagnostic())?;
     Ok(c)
 }

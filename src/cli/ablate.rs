@@ -104,8 +104,7 @@ pub fn run(a: AblateArgs) -> Result<ExitCode, String> {
 
 /// `netc sweep`.
 pub fn sweep(a: SweepArgs) -> Result<ExitCode, String> {
-    let SweepArgs { spec } = a;
-
-    netc::train::sweep::run(&spec).map_err(|e| format!("error: {e}"))?;
+    netc::train::sweep::run_with_data(&a.spec, a.data.as_deref())
+        .map_err(|e| format!("error: {e}"))?;
     Ok(ExitCode::SUCCESS)
 }

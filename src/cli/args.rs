@@ -27,6 +27,10 @@ pub enum Cmd {
     /// Train a network on Fashion-MNIST (the embedded subset when nothing is installed).
     Train(TrainArgs),
 
+    /// Prepare an image tree once into one memory-mapped dataset file for `--data`
+    /// (or, with `--info`, describe a prepared dataset).
+    Prepare(PrepareArgs),
+
     /// Evaluate the weights of a checkpoint on the test set (top-1 and top-5 error).
     Eval(EvalArgs),
 
@@ -104,7 +108,9 @@ pub struct CheckArgs {
 pub struct TrainArgs {
     /// The .net file.
     pub file: PathBuf,
-    /// A directory holding the Fashion-MNIST IDX files.
+    /// A prepared dataset (`netc prepare`), a folder of images (one
+    /// sub-folder per class, or train/ and val/), or a directory holding
+    /// the Fashion-MNIST IDX files.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Override `train.epochs`.
@@ -157,6 +163,38 @@ pub struct TrainArgs {
     pub devices: Option<String>,
 }
 
+/// `netc prepare`'s arguments.
+#[derive(Args)]
+pub struct PrepareArgs {
+    /// `SRC/train/<class>/*` and `SRC/val/<class>/*`, or one folder of classes.
+    #[arg(required_unless_present = "info")]
+    pub src: Option<PathBuf>,
+    /// The dataset file to write.
+    #[arg(short, long, required_unless_present = "info")]
+    pub output: Option<PathBuf>,
+    /// Print what a prepared dataset holds (images, classes, bytes, settings).
+    #[arg(long, value_name = "DATASET", conflicts_with_all = ["src", "output"])]
+    pub info: Option<PathBuf>,
+    /// Side of the prepared images: shorter side rescaled to it, central square kept.
+    #[arg(long, default_value_t = 256)]
+    pub size: u32,
+    /// How records are stored: `jpeg` (smaller, decoded when read) or `raw` pixels.
+    #[arg(long, value_enum, default_value_t = RecordFormat::Jpeg)]
+    pub format: RecordFormat,
+    /// JPEG quality (1-100).
+    #[arg(long, default_value_t = 90)]
+    pub quality: u8,
+    /// For one folder of classes: the fraction of each class kept for validation.
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
+    /// Leave out unreadable images (listed in DATASET.skipped.txt) instead of stopping.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Commit (fsync) the partial output at least every this many images.
+    #[arg(long, default_value_t = 4096, hide = true)]
+    pub commit_every: usize,
+}
+
 /// `netc eval`'s arguments.
 #[derive(Args)]
 pub struct EvalArgs {
@@ -165,7 +203,9 @@ pub struct EvalArgs {
     /// A checkpoint written by `netc train`.
     #[arg(long)]
     pub weights: PathBuf,
-    /// A directory holding the Fashion-MNIST IDX files.
+    /// A prepared dataset (`netc prepare`), a folder of images (one
+    /// sub-folder per class, or train/ and val/), or a directory holding
+    /// the Fashion-MNIST IDX files.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Where the forward passes run: `cpu`, or `cuda` (GPU 0).
@@ -233,6 +273,10 @@ pub struct AblateArgs {
 pub struct SweepArgs {
     /// The YAML spec.
     pub spec: PathBuf,
+    /// The data for every variant (a prepared dataset, an image folder or
+    /// the Fashion-MNIST files), in place of the spec's `train.data`.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
 
 /// `netc cuda-check`'s arguments.
@@ -290,6 +334,12 @@ pub struct FmtArgs {
     /// Print the result instead of rewriting the file.
     #[arg(long, conflicts_with = "check")]
     pub stdout: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RecordFormat {
+    Jpeg,
+    Raw,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod check;
 pub mod compile;
 pub mod cuda_check;
+pub mod prepare;
 pub mod train;
 
 use args::{Cli, Cmd};
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Compile(a) => compile::run(a),
         Cmd::Check(a) => check::run(a),
         Cmd::Train(a) => train::run(a),
+        Cmd::Prepare(a) => prepare::run(a),
         Cmd::Eval(a) => train::eval(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Ablate(a) => ablate::run(a),

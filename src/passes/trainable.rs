@@ -11,8 +11,8 @@
 //! memory plan of each step exists at the `train` section's batch. Nothing
 //! here depends on the machine, so the answer is the same everywhere.
 
+use crate::ir::train::TrainConfig;
 use crate::ir::{Graph, InputKind, NodeId, Op};
-use crate::lower::Module;
 use crate::passes::{memplan, pipeline};
 use crate::span::Span;
 
@@ -58,10 +58,10 @@ fn nodes(g: &Graph, f: impl Fn(&Op) -> bool) -> Vec<NodeId> {
     v
 }
 
-/// Checks `module` as `train` will run it; `network` is the span errors
-/// that concern the whole network point at (its name).
-pub fn check(module: &Module, network: Span) -> Result<(), TrainableError> {
-    let g = &module.graph;
+/// Checks the network `g` with its `train` section as `train` will run
+/// it; `network` is the span errors that concern the whole network point
+/// at (its name).
+pub fn check(g: &Graph, train: &TrainConfig, network: Span) -> Result<(), TrainableError> {
     for (kind, what) in [(InputKind::Tensor, "image"), (InputKind::Labels, "label")] {
         let ins = nodes(g, |op| matches!(op, Op::Input { kind: k } if *k == kind));
         let Some(&fed) = ins.first() else {
@@ -95,11 +95,10 @@ pub fn check(module: &Module, network: Span) -> Result<(), TrainableError> {
     let span = g.node(losses[0]).span;
     let step = |reason: String| TrainableError::Step { reason, span };
     for fuse in [true, false] {
-        let t =
-            pipeline::training_step(g, &module.train.sgd, fuse).map_err(|e| step(e.to_string()))?;
+        let t = pipeline::training_step(g, &train.sgd, fuse).map_err(|e| step(e.to_string()))?;
         t.training_io()
             .map_err(|what| step(format!("no `{what}` in the step")))?;
-        memplan::plan(&t, module.train.batch.max(1)).map_err(|e| step(e.to_string()))?;
+        memplan::plan(&t, train.batch.max(1)).map_err(|e| step(e.to_string()))?;
     }
     Ok(())
 }
@@ -110,7 +109,7 @@ mod tests {
 
     fn run(src: &str) -> Result<(), TrainableError> {
         let c = crate::frontend::compile(src).unwrap_or_else(|d| panic!("{}", d.message));
-        check(&c.module, c.ast.network.name.span)
+        check(&c.module.graph, &c.module.train, c.ast.network.name.span)
     }
 
     const HEAD: &str = "network n {\n  input image: [1, 6, 6]\n  input label: class(3)\n";

@@ -39,7 +39,7 @@ pub fn check_batches(batch: u64, images: usize, batches: usize) -> Result<(), St
 pub fn check_classes(
     exec: &crate::backend::cpu::exec::CpuExec,
     classes: usize,
-) -> Result<Option<String>, super::run::TrainError> {
+) -> Result<Option<String>, super::error::TrainError> {
     let g = exec.graph();
     let Ok((_, label, _, _)) = g.training_io() else {
         return Ok(None);
@@ -50,7 +50,7 @@ pub fn check_classes(
     let name = &g.node(label).name;
     let (have, want) = (classes as u64, want);
     if have > want {
-        return Err(super::run::TrainError::Config(format!(
+        return Err(super::error::TrainError::Config(format!(
             "the data has {have} classes but the network's `{name}` input takes {want}"
         )));
     }

@@ -13,7 +13,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::run::{EpochReport, TrainError};
+use super::error::TrainError;
+use super::report::EpochReport;
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -33,10 +33,10 @@ use crate::ir::train::{Schedule, TestCrop, TrainConfig};
 use crate::ir::{Graph, print};
 use crate::lower::Module;
 use crate::train::checkpoint::{self, CheckpointError, Progress};
+use crate::train::data;
 use crate::train::data::augment::{AugmentConfig, Augmenter, MeanMode, Mode};
 use crate::train::data::loader::{Loader, LoaderConfig};
 use crate::train::data::pca::Stats;
-use crate::train::data::{self, Dataset};
 pub use crate::train::error::TrainError;
 pub use crate::train::report::{EpochReport, EvalReport, Outcome};
 
@@ -161,11 +161,10 @@ pub fn training_graph(module: &Module, cfg: &TrainConfig, fuse: bool) -> Result<
 
 fn augmenter(
     cfg: &TrainConfig,
-    ds: &Dataset,
+    shape: data::Shape,
     stats: &Stats,
     seed: u64,
 ) -> Result<Augmenter, TrainError> {
-    let shape = ds.shape();
     let d = &cfg.data;
     let aug = AugmentConfig {
         crop: d.crop.map_or(shape.h, |c| c as usize),
@@ -182,32 +181,8 @@ fn augmenter(
     Augmenter::new(aug, stats, seed).map_err(|e| TrainError::Config(e.to_string()))
 }
 
-/// The data a run uses: Fashion-MNIST IDX files (a directory holding them,
-/// the installed package, or the embedded subset), or a folder of images
-/// with one sub-folder per class (`train/` and `val/` inside it are used as
-/// the two splits when present; otherwise the same images serve both).
-/// Images are prepared as the paper did: the shorter side rescaled to
-/// `data.rescale` (256 by default) and the central square kept.
-pub fn load_data(dir: Option<&Path>, cfg: &TrainConfig) -> Result<(Dataset, String), TrainError> {
-    match dir {
-        Some(d) if !data::has_fmnist_files(d) && d.is_dir() => {
-            let size = cfg.data.rescale.unwrap_or(256) as usize;
-            let (train, val) = (d.join("train"), d.join("val"));
-            let ds = if train.is_dir() && val.is_dir() {
-                Dataset::image_folders(&train, Some(&val), size)?
-            } else {
-                let mut ds = Dataset::image_folders(d, None, size)?;
-                ds.test = ds.train.clone();
-                ds.description
-                    .push_str("; no train/ and val/ inside, so it is evaluated on its own images");
-                ds
-            };
-            let desc = ds.description.clone();
-            Ok((ds, desc))
-        }
-        _ => Ok(data::resolve_fmnist(dir)?),
-    }
-}
+// The data a run uses, whatever `--data` names (a prepared dataset, an
+// image folder, Fashion-MNIST), is opened by `data::sources::open`.
 
 /// What a diverged run says of its checkpoint: whether this run has one.
 fn kept(saved: bool) -> &'static str {
@@ -240,13 +215,12 @@ fn setup<E: Step, X: Into<TrainError>>(
     let cfg = effective_config(module, opts);
     // What `netc check` refuses is refused here too, before any data, and
     // so is a run that would take no step.
-    crate::passes::trainable::check(module, Default::default())
+    crate::passes::trainable::check(&module.graph, &module.train, Default::default())
         .map_err(|e| TrainError::Config(e.to_string()))?;
     super::no_step::check_counts(&cfg, opts.max_steps).map_err(TrainError::Config)?;
-    let (ds, desc) = load_data(opts.data.as_deref(), &cfg)?;
-    say(&format!("data: {desc}"));
-    let stats = Stats::compute(&ds.train);
-    let aug = augmenter(&cfg, &ds, &stats, cfg.seed)?;
+    let ds = data::sources::open(opts.data.as_deref(), cfg.data.rescale)?;
+    say(&format!("data: {}", ds.description));
+    let aug = augmenter(&cfg, ds.shape(), &ds.stats, cfg.seed)?;
     let out = aug.out_shape();
     let graph = training_graph(module, &cfg, !opts.no_fuse)?;
     let fingerprint = checkpoint::fingerprint(&print::print_for_fingerprint(&graph));
@@ -264,20 +238,25 @@ fn setup<E: Step, X: Into<TrainError>>(
     if let Some(w) = super::no_step::check_classes(&exec, ds.class_names.len())? {
         say(&w);
     }
+    // Decoding and augmenting on every core (batches do not depend on it).
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut lcfg = LoaderConfig::train(cfg.batch as usize, cfg.seed);
     lcfg.drop_last = true;
+    lcfg.workers = workers;
     if !cfg.data.random_crop && !cfg.data.mirror {
         lcfg.mode = Mode::Center;
     }
     let cfgerr = |e: data::augment::ConfigError| TrainError::Config(e.to_string());
-    let train = Loader::new(Arc::new(ds.train.clone()), aug.clone(), lcfg).map_err(cfgerr)?;
-    super::no_step::check_batches(cfg.batch, ds.train.len(), train.len())
+    let train_images = ds.train.len();
+    let train = Loader::from_source(ds.train, aug.clone(), lcfg).map_err(cfgerr)?;
+    super::no_step::check_batches(cfg.batch, train_images, train.len())
         .map_err(TrainError::Config)?;
     let mut ecfg = LoaderConfig::eval(cfg.batch as usize);
+    ecfg.workers = workers;
     if cfg.data.test == TestCrop::TenCrop {
         ecfg.mode = Mode::TenCrop;
     }
-    let test = Loader::new(Arc::new(ds.test), aug, ecfg).map_err(cfgerr)?;
+    let test = Loader::from_source(ds.test, aug, ecfg).map_err(cfgerr)?;
     let exec = make(exec, &cfg, &train.augmenter().plan()).map_err(Into::into)?;
     Ok(Setup {
         saved: opts.resume.is_some(),
@@ -315,6 +294,9 @@ pub fn evaluate<E: Step + ?Sized>(exec: &mut E, loader: &Loader) -> Result<EvalR
             t5 += usize::from(s.top5);
             n += 1;
         }
+    }
+    if let Some(e) = loader.take_error() {
+        return Err(e.into());
     }
     let d = n.max(1) as f64;
     Ok(EvalReport {
@@ -525,6 +507,9 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
                 }
             }
             let st = s.exec.collect()?;
+            if let Fetched::Host(b) = cur {
+                s.train.recycle(b);
+            }
             // A non-finite gradient shows in the parameters it updated.
             if !st.loss.is_finite() || s.exec.state_finite() == Some(false) {
                 let layer = s
@@ -570,7 +555,11 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
         }
         drop(iter);
         bar.finish_and_clear();
+        if let Some(e) = s.train.take_error() {
+            return Err(e.into());
+        }
         let secs = t0.elapsed().as_secs_f64();
+        let wait = s.train.wait_stats();
         let ev = evaluate(&mut s.exec, &s.test)?;
         if !ev.loss.is_finite() {
             let layer = s
@@ -595,14 +584,15 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
         };
         plateau.observe(&s.cfg, r.top1_error);
         say(&format!(
-            "epoch {:>3}  lr {:.2e}  train loss {:.4}  test loss {:.4}  top-1 error {:.2}%  top-5 error {:.2}%  {:.0} img/s",
+            "epoch {:>3}  lr {:.2e}  train loss {:.4}  test loss {:.4}  top-1 error {:.2}%  top-5 error {:.2}%  {:.0} img/s  waited {:.1} ms for data",
             r.epoch,
             r.lr,
             r.train_loss,
             r.test_loss,
             100.0 * r.top1_error,
             100.0 * r.top5_error,
-            r.images_per_s
+            r.images_per_s,
+            (wait.waited + wait.warmup).as_secs_f64() * 1e3
         ));
         reports.push(r);
         if let Some(w) = s.train.wait_stats().summary() {

@@ -58,7 +58,16 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
 }
 
 pub fn run(spec_path: &Path) -> Result<Vec<Row>, SweepError> {
-    let sp = spec::load(spec_path)?;
+    run_with_data(spec_path, None)
+}
+
+/// [`run`], with `data` (a prepared dataset, an image folder or the
+/// Fashion-MNIST files) in place of the spec's `train.data` when given.
+pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, SweepError> {
+    let mut sp = spec::load(spec_path)?;
+    if let Some(d) = data {
+        sp.train.data = Some(d.to_path_buf());
+    }
     let src = std::fs::read_to_string(&sp.network).map_err(io(&sp.network))?;
     std::fs::create_dir_all(&sp.out).map_err(io(&sp.out))?;
     let interrupt = Arc::new(AtomicBool::new(false));

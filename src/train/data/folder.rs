@@ -10,7 +10,7 @@
 //!
 //! Guarantees: every image comes out `3 × size × size` `u8` CHW, prepared as
 //! the paper did: rescaled so that the **shorter** side is `size` (Catmull-Rom
-//! filter, which also low-passes when shrinking), then the central
+//! filter, which also low-passes when shrinking; [`super::resize`]), then the central
 //! `size × size` square is kept. (The square is cut from the source first and
 //! then resized, which is the same operation up to at most half a source
 //! pixel of centring and saves resizing pixels that would be discarded.)
@@ -21,7 +21,7 @@
 
 use std::path::{Path, PathBuf};
 
-use image::imageops::{self, FilterType};
+use image::imageops;
 use rayon::prelude::*;
 
 use super::{DataError, Shape, Split};
@@ -119,7 +119,7 @@ pub fn prepare(rgb: &image::RgbImage, size: usize) -> Vec<u8> {
     let out = if side as usize == size {
         square.to_image()
     } else {
-        imageops::resize(&*square, size as u32, size as u32, FilterType::CatmullRom)
+        super::resize::catmull_rom(rgb, (x0, y0, side), size as u32)
     };
     let plane = size * size;
     let mut chw = vec![0u8; 3 * plane];

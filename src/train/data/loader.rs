@@ -1,7 +1,8 @@
 //! Batches for an epoch, assembled ahead of time on background threads.
 //!
-//! Assumes a [`Split`] shared through an [`Arc`] and an [`Augmenter`] built
-//! for its image shape. Guarantees:
+//! Assumes an [`ImageSource`] (an in-memory [`Split`], or a prepared
+//! dataset whose records are decoded on the worker threads) shared through
+//! an [`Arc`] and an [`Augmenter`] built for its image shape. Guarantees:
 //!
 //! - **Order.** Epoch `e` visits the images in the order of a Fisher–Yates
 //!   shuffle drawn from `Rng::new(seed, e)` (or in file order if `shuffle`
@@ -24,8 +25,15 @@
 //!   is counted in [`WaitStats`] (the first batch of each epoch is counted
 //!   separately as warm-up). Dropping an [`EpochIter`] early stops its
 //!   producer.
+//! - **Buffers.** A batch handed back with [`Loader::recycle`] lends its
+//!   image buffer to a later batch (contents as if fresh), so steady-state
+//!   batches do not fault in new memory.
+//! - **Errors.** An image the source cannot give (a damaged record) ends
+//!   the epoch's batches early; [`Loader::take_error`] then returns the
+//!   error, which the caller must check after the last batch.
 
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
@@ -33,8 +41,9 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use super::Split;
 use super::augment::{Augmenter, ConfigError, Mode};
+use super::source::ImageSource;
+use super::{DataError, Split};
 use crate::rng::Rng;
 
 /// Loader options.
@@ -143,25 +152,44 @@ struct Counters {
 /// Produces the batches of any epoch. Cheap to share: the split, the
 /// augmenter and the thread pool are reference-counted.
 pub struct Loader {
-    split: Arc<Split>,
+    split: Arc<dyn ImageSource>,
     aug: Arc<Augmenter>,
     cfg: LoaderConfig,
     pool: Option<Arc<rayon::ThreadPool>>,
     counters: Arc<Counters>,
+    error: Arc<Mutex<Option<DataError>>>,
+    /// Image buffers of batches handed back ([`Loader::recycle`]), reused
+    /// so that a batch does not fault in fresh memory.
+    spare: Arc<Spare>,
 }
+
+/// Buffers kept for reuse (the producer and the consumer each hold one).
+const SPARE: usize = 2;
+
+/// The reusable image buffers.
+type Spare = Mutex<Vec<Vec<f32>>>;
 
 impl Loader {
     /// Checks that `aug` fits `split` and builds the worker pool. (If the
     /// pool cannot be created, batches are assembled on the producer thread
     /// alone; the contents are the same.)
     pub fn new(split: Arc<Split>, aug: Augmenter, cfg: LoaderConfig) -> Result<Self, ConfigError> {
+        Loader::from_source(split, aug, cfg)
+    }
+
+    /// [`Loader::new`] over any [`ImageSource`].
+    pub fn from_source(
+        split: Arc<dyn ImageSource>,
+        aug: Augmenter,
+        cfg: LoaderConfig,
+    ) -> Result<Self, ConfigError> {
         if cfg.batch_size == 0 {
             return Err(ConfigError::ZeroBatch);
         }
-        if aug.in_shape() != split.shape {
+        if aug.in_shape() != split.shape() {
             return Err(ConfigError::ShapeMismatch {
                 stats: aug.in_shape(),
-                data: split.shape,
+                data: split.shape(),
             });
         }
         let pool = rayon::ThreadPoolBuilder::new()
@@ -176,7 +204,19 @@ impl Loader {
             cfg,
             pool,
             counters: Arc::default(),
+            error: Arc::default(),
+            spare: Arc::default(),
         })
+    }
+
+    /// Hands a batch back when its images are no longer needed; the next
+    /// batch reuses its buffer (same contents as a fresh one).
+    pub fn recycle(&self, batch: Batch) {
+        if let Ok(mut s) = self.spare.lock()
+            && s.len() < SPARE
+        {
+            s.push(batch.images);
+        }
     }
 
     pub fn config(&self) -> &LoaderConfig {
@@ -184,8 +224,21 @@ impl Loader {
     }
 
     /// The images the batches come from.
-    pub fn split(&self) -> &Split {
-        &self.split
+    pub fn source(&self) -> &dyn ImageSource {
+        &*self.split
+    }
+
+    /// The error that ended an epoch's batches early, if one did (taken:
+    /// the next call returns `None`).
+    pub fn take_error(&self) -> Option<DataError> {
+        self.error.lock().ok().and_then(|mut e| e.take())
+    }
+
+    /// Records the first error of a batch.
+    pub(crate) fn set_error(&self, e: DataError) {
+        if let Ok(mut slot) = self.error.lock() {
+            slot.get_or_insert(e);
+        }
     }
 
     /// The augmentation the batches apply.
@@ -219,18 +272,20 @@ impl Loader {
     /// Assembles batch `index` of `epoch` on the calling thread (plus the
     /// worker pool); `None` past the end of the epoch.
     pub fn batch(&self, epoch: u64, index: usize) -> Option<Batch> {
-        (index < self.len()).then(|| {
-            let order = self.order(epoch);
-            make_batch(
-                &self.split,
-                &self.aug,
-                &self.cfg,
-                self.pool.as_deref(),
-                &order,
-                epoch,
-                index,
-            )
-        })
+        if index >= self.len() {
+            return None;
+        }
+        let order = self.order(epoch);
+        let made = make_batch(
+            &*self.split,
+            &self.aug,
+            &self.cfg,
+            (self.pool.as_deref(), &self.spare),
+            &order,
+            epoch,
+            index,
+        );
+        made.map_err(|e| self.set_error(e)).ok()
     }
 
     /// Iterates over batches `start_batch..` of `epoch`, assembled ahead on
@@ -243,9 +298,26 @@ impl Loader {
         let cfg = self.cfg;
         let order = self.order(epoch);
         let end = self.len();
+        let error = Arc::clone(&self.error);
+        let spare = Arc::clone(&self.spare);
         let handle = std::thread::Builder::new()
             .name("netc-data-producer".into())
-            .spawn(move || produce(tx, split, aug, cfg, pool, order, epoch, start_batch, end));
+            .spawn(move || {
+                let e = produce(
+                    tx,
+                    split,
+                    aug,
+                    cfg,
+                    (pool, spare),
+                    order,
+                    epoch,
+                    start_batch,
+                    end,
+                );
+                if let (Err(e), Ok(mut slot)) = (e, error.lock()) {
+                    slot.get_or_insert(e);
+                }
+            });
         // If the thread cannot be spawned, fall back to assembling batches
         // on demand in the consumer (same contents, no prefetch).
         let (rx, handle, inline) = match handle {
@@ -271,6 +343,8 @@ impl Loader {
             cfg: self.cfg,
             pool: self.pool.clone(),
             counters: Arc::clone(&self.counters),
+            error: Arc::clone(&self.error),
+            spare: Arc::clone(&self.spare),
         }
     }
 
@@ -298,62 +372,82 @@ impl Loader {
 #[allow(clippy::too_many_arguments)]
 fn produce(
     tx: SyncSender<Batch>,
-    split: Arc<Split>,
+    split: Arc<dyn ImageSource>,
     aug: Arc<Augmenter>,
     cfg: LoaderConfig,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    (pool, spare): (Option<Arc<rayon::ThreadPool>>, Arc<Spare>),
     order: Vec<usize>,
     epoch: u64,
     start: usize,
     end: usize,
-) {
+) -> Result<(), DataError> {
     for index in start..end {
-        let b = make_batch(&split, &aug, &cfg, pool.as_deref(), &order, epoch, index);
+        let b = make_batch(
+            &*split,
+            &aug,
+            &cfg,
+            (pool.as_deref(), &spare),
+            &order,
+            epoch,
+            index,
+        )?;
         if tx.send(b).is_err() {
-            return; // the consumer has gone
+            return Ok(()); // the consumer has gone
         }
     }
+    Ok(())
 }
 
 fn make_batch(
-    split: &Split,
+    split: &dyn ImageSource,
     aug: &Augmenter,
     cfg: &LoaderConfig,
-    pool: Option<&rayon::ThreadPool>,
+    (pool, spare): (Option<&rayon::ThreadPool>, &Spare),
     order: &[usize],
     epoch: u64,
     index: usize,
-) -> Batch {
+) -> Result<Batch, DataError> {
     let lo = (index * cfg.batch_size).min(order.len());
     let hi = (lo + cfg.batch_size).min(order.len());
     let indices = order[lo..hi].to_vec();
     let per = Augmenter::crops_per_image(cfg.mode);
     let out = aug.out_shape();
     let chunk = per * out.len();
-    let mut images = vec![0.0f32; indices.len() * chunk];
+    let mut images = spare
+        .lock()
+        .ok()
+        .and_then(|mut s| s.pop())
+        .unwrap_or_default();
+    images.clear();
+    images.resize(indices.len() * chunk, 0.0);
     let mode = cfg.mode;
+    let one = |buf: &mut Vec<u8>, dst: &mut [f32], i: usize| -> Result<(), DataError> {
+        aug.apply_into(mode, split.image(i, buf)?, epoch, i, dst);
+        Ok(())
+    };
     let fill = |images: &mut [f32]| {
         images
             .par_chunks_mut(chunk.max(1))
             .zip(indices.par_iter())
-            .for_each(|(dst, &i)| aug.apply_into(mode, split.image(i), epoch, i, dst));
+            .try_for_each_init(Vec::new, |buf, (dst, &i)| one(buf, dst, i))
     };
     match pool {
-        Some(p) => p.install(|| fill(&mut images)),
+        Some(p) => p.install(|| fill(&mut images))?,
         None => {
+            let mut buf = Vec::new();
             for (dst, &i) in images.chunks_mut(chunk.max(1)).zip(&indices) {
-                aug.apply_into(mode, split.image(i), epoch, i, dst);
+                one(&mut buf, dst, i)?;
             }
         }
     }
-    Batch {
+    Ok(Batch {
         epoch,
         index,
         shape: [indices.len() * per, out.c, out.h, out.w],
         images,
-        labels: indices.iter().map(|&i| split.labels[i]).collect(),
+        labels: indices.iter().map(|&i| split.label(i)).collect(),
         indices,
-    }
+    })
 }
 
 /// The batches of one epoch, in order. See [`Loader::epoch`].

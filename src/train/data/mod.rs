@@ -24,9 +24,15 @@
 pub mod augment;
 pub mod folder;
 pub mod idx;
+pub mod jpeg;
 pub mod loader;
 pub mod pca;
+pub mod prepare;
+pub mod prepared;
 pub mod raw;
+pub mod resize;
+pub mod source;
+pub mod sources;
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +40,7 @@ pub use augment::{AugmentConfig, Augmenter, ConfigError, MeanMode, Mode, Params}
 pub use loader::{Batch, EpochIter, Loader, LoaderConfig, WaitStats};
 pub use pca::{Pca, Stats};
 pub use raw::RawBatch;
+pub use source::ImageSource;
 
 /// Everything that can go wrong reading data. Every variant names the path of
 /// the file (or folder) involved, so the message alone says what to fix.
@@ -99,6 +106,18 @@ pub enum DataError {
     EmptyClass { path: PathBuf },
     #[error("{path}: no class folders (expected one sub-folder per class)")]
     NoClasses { path: PathBuf },
+    #[error(transparent)]
+    Prepared(Box<prepared::PreparedError>),
+    #[error(
+        "{path}: {images} images need {mib} MiB decoded, above the {budget_mib} MiB an image folder may take in memory; \
+         prepare it once with `netc prepare {path} -o DATASET` and train with `--data DATASET`"
+    )]
+    TooLarge {
+        path: PathBuf,
+        images: usize,
+        mib: u64,
+        budget_mib: u64,
+    },
     #[error("{path}: class folders {found:?} differ from the training classes {expected:?}")]
     ClassMismatch {
         path: PathBuf,

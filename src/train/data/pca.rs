@@ -116,20 +116,21 @@ pub struct Stats {
     pub pca: Option<Pca>,
 }
 
-/// Integer accumulators for one chunk of images.
-#[derive(Clone)]
-struct Acc {
-    pixel_sum: Vec<u64>,
+/// Integer accumulators for one chunk of images (exact, so the order in
+/// which images are added does not matter).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Acc {
+    pub(crate) pixel_sum: Vec<u64>,
     /// Σ x_k x_l over pixels for channel pairs k < l < 3 (RGB only; the
     /// diagonal comes from `chan_sq`).
-    cross: [[u64; 3]; 3],
+    pub(crate) cross: [[u64; 3]; 3],
     /// Σ x_k and Σ x_k² for every channel.
-    chan_sum: Vec<u64>,
-    chan_sq: Vec<u64>,
+    pub(crate) chan_sum: Vec<u64>,
+    pub(crate) chan_sq: Vec<u64>,
 }
 
 impl Acc {
-    fn new(shape: Shape) -> Self {
+    pub(crate) fn new(shape: Shape) -> Self {
         Acc {
             pixel_sum: vec![0; shape.len()],
             cross: [[0; 3]; 3],
@@ -137,7 +138,7 @@ impl Acc {
             chan_sq: vec![0; shape.c],
         }
     }
-    fn add(mut self, shape: Shape, img: &[u8]) -> Self {
+    pub(crate) fn add(mut self, shape: Shape, img: &[u8]) -> Self {
         let plane = shape.h * shape.w;
         for (s, &p) in self.pixel_sum.iter_mut().zip(img) {
             *s += p as u64;
@@ -162,7 +163,7 @@ impl Acc {
         }
         self
     }
-    fn merge(mut self, o: Acc) -> Self {
+    pub(crate) fn merge(mut self, o: Acc) -> Self {
         for (a, b) in self.pixel_sum.iter_mut().zip(&o.pixel_sum) {
             *a += b;
         }
@@ -189,7 +190,12 @@ impl Stats {
             .into_par_iter()
             .fold(|| Acc::new(shape), |acc, i| acc.add(shape, split.image(i)))
             .reduce(|| Acc::new(shape), Acc::merge);
-        let n = split.len().max(1) as f64;
+        Stats::from_acc(shape, split.len(), &acc)
+    }
+
+    /// The statistics of `n` images of `shape` whose sums are `acc`.
+    pub(crate) fn from_acc(shape: Shape, n: usize, acc: &Acc) -> Stats {
+        let n = n.max(1) as f64;
         let pixels = n * (shape.h * shape.w) as f64;
         let mean_image = acc
             .pixel_sum

@@ -2,7 +2,9 @@
 //! (a backend whose step takes `Feed::Raw`): the raw `u8` images of a [`Loader`] batch
 //! and the per-crop draws the loader would apply to them.
 //!
-//! Assumes nothing beyond a built [`Loader`]. Guarantees: batch `b` of
+//! Assumes nothing beyond a built [`Loader`]. Guarantees (an image the
+//! loader's source cannot give ends the batches: `None`, with the error in
+//! [`Loader::take_error`]): batch `b` of
 //! epoch `e` holds the images, labels and order of [`Loader::batch`]`(e,
 //! b)`, one entry per output crop (ten per image under
 //! [`Mode::TenCrop`](super::Mode::TenCrop), the image repeated), and
@@ -25,13 +27,21 @@ impl Loader {
         let lo = index.saturating_mul(n).min(order.len());
         let hi = lo.saturating_add(n).min(order.len());
         let indices = order[lo..hi].to_vec();
-        let (split, aug, mode) = (self.split(), self.augmenter(), self.config().mode);
+        let (split, aug, mode) = (self.source(), self.augmenter(), self.config().mode);
         let per = Augmenter::crops_per_image(mode);
-        let mut images = Vec::with_capacity(indices.len() * per * split.shape.len());
+        let mut images = Vec::with_capacity(indices.len() * per * split.shape().len());
         let mut params = Vec::with_capacity(indices.len() * per);
+        let mut buf = Vec::new();
         for &i in &indices {
+            let img = match split.image(i, &mut buf) {
+                Ok(img) => img,
+                Err(e) => {
+                    self.set_error(e);
+                    return None;
+                }
+            };
             for p in aug.params_for(mode, epoch, i) {
-                images.extend_from_slice(split.image(i));
+                images.extend_from_slice(img);
                 params.push(p);
             }
         }
@@ -40,7 +50,7 @@ impl Loader {
             index,
             images,
             params,
-            labels: indices.iter().map(|&i| split.labels[i]).collect(),
+            labels: indices.iter().map(|&i| split.label(i)).collect(),
             indices,
         })
     }

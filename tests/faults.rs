@@ -485,3 +485,200 @@ fn a_class_count_that_differs_from_the_data_is_reported() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// What a user meant is said back: an IDX folder missing one file names
+/// it (not "no class folders"); a sweep of a network that is not there
+/// says it cannot read it (not "cannot write"); `rescale` on IDX data is
+/// refused (it would be ignored); a data shape that does not fit names the
+/// network's input as C×H×W; a JPEG cut short is refused with its path.
+#[test]
+fn messages_say_what_is_wrong() {
+    let d = tmp("messages");
+    // An IDX folder without its test images.
+    let idx = d.join("idx");
+    std::fs::create_dir_all(&idx).unwrap();
+    for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"] {
+        std::fs::copy(PathBuf::from("data/fmnist-small").join(f), idx.join(f)).unwrap();
+    }
+    let out = d.join("out");
+    let o = netc(&[
+        "train",
+        "networks/alexnet-fmnist.net",
+        "--data",
+        idx.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("t10k-images"), "{e}");
+    assert!(!e.contains("class folders"), "{e}");
+    // A sweep of a network that does not exist.
+    let spec = d.join("sweep.yaml");
+    std::fs::write(
+        &spec,
+        "network: missing.net\nvariants:\n  - name: a\n    changes: []\n",
+    )
+    .unwrap();
+    let o = netc(&["sweep", spec.to_str().unwrap()]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("cannot read the network `missing.net`"), "{e}");
+    // `rescale` on IDX data.
+    let src = std::fs::read_to_string("networks/alexnet-fmnist.net").unwrap();
+    let rescaled = net(
+        &d,
+        "rescaled",
+        &src.replace("    pad: 2", "    pad: 2\n    rescale: 20"),
+    );
+    let o = netc(&[
+        "train",
+        &rescaled,
+        "--data",
+        "data/fmnist-small",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("`data.rescale: 20` cannot apply to Fashion-MNIST"),
+        "{e}"
+    );
+    // A network whose input does not fit the data.
+    let small = net(
+        &d,
+        "small",
+        "network small {
+  input image: [1, 20, 20]
+  input label: class(10)
+  out = dense(image, units: 10)
+  loss = softmax_xent(out, label)
+}
+",
+    );
+    let o = netc(&[
+        "train",
+        &small,
+        "--data",
+        "data/fmnist-small",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("takes 1×20×20 images (400 values)"), "{e}");
+    // A JPEG cut short, in a folder of classes.
+    let sample = PathBuf::from("../shared/data/imagenet-sample");
+    let first_photo = || {
+        let mut classes: Vec<PathBuf> = std::fs::read_dir(&sample)
+            .ok()?
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        classes.sort();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(classes.first()?)
+            .ok()?
+            .filter_map(|e| Some(e.ok()?.path()))
+            .collect();
+        files.sort();
+        files.into_iter().next()
+    };
+    let Some(jpeg) = first_photo() else {
+        assert!(
+            std::env::var_os("NETC_REQUIRE_DATA").is_none(),
+            "{} is missing",
+            sample.display()
+        );
+        eprintln!(
+            "skipped the truncated JPEG: {} is missing",
+            sample.display()
+        );
+        return;
+    };
+    let bytes = std::fs::read(&jpeg).unwrap();
+    let folder = d.join("images");
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(folder.join(class)).unwrap();
+        std::fs::write(folder.join(class).join("whole.JPEG"), &bytes).unwrap();
+    }
+    let cut = folder.join("b").join("cut.JPEG");
+    std::fs::write(&cut, &bytes[..2000]).unwrap();
+    let e = netc::train::data::folder::load_image(&cut, 64).unwrap_err();
+    assert!(e.to_string().contains("cut.JPEG"), "{e}");
+    assert!(e.to_string().contains("truncated JPEG"), "{e}");
+    assert!(
+        netc::train::data::folder::load_image(&folder.join("a").join("whole.JPEG"), 64).is_ok()
+    );
+    // Training on that folder names the file; without the cut one, it runs
+    // and says that it evaluates on its own images (no train/ and val/).
+    let tiny = net(
+        &d,
+        "tiny",
+        "network tiny {
+  input image: [3, 32, 32]
+  input label: class(2)
+  out = dense(image, units: 2)
+  loss = softmax_xent(out, label)
+}
+train {
+  batch: 2
+  epochs: 1
+  data { rescale: 32 }
+}
+",
+    );
+    let run = |out: &str| {
+        netc(&[
+            "train",
+            &tiny,
+            "--data",
+            folder.to_str().unwrap(),
+            "--out",
+            d.join(out).to_str().unwrap(),
+        ])
+    };
+    let o = run("cut");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("cut.JPEG") && e.contains("truncated JPEG"),
+        "{e}"
+    );
+    std::fs::remove_file(&cut).unwrap();
+    let o = run("whole");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(e.contains("so it is evaluated on its own images"), "{e}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `compile --emit memplan` writes its picture beside `-o`, or into the
+/// current directory, and says where on stderr (never silently).
+#[test]
+fn memplan_says_where_its_picture_went() {
+    let d = tmp("memplan");
+    let net = std::fs::canonicalize("networks/alexnet-fmnist.net").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(["compile", net.to_str().unwrap(), "--emit", "memplan"])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(e.contains("wrote memplan.svg"), "{e}");
+    assert!(d.join("memplan.svg").is_file());
+    let plan = d.join("plans").join("plan.txt");
+    std::fs::create_dir_all(plan.parent().unwrap()).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(["compile", net.to_str().unwrap(), "--emit", "memplan", "-o"])
+        .arg(&plan)
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(e.contains("plans/memplan.svg"), "{e}");
+    assert!(d.join("plans").join("memplan.svg").is_file() && plan.is_file());
+    let _ = std::fs::remove_dir_all(&d);
+}

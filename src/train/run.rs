@@ -227,12 +227,20 @@ fn setup<E: Step, X: Into<TrainError>>(
     let network = graph.name.clone();
     let exec = CpuExec::with_memory(graph, cfg.seed, opts.layout)?;
     if exec.image_len() != out.len() {
+        // The input's shape as C×H×W, as the data's is given.
+        let want = exec
+            .graph()
+            .training_io()
+            .ok()
+            .map(|(image, ..)| {
+                let dims = exec.graph().node(image).ty.dims().to_vec();
+                let d: Vec<String> = dims.iter().map(u64::to_string).collect();
+                format!("{} images ({} values)", d.join("×"), exec.image_len())
+            })
+            .unwrap_or_else(|| format!("{} values", exec.image_len()));
         return Err(TrainError::Config(format!(
-            "the data gives {}×{}×{} images but the network's input takes {} values",
-            out.c,
-            out.h,
-            out.w,
-            exec.image_len()
+            "the data gives {}×{}×{} images but the network's input takes {want}",
+            out.c, out.h, out.w,
         )));
     }
     if let Some(w) = super::no_step::check_classes(&exec, ds.class_names.len())? {

@@ -21,6 +21,11 @@ pub enum SweepError {
     Spec(#[from] spec::SpecError),
     #[error("variant `{name}`: {reason}")]
     Variant { name: String, reason: String },
+    #[error("cannot read the network `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write `{path}`: {source}")]
     Io {
         path: PathBuf,
@@ -68,7 +73,10 @@ pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, 
     if let Some(d) = data {
         sp.train.data = Some(d.to_path_buf());
     }
-    let src = std::fs::read_to_string(&sp.network).map_err(io(&sp.network))?;
+    let src = std::fs::read_to_string(&sp.network).map_err(|source| SweepError::Read {
+        path: sp.network.clone(),
+        source,
+    })?;
     std::fs::create_dir_all(&sp.out).map_err(io(&sp.out))?;
     let interrupt = Arc::new(AtomicBool::new(false));
     let flag = interrupt.clone();

@@ -86,6 +86,20 @@ pub fn list_image_folder(root: &Path) -> Result<(Vec<String>, LabelledFiles), Da
     Ok((names, files))
 }
 
+/// A JPEG cut short decodes without an error (the missing rows come out
+/// grey), so a file that starts as a JPEG must end with its end-of-image
+/// marker (within its last 4 KiB, which allows the trailing bytes some
+/// cameras write after it).
+pub fn check_complete(bytes: &[u8]) -> Result<(), String> {
+    if bytes.starts_with(&[0xff, 0xd8]) {
+        let tail = &bytes[bytes.len().saturating_sub(4096)..];
+        if !tail.windows(2).any(|w| w == [0xff, 0xd9]) {
+            return Err("truncated JPEG: no end-of-image marker".into());
+        }
+    }
+    Ok(())
+}
+
 /// Decodes one image file and prepares it: shorter side to `size`, central
 /// `size × size` crop, RGB. Returns `3 * size * size` bytes, CHW.
 pub fn load_image(path: &Path, size: usize) -> Result<Vec<u8>, DataError> {
@@ -93,8 +107,12 @@ pub fn load_image(path: &Path, size: usize) -> Result<Vec<u8>, DataError> {
         path: path.to_path_buf(),
         source,
     };
-    let img = image::ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    check_complete(&bytes).map_err(|reason| DataError::TruncatedImage {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    let img = image::ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?
         .decode()

@@ -102,6 +102,12 @@ pub enum DataError {
         #[source]
         source: image::ImageError,
     },
+    #[error("{path}: {reason}")]
+    TruncatedImage { path: PathBuf, reason: String },
+    #[error(
+        "`data.rescale: {rescale}` cannot apply to Fashion-MNIST: its IDX images are used at their own 28×28; remove it, or train on an image folder or a prepared dataset"
+    )]
+    RescaleIdx { rescale: u64 },
     #[error("{path}: class folder holds no JPEG or PNG files")]
     EmptyClass { path: PathBuf },
     #[error("{path}: no class folders (expected one sub-folder per class)")]
@@ -444,6 +450,15 @@ impl Dataset {
 }
 
 /// True if `dir` holds the four Fashion-MNIST files (gzip or raw).
+/// Whether `dir` holds any of the Fashion-MNIST IDX files (then it is
+/// meant as Fashion-MNIST, and a missing one is named, not taken for a
+/// folder of images).
+pub fn has_any_fmnist_file(dir: &Path) -> bool {
+    FMNIST_FILES
+        .iter()
+        .any(|name| fmnist_file(dir, name).is_file())
+}
+
 pub fn has_fmnist_files(dir: &Path) -> bool {
     FMNIST_FILES
         .iter()

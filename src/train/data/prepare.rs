@@ -374,12 +374,7 @@ fn load(path: &Path, size: u32) -> Result<Vec<u8>, String> {
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|e| format!("cannot read: {e}"))?;
-    if bytes.starts_with(&[0xff, 0xd8]) {
-        let tail = &bytes[bytes.len().saturating_sub(4096)..];
-        if !tail.windows(2).any(|w| w == [0xff, 0xd9]) {
-            return Err("truncated JPEG: no end-of-image marker".into());
-        }
-    }
+    folder::check_complete(&bytes)?;
     let img = image::ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
         .map_err(|e| format!("cannot read: {e}"))?

@@ -102,7 +102,7 @@ pub fn open_with_budget(
                 description,
             })
         }
-        Some(d) if !super::has_fmnist_files(d) && d.is_dir() => {
+        Some(d) if !super::has_any_fmnist_file(d) && d.is_dir() => {
             let size = rescale.unwrap_or(256) as usize;
             let (train, val) = (d.join("train"), d.join("val"));
             let both = train.is_dir() && val.is_dir();
@@ -131,7 +131,12 @@ pub fn open_with_budget(
             };
             Ok(in_memory(ds, !both))
         }
-        _ => Ok(in_memory(super::resolve_fmnist(data)?.0, false)),
+        _ => {
+            if let Some(rescale) = rescale {
+                return Err(DataError::RescaleIdx { rescale });
+            }
+            Ok(in_memory(super::resolve_fmnist(data)?.0, false))
+        }
     }
 }
 

@@ -57,20 +57,11 @@ pub(crate) fn write_out(output: Option<&Path>, text: &str) -> Result<(), String>
     }
 }
 
-/// Writes via a temporary file and a rename, so a crash never leaves a
-/// half-written file in place of a good one.
+/// Writes via a temporary file and a rename (`train::outputs::write_atomic`),
+/// so a crash or a full disk never leaves a half-written file in place of a
+/// good one, nor a temporary file behind.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map_or("out".into(), |n| n.to_string_lossy())
-    ));
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
+    netc::train::outputs::write_atomic(path, bytes)
         .map_err(|e| format!("error: cannot write `{}`: {e}", path.display()))
 }
 

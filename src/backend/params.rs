@@ -16,7 +16,12 @@ use crate::rng;
 /// The name a parameter or velocity is stored under: `name@device`.
 pub fn key(g: &Graph, n: NodeId) -> String {
     let node = g.node(n);
-    format!("{}@{}", node.name, node.device)
+    key_of(&node.name, node.device)
+}
+
+/// [`key`] from a node's name and device.
+pub fn key_of(name: &str, device: Device) -> String {
+    format!("{name}@{device}")
 }
 
 /// Fills a parameter per its initialisation rule; draws depend only on
@@ -29,7 +34,7 @@ pub fn init_param<T: Float>(
     seed: u64,
     out: &mut [T],
 ) {
-    let stream = rng::stream_of(&format!("init/{name}@{device}"));
+    let stream = rng::stream_of(&format!("init/{}", key_of(name, device)));
     let fan_in: u64 = dims.iter().skip(1).product::<u64>().max(1);
     let fan_out: u64 = dims.first().copied().unwrap_or(1) * dims.iter().skip(2).product::<u64>();
     match init {
@@ -110,10 +115,5 @@ impl ParamStore {
             .collect();
         tensors.sort_by(|a, b| a.name.cmp(&b.name));
         ParamStore { tensors }
-    }
-
-    /// The tensor stored under `name`.
-    pub fn get(&self, name: &str) -> Option<&ParamTensor> {
-        self.tensors.iter().find(|t| t.name == name)
     }
 }

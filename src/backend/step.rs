@@ -51,16 +51,6 @@ pub enum Batch<'a> {
     Raw(&'a RawBatch),
 }
 
-impl Batch<'_> {
-    /// What [`Step::feed`] takes this batch.
-    pub fn feed(&self) -> Feed {
-        match self {
-            Batch::Host { .. } => Feed::Host,
-            Batch::Raw(_) => Feed::Raw,
-        }
-    }
-}
-
 /// A parameter or velocity: `name@device`, dims, values.
 pub type StateTensor<'a> = (String, Vec<usize>, &'a [f32]);
 

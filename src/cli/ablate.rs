@@ -19,7 +19,6 @@ pub fn run(a: AblateArgs) -> Result<ExitCode, String> {
         spec,
         output,
     } = a;
-
     use netc::ablate::Change;
     let mut variants: Vec<(String, Vec<Change>)> = Vec::new();
     for (on, c) in [

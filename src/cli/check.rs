@@ -10,7 +10,6 @@ use super::{load, write_atomic};
 /// `netc check`.
 pub fn run(a: CheckArgs) -> Result<ExitCode, String> {
     let CheckArgs { file } = a;
-
     let (c, _) = load(&file)?;
     eprintln!(
         "{}: ok ({} warning{})",
@@ -28,7 +27,6 @@ pub fn fmt(a: FmtArgs) -> Result<ExitCode, String> {
         check,
         stdout,
     } = a;
-
     let mut unformatted = false;
     for file in files {
         let (c, src) = netc::frontend::compile_file(&file)?;

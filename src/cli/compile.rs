@@ -27,7 +27,6 @@ pub fn run(a: CompileArgs) -> Result<ExitCode, String> {
         no_fuse,
         devices,
     } = a;
-
     let (c, _) = load(&file)?;
     let devices = gpu_list(devices.as_deref(), &c)?;
     if let Target::Cuda = target {

@@ -90,7 +90,7 @@ pub struct NodeRef {
 impl NodeRef {
     /// `name@device`: how buffers, steps and the manifest show a node.
     pub fn key(&self) -> String {
-        format!("{}@{}", self.name, self.device)
+        crate::backend::params::key_of(&self.name, self.device)
     }
 }
 

@@ -9,6 +9,10 @@
 //!   single tower has the full channel counts and no cross-tower edge;
 //! - `no-dropout`: every dropout layer removed;
 //! - `no-augmentation`: random crops, mirroring and PCA lighting off;
+//! - `activation=LAYER`: every ReLU becomes `LAYER` (`tanh`, `sigmoid`,
+//!   `leaky_relu(slope: 0.1)`, …), as in the paper's figure 1;
+//! - `lrn=LAYER`: every LRN layer becomes `LAYER` (`batchnorm`, …), its
+//!   hyperparameters dropped;
 //! - `set PATH=VALUE`: one hyperparameter, `LAYER.PARAM` (`conv1.filters`),
 //!   `LET.PARAM` (`norm.alpha`) or `train.…` (`train.sgd.lr`).
 //!
@@ -30,6 +34,12 @@ pub enum Change {
     OneTower,
     NoDropout,
     NoAugmentation,
+    /// Every ReLU replaced by this layer (stage text, e.g. `tanh`).
+    #[serde(skip)]
+    Activation(String),
+    /// Every LRN layer replaced by this layer (stage text, e.g. `batchnorm`).
+    #[serde(skip)]
+    Norm(String),
     #[serde(untagged)]
     Set(String),
 }
@@ -42,6 +52,8 @@ impl std::fmt::Display for Change {
             Change::OneTower => write!(f, "one-tower"),
             Change::NoDropout => write!(f, "no-dropout"),
             Change::NoAugmentation => write!(f, "no-augmentation"),
+            Change::Activation(l) => write!(f, "activation={l}"),
+            Change::Norm(l) => write!(f, "lrn={l}"),
             Change::Set(s) => write!(f, "set {s}"),
         }
     }
@@ -56,6 +68,22 @@ impl std::str::FromStr for Change {
             "one-tower" => Change::OneTower,
             "no-dropout" => Change::NoDropout,
             "no-augmentation" => Change::NoAugmentation,
+            other if other.starts_with("activation=") || other.starts_with("lrn=") => {
+                let (what, layer) = other.split_once('=').unwrap_or_default();
+                let layer = layer.trim();
+                let ok = layer
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+                if !ok {
+                    return Err(format!("`{other}`: expected a layer, as in `{what}=tanh`"));
+                }
+                if what == "activation" {
+                    Change::Activation(layer.to_string())
+                } else {
+                    Change::Norm(layer.to_string())
+                }
+            }
             other if other.contains('=') => {
                 Change::Set(other.trim_start_matches("set ").to_string())
             }
@@ -168,6 +196,22 @@ fn remove_layers(
     Ok(removed)
 }
 
+/// Replaces every stage of layer type `ty` (written directly, or as the one
+/// stage of a `let` configuration, which is rewritten once) by the stage
+/// text `with`; the old stage's hyperparameters go with it.
+fn replace_layers(net: &Network, ty: &str, with: &str, e: &mut Edits) -> usize {
+    let mut n = 0;
+    for chain in all_chains(net) {
+        for st in &chain.stages {
+            if st.op.name == ty {
+                e.replace(st.span, with);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 /// Extends a line span upwards over the comment lines directly above it
 /// (they describe what is being removed).
 fn with_comments_above(src: &str, span: crate::span::Span) -> crate::span::Span {
@@ -232,6 +276,16 @@ fn apply_one(src: &str, change: &Change) -> Result<String, AblateError> {
         Change::NoDropout => {
             if remove_layers(src, &file, "dropout", change, &mut e)? == 0 {
                 return Err(na(change, "the network has no dropout layer"));
+            }
+        }
+        Change::Activation(layer) => {
+            if replace_layers(net, "relu", layer, &mut e) == 0 {
+                return Err(na(change, "the network has no ReLU"));
+            }
+        }
+        Change::Norm(layer) => {
+            if replace_layers(net, "lrn", layer, &mut e) == 0 {
+                return Err(na(change, "the network has no LRN layer"));
             }
         }
         Change::NonOverlappingPool => {
@@ -411,4 +465,47 @@ pub fn apply(parent: &str, src: &str, changes: &[Change]) -> Result<String, Abla
         .collect::<Vec<_>>()
         .join(", ");
     Ok(format!("// Variant of {parent}: {list}.\n{text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NET: &str = "network n {\n  input image: [1, 8, 8]\n  input label: class(2)\n  let norm = lrn(size: 3, alpha: 1e-4, beta: 0.75, k: 2)\n  c1 = conv(image, filters: 4, size: 3) -> relu -> norm\n  c2 = conv(c1, filters: 4, size: 3) -> relu -> lrn(size: 5) // keep me\n  fc = dense(c2, units: 2)\n  loss = softmax_xent(fc, label)\n}\n";
+
+    #[test]
+    fn activation_replaces_every_relu_and_keeps_comments() {
+        let c: Change = "activation=tanh".parse().unwrap();
+        assert_eq!(c, Change::Activation("tanh".into()));
+        assert_eq!(c.to_string(), "activation=tanh");
+        let out = apply_one(NET, &c).unwrap();
+        assert_eq!(out.matches("-> tanh").count(), 2, "{out}");
+        assert!(!out.contains("relu") && out.contains("// keep me"), "{out}");
+    }
+
+    #[test]
+    fn lrn_replaces_every_lrn_stage_and_configuration_with_its_arguments() {
+        let c: Change = "lrn=batchnorm".parse().unwrap();
+        assert_eq!(c, Change::Norm("batchnorm".into()));
+        let out = apply_one(NET, &c).unwrap();
+        assert!(out.contains("let norm = batchnorm\n"), "{out}");
+        assert!(out.contains("-> relu -> batchnorm // keep me"), "{out}");
+        assert!(!out.contains("lrn") && !out.contains("alpha"), "{out}");
+    }
+
+    #[test]
+    fn replacing_what_the_network_lacks_or_with_no_layer_is_refused() {
+        let none = "network n {\n  input image: [1, 8, 8]\n  input label: class(2)\n  fc = dense(image, units: 2)\n  loss = softmax_xent(fc, label)\n}\n";
+        let e = apply_one(none, &"activation=tanh".parse().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("no ReLU"), "{e}");
+        let e = apply_one(none, &"lrn=batchnorm".parse().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("no LRN"), "{e}");
+        assert!("activation=".parse::<Change>().is_err());
+        assert!("lrn=(x)".parse::<Change>().is_err());
+        // A `let`'s hyperparameter is still a `set`.
+        assert_eq!(
+            "norm.alpha=5e-4".parse::<Change>().unwrap(),
+            Change::Set("norm.alpha=5e-4".into())
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! network: networks/alexnet-fmnist.net
 //! out: sweeps/fmnist            # variants, runs and the comparison table
 //! train: { epochs: 4, max_steps: 150, seed: 0 }   # the same for every variant
+//! target_train_error: 0.25    # optional: report the steps each variant needs to reach it
 //! variants:
 //!   - name: baseline
 //!   - name: no-lrn
@@ -25,6 +26,12 @@ pub struct Spec {
     pub out: PathBuf,
     #[serde(default)]
     pub train: TrainOverrides,
+    /// A training top-1 error to race to (the paper's figure 1 uses 0.25):
+    /// the comparison then reports the steps and epochs each variant took
+    /// to reach it, and `train-error.svg` draws every variant's training
+    /// error against the steps taken.
+    #[serde(default)]
+    pub target_train_error: Option<f64>,
     pub variants: Vec<Variant>,
 }
 
@@ -82,6 +89,13 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
     };
     if spec.variants.is_empty() {
         return Err(invalid("no variants".into()));
+    }
+    if let Some(t) = spec.target_train_error
+        && !(t > 0.0 && t < 1.0)
+    {
+        return Err(invalid(format!(
+            "target_train_error {t} is not a fraction between 0 and 1 (25% is 0.25)"
+        )));
     }
     let mut names = std::collections::HashSet::new();
     for v in &spec.variants {

@@ -15,6 +15,8 @@ pub fn run(a: AblateArgs) -> Result<ExitCode, String> {
         one_tower,
         no_dropout,
         no_augmentation,
+        activation,
+        lrn,
         sets,
         spec,
         output,
@@ -30,6 +32,14 @@ pub fn run(a: AblateArgs) -> Result<ExitCode, String> {
     ] {
         if on {
             variants.push((c.to_string(), vec![c]));
+        }
+    }
+    for (what, layer) in [("activation", activation), ("lrn", lrn)] {
+        if let Some(l) = layer {
+            let c: Change = format!("{what}={l}")
+                .parse()
+                .map_err(|e| format!("error: {e}"))?;
+            variants.push((format!("{what}-{}", file_safe(&l)), vec![c]));
         }
     }
     if !sets.is_empty() {
@@ -106,4 +116,18 @@ pub fn sweep(a: SweepArgs) -> Result<ExitCode, String> {
     netc::train::sweep::run_with_data(&a.spec, a.data.as_deref())
         .map_err(|e| format!("error: {e}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A layer's stage text as part of a file name: `leaky_relu(slope: 0.1)`
+/// gives `leaky_relu-slope-0-1`.
+fn file_safe(stage: &str) -> String {
+    let mut out = String::new();
+    for c in stage.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_string()
 }

@@ -256,6 +256,12 @@ pub struct AblateArgs {
     /// Random crops, mirroring and PCA lighting off.
     #[arg(long)]
     pub no_augmentation: bool,
+    /// Every ReLU replaced by this layer, e.g. `tanh` (the paper's figure 1).
+    #[arg(long, value_name = "LAYER")]
+    pub activation: Option<String>,
+    /// Every LRN layer replaced by this layer, e.g. `batchnorm`.
+    #[arg(long, value_name = "LAYER")]
+    pub lrn: Option<String>,
     /// One hyperparameter, e.g. `conv1.filters=64` or `train.sgd.lr=0.02`
     /// (repeatable; all `--set`s make one variant).
     #[arg(long = "set", value_name = "PATH=VALUE")]

@@ -62,6 +62,10 @@ pub struct Progress {
     /// Running sums of the epoch in progress.
     pub loss_sum: f64,
     pub seen: u64,
+    /// Training examples of the epoch in progress that the step classified
+    /// correctly (top-1); 0 in a checkpoint written before it was recorded.
+    #[serde(default)]
+    pub top1_seen: u64,
 }
 
 /// A fingerprint of the training graph: checkpoints only load into the

@@ -204,6 +204,110 @@ pub fn compare(title: &str, runs: &[(String, Vec<EpochReport>)]) -> String {
     s
 }
 
+/// Several runs' training top-1 error against the training steps taken,
+/// with the `target` drawn across (the paper's figure 1). A run's point
+/// sits at the step count at the end of each epoch; epochs without a
+/// recorded training error are left out.
+pub fn train_error(title: &str, runs: &[(String, Vec<EpochReport>)], target: f64) -> String {
+    let (w, h) = (2.0 * W, H + 60.0);
+    let pts: Vec<Vec<(f64, f64)>> = runs
+        .iter()
+        .map(|(_, r)| {
+            r.iter()
+                .filter_map(|e| Some((e.steps as f64, e.train_top1_error?)))
+                .filter(|(_, y)| y.is_finite())
+                .collect()
+        })
+        .collect();
+    let xmax = pts.iter().flatten().map(|p| p.0).fold(1.0f64, f64::max);
+    let ymax = pts
+        .iter()
+        .flatten()
+        .map(|p| p.1)
+        .fold(target, f64::max)
+        .min(1.0)
+        * 1.05;
+    let (x0, x1, y0, y1) = (M + 10.0, w - M, M, h - M);
+    let px = |x: f64| x0 + (x1 - x0) * x / xmax;
+    let py = |y: f64| y1 - (y1 - y0) * (y / ymax).clamp(0.0, 1.0);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="18" font-size="15" text-anchor="middle">{title}: training top-1 error</text>"#,
+        w / 2.0
+    );
+    let _ = write!(
+        s,
+        r#"<rect x="{x0}" y="{y0}" width="{}" height="{}" fill="none" stroke="grey"/>"#,
+        x1 - x0,
+        y1 - y0
+    );
+    for k in 0..=4 {
+        let v = ymax * k as f64 / 4.0;
+        let x = xmax * k as f64 / 4.0;
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" font-size="10" text-anchor="end">{:.0}%</text>"#,
+            x0 - 4.0,
+            py(v) + 3.0,
+            100.0 * v
+        );
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" font-size="10" text-anchor="middle">{:.0}</text>"#,
+            px(x),
+            y1 + 14.0,
+            x
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">training steps</text>"#,
+        (x0 + x1) / 2.0,
+        y1 + 30.0
+    );
+    let _ = write!(
+        s,
+        r#"<line x1="{x0}" x2="{x1}" y1="{0:.1}" y2="{0:.1}" stroke="black" stroke-dasharray="5,4"/><text x="{1}" y="{2:.1}" font-size="11" text-anchor="end">{3}%</text>"#,
+        py(target),
+        x1 - 4.0,
+        py(target) - 4.0,
+        100.0 * target
+    );
+    for (i, ((name, _), p)) in runs.iter().zip(&pts).enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        let line: Vec<String> = p
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+            line.join(" ")
+        );
+        for (x, y) in p {
+            let _ = write!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{colour}"/>"#,
+                px(*x),
+                py(*y)
+            );
+        }
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" font-size="11" fill="{colour}" text-anchor="end">{name}</text>"#,
+            x1 - 8.0,
+            y0 + 16.0 + 14.0 * i as f64
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,9 +322,42 @@ mod tests {
             top1_error: 0.4,
             top5_error: 0.1,
             images_per_s: 100.0,
+            train_top1_error: Some(0.5),
+            steps: 10,
         };
         let svg = learning_curves("net", &[r]);
         // Two series in each of two panels, one point each.
         assert_eq!(svg.matches("<circle").count(), 4, "{svg}");
+    }
+
+    #[test]
+    fn training_error_is_drawn_against_steps_with_the_target() {
+        let at = |epoch, steps, e: Option<f64>| EpochReport {
+            epoch,
+            lr: 0.01,
+            train_loss: 1.0,
+            test_loss: 1.0,
+            top1_error: 0.3,
+            top5_error: 0.1,
+            images_per_s: 100.0,
+            train_top1_error: e,
+            steps,
+        };
+        let runs = vec![
+            (
+                "relu".to_string(),
+                vec![at(1, 50, Some(0.4)), at(2, 100, Some(0.2))],
+            ),
+            (
+                "tanh".to_string(),
+                vec![at(1, 50, None), at(2, 100, Some(0.3))],
+            ),
+        ];
+        let svg = train_error("fig", &runs, 0.25);
+        // Three recorded points (one epoch has no training error), one
+        // dashed target line, both names.
+        assert_eq!(svg.matches("<circle").count(), 3, "{svg}");
+        assert_eq!(svg.matches("stroke-dasharray").count(), 1);
+        assert!(svg.contains(">relu<") && svg.contains(">tanh<") && svg.contains(">25%<"));
     }
 }

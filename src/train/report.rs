@@ -11,6 +11,16 @@ pub struct EpochReport {
     pub top1_error: f64,
     pub top5_error: f64,
     pub images_per_s: f64,
+    /// The top-1 error on the training batches of this epoch, measured by
+    /// the training step itself (training mode: augmented crops, dropout
+    /// on, weights changing during the epoch), as the paper's figure 1
+    /// plots it. Absent in metrics written before it was recorded.
+    #[serde(default)]
+    pub train_top1_error: Option<f64>,
+    /// Training steps taken since the start of the run, at the end of this
+    /// epoch (0 in metrics written before it was recorded).
+    #[serde(default)]
+    pub steps: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -543,6 +543,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             }
             p.loss_sum += st.loss * st.n as f64;
             p.seen += st.n as u64;
+            p.top1_seen += st.top1 as u64;
             p.batch += 1;
             p.step += 1;
             let rate = (p.seen - timed_from) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
@@ -589,13 +590,16 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             top1_error: ev.top1_error,
             top5_error: ev.top5_error,
             images_per_s: (p.seen - timed_from) as f64 / secs.max(1e-9),
+            train_top1_error: (p.seen > 0).then(|| 1.0 - p.top1_seen as f64 / p.seen as f64),
+            steps: p.step,
         };
         plateau.observe(&s.cfg, r.top1_error);
         say(&format!(
-            "epoch {:>3}  lr {:.2e}  train loss {:.4}  test loss {:.4}  top-1 error {:.2}%  top-5 error {:.2}%  {:.0} img/s  waited {:.1} ms for data",
+            "epoch {:>3}  lr {:.2e}  train loss {:.4}  train top-1 error {:.2}%  test loss {:.4}  top-1 error {:.2}%  top-5 error {:.2}%  {:.0} img/s  waited {:.1} ms for data",
             r.epoch,
             r.lr,
             r.train_loss,
+            100.0 * r.train_top1_error.unwrap_or(f64::NAN),
             r.test_loss,
             100.0 * r.top1_error,
             100.0 * r.top5_error,

@@ -53,6 +53,24 @@ pub struct Row {
     /// Planned arena bytes of the training step at the sweep's batch.
     #[serde(default)]
     pub memory: u64,
+    /// The last epoch's training top-1 error (see `EpochReport`).
+    #[serde(default)]
+    pub train_top1_error: Option<f64>,
+    /// With a spec's `target_train_error`: the first epoch whose training
+    /// error reached it, and the steps taken by its end (`None`: never).
+    #[serde(default)]
+    pub epochs_to_target: Option<u64>,
+    #[serde(default)]
+    pub steps_to_target: Option<u64>,
+}
+
+/// The first epoch whose training top-1 error is at most `target`, and the
+/// training steps taken by the end of it.
+pub fn reached(reports: &[EpochReport], target: f64) -> Option<(u64, u64)> {
+    reports
+        .iter()
+        .find(|r| r.train_top1_error.is_some_and(|e| e <= target))
+        .map(|r| (r.epoch, r.steps))
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
@@ -108,8 +126,14 @@ pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, 
             && let Ok(row) = serde_json::from_str::<Row>(&t)
         {
             eprintln!("{}: finished earlier, not retrained", v.name);
-            curves.push((v.name.clone(), read_metrics(&dir)));
+            let metrics = read_metrics(&dir);
             let mut row = row;
+            if let Some(t) = sp.target_train_error {
+                let hit = reached(&metrics, t);
+                row.epochs_to_target = hit.map(|h| h.0);
+                row.steps_to_target = hit.map(|h| h.1);
+            }
+            curves.push((v.name.clone(), metrics));
             if row.memory == 0 {
                 let batch = sp.train.batch.unwrap_or(compiled.module.train.batch);
                 let m = &compiled.module;
@@ -152,6 +176,7 @@ pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, 
             .cloned()
             .ok_or_else(|| verr("no epoch was trained".into()))?;
         let cost = crate::ir::cost::total(&compiled.module.graph);
+        let hit = sp.target_train_error.and_then(|t| reached(&reports, t));
         let row = Row {
             variant: v.name.clone(),
             changes: if changes.is_empty() {
@@ -175,16 +200,25 @@ pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, 
                 sp.train.batch.unwrap_or(compiled.module.train.batch),
             )
             .map_err(verr)?,
+            train_top1_error: last.train_top1_error,
+            epochs_to_target: hit.map(|h| h.0),
+            steps_to_target: hit.map(|h| h.1),
         };
         let json = serde_json::to_string_pretty(&row).map_err(|e| verr(e.to_string()))?;
         std::fs::write(&done, json).map_err(io(&done))?;
         curves.push((v.name.clone(), reports));
         rows.push(row);
     }
-    write_tables(&sp.out, &rows)?;
-    let svg = crate::train::plot::compare(&format!("sweep of {}", sp.network.display()), &curves);
+    write_tables(&sp.out, &rows, sp.target_train_error)?;
+    let title = format!("sweep of {}", sp.network.display());
+    let svg = crate::train::plot::compare(&title, &curves);
     let p = sp.out.join("curves.svg");
     std::fs::write(&p, svg).map_err(io(&p))?;
+    if let Some(t) = sp.target_train_error {
+        let svg = crate::train::plot::train_error(&title, &curves, t);
+        let p = sp.out.join("train-error.svg");
+        std::fs::write(&p, svg).map_err(io(&p))?;
+    }
     eprintln!(
         "results: {}  {}  {}",
         sp.out.join("results.md").display(),
@@ -204,24 +238,51 @@ fn read_metrics(dir: &Path) -> Vec<EpochReport> {
         .unwrap_or_default()
 }
 
-fn write_tables(out: &Path, rows: &[Row]) -> Result<(), SweepError> {
+fn write_tables(out: &Path, rows: &[Row], target: Option<f64>) -> Result<(), SweepError> {
+    let pct = |e: Option<f64>| e.map_or("-".to_string(), |e| format!("{:.2}%", 100.0 * e));
     let mut md = String::from(
-        "| variant | changes | epochs | final train loss | test loss | top-1 error | top-5 error | images/s | parameters | MACs/image | activations/image | planned memory |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| variant | changes | epochs | final train loss | train top-1 error | test loss | top-1 error | top-5 error |",
     );
-    let mut csv = String::from(
-        "variant,changes,epochs,train_loss,test_loss,top1_error,top5_error,images_per_s,params,macs,activations\n",
-    );
-    for r in rows {
-        let _ = writeln!(
+    if let Some(t) = target {
+        let _ = write!(
             md,
-            "| {} | {} | {} | {:.4} | {:.4} | {:.2}% | {:.2}% | {:.0} | {} | {} | {} | {:.1} MiB |",
+            " steps to {0}% train error | epochs to {0}% |",
+            100.0 * t
+        );
+    }
+    md.push_str(" images/s | parameters | MACs/image | activations/image | planned memory |\n|");
+    let cols = 13 + if target.is_some() { 2 } else { 0 };
+    md.push_str(&"---|".repeat(cols));
+    md.push('\n');
+    let mut csv = String::from(
+        "variant,changes,epochs,train_loss,train_top1_error,test_loss,top1_error,top5_error,steps_to_target,epochs_to_target,images_per_s,params,macs,activations,memory\n",
+    );
+    let opt = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+    for r in rows {
+        let _ = write!(
+            md,
+            "| {} | {} | {} | {:.4} | {} | {:.4} | {:.2}% | {:.2}% |",
             r.variant,
             r.changes,
             r.epochs,
             r.train_loss,
+            pct(r.train_top1_error),
             r.test_loss,
             100.0 * r.top1_error,
             100.0 * r.top5_error,
+        );
+        if target.is_some() {
+            let never = "not reached".to_string();
+            let _ = write!(
+                md,
+                " {} | {} |",
+                r.steps_to_target.map_or(never.clone(), |s| s.to_string()),
+                r.epochs_to_target.map_or(never, |s| s.to_string())
+            );
+        }
+        let _ = writeln!(
+            md,
+            " {:.0} | {} | {} | {} | {:.1} MiB |",
             r.images_per_s,
             r.params,
             r.macs,
@@ -230,14 +291,17 @@ fn write_tables(out: &Path, rows: &[Row]) -> Result<(), SweepError> {
         );
         let _ = writeln!(
             csv,
-            "{},\"{}\",{},{},{},{},{},{},{},{},{},{}",
+            "{},\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.variant,
             r.changes,
             r.epochs,
             r.train_loss,
+            r.train_top1_error.map_or(String::new(), |e| e.to_string()),
             r.test_loss,
             r.top1_error,
             r.top5_error,
+            opt(r.steps_to_target),
+            opt(r.epochs_to_target),
             r.images_per_s,
             r.params,
             r.macs,
@@ -250,4 +314,36 @@ fn write_tables(out: &Path, rows: &[Row]) -> Result<(), SweepError> {
     let p = out.join("results.csv");
     std::fs::write(&p, csv).map_err(io(&p))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(epoch: u64, steps: u64, e: Option<f64>) -> EpochReport {
+        EpochReport {
+            epoch,
+            lr: 0.01,
+            train_loss: 1.0,
+            test_loss: 1.0,
+            top1_error: 0.3,
+            top5_error: 0.1,
+            images_per_s: 100.0,
+            train_top1_error: e,
+            steps,
+        }
+    }
+
+    #[test]
+    fn the_target_is_reached_at_the_first_epoch_at_or_below_it() {
+        let r = [
+            at(1, 40, Some(0.5)),
+            at(2, 80, None),
+            at(3, 120, Some(0.25)),
+            at(4, 160, Some(0.1)),
+        ];
+        assert_eq!(reached(&r, 0.25), Some((3, 120)));
+        assert_eq!(reached(&r, 0.05), None);
+        assert_eq!(reached(&r, 0.6), Some((1, 40)));
+    }
 }

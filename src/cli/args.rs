@@ -34,6 +34,9 @@ pub enum Cmd {
     /// Evaluate the weights of a checkpoint on the test set (top-1 and top-5 error).
     Eval(EvalArgs),
 
+    /// Classify image files with a trained checkpoint: the top classes by name.
+    Predict(PredictArgs),
+
     /// Time training steps on synthetic data (images/s), for comparison with a peer.
     Bench(BenchArgs),
 
@@ -211,6 +214,40 @@ pub struct EvalArgs {
     /// Where the forward passes run: `cpu`, or `cuda` (GPU 0).
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub backend: Backend,
+    /// Also write one row per test image (index, source, label, predicted
+    /// class, every logit) here: CSV, or NumPy when the name ends in `.npy`.
+    #[arg(long, value_name = "OUT")]
+    pub predictions: Option<PathBuf>,
+}
+
+/// `netc predict`'s arguments.
+#[derive(Args)]
+pub struct PredictArgs {
+    /// The .net file.
+    pub file: PathBuf,
+    /// A checkpoint written by `netc train`.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// JPEG or PNG files, any size, colour or grey.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// Score the paper's ten crops, their softmax outputs averaged (the
+    /// default is what the network's `test:` setting says).
+    #[arg(long, conflicts_with = "center")]
+    pub ten_crop: bool,
+    /// Score the centre crop only.
+    #[arg(long)]
+    pub center: bool,
+    /// How many classes to list per image.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Print one JSON object per image, one per line.
+    #[arg(long)]
+    pub json: bool,
+    /// For a checkpoint written before netc stored the input preparation:
+    /// the data it was trained on, to compute it from.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
 
 /// `netc bench`'s arguments.

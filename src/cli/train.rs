@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use netc::backend::config::{BackendConfig, BackendFlags, BackendKind};
 use netc::backend::open;
-use netc::train::run::{TrainOptions, eval_weights_with, train_with};
+use netc::ir::train::TrainConfig;
+use netc::train::run::{TrainOptions, eval_predictions_with, eval_weights_with, train_with};
 
 use super::args::{Backend, EvalArgs, TrainArgs};
 use super::{gpu_list, load};
@@ -74,9 +75,16 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode, String> {
         data: a.data,
         ..Default::default()
     };
-    let r = eval_weights_with(&c.module, &a.weights, &opts, |cpu, cfg, aug| {
-        open::open(&backend, cpu, cfg.batch as usize, aug)
-    })
+    let make = |cpu, cfg: &TrainConfig, aug: &_| open::open(&backend, cpu, cfg.batch as usize, aug);
+    let r = match &a.predictions {
+        None => eval_weights_with(&c.module, &a.weights, &opts, make),
+        Some(out) => {
+            eval_predictions_with(&c.module, &a.weights, &opts, make).and_then(|(r, table)| {
+                table.write(out)?;
+                Ok(r)
+            })
+        }
+    }
     .map_err(|e| format!("error: {e}"))?;
     println!(
         "{} images: top-1 error {:.2}%, top-5 error {:.2}%, loss {:.4}",
@@ -85,5 +93,8 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode, String> {
         100.0 * r.top5_error,
         r.loss
     );
+    if let Some(out) = &a.predictions {
+        eprintln!("predictions: {}", out.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

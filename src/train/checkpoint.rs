@@ -5,7 +5,11 @@
 //! Ctrl-C never leaves a half-written checkpoint in place of the last good
 //! one. The metadata is one `netc` entry (so the header, and the whole file,
 //! is the same bytes for the same run) holding the network, its
-//! fingerprint, the progress and a CRC-32 of every tensor's bytes.
+//! fingerprint, the progress, the input preparation and class names
+//! ([`Preparation`], whose mean image is the tensor
+//! `preparation/mean_image`) and a CRC-32 of every tensor's bytes.
+//! A checkpoint written without a preparation (before netc stored one)
+//! loads with `preparation: None`.
 //! Reading checks the network fingerprint, every tensor's name, dtype,
 //! size and checksum, and that every value is finite; a truncated or
 //! corrupt file, flipped bytes inside a tensor, or a NaN or infinite
@@ -16,6 +20,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::train::preparation::{MEAN_TENSOR, Preparation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -37,6 +43,10 @@ pub enum CheckpointError {
         expected: String,
         found: String,
     },
+    #[error(
+        "checkpoint `{path}` holds no input preparation (class names, crop, mean image): it was written before netc stored them; give `--data` with the data it was trained on, or train it again"
+    )]
+    NoPreparation { path: PathBuf },
 }
 
 /// Where a run stands; everything needed to continue it exactly.
@@ -74,18 +84,29 @@ pub fn fingerprint(graph_text: &str) -> String {
     format!("{:016x}", crate::rng::stream_of(graph_text))
 }
 
-/// Writes `tensors` (name, shape, values) and `progress` to `path` atomically.
+/// Writes `tensors` (name, shape, values), `progress` and the run's
+/// `preparation` (its mean image as one more tensor) to `path` atomically.
 pub fn save(
     path: &Path,
     network: &str,
     fingerprint: &str,
     progress: &Progress,
+    preparation: Option<&Preparation>,
     tensors: &[(String, Vec<usize>, &[f32])],
 ) -> Result<(), CheckpointError> {
     let werr = |source| CheckpointError::Write {
         path: path.to_path_buf(),
         source,
     };
+    let mut all: Vec<(String, Vec<usize>, &[f32])> = tensors.to_vec();
+    if let Some(p) = preparation {
+        all.push((
+            MEAN_TENSOR.to_string(),
+            vec![p.channels, p.height, p.width],
+            &p.mean_image,
+        ));
+    }
+    let tensors = &all[..];
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
@@ -100,6 +121,7 @@ pub fn save(
         network: network.to_string(),
         fingerprint: fingerprint.to_string(),
         progress: progress.clone(),
+        preparation: preparation.cloned(),
         crc32: tensors
             .iter()
             .zip(&bytes)
@@ -143,6 +165,9 @@ struct Header {
     network: String,
     fingerprint: String,
     progress: Progress,
+    /// Absent in checkpoints written before it was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    preparation: Option<Preparation>,
     /// CRC-32 of each tensor's little-endian bytes.
     crc32: BTreeMap<String, u32>,
 }
@@ -152,6 +177,11 @@ pub struct Checkpoint {
     pub network: String,
     pub fingerprint: String,
     pub progress: Progress,
+    /// The input preparation and class names; `None` in a checkpoint
+    /// written before they were stored.
+    pub preparation: Option<Preparation>,
+    /// Every parameter and optimiser buffer (the mean image is in
+    /// `preparation`, not here).
     pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
@@ -167,11 +197,17 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let meta = meta.metadata().clone().unwrap_or_default();
-    let (network, fingerprint, progress, crc32) = match meta.get(META_KEY) {
+    let (network, fingerprint, progress, mut preparation, crc32) = match meta.get(META_KEY) {
         Some(header) => {
             let h: Header = serde_json::from_str(header)
                 .map_err(|e| corrupt(format!("bad `{META_KEY}` entry: {e}")))?;
-            (h.network, h.fingerprint, h.progress, Some(h.crc32))
+            (
+                h.network,
+                h.fingerprint,
+                h.progress,
+                h.preparation,
+                Some(h.crc32),
+            )
         }
         // A checkpoint written before the checksums: `network`,
         // `fingerprint` and `progress` entries, no checksum to verify (its
@@ -185,7 +221,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
             };
             let progress: Progress = serde_json::from_str(&get("progress")?)
                 .map_err(|e| corrupt(format!("bad progress entry: {e}")))?;
-            (get("network")?, get("fingerprint")?, progress, None)
+            (get("network")?, get("fingerprint")?, progress, None, None)
         }
     };
     let mut tensors = HashMap::new();
@@ -226,12 +262,34 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     {
         return Err(corrupt(format!("tensor `{name}` is missing")));
     }
+    let mean = tensors.remove(MEAN_TENSOR);
+    if let Some(p) = preparation.as_mut() {
+        let Some((_, mean)) = mean else {
+            return Err(corrupt(format!("tensor `{MEAN_TENSOR}` is missing")));
+        };
+        p.mean_image = mean;
+        p.check()
+            .map_err(|e| corrupt(format!("bad input preparation: {e}")))?;
+    }
     Ok(Checkpoint {
         network,
         fingerprint,
         progress,
+        preparation,
         tensors,
     })
+}
+
+impl Preparation {
+    /// The preparation the checkpoint at `path` stores; an error naming the
+    /// file if it stores none (one written before netc stored it).
+    pub fn load(path: &Path) -> Result<Preparation, CheckpointError> {
+        load(path)?
+            .preparation
+            .ok_or_else(|| CheckpointError::NoPreparation {
+                path: path.to_path_buf(),
+            })
+    }
 }
 
 impl Checkpoint {
@@ -269,7 +327,15 @@ mod tests {
             loss_sum: 1.5,
             ..Default::default()
         };
-        save(&path, "net", "abc", &p, &[("w@t0".into(), vec![3], &w)]).unwrap();
+        save(
+            &path,
+            "net",
+            "abc",
+            &p,
+            None,
+            &[("w@t0".into(), vec![3], &w)],
+        )
+        .unwrap();
         let c = load(&path).unwrap();
         assert_eq!(c.progress, p);
         assert_eq!(c.tensors["w@t0"], (vec![3], w.clone()));
@@ -287,7 +353,15 @@ mod tests {
         std::fs::write(&path, b"not a checkpoint").unwrap();
         assert!(matches!(load(&path), Err(CheckpointError::Corrupt { .. })));
         // A flipped bit inside a tensor's data: the checksum refuses it.
-        save(&path, "net", "abc", &p, &[("w@t0".into(), vec![3], &w)]).unwrap();
+        save(
+            &path,
+            "net",
+            "abc",
+            &p,
+            None,
+            &[("w@t0".into(), vec![3], &w)],
+        )
+        .unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         let n = bytes.len();
         bytes[n - 3] ^= 0x04;
@@ -296,16 +370,24 @@ mod tests {
         assert!(e.to_string().contains("checksum"), "{e}");
         // A NaN weight, written with a valid checksum, is refused too.
         let bad = vec![1.0f32, f32::NAN, 3.0];
-        save(&path, "net", "abc", &p, &[("w@t0".into(), vec![3], &bad)]).unwrap();
+        save(
+            &path,
+            "net",
+            "abc",
+            &p,
+            None,
+            &[("w@t0".into(), vec![3], &bad)],
+        )
+        .unwrap();
         let e = load(&path).err().unwrap();
         assert!(e.to_string().contains("`w@t0` holds NaN at index 1"), "{e}");
         // The same state gives the same bytes (one metadata entry, sorted sums).
         let two: Vec<(String, Vec<usize>, &[f32])> =
             vec![("a".into(), vec![3], &w), ("b".into(), vec![3], &w)];
-        save(&path, "net", "abc", &p, &two).unwrap();
+        save(&path, "net", "abc", &p, None, &two).unwrap();
         let first = std::fs::read(&path).unwrap();
         for _ in 0..3 {
-            save(&path, "net", "abc", &p, &two).unwrap();
+            save(&path, "net", "abc", &p, None, &two).unwrap();
             assert_eq!(std::fs::read(&path).unwrap(), first);
         }
         // A checkpoint in the format written before checksums still loads.
@@ -331,6 +413,76 @@ mod tests {
             load(&dir.join("missing")),
             Err(CheckpointError::Read { .. })
         ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_preparation_round_trips_and_its_mean_image_is_checked() {
+        use crate::train::preparation::{PcaStats, TestCrops};
+        let dir = std::env::temp_dir().join(format!("netc-ckpt-prep-{}", std::process::id()));
+        let path = dir.join("c.safetensors");
+        let w = vec![0.5f32, 1.5];
+        let prep = Preparation {
+            version: crate::train::preparation::VERSION,
+            classes: vec!["cat".into(), "dog".into()],
+            source: "image_folder".into(),
+            channels: 3,
+            height: 2,
+            width: 2,
+            rescale: Some(2),
+            crop: 2,
+            pad: 0,
+            mean: true,
+            scale: 1.0 / 255.0,
+            test: TestCrops::TenCrop,
+            random_crop: true,
+            mirror: true,
+            lighting: 0.1,
+            channel_mean: vec![100.0, 110.0, 120.0],
+            channel_std: vec![50.0, 51.0, 52.0],
+            pca: Some(PcaStats {
+                eigval: [0.2, 0.02, 0.004],
+                eigvec: [[0.58, -0.7, 0.4], [0.58, 0.0, -0.8], [0.57, 0.7, 0.4]],
+            }),
+            mean_image: (0..12).map(|i| i as f32 * 10.5).collect(),
+        };
+        let p = Progress::default();
+        let t: Vec<(String, Vec<usize>, &[f32])> = vec![("w@t0".into(), vec![2], &w)];
+        save(&path, "net", "abc", &p, Some(&prep), &t).unwrap();
+        let first = std::fs::read(&path).unwrap();
+        let c = load(&path).unwrap();
+        assert_eq!(c.preparation.as_ref(), Some(&prep));
+        assert!(
+            !c.tensors.contains_key(MEAN_TENSOR),
+            "the mean is not a parameter"
+        );
+        assert_eq!(c.tensors.len(), 1);
+        assert_eq!(Preparation::load(&path).unwrap(), prep);
+        save(&path, "net", "abc", &p, Some(&prep), &t).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), first, "same bytes");
+        // The mean image's bytes are checksummed like every tensor's.
+        let mut bytes = first.clone();
+        let n = bytes.len();
+        // The data is laid out by name: the mean image, then `w@t0`'s 8 bytes;
+        // this byte is the mean image's last.
+        bytes[n - 9] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = load(&path).err().unwrap().to_string();
+        assert!(e.contains("checksum"), "{e}");
+        // A mean image of the wrong size is refused, naming the file.
+        let mut bad = prep.clone();
+        bad.mean_image.pop();
+        save(&path, "net", "abc", &p, Some(&bad), &t).unwrap();
+        let e = load(&path).err().unwrap().to_string();
+        assert!(
+            e.contains("c.safetensors") && e.contains("mean image holds 11"),
+            "{e}"
+        );
+        // Without a preparation: `None`, and `preparation::load` says so.
+        save(&path, "net", "abc", &p, None, &t).unwrap();
+        assert!(load(&path).unwrap().preparation.is_none());
+        let e = Preparation::load(&path).err().unwrap();
+        assert!(matches!(e, CheckpointError::NoPreparation { .. }), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,6 +7,10 @@
 //!   (`backend::step::Step`); it never names a backend other than the CPU
 //!   reference, whose executor it builds and hands to the backend chosen
 //!   by the caller.
+//! - [`preparation`]: what a checkpoint stores to classify images without
+//!   the data (class names, input preparation, colour statistics);
+//!   [`predict`] classifies image files with it; [`predictions`] writes
+//!   `eval --predictions` tables.
 
 pub mod bench;
 pub mod checkpoint;
@@ -15,6 +19,9 @@ pub mod error;
 pub mod no_step;
 pub mod outputs;
 pub mod plot;
+pub mod predict;
+pub mod predictions;
+pub mod preparation;
 pub mod report;
 pub mod run;
 pub mod sweep;

@@ -38,6 +38,8 @@ use crate::train::data::augment::{AugmentConfig, Augmenter, MeanMode, Mode};
 use crate::train::data::loader::{Loader, LoaderConfig};
 use crate::train::data::pca::Stats;
 pub use crate::train::error::TrainError;
+use crate::train::predictions::{self, Row, Table};
+use crate::train::preparation::Preparation;
 pub use crate::train::report::{EpochReport, EvalReport, Outcome};
 
 #[derive(Clone, Debug, Default)]
@@ -159,7 +161,7 @@ pub fn training_graph(module: &Module, cfg: &TrainConfig, fuse: bool) -> Result<
     )?)
 }
 
-fn augmenter(
+pub(crate) fn augmenter(
     cfg: &TrainConfig,
     shape: data::Shape,
     stats: &Stats,
@@ -203,6 +205,8 @@ struct Setup<E> {
     test: Loader,
     fingerprint: String,
     network: String,
+    /// What a checkpoint stores for classifying images without the data.
+    prep: Preparation,
 }
 
 /// Builds the run's CPU executor and turns it into the step executor with `make`.
@@ -221,6 +225,7 @@ fn setup<E: Step, X: Into<TrainError>>(
     let ds = data::sources::open(opts.data.as_deref(), cfg.data.rescale)?;
     say(&format!("data: {}", ds.description));
     let aug = augmenter(&cfg, ds.shape(), &ds.stats, cfg.seed)?;
+    let prep = Preparation::of_run(&cfg.data, &ds, &aug);
     let out = aug.out_shape();
     let graph = training_graph(module, &cfg, !opts.no_fuse)?;
     let fingerprint = checkpoint::fingerprint(&print::print_for_fingerprint(&graph));
@@ -274,17 +279,34 @@ fn setup<E: Step, X: Into<TrainError>>(
         test,
         fingerprint,
         network,
+        prep,
     })
 }
 
 /// Evaluates on the whole test split: centre crops, or ten crops per image
 /// with the softmax outputs averaged (the paper's test procedure).
 pub fn evaluate<E: Step + ?Sized>(exec: &mut E, loader: &Loader) -> Result<EvalReport, TrainError> {
+    evaluate_each(exec, loader, |_, _, _| {})
+}
+
+/// [`evaluate`], handing every test image's index, label and logits
+/// (`classes` values, or ten rows of them for ten crops, in the order of
+/// `Augmenter::ten_crop_params`) to `each`, in index order.
+pub fn evaluate_each<E: Step + ?Sized>(
+    exec: &mut E,
+    loader: &Loader,
+    mut each: impl FnMut(usize, u32, &[f32]),
+) -> Result<EvalReport, TrainError> {
     let ten = loader.config().mode == Mode::TenCrop;
     let (mut loss, mut t1, mut t5, mut n) = (0.0, 0usize, 0usize, 0usize);
     for batch in loader.epoch(0, 0) {
         if !ten {
             let s = exec.eval_batch(&batch.images, &batch.labels)?;
+            let logits = exec.logits();
+            let k = logits.len() / batch.labels.len().max(1);
+            for (i, (&index, &label)) in batch.indices.iter().zip(&batch.labels).enumerate() {
+                each(index, label, &logits[i * k..(i + 1) * k]);
+            }
             loss += s.loss * s.n as f64;
             t1 += s.top1;
             t5 += s.top5;
@@ -296,6 +318,11 @@ pub fn evaluate<E: Step + ?Sized>(exec: &mut E, loader: &Loader) -> Result<EvalR
         let logits = exec.logits();
         let k = logits.len() / labels.len().max(1);
         for (i, &label) in batch.labels.iter().enumerate() {
+            each(
+                batch.indices[i],
+                label,
+                &logits[10 * i * k..10 * (i + 1) * k],
+            );
             let s = super::ten_crop::score(&logits[10 * i * k..10 * (i + 1) * k], k, label);
             loss += s.loss;
             t1 += usize::from(s.top1);
@@ -329,7 +356,7 @@ fn save_checkpoint<E: Step>(s: &mut Setup<E>, path: &Path, p: &Progress) -> Resu
             kept: kept(s.saved),
         });
     }
-    checkpoint::save(path, &s.network, &s.fingerprint, p, &tensors)?;
+    checkpoint::save(path, &s.network, &s.fingerprint, p, Some(&s.prep), &tensors)?;
     s.saved = true;
     Ok(())
 }
@@ -343,6 +370,17 @@ fn restore<E: Step>(
 ) -> Result<Progress, TrainError> {
     let ck = checkpoint::load(path)?;
     ck.expect(path, network, fingerprint)?;
+    restore_loaded(exec, &ck, path)?;
+    Ok(ck.progress)
+}
+
+/// Loads every parameter of the checkpoint `ck`, read from `path`, into
+/// `exec`, checking names and sizes (not the fingerprint).
+pub(crate) fn restore_loaded<E: Step>(
+    exec: &mut E,
+    ck: &checkpoint::Checkpoint,
+    path: &Path,
+) -> Result<(), TrainError> {
     let want: Vec<(String, usize)> = exec
         .state()?
         .into_iter()
@@ -365,7 +403,7 @@ fn restore<E: Step>(
         }
         exec.set_state(&name, values)?;
     }
-    Ok(ck.progress)
+    Ok(())
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -661,6 +699,75 @@ pub fn eval_weights_with<E: Step, X: Into<TrainError>>(
     let mut s = setup(module, opts, &say, make)?;
     restore(&mut s.exec, weights, &s.network, &s.fingerprint)?;
     evaluate(&mut s.exec, &s.test)
+}
+
+/// [`eval_weights_with`], also returning one row per test image (see
+/// `train::predictions`): its index, source file (or index), label,
+/// predicted class and logits. A checkpoint that stores class names must
+/// name the data's classes.
+pub fn eval_predictions_with<E: Step, X: Into<TrainError>>(
+    module: &Module,
+    weights: &Path,
+    opts: &TrainOptions,
+    make: impl FnOnce(CpuExec, &TrainConfig, &AugmentPlan) -> Result<E, X>,
+) -> Result<(EvalReport, Table), TrainError> {
+    let say = |s: &str| {
+        if !opts.quiet {
+            eprintln!("{s}");
+        }
+    };
+    let mut s = setup(module, opts, &say, make)?;
+    let ck = checkpoint::load(weights)?;
+    ck.expect(weights, &s.network, &s.fingerprint)?;
+    if let Some(p) = &ck.preparation
+        && p.classes != s.prep.classes
+    {
+        return Err(TrainError::Config(format!(
+            "checkpoint `{}` was trained on the classes {:?}, the data has {:?}",
+            weights.display(),
+            p.classes,
+            s.prep.classes
+        )));
+    }
+    restore_loaded(&mut s.exec, &ck, weights)?;
+    let mut rows = Vec::new();
+    let mut width = 0;
+    let crops = if s.test.config().mode == Mode::TenCrop {
+        10
+    } else {
+        1
+    };
+    let report = evaluate_each(&mut s.exec, &s.test, |index, label, logits| {
+        width = logits.len() / crops;
+        rows.push(Row {
+            index,
+            source: s
+                .test
+                .source()
+                .origin(index)
+                .unwrap_or_else(|| index.to_string()),
+            label,
+            predicted: predictions::predicted(logits, width),
+            logits: logits.to_vec(),
+        });
+    })?;
+    let classes = (0..width)
+        .map(|k| {
+            s.prep
+                .classes
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| format!("class {k}"))
+        })
+        .collect();
+    Ok((
+        report,
+        Table {
+            classes,
+            crops,
+            rows,
+        },
+    ))
 }
 
 /// The final parameters of a run, by name (for tests).

@@ -40,23 +40,41 @@ fn logsumexp(v: impl Iterator<Item = f64> + Clone) -> f64 {
     m + v.map(|x| (x - m).exp()).sum::<f64>().ln()
 }
 
-/// Scores one image from its crops' logits (`CROPS × classes`, row-major).
-pub fn score(logits: &[f32], classes: usize, label: u32) -> Score {
-    debug_assert_eq!(logits.len(), CROPS * classes);
-    let rows = || logits.chunks_exact(classes.max(1));
-    // log softmax of every crop, in f64.
-    let logp: Vec<Vec<f64>> = rows()
+/// The log-softmax of each row of `logits` (`classes` values a row), in f64.
+fn log_softmax_rows(logits: &[f32], classes: usize) -> Vec<Vec<f64>> {
+    logits
+        .chunks_exact(classes.max(1))
         .map(|r| {
             let lse = logsumexp(r.iter().map(|&v| v as f64));
             r.iter().map(|&v| v as f64 - lse).collect()
         })
-        .collect();
+        .collect()
+}
+
+/// The mean over rows of `exp(logp)`, per class.
+fn average(logp: &[Vec<f64>], classes: usize) -> Vec<f64> {
+    (0..classes)
+        .map(|j| logp.iter().map(|lp| lp[j].exp()).sum::<f64>() / logp.len().max(1) as f64)
+        .collect()
+}
+
+/// The class probabilities of one image from the logits of its crops (any
+/// number of rows of `classes` values: one for the centre crop, ten for
+/// the paper's ten crops): each row's softmax, in f64, averaged, exactly as
+/// [`score`] averages them.
+pub fn probabilities(logits: &[f32], classes: usize) -> Vec<f64> {
+    average(&log_softmax_rows(logits, classes), classes)
+}
+
+/// Scores one image from its crops' logits (`CROPS × classes`, row-major).
+pub fn score(logits: &[f32], classes: usize, label: u32) -> Score {
+    debug_assert_eq!(logits.len(), CROPS * classes);
+    // log softmax of every crop, in f64.
+    let logp = log_softmax_rows(logits, classes);
     let y = label as usize;
     let loss = (CROPS as f64).ln() - logsumexp(logp.iter().map(|lp| lp[y]));
     // The averaged probabilities decide the verdict.
-    let avg: Vec<f64> = (0..classes)
-        .map(|j| logp.iter().map(|lp| lp[j].exp()).sum::<f64>() / CROPS as f64)
-        .collect();
+    let avg = average(&logp, classes);
     Score {
         loss,
         top1: count_top_k(1, classes, &avg, &[label], 1) == 1,

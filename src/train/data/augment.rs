@@ -110,6 +110,8 @@ pub enum ConfigError {
     ShapeMismatch { stats: Shape, data: Shape },
     #[error("batch size must be positive")]
     ZeroBatch,
+    #[error("the mean image holds {len} values, not the {} of a {shape:?} image", shape.len())]
+    MeanSize { len: usize, shape: Shape },
 }
 
 /// The random choices for one image in one epoch (a backend input type).
@@ -163,6 +165,41 @@ impl Augmenter {
             pca,
             seed,
         })
+    }
+
+    /// An augmenter for images of `shape` that subtracts exactly `mean`
+    /// (`shape.len()` values, 0..255 units) and lights with `pca`: how a
+    /// checkpoint's stored preparation is replayed without the training
+    /// data (`train::preparation`). `cfg.mean` is not consulted.
+    pub fn from_mean(
+        cfg: AugmentConfig,
+        shape: Shape,
+        mean: Vec<f32>,
+        pca: Option<Pca>,
+        seed: u64,
+    ) -> Result<Self, ConfigError> {
+        if mean.len() != shape.len() {
+            return Err(ConfigError::MeanSize {
+                len: mean.len(),
+                shape,
+            });
+        }
+        let stats = Stats {
+            shape,
+            mean_image: mean,
+            channel_mean: Vec::new(),
+            channel_std: Vec::new(),
+            covariance: None,
+            pca,
+        };
+        Augmenter::new(
+            AugmentConfig {
+                mean: MeanMode::Pixel,
+                ..cfg
+            },
+            &stats,
+            seed,
+        )
     }
 
     /// What a backend needs to augment raw batches as this augmenter does.

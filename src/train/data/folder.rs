@@ -103,6 +103,21 @@ pub fn check_complete(bytes: &[u8]) -> Result<(), String> {
 /// Decodes one image file and prepares it: shorter side to `size`, central
 /// `size × size` crop, RGB. Returns `3 * size * size` bytes, CHW.
 pub fn load_image(path: &Path, size: usize) -> Result<Vec<u8>, DataError> {
+    let img = decode_image(path)?;
+    if size == 0 {
+        return Err(DataError::BadDims {
+            path: path.to_path_buf(),
+            dims: vec![img.height() as usize, img.width() as usize, size],
+            reason: "[height, width, target size]: an image or target side is zero",
+        });
+    }
+    Ok(prepare(&img.to_rgb8(), size))
+}
+
+/// Reads and decodes one JPEG or PNG file (by its content, not its name),
+/// refusing a JPEG cut short and an image with a zero side; every error
+/// names the file.
+pub fn decode_image(path: &Path) -> Result<image::DynamicImage, DataError> {
     let decode = |source| DataError::Decode {
         path: path.to_path_buf(),
         source,
@@ -117,14 +132,14 @@ pub fn load_image(path: &Path, size: usize) -> Result<Vec<u8>, DataError> {
         .map_err(|e| DataError::io(path, e))?
         .decode()
         .map_err(decode)?;
-    if img.width() == 0 || img.height() == 0 || size == 0 {
+    if img.width() == 0 || img.height() == 0 {
         return Err(DataError::BadDims {
             path: path.to_path_buf(),
-            dims: vec![img.height() as usize, img.width() as usize, size],
-            reason: "[height, width, target size]: an image or target side is zero",
+            dims: vec![img.height() as usize, img.width() as usize],
+            reason: "[height, width]: an image side is zero",
         });
     }
-    Ok(prepare(&img.to_rgb8(), size))
+    Ok(img)
 }
 
 /// The paper's preparation of an RGB image (see the module documentation).

@@ -653,4 +653,15 @@ impl ImageSource for PreparedSplit {
             .image(self.start + i, buf)
             .map_err(|e| DataError::Prepared(Box::new(e)))
     }
+    /// The source file the record was prepared from: the tree given to
+    /// `netc prepare` joined with the record's relative path.
+    fn origin(&self, i: usize) -> Option<String> {
+        let rel = self.file.source_path(self.start + i);
+        Some(
+            Path::new(&self.file.meta().source)
+                .join(rel)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
 }

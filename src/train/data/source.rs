@@ -24,6 +24,36 @@ pub trait ImageSource: Send + Sync {
     /// The CHW pixels of image `i` (`i < len()`): borrowed from the source,
     /// or decoded into `buf`.
     fn image<'a>(&'a self, i: usize, buf: &'a mut Vec<u8>) -> Result<&'a [u8], DataError>;
+    /// Where image `i` came from (its file's path), where the source knows
+    /// it; `None` for images read from IDX files.
+    fn origin(&self, _i: usize) -> Option<String> {
+        None
+    }
+}
+
+/// An in-memory split that knows the file each of its images was decoded
+/// from (an image folder): image `i` is `split`'s, from `paths[i]`.
+pub struct FromFiles {
+    pub split: Split,
+    pub paths: Vec<String>,
+}
+
+impl ImageSource for FromFiles {
+    fn shape(&self) -> Shape {
+        self.split.shape
+    }
+    fn len(&self) -> usize {
+        self.split.labels.len()
+    }
+    fn label(&self, i: usize) -> u32 {
+        self.split.labels[i]
+    }
+    fn image<'a>(&'a self, i: usize, _buf: &'a mut Vec<u8>) -> Result<&'a [u8], DataError> {
+        Ok(Split::image(&self.split, i))
+    }
+    fn origin(&self, i: usize) -> Option<String> {
+        self.paths.get(i).cloned()
+    }
 }
 
 impl ImageSource for Split {

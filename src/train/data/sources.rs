@@ -14,8 +14,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::prepared::{Prepared, PreparedError, PreparedSplit};
-use super::source::ImageSource;
-use super::{DataError, Dataset, Shape, Stats, folder};
+use super::source::{FromFiles, ImageSource};
+use super::{DataError, Dataset, Shape, Split, Stats, folder};
 
 /// Decoded bytes an image folder may take in memory (2 GiB: about 10,900
 /// images at 256 × 256); above it, `netc prepare` is the way.
@@ -28,6 +28,12 @@ pub struct Sources {
     pub stats: Stats,
     pub class_names: Vec<String>,
     pub description: String,
+    /// The side every image was prepared at (shorter side rescaled to it,
+    /// central square kept: image folders and prepared datasets); `None`
+    /// for IDX images, used at their own size.
+    pub rescale: Option<u32>,
+    /// What the images are: `idx`, `image_folder` or `prepared`.
+    pub kind: &'static str,
 }
 
 impl Sources {
@@ -100,18 +106,21 @@ pub fn open_with_budget(
                 stats: file.stats(),
                 class_names: file.meta().classes.clone(),
                 description,
+                rescale: Some(file.meta().size),
+                kind: "prepared",
             })
         }
         Some(d) if !super::has_any_fmnist_file(d) && d.is_dir() => {
             let size = rescale.unwrap_or(256) as usize;
             let (train, val) = (d.join("train"), d.join("val"));
             let both = train.is_dir() && val.is_dir();
-            let mut images = folder::list_image_folder(if both { &train } else { d })?
-                .1
-                .len();
-            if both {
-                images += folder::list_image_folder(&val)?.1.len();
-            }
+            let train_files = folder::list_image_folder(if both { &train } else { d })?.1;
+            let val_files = if both {
+                folder::list_image_folder(&val)?.1
+            } else {
+                Vec::new()
+            };
+            let images = train_files.len() + val_files.len();
             let need = images as u64 * (3 * size * size) as u64;
             if need > budget {
                 return Err(DataError::TooLarge {
@@ -129,26 +138,48 @@ pub fn open_with_budget(
                     .push_str("; no train/ and val/ inside, so it is evaluated on its own images");
                 ds
             };
-            Ok(in_memory(ds, !both))
+            let names = |files: Vec<(std::path::PathBuf, u32)>| -> Vec<String> {
+                files
+                    .into_iter()
+                    .map(|(p, _)| p.to_string_lossy().into_owned())
+                    .collect()
+            };
+            let paths = (names(train_files), names(val_files));
+            let mut s = in_memory(ds, !both, Some(paths));
+            s.rescale = Some(size as u32);
+            s.kind = "image_folder";
+            Ok(s)
         }
         _ => {
             if let Some(rescale) = rescale {
                 return Err(DataError::RescaleIdx { rescale });
             }
-            Ok(in_memory(super::resolve_fmnist(data)?.0, false))
+            Ok(in_memory(super::resolve_fmnist(data)?.0, false, None))
         }
     }
 }
 
 /// Sources over a dataset held in memory; `own` evaluates on the training
-/// images (shared, not copied).
-fn in_memory(ds: Dataset, own: bool) -> Sources {
+/// images (shared, not copied). `paths`: the files the train and test
+/// images were decoded from, where known (kept only if they match the
+/// splits image for image).
+fn in_memory(ds: Dataset, own: bool, paths: Option<(Vec<String>, Vec<String>)>) -> Sources {
     let stats = Stats::compute(&ds.train);
-    let train: Arc<dyn ImageSource> = Arc::new(ds.train);
+    let wrap = |split: Split, paths: Option<Vec<String>>| -> Arc<dyn ImageSource> {
+        match paths {
+            Some(paths) if paths.len() == split.len() => Arc::new(FromFiles { split, paths }),
+            _ => Arc::new(split),
+        }
+    };
+    let (train_paths, test_paths) = match paths {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
+    let train = wrap(ds.train, train_paths);
     let test: Arc<dyn ImageSource> = if own {
         Arc::clone(&train)
     } else {
-        Arc::new(ds.test)
+        wrap(ds.test, test_paths)
     };
     Sources {
         train,
@@ -156,5 +187,7 @@ fn in_memory(ds: Dataset, own: bool) -> Sources {
         stats,
         class_names: ds.class_names,
         description: ds.description,
+        rescale: None,
+        kind: "idx",
     }
 }

@@ -224,6 +224,54 @@ impl Diagnose for LowerError {
                 vec![primary(*span, "no such parameter")],
                 "only `conv` and `dense` layers have `weight` and `bias`".into(),
             ),
+            InitArg { span, reason, .. } => (
+                "N0150",
+                vec![primary(*span, reason.clone())],
+                "`kaiming_*` take `a` ≥ 0, `mode: fan_in | fan_out` and a `nonlinearity`; `xavier_*` a `gain` > 0".into(),
+            ),
+            FanlessInit { span, .. } => (
+                "N0151",
+                vec![primary(*span, "on a bias")],
+                "give biases a number, `normal`, `uniform` or `pytorch_default`".into(),
+            ),
+            NesterovMomentum { span } => (
+                "N0152",
+                vec![primary(*span, "with `momentum: 0`")],
+                "give `sgd` a `momentum` in (0, 1), or drop `nesterov`".into(),
+            ),
+            Multiplier { span, reason, .. } => (
+                "N0153",
+                vec![primary(*span, reason.clone())],
+                "multipliers scale the learning rate (`lr`) and weight decay (`decay`): numbers ≥ 0".into(),
+            ),
+            MultiplierTarget {
+                span,
+                suggestion,
+                what,
+                ..
+            } => (
+                "N0154",
+                vec![primary(*span, *what)],
+                did_you_mean(
+                    suggestion,
+                    "name `weight`, `bias`, a `conv` or `dense` binding, or `BINDING.weight`/`BINDING.bias`",
+                ),
+            ),
+            LabelSmoothing { span, .. } => (
+                "N0155",
+                vec![primary(*span, "out of range")],
+                "ε is the weight moved from the label to the uniform distribution; 0.1 is usual".into(),
+            ),
+            Warmup { span, reason } => (
+                "N0156",
+                vec![primary(*span, reason.clone())],
+                "the warm-up is in epochs, at least 0 and fewer than `epochs`".into(),
+            ),
+            MinLr { span, reason } => (
+                "N0157",
+                vec![primary(*span, reason.clone())],
+                "`min_lr` is where the cosine ends: at least 0 and below `sgd.lr`".into(),
+            ),
         };
         help(
             Diagnostic::error()

@@ -322,6 +322,74 @@ fn nvrtc_compiles_every_kernel() {
     }
 }
 
+/// `alexnet-fmnist.net` with the settings beyond the paper's: Nesterov
+/// momentum, label smoothing, multipliers, a cosine schedule, PyTorch's initialisers.
+fn with_settings() -> String {
+    let src = std::fs::read_to_string("networks/alexnet-fmnist.net").unwrap();
+    let old = "sgd { lr: 0.01, momentum: 0.9, weight_decay: 0.0005 }";
+    assert!(src.contains(old));
+    src.replace(
+        old,
+        "sgd { lr: 0.01, momentum: 0.9, weight_decay: 0.0005, nesterov: true }\n  \
+         label_smoothing: 0.1\n  \
+         multipliers { bias { lr: 2, decay: 0 } fc8 { lr: 10 } }",
+    )
+    .replace(
+        "schedule: step(every: 5, factor: 0.1)",
+        "schedule: cosine(warmup: 1, min_lr: 0.0001)",
+    )
+    .replace(
+        "weight: he",
+        "weight: kaiming_uniform(nonlinearity: relu)\n    fc8.weight: pytorch_default",
+    )
+}
+
+#[test]
+fn nvrtc_compiles_the_new_settings() {
+    let src = with_settings();
+    let c = frontend::compile(&src).unwrap_or_else(|d| panic!("{}", d.message));
+    for fused in [false, true] {
+        let mut g = c.module.graph.clone();
+        autodiff(&mut g, &c.module.train.sgd).unwrap();
+        if fused {
+            fuse(&mut g).unwrap();
+        }
+        let p = cuda::generate(&g, 128).unwrap();
+        // The settings reach the kernels: a Nesterov step, a learning rate
+        // scaled by 2 and by 10, no decay on the biases, a smoothed target.
+        assert!(
+            p.source
+                .contains("const float d = wdlr * w[i] + lrf * g[i];")
+        );
+        assert!(p.source.contains("const double lr = *lrp * 2.0;"));
+        assert!(p.source.contains("const double lr = *lrp * 10.0;"));
+        assert!(p.source.contains("const float wdlr = (float)(0.0 * lr);"));
+        assert!(
+            p.source
+                .contains("(probs[i] - (j == (long long)labels[r] ? ")
+        );
+        if !cuda::nvrtc::available() {
+            let msg = "NVRTC cannot be loaded (install nvidia-cuda-nvrtc and put its lib folder on LD_LIBRARY_PATH)";
+            if std::env::var("NETC_REQUIRE_NVRTC").as_deref() == Ok("1") {
+                panic!("{msg}, and NETC_REQUIRE_NVRTC=1");
+            }
+            eprintln!("skipped compiling: {msg}");
+            return;
+        }
+        for arch in ["sm_80", "sm_90"] {
+            let ptx = cuda::nvrtc::compile(&p.source, arch)
+                .unwrap_or_else(|e| panic!("fused={fused} {arch}: {e}"));
+            for k in &p.kernels {
+                assert!(
+                    ptx.contains(&format!(".entry {}(", k.name)),
+                    "no entry for {}",
+                    k.name
+                );
+            }
+        }
+    }
+}
+
 /// `netc compile --target cuda` writes the fused step by default and the
 /// unfused one with `--no-fuse`; `--no-fuse` without `--target cuda` is an error.
 #[test]

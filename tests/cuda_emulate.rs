@@ -122,6 +122,7 @@ fn each_kernel_matches_the_cpu_op() {
         Kernel::SoftmaxXentBwd {
             n: 300,
             classes: 13,
+            smoothing: 0.0,
         },
         Kernel::BiasGrad {
             n,
@@ -133,6 +134,31 @@ fn each_kernel_matches_the_cpu_op() {
             total,
             momentum: 0.9,
             weight_decay: 5e-4,
+            nesterov: false,
+            lr_mult: 1.0,
+            decay_mult: 1.0,
+        },
+        // 16..=18: the settings beyond the paper's.
+        Kernel::SoftmaxXentBwd {
+            n: 300,
+            classes: 13,
+            smoothing: 0.1,
+        },
+        Kernel::Sgd {
+            total,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            nesterov: true,
+            lr_mult: 1.0,
+            decay_mult: 1.0,
+        },
+        Kernel::Sgd {
+            total,
+            momentum: 0.8,
+            weight_decay: 5e-4,
+            nesterov: false,
+            lr_mult: 2.0,
+            decay_mult: 0.0,
         },
     ];
     let mut src = Source::default();
@@ -297,14 +323,77 @@ fn each_kernel_matches_the_cpu_op() {
         15,
         &[ptr(&mut sw), ptr(&mut sv), ptr(&mut sg), Val::F64(0.01)],
     );
-    let p = k::sgd::SgdParams {
-        lr: 0.01,
-        momentum: 0.9,
-        weight_decay: 5e-4,
-    };
+    let p = k::sgd::SgdParams::paper(0.01, 0.9, 5e-4);
     k::sgd::sgd_update(&p, &mut ww, &mut wv, &sg);
     check("sgd w", &sw, &ww, 0.0);
     check("sgd v", &sv, &wv, 0.0);
+
+    // label smoothing 0.1: the gradient against the smoothed target
+    let mut dz = vec![0f32; rows * classes];
+    run(16, &[ptr(&mut wprobs), uptr(&mut labels), ptr(&mut dz)]);
+    let mut wdz = vec![0f32; rows * classes];
+    k::softmax_xent::softmax_xent_backward_smoothed(rows, classes, &wprobs, &labels, 0.1, &mut wdz);
+    check("smoothed softmax grad", &dz, &wdz, 0.0);
+
+    // Nesterov, and Caffe's bias multipliers (lr 2, decay 0)
+    for (idx, p) in [
+        (
+            17,
+            k::sgd::SgdParams {
+                nesterov: true,
+                ..k::sgd::SgdParams::paper(0.01, 0.9, 5e-4)
+            },
+        ),
+        (
+            18,
+            k::sgd::SgdParams {
+                lr_mult: 2.0,
+                decay_mult: 0.0,
+                ..k::sgd::SgdParams::paper(0.01, 0.8, 5e-4)
+            },
+        ),
+    ] {
+        let (mut sw, mut sv, mut sg) = (
+            rand(20 + idx as u64, total, 1.0),
+            rand(30 + idx as u64, total, 0.1),
+            rand(40 + idx as u64, total, 1.0),
+        );
+        let (mut ww, mut wv) = (sw.clone(), sv.clone());
+        let (mut pw, mut pv) = (sw.clone(), sv.clone());
+        run(
+            idx,
+            &[ptr(&mut sw), ptr(&mut sv), ptr(&mut sg), Val::F64(0.01)],
+        );
+        k::sgd::sgd_update(&p, &mut ww, &mut wv, &sg);
+        check(&format!("sgd {p:?} w"), &sw, &ww, 0.0);
+        check(&format!("sgd {p:?} v"), &sv, &wv, 0.0);
+        // The setting made a difference: the paper's step lands elsewhere.
+        let paper = k::sgd::SgdParams::paper(0.01, p.momentum, 5e-4);
+        k::sgd::sgd_update(&paper, &mut pw, &mut pv, &sg);
+        assert!(pw.iter().zip(&sw).filter(|(a, b)| a != b).count() > total / 2);
+    }
+}
+
+/// The whole step with Nesterov momentum, label smoothing and Caffe's
+/// multipliers (biases at twice the rate without decay, `fc8` at ten
+/// times), unfused and fused, against `CpuExec` running the same graph.
+#[test]
+fn training_step_with_the_new_settings_matches_cpu_exec() {
+    if !have_gxx() {
+        eprintln!("skipped: no g++ to compile the emulated CUDA");
+        return;
+    }
+    let src = std::fs::read_to_string("networks/alexnet-fmnist.net").unwrap();
+    let old = "sgd { lr: 0.01, momentum: 0.9, weight_decay: 0.0005 }";
+    assert!(src.contains(old));
+    let src = src.replace(
+        old,
+        "sgd { lr: 0.01, momentum: 0.9, weight_decay: 0.0005, nesterov: true }\n  \
+         label_smoothing: 0.1\n  \
+         multipliers { bias { lr: 2, decay: 0 } fc8 { lr: 10 } }",
+    );
+    step_matches("alexnet-fmnist-settings", &src, false, 151);
+    step_matches("alexnet-fmnist-settings-fused", &src, true, 100);
 }
 
 #[test]

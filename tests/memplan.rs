@@ -413,6 +413,7 @@ fn random_graphs_plan_and_check() {
             lr: 0.01,
             momentum: 0.9,
             weight_decay: 5e-4,
+            ..ir::train::TrainConfig::default().sgd
         };
         autodiff::autodiff(&mut g, &sgd).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         ir::verify::verify(&g).unwrap_or_else(|e| panic!("seed {seed}: {e}"));

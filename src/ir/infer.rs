@@ -228,7 +228,7 @@ pub fn infer(op: &Op, inputs: &[&Ty]) -> Result<Ty, ShapeError> {
                 }
             }
         }
-        Op::SoftmaxXentGrad => {
+        Op::SoftmaxXentGrad { .. } => {
             arity(op, inputs, 2)?;
             Ty::Act {
                 dims: act("softmax_xent_grad", inputs[0])?,

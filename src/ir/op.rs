@@ -10,6 +10,14 @@ use serde::Serialize;
 
 use super::id::{GradPart, NodeId};
 
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
+}
+
 /// Serialises a node id as its index (the YAML form renumbers it first).
 fn ser_id<S: serde::Serializer>(n: &NodeId, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(n.index() as u64)
@@ -59,6 +67,132 @@ pub enum Init {
     He,
     /// U(±sqrt(6/(fan_in+fan_out))): Glorot & Bengio 2010.
     Xavier,
+    /// PyTorch's `kaiming_uniform_`: U(±gain·√(3/fan)), `gain` as
+    /// [`Nonlinearity::gain`] of `a`, `fan` the fan-in or fan-out.
+    KaimingUniform {
+        a: f64,
+        mode: FanMode,
+        nonlinearity: Nonlinearity,
+    },
+    /// PyTorch's `kaiming_normal_`: N(0, (gain/√fan)²).
+    KaimingNormal {
+        a: f64,
+        mode: FanMode,
+        nonlinearity: Nonlinearity,
+    },
+    /// PyTorch's `xavier_uniform_`: U(±gain·√(6/(fan_in+fan_out))).
+    XavierUniform {
+        gain: f64,
+    },
+    /// PyTorch's `xavier_normal_`: N(0, (gain·√(2/(fan_in+fan_out)))²).
+    XavierNormal {
+        gain: f64,
+    },
+}
+
+/// Which fan a Kaiming initialiser scales by. For a weight `[out, in, k…]`
+/// (conv `[F, C, K, K]`, dense `[units, in]`), as PyTorch computes them:
+/// `fan_in = in·Πk`, `fan_out = out·Πk`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FanMode {
+    FanIn,
+    FanOut,
+}
+
+/// The nonlinearity a Kaiming initialiser's gain is computed for, as
+/// PyTorch's `calculate_gain` has them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Nonlinearity {
+    Linear,
+    Sigmoid,
+    Tanh,
+    Relu,
+    LeakyRelu,
+    Selu,
+}
+
+impl Nonlinearity {
+    /// Every nonlinearity by its source name.
+    pub const ALL: &'static [(&'static str, Nonlinearity)] = &[
+        ("linear", Nonlinearity::Linear),
+        ("sigmoid", Nonlinearity::Sigmoid),
+        ("tanh", Nonlinearity::Tanh),
+        ("relu", Nonlinearity::Relu),
+        ("leaky_relu", Nonlinearity::LeakyRelu),
+        ("selu", Nonlinearity::Selu),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, n)| *n == self)
+            .map_or("linear", |(s, _)| s)
+    }
+
+    /// PyTorch's `calculate_gain(nonlinearity, a)`: 1 for linear and
+    /// sigmoid, 5/3 for tanh, √2 for relu, √(2/(1+a²)) for leaky_relu
+    /// (`a` its negative slope), 3/4 for selu.
+    pub fn gain(self, a: f64) -> f64 {
+        match self {
+            Nonlinearity::Linear | Nonlinearity::Sigmoid => 1.0,
+            Nonlinearity::Tanh => 5.0 / 3.0,
+            Nonlinearity::Relu => 2f64.sqrt(),
+            Nonlinearity::LeakyRelu => (2.0 / (1.0 + a * a)).sqrt(),
+            Nonlinearity::Selu => 0.75,
+        }
+    }
+}
+
+impl FanMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            FanMode::FanIn => "fan_in",
+            FanMode::FanOut => "fan_out",
+        }
+    }
+}
+
+/// PyTorch's defaults of `kaiming_*_`: `a: 0, mode: fan_in, nonlinearity: leaky_relu`.
+fn kaiming_args(a: f64, mode: FanMode, nl: Nonlinearity) -> String {
+    let mut v = Vec::new();
+    if a != 0.0 {
+        v.push(format!("a: {}", num(a)));
+    }
+    if mode != FanMode::FanIn {
+        v.push(format!("mode: {}", mode.name()));
+    }
+    if nl != Nonlinearity::LeakyRelu {
+        v.push(format!("nonlinearity: {}", nl.name()));
+    }
+    if v.is_empty() {
+        String::new()
+    } else {
+        format!("({})", v.join(", "))
+    }
+}
+
+fn gain_arg(gain: f64) -> String {
+    if gain == 1.0 {
+        String::new()
+    } else {
+        format!("(gain: {})", num(gain))
+    }
+}
+
+impl Init {
+    /// The initialisers that, as PyTorch's, need a weight's fans: a
+    /// tensor of two or more dimensions.
+    pub fn needs_fans(&self) -> bool {
+        matches!(
+            self,
+            Init::KaimingUniform { .. }
+                | Init::KaimingNormal { .. }
+                | Init::XavierUniform { .. }
+                | Init::XavierNormal { .. }
+        )
+    }
 }
 
 impl std::fmt::Display for Init {
@@ -69,6 +203,26 @@ impl std::fmt::Display for Init {
             Init::Constant { value } => write!(f, "{}", num(*value)),
             Init::He => write!(f, "he"),
             Init::Xavier => write!(f, "xavier"),
+            Init::KaimingUniform {
+                a,
+                mode,
+                nonlinearity,
+            } => write!(
+                f,
+                "kaiming_uniform{}",
+                kaiming_args(*a, *mode, *nonlinearity)
+            ),
+            Init::KaimingNormal {
+                a,
+                mode,
+                nonlinearity,
+            } => write!(
+                f,
+                "kaiming_normal{}",
+                kaiming_args(*a, *mode, *nonlinearity)
+            ),
+            Init::XavierUniform { gain } => write!(f, "xavier_uniform{}", gain_arg(*gain)),
+            Init::XavierNormal { gain } => write!(f, "xavier_normal{}", gain_arg(*gain)),
         }
     }
 }
@@ -117,8 +271,14 @@ pub enum Op {
     SoftmaxXent,
 
     // ---- the training step (added by `passes::autodiff`) ----
-    /// ∂L/∂logits of the mean loss: `(softmax − onehot)/N`. Inputs: logits, labels.
-    SoftmaxXentGrad,
+    /// ∂L/∂logits of the mean loss: `(softmax − target)/N`, the target
+    /// `onehot` or, with label smoothing ε, `(1 − ε)·onehot + ε/K` over `K`
+    /// classes (the gradient of the cross-entropy against that target).
+    /// Inputs: logits, labels.
+    SoftmaxXentGrad {
+        #[serde(skip_serializing_if = "is_zero")]
+        smoothing: f64,
+    },
     /// ∂L/∂x of a convolution. Inputs: dy, weight. `in_h`, `in_w`: the size of x.
     ConvGradInput {
         size: u64,
@@ -170,11 +330,23 @@ pub enum Op {
     },
     /// Elementwise sum of all inputs (gradients reaching one value by several paths).
     Add,
-    /// The paper's update, in place: `v ← momentum·v − weight_decay·lr·w − lr·g; w ← w + v`.
-    /// Inputs: w, v, g. The learning rate is the schedule's, at run time.
+    /// The paper's update, in place, with `ε = lr·lr_mult` (the schedule's
+    /// learning rate at run time, times this parameter's multiplier) and
+    /// `λ = weight_decay·decay_mult`:
+    /// `v ← momentum·v − λ·ε·w − ε·g; w ← w + v`.
+    /// With `nesterov`, the step looks ahead along the new velocity:
+    /// `d = λ·ε·w + ε·g; v ← momentum·v − d; w ← w + momentum·v − d`
+    /// (PyTorch's `SGD(nesterov=True)` with its buffer `b = −v/ε`, the same
+    /// trajectory while ε is constant). Inputs: w, v, g.
     SgdUpdate {
         momentum: f64,
         weight_decay: f64,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        nesterov: bool,
+        #[serde(skip_serializing_if = "is_one")]
+        lr_mult: f64,
+        #[serde(skip_serializing_if = "is_one")]
+        decay_mult: f64,
     },
 
     // ---- fused ops (added by `passes::fuse`; each is exactly the
@@ -277,7 +449,7 @@ impl Op {
             Op::Dropout { .. } => "dropout",
             Op::Concat => "concat",
             Op::SoftmaxXent => "softmax_xent",
-            Op::SoftmaxXentGrad => "softmax_xent_grad",
+            Op::SoftmaxXentGrad { .. } => "softmax_xent_grad",
             Op::ConvGradInput { .. } => "conv_grad_input",
             Op::ConvGradWeight { .. } => "conv_grad_weight",
             Op::ConvGradBias => "conv_grad_bias",
@@ -437,14 +609,35 @@ impl Op {
             Op::Slice { start, len } => {
                 vec![("start", start.to_string()), ("len", len.to_string())]
             }
+            Op::SoftmaxXentGrad { smoothing } => {
+                if *smoothing == 0.0 {
+                    vec![]
+                } else {
+                    vec![("smoothing", num(*smoothing))]
+                }
+            }
             Op::SgdUpdate {
                 momentum,
                 weight_decay,
+                nesterov,
+                lr_mult,
+                decay_mult,
             } => {
-                vec![
+                // The settings beyond the paper's show only when they are set.
+                let mut v = vec![
                     ("momentum", num(*momentum)),
                     ("weight_decay", num(*weight_decay)),
-                ]
+                ];
+                if *nesterov {
+                    v.push(("nesterov", "true".into()));
+                }
+                if *lr_mult != 1.0 {
+                    v.push(("lr_mult", num(*lr_mult)));
+                }
+                if *decay_mult != 1.0 {
+                    v.push(("decay_mult", num(*decay_mult)));
+                }
+                v
             }
             Op::ConvRelu {
                 filters,
@@ -534,7 +727,6 @@ impl Op {
             | Op::Concat
             | Op::ConvReluGradBias
             | Op::SoftmaxXent
-            | Op::SoftmaxXentGrad
             | Op::ConvGradBias
             | Op::ReluGrad
             | Op::DenseGradWeight
@@ -596,7 +788,7 @@ impl Op {
         self.is_layer_grad()
             || matches!(
                 self,
-                Op::SoftmaxXentGrad
+                Op::SoftmaxXentGrad { .. }
                     | Op::ReluGrad
                     | Op::LrnGrad { .. }
                     | Op::MaxPoolGrad { .. }

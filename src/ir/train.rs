@@ -4,6 +4,9 @@
 
 use serde::Serialize;
 
+use crate::ir::ParamRole;
+use crate::span::Span;
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TrainConfig {
     pub batch: u64,
@@ -14,12 +17,79 @@ pub struct TrainConfig {
     pub data: DataPrep,
 }
 
-/// The paper's update: `v ← momentum·v − weight_decay·lr·w − lr·∂L/∂w; w ← w + v`.
+/// The paper's update: `v ← momentum·v − weight_decay·lr·w − lr·∂L/∂w; w ← w + v`;
+/// with `nesterov`, `w ← w + momentum·v − weight_decay·lr·w − lr·∂L/∂w`
+/// instead (see [`crate::ir::Op::SgdUpdate`]). Each parameter's `lr` and
+/// `weight_decay` are scaled by its [`Multiplier`]s.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Sgd {
     pub lr: f64,
     pub momentum: f64,
     pub weight_decay: f64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub nesterov: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub multipliers: Vec<Multiplier>,
+    /// Label smoothing ε of the loss the step descends: the target of
+    /// `softmax_xent_grad` is `(1 − ε)·onehot + ε/K` (written at the top
+    /// of `train`, kept here because autodiff builds the step from these
+    /// settings). The loss reported stays the plain cross-entropy.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub label_smoothing: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// One rule of `multipliers { … }`: scales the learning rate (`lr`) and
+/// the weight decay (`decay`) of the parameters it names: every parameter
+/// of `role` (`bias { … }`), every parameter of `layer` (`fc8 { … }`), or
+/// one (`conv1.bias { … }`). A field left out leaves the multiplier as it is.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Multiplier {
+    pub layer: Option<String>,
+    pub role: Option<ParamRole>,
+    pub lr: Option<f64>,
+    pub decay: Option<f64>,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+impl Multiplier {
+    /// How specific the rule is: a role (1), a layer (2), a layer's parameter (3).
+    fn rank(&self) -> u8 {
+        match (&self.layer, &self.role) {
+            (None, _) => 1,
+            (Some(_), None) => 2,
+            (Some(_), Some(_)) => 3,
+        }
+    }
+
+    fn applies(&self, layer: &str, role: ParamRole) -> bool {
+        self.layer.as_deref().is_none_or(|l| l == layer) && self.role.is_none_or(|r| r == role)
+    }
+}
+
+impl Sgd {
+    /// `(lr_mult, decay_mult)` of the parameter of `role` in `layer`: 1
+    /// unless a rule names it; the more specific rule wins (a layer's
+    /// parameter over a layer over a role), and of equally specific ones
+    /// the later.
+    pub fn multipliers_of(&self, layer: &str, role: ParamRole) -> (f64, f64) {
+        let mut rules: Vec<&Multiplier> = self
+            .multipliers
+            .iter()
+            .filter(|m| m.applies(layer, role))
+            .collect();
+        rules.sort_by_key(|m| m.rank());
+        let (mut lr, mut decay) = (1.0, 1.0);
+        for m in rules {
+            lr = m.lr.unwrap_or(lr);
+            decay = m.decay.unwrap_or(decay);
+        }
+        (lr, decay)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -36,6 +106,10 @@ pub enum Schedule {
         patience: u64,
         drops: u64,
     },
+    /// Set at every step: a linear warm-up from 0 over `warmup` epochs
+    /// (a fraction allowed, rounded to whole steps), then a half cosine
+    /// from the base rate down to `min_lr` at the end of training.
+    Cosine { warmup: f64, min_lr: f64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -79,6 +153,9 @@ impl Default for TrainConfig {
                 lr: 0.01,
                 momentum: 0.9,
                 weight_decay: 0.0005,
+                nesterov: false,
+                multipliers: Vec::new(),
+                label_smoothing: 0.0,
             },
             schedule: Schedule::Plateau {
                 factor: 0.1,

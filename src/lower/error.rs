@@ -103,6 +103,35 @@ pub enum LowerError {
         param: String,
         span: Span,
     },
+    #[error("invalid argument to `{init}`: {reason}")]
+    InitArg {
+        init: String,
+        span: Span,
+        reason: String,
+    },
+    #[error("`{init}` needs a weight's fan-in and fan-out; a bias has neither")]
+    FanlessInit { init: String, span: Span },
+    #[error("`nesterov: true` needs a momentum above 0")]
+    NesterovMomentum { span: Span },
+    #[error("invalid `{key}`: {reason}")]
+    Multiplier {
+        key: String,
+        span: Span,
+        reason: String,
+    },
+    #[error("`multipliers` names `{name}`, which {what}")]
+    MultiplierTarget {
+        name: String,
+        what: &'static str,
+        span: Span,
+        suggestion: Option<String>,
+    },
+    #[error("`label_smoothing` must lie in [0, 1), got {value}")]
+    LabelSmoothing { value: f64, span: Span },
+    #[error("invalid warm-up: {reason}")]
+    Warmup { span: Span, reason: String },
+    #[error("invalid `min_lr`: {reason}")]
+    MinLr { span: Span, reason: String },
 }
 
 impl LowerError {
@@ -129,7 +158,15 @@ impl LowerError {
             | Towers { span, .. }
             | UnknownSetting { span, .. }
             | SettingType { span, .. }
-            | NoSuchParam { span, .. } => *span,
+            | NoSuchParam { span, .. }
+            | InitArg { span, .. }
+            | FanlessInit { span, .. }
+            | NesterovMomentum { span }
+            | Multiplier { span, .. }
+            | MultiplierTarget { span, .. }
+            | LabelSmoothing { span, .. }
+            | Warmup { span, .. }
+            | MinLr { span, .. } => *span,
         }
     }
 }

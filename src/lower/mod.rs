@@ -112,10 +112,48 @@ pub fn lower(file: &File) -> Result<Module, LowerError> {
             });
         }
     }
+    // Multipliers: every rule must name parameters that exist.
+    for m in &train.sgd.multipliers {
+        let role_name = |r: ParamRole| format!("{r:?}").to_lowercase();
+        let found = match (&m.layer, m.role) {
+            (None, _) => true,
+            (Some(l), role) => lw
+                .params
+                .get(l)
+                .is_some_and(|ps| role.is_none_or(|r| ps.iter().any(|(pr, _)| *pr == r))),
+        };
+        if !found {
+            let layer = m.layer.clone().unwrap_or_default();
+            let known = lw.params.contains_key(&layer);
+            return Err(LowerError::MultiplierTarget {
+                suggestion: if known {
+                    None
+                } else {
+                    suggest(&layer, lw.params.keys().map(String::as_str))
+                },
+                what: match (known, m.role.is_some()) {
+                    (true, _) => "the layer does not have",
+                    (false, _) if lw.syms.contains_key(layer.as_str()) => "has no parameters",
+                    _ => "is not defined",
+                },
+                name: match m.role {
+                    Some(r) => format!("{layer}.{}", role_name(r)),
+                    None => layer,
+                },
+                span: m.span,
+            });
+        }
+    }
     for (layer, ps) in &lw.params {
+        // Weights come before their layer's bias; a bias's fan-in (what
+        // `pytorch_default` scales it by) is that of the weight before it.
+        let mut fan_in = 1;
         for (role, n) in ps {
+            if *role == ParamRole::Weight {
+                fan_in = lw.graph.g[*n].ty.dims().iter().skip(1).product::<u64>();
+            }
             if let Op::Param { init: slot, .. } = &mut lw.graph.g[*n].op {
-                *slot = init.for_param(layer, *role);
+                *slot = init.for_param(layer, *role).resolve(*role, fan_in);
             }
         }
     }

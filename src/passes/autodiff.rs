@@ -4,7 +4,8 @@
 //! Assumes a verified forward graph with exactly one `softmax_xent` (the
 //! loss). Guarantees: the result verifies; every parameter (weight, bias)
 //! gets one `sgd_update` fed by the gradient of the loss, and one velocity
-//! parameter initialised to 0; a value reached by several paths (a tower
+//! parameter initialised to 0, carrying the optimiser's settings and the
+//! parameter's multipliers (`Sgd::multipliers_of` its layer and role); a value reached by several paths (a tower
 //! output gathered by both towers) has its gradients summed by one `add`;
 //! gradient nodes run on the tower of the forward node they differentiate,
 //! so a backward cross-tower edge mirrors each forward one; every node
@@ -120,7 +121,10 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
         let ins = b.g.inputs(n);
         let dev = node.device;
         if node.op == Op::SoftmaxXent {
-            let d = b.add(Op::SoftmaxXentGrad, n, "dlogits", dev, &[ins[0], ins[1]])?;
+            let op = Op::SoftmaxXentGrad {
+                smoothing: sgd.label_smoothing,
+            };
+            let d = b.add(op, n, "dlogits", dev, &[ins[0], ins[1]])?;
             b.give(ins[0], d);
             continue;
         }
@@ -221,9 +225,13 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
                     span: node.span,
                     forward: None,
                 });
+                let (lr_mult, decay_mult) = sgd.multipliers_of(&node.layer, *role);
                 let op = Op::SgdUpdate {
                     momentum: sgd.momentum,
                     weight_decay: sgd.weight_decay,
+                    nesterov: sgd.nesterov,
+                    lr_mult,
+                    decay_mult,
                 };
                 b.add(op, n, "update", dev, &[n, v, dy])?;
             }

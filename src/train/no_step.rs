@@ -1,5 +1,6 @@
 //! Runs that would take no training step are refused before they start:
-//! `--max-steps 0`, `--epochs 0`, and a batch larger than the training set
+//! `--max-steps 0`, `--epochs 0` (or fewer epochs than a cosine schedule's
+//! warm-up), and a batch larger than the training set
 //! (the loader drops the last partial batch, so no batch is left). Also
 //! the data's class count against the network's: more classes than the
 //! label input takes is an error, fewer a warning (some classes are never
@@ -18,6 +19,16 @@ pub fn check_counts(cfg: &TrainConfig, max_steps: Option<u64>) -> Result<(), Str
     }
     if cfg.epochs == 0 {
         return Err("`--epochs 0` would take no training step; give 1 or more".into());
+    }
+    // The file's own epochs are checked when it is compiled (N0156); an
+    // `--epochs` that leaves the warm-up no room to end is refused here.
+    if let crate::ir::train::Schedule::Cosine { warmup, .. } = cfg.schedule
+        && warmup >= cfg.epochs as f64
+    {
+        return Err(format!(
+            "the cosine schedule's warm-up of {warmup} epochs is not shorter than the run's {} epochs; give more epochs",
+            cfg.epochs
+        ));
     }
     Ok(())
 }

@@ -69,13 +69,53 @@ pub struct TrainOptions {
 }
 
 /// The learning rate of `epoch` (0-based) under a step or fixed schedule;
-/// plateau decisions are taken by [`Plateau`].
+/// plateau decisions are taken by [`Plateau`]. A cosine schedule changes
+/// at every step: see [`step_lr`]; this is its rate at the epoch's start.
 pub fn scheduled_lr(cfg: &TrainConfig, epoch: u64, plateau_lr: f64) -> f64 {
     match cfg.schedule {
         Schedule::Fixed => cfg.sgd.lr,
         Schedule::Step { every, factor } => cfg.sgd.lr * factor.powi((epoch / every.max(1)) as i32),
         Schedule::Plateau { .. } => plateau_lr,
+        Schedule::Cosine { .. } => step_lr(cfg, epoch, 0, 1, plateau_lr),
     }
+}
+
+/// The learning rate of step `batch` (0-based) of `epoch` when every epoch
+/// takes `steps_per_epoch` steps: the epoch's rate ([`scheduled_lr`]) but
+/// under `cosine(warmup, min_lr)`, where with `s` the step's index in the
+/// run, `T = epochs·steps_per_epoch` steps in all and
+/// `W = round(warmup·steps_per_epoch)` of warm-up:
+/// `lr·s/W` while `s < W`, then
+/// `min_lr + (lr − min_lr)·(1 + cos(π·(s − W)/(T − W)))/2`.
+/// A pure function of the step, so a resumed run takes the same rates.
+pub fn step_lr(
+    cfg: &TrainConfig,
+    epoch: u64,
+    batch: u64,
+    steps_per_epoch: u64,
+    plateau_lr: f64,
+) -> f64 {
+    let Schedule::Cosine { warmup, min_lr } = cfg.schedule else {
+        return scheduled_lr(cfg, epoch, plateau_lr);
+    };
+    let per = steps_per_epoch.max(1);
+    let s = (epoch * per + batch) as f64;
+    let total = (cfg.epochs * per) as f64;
+    let w = warmup_steps(warmup, per).min(cfg.epochs * per) as f64;
+    if s < w {
+        return cfg.sgd.lr * s / w;
+    }
+    let progress = if total > w {
+        (s - w) / (total - w)
+    } else {
+        1.0
+    };
+    min_lr + (cfg.sgd.lr - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// The warm-up of `cosine(warmup: E)` in steps: `E` epochs, rounded.
+pub fn warmup_steps(warmup: f64, steps_per_epoch: u64) -> u64 {
+    (warmup * steps_per_epoch as f64).round() as u64
 }
 
 /// The paper's rule: divide when the validation error stops improving.
@@ -502,6 +542,14 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
     while p.epoch < s.cfg.epochs {
         let epoch = p.epoch;
         let lr = scheduled_lr(&s.cfg, epoch, plateau.lr);
+        // What the epoch reports: the rate of its last step.
+        let last_lr = step_lr(
+            &s.cfg,
+            epoch,
+            steps_per_epoch.saturating_sub(1),
+            steps_per_epoch,
+            plateau.lr,
+        );
         let t0 = Instant::now();
         let timed_from = p.seen;
         let bar = if opts.quiet {
@@ -543,6 +591,12 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
                 });
             }
             let Some(cur) = next.take() else { break };
+            let lr = match s.cfg.schedule {
+                Schedule::Cosine { .. } => {
+                    step_lr(&s.cfg, epoch, p.batch, steps_per_epoch, plateau.lr)
+                }
+                _ => lr,
+            };
             s.exec.submit(cur.batch(), lr, p.step)?;
             // While the step runs (on a device), the next batch is
             // assembled and handed over to be copied.
@@ -622,7 +676,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
         }
         let r = EpochReport {
             epoch: epoch + 1,
-            lr,
+            lr: last_lr,
             train_loss: p.loss_sum / p.seen.max(1) as f64,
             test_loss: ev.loss,
             top1_error: ev.top1_error,

@@ -115,7 +115,7 @@ pub(super) fn needs(
             let e = side_reader.entry(node.forward.unwrap_or(n)).or_insert(p);
             *e = (*e).max(p);
         }
-        if node.op == Op::SoftmaxXentGrad
+        if matches!(node.op, Op::SoftmaxXentGrad { .. })
             && let Some(&logits) = g.inputs(n).first()
         {
             let e = probs_reader.entry(logits).or_insert(p);

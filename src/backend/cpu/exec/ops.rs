@@ -99,7 +99,9 @@ impl<T: Float> CpuExec<T> {
                         .collect::<Result<_, _>>()?,
                 )
             }
-            Op::SoftmaxXentGrad => (vec![], vec![self.side_loc(self.loss, Side::SoftmaxProbs)?]),
+            Op::SoftmaxXentGrad { .. } => {
+                (vec![], vec![self.side_loc(self.loss, Side::SoftmaxProbs)?])
+            }
             _ => (vec![], vec![]),
         };
         // What it writes: its output (or, for an update, weight and velocity).
@@ -256,9 +258,20 @@ impl<T: Float> CpuExec<T> {
                     k::softmax_xent::softmax_xent_forward(b, classes, x(0)?, &self.labels, probs);
                 out[0] = T::from_f64(loss);
             }
-            Op::SoftmaxXentGrad => {
+            Op::SoftmaxXentGrad { smoothing } => {
                 let classes = g.node(ins[0]).ty.numel() as usize;
-                k::softmax_xent::softmax_xent_backward(b, classes, side(0)?, &self.labels, out);
+                if *smoothing == 0.0 {
+                    k::softmax_xent::softmax_xent_backward(b, classes, side(0)?, &self.labels, out);
+                } else {
+                    k::softmax_xent::softmax_xent_backward_smoothed(
+                        b,
+                        classes,
+                        side(0)?,
+                        &self.labels,
+                        *smoothing,
+                        out,
+                    );
+                }
             }
             Op::ReluGrad => match (r[0], r[1]) {
                 (Some(y), Some(dy)) => k::relu::relu_backward(y, dy, out),
@@ -315,11 +328,17 @@ impl<T: Float> CpuExec<T> {
             Op::SgdUpdate {
                 momentum,
                 weight_decay,
+                nesterov,
+                lr_mult,
+                decay_mult,
             } => {
                 let p = k::sgd::SgdParams {
                     lr,
                     momentum: *momentum,
                     weight_decay: *weight_decay,
+                    nesterov: *nesterov,
+                    lr_mult: *lr_mult,
+                    decay_mult: *decay_mult,
                 };
                 let [vel] = rest else {
                     return Err(ExecError::Internal("sgd_update state".into()));

@@ -3,7 +3,8 @@
 //!
 //! `loss = (1/n) Σ_i −log softmax(z_i)[label_i]` (log-sum-exp with the row
 //! max subtracted; loss accumulated in f64). Gradient w.r.t. the logits:
-//! `(softmax − onehot)/n`. Assumes every label `< classes`. Forward
+//! `(softmax − onehot)/n`; with label smoothing ε, `(softmax − t)/n`
+//! against `t = (1 − ε)·onehot + ε/classes`. Assumes every label `< classes`. Forward
 //! OVERWRITES `probs` (saved for backward); backward OVERWRITES `dlogits`.
 
 use super::Float;
@@ -70,6 +71,72 @@ pub fn softmax_xent_backward<T: Float>(
         }
         d[lab as usize] = (p[lab as usize] - T::ONE) * inv_n;
     }
+}
+
+/// The smoothed target of one row over `classes` classes: `(on, off)`,
+/// the label's `1 − ε + ε/classes` and every other class's `ε/classes`
+/// (PyTorch's `CrossEntropyLoss(label_smoothing=ε)`).
+pub fn smoothed_targets(classes: usize, smoothing: f64) -> (f64, f64) {
+    let off = smoothing / classes.max(1) as f64;
+    (1.0 - smoothing + off, off)
+}
+
+/// Backward against the smoothed target: `dlogits = (probs − t) / n`,
+/// `t` from [`smoothed_targets`]. The gradient of [`smoothed_xent_loss`].
+pub fn softmax_xent_backward_smoothed<T: Float>(
+    n: usize,
+    classes: usize,
+    probs: &[T],
+    labels: &[u32],
+    smoothing: f64,
+    dlogits: &mut [T],
+) {
+    debug_assert_eq!(probs.len(), n * classes);
+    debug_assert_eq!(labels.len(), n);
+    debug_assert_eq!(dlogits.len(), n * classes);
+    if n == 0 || classes == 0 {
+        return;
+    }
+    let inv_n = T::from_f64(1.0 / n as f64);
+    let (on, off) = smoothed_targets(classes, smoothing);
+    let (on, off) = (T::from_f64(on), T::from_f64(off));
+    for ((d, p), &lab) in dlogits
+        .chunks_exact_mut(classes)
+        .zip(probs.chunks_exact(classes))
+        .zip(labels)
+    {
+        for (j, (o, v)) in d.iter_mut().zip(p).enumerate() {
+            *o = (*v - if j == lab as usize { on } else { off }) * inv_n;
+        }
+    }
+}
+
+/// The mean cross-entropy against the smoothed target,
+/// `(1/n) Σ_i Σ_j −t_ij·log softmax(z_i)_j`, in f64: the loss
+/// [`softmax_xent_backward_smoothed`] is the gradient of. Training reports
+/// the plain cross-entropy ([`softmax_xent_forward`]); this one is for checks.
+pub fn smoothed_xent_loss<T: Float>(
+    n: usize,
+    classes: usize,
+    logits: &[T],
+    labels: &[u32],
+    smoothing: f64,
+) -> f64 {
+    if n == 0 || classes == 0 {
+        return 0.0;
+    }
+    let (on, off) = smoothed_targets(classes, smoothing);
+    let mut total = 0.0;
+    for (z, &lab) in logits.chunks_exact(classes).zip(labels) {
+        let z: Vec<f64> = z.iter().map(|v| v.to_f64()).collect();
+        let m = z.iter().fold(z[0], |a, v| a.max(*v));
+        let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        for (j, v) in z.iter().enumerate() {
+            let t = if j == lab as usize { on } else { off };
+            total += t * (lse - v);
+        }
+    }
+    total / n as f64
 }
 
 /// Number of rows whose label is among the `k` highest scores. A row counts
@@ -168,6 +235,45 @@ mod tests {
             softmax_xent_forward(n, c, z, &labels, &mut p)
         });
         assert_grad("xent dlogits", &d, &num, TOL);
+    }
+
+    #[test]
+    fn smoothed_xent_gradcheck() {
+        let (n, c) = (4, 7);
+        let mut z: Vec<f64> = rand_vec(92, n * c).iter().map(|v| 3.0 * v).collect();
+        let labels = [3u32, 0, 6, 3];
+        let mut p = vec![0.0; n * c];
+        softmax_xent_forward(n, c, &z, &labels, &mut p);
+        for eps in [0.1, 0.3] {
+            let mut d = vec![0.0; n * c];
+            softmax_xent_backward_smoothed(n, c, &p, &labels, eps, &mut d);
+            let num = numeric_grad(&mut z, EPS, |z| smoothed_xent_loss(n, c, z, &labels, eps));
+            assert_grad("smoothed xent dlogits", &d, &num, TOL);
+        }
+        // ε = 0 is the plain loss and gradient.
+        let plain = softmax_xent_forward(n, c, &z, &labels, &mut p);
+        assert!((smoothed_xent_loss(n, c, &z, &labels, 0.0) - plain).abs() < 1e-12);
+        let (mut d0, mut d1) = (vec![0.0; n * c], vec![0.0; n * c]);
+        softmax_xent_backward(n, c, &p, &labels, &mut d0);
+        softmax_xent_backward_smoothed(n, c, &p, &labels, 0.0, &mut d1);
+        assert_eq!(d0, d1);
+    }
+
+    #[test]
+    fn smoothing_by_hand() {
+        // PyTorch: CrossEntropyLoss(label_smoothing=0.1) of logits
+        // [0, ln 2, ln 3] with label 2 over 3 classes: the target is
+        // [0.1/3, 0.1/3, 0.9 + 0.1/3]; loss = −Σ t·log p.
+        let z = [0.0f64, 2f64.ln(), 3f64.ln()];
+        let p = [1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0f64];
+        let t = [0.1 / 3.0, 0.1 / 3.0, 0.9 + 0.1 / 3.0];
+        let want: f64 = -(0..3).map(|j| t[j] * p[j].ln()).sum::<f64>();
+        assert!((smoothed_xent_loss(1, 3, &z, &[2], 0.1) - want).abs() < 1e-14);
+        let mut d = [0.0; 3];
+        softmax_xent_backward_smoothed(1, 3, &p, &[2], 0.1, &mut d);
+        for j in 0..3 {
+            assert!((d[j] - (p[j] - t[j])).abs() < 1e-15);
+        }
     }
 
     #[test]

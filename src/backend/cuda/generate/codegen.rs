@@ -366,14 +366,18 @@ impl Gen<'_> {
                 let args = vec![a(0), a(1), Arg::Buf(probs), Arg::Buf(self.buf(n))];
                 self.launch(n, kern, args)?;
             }
-            Op::SoftmaxXentGrad => {
+            Op::SoftmaxXentGrad { smoothing } => {
                 let classes = g.node(ins[0]).ty.numel() as usize;
                 let loss = g
                     .node_ids()
                     .find(|m| g.node(*m).op == Op::SoftmaxXent)
                     .ok_or(CodegenError::Missing("softmax_xent"))?;
                 let probs = self.side(n, loss, Side::SoftmaxProbs)?;
-                let kern = Kernel::SoftmaxXentBwd { n: b, classes };
+                let kern = Kernel::SoftmaxXentBwd {
+                    n: b,
+                    classes,
+                    smoothing: *smoothing,
+                };
                 self.launch(n, kern, vec![Arg::Buf(probs), a(1), Arg::Buf(self.buf(n))])?;
             }
             Op::ConvGradInput { .. }
@@ -396,11 +400,17 @@ impl Gen<'_> {
             Op::SgdUpdate {
                 momentum,
                 weight_decay,
+                nesterov,
+                lr_mult,
+                decay_mult,
             } => {
                 let kern = Kernel::Sgd {
                     total: buffers::elems(&g.node(ins[0]).ty, b),
                     momentum: *momentum,
                     weight_decay: *weight_decay,
+                    nesterov: *nesterov,
+                    lr_mult: *lr_mult,
+                    decay_mult: *decay_mult,
                 };
                 self.launch(n, kern, vec![a(0), a(1), a(2), Arg::lr(self.bufs.scalars)])?;
             }

@@ -89,9 +89,12 @@ pub enum Kernel {
         n: usize,
         classes: usize,
     },
+    /// `(probs − target)/n`; the target smoothed by `smoothing` (ε):
+    /// `(1 − ε)·onehot + ε/classes`.
     SoftmaxXentBwd {
         n: usize,
         classes: usize,
+        smoothing: f64,
     },
     /// `y[n][f][p] = act(tmp[f][n][p] + bias[f])`: the GEMM epilogue.
     BiasEpilogue {
@@ -159,11 +162,15 @@ pub enum Kernel {
         oh: usize,
         ow: usize,
     },
-    /// The paper's SGD step, in place.
+    /// The paper's SGD step, in place (Nesterov's with `nesterov`), the
+    /// learning rate scaled by `lr_mult` and the weight decay by `decay_mult`.
     Sgd {
         total: usize,
         momentum: f64,
         weight_decay: f64,
+        nesterov: bool,
+        lr_mult: f64,
+        decay_mult: f64,
     },
 }
 
@@ -359,7 +366,7 @@ pub fn spec(k: &Kernel) -> Spec {
             sync: true,
             in_place: false,
         },
-        Kernel::SoftmaxXentBwd { n, classes } => ew(
+        Kernel::SoftmaxXentBwd { n, classes, smoothing } if *smoothing == 0.0 => ew(
             "softmax_xent_bwd",
             n * classes,
             vec![(InF32, "probs"), (InU32, "labels"), (OutF32, "dlogits")],
@@ -369,6 +376,23 @@ pub fn spec(k: &Kernel) -> Spec {
                 "dlogits[i] = j == (long long)labels[r] ? (probs[i] - 1.0f) * inv_n : probs[i] * inv_n;".into(),
             ],
         ),
+        Kernel::SoftmaxXentBwd { n, classes, smoothing } => {
+            let (on, off) = crate::backend::cpu::kernels::softmax_xent::smoothed_targets(*classes, *smoothing);
+            ew(
+                "softmax_xent_bwd",
+                n * classes,
+                vec![(InF32, "probs"), (InU32, "labels"), (OutF32, "dlogits")],
+                vec![
+                    format!("const float inv_n = {};", f32_lit(1.0 / *n as f64)),
+                    format!("const long long r = i / {classes}, j = i % {classes};"),
+                    format!(
+                        "dlogits[i] = (probs[i] - (j == (long long)labels[r] ? {} : {})) * inv_n;",
+                        f32_lit(on),
+                        f32_lit(off)
+                    ),
+                ],
+            )
+        }
         Kernel::BiasEpilogue { n, f, p, act } => fk::bias_epilogue(*n, *f, *p, *act),
         Kernel::ToChannelMajor { n, f, p, relu } => fk::to_channel_major(*n, *f, *p, *relu),
         Kernel::ReluGradScale { total, scale } => ew(
@@ -439,18 +463,39 @@ pub fn spec(k: &Kernel) -> Spec {
                 ],
             )
         }
-        Kernel::Sgd { total, momentum, weight_decay } => ew(
-            "sgd_update",
-            *total,
-            vec![(OutF32, "w"), (OutF32, "v"), (InF32, "g"), (ParamTy::InF64, "lrp")],
-            vec![
-                "const double lr = *lrp;".into(),
+        Kernel::Sgd { total, momentum, weight_decay, nesterov, lr_mult, decay_mult } => {
+            // The paper's settings generate the paper's kernel, text for text.
+            let lr = if *lr_mult == 1.0 {
+                "const double lr = *lrp;".to_string()
+            } else {
+                format!("const double lr = *lrp * {};", f64_lit(*lr_mult))
+            };
+            let wd = weight_decay * decay_mult;
+            let mut body = vec![
+                lr,
                 "const float lrf = (float)lr;".into(),
-                format!("const float wdlr = (float)({} * lr);", f64_lit(*weight_decay)),
-                format!("const float nv = {} * v[i] - wdlr * w[i] - lrf * g[i];", f32_lit(*momentum)),
-                "v[i] = nv;".into(),
-                "w[i] += nv;".into(),
-            ],
-        ),
+                format!("const float wdlr = (float)({} * lr);", f64_lit(wd)),
+            ];
+            if *nesterov {
+                body.extend([
+                    "const float d = wdlr * w[i] + lrf * g[i];".to_string(),
+                    format!("const float nv = {} * v[i] - d;", f32_lit(*momentum)),
+                    "v[i] = nv;".into(),
+                    format!("w[i] += {} * nv - d;", f32_lit(*momentum)),
+                ]);
+            } else {
+                body.extend([
+                    format!("const float nv = {} * v[i] - wdlr * w[i] - lrf * g[i];", f32_lit(*momentum)),
+                    "v[i] = nv;".into(),
+                    "w[i] += nv;".into(),
+                ]);
+            }
+            ew(
+                "sgd_update",
+                *total,
+                vec![(OutF32, "w"), (OutF32, "v"), (InF32, "g"), (ParamTy::InF64, "lrp")],
+                body,
+            )
+        }
     }
 }

@@ -34,6 +34,10 @@ pub enum Cmd {
     /// Evaluate the weights of a checkpoint on the test set (top-1 and top-5 error).
     Eval(EvalArgs),
 
+    /// Draw a convolution layer's learned kernels from a checkpoint as a PNG
+    /// (the paper's figure 3: one block per tower).
+    Kernels(KernelsArgs),
+
     /// Time training steps on synthetic data (images/s), for comparison with a peer.
     Bench(BenchArgs),
 
@@ -211,6 +215,25 @@ pub struct EvalArgs {
     /// Where the forward passes run: `cpu`, or `cuda` (GPU 0).
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub backend: Backend,
+}
+
+/// `netc kernels`'s arguments.
+#[derive(Args)]
+pub struct KernelsArgs {
+    /// The .net file.
+    pub file: PathBuf,
+    /// A checkpoint written by `netc train` for this network.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// The PNG file to write.
+    #[arg(short, long, default_value = "kernels.png")]
+    pub output: PathBuf,
+    /// The convolution to draw, by its layer name (default: the first).
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Pixels per weight, across and down (default: tiles of about 40 pixels).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub scale: Option<u16>,
 }
 
 /// `netc bench`'s arguments.

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod check;
 pub mod compile;
 pub mod cuda_check;
+pub mod kernels;
 pub mod prepare;
 pub mod train;
 
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Train(a) => train::run(a),
         Cmd::Prepare(a) => prepare::run(a),
         Cmd::Eval(a) => train::eval(a),
+        Cmd::Kernels(a) => kernels::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Ablate(a) => ablate::run(a),
         Cmd::Sweep(a) => ablate::sweep(a),

@@ -36,6 +36,9 @@ pub enum Cmd {
 
     /// Classify image files with a trained checkpoint: the top classes by name.
     Predict(PredictArgs),
+    /// Draw a convolution layer's learned kernels from a checkpoint as a PNG
+    /// (the paper's figure 3: one block per tower).
+    Kernels(KernelsArgs),
 
     /// Time training steps on synthetic data (images/s), for comparison with a peer.
     Bench(BenchArgs),
@@ -248,6 +251,25 @@ pub struct PredictArgs {
     /// the data it was trained on, to compute it from.
     #[arg(long)]
     pub data: Option<PathBuf>,
+}
+
+/// `netc kernels`'s arguments.
+#[derive(Args)]
+pub struct KernelsArgs {
+    /// The .net file.
+    pub file: PathBuf,
+    /// A checkpoint written by `netc train` for this network.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// The PNG file to write.
+    #[arg(short, long, default_value = "kernels.png")]
+    pub output: PathBuf,
+    /// The convolution to draw, by its layer name (default: the first).
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Pixels per weight, across and down (default: tiles of about 40 pixels).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub scale: Option<u16>,
 }
 
 /// `netc bench`'s arguments.

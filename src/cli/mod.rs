@@ -15,6 +15,7 @@ pub mod check;
 pub mod compile;
 pub mod cuda_check;
 pub mod predict;
+pub mod kernels;
 pub mod prepare;
 pub mod train;
 
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Prepare(a) => prepare::run(a),
         Cmd::Eval(a) => train::eval(a),
         Cmd::Predict(a) => predict::run(a),
+        Cmd::Kernels(a) => kernels::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Ablate(a) => ablate::run(a),
         Cmd::Sweep(a) => ablate::sweep(a),

@@ -16,6 +16,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod kernels;
 pub mod no_step;
 pub mod outputs;
 pub mod plot;

@@ -74,6 +74,15 @@ fn shape_help(s: &ShapeError) -> String {
             "only maps of the same height and width can be concatenated".into()
         }
         ShapeError::Overflow => "these sizes are far too large for any machine".into(),
+        ShapeError::SoftmaxNotVector { .. } => {
+            "softmax runs over the class axis of a vector: add `flatten` or a `dense` layer before it".into()
+        }
+        ShapeError::PoolNotImage { .. } => {
+            "pooling needs [channels, height, width] maps; pool before `dense` or `flatten`".into()
+        }
+        ShapeError::PoolTooLarge { .. } => {
+            "use a smaller window, add `pad`, or pool less upstream".into()
+        }
         _ => "check the layer's input".into(),
     }
 }
@@ -115,7 +124,7 @@ impl Diagnose for LowerError {
                 vec![primary(*span, "not a layer type or a `let` layer")],
                 did_you_mean(
                     suggestion,
-                    "layer types: conv, relu, lrn, maxpool, dense, dropout, concat, softmax_xent",
+                    "layer types: conv, relu, tanh, sigmoid, leaky_relu, lrn, maxpool, avgpool, global_avgpool, flatten, dense, dropout, concat, softmax, softmax_xent",
                 ),
             ),
             UnknownParam { span, expected, .. } => (
@@ -142,9 +151,44 @@ impl Diagnose for LowerError {
                 source,
                 layer,
             } => (
-                "N0107",
+                match source {
+                    ShapeError::SoftmaxNotVector { .. } => "N0133",
+                    ShapeError::PoolNotImage { .. } => "N0134",
+                    ShapeError::PoolTooLarge { .. } => "N0135",
+                    _ => "N0107",
+                },
                 vec![primary(*span, format!("in `{layer}`"))],
                 shape_help(source),
+            ),
+            Slope { span, .. } => (
+                "N0130",
+                vec![primary(*span, "not a valid slope")],
+                "the slope of the negative part is a finite number ≥ 0 (0.01 by default)".into(),
+            ),
+            SoftmaxFeeds {
+                span,
+                softmax,
+                into,
+            } => (
+                if into == "softmax_xent" {
+                    "N0132"
+                } else {
+                    "N0131"
+                },
+                vec![
+                    primary(*span, format!("`{into}` reads probabilities here")),
+                    secondary(*softmax, "the softmax"),
+                ],
+                if into == "softmax_xent" {
+                    "`softmax_xent` applies the softmax itself; give it the logits (the layer before `softmax`)".into()
+                } else {
+                    "`softmax` ends a branch of the network; feed the next layer from the layer before it".into()
+                },
+            ),
+            PoolPad { span, .. } => (
+                "N0136",
+                vec![primary(*span, "too much padding")],
+                "a pooling window may overhang the input by at most half its size: use `pad` ≤ `size`/2".into(),
             ),
             NotDivisible { span, towers, .. } => (
                 "N0108",

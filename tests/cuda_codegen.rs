@@ -294,6 +294,22 @@ fn alias_check_rejects_unsafe_layouts() {
     assert!(e.what.contains("lifetime"), "{e}");
 }
 
+/// A network of every layer type added after AlexNet's.
+const NEW_LAYERS: &str = "
+network new_layers {
+  input image: [2, 9, 9]
+  input label: class(3)
+  c1 = conv(image, filters: 4, size: 3, pad: 1) -> tanh -> maxpool(size: 3, stride: 2, pad: 1)
+  c2 = conv(c1, filters: 6, size: 3, pad: 1) -> sigmoid -> avgpool(size: 3, stride: 2, pad: 1)
+  c3 = conv(c2, filters: 5, size: 1) -> leaky_relu(slope: 0.1) -> global_avgpool
+  f = flatten(c2) -> dense(units: 8) -> tanh
+  both = concat(c3, f)
+  out = dense(both, units: 3)
+  probs = softmax(out)
+  loss = softmax_xent(out, label)
+}
+";
+
 #[test]
 fn nvrtc_compiles_every_kernel() {
     if !cuda::nvrtc::available() {
@@ -304,9 +320,29 @@ fn nvrtc_compiles_every_kernel() {
         eprintln!("skipped: {msg}");
         return;
     }
-    for net in ["networks/alexnet-fmnist.net", "networks/alexnet.net"] {
+    for net in [
+        "networks/alexnet-fmnist.net",
+        "networks/alexnet.net",
+        "networks/lenet5.net",
+        NEW_LAYERS,
+    ] {
         for fused in [false, true] {
-            let p = program(std::path::Path::new(net), 128, fused);
+            let p = if net.starts_with("networks/") {
+                program(std::path::Path::new(net), 128, fused)
+            } else {
+                let c = frontend::compile(net).unwrap_or_else(|d| panic!("{}", d.message));
+                let mut g = c.module.graph.clone();
+                autodiff(&mut g, &c.module.train.sgd).unwrap();
+                if fused {
+                    fuse(&mut g).unwrap();
+                }
+                cuda::generate(&g, 128).unwrap()
+            };
+            let net = if net.starts_with("networks/") {
+                net
+            } else {
+                "new_layers"
+            };
             for arch in ["sm_80", "sm_90"] {
                 let ptx = cuda::nvrtc::compile(&p.source, arch)
                     .unwrap_or_else(|e| panic!("{net} fused={fused} {arch}: {e}"));

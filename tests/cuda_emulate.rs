@@ -614,3 +614,196 @@ fn nan_propagates_through_the_cuda_step_as_on_the_cpu() {
     assert!(nan_step_matches("nan", EVERY_OP, false) >= 8);
     assert!(nan_step_matches("nan-fused", EVERY_OP, true) >= 4);
 }
+
+/// The kernels of the layer types added after AlexNet's, each against the
+/// CPU op: `tanh`, `sigmoid`, `leaky_relu` and their gradients (from the
+/// output), `flatten`'s copy, padded max pooling (forward with argmax,
+/// backward), average pooling with padding in the divisor, the global
+/// average pool (the CPU's 8-lane sum) and `softmax`.
+#[test]
+fn new_layer_kernels_match_the_cpu_ops() {
+    use netc::backend::cuda::generate::kernels::{ActFn, Pool};
+    if !have_gxx() {
+        eprintln!("skipped: no g++ to compile the emulated CUDA");
+        return;
+    }
+    let (n, c, h, w) = (2usize, 3usize, 7usize, 6usize);
+    let total = n * c * h * w;
+    let acts = [ActFn::Tanh, ActFn::Sigmoid, ActFn::LeakyRelu(0.05)];
+    let cpu = |f: ActFn| match f {
+        ActFn::Tanh => k::act::Pointwise::Tanh,
+        ActFn::Sigmoid => k::act::Pointwise::Sigmoid,
+        ActFn::LeakyRelu(s) => k::act::Pointwise::LeakyRelu(s),
+    };
+    let pools = [
+        Pool {
+            planes: n * c,
+            h,
+            w,
+            size: 3,
+            stride: 2,
+            pad: 1,
+        },
+        Pool {
+            planes: n * c,
+            h,
+            w,
+            size: 2,
+            stride: 1,
+            pad: 1,
+        },
+        Pool {
+            planes: n * c,
+            h,
+            w,
+            size: 2,
+            stride: 2,
+            pad: 0,
+        },
+    ];
+    let mut table = Vec::new();
+    for f in acts {
+        table.push(Kernel::Act { total, f });
+        table.push(Kernel::ActGrad { total, f });
+    }
+    table.push(Kernel::Copy { total });
+    for p in pools {
+        table.push(Kernel::MaxPoolPadFwd(p));
+        table.push(Kernel::MaxPoolPadBwd(p));
+        table.push(Kernel::AvgPoolFwd(p));
+        table.push(Kernel::AvgPoolBwd(p));
+    }
+    table.push(Kernel::GlobalAvgPoolFwd {
+        planes: n * c,
+        hw: h * w,
+    });
+    table.push(Kernel::GlobalAvgPoolBwd {
+        planes: n * c,
+        hw: h * w,
+    });
+    table.push(Kernel::Softmax {
+        n: 300,
+        classes: 13,
+    });
+    let mut src = Source::default();
+    let ones: Vec<One> = table
+        .iter()
+        .map(|kern| {
+            let s = spec(kern);
+            let idx = src.add(&s);
+            One { spec: s, idx }
+        })
+        .collect();
+    let source = format!("{PRELUDE}{}", src.text);
+    let emu = build("new-layer-kernels", &source, &src.kernels);
+    let run = |i: usize, vals: &[Val]| {
+        let (g, b) = ones[i].spec.grid_block();
+        emu.launch(ones[i].idx, g, b, vals);
+    };
+    let tol = 1e-5;
+    let mut next = 0;
+    let mut take = || {
+        next += 1;
+        next - 1
+    };
+
+    let mut x = rand(21, total, 3.0);
+    let mut dy = rand(22, total, 1.0);
+    for f in acts {
+        let (mut y, mut want) = (vec![0f32; total], vec![0f32; total]);
+        run(take(), &[ptr(&mut x), ptr(&mut y)]);
+        k::act::forward(cpu(f), &x, &mut want);
+        check(&format!("{f:?} fwd"), &y, &want, tol);
+        let (mut dx, mut wdx) = (vec![0f32; total], vec![0f32; total]);
+        run(take(), &[ptr(&mut want), ptr(&mut dy), ptr(&mut dx)]);
+        k::act::backward(cpu(f), &want, &dy, &mut wdx);
+        check(&format!("{f:?} grad"), &dx, &wdx, tol);
+    }
+    let mut y = vec![0f32; total];
+    run(take(), &[ptr(&mut x), ptr(&mut y)]);
+    check("copy", &y, &x, 0.0);
+
+    for p in pools {
+        let s = k::avgpool::PadPool {
+            n,
+            c,
+            h,
+            w,
+            size: p.size,
+            stride: p.stride,
+            pad: p.pad,
+        };
+        let outn = s.output().len();
+        let (mut py, mut pa) = (vec![0f32; outn], vec![0u32; outn]);
+        run(take(), &[ptr(&mut x), ptr(&mut py), uptr(&mut pa)]);
+        let (mut wpy, mut wpa) = (vec![0f32; outn], vec![0u32; outn]);
+        k::avgpool::maxpool_pad_forward(&s, &x, &mut wpy, &mut wpa);
+        check(&format!("padded maxpool fwd {p:?}"), &py, &wpy, 0.0);
+        assert_eq!(pa, wpa, "padded maxpool argmax {p:?}");
+        let mut pdy = rand(23, outn, 1.0);
+        let (mut pdx, mut wpdx) = (vec![0f32; total], vec![0f32; total]);
+        run(take(), &[ptr(&mut pdy), uptr(&mut pa), ptr(&mut pdx)]);
+        k::avgpool::maxpool_pad_backward(&s, &pdy, &wpa, &mut wpdx);
+        check(&format!("padded maxpool bwd {p:?}"), &pdx, &wpdx, tol);
+
+        let mut ay = vec![0f32; outn];
+        run(take(), &[ptr(&mut x), ptr(&mut ay)]);
+        let mut way = vec![0f32; outn];
+        k::avgpool::avgpool_forward(&s, &x, &mut way);
+        check(&format!("avgpool fwd {p:?}"), &ay, &way, tol);
+        let (mut adx, mut wadx) = (vec![0f32; total], vec![0f32; total]);
+        run(take(), &[ptr(&mut pdy), ptr(&mut adx)]);
+        k::avgpool::avgpool_backward(&s, &pdy, &mut wadx);
+        check(&format!("avgpool bwd {p:?}"), &adx, &wadx, tol);
+    }
+
+    let planes = n * c;
+    let (mut gy, mut wgy) = (vec![0f32; planes], vec![0f32; planes]);
+    run(take(), &[ptr(&mut x), ptr(&mut gy)]);
+    k::avgpool::global_avgpool_forward(h * w, &x, &mut wgy);
+    check("global_avgpool fwd", &gy, &wgy, 0.0);
+    let mut gdy = rand(24, planes, 1.0);
+    let (mut gdx, mut wgdx) = (vec![0f32; total], vec![0f32; total]);
+    run(take(), &[ptr(&mut gdy), ptr(&mut gdx)]);
+    k::avgpool::global_avgpool_backward(h * w, &gdy, &mut wgdx);
+    check("global_avgpool bwd", &gdx, &wgdx, 0.0);
+
+    let (rows, classes) = (300usize, 13usize);
+    let mut z = rand(25, rows * classes, 4.0);
+    let (mut p, mut wp) = (vec![0f32; rows * classes], vec![0f32; rows * classes]);
+    run(take(), &[ptr(&mut z), ptr(&mut p)]);
+    k::softmax::softmax_forward(classes, &z, &mut wp);
+    check("softmax", &p, &wp, tol);
+    assert_eq!(next, ones.len());
+}
+
+/// A whole training step of a small network of every new layer type
+/// (`tanh`, padded `maxpool`, `sigmoid`, padded `avgpool`, `leaky_relu`,
+/// `global_avgpool`, `flatten`, and a `softmax` output), unfused and fused,
+/// against `CpuExec`; the activations run in place.
+const NEW_LAYERS: &str = "
+network new_layers {
+  input image: [2, 9, 9]
+  input label: class(3)
+  c1 = conv(image, filters: 4, size: 3, pad: 1) -> tanh -> maxpool(size: 3, stride: 2, pad: 1)
+  c2 = conv(c1, filters: 6, size: 3, pad: 1) -> sigmoid -> avgpool(size: 3, stride: 2, pad: 1)
+  c3 = conv(c2, filters: 5, size: 1) -> leaky_relu(slope: 0.1) -> global_avgpool
+  f = flatten(c2) -> dense(units: 8) -> tanh
+  both = concat(c3, f)
+  out = dense(both, units: 3)
+  probs = softmax(out)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: he  bias: 0.1 } }
+";
+
+#[test]
+fn new_layers_training_step_matches_cpu_exec() {
+    if !have_gxx() {
+        eprintln!("skipped: no g++ to compile the emulated CUDA");
+        return;
+    }
+    let in_place = step_matches("new-layers", NEW_LAYERS, false, 20);
+    eprintln!("in place: {in_place:?}");
+    step_matches("new-layers-fused", NEW_LAYERS, true, 20);
+}

@@ -21,10 +21,19 @@ fn every_network_fuses_and_verifies() {
         let report = fuse(&mut g).unwrap();
         netc::ir::verify::verify(&g).unwrap();
         insta::assert_snapshot!("fused_ir", format!("; {report}\n{}", print(&g, opts)));
+        // The AlexNets have every pattern; LeNet-5 and the all-convolutional
+        // net (tanh, leaky ReLU, average pooling) have none of them.
+        let alexnet = path
+            .file_name()
+            .is_some_and(|f| f.to_string_lossy().starts_with("alexnet"));
         for r in ["conv+relu", "dense+relu+dropout", "lrn+maxpool"] {
-            assert!(report.fired[r] > 0, "{}: {r} never fired", path.display());
+            assert!(
+                report.fired[r] > 0 || !alexnet,
+                "{}: {r} never fired",
+                path.display()
+            );
         }
-        assert!(g.node_count_hint() < before);
+        assert!(g.node_count_hint() < before || !alexnet);
         // A second run finds nothing left to fuse.
         let again = fuse(&mut g).unwrap();
         assert!(again.fired.values().all(|n| *n == 0), "{again}");

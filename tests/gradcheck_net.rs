@@ -119,3 +119,43 @@ fn padding_wider_than_the_kernel_gradients_match_central_differences() {
     assert!(report.fired["conv+relu"] > 0, "{report}");
     assert_eq!(check(g), 6 * 5);
 }
+
+/// Every layer type added after AlexNet's: `tanh`, padded `maxpool`,
+/// `sigmoid`, padded `avgpool` (padding in the divisor), `leaky_relu`,
+/// `global_avgpool`, `flatten`, and a `softmax` output beside the loss
+/// (computed, but no gradient flows through it).
+const NEW_LAYERS: &str = "
+network new_layers {
+  input image: [2, 9, 9]
+  input label: class(3)
+  c1 = conv(image, filters: 4, size: 3, pad: 1) -> tanh -> maxpool(size: 3, stride: 2, pad: 1)
+  c2 = conv(c1, filters: 6, size: 3, pad: 1) -> sigmoid -> avgpool(size: 3, stride: 2, pad: 1)
+  c3 = conv(c2, filters: 5, size: 1) -> leaky_relu(slope: 0.1) -> global_avgpool
+  f = flatten(c2) -> dense(units: 8) -> tanh
+  both = concat(c3, f)
+  out = dense(both, units: 3)
+  probs = softmax(out)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: he  bias: 0.1 } }
+";
+
+#[test]
+fn new_layer_types_gradients_match_central_differences() {
+    let g = common::training_graph(NEW_LAYERS);
+    let has = |m: &str| g.node_ids().any(|n| g.node(n).op.mnemonic() == m);
+    for m in [
+        "tanh_grad",
+        "sigmoid_grad",
+        "leaky_relu_grad",
+        "maxpool_grad",
+        "avgpool_grad",
+        "global_avgpool_grad",
+        "flatten_grad",
+        "softmax",
+    ] {
+        assert!(has(m), "no `{m}` in the training step");
+    }
+    assert!(!has("softmax_grad"));
+    assert_eq!(check(g), 10 * 5);
+}

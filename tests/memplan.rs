@@ -315,6 +315,7 @@ fn random_graph(seed: u64) -> Graph {
             3 => Op::MaxPool {
                 size: gn.small(1, 3),
                 stride: gn.small(1, 2),
+                pad: 0,
             },
             4 => Op::Dropout { rate: 0.5 },
             5 => Op::Dense {

@@ -184,3 +184,47 @@ fn training_graph_snapshots() {
         );
     });
 }
+
+/// `networks/lenet5.net` (tanh, average pooling) builds its training step
+/// and learns on the embedded Fashion-MNIST subset: its loss starts near
+/// ln 10 and falls over 60 steps of its own `train` section's learning rate.
+#[test]
+fn lenet5_trains_on_fmnist_small() {
+    use netc::backend::cpu::exec::CpuExec;
+    let (c, _) = compile(std::path::Path::new("networks/lenet5.net"));
+    let names: Vec<&str> = c
+        .module
+        .graph
+        .node_ids()
+        .map(|n| c.module.graph.node(n).op.mnemonic())
+        .collect();
+    assert_eq!(names.iter().filter(|m| **m == "tanh").count(), 4);
+    assert_eq!(names.iter().filter(|m| **m == "avgpool").count(), 2);
+    let mut g = c.module.graph.clone();
+    netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd).unwrap();
+    ir::verify::verify(&g).unwrap();
+    let ds = netc::train::data::Dataset::embedded_fmnist().unwrap();
+    let mut exec = CpuExec::<f32>::new(g, 3).unwrap();
+    let (n, per) = (64, 28 * 28);
+    let mut losses = Vec::new();
+    for s in 0..60 {
+        let start = (s * n) % (ds.train.len() - n);
+        let images: Vec<f32> = ds.train.images[start * per..(start + n) * per]
+            .iter()
+            .map(|&p| p as f32 / 255.0 - 0.29)
+            .collect();
+        let labels = &ds.train.labels[start..start + n];
+        let st = exec
+            .train_step(&images, labels, c.module.train.sgd.lr, s as u64)
+            .unwrap();
+        assert!(st.loss.is_finite(), "step {s}: loss {}", st.loss);
+        losses.push(st.loss);
+    }
+    let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
+    assert!(
+        (first - 10f64.ln()).abs() < 0.4,
+        "initial loss {first} is not near ln 10"
+    );
+    assert!(last < first - 0.5, "loss did not fall: {first} -> {last}");
+}

@@ -29,6 +29,12 @@ pub enum ShapeError {
     Classes { logits: u64, classes: u64 },
     #[error("a size overflows 64 bits")]
     Overflow,
+    #[error("`softmax` needs a vector of class scores, got {got}")]
+    SoftmaxNotVector { got: String },
+    #[error("`{op}` needs a [channels, height, width] input, got {got}")]
+    PoolNotImage { op: &'static str, got: String },
+    #[error("`avgpool` window {size}×{size} is larger than the padded input {h}×{w}")]
+    PoolTooLarge { size: u64, h: u64, w: u64 },
 }
 
 /// Output size of a window of `size` every `stride` over `n + 2*pad`.
@@ -65,6 +71,14 @@ fn image(op: &'static str, t: &Ty) -> Result<[u64; 3], ShapeError> {
             got: t.to_string(),
         }),
     }
+}
+
+/// [`image`] for the average pools, whose misuse has its own code.
+fn pool_image(op: &'static str, t: &Ty) -> Result<[u64; 3], ShapeError> {
+    image(op, t).map_err(|_| ShapeError::PoolNotImage {
+        op,
+        got: t.to_string(),
+    })
 }
 
 fn arity(op: &Op, inputs: &[&Ty], n: usize) -> Result<(), ShapeError> {
@@ -145,25 +159,72 @@ pub fn infer(op: &Op, inputs: &[&Ty]) -> Result<Ty, ShapeError> {
                 }
             }
         }
-        Op::MaxPool { size, stride } => {
+        Op::MaxPool { size, stride, pad } => {
             arity(op, inputs, 1)?;
             let [c, h, w] = image("maxpool", inputs[0])?;
             match (
-                window_out(h, *size, *stride, 0),
-                window_out(w, *size, *stride, 0),
+                window_out(h, *size, *stride, *pad),
+                window_out(w, *size, *stride, *pad),
             ) {
                 (Some(oh), Some(ow)) => Ty::Act {
                     dims: vec![c, oh, ow],
                 },
-                _ => return Err(ShapeError::KernelTooLarge { size: *size, h, w }),
+                _ => {
+                    return Err(ShapeError::KernelTooLarge {
+                        size: *size,
+                        h: h.saturating_add(pad.saturating_mul(2)),
+                        w: w.saturating_add(pad.saturating_mul(2)),
+                    });
+                }
             }
+        }
+        Op::AvgPool { size, stride, pad } => {
+            arity(op, inputs, 1)?;
+            let [c, h, w] = pool_image("avgpool", inputs[0])?;
+            match (
+                window_out(h, *size, *stride, *pad),
+                window_out(w, *size, *stride, *pad),
+            ) {
+                (Some(oh), Some(ow)) => Ty::Act {
+                    dims: vec![c, oh, ow],
+                },
+                _ => {
+                    return Err(ShapeError::PoolTooLarge {
+                        size: *size,
+                        h: h.saturating_add(pad.saturating_mul(2)),
+                        w: w.saturating_add(pad.saturating_mul(2)),
+                    });
+                }
+            }
+        }
+        Op::GlobalAvgPool => {
+            arity(op, inputs, 1)?;
+            let [c, _, _] = pool_image("global_avgpool", inputs[0])?;
+            Ty::Act { dims: vec![c] }
+        }
+        Op::Flatten => {
+            arity(op, inputs, 1)?;
+            let d = act("flatten", inputs[0])?;
+            Ty::Act {
+                dims: vec![checked_product(&d)?],
+            }
+        }
+        Op::Softmax => {
+            arity(op, inputs, 1)?;
+            let d = act("softmax", inputs[0])?;
+            if d.len() != 1 {
+                return Err(ShapeError::SoftmaxNotVector {
+                    got: inputs[0].to_string(),
+                });
+            }
+            Ty::Act { dims: d }
         }
         Op::Lrn { .. } => {
             arity(op, inputs, 1)?;
             image("lrn", inputs[0])?;
             inputs[0].clone()
         }
-        Op::Relu | Op::Dropout { .. } => {
+        Op::Relu | Op::Tanh | Op::Sigmoid | Op::LeakyRelu { .. } | Op::Dropout { .. } => {
             arity(op, inputs, 1)?;
             Ty::Act {
                 dims: act(op.mnemonic(), inputs[0])?,
@@ -261,6 +322,64 @@ pub fn infer(op: &Op, inputs: &[&Ty]) -> Result<Ty, ShapeError> {
             arity(op, inputs, 1)?;
             let [f, _, _] = image("conv_grad_bias", inputs[0])?;
             Ty::Param { dims: vec![f] }
+        }
+        Op::TanhGrad | Op::SigmoidGrad | Op::LeakyReluGrad { .. } => {
+            arity(op, inputs, 2)?;
+            same(op, inputs[0], inputs[1])?;
+            Ty::Act {
+                dims: act(op.mnemonic(), inputs[0])?,
+            }
+        }
+        Op::FlattenGrad { in_dims } => {
+            arity(op, inputs, 1)?;
+            let d = act("flatten_grad", inputs[0])?;
+            if checked_product(&d)? != checked_product(in_dims)? {
+                return Err(ShapeError::Mismatch {
+                    op: "flatten_grad",
+                    expected: format!("{} elements", checked_product(in_dims)?),
+                    got: inputs[0].to_string(),
+                });
+            }
+            Ty::Act {
+                dims: in_dims.clone(),
+            }
+        }
+        Op::AvgPoolGrad {
+            size,
+            stride,
+            pad,
+            in_h,
+            in_w,
+        } => {
+            arity(op, inputs, 1)?;
+            let [c, oh, ow] = image("avgpool_grad", inputs[0])?;
+            if window_out(*in_h, *size, *stride, *pad) != Some(oh)
+                || window_out(*in_w, *size, *stride, *pad) != Some(ow)
+            {
+                return Err(ShapeError::Mismatch {
+                    op: "avgpool_grad",
+                    expected: format!("the pooled size of {in_h}x{in_w}"),
+                    got: inputs[0].to_string(),
+                });
+            }
+            Ty::Act {
+                dims: vec![c, *in_h, *in_w],
+            }
+        }
+        Op::GlobalAvgPoolGrad { h, w } => {
+            arity(op, inputs, 1)?;
+            match act("global_avgpool_grad", inputs[0])?.as_slice() {
+                &[c] => Ty::Act {
+                    dims: vec![c, *h, *w],
+                },
+                _ => {
+                    return Err(ShapeError::Mismatch {
+                        op: "global_avgpool_grad",
+                        expected: "a vector".into(),
+                        got: inputs[0].to_string(),
+                    });
+                }
+            }
         }
         Op::ReluGrad | Op::DropoutGrad { .. } | Op::MaxPoolGrad { .. } | Op::LrnGrad { .. } => {
             let n = match op {
@@ -374,6 +493,7 @@ pub fn infer(op: &Op, inputs: &[&Ty]) -> Result<Ty, ShapeError> {
             let mp = Op::MaxPool {
                 size: *pool,
                 stride: *stride,
+                pad: 0,
             };
             infer(&mp, &[&y])?
         }

@@ -23,6 +23,12 @@ fn ser_id<S: serde::Serializer>(n: &NodeId, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(n.index() as u64)
 }
 
+/// `pad: 0` is left out of the YAML form, so a pool without padding reads
+/// as it did before pooling had `pad`.
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
 /// Serialises a `grad_chain`'s dropout as `[rate, index]`.
 fn ser_mask<S: serde::Serializer>(m: &Option<(f64, NodeId)>, s: S) -> Result<S::Ok, S::Error> {
     m.map(|(rate, of)| (rate, of.index() as u64)).serialize(s)
@@ -253,10 +259,36 @@ pub enum Op {
         beta: f64,
         k: f64,
     },
+    /// Padded positions never win (they are −∞), as in PyTorch.
     MaxPool {
         size: u64,
         stride: u64,
+        #[serde(skip_serializing_if = "is_zero_u64")]
+        pad: u64,
     },
+    /// `tanh(x)`, elementwise.
+    Tanh,
+    /// `1/(1 + e^−x)`, elementwise.
+    Sigmoid,
+    /// `x` if `x > 0`, else `slope·x`; `slope` finite and ≥ 0.
+    LeakyRelu {
+        slope: f64,
+    },
+    /// Softmax over the class axis of a vector: the model's probabilities.
+    /// A network output only (lowering refuses a layer fed by it), so it
+    /// has no gradient.
+    Softmax,
+    /// `[C,H,W]` (or any dims) → `[C·H·W]`, the same values in the same order.
+    Flatten,
+    /// Average pooling; padded positions are zeros that count in the
+    /// divisor (`size²` for every window, PyTorch's `count_include_pad`).
+    AvgPool {
+        size: u64,
+        stride: u64,
+        pad: u64,
+    },
+    /// The mean of each channel plane: `[C,H,W]` → `[C]`.
+    GlobalAvgPool,
     /// Inputs: x (flattened), weight `[units, in]`, bias `[units]`.
     Dense {
         units: u64,
@@ -308,6 +340,34 @@ pub enum Op {
     MaxPoolGrad {
         size: u64,
         stride: u64,
+        #[serde(skip_serializing_if = "is_zero_u64")]
+        pad: u64,
+    },
+    /// `dy·(1 − y²)`. Inputs: y (the `tanh`'s output), dy.
+    TanhGrad,
+    /// `dy·y·(1 − y)`. Inputs: y (the `sigmoid`'s output), dy.
+    SigmoidGrad,
+    /// `dy` where `y > 0`, else `slope·dy`. Inputs: y (the output), dy.
+    LeakyReluGrad {
+        slope: f64,
+    },
+    /// dy reshaped to the forward input's dims. Input: dy.
+    FlattenGrad {
+        in_dims: Vec<u64>,
+    },
+    /// Spreads each dy over its window, `/size²`. Input: dy. `in_h`, `in_w`:
+    /// the size of x.
+    AvgPoolGrad {
+        size: u64,
+        stride: u64,
+        pad: u64,
+        in_h: u64,
+        in_w: u64,
+    },
+    /// Spreads each channel's dy over its `h×w` plane, `/(h·w)`. Input: dy.
+    GlobalAvgPoolGrad {
+        h: u64,
+        w: u64,
     },
     /// Inputs: dy, weight. `in_dims`: the dims of x (restored from the flat vector).
     DenseGradInput {
@@ -445,6 +505,19 @@ impl Op {
             Op::Relu => "relu",
             Op::Lrn { .. } => "lrn",
             Op::MaxPool { .. } => "maxpool",
+            Op::Tanh => "tanh",
+            Op::Sigmoid => "sigmoid",
+            Op::LeakyRelu { .. } => "leaky_relu",
+            Op::Softmax => "softmax",
+            Op::Flatten => "flatten",
+            Op::AvgPool { .. } => "avgpool",
+            Op::GlobalAvgPool => "global_avgpool",
+            Op::TanhGrad => "tanh_grad",
+            Op::SigmoidGrad => "sigmoid_grad",
+            Op::LeakyReluGrad { .. } => "leaky_relu_grad",
+            Op::FlattenGrad { .. } => "flatten_grad",
+            Op::AvgPoolGrad { .. } => "avgpool_grad",
+            Op::GlobalAvgPoolGrad { .. } => "global_avgpool_grad",
             Op::Dense { .. } => "dense",
             Op::Dropout { .. } => "dropout",
             Op::Concat => "concat",
@@ -561,9 +634,43 @@ impl Op {
                 ("beta", num(*beta)),
                 ("k", num(*k)),
             ],
-            Op::MaxPool { size, stride } => {
-                vec![("size", size.to_string()), ("stride", stride.to_string())]
+            Op::MaxPool { size, stride, pad } | Op::MaxPoolGrad { size, stride, pad } => {
+                let mut v = vec![("size", size.to_string()), ("stride", stride.to_string())];
+                // Printed only when set, so unpadded pools read as before.
+                if *pad != 0 {
+                    v.push(("pad", pad.to_string()));
+                }
+                v
             }
+            Op::LeakyRelu { slope } | Op::LeakyReluGrad { slope } => {
+                vec![("slope", num(*slope))]
+            }
+            Op::AvgPool { size, stride, pad } => vec![
+                ("size", size.to_string()),
+                ("stride", stride.to_string()),
+                ("pad", pad.to_string()),
+            ],
+            Op::AvgPoolGrad {
+                size,
+                stride,
+                pad,
+                in_h,
+                in_w,
+            } => vec![
+                ("size", size.to_string()),
+                ("stride", stride.to_string()),
+                ("pad", pad.to_string()),
+                ("in", format!("{in_h}x{in_w}")),
+            ],
+            Op::GlobalAvgPoolGrad { h, w } => vec![("in", format!("{h}x{w}"))],
+            Op::FlattenGrad { in_dims } => vec![(
+                "in",
+                in_dims
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join("x"),
+            )],
             Op::Dense { units } => vec![("units", units.to_string())],
             Op::Dropout { rate } => vec![("rate", num(*rate))],
             Op::ConvGradInput {
@@ -594,9 +701,6 @@ impl Op {
                 ("beta", num(*beta)),
                 ("k", num(*k)),
             ],
-            Op::MaxPoolGrad { size, stride } => {
-                vec![("size", size.to_string()), ("stride", stride.to_string())]
-            }
             Op::DenseGradInput { in_dims } => vec![(
                 "in",
                 in_dims
@@ -724,6 +828,13 @@ impl Op {
                 v
             }
             Op::Relu
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Softmax
+            | Op::Flatten
+            | Op::GlobalAvgPool
+            | Op::TanhGrad
+            | Op::SigmoidGrad
             | Op::Concat
             | Op::ConvReluGradBias
             | Op::SoftmaxXent
@@ -751,6 +862,13 @@ impl Op {
                 | Op::Relu
                 | Op::Lrn { .. }
                 | Op::MaxPool { .. }
+                | Op::Tanh
+                | Op::Sigmoid
+                | Op::LeakyRelu { .. }
+                | Op::Softmax
+                | Op::Flatten
+                | Op::AvgPool { .. }
+                | Op::GlobalAvgPool
                 | Op::Dense { .. }
                 | Op::Dropout { .. }
                 | Op::Concat
@@ -792,6 +910,12 @@ impl Op {
                     | Op::ReluGrad
                     | Op::LrnGrad { .. }
                     | Op::MaxPoolGrad { .. }
+                    | Op::TanhGrad
+                    | Op::SigmoidGrad
+                    | Op::LeakyReluGrad { .. }
+                    | Op::FlattenGrad { .. }
+                    | Op::AvgPoolGrad { .. }
+                    | Op::GlobalAvgPoolGrad { .. }
                     | Op::DropoutGrad { .. }
                     | Op::Slice { .. }
                     | Op::Add

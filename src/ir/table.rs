@@ -85,7 +85,15 @@ pub fn rows(g: &Graph) -> Vec<Row> {
                 Op::Conv {
                     size, stride, pad, ..
                 } => format!("{size}×{size} s{stride} p{pad}"),
-                Op::MaxPool { size, stride } => format!("{size}×{size} s{stride}"),
+                Op::MaxPool {
+                    size,
+                    stride,
+                    pad: 0,
+                } => format!("{size}×{size} s{stride}"),
+                Op::MaxPool { size, stride, pad } | Op::AvgPool { size, stride, pad } => {
+                    format!("{size}×{size} s{stride} p{pad}")
+                }
+                Op::LeakyRelu { slope } => format!("slope={slope}"),
                 Op::Lrn { size, .. } => format!("n={size}"),
                 Op::Dropout { rate } => format!("p={rate}"),
                 _ => String::new(),

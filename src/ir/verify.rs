@@ -228,15 +228,43 @@ fn relation(op: &Op, f: &Op) -> Option<(Role, Result<(), &'static str>)> {
                 "an `lrn` of the same hyperparameters",
             ),
         ),
-        Op::MaxPoolGrad { size, stride } => (
+        Op::MaxPoolGrad { size, stride, pad } => (
             Role::Dx,
             ok(
                 *f == Op::MaxPool {
                     size: *size,
                     stride: *stride,
+                    pad: *pad,
                 },
-                "a `maxpool` of the same size and stride",
+                "a `maxpool` of the same size, stride and pad",
             ),
+        ),
+        Op::TanhGrad => (Role::Dx, ok(matches!(f, Op::Tanh), "a `tanh`")),
+        Op::SigmoidGrad => (Role::Dx, ok(matches!(f, Op::Sigmoid), "a `sigmoid`")),
+        Op::LeakyReluGrad { slope } => (
+            Role::Dx,
+            ok(
+                *f == Op::LeakyRelu { slope: *slope },
+                "a `leaky_relu` of the same slope",
+            ),
+        ),
+        Op::FlattenGrad { .. } => (Role::Dx, ok(matches!(f, Op::Flatten), "a `flatten`")),
+        Op::AvgPoolGrad {
+            size, stride, pad, ..
+        } => (
+            Role::Dx,
+            ok(
+                *f == Op::AvgPool {
+                    size: *size,
+                    stride: *stride,
+                    pad: *pad,
+                },
+                "an `avgpool` of the same size, stride and pad",
+            ),
+        ),
+        Op::GlobalAvgPoolGrad { .. } => (
+            Role::Dx,
+            ok(matches!(f, Op::GlobalAvgPool), "a `global_avgpool`"),
         ),
         Op::LrnMaxPoolGrad {
             size,

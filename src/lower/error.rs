@@ -97,6 +97,16 @@ pub enum LowerError {
         span: Span,
         expected: &'static str,
     },
+    #[error("`leaky_relu` slope must be finite and at least 0, got {value}")]
+    Slope { value: f64, span: Span },
+    #[error("`{into}` is fed by `softmax`, whose output is a network output")]
+    SoftmaxFeeds {
+        into: String,
+        span: Span,
+        softmax: Span,
+    },
+    #[error("pooling pad {pad} is more than half the window size {size}")]
+    PoolPad { pad: u64, size: u64, span: Span },
     #[error("`{layer}` has no parameter `{param}`")]
     NoSuchParam {
         layer: String,
@@ -166,7 +176,10 @@ impl LowerError {
             | MultiplierTarget { span, .. }
             | LabelSmoothing { span, .. }
             | Warmup { span, .. }
-            | MinLr { span, .. } => *span,
+            | MinLr { span, .. }
+            | Slope { span, .. }
+            | SoftmaxFeeds { span, .. }
+            | PoolPad { span, .. } => *span,
         }
     }
 }

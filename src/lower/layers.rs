@@ -16,6 +16,13 @@ pub const LAYERS: &[&str] = &[
     "relu",
     "lrn",
     "maxpool",
+    "tanh",
+    "sigmoid",
+    "leaky_relu",
+    "softmax",
+    "flatten",
+    "avgpool",
+    "global_avgpool",
     "dense",
     "dropout",
     "concat",
@@ -30,10 +37,12 @@ pub fn schema(op: &str) -> Option<&'static [&'static str]> {
     Some(match op {
         "conv" => &["filters", "size", "stride", "pad"],
         "lrn" => &["size", "alpha", "beta", "k"],
-        "maxpool" => &["size", "stride"],
+        "maxpool" | "avgpool" => &["size", "stride", "pad"],
+        "leaky_relu" => &["slope"],
         "dense" => &["units"],
         "dropout" => &["rate"],
-        "relu" | "concat" | "softmax_xent" => &[],
+        "relu" | "concat" | "softmax_xent" | "tanh" | "sigmoid" | "softmax" | "flatten"
+        | "global_avgpool" => &[],
         _ => return None,
     })
 }
@@ -225,11 +234,36 @@ pub fn build_op(
                 k,
             }
         }
-        "maxpool" => {
+        "maxpool" | "avgpool" => {
             let size = a.int("size", None, 1)?;
             let stride = a.int("stride", Some(size), 1)?;
-            Op::MaxPool { size, stride }
+            let pad = a.int("pad", Some(0), 0)?;
+            // As in PyTorch: a window is never all padding.
+            if pad > size / 2 {
+                let span = a.find("pad").map_or(op.span, |(_, v)| v.span);
+                return Err(LowerError::PoolPad { pad, size, span });
+            }
+            if op.name == "maxpool" {
+                Op::MaxPool { size, stride, pad }
+            } else {
+                Op::AvgPool { size, stride, pad }
+            }
         }
+        "tanh" => Op::Tanh,
+        "sigmoid" => Op::Sigmoid,
+        "leaky_relu" => {
+            let slope = a.number("slope")?;
+            match slope {
+                None => Op::LeakyRelu { slope: 0.01 },
+                Some((v, span)) if !v.is_finite() || v < 0.0 => {
+                    return Err(LowerError::Slope { value: v, span });
+                }
+                Some((slope, _)) => Op::LeakyRelu { slope },
+            }
+        }
+        "softmax" => Op::Softmax,
+        "flatten" => Op::Flatten,
+        "global_avgpool" => Op::GlobalAvgPool,
         "dense" => Op::Dense {
             units: a.split("units", towers)?,
         },

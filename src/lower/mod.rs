@@ -522,6 +522,17 @@ impl<'a> Lowerer<'a> {
                 let parts: Vec<NodeId> = (0..self.towers as u32)
                     .map(|t| self.outputs[&(j, t)])
                     .collect();
+                if parts.len() > 1
+                    && let Some(&sm) = parts
+                        .iter()
+                        .find(|&&p| self.graph.node(p).op == Op::Softmax)
+                {
+                    return Err(LowerError::SoftmaxFeeds {
+                        into: "concat".into(),
+                        span: src.span(),
+                        softmax: self.graph.node(sm).span,
+                    });
+                }
                 if parts.len() == 1 {
                     return Ok(parts[0]);
                 }
@@ -577,6 +588,13 @@ impl<'a> Lowerer<'a> {
                     return Err(LowerError::NoSource {
                         binding: name.clone(),
                         span: f.span,
+                    });
+                }
+                if let Some(&sm) = srcs.iter().find(|&&s| self.graph.node(s).op == Op::Softmax) {
+                    return Err(LowerError::SoftmaxFeeds {
+                        into: f.op.name.clone(),
+                        span: f.span,
+                        softmax: self.graph.node(sm).span,
                     });
                 }
                 let op = layers::build_op(&f.op, &f.named, &self.consts, split)?;
@@ -665,12 +683,13 @@ impl<'a> Lowerer<'a> {
                 if self.used.contains(&id.name) {
                     continue;
                 }
-                // A binding whose value is the loss is the network's output.
+                // A binding whose value is the loss, or probabilities (a
+                // `softmax`), is a network output.
                 let is_loss = match self.syms.get(id.name.as_str()) {
-                    Some((Sym::Binding(j), _)) => self
-                        .outputs
-                        .get(&(*j, 0))
-                        .is_some_and(|n| self.graph.node(*n).ty == Ty::Scalar),
+                    Some((Sym::Binding(j), _)) => self.outputs.get(&(*j, 0)).is_some_and(|n| {
+                        let node = self.graph.node(*n);
+                        node.ty == Ty::Scalar || node.op == Op::Softmax
+                    }),
                     _ => false,
                 };
                 if !is_loss {

@@ -168,11 +168,44 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
                 let db = b.add(Op::DenseGradBias, n, "db", dev, &[dy])?;
                 b.give(bias, db);
             }
-            Op::Relu | Op::Lrn { .. } | Op::MaxPool { .. } | Op::Dropout { .. }
+            Op::Relu
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::LeakyRelu { .. }
+            | Op::Flatten
+            | Op::AvgPool { .. }
+            | Op::GlobalAvgPool
+            | Op::Lrn { .. }
+            | Op::MaxPool { .. }
+            | Op::Dropout { .. }
                 if needs_grad(b.g, ins[0]) =>
             {
                 let (op, inputs) = match &node.op {
                     Op::Relu => (Op::ReluGrad, vec![n, dy]),
+                    Op::Tanh => (Op::TanhGrad, vec![n, dy]),
+                    Op::Sigmoid => (Op::SigmoidGrad, vec![n, dy]),
+                    Op::LeakyRelu { slope } => (Op::LeakyReluGrad { slope: *slope }, vec![n, dy]),
+                    Op::Flatten => {
+                        let in_dims = b.g.node(ins[0]).ty.dims().to_vec();
+                        (Op::FlattenGrad { in_dims }, vec![dy])
+                    }
+                    Op::AvgPool { size, stride, pad } => {
+                        let d = b.g.node(ins[0]).ty.dims().to_vec();
+                        (
+                            Op::AvgPoolGrad {
+                                size: *size,
+                                stride: *stride,
+                                pad: *pad,
+                                in_h: d[1],
+                                in_w: d[2],
+                            },
+                            vec![dy],
+                        )
+                    }
+                    Op::GlobalAvgPool => {
+                        let d = b.g.node(ins[0]).ty.dims().to_vec();
+                        (Op::GlobalAvgPoolGrad { h: d[1], w: d[2] }, vec![dy])
+                    }
                     Op::Lrn {
                         size,
                         alpha,
@@ -187,10 +220,11 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
                         },
                         vec![ins[0], n, dy],
                     ),
-                    Op::MaxPool { size, stride } => (
+                    Op::MaxPool { size, stride, pad } => (
                         Op::MaxPoolGrad {
                             size: *size,
                             stride: *stride,
+                            pad: *pad,
                         },
                         vec![ins[0], dy],
                     ),

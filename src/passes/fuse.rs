@@ -432,7 +432,13 @@ fn lrn_maxpool(g: &mut Graph, l: NodeId) -> Result<Option<&'static str>, FuseErr
     }) else {
         return Ok(None);
     };
-    let Op::MaxPool { size: pool, stride } = g.node(m).op else {
+    // `lrn_maxpool` pools without padding.
+    let Op::MaxPool {
+        size: pool,
+        stride,
+        pad: 0,
+    } = g.node(m).op
+    else {
         return Ok(None);
     };
     let mg = dx_of(g, m);

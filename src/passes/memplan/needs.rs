@@ -54,10 +54,17 @@ pub(super) fn out_bytes(g: &Graph, n: NodeId, batch: u64) -> Result<u64, Memplan
 /// Input ports an op may overwrite in place, in order of preference.
 pub(super) fn in_place_ports(op: &Op) -> &'static [usize] {
     match op {
-        Op::Relu | Op::Dropout { .. } | Op::Add | Op::DropoutGrad { .. } | Op::GradChain { .. } => {
-            &[0]
-        }
-        Op::ReluGrad => &[1, 0],
+        Op::Relu
+        | Op::Tanh
+        | Op::Sigmoid
+        | Op::LeakyRelu { .. }
+        | Op::Flatten
+        | Op::FlattenGrad { .. }
+        | Op::Dropout { .. }
+        | Op::Add
+        | Op::DropoutGrad { .. }
+        | Op::GradChain { .. } => &[0],
+        Op::ReluGrad | Op::TanhGrad | Op::SigmoidGrad | Op::LeakyReluGrad { .. } => &[1, 0],
         _ => &[],
     }
 }

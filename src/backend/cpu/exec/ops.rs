@@ -26,6 +26,44 @@ fn input<'a, T>(r: &[Option<&'a [T]>], i: usize) -> Result<&'a [T], ExecError> {
         .ok_or_else(|| ExecError::Internal(format!("input {i} is not readable here")))
 }
 
+/// The activation kernel of `tanh`, `sigmoid`, `leaky_relu` or their gradients.
+fn pointwise(op: &Op) -> Result<k::act::Pointwise, ExecError> {
+    Ok(match op {
+        Op::Tanh | Op::TanhGrad => k::act::Pointwise::Tanh,
+        Op::Sigmoid | Op::SigmoidGrad => k::act::Pointwise::Sigmoid,
+        Op::LeakyRelu { slope } | Op::LeakyReluGrad { slope } => {
+            k::act::Pointwise::LeakyRelu(*slope)
+        }
+        other => {
+            return Err(ExecError::Internal(format!(
+                "`{}` is not an activation",
+                other.mnemonic()
+            )));
+        }
+    })
+}
+
+/// The kernel's shape of a padded pooling of `x` (the pool's input) at batch `n`.
+fn pad_pool(
+    g: &crate::ir::Graph,
+    x: NodeId,
+    n: usize,
+    size: u64,
+    stride: u64,
+    pad: u64,
+) -> k::avgpool::PadPool {
+    let (c, h, w) = chw(g, x);
+    k::avgpool::PadPool {
+        n,
+        c,
+        h,
+        w,
+        size: size as usize,
+        stride: stride as usize,
+        pad: pad as usize,
+    }
+}
+
 /// A span of the arena as the `u32` argmax max pooling keeps.
 fn index_mut<T: Float>(s: &mut [T], len: usize) -> &mut [u32] {
     let v: &mut [u32] = bytemuck::cast_slice_mut(s);
@@ -227,13 +265,66 @@ impl<T: Float> CpuExec<T> {
                 };
                 k::lrn::lrn_forward(&p, &Nchw::new(b, c, h, wd), x(0)?, out, scale);
             }
-            Op::MaxPool { size, stride } => {
-                let s = pool_shape(g, ins[0], b, *size, *stride);
+            Op::MaxPool { size, stride, pad } => {
                 let [am] = rest else {
                     return Err(ExecError::Internal("maxpool side buffer".into()));
                 };
                 let len = out.len();
-                k::pool::maxpool_forward(&s, x(0)?, out, index_mut(am, len));
+                if *pad == 0 {
+                    let s = pool_shape(g, ins[0], b, *size, *stride);
+                    k::pool::maxpool_forward(&s, x(0)?, out, index_mut(am, len));
+                } else {
+                    let s = pad_pool(g, ins[0], b, *size, *stride, *pad);
+                    k::avgpool::maxpool_pad_forward(&s, x(0)?, out, index_mut(am, len));
+                }
+            }
+            Op::AvgPool { size, stride, pad } => {
+                let s = pad_pool(g, ins[0], b, *size, *stride, *pad);
+                k::avgpool::avgpool_forward(&s, x(0)?, out);
+            }
+            Op::AvgPoolGrad {
+                size, stride, pad, ..
+            } => {
+                let s = pad_pool(g, n, b, *size, *stride, *pad);
+                k::avgpool::avgpool_backward(&s, x(0)?, out);
+            }
+            Op::GlobalAvgPool => {
+                let (_, h, wd) = chw(g, ins[0]);
+                k::avgpool::global_avgpool_forward(h * wd, x(0)?, out);
+            }
+            Op::GlobalAvgPoolGrad { h, w: wd } => {
+                k::avgpool::global_avgpool_backward((*h * *wd) as usize, x(0)?, out);
+            }
+            Op::Softmax => {
+                let classes = g.node(ins[0]).ty.numel() as usize;
+                k::softmax::softmax_forward(classes, x(0)?, out);
+            }
+            // The same values in the same order: a copy, or nothing in place.
+            Op::Flatten | Op::FlattenGrad { .. } => {
+                if let Some(x0) = r[0] {
+                    out.copy_from_slice(x0);
+                }
+            }
+            Op::Tanh | Op::Sigmoid | Op::LeakyRelu { .. } => {
+                let f = pointwise(&op)?;
+                match r[0] {
+                    Some(x0) => k::act::forward(f, x0, out),
+                    None => k::act::forward_inplace(f, out),
+                }
+            }
+            Op::TanhGrad | Op::SigmoidGrad | Op::LeakyReluGrad { .. } => {
+                let f = pointwise(&op)?;
+                match (r[0], r[1]) {
+                    (Some(y), Some(dy)) => k::act::backward(f, y, dy, out),
+                    (None, Some(dy)) => k::act::backward_over_y(f, out, dy),
+                    (Some(y), None) => k::act::backward_over_dy(f, y, out),
+                    (None, None) => {
+                        return Err(ExecError::Internal(format!(
+                            "`{}` over both inputs",
+                            op.mnemonic()
+                        )));
+                    }
+                }
             }
             Op::Dropout { .. } | Op::DropoutGrad { .. } => {
                 let p = dparams.ok_or_else(|| ExecError::Internal("dropout".into()))?;
@@ -300,10 +391,15 @@ impl<T: Float> CpuExec<T> {
                     &mut self.scratch,
                 );
             }
-            Op::MaxPoolGrad { size, stride } => {
-                let s = pool_shape(g, ins[0], b, *size, *stride);
+            Op::MaxPoolGrad { size, stride, pad } => {
                 let dy = x(1)?;
-                k::pool::maxpool_backward(&s, dy, index(side(0)?, dy.len()), out);
+                if *pad == 0 {
+                    let s = pool_shape(g, ins[0], b, *size, *stride);
+                    k::pool::maxpool_backward(&s, dy, index(side(0)?, dy.len()), out);
+                } else {
+                    let s = pad_pool(g, ins[0], b, *size, *stride, *pad);
+                    k::avgpool::maxpool_pad_backward(&s, dy, index(side(0)?, dy.len()), out);
+                }
             }
             Op::Slice { start, len } => {
                 let (c, h, wd) = chw(g, ins[0]);

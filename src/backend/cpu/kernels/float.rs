@@ -57,6 +57,7 @@ pub trait Float:
     fn ln(self) -> Self;
     fn powf(self, e: Self) -> Self;
     fn sqrt(self) -> Self;
+    fn tanh(self) -> Self;
     fn abs(self) -> Self;
     /// The larger of the two; if one is NaN, the other (IEEE `maxNum`).
     fn max(self, other: Self) -> Self;
@@ -95,6 +96,10 @@ macro_rules! impl_float {
             #[inline]
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
+            }
+            #[inline]
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
             }
             #[inline]
             fn abs(self) -> Self {

@@ -14,6 +14,8 @@
 //!   pieces whose size depends only on the shapes, and reductions across pieces
 //!   are summed in piece order.
 
+pub mod act;
+pub mod avgpool;
 pub mod concat;
 pub mod conv;
 pub mod dense;
@@ -24,6 +26,7 @@ pub mod lrn;
 pub mod pool;
 pub mod relu;
 pub mod sgd;
+pub mod softmax;
 pub mod softmax_xent;
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ use std::collections::HashSet;
 
 use crate::backend::cuda::generate::CodegenError;
 use crate::backend::cuda::generate::buffers::{self, Buffers, Layout, Side, node_key};
-use crate::backend::cuda::generate::kernels::{Epilogue, Kernel, LrnPool, spec};
+use crate::backend::cuda::generate::kernels::{ActFn, Epilogue, Kernel, LrnPool, Pool, spec};
 use crate::backend::cuda::generate::render::{PRELUDE, Source};
 use crate::backend::cuda::program::{Arg, CudaProgram, Gemm, Launch, Step};
 use crate::ir::{Graph, NodeId, Op};
@@ -59,6 +59,16 @@ pub(super) fn chw(g: &Graph, n: NodeId) -> (usize, usize, usize) {
     match g.node(n).ty.dims() {
         [c, h, w] => (*c as usize, *h as usize, *w as usize),
         d => (d.iter().product::<u64>() as usize, 1, 1),
+    }
+}
+
+/// The kernel activation of `tanh`, `sigmoid`, `leaky_relu` or their
+/// gradients (`tanh` for any other op: callers match those first).
+pub(super) fn act_fn(op: &Op) -> ActFn {
+    match op {
+        Op::Sigmoid | Op::SigmoidGrad => ActFn::Sigmoid,
+        Op::LeakyRelu { slope } | Op::LeakyReluGrad { slope } => ActFn::LeakyRelu(*slope),
+        _ => ActFn::Tanh,
     }
 }
 
@@ -273,7 +283,74 @@ impl Gen<'_> {
                 let args = vec![a(0), a(1), Arg::Buf(scale), a(2), Arg::Buf(self.buf(n))];
                 self.launch(n, kern, args)?;
             }
-            Op::MaxPool { size, stride } => {
+            Op::MaxPool {
+                size,
+                stride,
+                pad: pad @ 1..,
+            } => {
+                let kern = Kernel::MaxPoolPadFwd(self.pool(ins[0], *size, *stride, *pad));
+                let am = self.side(n, n, Side::PoolArgmax)?;
+                self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n)), Arg::Buf(am)])?;
+            }
+            Op::MaxPoolGrad {
+                size,
+                stride,
+                pad: pad @ 1..,
+            } => {
+                let f = self.forward_of(n)?;
+                let kern = Kernel::MaxPoolPadBwd(self.pool(ins[0], *size, *stride, *pad));
+                let am = self.side(n, f, Side::PoolArgmax)?;
+                self.launch(n, kern, vec![a(1), Arg::Buf(am), Arg::Buf(self.buf(n))])?;
+            }
+            Op::AvgPool { size, stride, pad } => {
+                let kern = Kernel::AvgPoolFwd(self.pool(ins[0], *size, *stride, *pad));
+                self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n))])?;
+            }
+            Op::AvgPoolGrad {
+                size, stride, pad, ..
+            } => {
+                let kern = Kernel::AvgPoolBwd(self.pool(n, *size, *stride, *pad));
+                self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n))])?;
+            }
+            Op::GlobalAvgPool => {
+                let (c, h, w) = chw(g, ins[0]);
+                let kern = Kernel::GlobalAvgPoolFwd {
+                    planes: b * c,
+                    hw: h * w,
+                };
+                self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n))])?;
+            }
+            Op::GlobalAvgPoolGrad { h, w } => {
+                let (c, _, _) = chw(g, n);
+                let kern = Kernel::GlobalAvgPoolBwd {
+                    planes: b * c,
+                    hw: (*h * *w) as usize,
+                };
+                self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n))])?;
+            }
+            Op::Softmax => {
+                let classes = g.node(ins[0]).ty.numel() as usize;
+                let kern = Kernel::Softmax { n: b, classes };
+                self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n))])?;
+            }
+            Op::Flatten | Op::FlattenGrad { .. } => {
+                self.launch(n, Kernel::Copy { total }, vec![a(0), Arg::Buf(self.buf(n))])?
+            }
+            Op::Tanh | Op::Sigmoid | Op::LeakyRelu { .. } => {
+                let kern = Kernel::Act {
+                    total,
+                    f: act_fn(&node.op),
+                };
+                self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n))])?
+            }
+            Op::TanhGrad | Op::SigmoidGrad | Op::LeakyReluGrad { .. } => {
+                let kern = Kernel::ActGrad {
+                    total,
+                    f: act_fn(&node.op),
+                };
+                self.launch(n, kern, vec![a(0), a(1), Arg::Buf(self.buf(n))])?
+            }
+            Op::MaxPool { size, stride, .. } => {
                 let (c, h, w) = chw(g, ins[0]);
                 let kern = Kernel::MaxPoolFwd {
                     planes: b * c,
@@ -285,7 +362,7 @@ impl Gen<'_> {
                 let am = self.side(n, n, Side::PoolArgmax)?;
                 self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n)), Arg::Buf(am)])?;
             }
-            Op::MaxPoolGrad { size, stride } => {
+            Op::MaxPoolGrad { size, stride, .. } => {
                 let f = self.forward_of(n)?;
                 let (c, h, w) = chw(g, ins[0]);
                 let kern = Kernel::MaxPoolBwd {
@@ -416,6 +493,19 @@ impl Gen<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The padded pooling of input `x` (for a gradient: its output).
+    fn pool(&self, x: NodeId, size: u64, stride: u64, pad: u64) -> Pool {
+        let (c, h, w) = chw(self.g, x);
+        Pool {
+            planes: self.batch * c,
+            h,
+            w,
+            size: size as usize,
+            stride: stride as usize,
+            pad: pad as usize,
+        }
     }
 
     /// The shape of an `lrn_maxpool` (or its gradient) of input `x`:

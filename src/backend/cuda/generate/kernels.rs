@@ -162,6 +162,43 @@ pub enum Kernel {
         oh: usize,
         ow: usize,
     },
+    /// `tanh`, `sigmoid` or `leaky_relu`, elementwise (in place allowed).
+    Act {
+        total: usize,
+        f: ActFn,
+    },
+    /// Its gradient from the output: `dx = dy·f'(x)` written with `y`.
+    ActGrad {
+        total: usize,
+        f: ActFn,
+    },
+    /// `y = x` (`flatten` and its gradient; in place allowed).
+    Copy {
+        total: usize,
+    },
+    /// Max pooling with `pad` (padded positions never win), as the CPU's
+    /// `avgpool::maxpool_pad_forward`; `MaxPoolFwd` stays the `pad = 0` one.
+    MaxPoolPadFwd(Pool),
+    /// Gathers, for each input, the `dy` of the windows whose argmax it is.
+    MaxPoolPadBwd(Pool),
+    /// Average pooling, padded positions counting in the `size²` divisor.
+    AvgPoolFwd(Pool),
+    /// Gathers, for each input, `dy/size²` of the windows covering it.
+    AvgPoolBwd(Pool),
+    /// The mean of each plane of `hw` values, summed in the CPU's 8 lanes.
+    GlobalAvgPoolFwd {
+        planes: usize,
+        hw: usize,
+    },
+    GlobalAvgPoolBwd {
+        planes: usize,
+        hw: usize,
+    },
+    /// Softmax over the `classes` scores of each of `n` rows.
+    Softmax {
+        n: usize,
+        classes: usize,
+    },
     /// The paper's SGD step, in place (Nesterov's with `nesterov`), the
     /// learning rate scaled by `lr_mult` and the weight decay by `decay_mult`.
     Sgd {
@@ -172,6 +209,118 @@ pub enum Kernel {
         lr_mult: f64,
         decay_mult: f64,
     },
+}
+
+/// An activation with a gradient from its output, as the CPU's
+/// `kernels::act::Pointwise`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ActFn {
+    Tanh,
+    Sigmoid,
+    LeakyRelu(f64),
+}
+
+impl ActFn {
+    /// C for `f(v)`, `v` a float expression without side effects.
+    pub fn apply(self, v: &str) -> String {
+        match self {
+            ActFn::Tanh => format!("tanhf({v})"),
+            ActFn::Sigmoid => format!("1.0f / (1.0f + expf(-({v})))"),
+            ActFn::LeakyRelu(s) => format!("(({v}) > 0.0f ? ({v}) : ({v}) * {})", f32_lit(s)),
+        }
+    }
+    /// C for `g·f'(x)` from the output `y`.
+    pub fn grad(self, y: &str, g: &str) -> String {
+        match self {
+            ActFn::Tanh => format!("{g} * (1.0f - {y} * {y})"),
+            ActFn::Sigmoid => format!("{g} * ({y} * (1.0f - {y}))"),
+            ActFn::LeakyRelu(s) => format!("({y} > 0.0f ? {g} : {g} * {})", f32_lit(s)),
+        }
+    }
+}
+
+/// A padded pooling: `planes` planes of `h×w`, window `size` every `stride`, `pad`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool {
+    pub planes: usize,
+    pub h: usize,
+    pub w: usize,
+    pub size: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl Pool {
+    fn out(&self) -> (usize, usize) {
+        (
+            (self.h + 2 * self.pad - self.size) / self.stride + 1,
+            (self.w + 2 * self.pad - self.size) / self.stride + 1,
+        )
+    }
+
+    /// Lines that set `o` (the output position in its plane), `xp` the
+    /// plane's input, and the window's real rows `y0..y1`, columns `x0..x1`.
+    fn window(&self) -> Vec<String> {
+        let (oh, ow) = self.out();
+        let Pool {
+            h,
+            w,
+            size,
+            stride,
+            pad,
+            ..
+        } = *self;
+        vec![
+            format!("const long long o = i % {};", ll(oh * ow)),
+            format!(
+                "const float* xp = x + (i / {}) * {};",
+                ll(oh * ow),
+                ll(h * w)
+            ),
+            format!(
+                "const long long sy = (o / {ow}) * {stride} - {pad}, sx = (o % {ow}) * {stride} - {pad};"
+            ),
+            "const long long y0 = sy < 0 ? 0 : sy, x0 = sx < 0 ? 0 : sx;".into(),
+            format!("const long long y1 = sy + {size} < {h} ? sy + {size} : {h};"),
+            format!("const long long x1 = sx + {size} < {w} ? sx + {size} : {w};"),
+        ]
+    }
+
+    /// Lines that set `pos` (the input position in its plane), `off` (the
+    /// plane's first output), and the outputs `oy0..=oy1`, `ox0..=ox1` whose
+    /// windows cover it (empty when `oy0 > oy1`).
+    fn covering(&self) -> Vec<String> {
+        let (oh, ow) = self.out();
+        let Pool {
+            h,
+            w,
+            size,
+            stride,
+            pad,
+            ..
+        } = *self;
+        vec![
+            format!("const long long pos = i % {};", ll(h * w)),
+            format!(
+                "const long long off = (i / {}) * {};",
+                ll(h * w),
+                ll(oh * ow)
+            ),
+            format!("const long long py = pos / {w} + {pad}, px = pos % {w} + {pad};"),
+            format!("const long long oy0 = py < {size} ? 0 : (py - {size} + {stride}) / {stride};"),
+            format!("const long long ox0 = px < {size} ? 0 : (px - {size} + {stride}) / {stride};"),
+            format!(
+                "const long long oy1 = py / {stride} < {} ? py / {stride} : {};",
+                oh - 1,
+                oh - 1
+            ),
+            format!(
+                "const long long ox1 = px / {stride} < {} ? px / {stride} : {};",
+                ow - 1,
+                ow - 1
+            ),
+        ]
+    }
 }
 
 /// The table: what each kernel computes, as CUDA C.
@@ -393,6 +542,124 @@ pub fn spec(k: &Kernel) -> Spec {
                 ],
             )
         }
+        Kernel::Act { total, f } => ew_in_place(
+            match f {
+                ActFn::Tanh => "tanh",
+                ActFn::Sigmoid => "sigmoid",
+                ActFn::LeakyRelu(_) => "leaky_relu",
+            },
+            *total,
+            vec![(InF32, "x"), (OutF32, "y")],
+            vec!["const float v = x[i];".into(), format!("y[i] = {};", f.apply("v"))],
+        ),
+        Kernel::ActGrad { total, f } => ew_in_place(
+            match f {
+                ActFn::Tanh => "tanh_grad",
+                ActFn::Sigmoid => "sigmoid_grad",
+                ActFn::LeakyRelu(_) => "leaky_relu_grad",
+            },
+            *total,
+            vec![(InF32, "y"), (InF32, "dy"), (OutF32, "dx")],
+            vec![
+                "const float yv = y[i], g = dy[i];".into(),
+                format!("dx[i] = {};", f.grad("yv", "g")),
+            ],
+        ),
+        Kernel::Copy { total } => {
+            ew_in_place("copy", *total, vec![(InF32, "x"), (OutF32, "y")], vec!["y[i] = x[i];".into()])
+        }
+        Kernel::MaxPoolPadFwd(p) => {
+            let (oh, ow) = p.out();
+            let w = p.w;
+            let mut b = p.window();
+            b.extend([
+                format!("long long bi = y0 * {w} + x0;"),
+                "float best = xp[bi];".into(),
+                "for (long long iy = y0; iy < y1; ++iy) {".into(),
+                "  for (long long ix = x0; ix < x1; ++ix) {".into(),
+                format!("    const long long q = iy * {w} + ix;"),
+                "    if (xp[q] > best || (xp[q] != xp[q] && best == best)) { best = xp[q]; bi = q; }".into(),
+                "  }".into(),
+                "}".into(),
+                "y[i] = best;".into(),
+                "argmax[i] = (unsigned int)bi;".into(),
+            ]);
+            ew("maxpool_pad_fwd", p.planes * oh * ow, vec![(InF32, "x"), (OutF32, "y"), (OutU32, "argmax")], b)
+        }
+        Kernel::MaxPoolPadBwd(p) => {
+            let ow = p.out().1;
+            let mut b = p.covering();
+            b.extend([
+                "float acc = 0.0f;".into(),
+                "for (long long oy = oy0; oy <= oy1; ++oy) {".into(),
+                "  for (long long ox = ox0; ox <= ox1; ++ox) {".into(),
+                format!("    const long long q = off + oy * {ow} + ox;"),
+                "    if ((long long)argmax[q] == pos) acc += dy[q];".into(),
+                "  }".into(),
+                "}".into(),
+                "dx[i] = acc;".into(),
+            ]);
+            ew("maxpool_pad_bwd", p.planes * p.h * p.w, vec![(InF32, "dy"), (InU32, "argmax"), (OutF32, "dx")], b)
+        }
+        Kernel::AvgPoolFwd(p) => {
+            let (oh, ow) = p.out();
+            let w = p.w;
+            let mut b = p.window();
+            b.extend([
+                "float sum = 0.0f;".into(),
+                format!("for (long long iy = y0; iy < y1; ++iy) for (long long ix = x0; ix < x1; ++ix) sum += xp[iy * {w} + ix];"),
+                format!("y[i] = sum * {};", f32_lit(1.0 / (p.size * p.size) as f64)),
+            ]);
+            ew("avgpool_fwd", p.planes * oh * ow, vec![(InF32, "x"), (OutF32, "y")], b)
+        }
+        Kernel::AvgPoolBwd(p) => {
+            let ow = p.out().1;
+            let mut b = p.covering();
+            b.extend([
+                format!("const float inv = {};", f32_lit(1.0 / (p.size * p.size) as f64)),
+                "float acc = 0.0f;".into(),
+                "for (long long oy = oy0; oy <= oy1; ++oy) {".into(),
+                format!("  for (long long ox = ox0; ox <= ox1; ++ox) acc += dy[off + oy * {ow} + ox] * inv;"),
+                "}".into(),
+                "dx[i] = acc;".into(),
+            ]);
+            ew("avgpool_bwd", p.planes * p.h * p.w, vec![(InF32, "dy"), (OutF32, "dx")], b)
+        }
+        Kernel::GlobalAvgPoolFwd { planes, hw } => ew(
+            "global_avgpool_fwd",
+            *planes,
+            vec![(InF32, "x"), (OutF32, "y")],
+            vec![
+                format!("const float* xp = x + i * {};", ll(*hw)),
+                "float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};".into(),
+                format!("const long long full = {} / 8 * 8;", ll(*hw)),
+                "for (long long j = 0; j < full; j += 8) for (int l = 0; l < 8; ++l) acc[l] += xp[j + l];".into(),
+                "float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));".into(),
+                format!("for (long long j = full; j < {}; ++j) s += xp[j];", ll(*hw)),
+                format!("y[i] = s * {};", f32_lit(1.0 / (*hw).max(1) as f64)),
+            ],
+        ),
+        Kernel::GlobalAvgPoolBwd { planes, hw } => ew(
+            "global_avgpool_bwd",
+            planes * hw,
+            vec![(InF32, "dy"), (OutF32, "dx")],
+            vec![format!("dx[i] = dy[i / {}] * {};", ll((*hw).max(1)), f32_lit(1.0 / (*hw).max(1) as f64))],
+        ),
+        Kernel::Softmax { n, classes } => ew(
+            "softmax",
+            *n,
+            vec![(InF32, "x"), (OutF32, "y")],
+            vec![
+                format!("const float* z = x + i * {};", ll(*classes)),
+                format!("float* pr = y + i * {};", ll(*classes)),
+                "float m = z[0];".into(),
+                format!("for (long long j = 0; j < {classes}; ++j) m = fmaxf(m, z[j]);"),
+                "float sum = 0.0f;".into(),
+                format!("for (long long j = 0; j < {classes}; ++j) {{ const float e = expf(z[j] - m); pr[j] = e; sum += e; }}"),
+                "const float inv = 1.0f / sum;".into(),
+                format!("for (long long j = 0; j < {classes}; ++j) pr[j] *= inv;"),
+            ],
+        ),
         Kernel::BiasEpilogue { n, f, p, act } => fk::bias_epilogue(*n, *f, *p, *act),
         Kernel::ToChannelMajor { n, f, p, relu } => fk::to_channel_major(*n, *f, *p, *relu),
         Kernel::ReluGradScale { total, scale } => ew(

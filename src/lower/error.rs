@@ -97,6 +97,20 @@ pub enum LowerError {
         span: Span,
         expected: &'static str,
     },
+    #[error("`{name}` takes one number or two, `[h, w]`; got a list of {got}")]
+    BadPair {
+        name: &'static str,
+        span: Span,
+        got: usize,
+    },
+    #[error("`{name}` takes `true` or `false`")]
+    NotABool { name: &'static str, span: Span },
+    #[error("{filters} filters do not split into {groups} groups")]
+    GroupsFilters {
+        groups: u64,
+        filters: u64,
+        span: Span,
+    },
     #[error("`{layer}` has no parameter `{param}`")]
     NoSuchParam {
         layer: String,
@@ -129,7 +143,10 @@ impl LowerError {
             | Towers { span, .. }
             | UnknownSetting { span, .. }
             | SettingType { span, .. }
-            | NoSuchParam { span, .. } => *span,
+            | NoSuchParam { span, .. }
+            | BadPair { span, .. }
+            | NotABool { span, .. }
+            | GroupsFilters { span, .. } => *span,
         }
     }
 }

@@ -14,8 +14,10 @@
 //!   pieces whose size depends only on the shapes, and reductions across pieces
 //!   are summed in piece order.
 
+pub mod batchnorm;
 pub mod concat;
 pub mod conv;
+pub mod conv_general;
 pub mod dense;
 pub mod dropout;
 pub mod float;

@@ -59,8 +59,34 @@ impl Diagnose for SyntaxError {
     }
 }
 
+/// The code of a shape error: N0107, or one of the layer-specific codes.
+fn shape_code(s: &ShapeError) -> &'static str {
+    match s {
+        ShapeError::GroupsChannels { .. } => "N0140",
+        ShapeError::DilatedKernelTooLarge { .. } => "N0142",
+        ShapeError::AddMismatch { .. } => "N0143",
+        ShapeError::NotChannels { .. } => "N0144",
+        ShapeError::SoftmaxNotVector { .. } => "N0133",
+        ShapeError::PoolNotImage { .. } => "N0134",
+        ShapeError::PoolTooLarge { .. } => "N0135",
+        _ => "N0107",
+    }
+}
+
 fn shape_help(s: &ShapeError) -> String {
     match s {
+        ShapeError::GroupsChannels { groups, .. } => format!(
+            "the input's channels must split into {groups} equal groups; change `groups` or the layer before"
+        ),
+        ShapeError::DilatedKernelTooLarge { .. } => {
+            "use a smaller `dilation` or kernel, or add padding".into()
+        }
+        ShapeError::AddMismatch { .. } => {
+            "`add` sums inputs of one shape; match their filters and sizes, or project one with a 1×1 `conv`".into()
+        }
+        ShapeError::NotChannels { .. } => {
+            "`batchnorm` normalises the channels of an image or the features of a vector".into()
+        }
         ShapeError::KernelTooLarge { .. } => {
             "use a smaller kernel, add padding, or remove a pooling layer upstream".into()
         }
@@ -124,7 +150,7 @@ impl Diagnose for LowerError {
                 vec![primary(*span, "not a layer type or a `let` layer")],
                 did_you_mean(
                     suggestion,
-                    "layer types: conv, relu, tanh, sigmoid, leaky_relu, lrn, maxpool, avgpool, global_avgpool, flatten, dense, dropout, concat, softmax, softmax_xent",
+                    "layer types: conv, relu, tanh, sigmoid, leaky_relu, lrn, maxpool, avgpool, global_avgpool, flatten, dense, dropout, concat, add, batchnorm, softmax, softmax_xent",
                 ),
             ),
             UnknownParam { span, expected, .. } => (
@@ -151,12 +177,7 @@ impl Diagnose for LowerError {
                 source,
                 layer,
             } => (
-                match source {
-                    ShapeError::SoftmaxNotVector { .. } => "N0133",
-                    ShapeError::PoolNotImage { .. } => "N0134",
-                    ShapeError::PoolTooLarge { .. } => "N0135",
-                    _ => "N0107",
-                },
+                shape_code(source),
                 vec![primary(*span, format!("in `{layer}`"))],
                 shape_help(source),
             ),
@@ -212,7 +233,7 @@ impl Diagnose for LowerError {
             Sources { span, .. } => (
                 "N0111",
                 vec![primary(*span, "wrong number of inputs")],
-                "only `concat` takes several inputs; `softmax_xent` takes logits and labels".into(),
+                "only `concat` and `add` take several inputs (`add` at least two); `softmax_xent` takes logits and labels".into(),
             ),
             NeedsAcross { span, name } => (
                 "N0112",
@@ -266,7 +287,22 @@ impl Diagnose for LowerError {
             NoSuchParam { span, .. } => (
                 "N0122",
                 vec![primary(*span, "no such parameter")],
-                "only `conv` and `dense` layers have `weight` and `bias`".into(),
+                "only `conv` and `dense` layers have `weight` and `bias` (and `batchnorm` its `weight` γ and `bias` β); a `conv` with `bias: false` has no bias".into(),
+            ),
+            GroupsFilters { span, groups, .. } => (
+                "N0141",
+                vec![primary(*span, "not a divisor of the filters")],
+                format!("each of the {groups} groups needs the same number of filters; use a multiple of {groups} for `filters` (per tower inside `towers`)"),
+            ),
+            BadPair { span, .. } => (
+                "N0145",
+                vec![primary(*span, "expected a number or `[h, w]`")],
+                "write `size: 3` for a square kernel or `size: [3, 5]` for height 3, width 5".into(),
+            ),
+            NotABool { span, .. } => (
+                "N0146",
+                vec![primary(*span, "not `true` or `false`")],
+                "write `bias: false` to leave out the bias".into(),
             ),
             InitArg { span, reason, .. } => (
                 "N0150",

@@ -159,3 +159,56 @@ fn new_layer_types_gradients_match_central_differences() {
     assert!(!has("softmax_grad"));
     assert_eq!(check(g), 10 * 5);
 }
+
+/// Every form of `conv` but the plain one, and a residual `add`: groups,
+/// a rectangular kernel with per-axis stride and padding, dilation, and a
+/// convolution without a bias, whose output is summed with its input.
+const CONV_FORMS: &str = "
+network conv_forms {
+  input image: [4, 9, 9]
+  input label: class(3)
+  c1 = conv(image, filters: 6, size: [3, 2], stride: [1, 2], pad: [1, 0], groups: 2) -> relu
+  c2 = conv(c1, filters: 6, size: 3, pad: 2, dilation: 2, groups: 3, bias: false)
+  r = add(c2, c1) -> relu
+  out = dense(r, units: 3)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: he  bias: 0.1 } }
+";
+
+#[test]
+fn grouped_dilated_rectangular_biasless_and_residual_gradients_match_central_differences() {
+    let g = common::training_graph(CONV_FORMS);
+    // c1 (weight, bias), c2 (weight only), out (weight, bias).
+    assert_eq!(common::param_grads(&g).len(), 5);
+    assert!(g.find("c2/conv.bias", netc::ir::Device::Tower(0)).is_none());
+    assert_eq!(check(g), 5 * 5);
+    let (g, report) = common::fused_graph(CONV_FORMS);
+    assert!(report.fired["conv+relu"] > 0, "{report}");
+    assert_eq!(check(g), 5 * 5);
+}
+
+/// Batchnorm after a biasless conv and after a dense layer, inside a
+/// residual block: each output depends on the whole batch through the
+/// batch statistics, which the central differences see too.
+const BATCHNORM: &str = "
+network bn_res {
+  input image: [3, 6, 6]
+  input label: class(3)
+  c1 = conv(image, filters: 4, size: 3, pad: 1, bias: false) -> batchnorm -> relu
+  c2 = conv(c1, filters: 4, size: 3, pad: 1, bias: false) -> batchnorm(momentum: 0.2, eps: 1e-3)
+  r = add(c2, c1) -> relu
+  f = dense(r, units: 5) -> batchnorm -> relu
+  out = dense(f, units: 3)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: he  bias: 0.1 } }
+";
+
+#[test]
+fn batchnorm_gradients_match_central_differences() {
+    let g = common::training_graph(BATCHNORM);
+    // c1.w, c1 γ β, c2.w, c2 γ β, f w b, f γ β, out w b.
+    assert_eq!(common::param_grads(&g).len(), 12);
+    assert_eq!(check(g), 12 * 5);
+}

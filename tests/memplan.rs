@@ -301,9 +301,12 @@ fn random_graph(seed: u64) -> Graph {
         let op = match pick {
             0 | 7 => Op::Conv {
                 filters: gn.small(1, 6),
-                size: gn.small(1, 3),
-                stride: gn.small(1, 2),
-                pad: gn.small(0, 1),
+                size: gn.small(1, 3).into(),
+                stride: gn.small(1, 2).into(),
+                pad: gn.small(0, 1).into(),
+                dilation: 1,
+                groups: 1,
+                bias: true,
             },
             1 => Op::Relu,
             2 => Op::Lrn {

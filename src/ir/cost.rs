@@ -1,4 +1,5 @@
-//! Per-node costs for the architecture table: learned parameters,
+//! Per-node costs for the architecture table: learned parameters (a
+//! batchnorm's running statistics are not counted),
 //! multiply-accumulates per example (forward), activation elements per
 //! example. MACs count only the weight products of convolution and dense
 //! layers, as the paper's totals do. Assumes a verified graph.
@@ -24,6 +25,8 @@ pub fn node_cost(g: &Graph, n: NodeId) -> Cost {
     let node = g.node(n);
     let mut c = Cost::default();
     match &node.op {
+        // Running statistics are state, not learned parameters.
+        Op::Param { role, .. } if role.is_running() => {}
         Op::Param { .. } => c.params = node.ty.numel(),
         Op::Conv { .. }
         | Op::Dense { .. }

@@ -3,6 +3,7 @@
 //! a [`ShapeError`] for any input type the op cannot take. Every product
 //! is checked, so no input can overflow.
 
+use super::op::Hw;
 use super::{Op, Ty};
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -35,6 +36,78 @@ pub enum ShapeError {
     PoolNotImage { op: &'static str, got: String },
     #[error("`avgpool` window {size}×{size} is larger than the padded input {h}×{w}")]
     PoolTooLarge { size: u64, h: u64, w: u64 },
+    #[error("kernel {kh}×{kw} is larger than the padded input {h}×{w}")]
+    RectKernelTooLarge { kh: u64, kw: u64, h: u64, w: u64 },
+    #[error("{channels} input channels do not split into {groups} groups")]
+    GroupsChannels { groups: u64, channels: u64 },
+    #[error(
+        "kernel {kh}×{kw} dilated by {dilation} spans {eh}×{ew}, larger than the padded input {h}×{w}"
+    )]
+    DilatedKernelTooLarge {
+        kh: u64,
+        kw: u64,
+        dilation: u64,
+        eh: u64,
+        ew: u64,
+        h: u64,
+        w: u64,
+    },
+    #[error("`add` inputs differ in shape: {a} and {b}")]
+    AddMismatch { a: String, b: String },
+    #[error("`{op}` needs an image or a vector of features, got {got}")]
+    NotChannels { op: &'static str, got: String },
+}
+
+/// The output height and width of a convolution of an `h×w` input.
+pub fn conv_out(
+    h: u64,
+    w: u64,
+    size: Hw,
+    stride: Hw,
+    pad: Hw,
+    dilation: u64,
+) -> Result<(u64, u64), ShapeError> {
+    let ext = |k: u64| {
+        k.checked_sub(1)
+            .and_then(|k| k.checked_mul(dilation))
+            .and_then(|k| k.checked_add(1))
+            .ok_or(ShapeError::Overflow)
+    };
+    let (eh, ew) = (ext(size.h)?, ext(size.w)?);
+    match (
+        window_out(h, eh, stride.h, pad.h),
+        window_out(w, ew, stride.w, pad.w),
+    ) {
+        (Some(oh), Some(ow)) => Ok((oh, ow)),
+        _ => {
+            let ph = h.saturating_add(pad.h.saturating_mul(2));
+            let pw = w.saturating_add(pad.w.saturating_mul(2));
+            Err(if dilation != 1 {
+                ShapeError::DilatedKernelTooLarge {
+                    kh: size.h,
+                    kw: size.w,
+                    dilation,
+                    eh,
+                    ew,
+                    h: ph,
+                    w: pw,
+                }
+            } else if size.is_square() {
+                ShapeError::KernelTooLarge {
+                    size: size.h,
+                    h: ph,
+                    w: pw,
+                }
+            } else {
+                ShapeError::RectKernelTooLarge {
+                    kh: size.h,
+                    kw: size.w,
+                    h: ph,
+                    w: pw,
+                }
+            })
+        }
+    }
 }
 
 /// Output size of a window of `size` every `stride` over `n + 2*pad`.
@@ -108,10 +181,31 @@ fn expect_param(op: &'static str, t: &Ty, want: Vec<u64>) -> Result<(), ShapeErr
 /// after the data input (weight, bias).
 pub fn param_shapes(op: &Op, input: &Ty) -> Result<Vec<Vec<u64>>, ShapeError> {
     match op {
-        Op::Conv { filters, size, .. } => {
+        Op::Conv {
+            filters,
+            size,
+            groups,
+            bias,
+            ..
+        } => {
             let [c, _, _] = image("conv", input)?;
-            checked_product(&[*filters, c, *size, *size])?;
-            Ok(vec![vec![*filters, c, *size, *size], vec![*filters]])
+            if *groups == 0 || c % groups != 0 || filters % groups != 0 {
+                return Err(ShapeError::GroupsChannels {
+                    groups: *groups,
+                    channels: c,
+                });
+            }
+            let w = vec![*filters, c / groups, size.h, size.w];
+            checked_product(&w)?;
+            Ok(if *bias {
+                vec![w, vec![*filters]]
+            } else {
+                vec![w]
+            })
+        }
+        Op::BatchNorm { .. } => {
+            let c = bn_channels(input)?;
+            Ok(vec![vec![c]; 4])
         }
         Op::Dense { units } => {
             let n = checked_product(&act("dense", input)?)?;
@@ -119,6 +213,27 @@ pub fn param_shapes(op: &Op, input: &Ty) -> Result<Vec<Vec<u64>>, ShapeError> {
             Ok(vec![vec![*units, n], vec![*units]])
         }
         _ => Ok(vec![]),
+    }
+}
+
+/// The channels a batchnorm normalises: of an image `[C, H, W]` or a
+/// vector `[C]`.
+pub fn bn_channels(input: &Ty) -> Result<u64, ShapeError> {
+    match input {
+        Ty::Act { dims } if dims.len() == 3 || dims.len() == 1 => Ok(dims[0]),
+        other => Err(ShapeError::NotChannels {
+            op: "batchnorm",
+            got: other.to_string(),
+        }),
+    }
+}
+
+/// The roles of the parameters [`param_shapes`] lists, in the same order.
+pub fn param_roles(op: &Op) -> &'static [super::ParamRole] {
+    use super::ParamRole::*;
+    match op {
+        Op::BatchNorm { .. } => &[Weight, Bias, RunningMean, RunningVar],
+        _ => &[Weight, Bias],
     }
 }
 
@@ -137,26 +252,19 @@ pub fn infer(op: &Op, inputs: &[&Ty]) -> Result<Ty, ShapeError> {
             size,
             stride,
             pad,
+            dilation,
+            bias,
+            ..
         } => {
-            arity(op, inputs, 3)?;
-            let [c, h, w] = image("conv", inputs[0])?;
+            arity(op, inputs, if *bias { 3 } else { 2 })?;
+            let [_, h, w] = image("conv", inputs[0])?;
             let shapes = param_shapes(op, inputs[0])?;
-            expect_param("conv", inputs[1], shapes[0].clone())?;
-            expect_param("conv", inputs[2], shapes[1].clone())?;
-            let _ = c;
-            let oh = window_out(h, *size, *stride, *pad);
-            let ow = window_out(w, *size, *stride, *pad);
-            match (oh, ow) {
-                (Some(oh), Some(ow)) => Ty::Act {
-                    dims: vec![*filters, oh, ow],
-                },
-                _ => {
-                    return Err(ShapeError::KernelTooLarge {
-                        size: *size,
-                        h: h.saturating_add(pad.saturating_mul(2)),
-                        w: w.saturating_add(pad.saturating_mul(2)),
-                    });
-                }
+            for (t, want) in inputs[1..].iter().zip(shapes) {
+                expect_param("conv", t, want)?;
+            }
+            let (oh, ow) = conv_out(h, w, *size, *stride, *pad, *dilation)?;
+            Ty::Act {
+                dims: vec![*filters, oh, ow],
             }
         }
         Op::MaxPool { size, stride, pad } => {
@@ -295,11 +403,17 @@ pub fn infer(op: &Op, inputs: &[&Ty]) -> Result<Ty, ShapeError> {
                 dims: act("softmax_xent_grad", inputs[0])?,
             }
         }
-        Op::ConvGradInput { in_h, in_w, .. } => {
+        Op::ConvGradInput {
+            in_h, in_w, groups, ..
+        } => {
             arity(op, inputs, 2)?;
             match inputs[1] {
                 Ty::Param { dims } if dims.len() == 4 => Ty::Act {
-                    dims: vec![dims[1], *in_h, *in_w],
+                    dims: vec![
+                        dims[1].checked_mul(*groups).ok_or(ShapeError::Overflow)?,
+                        *in_h,
+                        *in_w,
+                    ],
                 },
                 other => {
                     return Err(ShapeError::Mismatch {
@@ -310,12 +424,18 @@ pub fn infer(op: &Op, inputs: &[&Ty]) -> Result<Ty, ShapeError> {
                 }
             }
         }
-        Op::ConvGradWeight { size, .. } => {
+        Op::ConvGradWeight { size, groups, .. } => {
             arity(op, inputs, 2)?;
             let [c, _, _] = image("conv_grad_weight", inputs[0])?;
             let [f, _, _] = image("conv_grad_weight", inputs[1])?;
+            if *groups == 0 || c % groups != 0 {
+                return Err(ShapeError::GroupsChannels {
+                    groups: *groups,
+                    channels: c,
+                });
+            }
             Ty::Param {
-                dims: vec![f, c, *size, *size],
+                dims: vec![f, c / groups, size.h, size.w],
             }
         }
         Op::ConvGradBias => {
@@ -424,6 +544,59 @@ pub fn infer(op: &Op, inputs: &[&Ty]) -> Result<Ty, ShapeError> {
             d[0] = *len;
             Ty::Act { dims: d }
         }
+        Op::BatchNorm { .. } => {
+            arity(op, inputs, 5)?;
+            let shapes = param_shapes(op, inputs[0])?;
+            for (t, want) in inputs[1..].iter().zip(shapes) {
+                expect_param("batchnorm", t, want)?;
+            }
+            inputs[0].clone()
+        }
+        Op::BatchNormGradInput { .. } => {
+            arity(op, inputs, 3)?;
+            let c = bn_channels(inputs[0])?;
+            expect_param("batchnorm_grad_input", inputs[1], vec![c])?;
+            same(op, inputs[0], inputs[2])?;
+            inputs[0].clone()
+        }
+        Op::BatchNormGradGamma { .. } => {
+            arity(op, inputs, 2)?;
+            let c = bn_channels(inputs[0])?;
+            same(op, inputs[0], inputs[1])?;
+            Ty::Param { dims: vec![c] }
+        }
+        Op::BatchNormGradBeta => {
+            arity(op, inputs, 1)?;
+            Ty::Param {
+                dims: vec![bn_channels(inputs[0])?],
+            }
+        }
+        Op::RunningUpdate { .. } => {
+            arity(op, inputs, 3)?;
+            let c = bn_channels(inputs[2])?;
+            expect_param("running_update", inputs[0], vec![c])?;
+            expect_param("running_update", inputs[1], vec![c])?;
+            Ty::Effect
+        }
+        Op::Sum => {
+            if inputs.len() < 2 {
+                return Err(ShapeError::Arity {
+                    op: "add",
+                    expected: 2,
+                    got: inputs.len(),
+                });
+            }
+            act("add", inputs[0])?;
+            for t in &inputs[1..] {
+                if *t != inputs[0] {
+                    return Err(ShapeError::AddMismatch {
+                        a: inputs[0].to_string(),
+                        b: t.to_string(),
+                    });
+                }
+            }
+            inputs[0].clone()
+        }
         Op::Add => {
             if inputs.is_empty() {
                 return Err(ShapeError::Arity {
@@ -457,20 +630,7 @@ pub fn infer(op: &Op, inputs: &[&Ty]) -> Result<Ty, ShapeError> {
             }
             Ty::Effect
         }
-        Op::ConvRelu {
-            filters,
-            size,
-            stride,
-            pad,
-        } => {
-            let conv = Op::Conv {
-                filters: *filters,
-                size: *size,
-                stride: *stride,
-                pad: *pad,
-            };
-            infer(&conv, inputs)?
-        }
+        Op::ConvRelu { .. } => infer(&op.unfused_conv(), inputs)?,
         Op::DenseRelu { units } | Op::DenseReluDropout { units, .. } => {
             infer(&Op::Dense { units: *units }, inputs)?
         }
@@ -497,33 +657,15 @@ pub fn infer(op: &Op, inputs: &[&Ty]) -> Result<Ty, ShapeError> {
             };
             infer(&mp, &[&y])?
         }
-        Op::ConvReluGradInput {
-            size,
-            stride,
-            pad,
-            in_h,
-            in_w,
-        } => {
+        Op::ConvReluGradInput { .. } => {
             arity(op, inputs, 3)?;
             same(op, inputs[0], inputs[2])?;
-            let plain = Op::ConvGradInput {
-                size: *size,
-                stride: *stride,
-                pad: *pad,
-                in_h: *in_h,
-                in_w: *in_w,
-            };
-            infer(&plain, &inputs[..2])?
+            infer(&op.unfused_conv(), &inputs[..2])?
         }
-        Op::ConvReluGradWeight { size, stride, pad } => {
+        Op::ConvReluGradWeight { .. } => {
             arity(op, inputs, 3)?;
             same(op, inputs[1], inputs[2])?;
-            let plain = Op::ConvGradWeight {
-                size: *size,
-                stride: *stride,
-                pad: *pad,
-            };
-            infer(&plain, &inputs[..2])?
+            infer(&op.unfused_conv(), &inputs[..2])?
         }
         Op::ConvReluGradBias => {
             arity(op, inputs, 2)?;

@@ -50,6 +50,31 @@ pub enum ParamRole {
     Bias,
     /// The optimiser's momentum buffer `v` of a weight or bias.
     Velocity,
+    /// A batchnorm's running mean: state, not a trained parameter. It gets
+    /// no gradient, no weight decay and no velocity; the training step's
+    /// `running_update` (added by autodiff) folds each batch's mean into it,
+    /// evaluation normalises with it, and checkpoints save it.
+    RunningMean,
+    /// A batchnorm's running variance (unbiased), as [`ParamRole::RunningMean`].
+    RunningVar,
+}
+
+impl ParamRole {
+    /// The suffix of a parameter's name: `conv1/conv.weight`, `bn/batchnorm.running_mean`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            ParamRole::Weight => "weight",
+            ParamRole::Bias => "bias",
+            ParamRole::Velocity => "velocity",
+            ParamRole::RunningMean => "running_mean",
+            ParamRole::RunningVar => "running_var",
+        }
+    }
+
+    /// Running statistics: state the training step updates without a gradient.
+    pub fn is_running(self) -> bool {
+        matches!(self, ParamRole::RunningMean | ParamRole::RunningVar)
+    }
 }
 
 /// How a parameter is initialised.
@@ -233,6 +258,57 @@ impl std::fmt::Display for Init {
     }
 }
 
+/// A window's extent, stride or padding per axis, `[h, w]`; written (in
+/// the text form, YAML and `.net` source) as one number when square.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hw {
+    pub h: u64,
+    pub w: u64,
+}
+
+impl Hw {
+    pub const fn square(v: u64) -> Hw {
+        Hw { h: v, w: v }
+    }
+    pub fn is_square(&self) -> bool {
+        self.h == self.w
+    }
+}
+
+impl From<u64> for Hw {
+    fn from(v: u64) -> Hw {
+        Hw::square(v)
+    }
+}
+
+impl std::fmt::Display for Hw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_square() {
+            write!(f, "{}", self.h)
+        } else {
+            write!(f, "{}x{}", self.h, self.w)
+        }
+    }
+}
+
+impl Serialize for Hw {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.is_square() {
+            s.serialize_u64(self.h)
+        } else {
+            [self.h, self.w].serialize(s)
+        }
+    }
+}
+
+fn is_one_u64(v: &u64) -> bool {
+    *v == 1
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
@@ -243,12 +319,20 @@ pub enum Op {
         role: ParamRole,
         init: Init,
     },
-    /// Inputs: x `[C,H,W]`, weight `[F,C,K,K]`, bias `[F]`.
+    /// Inputs: x `[C,H,W]`, weight `[F,C/groups,KH,KW]`, bias `[F]` (absent
+    /// when `bias` is false). Taps `dilation` apart; filter group `g` of
+    /// `groups` sees channel group `g` only.
     Conv {
         filters: u64,
-        size: u64,
-        stride: u64,
-        pad: u64,
+        size: Hw,
+        stride: Hw,
+        pad: Hw,
+        #[serde(skip_serializing_if = "is_one_u64")]
+        dilation: u64,
+        #[serde(skip_serializing_if = "is_one_u64")]
+        groups: u64,
+        #[serde(skip_serializing_if = "is_true")]
+        bias: bool,
     },
     Relu,
     /// The paper's response normalisation over the channels of one tower;
@@ -299,6 +383,20 @@ pub enum Op {
     },
     /// Concatenation along the first (channel) axis, inputs in port order.
     Concat,
+    /// The `add` layer: the elementwise sum of two or more inputs of one
+    /// type (a residual connection). A forward op, unlike [`Op::Add`], which
+    /// sums the gradients autodiff builds.
+    Sum,
+    /// Batch normalisation over the channels of an image (the features of
+    /// a vector). Inputs: x, γ `[C]` (a weight), β `[C]` (a bias), running
+    /// mean `[C]`, running variance `[C]`. In training it normalises with
+    /// the batch's mean and biased variance and keeps them (side buffers
+    /// for its gradients and its `running_update`); in evaluation with the
+    /// running statistics.
+    BatchNorm {
+        momentum: f64,
+        eps: f64,
+    },
     /// Mean softmax cross-entropy of logits against labels.
     SoftmaxXent,
 
@@ -313,17 +411,25 @@ pub enum Op {
     },
     /// ∂L/∂x of a convolution. Inputs: dy, weight. `in_h`, `in_w`: the size of x.
     ConvGradInput {
-        size: u64,
-        stride: u64,
-        pad: u64,
+        size: Hw,
+        stride: Hw,
+        pad: Hw,
         in_h: u64,
         in_w: u64,
+        #[serde(skip_serializing_if = "is_one_u64")]
+        dilation: u64,
+        #[serde(skip_serializing_if = "is_one_u64")]
+        groups: u64,
     },
     /// ∂L/∂weight, summed over the batch. Inputs: x, dy.
     ConvGradWeight {
-        size: u64,
-        stride: u64,
-        pad: u64,
+        size: Hw,
+        stride: Hw,
+        pad: Hw,
+        #[serde(skip_serializing_if = "is_one_u64")]
+        dilation: u64,
+        #[serde(skip_serializing_if = "is_one_u64")]
+        groups: u64,
     },
     /// ∂L/∂bias, summed over the batch and positions. Input: dy.
     ConvGradBias,
@@ -390,6 +496,24 @@ pub enum Op {
     },
     /// Elementwise sum of all inputs (gradients reaching one value by several paths).
     Add,
+    /// ∂L/∂x of a training-mode batchnorm (through the batch statistics
+    /// too). Inputs: x, γ, dy; reads its forward node's batch statistics.
+    BatchNormGradInput {
+        eps: f64,
+    },
+    /// ∂L/∂γ = Σ dy·x̂ per channel. Inputs: x, dy; reads the batch statistics.
+    BatchNormGradGamma {
+        eps: f64,
+    },
+    /// ∂L/∂β = Σ dy per channel. Input: dy.
+    BatchNormGradBeta,
+    /// Folds the batch statistics of the batchnorm it records into its
+    /// running statistics, in place: `r ← (1 − momentum)·r + momentum·s`
+    /// (the variance unbiased). Inputs: running mean, running variance,
+    /// the batchnorm (whose statistics it reads). Not a gradient.
+    RunningUpdate {
+        momentum: f64,
+    },
     /// The paper's update, in place, with `ε = lr·lr_mult` (the schedule's
     /// learning rate at run time, times this parameter's multiplier) and
     /// `λ = weight_decay·decay_mult`:
@@ -414,9 +538,15 @@ pub enum Op {
     /// `relu(conv(x, w) + b)`. Inputs as `conv`.
     ConvRelu {
         filters: u64,
-        size: u64,
-        stride: u64,
-        pad: u64,
+        size: Hw,
+        stride: Hw,
+        pad: Hw,
+        #[serde(skip_serializing_if = "is_one_u64")]
+        dilation: u64,
+        #[serde(skip_serializing_if = "is_one_u64")]
+        groups: u64,
+        #[serde(skip_serializing_if = "is_true")]
+        bias: bool,
     },
     /// `relu(x·Wᵀ + b)`. Inputs as `dense`.
     DenseRelu {
@@ -444,17 +574,25 @@ pub enum Op {
     /// `conv_grad_input` of a `conv_relu`: dy masked by `[y > 0]` first.
     /// Inputs: dy, weight, y (the `conv_relu`).
     ConvReluGradInput {
-        size: u64,
-        stride: u64,
-        pad: u64,
+        size: Hw,
+        stride: Hw,
+        pad: Hw,
         in_h: u64,
         in_w: u64,
+        #[serde(skip_serializing_if = "is_one_u64")]
+        dilation: u64,
+        #[serde(skip_serializing_if = "is_one_u64")]
+        groups: u64,
     },
     /// Inputs: x, dy, y.
     ConvReluGradWeight {
-        size: u64,
-        stride: u64,
-        pad: u64,
+        size: Hw,
+        stride: Hw,
+        pad: Hw,
+        #[serde(skip_serializing_if = "is_one_u64")]
+        dilation: u64,
+        #[serde(skip_serializing_if = "is_one_u64")]
+        groups: u64,
     },
     /// Inputs: dy, y.
     ConvReluGradBias,
@@ -521,6 +659,12 @@ impl Op {
             Op::Dense { .. } => "dense",
             Op::Dropout { .. } => "dropout",
             Op::Concat => "concat",
+            Op::Sum => "sum",
+            Op::BatchNorm { .. } => "batchnorm",
+            Op::BatchNormGradInput { .. } => "batchnorm_grad_input",
+            Op::BatchNormGradGamma { .. } => "batchnorm_grad_gamma",
+            Op::BatchNormGradBeta => "batchnorm_grad_beta",
+            Op::RunningUpdate { .. } => "running_update",
             Op::SoftmaxXent => "softmax_xent",
             Op::SoftmaxXentGrad { .. } => "softmax_xent_grad",
             Op::ConvGradInput { .. } => "conv_grad_input",
@@ -548,6 +692,115 @@ impl Op {
             Op::DenseReluGradBias { .. } => "dense_relu_grad_bias",
             Op::LrnMaxPoolGrad { .. } => "lrn_maxpool_grad",
             Op::GradChain { .. } => "grad_chain",
+        }
+    }
+
+    /// A `conv_relu` as its `conv`, and a fused conv gradient as its plain
+    /// one (same hyperparameters); any other op unchanged.
+    pub fn unfused_conv(&self) -> Op {
+        match self.clone() {
+            Op::ConvRelu {
+                filters,
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+                bias,
+            } => Op::Conv {
+                filters,
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+                bias,
+            },
+            Op::ConvReluGradInput {
+                size,
+                stride,
+                pad,
+                in_h,
+                in_w,
+                dilation,
+                groups,
+            } => Op::ConvGradInput {
+                size,
+                stride,
+                pad,
+                in_h,
+                in_w,
+                dilation,
+                groups,
+            },
+            Op::ConvReluGradWeight {
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+            } => Op::ConvGradWeight {
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+            },
+            other => other,
+        }
+    }
+
+    /// The geometry of a convolution or of one of its gradients, fused or
+    /// not: (size, stride, pad, dilation, groups).
+    pub fn conv_geometry(&self) -> Option<(Hw, Hw, Hw, u64, u64)> {
+        match self {
+            Op::Conv {
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+                ..
+            }
+            | Op::ConvRelu {
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+                ..
+            }
+            | Op::ConvGradInput {
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+                ..
+            }
+            | Op::ConvReluGradInput {
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+                ..
+            }
+            | Op::ConvGradWeight {
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+            }
+            | Op::ConvReluGradWeight {
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+            } => Some((*size, *stride, *pad, *dilation, *groups)),
+            _ => None,
         }
     }
 
@@ -608,7 +861,7 @@ impl Op {
             Op::Input { kind } => vec![("kind", format!("{kind:?}").to_lowercase())],
             Op::Param { role, init } => {
                 vec![
-                    ("role", format!("{role:?}").to_lowercase()),
+                    ("role", role.suffix().to_string()),
                     ("init", init.to_string()),
                 ]
             }
@@ -617,12 +870,28 @@ impl Op {
                 size,
                 stride,
                 pad,
-            } => vec![
-                ("filters", filters.to_string()),
-                ("size", size.to_string()),
-                ("stride", stride.to_string()),
-                ("pad", pad.to_string()),
-            ],
+                dilation,
+                groups,
+                bias,
+            }
+            | Op::ConvRelu {
+                filters,
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+                bias,
+            } => {
+                let mut v = vec![
+                    ("filters", filters.to_string()),
+                    ("size", size.to_string()),
+                    ("stride", stride.to_string()),
+                    ("pad", pad.to_string()),
+                ];
+                conv_extra(&mut v, *dilation, *groups, *bias);
+                v
+            }
             Op::Lrn {
                 size,
                 alpha,
@@ -673,23 +942,62 @@ impl Op {
             )],
             Op::Dense { units } => vec![("units", units.to_string())],
             Op::Dropout { rate } => vec![("rate", num(*rate))],
+            Op::BatchNorm { momentum, eps } => {
+                vec![("momentum", num(*momentum)), ("eps", num(*eps))]
+            }
+            Op::BatchNormGradInput { eps } | Op::BatchNormGradGamma { eps } => {
+                vec![("eps", num(*eps))]
+            }
+            Op::RunningUpdate { momentum } => vec![("momentum", num(*momentum))],
             Op::ConvGradInput {
                 size,
                 stride,
                 pad,
                 in_h,
                 in_w,
-            } => vec![
-                ("size", size.to_string()),
-                ("stride", stride.to_string()),
-                ("pad", pad.to_string()),
-                ("in", format!("{in_h}x{in_w}")),
-            ],
-            Op::ConvGradWeight { size, stride, pad } => vec![
-                ("size", size.to_string()),
-                ("stride", stride.to_string()),
-                ("pad", pad.to_string()),
-            ],
+                dilation,
+                groups,
+            }
+            | Op::ConvReluGradInput {
+                size,
+                stride,
+                pad,
+                in_h,
+                in_w,
+                dilation,
+                groups,
+            } => {
+                let mut v = vec![
+                    ("size", size.to_string()),
+                    ("stride", stride.to_string()),
+                    ("pad", pad.to_string()),
+                    ("in", format!("{in_h}x{in_w}")),
+                ];
+                conv_extra(&mut v, *dilation, *groups, true);
+                v
+            }
+            Op::ConvGradWeight {
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+            }
+            | Op::ConvReluGradWeight {
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+            } => {
+                let mut v = vec![
+                    ("size", size.to_string()),
+                    ("stride", stride.to_string()),
+                    ("pad", pad.to_string()),
+                ];
+                conv_extra(&mut v, *dilation, *groups, true);
+                v
+            }
             Op::LrnGrad {
                 size,
                 alpha,
@@ -743,17 +1051,6 @@ impl Op {
                 }
                 v
             }
-            Op::ConvRelu {
-                filters,
-                size,
-                stride,
-                pad,
-            } => vec![
-                ("filters", filters.to_string()),
-                ("size", size.to_string()),
-                ("stride", stride.to_string()),
-                ("pad", pad.to_string()),
-            ],
             Op::DenseRelu { units } => vec![("units", units.to_string())],
             Op::DenseReluDropout { units, rate, of } => vec![
                 ("units", units.to_string()),
@@ -782,23 +1079,6 @@ impl Op {
                 ("k", num(*k)),
                 ("pool", pool.to_string()),
                 ("stride", stride.to_string()),
-            ],
-            Op::ConvReluGradInput {
-                size,
-                stride,
-                pad,
-                in_h,
-                in_w,
-            } => vec![
-                ("size", size.to_string()),
-                ("stride", stride.to_string()),
-                ("pad", pad.to_string()),
-                ("in", format!("{in_h}x{in_w}")),
-            ],
-            Op::ConvReluGradWeight { size, stride, pad } => vec![
-                ("size", size.to_string()),
-                ("stride", stride.to_string()),
-                ("pad", pad.to_string()),
             ],
             Op::DenseReluGradInput { in_dims, dropout } => vec![
                 (
@@ -836,6 +1116,8 @@ impl Op {
             | Op::TanhGrad
             | Op::SigmoidGrad
             | Op::Concat
+            | Op::Sum
+            | Op::BatchNormGradBeta
             | Op::ConvReluGradBias
             | Op::SoftmaxXent
             | Op::ConvGradBias
@@ -872,6 +1154,8 @@ impl Op {
                 | Op::Dense { .. }
                 | Op::Dropout { .. }
                 | Op::Concat
+                | Op::Sum
+                | Op::BatchNorm { .. }
                 | Op::SoftmaxXent
                 | Op::ConvRelu { .. }
                 | Op::DenseRelu { .. }
@@ -921,7 +1205,24 @@ impl Op {
                     | Op::Add
                     | Op::LrnMaxPoolGrad { .. }
                     | Op::GradChain { .. }
+                    | Op::BatchNormGradInput { .. }
+                    | Op::BatchNormGradGamma { .. }
+                    | Op::BatchNormGradBeta
             )
+    }
+}
+
+/// The conv hyperparameters printed only when they differ from the
+/// default, so the text of a plain convolution stays as it always was.
+fn conv_extra(v: &mut Vec<(&'static str, String)>, dilation: u64, groups: u64, bias: bool) {
+    if dilation != 1 {
+        v.push(("dilation", dilation.to_string()));
+    }
+    if groups != 1 {
+        v.push(("groups", groups.to_string()));
+    }
+    if !bias {
+        v.push(("bias", "false".into()));
     }
 }
 

@@ -83,8 +83,22 @@ pub fn rows(g: &Graph) -> Vec<Row> {
             };
             let kernel = match &first.op {
                 Op::Conv {
-                    size, stride, pad, ..
-                } => format!("{size}×{size} s{stride} p{pad}"),
+                    size,
+                    stride,
+                    pad,
+                    dilation,
+                    groups,
+                    ..
+                } => {
+                    let mut k = format!("{}×{} s{stride} p{pad}", size.h, size.w);
+                    if *dilation != 1 {
+                        k.push_str(&format!(" d{dilation}"));
+                    }
+                    if *groups != 1 {
+                        k.push_str(&format!(" g{groups}"));
+                    }
+                    k
+                }
                 Op::MaxPool {
                     size,
                     stride,

@@ -13,7 +13,10 @@
 //! `F.dx`, each layer gradient part, its sum, each slice, its update), so
 //! a backend or pass that looks a gradient up finds one. The dropout a
 //! `dropout_grad` or `grad_chain` names (`of`) is a `dropout` of its rate
-//! on its device.
+//! on its device. A batchnorm's running mean and variance (parameters of
+//! role `running_mean`/`running_var`: state, not trained) feed only that
+//! batchnorm (ports 3 and 4) and its one `running_update` (ports 0 and 1,
+//! the batchnorm itself at port 2, recorded as its forward node).
 
 use std::collections::{HashMap, HashSet};
 
@@ -63,6 +66,15 @@ pub enum VerifyError {
         node: NodeId,
         name: String,
         op: &'static str,
+    },
+    #[error(
+        "running statistic `{name}` feeds `{user}` at port {port}; only its batchnorm and its `running_update` may use it"
+    )]
+    Running {
+        node: NodeId,
+        name: String,
+        user: String,
+        port: u32,
     },
     #[error("`{name}` is a `{op}`, which belongs to no forward node, but records one")]
     StrayForward {
@@ -140,6 +152,8 @@ pub enum Role {
     Slice(u64),
     /// A parameter's update.
     Update,
+    /// A batchnorm's `running_update` of its running statistics.
+    Running,
 }
 
 impl std::fmt::Display for Role {
@@ -152,6 +166,7 @@ impl std::fmt::Display for Role {
             Role::Sum => write!(f, "gradient sum"),
             Role::Slice(start) => write!(f, "gradient slice at channel {start}"),
             Role::Update => write!(f, "update"),
+            Role::Running => write!(f, "running statistics update"),
         }
     }
 }
@@ -161,21 +176,12 @@ impl std::fmt::Display for Role {
 /// op that records no forward node (neither a backward op nor an update).
 fn relation(op: &Op, f: &Op) -> Option<(Role, Result<(), &'static str>)> {
     let ok = |b: bool, want: &'static str| if b { Ok(()) } else { Err(want) };
-    let conv = "a `conv` of the same size, stride and pad";
-    let conv_relu = "a `conv_relu` of the same size, stride and pad";
-    let conv_geo = |size: u64, stride: u64, pad: u64, relu: bool| match f {
-        Op::Conv {
-            size: s,
-            stride: st,
-            pad: p,
-            ..
-        } if !relu => (*s, *st, *p) == (size, stride, pad),
-        Op::ConvRelu {
-            size: s,
-            stride: st,
-            pad: p,
-            ..
-        } if relu => (*s, *st, *p) == (size, stride, pad),
+    let conv = "a `conv` of the same size, stride, pad, dilation and groups";
+    let conv_relu = "a `conv_relu` of the same size, stride, pad, dilation and groups";
+    let geo = op.conv_geometry();
+    let conv_geo = |relu: bool| match f {
+        Op::Conv { .. } if !relu => f.conv_geometry() == geo,
+        Op::ConvRelu { .. } if relu => f.conv_geometry() == geo,
         _ => false,
     };
     let dense_relu = |dropout: f64| match f {
@@ -186,20 +192,24 @@ fn relation(op: &Op, f: &Op) -> Option<(Role, Result<(), &'static str>)> {
     let want_dense_relu = "a `dense_relu`, or a `dense_relu_dropout` of its rate";
     let part = op.grad_part().map(Role::Part);
     Some(match op {
-        Op::ConvGradInput {
-            size, stride, pad, ..
+        Op::ConvGradInput { .. } | Op::ConvGradWeight { .. } => (part?, ok(conv_geo(false), conv)),
+        Op::ConvReluGradInput { .. } | Op::ConvReluGradWeight { .. } => {
+            (part?, ok(conv_geo(true), conv_relu))
         }
-        | Op::ConvGradWeight { size, stride, pad } => {
-            (part?, ok(conv_geo(*size, *stride, *pad, false), conv))
-        }
-        Op::ConvReluGradInput {
-            size, stride, pad, ..
-        }
-        | Op::ConvReluGradWeight { size, stride, pad } => {
-            (part?, ok(conv_geo(*size, *stride, *pad, true), conv_relu))
-        }
-        Op::ConvGradBias => (part?, ok(matches!(f, Op::Conv { .. }), "a `conv`")),
-        Op::ConvReluGradBias => (part?, ok(matches!(f, Op::ConvRelu { .. }), "a `conv_relu`")),
+        Op::ConvGradBias => (
+            part?,
+            ok(
+                matches!(f, Op::Conv { bias: true, .. }),
+                "a `conv` with a bias",
+            ),
+        ),
+        Op::ConvReluGradBias => (
+            part?,
+            ok(
+                matches!(f, Op::ConvRelu { bias: true, .. }),
+                "a `conv_relu` with a bias",
+            ),
+        ),
         Op::DenseGradInput { .. } | Op::DenseGradWeight | Op::DenseGradBias => {
             (part?, ok(matches!(f, Op::Dense { .. }), "a `dense`"))
         }
@@ -298,6 +308,31 @@ fn relation(op: &Op, f: &Op) -> Option<(Role, Result<(), &'static str>)> {
                 "a `relu` or a `dropout`",
             ),
         ),
+        Op::BatchNormGradInput { eps } => (
+            Role::Dx,
+            ok(
+                matches!(f, Op::BatchNorm { eps: e, .. } if e == eps),
+                "a `batchnorm` of its eps",
+            ),
+        ),
+        Op::BatchNormGradGamma { eps } => (
+            Role::Part(GradPart::Weight),
+            ok(
+                matches!(f, Op::BatchNorm { eps: e, .. } if e == eps),
+                "a `batchnorm` of its eps",
+            ),
+        ),
+        Op::BatchNormGradBeta => (
+            Role::Part(GradPart::Bias),
+            ok(matches!(f, Op::BatchNorm { .. }), "a `batchnorm`"),
+        ),
+        Op::RunningUpdate { momentum } => (
+            Role::Running,
+            ok(
+                matches!(f, Op::BatchNorm { momentum: m, .. } if m == momentum),
+                "a `batchnorm` of its momentum (its third input)",
+            ),
+        ),
         Op::Slice { start, .. } => (
             Role::Slice(*start),
             ok(matches!(f, Op::Concat), "a `concat`"),
@@ -363,7 +398,8 @@ fn relations(
         target_op: g.node(t).op.mnemonic(),
         want,
     };
-    let records = node.op.is_backward() || matches!(node.op, Op::SgdUpdate { .. });
+    let records =
+        node.op.is_backward() || matches!(node.op, Op::SgdUpdate { .. } | Op::RunningUpdate { .. });
     match (node.forward, records) {
         (None, false) => {}
         (None, true) => {
@@ -384,6 +420,13 @@ fn relations(
                     Relation::Forward,
                     f,
                     "the weight or bias it updates (its first input)",
+                ));
+            }
+            if role == Role::Running && g.inputs(n).get(2) != Some(&f) {
+                return Err(wrong(
+                    Relation::Forward,
+                    f,
+                    "the batchnorm whose statistics it folds (its third input)",
                 ));
             }
             if let Some(other) = roles.insert((f, role), n) {
@@ -407,6 +450,39 @@ fn relations(
         let mnode = target(Relation::Mask, m)?;
         if !matches!(mnode.op, Op::Dropout { rate: r } if Some(r) == rate) {
             return Err(wrong(Relation::Mask, m, "a `dropout` of its rate"));
+        }
+    }
+    Ok(())
+}
+
+/// A running statistic is read only by its batchnorm (the mean at port 3,
+/// the variance at port 4) and written only by that batchnorm's
+/// `running_update` (at port 0 or 1): no gradient, velocity or
+/// `sgd_update` ever touches it.
+fn running_users(g: &Graph, n: NodeId) -> Result<(), VerifyError> {
+    let node = g.node(n);
+    let Op::Param { role, .. } = node.op else {
+        return Ok(());
+    };
+    let (bn_port, up_port) = match role {
+        ParamRole::RunningMean => (3, 0),
+        ParamRole::RunningVar => (4, 1),
+        _ => return Ok(()),
+    };
+    for e in g.g.edges_directed(n, Direction::Outgoing) {
+        let user = g.node(e.target());
+        let fits = match user.op {
+            Op::BatchNorm { .. } => e.weight().port == bn_port,
+            Op::RunningUpdate { .. } => e.weight().port == up_port,
+            _ => false,
+        };
+        if !fits {
+            return Err(VerifyError::Running {
+                node: n,
+                name: node.name.clone(),
+                user: user.name.clone(),
+                port: e.weight().port,
+            });
         }
     }
     Ok(())
@@ -484,6 +560,7 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
                     want: format!("a {} type", node.op.mnemonic()),
                 });
             }
+            running_users(g, n)?;
             continue;
         }
         let ins = g.inputs(n);

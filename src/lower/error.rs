@@ -107,6 +107,20 @@ pub enum LowerError {
     },
     #[error("pooling pad {pad} is more than half the window size {size}")]
     PoolPad { pad: u64, size: u64, span: Span },
+    #[error("`{name}` takes one number or two, `[h, w]`; got a list of {got}")]
+    BadPair {
+        name: &'static str,
+        span: Span,
+        got: usize,
+    },
+    #[error("`{name}` takes `true` or `false`")]
+    NotABool { name: &'static str, span: Span },
+    #[error("{filters} filters do not split into {groups} groups")]
+    GroupsFilters {
+        groups: u64,
+        filters: u64,
+        span: Span,
+    },
     #[error("`{layer}` has no parameter `{param}`")]
     NoSuchParam {
         layer: String,
@@ -179,7 +193,10 @@ impl LowerError {
             | MinLr { span, .. }
             | Slope { span, .. }
             | SoftmaxFeeds { span, .. }
-            | PoolPad { span, .. } => *span,
+            | PoolPad { span, .. }
+            | BadPair { span, .. }
+            | NotABool { span, .. }
+            | GroupsFilters { span, .. } => *span,
         }
     }
 }

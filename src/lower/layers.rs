@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use super::error::{LowerError, suggest};
 use crate::ir::Op;
+use crate::ir::op::Hw;
 use crate::span::Span;
 use crate::syntax::ast::{Ident, Number, Value, ValueKind};
 
@@ -26,6 +27,8 @@ pub const LAYERS: &[&str] = &[
     "dense",
     "dropout",
     "concat",
+    "add",
+    "batchnorm",
     "softmax_xent",
 ];
 
@@ -35,14 +38,17 @@ pub type Consts = HashMap<String, Number>;
 /// The hyperparameters each layer type accepts.
 pub fn schema(op: &str) -> Option<&'static [&'static str]> {
     Some(match op {
-        "conv" => &["filters", "size", "stride", "pad"],
+        "conv" => &[
+            "filters", "size", "stride", "pad", "dilation", "groups", "bias",
+        ],
         "lrn" => &["size", "alpha", "beta", "k"],
         "maxpool" | "avgpool" => &["size", "stride", "pad"],
         "leaky_relu" => &["slope"],
         "dense" => &["units"],
         "dropout" => &["rate"],
-        "relu" | "concat" | "softmax_xent" | "tanh" | "sigmoid" | "softmax" | "flatten"
-        | "global_avgpool" => &[],
+        "batchnorm" => &["momentum", "eps"],
+        "relu" | "concat" | "add" | "softmax_xent" | "tanh" | "sigmoid" | "softmax"
+        | "flatten" | "global_avgpool" => &[],
         _ => return None,
     })
 }
@@ -51,6 +57,7 @@ pub fn schema(op: &str) -> Option<&'static [&'static str]> {
 pub fn arity(op: &str) -> (usize, usize) {
     match op {
         "concat" => (1, usize::MAX),
+        "add" => (2, usize::MAX),
         "softmax_xent" => (2, 2),
         _ => (1, 1),
     }
@@ -145,6 +152,68 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// A per-axis size: one number (square) or `[h, w]`, each a whole
+    /// number (or `let` constant) of at least `min`.
+    fn pair(
+        &mut self,
+        name: &'static str,
+        default: Option<u64>,
+        min: u64,
+    ) -> Result<Hw, LowerError> {
+        let Some((_, v)) = self.find(name) else {
+            return self.int(name, default, min).map(Hw::square);
+        };
+        let ValueKind::List(items) = &v.kind else {
+            return self.int(name, default, min).map(Hw::square);
+        };
+        let (span, items) = (v.span, items.clone());
+        if items.len() != 2 {
+            return Err(LowerError::BadPair {
+                name,
+                span,
+                got: items.len(),
+            });
+        }
+        let mut out = [0u64; 2];
+        for (o, item) in out.iter_mut().zip(&items) {
+            let key = Ident {
+                name: name.to_string(),
+                span: item.span,
+            };
+            let one = [(key, item.clone())];
+            let mut a = Args {
+                op: self.op,
+                items: &one,
+                consts: self.consts,
+                known: Vec::new(),
+            };
+            *o = match &item.kind {
+                ValueKind::Number(_) | ValueKind::Ident(_) => a.int(name, None, min)?,
+                _ => {
+                    return Err(LowerError::BadPair {
+                        name,
+                        span: item.span,
+                        got: 0,
+                    });
+                }
+            };
+        }
+        Ok(Hw {
+            h: out[0],
+            w: out[1],
+        })
+    }
+
+    fn boolean(&mut self, name: &'static str, default: bool) -> Result<bool, LowerError> {
+        let Some((_, v)) = self.find(name) else {
+            return Ok(default);
+        };
+        match &v.kind {
+            ValueKind::Bool(b) => Ok(*b),
+            _ => Err(LowerError::NotABool { name, span: v.span }),
+        }
+    }
+
     fn split(&mut self, name: &'static str, towers: u64) -> Result<u64, LowerError> {
         let total = self.int(name, None, 1)?;
         if total % towers != 0 {
@@ -207,14 +276,28 @@ pub fn build_op(
     let result = match op.name.as_str() {
         "conv" => {
             let filters = a.split("filters", towers)?;
-            let size = a.int("size", None, 1)?;
-            let stride = a.int("stride", Some(1), 1)?;
-            let pad = a.int("pad", Some(0), 0)?;
+            let size = a.pair("size", None, 1)?;
+            let stride = a.pair("stride", Some(1), 1)?;
+            let pad = a.pair("pad", Some(0), 0)?;
+            let dilation = a.int("dilation", Some(1), 1)?;
+            let groups = a.int("groups", Some(1), 1)?;
+            if filters % groups != 0 {
+                let span = a.find("groups").map_or(op.span, |(_, v)| v.span);
+                return Err(LowerError::GroupsFilters {
+                    groups,
+                    filters,
+                    span,
+                });
+            }
+            let bias = a.boolean("bias", true)?;
             Op::Conv {
                 filters,
                 size,
                 stride,
                 pad,
+                dilation,
+                groups,
+                bias,
             }
         }
         "relu" => Op::Relu,
@@ -274,6 +357,14 @@ pub fn build_op(
             Op::Dropout { rate }
         }
         "concat" => Op::Concat,
+        "add" => Op::Sum,
+        "batchnorm" => {
+            let momentum = a.float("momentum", 0.1, |v| {
+                (!(0.0..=1.0).contains(&v)).then_some("must lie in [0, 1]")
+            })?;
+            let eps = a.float("eps", 1e-5, positive)?;
+            Op::BatchNorm { momentum, eps }
+        }
         "softmax_xent" => Op::SoftmaxXent,
         other => {
             return Err(LowerError::UnknownOp {

@@ -64,6 +64,8 @@ struct Lowerer<'a> {
     outputs: HashMap<(usize, u32), NodeId>,
     used: HashSet<String>,
     params: HashMap<String, Vec<(ParamRole, NodeId)>>,
+    /// γ and β of batchnorms: their init is theirs unless overridden by layer.
+    bn_params: HashSet<NodeId>,
 }
 
 pub fn lower(file: &File) -> Result<Module, LowerError> {
@@ -78,6 +80,7 @@ pub fn lower(file: &File) -> Result<Module, LowerError> {
         outputs: HashMap::new(),
         used: HashSet::new(),
         params: HashMap::new(),
+        bn_params: HashSet::new(),
     };
     lw.declare(net)?;
     let (train, init) = train::lower_train(file.train.as_ref(), &lw.consts)?;
@@ -152,8 +155,15 @@ pub fn lower(file: &File) -> Result<Module, LowerError> {
             if *role == ParamRole::Weight {
                 fan_in = lw.graph.g[*n].ty.dims().iter().skip(1).product::<u64>();
             }
+            let explicit = init.override_for(layer, *role);
             if let Op::Param { init: slot, .. } = &mut lw.graph.g[*n].op {
-                *slot = init.for_param(layer, *role).resolve(*role, fan_in);
+                if lw.bn_params.contains(n) {
+                    if let Some(i) = explicit {
+                        *slot = i.resolve(*role, fan_in);
+                    }
+                } else {
+                    *slot = init.for_param(layer, *role).resolve(*role, fan_in);
+                }
             }
         }
     }
@@ -629,20 +639,32 @@ impl<'a> Lowerer<'a> {
                 let data_ty = self.graph.node(srcs[0]).ty.clone();
                 let shapes = infer::param_shapes(&op, &data_ty).map_err(shape_err)?;
                 let mut inputs = srcs.clone();
-                for (dims, role) in shapes.into_iter().zip([ParamRole::Weight, ParamRole::Bias]) {
+                let bn = matches!(op, Op::BatchNorm { .. });
+                for (dims, &role) in shapes.into_iter().zip(infer::param_roles(&op)) {
+                    // A batchnorm starts at γ = 1, β = 0, mean 0, variance 1
+                    // (`train.init` may override γ and β, never the statistics).
+                    let init = match role {
+                        ParamRole::Weight | ParamRole::RunningVar => 1.0,
+                        _ => 0.0,
+                    };
                     let p = self.graph.add(Node {
                         op: Op::Param {
                             role,
-                            init: crate::ir::Init::Constant { value: 0.0 },
+                            init: crate::ir::Init::Constant { value: init },
                         },
-                        name: format!("{node_name}.{}", format!("{role:?}").to_lowercase()),
+                        name: format!("{node_name}.{}", role.suffix()),
                         layer: name.clone(),
                         device,
                         ty: Ty::Param { dims },
                         span: f.span,
                         forward: None,
                     });
-                    self.params.entry(name.clone()).or_default().push((role, p));
+                    if bn {
+                        self.bn_params.insert(p);
+                    }
+                    if !role.is_running() {
+                        self.params.entry(name.clone()).or_default().push((role, p));
+                    }
                     inputs.push(p);
                 }
                 let tys: Vec<&Ty> = inputs.iter().map(|n| &self.graph.node(*n).ty).collect();

@@ -91,16 +91,24 @@ impl Default for InitRules {
 
 impl InitRules {
     pub fn for_param(&self, layer: &str, role: ParamRole) -> InitRule {
+        self.override_for(layer, role)
+            .unwrap_or_else(|| match role {
+                ParamRole::Weight => self.weight.clone(),
+                ParamRole::Bias => self.bias.clone(),
+                ParamRole::Velocity | ParamRole::RunningMean => {
+                    InitRule::Init(Init::Constant { value: 0.0 })
+                }
+                ParamRole::RunningVar => InitRule::Init(Init::Constant { value: 1.0 }),
+            })
+    }
+
+    /// The init a `layer.role` override in `train.init` gives, if any.
+    pub fn override_for(&self, layer: &str, role: ParamRole) -> Option<InitRule> {
         self.overrides
             .iter()
             .rev()
             .find(|o| o.layer == layer && o.role == role)
             .map(|o| o.init.clone())
-            .unwrap_or_else(|| match role {
-                ParamRole::Weight => self.weight.clone(),
-                ParamRole::Bias => self.bias.clone(),
-                ParamRole::Velocity => InitRule::Init(Init::Constant { value: 0.0 }),
-            })
     }
 }
 

@@ -14,7 +14,11 @@
 //! whose gradients an `add` sums, the parameter an `sgd_update` updates),
 //! and a `dropout_grad` names its dropout by id (`of`). Names (`F.dx`,
 //! `F.dw`, `F.db`, `F.grad`, `F.update`) are for display. Forward nodes
-//! are untouched; nothing needs a gradient for an input. Backward ops take
+//! are untouched; nothing needs a gradient for an input. A batchnorm gets
+//! gradients for x, γ (`F.dw`) and β (`F.db`) and one `running_update`
+//! (`F.running`, recording it) that folds its batch statistics into its
+//! running mean and variance: those are state, never given a gradient, a
+//! velocity or an `sgd_update`. Backward ops take
 //! the forward values they need as inputs (no hidden saved state): max
 //! pooling recomputes its window maxima, dropout regenerates its mask.
 
@@ -131,9 +135,15 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
         let Some(dy) = b.grad_of(n)? else { continue };
         match &node.op {
             Op::Conv {
-                size, stride, pad, ..
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+                bias,
+                ..
             } => {
-                let (x, w, bias) = (ins[0], ins[1], ins[2]);
+                let (x, w) = (ins[0], ins[1]);
                 if needs_grad(b.g, x) {
                     let d = b.g.node(x).ty.dims().to_vec();
                     let op = Op::ConvGradInput {
@@ -142,6 +152,8 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
                         pad: *pad,
                         in_h: d[1],
                         in_w: d[2],
+                        dilation: *dilation,
+                        groups: *groups,
                     };
                     let dx = b.add(op, n, "dx", dev, &[dy, w])?;
                     b.give(x, dx);
@@ -150,11 +162,41 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
                     size: *size,
                     stride: *stride,
                     pad: *pad,
+                    dilation: *dilation,
+                    groups: *groups,
                 };
                 let dw = b.add(op, n, "dw", dev, &[x, dy])?;
                 b.give(w, dw);
-                let db = b.add(Op::ConvGradBias, n, "db", dev, &[dy])?;
-                b.give(bias, db);
+                // A conv with `bias: false` has no bias to differentiate.
+                if *bias {
+                    let db = b.add(Op::ConvGradBias, n, "db", dev, &[dy])?;
+                    b.give(ins[2], db);
+                }
+            }
+            Op::BatchNorm { momentum, eps } => {
+                let (x, gamma, beta) = (ins[0], ins[1], ins[2]);
+                if needs_grad(b.g, x) {
+                    let op = Op::BatchNormGradInput { eps: *eps };
+                    let dx = b.add(op, n, "dx", dev, &[x, gamma, dy])?;
+                    b.give(x, dx);
+                }
+                let dg = b.add(Op::BatchNormGradGamma { eps: *eps }, n, "dw", dev, &[x, dy])?;
+                b.give(gamma, dg);
+                let db = b.add(Op::BatchNormGradBeta, n, "db", dev, &[dy])?;
+                b.give(beta, db);
+                // The running statistics: state the step updates, no gradient.
+                let op = Op::RunningUpdate {
+                    momentum: *momentum,
+                };
+                b.add(op, n, "running", dev, &[ins[3], ins[4], n])?;
+            }
+            Op::Sum => {
+                // Each summand's gradient is the sum's.
+                for &i in &ins {
+                    if needs_grad(b.g, i) {
+                        b.give(i, dy);
+                    }
+                }
             }
             Op::Dense { .. } => {
                 let (x, w, bias) = (ins[0], ins[1], ins[2]);
@@ -246,7 +288,7 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
                     start += len;
                 }
             }
-            Op::Param { role, .. } if *role != ParamRole::Velocity => {
+            Op::Param { role, .. } if *role != ParamRole::Velocity && !role.is_running() => {
                 let v = b.g.add(Node {
                     op: Op::Param {
                         role: ParamRole::Velocity,

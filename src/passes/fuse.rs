@@ -259,11 +259,15 @@ fn layer_grads(
 }
 
 fn conv_relu(g: &mut Graph, c: NodeId) -> Result<Option<&'static str>, FuseError> {
+    // A conv without a bias stays unfused (the fused gradients include one).
     let Op::Conv {
         filters,
         size,
         stride,
         pad,
+        dilation,
+        groups,
+        bias: true,
     } = g.node(c).op
     else {
         return Ok(None);
@@ -296,6 +300,9 @@ fn conv_relu(g: &mut Graph, c: NodeId) -> Result<Option<&'static str>, FuseError
         size,
         stride,
         pad,
+        dilation,
+        groups,
+        bias: true,
     };
     rebuild(g, c, op, &ins)?;
     let keep: Vec<NodeId> = rg.into_iter().collect();
@@ -309,10 +316,18 @@ fn conv_relu(g: &mut Graph, c: NodeId) -> Result<Option<&'static str>, FuseError
                 pad,
                 in_h,
                 in_w,
+                dilation,
+                groups,
             };
             rebuild(g, dx, op, &[dy, ins[1], c])?;
         }
-        let op = Op::ConvReluGradWeight { size, stride, pad };
+        let op = Op::ConvReluGradWeight {
+            size,
+            stride,
+            pad,
+            dilation,
+            groups,
+        };
         rebuild(g, dw, op, &[ins[0], dy, c])?;
         rebuild(g, db, Op::ConvReluGradBias, &[dy, c])?;
         g.g.remove_node(rg);

@@ -117,7 +117,12 @@ pub(super) fn needs(
         }
         if matches!(
             node.op,
-            Op::LrnGrad { .. } | Op::MaxPoolGrad { .. } | Op::LrnMaxPoolGrad { .. }
+            Op::LrnGrad { .. }
+                | Op::MaxPoolGrad { .. }
+                | Op::LrnMaxPoolGrad { .. }
+                | Op::BatchNormGradInput { .. }
+                | Op::BatchNormGradGamma { .. }
+                | Op::RunningUpdate { .. }
         ) {
             let e = side_reader.entry(node.forward.unwrap_or(n)).or_insert(p);
             *e = (*e).max(p);
@@ -200,6 +205,11 @@ pub(super) fn needs(
                     };
                     (bytes, reader)
                 }
+                // One f32 per channel, whatever the batch.
+                Side::BnMean | Side::BnVar => {
+                    let c = node.ty.dims().first().copied().unwrap_or(0);
+                    (c.checked_mul(4).ok_or_else(|| overflow(g, n))?, reader)
+                }
                 _ => (size, reader),
             };
             out.push(Need {
@@ -218,9 +228,13 @@ pub(super) fn needs(
 }
 
 /// Extra dependencies: an `sgd_update` waits for every other reader of its
-/// weight and velocity.
+/// weight and velocity, a `running_update` for every other reader of its
+/// running statistics.
 pub(super) fn hazards(g: &Graph, n: NodeId) -> Vec<NodeId> {
-    if !matches!(g.node(n).op, Op::SgdUpdate { .. }) {
+    if !matches!(
+        g.node(n).op,
+        Op::SgdUpdate { .. } | Op::RunningUpdate { .. }
+    ) {
         return vec![];
     }
     let mut v: Vec<NodeId> = g

@@ -118,6 +118,10 @@ pub enum Side {
     SoftmaxProbs,
     /// `lrn_maxpool`'s LRN output, f32, the size of its input.
     LrnOut,
+    /// A training batchnorm's batch mean, f32, one per channel.
+    BnMean,
+    /// A training batchnorm's batch (biased) variance, f32, one per channel.
+    BnVar,
 }
 
 impl Side {
@@ -127,6 +131,8 @@ impl Side {
             Side::PoolArgmax => "argmax",
             Side::SoftmaxProbs => "probs",
             Side::LrnOut => "lrn",
+            Side::BnMean => "mean",
+            Side::BnVar => "var",
         }
     }
 
@@ -137,6 +143,7 @@ impl Side {
             Op::MaxPool { .. } => &[Side::PoolArgmax],
             Op::SoftmaxXent => &[Side::SoftmaxProbs],
             Op::LrnMaxPool { .. } => &[Side::LrnOut, Side::LrnScale, Side::PoolArgmax],
+            Op::BatchNorm { .. } => &[Side::BnMean, Side::BnVar],
             _ => &[],
         }
     }

@@ -88,6 +88,12 @@ fn numel(g: &Graph, n: NodeId, batch: usize) -> usize {
     }
 }
 
+/// The per-channel shape a batchnorm of `x` normalises at batch `n`.
+fn bn_shape(g: &Graph, x: NodeId, n: usize) -> k::batchnorm::BnShape {
+    let (c, h, w) = chw(g, x);
+    k::batchnorm::BnShape { n, c, p: h * w }
+}
+
 /// The kernel's parameters of an LRN op.
 fn lrn_params(size: u64, alpha: f64, beta: f64, k: f64) -> k::lrn::LrnParams {
     k::lrn::LrnParams {
@@ -114,6 +120,8 @@ fn pool_shape(g: &Graph, x: NodeId, n: usize, size: u64, stride: u64) -> k::pool
 /// A convolution's or dense layer's kernel shape, fused or not.
 enum LayerShape {
     Conv(k::conv::ConvShape),
+    /// Groups, dilation or a rectangular window ([`k::conv_general`]).
+    ConvGeneral(k::conv_general::ConvGeom),
     Dense(k::dense::DenseShape),
 }
 
@@ -126,24 +134,40 @@ fn layer_shape(g: &Graph, op: &Op, x: NodeId, n: usize) -> Option<LayerShape> {
             size,
             stride,
             pad,
+            dilation,
+            groups,
+            ..
         }
         | Op::ConvRelu {
             filters,
             size,
             stride,
             pad,
+            dilation,
+            groups,
+            ..
         } => {
             let (c, h, w) = chw(g, x);
-            Some(LayerShape::Conv(k::conv::ConvShape {
+            let geom = k::conv_general::ConvGeom {
                 n,
                 c,
                 h,
                 w,
                 f: *filters as usize,
-                k: *size as usize,
-                stride: *stride as usize,
-                pad: *pad as usize,
-            }))
+                kh: size.h as usize,
+                kw: size.w as usize,
+                sh: stride.h as usize,
+                sw: stride.w as usize,
+                ph: pad.h as usize,
+                pw: pad.w as usize,
+                dil: *dilation as usize,
+                groups: *groups as usize,
+            };
+            // The plain geometry runs the fast kernel, as it always has.
+            Some(match geom.plain() {
+                Some(s) => LayerShape::Conv(s),
+                None => LayerShape::ConvGeneral(geom),
+            })
         }
         Op::Dense { units } | Op::DenseRelu { units } | Op::DenseReluDropout { units, .. } => {
             Some(LayerShape::Dense(k::dense::DenseShape {
@@ -192,7 +216,14 @@ impl<T: Float> CpuExec<T> {
             let node = graph.node(n);
             forward[n.index()] = node.op.is_forward();
             if node.op.is_layer_grad()
-                || matches!(node.op, Op::LrnGrad { .. } | Op::MaxPoolGrad { .. })
+                || matches!(
+                    node.op,
+                    Op::LrnGrad { .. }
+                        | Op::MaxPoolGrad { .. }
+                        | Op::BatchNormGradInput { .. }
+                        | Op::BatchNormGradGamma { .. }
+                        | Op::RunningUpdate { .. }
+                )
             {
                 let f = node
                     .forward
@@ -336,6 +367,9 @@ impl<T: Float> CpuExec<T> {
                 g.inputs(n).first().map_or(0, |&x| numel(g, x, self.batch))
             }
             (Side::SoftmaxProbs, _) => g.inputs(n).first().map_or(0, |&x| numel(g, x, self.batch)),
+            (Side::BnMean | Side::BnVar, _) => {
+                g.node(n).ty.dims().first().map_or(0, |&c| c as usize)
+            }
             _ => numel(g, n, self.batch),
         };
         self.layout

@@ -12,7 +12,7 @@
 
 use super::fused::{grad_chain, lrn_maxpool_backward, lrn_maxpool_forward, relu_dropout_inplace};
 use super::layout::{Loc, carve};
-use super::{CpuExec, ExecError, LayerShape, chw, layer_shape, lrn_params, pool_shape};
+use super::{CpuExec, ExecError, LayerShape, bn_shape, chw, layer_shape, lrn_params, pool_shape};
 use crate::backend::cpu::kernels::{self as k, Act, Float, Nchw};
 use crate::ir::{NodeId, Op};
 use crate::passes::memplan::Side;
@@ -140,16 +140,35 @@ impl<T: Float> CpuExec<T> {
             Op::SoftmaxXentGrad { .. } => {
                 (vec![], vec![self.side_loc(self.loss, Side::SoftmaxProbs)?])
             }
+            Op::BatchNorm { .. } => (
+                vec![
+                    self.side_loc(n, Side::BnMean)?,
+                    self.side_loc(n, Side::BnVar)?,
+                ],
+                vec![],
+            ),
+            Op::BatchNormGradInput { .. }
+            | Op::BatchNormGradGamma { .. }
+            | Op::RunningUpdate { .. } => {
+                let f = self.fwd(n)?;
+                (
+                    vec![],
+                    vec![
+                        self.side_loc(f, Side::BnMean)?,
+                        self.side_loc(f, Side::BnVar)?,
+                    ],
+                )
+            }
             _ => (vec![], vec![]),
         };
         // What it writes: its output (or, for an update, weight and velocity).
         let mut writes: Vec<Loc> = match &op {
-            Op::SgdUpdate { .. } => xs.iter().take(2).copied().collect(),
+            Op::SgdUpdate { .. } | Op::RunningUpdate { .. } => xs.iter().take(2).copied().collect(),
             _ => vec![self.loc(n)?],
         };
         writes.extend(&side_w);
         let mut reads: Vec<Loc> = match &op {
-            Op::SgdUpdate { .. } => xs.iter().skip(2).copied().collect(),
+            Op::SgdUpdate { .. } | Op::RunningUpdate { .. } => xs.iter().skip(2).copied().collect(),
             // Labels are kept beside the arena.
             Op::SoftmaxXent => xs.iter().take(1).copied().collect(),
             _ => xs.clone(),
@@ -191,16 +210,15 @@ impl<T: Float> CpuExec<T> {
             } else {
                 Act::None
             };
+            // A conv with `bias: false` has two inputs.
+            let bias = if ins.len() > 2 { Some(x(2)?) } else { None };
             match shape {
-                LayerShape::Conv(s) => k::conv::conv2d_forward(
-                    &s,
-                    x(0)?,
-                    x(1)?,
-                    Some(x(2)?),
-                    act,
-                    out,
-                    &mut self.scratch,
-                ),
+                LayerShape::Conv(s) => {
+                    k::conv::conv2d_forward(&s, x(0)?, x(1)?, bias, act, out, &mut self.scratch)
+                }
+                LayerShape::ConvGeneral(s) => {
+                    k::conv_general::forward(&s, x(0)?, x(1)?, bias, act, out, &mut self.scratch)
+                }
                 LayerShape::Dense(s) => {
                     k::dense::dense_forward(&s, x(0)?, x(1)?, Some(x(2)?), act, out)
                 }
@@ -411,7 +429,7 @@ impl<T: Float> CpuExec<T> {
                     out[i * len * plane..(i + 1) * len * plane].copy_from_slice(from);
                 }
             }
-            Op::Add => {
+            Op::Add | Op::Sum => {
                 if let Some(x0) = r[0] {
                     out.copy_from_slice(x0);
                 }
@@ -420,6 +438,39 @@ impl<T: Float> CpuExec<T> {
                         *o += *a;
                     }
                 }
+            }
+            Op::BatchNorm { eps, .. } => {
+                let s = bn_shape(g, ins[0], b);
+                let [mean, var] = rest else {
+                    return Err(ExecError::Internal("batchnorm side buffers".into()));
+                };
+                let (x0, gamma, beta) = (x(0)?, x(1)?, x(2)?);
+                if training {
+                    k::batchnorm::forward_train(&s, *eps, x0, gamma, beta, mean, var, out);
+                } else {
+                    k::batchnorm::normalise(&s, *eps, x0, gamma, beta, x(3)?, x(4)?, out);
+                }
+            }
+            Op::BatchNormGradInput { eps } => {
+                let s = bn_shape(g, ins[0], b);
+                let (x0, gamma, dy) = (x(0)?, x(1)?, x(2)?);
+                k::batchnorm::backward_input(&s, *eps, x0, gamma, side(0)?, side(1)?, dy, out);
+            }
+            Op::BatchNormGradGamma { eps } => {
+                let s = bn_shape(g, ins[0], b);
+                k::batchnorm::grad_gamma(&s, *eps, x(0)?, side(0)?, side(1)?, x(1)?, out);
+            }
+            Op::BatchNormGradBeta => {
+                let s = bn_shape(g, ins[0], b);
+                k::batchnorm::grad_beta(&s, x(0)?, out);
+            }
+            Op::RunningUpdate { momentum } => {
+                let s = bn_shape(g, ins[2], b);
+                let [running_var] = rest else {
+                    return Err(ExecError::Internal("running_update state".into()));
+                };
+                let (mean, var) = (side(0)?, side(1)?);
+                k::batchnorm::update_running(*momentum, s.m(), mean, var, out, running_var);
             }
             Op::SgdUpdate {
                 momentum,
@@ -518,6 +569,9 @@ impl<T: Float> CpuExec<T> {
         match layer_shape(g, &fnode.op, fins[0], b) {
             Some(LayerShape::Conv(s)) => {
                 k::conv::conv2d_backward(&s, act, x, wt, y, dy, dx, dw, db, &mut self.scratch)
+            }
+            Some(LayerShape::ConvGeneral(s)) => {
+                k::conv_general::backward(&s, act, x, wt, y, dy, dx, dw, db, &mut self.scratch)
             }
             Some(LayerShape::Dense(s)) => {
                 k::dense::dense_backward(&s, act, x, wt, y, dy, dx, dw, db, &mut self.scratch)

@@ -16,8 +16,10 @@
 
 pub mod act;
 pub mod avgpool;
+pub mod batchnorm;
 pub mod concat;
 pub mod conv;
+pub mod conv_general;
 pub mod dense;
 pub mod dropout;
 pub mod float;

@@ -185,7 +185,7 @@ pub fn assign(
                     .and_then(|&x| g.node(x).ty.dims().first().copied())
                     .unwrap_or(1) as usize;
                 let p = node.ty.dims().iter().skip(1).product::<u64>() as usize;
-                let kk = (*size * *size) as usize;
+                let kk = (size.h * size.w) as usize;
                 let (cols, rows) = (c * kk * p, *filters as usize * p);
                 let per = |e: usize| (e as u64).saturating_mul(4);
                 let images = crate::backend::cuda::generate::chunk::images(

@@ -152,18 +152,14 @@ impl Gen<'_> {
         let a = |i: usize| Arg::Buf(inb[i]);
         match &node.op {
             Op::Input { .. } | Op::Param { .. } => {}
-            Op::Conv {
-                filters,
-                size,
-                stride,
-                pad,
-            } => self.conv_forward(n, [*filters, *size, *stride, *pad], Epilogue::None)?,
-            Op::ConvRelu {
-                filters,
-                size,
-                stride,
-                pad,
-            } => self.conv_forward(n, [*filters, *size, *stride, *pad], Epilogue::Relu)?,
+            Op::Conv { .. } => {
+                let geo = super::layers::plain_conv(node)?;
+                self.conv_forward(n, geo, Epilogue::None)?
+            }
+            Op::ConvRelu { .. } => {
+                let geo = super::layers::plain_conv(node)?;
+                self.conv_forward(n, geo, Epilogue::Relu)?
+            }
             Op::Dense { units } => self.dense_forward(n, *units, Epilogue::None)?,
             Op::DenseRelu { units } => self.dense_forward(n, *units, Epilogue::Relu)?,
             Op::DenseReluDropout { units, rate, of } => {
@@ -426,7 +422,17 @@ impl Gen<'_> {
                 };
                 self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n))])?;
             }
-            Op::Add => {
+            Op::BatchNorm { .. }
+            | Op::BatchNormGradInput { .. }
+            | Op::BatchNormGradGamma { .. }
+            | Op::BatchNormGradBeta
+            | Op::RunningUpdate { .. } => {
+                return Err(CodegenError::Unsupported {
+                    name: node.name.clone(),
+                    what: "batch normalisation",
+                });
+            }
+            Op::Add | Op::Sum => {
                 self.check_inputs(n, ins.len())?;
                 let mut args: Vec<Arg> = (0..ins.len()).map(a).collect();
                 args.push(Arg::Buf(self.buf(n)));

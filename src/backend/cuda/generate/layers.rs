@@ -145,18 +145,14 @@ impl Gen<'_> {
         let Some(dw) = dw else { return Ok(()) };
         let dy = g.inputs(dw)[1];
         match &fnode.op {
-            Op::Conv {
-                filters,
-                size,
-                stride,
-                pad,
-            } => self.conv_grads(f, [*filters, *size, *stride, *pad], false, (dx, dw, db), dy),
-            Op::ConvRelu {
-                filters,
-                size,
-                stride,
-                pad,
-            } => self.conv_grads(f, [*filters, *size, *stride, *pad], true, (dx, dw, db), dy),
+            Op::Conv { .. } => {
+                let geo = plain_conv(fnode)?;
+                self.conv_grads(f, geo, false, (dx, dw, db), dy)
+            }
+            Op::ConvRelu { .. } => {
+                let geo = plain_conv(fnode)?;
+                self.conv_grads(f, geo, true, (dx, dw, db), dy)
+            }
             Op::Dense { units } => self.dense_grads(f, *units, None, (dx, dw, db), dy),
             Op::DenseRelu { units } => self.dense_grads(f, *units, Some(0.0), (dx, dw, db), dy),
             Op::DenseReluDropout { units, rate, .. } => {
@@ -304,5 +300,37 @@ impl Gen<'_> {
             self.gemm_rm(dx, self.buf(dx), dyb, false, w, false, (b, inp, u), 0.0);
         }
         Ok(())
+    }
+}
+
+/// `[filters, size, stride, pad]` of a plain convolution (one group, no
+/// dilation, square, with a bias): the geometry the generated kernels
+/// cover; any other is refused with [`CodegenError::Unsupported`].
+pub(super) fn plain_conv(node: &crate::ir::Node) -> Result<ConvGeo, CodegenError> {
+    match &node.op {
+        Op::Conv {
+            filters,
+            size,
+            stride,
+            pad,
+            dilation: 1,
+            groups: 1,
+            bias: true,
+        }
+        | Op::ConvRelu {
+            filters,
+            size,
+            stride,
+            pad,
+            dilation: 1,
+            groups: 1,
+            bias: true,
+        } if size.is_square() && stride.is_square() && pad.is_square() => {
+            Ok([*filters, size.h, stride.h, pad.h])
+        }
+        _ => Err(CodegenError::Unsupported {
+            name: node.name.clone(),
+            what: "grouped, dilated, rectangular or biasless convolutions",
+        }),
     }
 }

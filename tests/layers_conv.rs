@@ -1,0 +1,285 @@
+//! The conv forms (groups, dilation, rectangular kernels, `bias: false`),
+//! the residual `add` and `batchnorm`, end to end on the CPU: the IR of a
+//! small network that uses them all (snapshots), canonical formatting,
+//! parameter and MAC totals, the training step's running statistics, and
+//! resuming a run bit-identically with its running statistics restored.
+
+use std::path::{Path, PathBuf};
+
+use netc::frontend;
+use netc::ir::{self, Op, ParamRole, print::PrintOptions};
+use netc::train::run::{Outcome, TrainOptions, load_weights, train};
+
+const NET: &str = "tests/nets/residual-bn.net";
+
+fn compile(src: &str) -> frontend::Compiled {
+    frontend::compile(src).unwrap_or_else(|d| panic!("{}", netc::diag::render("net", src, &[d])))
+}
+
+#[test]
+fn ir_text_table_and_training_graph_snapshots() {
+    let src = std::fs::read_to_string(NET).unwrap();
+    let c = compile(&src);
+    assert!(c.warnings.is_empty());
+    ir::verify::verify(&c.module.graph).unwrap();
+    let text = ir::print::print(&c.module.graph, PrintOptions { spans: false });
+    // A square conv prints as it always has; the other forms name their extras.
+    assert!(text.contains("size=3 stride=2 pad=1 bias=false"), "{text}");
+    assert!(text.contains("groups=2 bias=false"), "{text}");
+    assert!(text.contains("dilation=2 bias=false"), "{text}");
+    assert!(text.contains("size=3x5 stride=2 pad=1x2"), "{text}");
+    insta::assert_snapshot!("residual_bn_ir", text);
+    insta::assert_snapshot!("residual_bn_table", ir::table::render(&c.module.graph));
+    let mut g = c.module.graph.clone();
+    netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd).unwrap();
+    ir::verify::verify(&g).unwrap();
+    insta::assert_snapshot!(
+        "residual_bn_step",
+        ir::print::print(&g, PrintOptions { spans: false })
+    );
+}
+
+#[test]
+fn formatting_is_canonical_and_keeps_the_ir() {
+    let src = std::fs::read_to_string(NET).unwrap();
+    let ast = netc::syntax::parse(&src).unwrap();
+    let once = netc::syntax::fmt::format(&ast, &src);
+    let nospan = PrintOptions { spans: false };
+    assert_eq!(
+        ir::print::print(&compile(&src).module.graph, nospan),
+        ir::print::print(&compile(&once).module.graph, nospan)
+    );
+    assert!(once.contains("size: [3, 5]"), "{once}");
+    assert!(once.contains("bias: false"), "{once}");
+}
+
+#[test]
+fn params_and_macs_of_grouped_dilated_and_biasless_convs() {
+    let c = compile(
+        "network t {
+  input image: [8, 10, 10]
+  input label: class(2)
+  a = conv(image, filters: 12, size: 3, pad: 1, groups: 4, bias: false)
+  b = conv(a, filters: 6, size: [3, 1], dilation: 2)
+  out = dense(b, units: 2)
+  loss = softmax_xent(out, label)
+}",
+    );
+    let t = ir::cost::total(&c.module.graph);
+    // a: 12 filters of 2×3×3, no bias; output 12×10×10.
+    let a = (12 * 2 * 9, 12 * 100 * 2 * 9);
+    // b: 6 of 12×3×1 + 6 biases; extent 5×1, output 6×6×10.
+    let b = (6 * 12 * 3 + 6, 6 * 60 * 12 * 3);
+    let out = (2 * 360 + 2, 2 * 360);
+    assert_eq!(t.params, a.0 + b.0 + out.0);
+    assert_eq!(t.macs, a.1 + b.1 + out.1);
+}
+
+#[test]
+fn running_statistics_are_state_updated_by_the_step() {
+    let src = std::fs::read_to_string(NET).unwrap();
+    let c = compile(&src);
+    let mut g = c.module.graph.clone();
+    netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd).unwrap();
+    let running: Vec<_> = g
+        .node_ids()
+        .filter(|&n| matches!(g.node(n).op, Op::Param { role, .. } if role.is_running()))
+        .collect();
+    // Four batchnorms, a mean and a variance each.
+    assert_eq!(running.len(), 8);
+    for &r in &running {
+        let users = g.users(r);
+        assert!(
+            users.iter().all(|&u| matches!(
+                g.node(u).op,
+                Op::BatchNorm { .. } | Op::RunningUpdate { .. }
+            )),
+            "{}",
+            g.node(r).name
+        );
+        assert_eq!(
+            users
+                .iter()
+                .filter(|&&u| matches!(g.node(u).op, Op::RunningUpdate { .. }))
+                .count(),
+            1
+        );
+    }
+    // No velocity, no sgd_update for them; γ and β have both.
+    let velocities = g
+        .node_ids()
+        .filter(|&n| {
+            matches!(
+                g.node(n).op,
+                Op::Param {
+                    role: ParamRole::Velocity,
+                    ..
+                }
+            )
+        })
+        .count();
+    let trained = g
+        .node_ids()
+        .filter(|&n| {
+            matches!(
+                g.node(n).op,
+                Op::Param {
+                    role: ParamRole::Weight | ParamRole::Bias,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(velocities, trained);
+    // The verifier refuses a running statistic fed to anything else.
+    let mut bad = g.clone();
+    let (mean, grad) = (
+        running[0],
+        bad.node_ids()
+            .find(|&n| matches!(bad.node(n).op, Op::SgdUpdate { .. }))
+            .unwrap(),
+    );
+    let port = bad.inputs(grad).len() as u32;
+    bad.connect(mean, grad, port);
+    assert!(ir::verify::verify(&bad).is_err());
+}
+
+fn opts(out: &Path) -> TrainOptions {
+    TrainOptions {
+        data: Some(PathBuf::from("data/fmnist-small")),
+        epochs: Some(2),
+        batch: Some(16),
+        seed: Some(5),
+        max_steps: Some(4),
+        out_dir: out.to_path_buf(),
+        quiet: true,
+        ..Default::default()
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("netc-layers-conv-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn resume_restores_running_statistics_bit_identically() {
+    let src = std::fs::read_to_string(NET).unwrap();
+    let c = compile(&src);
+    let m = &c.module;
+    let full = tmp("full");
+    assert!(matches!(
+        train(m, &opts(&full)).unwrap(),
+        Outcome::Finished(_)
+    ));
+    let want = load_weights(&full.join("checkpoint.safetensors")).unwrap();
+    // The running statistics are in the checkpoint and have moved.
+    let mean = want
+        .iter()
+        .find(|(k, _)| k == "stem/batchnorm.running_mean@t0")
+        .unwrap_or_else(|| panic!("{:?}", want.iter().map(|w| &w.0).collect::<Vec<_>>()));
+    assert!(mean.1.iter().any(|v| *v != 0.0));
+    let var = want
+        .iter()
+        .find(|(k, _)| k == "stem/batchnorm.running_var@t0")
+        .unwrap();
+    assert!(var.1.iter().any(|v| *v != 1.0));
+
+    let part = tmp("part");
+    let mut o = opts(&part);
+    o.stop_after = Some(3);
+    assert!(matches!(train(m, &o).unwrap(), Outcome::Stopped { .. }));
+    let mut o = opts(&part);
+    o.resume = Some(part.join("checkpoint.safetensors"));
+    assert!(matches!(train(m, &o).unwrap(), Outcome::Finished(_)));
+    let got = load_weights(&part.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(want.len(), got.len());
+    for ((na, a), (nb, b)) in want.iter().zip(&got) {
+        assert_eq!(na, nb);
+        assert!(a == b, "`{na}` differs after resuming");
+    }
+    let _ = std::fs::remove_dir_all(full);
+    let _ = std::fs::remove_dir_all(part);
+}
+
+#[test]
+fn folded_batchnorm_evaluation_equals_the_unfolded_one() {
+    use netc::backend::cpu::exec::CpuExec;
+    let src = std::fs::read_to_string(NET).unwrap();
+    let c = compile(&src);
+    let mut g = c.module.graph.clone();
+    netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd).unwrap();
+    let mut exec = CpuExec::<f64>::new(g, 7).unwrap();
+    let n = 6;
+    let per = exec.image_len();
+    let images: Vec<f64> = (0..n * per)
+        .map(|i| netc::rng::normal(3, 1, i as u64))
+        .collect();
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
+    // A few steps, so the running statistics and γ, β move off their start.
+    for step in 0..3 {
+        exec.train_step(&images, &labels, 0.05, step).unwrap();
+    }
+    exec.eval_batch(&images, &labels).unwrap();
+    let want = exec.logits().to_vec();
+
+    let mut folded = netc::passes::forward::forward_graph(exec.graph()).unwrap();
+    let folds = netc::passes::fold_bn::fold_batchnorm(&mut folded).unwrap();
+    // stem, both convs of the block, and fc: every batchnorm folds.
+    assert_eq!(folds.len(), 4);
+    assert!(
+        folded
+            .node_ids()
+            .all(|n| !matches!(folded.node(n).op, Op::BatchNorm { .. }))
+    );
+    let mut fe = CpuExec::<f64>::new(folded.clone(), 7).unwrap();
+    for n in folded.node_ids() {
+        let same = exec
+            .graph()
+            .get(n)
+            .is_some_and(|m| m.name == folded.node(n).name && m.op.is_param());
+        if same {
+            let v = exec.value(n).to_vec();
+            fe.value_mut(n).copy_from_slice(&v);
+        }
+    }
+    for f in &folds {
+        let mut w = exec.value(f.weight).to_vec();
+        let mut b = if f.new_bias {
+            vec![0.0; fe.value(f.bias).len()]
+        } else {
+            exec.value(f.bias).to_vec()
+        };
+        f.apply(
+            &mut w,
+            &mut b,
+            exec.value(f.gamma),
+            exec.value(f.beta),
+            exec.value(f.mean),
+            exec.value(f.var),
+        );
+        fe.value_mut(f.weight).copy_from_slice(&w);
+        fe.value_mut(f.bias).copy_from_slice(&b);
+    }
+    fe.eval_batch(&images, &labels).unwrap();
+    let got = fe.logits();
+    let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    let diff = want
+        .iter()
+        .zip(got)
+        .fold(0.0f64, |a, (x, y)| a.max((x - y).abs()));
+    assert!(diff <= 1e-10 * scale.max(1.0), "max difference {diff}");
+    // Evaluation normalises with the running statistics, training with the
+    // batch's: the same batch gives other logits in a training step.
+    exec.train_step(&images, &labels, 0.0, 9).unwrap();
+    let train_logits = exec.logits();
+    let apart = want
+        .iter()
+        .zip(train_logits)
+        .fold(0.0f64, |a, (x, y)| a.max((x - y).abs()));
+    assert!(
+        apart > 1e-6,
+        "training and evaluation logits agree ({apart})"
+    );
+}

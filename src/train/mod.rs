@@ -7,6 +7,8 @@
 //!   (`backend::step::Step`); it never names a backend other than the CPU
 //!   reference, whose executor it builds and hands to the backend chosen
 //!   by the caller.
+//! - [`weights`]: a network's weights outside a run (read from and written
+//!   to checkpoints, logits on given images), for `netc export` and `import`.
 
 pub mod bench;
 pub mod checkpoint;
@@ -19,3 +21,4 @@ pub mod report;
 pub mod run;
 pub mod sweep;
 pub mod ten_crop;
+pub mod weights;

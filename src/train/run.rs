@@ -159,7 +159,7 @@ pub fn training_graph(module: &Module, cfg: &TrainConfig, fuse: bool) -> Result<
     )?)
 }
 
-fn augmenter(
+pub(crate) fn augmenter(
     cfg: &TrainConfig,
     shape: data::Shape,
     stats: &Stats,

@@ -9,6 +9,7 @@ pub mod diag;
 pub mod frontend;
 pub mod ir;
 pub mod lower;
+pub mod onnx;
 pub mod passes;
 pub mod rng;
 pub mod span;

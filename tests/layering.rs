@@ -8,7 +8,8 @@
 //! - Nothing under `src/train/` names CUDA.
 //! - Passes know nothing of syntax, lowering, backends or training;
 //!   backends nothing of syntax or lowering; the IR nothing of
-//!   syntax, lowering, passes, backends or training.
+//!   syntax, lowering, passes, backends or training; `onnx` nothing of
+//!   backends, training or the CLI.
 //!
 //! `cargo test --release --test layering -- --nocapture` prints the
 //! folder-level import graph.
@@ -559,6 +560,17 @@ fn layers_import_only_downwards() {
             ],
         ),
         ("src/train", &["src/cli", "src/main.rs"]),
+        (
+            "src/onnx",
+            &[
+                "src/backend",
+                "src/train",
+                "src/cli",
+                "src/ablate",
+                "src/main.rs",
+                "src/frontend.rs",
+            ],
+        ),
     ];
     for (f, ts) in &g {
         for (under, never) in rules {

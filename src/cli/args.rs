@@ -56,6 +56,12 @@ pub enum Cmd {
 
     /// Rewrite a file in canonical form.
     Fmt(FmtArgs),
+
+    /// Write a network's evaluation graph and weights as an ONNX model.
+    Export(ExportArgs),
+
+    /// Read an ONNX model as a .net file (and its weights as a checkpoint).
+    Import(ImportArgs),
 }
 
 /// `netc compile`'s arguments.
@@ -427,4 +433,32 @@ pub enum Emit {
     Dot,
     /// The training step's memory plan (and an SVG picture of it).
     Memplan,
+}
+
+/// `netc export`'s arguments.
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The .net file.
+    pub file: PathBuf,
+    /// A checkpoint of this network written by `netc train` (default: the
+    /// initial weights its `init` rules and seed give).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// The ONNX model to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+/// `netc import`'s arguments.
+#[derive(Args)]
+pub struct ImportArgs {
+    /// The ONNX model.
+    pub model: PathBuf,
+    /// The .net file to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Also write the model's weights here, as a checkpoint of the new
+    /// network (`netc eval --weights`, `netc export --weights`).
+    #[arg(long)]
+    pub weights_out: Option<PathBuf>,
 }

@@ -16,6 +16,7 @@ pub mod compile;
 pub mod cuda_check;
 pub mod predict;
 pub mod kernels;
+pub mod onnx;
 pub mod prepare;
 pub mod train;
 
@@ -36,6 +37,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Sweep(a) => ablate::sweep(a),
         Cmd::CudaCheck(a) => cuda_check::run(a),
         Cmd::Fmt(a) => check::fmt(a),
+        Cmd::Export(a) => onnx::export(a),
+        Cmd::Import(a) => onnx::import(a),
     }
 }
 

@@ -11,6 +11,8 @@
 //!   the data (class names, input preparation, colour statistics);
 //!   [`predict`] classifies image files with it; [`predictions`] writes
 //!   `eval --predictions` tables.
+//! - [`weights`]: a network's weights outside a run (read from and written
+//!   to checkpoints, logits on given images), for `netc export` and `import`.
 
 pub mod bench;
 pub mod checkpoint;
@@ -27,3 +29,4 @@ pub mod report;
 pub mod run;
 pub mod sweep;
 pub mod ten_crop;
+pub mod weights;

@@ -157,6 +157,8 @@ pub fn select(g: &Graph, layer: Option<&str>) -> Result<Conv, KernelsError> {
     let what = g
         .node_ids()
         .map(|n| g.node(n))
+        // The layer's own op, not its parameters or the concat of `across`.
+        .filter(|n| !matches!(n.op, Op::Param { .. } | Op::Concat))
         .find(|n| n.layer == name || n.name == name)
         .map(|n| match n.op {
             Op::Input { .. } => " (it is an input)".to_string(),

@@ -485,5 +485,22 @@ fn image_folder_ten_crops_agree_and_rows_name_their_files() {
     ]);
     assert!(ok, "{err}");
     assert_eq!(out.lines().count(), 3, "{out}");
+    // Data whose classes are not the checkpoint's is refused.
+    std::fs::rename(root.join("red"), root.join("zred")).unwrap();
+    let opts = TrainOptions {
+        data: Some(root.clone()),
+        quiet: true,
+        ..Default::default()
+    };
+    let e = eval_predictions_with(m, &ck, &opts, |cpu, _, _| {
+        Ok::<_, netc::train::run::TrainError>(cpu)
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("was trained on the classes") && e.contains("zred"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -469,13 +469,20 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let e = load(&path).err().unwrap().to_string();
         assert!(e.contains("checksum"), "{e}");
-        // A mean image of the wrong size is refused, naming the file.
-        let mut bad = prep.clone();
-        bad.mean_image.pop();
-        save(&path, "net", "abc", &p, Some(&bad), &t).unwrap();
+        // A stored shape the mean image does not fit is refused, naming the file.
+        let st = SafeTensors::deserialize(&first).unwrap();
+        let (_, meta) = SafeTensors::read_metadata(&first).unwrap();
+        let header =
+            meta.metadata().as_ref().unwrap()[META_KEY].replace("\"width\":2", "\"width\":3");
+        let meta = HashMap::from([(META_KEY.to_string(), header)]);
+        std::fs::write(
+            &path,
+            safetensors::serialize(st.tensors(), Some(meta)).unwrap(),
+        )
+        .unwrap();
         let e = load(&path).err().unwrap().to_string();
         assert!(
-            e.contains("c.safetensors") && e.contains("mean image holds 11"),
+            e.contains("c.safetensors") && e.contains("mean image holds 12 values, not the 18"),
             "{e}"
         );
         // Without a preparation: `None`, and `preparation::load` says so.

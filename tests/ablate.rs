@@ -41,6 +41,8 @@ fn every_variant_compiles_and_changes_what_it_says() {
         Change::Set("conv1.filters=64".into()),
         Change::Set("train.sgd.lr=0.02".into()),
         Change::Set("norm.alpha=5e-4".into()),
+        Change::Activation("tanh".into()),
+        Change::Norm("batchnorm".into()),
     ];
     for ch in &all {
         let (text, c) = variant(std::slice::from_ref(ch));
@@ -77,6 +79,20 @@ fn every_variant_compiles_and_changes_what_it_says() {
                         .collect::<Vec<_>>()
                 };
                 assert_eq!(shapes(&c), shapes(&base));
+            }
+            Change::Activation(_) => {
+                assert_eq!(count(&c, |o| matches!(o, Op::Relu)), 0);
+                assert_eq!(
+                    count(&c, |o| matches!(o, Op::Tanh)),
+                    count(&base, |o| matches!(o, Op::Relu))
+                );
+            }
+            Change::Norm(_) => {
+                assert_eq!(count(&c, |o| matches!(o, Op::Lrn { .. })), 0);
+                assert_eq!(
+                    count(&c, |o| matches!(o, Op::BatchNorm { .. })),
+                    count(&base, |o| matches!(o, Op::Lrn { .. }))
+                );
             }
             Change::NoAugmentation => {
                 let d = &c.module.train.data;

@@ -14,9 +14,9 @@ pub mod bench;
 pub mod check;
 pub mod compile;
 pub mod cuda_check;
-pub mod predict;
 pub mod kernels;
 pub mod onnx;
+pub mod predict;
 pub mod prepare;
 pub mod train;
 

@@ -47,8 +47,8 @@ pub fn schema(op: &str) -> Option<&'static [&'static str]> {
         "dense" => &["units"],
         "dropout" => &["rate"],
         "batchnorm" => &["momentum", "eps"],
-        "relu" | "concat" | "add" | "softmax_xent" | "tanh" | "sigmoid" | "softmax"
-        | "flatten" | "global_avgpool" => &[],
+        "relu" | "concat" | "add" | "softmax_xent" | "tanh" | "sigmoid" | "softmax" | "flatten"
+        | "global_avgpool" => &[],
         _ => return None,
     })
 }

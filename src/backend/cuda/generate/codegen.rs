@@ -153,11 +153,11 @@ impl Gen<'_> {
         match &node.op {
             Op::Input { .. } | Op::Param { .. } => {}
             Op::Conv { .. } => {
-                let geo = super::layers::plain_conv(node)?;
+                let geo = super::conv_geo::plain_conv(node)?;
                 self.conv_forward(n, geo, Epilogue::None)?
             }
             Op::ConvRelu { .. } => {
-                let geo = super::layers::plain_conv(node)?;
+                let geo = super::conv_geo::plain_conv(node)?;
                 self.conv_forward(n, geo, Epilogue::Relu)?
             }
             Op::Dense { units } => self.dense_forward(n, *units, Epilogue::None)?,

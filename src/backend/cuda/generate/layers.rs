@@ -33,12 +33,10 @@
 use crate::backend::cuda::generate::CodegenError;
 use crate::backend::cuda::generate::chunk;
 use crate::backend::cuda::generate::codegen::{Gen, chw};
+use crate::backend::cuda::generate::conv_geo::{ConvGeo, plain_conv};
 use crate::backend::cuda::generate::kernels::{Epilogue, Kernel};
 use crate::backend::cuda::program::Arg;
 use crate::ir::{NodeId, Op};
-
-/// Convolution geometry: `[filters, size, stride, pad]`.
-pub(super) type ConvGeo = [u64; 4];
 
 /// Buffer `b` from element `at` on (the plain buffer at 0).
 fn at(b: usize, at: usize) -> Arg {
@@ -300,37 +298,5 @@ impl Gen<'_> {
             self.gemm_rm(dx, self.buf(dx), dyb, false, w, false, (b, inp, u), 0.0);
         }
         Ok(())
-    }
-}
-
-/// `[filters, size, stride, pad]` of a plain convolution (one group, no
-/// dilation, square, with a bias): the geometry the generated kernels
-/// cover; any other is refused with [`CodegenError::Unsupported`].
-pub(super) fn plain_conv(node: &crate::ir::Node) -> Result<ConvGeo, CodegenError> {
-    match &node.op {
-        Op::Conv {
-            filters,
-            size,
-            stride,
-            pad,
-            dilation: 1,
-            groups: 1,
-            bias: true,
-        }
-        | Op::ConvRelu {
-            filters,
-            size,
-            stride,
-            pad,
-            dilation: 1,
-            groups: 1,
-            bias: true,
-        } if size.is_square() && stride.is_square() && pad.is_square() => {
-            Ok([*filters, size.h, stride.h, pad.h])
-        }
-        _ => Err(CodegenError::Unsupported {
-            name: node.name.clone(),
-            what: "grouped, dilated, rectangular or biasless convolutions",
-        }),
     }
 }

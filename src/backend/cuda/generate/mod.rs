@@ -16,6 +16,7 @@ pub mod augment;
 pub mod buffers;
 pub mod chunk;
 pub mod codegen;
+mod conv_geo;
 mod error;
 pub mod forward;
 pub mod fused_kernels;

@@ -333,6 +333,112 @@ def evaluate(net, data, batch):
     return loss / n, 1.0 - top1 / n, 1.0 - top5 / n
 
 
+def initial(netc, net_path, data_dir, extra):
+    """netc's checkpoint before its first step: (metadata, tensors)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = ["train", net_path, "--data", data_dir, "--stop-after", "0", "--out", tmp, *extra]
+        run_netc(netc, cmd)
+        ckpt = os.path.join(tmp, "checkpoint.safetensors")
+        if not os.path.exists(ckpt):
+            sys.exit(f"`netc {' '.join(cmd)}` wrote no checkpoint")
+        return checkpoint_meta(ckpt), read_safetensors(ckpt)
+
+
+def write_idx(path, array):
+    """A gzip'd unsigned-byte IDX file (the MNIST format) of `array`."""
+    import gzip
+
+    a = np.ascontiguousarray(array, dtype=np.uint8)
+    head = bytes([0, 0, 8, a.ndim]) + b"".join(d.to_bytes(4, "big") for d in a.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(head + a.tobytes())
+
+
+def check_steps(args, netc, k):
+    """K whole-set steps in netc and here from the same weights, compared.
+
+    The network's `train.data` is replaced by its `mean` and `scale` alone
+    (no crop, pad or mirror: the centre, so no random choice), the data by
+    the first `batch` training images, and the batch is the training set,
+    so that netc's shuffle cannot matter (the batch's mean loss and its
+    batchnorm statistics do not depend on the order). After K epochs of
+    one step each, every tensor of netc's checkpoint (weights, velocities,
+    running statistics) is compared with ours: the RMS difference over the
+    tensor's RMS (or 1e-3 if smaller), exit 1 above --tol. Networks with
+    dropout are refused (their masks are random). With ReLU, a unit whose
+    input lies within rounding of 0 may pass its gradient in one and not
+    in the other (the summation orders differ), so ReLU networks agree to
+    about 1e-3 in the layers below such a unit, smooth ones to 1e-5.
+    """
+    text = run_netc(netc, ["fmt", "--stdout", args.net])
+    ir = run_netc(netc, ["compile", args.net, "--emit", "ir"])
+    if re.search(r"= dropout\(", ir):
+        sys.exit("--check-steps: the network has dropout, whose masks are random")
+    keep = []
+    block = re.search(r"(\n\s*data\s*\{)([^}]*)(\})", text)
+    if block:
+        keep = [ln for ln in block.group(2).splitlines()
+                if re.match(r"\s*(mean|scale)\s*:", ln)]
+        text = text[: block.start()] + "\n  data {\n" + "\n".join(keep) + "\n  }" + \
+            text[block.end():]
+    with tempfile.TemporaryDirectory() as tmp:
+        net_path = os.path.join(tmp, "net.net")
+        with open(net_path, "w") as f:
+            f.write(text)
+        probe, _ = initial(netc, net_path, args.data, [])
+        batch = args.limit or int(probe["progress"]["batch_size"])
+        src = lambda name: read_idx(os.path.join(args.data, name)).numpy()
+        sub = os.path.join(tmp, "data")
+        os.makedirs(sub)
+        for name, n in [("train-images-idx3-ubyte.gz", batch), ("train-labels-idx1-ubyte.gz", batch),
+                        ("t10k-images-idx3-ubyte.gz", 500), ("t10k-labels-idx1-ubyte.gz", 500)]:
+            write_idx(os.path.join(sub, name), src(name)[:n])
+        b = ["--batch", str(batch)]
+        meta, tensors = initial(netc, net_path, sub, b)
+        out = os.path.join(tmp, "run")
+        run_netc(netc, ["train", net_path, "--data", sub, "--epochs", str(k), "--out", out, *b])
+        want = read_safetensors(os.path.join(out, "checkpoint.safetensors"))
+        step_ir = run_netc(netc, ["compile", net_path, "--passes", "autodiff", "--emit", "ir"])
+        _, (kind, sargs) = train_block(text)
+        data = Data(sub, meta["preparation"], tensors["preparation/mean_image"], None)
+    settings, smoothing = updates(step_ir)
+    net = NetcModule(ir, tensors).train()
+    vel = {key: torch.from_numpy(tensors[velocity_key(key)].copy()) for key in net.param_keys}
+    sched = Schedule(kind, sargs, float(meta["progress"]["plateau_lr"]), k, 1)
+    x, y = data.train_batch(torch.arange(batch), None)
+    for epoch in range(k):
+        loss = F.cross_entropy(net(x), y, label_smoothing=smoothing)
+        loss.backward()
+        sgd_step(net, vel, settings, sched.lr(epoch, 0))
+    got = {}
+    for key in net.param_keys:
+        got[key] = net.param(key).detach().numpy()
+        got[velocity_key(key)] = vel[key].numpy()
+    for key, buf in net.running.items():
+        got[key] = getattr(net, buf).numpy()
+    worst, worst_key = 0.0, None
+    for key, g in sorted(got.items()):
+        w = want[key].astype(np.float64)
+        d = np.abs(g.astype(np.float64) - w)
+        # Relative to the tensor's largest magnitude, or to 1e-3 below it: a
+        # tensor 0 in exact arithmetic (the stem's running mean, here, when
+        # the batch is the set whose mean image is subtracted) is rounding.
+        d = np.sqrt((d * d).mean()) / max(np.sqrt((w * w).mean()), 1e-3)
+        if args.verbose:
+            print(f"  {key}: {d:.3e}")
+        if d > worst:
+            worst, worst_key = d, key
+    print(f"{args.net}: {k} steps of the whole batch of {batch} images in netc and here; "
+          f"{len(got)} tensors, worst relative RMS difference {worst:.3e} ({worst_key})")
+    return 0 if worst <= args.tol else 1
+
+
+def velocity_key(key):
+    """`conv1/conv.weight@t0` -> `conv1/conv.weight.velocity@t0`."""
+    at = key.rindex("@")
+    return f"{key[:at]}.velocity{key[at:]}"
+
+
 def check_eval(args, netc, ir, ckpt_path):
     """Compares netc's test-set logits from ckpt_path with NetcModule's."""
     meta = checkpoint_meta(ckpt_path)
@@ -375,13 +481,19 @@ def main():
                     help="the netc binary")
     ap.add_argument("--check-eval", metavar="CKPT", default=None,
                     help="instead of training: compare netc's test logits from CKPT with ours")
-    ap.add_argument("--tol", type=float, default=1e-4, help="for --check-eval")
+    ap.add_argument("--check-steps", metavar="K", type=int, default=None,
+                    help="instead of training: K whole-batch steps here and in netc, compared "
+                         "(batch: --limit, default train.batch)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="--check-steps: every tensor")
+    ap.add_argument("--tol", type=float, default=1e-4, help="for --check-eval, --check-steps")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     netc = args.netc
     if not os.path.exists(netc):
         sys.exit(f"{netc}: no netc binary (cargo build --release, or --netc PATH)")
 
+    if args.check_steps:
+        return check_steps(args, netc, args.check_steps)
     ir = run_netc(netc, ["compile", args.net, "--emit", "ir"])
     if args.check_eval:
         return check_eval(args, netc, ir, args.check_eval)
@@ -390,17 +502,8 @@ def main():
     file_epochs, (kind, sched_args) = train_block(run_netc(netc, ["fmt", "--stdout", args.net]))
     epochs = args.epochs if args.epochs is not None else file_epochs
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = ["train", args.net, "--data", args.data, "--stop-after", "0", "--out", tmp]
-        if args.seed is not None:
-            cmd += ["--seed", str(args.seed)]
-        subprocess.run([netc, *cmd], capture_output=True, text=True, check=False)
-        ckpt = os.path.join(tmp, "checkpoint.safetensors")
-        if not os.path.exists(ckpt):
-            run_netc(netc, cmd)  # reports netc's error
-            sys.exit(f"`netc {' '.join(cmd)}` wrote no checkpoint")
-        meta = checkpoint_meta(ckpt)
-        tensors = read_safetensors(ckpt)
+    extra = ["--seed", str(args.seed)] if args.seed is not None else []
+    meta, tensors = initial(netc, args.net, args.data, extra)
     prog, prep = meta["progress"], meta["preparation"]
     batch, seed, lr0 = int(prog["batch_size"]), int(prog["seed"]), float(prog["plateau_lr"])
 
@@ -411,8 +514,7 @@ def main():
     missing = [k for k in net.param_keys if k not in settings]
     if missing:
         sys.exit(f"no sgd_update in the training step for {missing}")
-    velocities = {k: torch.from_numpy(tensors[f"{k[: k.rindex('@')]}.velocity{k[k.rindex('@'):]}"]
-                                      .copy()) for k in net.param_keys}
+    velocities = {k: torch.from_numpy(tensors[velocity_key(k)].copy()) for k in net.param_keys}
 
     n = len(data.train_n)
     steps = n // batch  # the last partial batch is dropped

@@ -40,9 +40,8 @@ What is matched with `netc train`:
   `(pixel − mean_image) · scale` in FP32; training crops zero-padded by
   `pad` AFTER normalisation (padding is exactly 0), a crop of `crop` at
   offsets uniform in 0..=2·pad + size − crop, horizontal mirror with
-  p = ½. As in netc, the random offsets are drawn whenever training
-  augments at all (`random_crop` OR `mirror`): `random_crop: false` with
-  `mirror: true` and `pad` > 0 still crops at random. Test: the crop at
+  p = ½; `random_crop: false` takes the centre offset in training too
+  (still mirrored if `mirror`), as netc does. Test: the crop at
   the centre offset (the unpadded image when crop = size), the whole
   test set after every epoch, in batches of `batch`, the last partial
   batch kept.
@@ -259,6 +258,7 @@ class Data:
         h = self.train_n.shape[-1]
         self.pad, self.crop = int(prep.get("pad") or 0), int(prep.get("crop") or h)
         self.augments = bool(prep.get("random_crop") or prep.get("mirror"))
+        self.random_crop = bool(prep.get("random_crop"))
         self.mirror = bool(prep.get("mirror"))
         self.span = h + 2 * self.pad - self.crop  # offsets 0..=span
         self.centre = self.span // 2
@@ -285,6 +285,9 @@ class Data:
         oy = torch.randint(0, self.span + 1, (b,), generator=gen)
         ox = torch.randint(0, self.span + 1, (b,), generator=gen)
         flip = torch.rand(b, generator=gen) < 0.5
+        if not self.random_crop:
+            oy = torch.full_like(oy, self.centre)
+            ox = torch.full_like(ox, self.centre)
         if not self.mirror:
             flip = torch.zeros_like(flip)
         return self.cut(x, oy, ox, flip), self.ytr[idx]

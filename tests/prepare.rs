@@ -383,6 +383,7 @@ fn batches_do_not_depend_on_workers_and_raw_equals_memory() {
     let raw = dir.join("raw.netc");
     prepare(&opts(&src, &raw, Format::Raw, 40)).unwrap();
     let cfg = AugmentConfig {
+        random_crop: true,
         crop: 32,
         ..AugmentConfig::alexnet()
     };
@@ -563,6 +564,7 @@ fn recycled_batch_buffers_give_the_same_batches() {
     prepare(&opts(&src, &out, Format::Raw, 40)).unwrap();
     let f = Arc::new(Prepared::open(&out).unwrap());
     let cfg = AugmentConfig {
+        random_crop: true,
         crop: 32,
         ..AugmentConfig::alexnet()
     };

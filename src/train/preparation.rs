@@ -138,6 +138,7 @@ impl Preparation {
     /// An augmenter that prepares test images as the run's evaluation did.
     pub fn augmenter(&self) -> Result<Augmenter, ConfigError> {
         let cfg = AugmentConfig {
+            random_crop: self.random_crop,
             crop: self.crop,
             pad: self.pad,
             mirror: self.mirror,

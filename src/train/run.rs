@@ -209,6 +209,7 @@ pub(crate) fn augmenter(
 ) -> Result<Augmenter, TrainError> {
     let d = &cfg.data;
     let aug = AugmentConfig {
+        random_crop: d.random_crop,
         crop: d.crop.map_or(shape.h, |c| c as usize),
         pad: d.pad as usize,
         mirror: d.mirror,
@@ -296,7 +297,8 @@ fn setup<E: Step, X: Into<TrainError>>(
     let mut lcfg = LoaderConfig::train(cfg.batch as usize, cfg.seed);
     lcfg.drop_last = true;
     lcfg.workers = workers;
-    if !cfg.data.random_crop && !cfg.data.mirror {
+    // Nothing random left to draw: the central crop, as evaluation takes it.
+    if !cfg.data.random_crop && !cfg.data.mirror && cfg.data.lighting == 0.0 {
         lcfg.mode = Mode::Center;
     }
     let cfgerr = |e: data::augment::ConfigError| TrainError::Config(e.to_string());

@@ -55,6 +55,9 @@ pub struct AugmentConfig {
     /// Zero padding added on every side before cropping (e.g. 4 with
     /// `crop == 28` for Fashion-MNIST's "pad and random-crop"); 0 for none.
     pub pad: usize,
+    /// Training-time crops at a random offset; `false` takes the central
+    /// crop (the test-time one) while still mirroring and lighting.
+    pub random_crop: bool,
     /// Training-time horizontal mirror with probability 0.5.
     pub mirror: bool,
     /// σ of the lighting coefficients αᵢ ~ N(0, σ) (the paper: 0.1); 0
@@ -72,6 +75,7 @@ impl AugmentConfig {
     /// mirror, lighting σ = 0.1, per-pixel mean, 0..255 units.
     pub fn alexnet() -> Self {
         AugmentConfig {
+            random_crop: true,
             crop: 227,
             pad: 0,
             mirror: true,
@@ -84,6 +88,7 @@ impl AugmentConfig {
     /// values scaled by `scale`.
     pub fn plain(size: usize, scale: f32) -> Self {
         AugmentConfig {
+            random_crop: true,
             crop: size,
             pad: 0,
             mirror: false,
@@ -248,6 +253,11 @@ impl Augmenter {
         let (my, mx) = self.max_offsets();
         let oy = r.below(my as u64 + 1) as usize;
         let ox = r.below(mx as u64 + 1) as usize;
+        let (oy, ox) = if self.cfg.random_crop {
+            (oy, ox)
+        } else {
+            (my / 2, mx / 2)
+        };
         let mirror = r.uniform() < 0.5;
         let sigma = self.cfg.lighting_sigma;
         let alpha = [0; 3].map(|_| (r.normal() as f32) * sigma);
@@ -421,6 +431,7 @@ mod tests {
 
     fn raw(crop: usize, pad: usize) -> AugmentConfig {
         AugmentConfig {
+            random_crop: true,
             crop,
             pad,
             mirror: false,
@@ -437,6 +448,41 @@ mod tests {
             mirror,
             light: [0.0; 3],
         }
+    }
+
+    /// `random_crop: false` with `mirror: true` keeps the central crop and
+    /// still mirrors about half the images; with `random_crop: true` the
+    /// offsets cover their whole range.
+    #[test]
+    fn random_crop_off_keeps_the_centre_and_still_mirrors() {
+        let (_, stats) = tiny();
+        let cfg = AugmentConfig {
+            mirror: true,
+            ..raw(3, 1)
+        };
+        let fixed = Augmenter::new(
+            AugmentConfig {
+                random_crop: false,
+                ..cfg
+            },
+            &stats,
+            1,
+        )
+        .expect("config");
+        let random = Augmenter::new(cfg, &stats, 1).expect("config");
+        let centre = fixed.centre_params(false);
+        let (mut mirrored, mut offsets) = (0, std::collections::HashSet::new());
+        for i in 0..200 {
+            let p = fixed.params(0, i);
+            assert_eq!((p.oy, p.ox), (centre.oy, centre.ox), "image {i}");
+            mirrored += usize::from(p.mirror);
+            let q = random.params(0, i);
+            assert_eq!(q.mirror, p.mirror, "image {i}: same draws for the mirror");
+            offsets.insert((q.oy, q.ox));
+        }
+        assert!((60..140).contains(&mirrored), "{mirrored} of 200 mirrored");
+        // 4+2-3 = 3 and 5+2-3 = 4: offsets 0..=3 by 0..=4.
+        assert_eq!(offsets.len(), 4 * 5);
     }
 
     #[test]
@@ -497,6 +543,7 @@ mod tests {
         }
         // Mean subtraction and scaling: a one-image set minus its own mean is 0.
         let cfg = AugmentConfig {
+            random_crop: true,
             mean: MeanMode::Pixel,
             scale: 0.5,
             ..raw(3, 0)
@@ -505,6 +552,7 @@ mod tests {
         m.crop_into(img, &at(1, 1, true), &mut out);
         assert!(out.iter().all(|&v| v == 0.0));
         let cfg = AugmentConfig {
+            random_crop: true,
             mean: MeanMode::Channel,
             scale: 0.5,
             ..raw(3, 0)
@@ -558,6 +606,7 @@ mod tests {
     fn training_crops_are_reproducible_and_cover_offsets() {
         let (split, stats) = tiny();
         let cfg = AugmentConfig {
+            random_crop: true,
             mirror: true,
             ..raw(3, 0)
         };
@@ -635,6 +684,7 @@ mod tests {
         let pca = stats.pca.expect("rgb");
         assert!(pca.eigval[0] > 0.0);
         let base = AugmentConfig {
+            random_crop: true,
             crop: 4,
             pad: 0,
             mirror: true,
@@ -643,6 +693,7 @@ mod tests {
             scale: 0.25,
         };
         let lit_cfg = AugmentConfig {
+            random_crop: true,
             lighting_sigma: 0.1,
             ..base
         };
@@ -693,6 +744,7 @@ mod tests {
         // Lighting is ignored for single-channel data.
         let gray = Augmenter::new(
             AugmentConfig {
+                random_crop: true,
                 lighting_sigma: 1.0,
                 ..raw(4, 0)
             },

@@ -544,6 +544,7 @@ mod tests {
         split.labels.truncate(n);
         let stats = Stats::compute(&split);
         let aug_cfg = AugmentConfig {
+            random_crop: true,
             crop: 24,
             pad: 2,
             mirror: true,

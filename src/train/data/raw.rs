@@ -75,6 +75,7 @@ mod tests {
         });
         let stats = Stats::compute(&split);
         let cfg = AugmentConfig {
+            random_crop: true,
             crop: 5,
             pad: 1,
             mirror: true,

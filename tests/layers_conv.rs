@@ -364,7 +364,7 @@ fn f32_folded_evaluation_follows_the_state_and_matches_the_unfolded_one() {
         last = Some(got);
     }
     // A state written through the step interface reaches the fold too.
-    let key = "stem/batchnorm.gamma@t0";
+    let key = "stem/batchnorm.weight@t0";
     let gamma: Vec<f32> = Step::state(&mut exec)
         .unwrap()
         .into_iter()

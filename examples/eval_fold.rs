@@ -28,7 +28,11 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let (batch, batches, rounds) = (opt("--batch", 128), opt("--batches", 10), opt("--rounds", 3));
+    let (batch, batches, rounds) = (
+        opt("--batch", 128),
+        opt("--batches", 10),
+        opt("--rounds", 3),
+    );
     let src = std::fs::read_to_string(path).unwrap_or_else(|e| {
         eprintln!("{path}: {e}");
         std::process::exit(1);

@@ -1,8 +1,10 @@
 //! The conv forms (groups, dilation, rectangular kernels, `bias: false`),
 //! the residual `add` and `batchnorm`, end to end on the CPU: the IR of a
 //! small network that uses them all (snapshots), canonical formatting,
-//! parameter and MAC totals, the training step's running statistics, and
-//! resuming a run bit-identically with its running statistics restored.
+//! parameter and MAC totals, the training step's running statistics,
+//! resuming a run bit-identically with its running statistics restored,
+//! and evaluation with the batchnorms folded into the layers before them
+//! against the unfolded evaluation.
 
 use std::path::{Path, PathBuf};
 
@@ -221,8 +223,20 @@ fn folded_batchnorm_evaluation_equals_the_unfolded_one() {
     for step in 0..3 {
         exec.train_step(&images, &labels, 0.05, step).unwrap();
     }
+    exec.set_fold_bn(false);
     exec.eval_batch(&images, &labels).unwrap();
     let want = exec.logits().to_vec();
+    // The executor's own folded evaluation gives the same logits.
+    exec.set_fold_bn(true);
+    assert!(exec.evaluates_folded().unwrap());
+    exec.eval_batch(&images, &labels).unwrap();
+    let own = exec.logits().to_vec();
+    let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    let diff = want
+        .iter()
+        .zip(&own)
+        .fold(0.0f64, |a, (x, y)| a.max((x - y).abs()));
+    assert!(diff <= 1e-10 * scale.max(1.0), "executor's fold: {diff}");
 
     let mut folded = netc::passes::forward::forward_graph(exec.graph()).unwrap();
     let folds = netc::passes::fold_bn::fold_batchnorm(&mut folded).unwrap();
@@ -282,4 +296,143 @@ fn folded_batchnorm_evaluation_equals_the_unfolded_one() {
         apart > 1e-6,
         "training and evaluation logits agree ({apart})"
     );
+}
+
+/// The largest `|a − b|` over the largest `|a|` (1 at least).
+fn rel_diff(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = a.iter().fold(1.0f64, |m, v| m.max(v.abs() as f64));
+    let d = a
+        .iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
+    d / scale
+}
+
+/// The class of the highest logit of each example.
+fn top1(logits: &[f32], classes: usize) -> Vec<usize> {
+    logits
+        .chunks(classes)
+        .map(|row| {
+            (0..classes)
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn f32_folded_evaluation_follows_the_state_and_matches_the_unfolded_one() {
+    use netc::backend::cpu::exec::{CpuExec, Layout};
+    use netc::backend::step::Step;
+    let src = std::fs::read_to_string(NET).unwrap();
+    let c = compile(&src);
+    let m = &c.module;
+    let g = netc::train::run::training_graph(m, &m.train, true).unwrap();
+    let mut exec = CpuExec::<f32>::with_memory(g, 3, Layout::Planned).unwrap();
+    let (n, per) = (12, exec.image_len());
+    let images: Vec<f32> = (0..n * per)
+        .map(|i| netc::rng::normal(4, 1, i as u64) as f32)
+        .collect();
+    let labels: Vec<u32> = (0..n as u32).map(|i| (i * 7) % 10).collect();
+    let classes = exec.logits_width();
+    let both = |exec: &mut CpuExec<f32>| {
+        exec.set_fold_bn(false);
+        let a = exec.eval_batch(&images, &labels).unwrap();
+        let want = exec.logits().to_vec();
+        exec.set_fold_bn(true);
+        let b = exec.eval_batch(&images, &labels).unwrap();
+        (a, want, b, exec.logits().to_vec())
+    };
+    let mut last: Option<Vec<f32>> = None;
+    for round in 0..3 {
+        for step in 0..3 {
+            exec.train_step(&images, &labels, 0.05, round * 3 + step)
+                .unwrap();
+        }
+        assert!(exec.evaluates_folded().unwrap());
+        let (a, want, b, got) = both(&mut exec);
+        let d = rel_diff(&want, &got);
+        assert!(d <= 1e-5, "round {round}: relative difference {d}");
+        assert_eq!(top1(&want, classes), top1(&got, classes), "round {round}");
+        assert_eq!((a.top1, a.top5, a.n), (b.top1, b.top5, b.n));
+        assert!((a.loss - b.loss).abs() <= 1e-5 * a.loss.abs().max(1.0));
+        // The steps moved the network, and the folded copy followed it.
+        if let Some(prev) = &last {
+            assert!(rel_diff(prev, &got) > 1e-4, "round {round}: stale fold");
+        }
+        last = Some(got);
+    }
+    // A state written through the step interface reaches the fold too.
+    let key = "stem/batchnorm.weight@t0";
+    let gamma: Vec<f32> = Step::state(&mut exec)
+        .unwrap()
+        .into_iter()
+        .find(|t| t.0 == key)
+        .unwrap_or_else(|| panic!("no `{key}`"))
+        .2
+        .iter()
+        .map(|v| -2.0 * v)
+        .collect();
+    Step::set_state(&mut exec, key, &gamma).unwrap();
+    let (_, want, _, got) = both(&mut exec);
+    assert!(rel_diff(&want, &got) <= 1e-5);
+    assert!(
+        rel_diff(last.as_ref().unwrap(), &got) > 1e-4,
+        "stale after set_state"
+    );
+}
+
+#[test]
+fn a_network_without_batchnorm_evaluates_unfolded() {
+    use netc::backend::cpu::exec::CpuExec;
+    let src = std::fs::read_to_string("networks/lenet5.net").unwrap();
+    let c = compile(&src);
+    let m = &c.module;
+    let g = netc::train::run::training_graph(m, &m.train, true).unwrap();
+    let mut exec = CpuExec::<f32>::new(g, 1).unwrap();
+    assert!(!exec.evaluates_folded().unwrap());
+}
+
+#[test]
+fn netc_eval_gives_the_same_figures_folded_and_unfolded() {
+    use netc::backend::cpu::exec::CpuExec;
+    use netc::train::error::TrainError;
+    use netc::train::run::eval_predictions_with;
+    let src = std::fs::read_to_string(NET).unwrap();
+    let c = compile(&src);
+    let m = &c.module;
+    let dir = tmp("fold-eval");
+    assert!(matches!(
+        train(m, &opts(&dir)).unwrap(),
+        Outcome::Finished(_)
+    ));
+    let ck = dir.join("checkpoint.safetensors");
+    let o = TrainOptions {
+        data: Some(PathBuf::from("data/fmnist-small")),
+        quiet: true,
+        ..Default::default()
+    };
+    let run = |fold: bool| {
+        eval_predictions_with(m, &ck, &o, |mut cpu: CpuExec, _, _| {
+            cpu.set_fold_bn(fold);
+            Ok::<_, TrainError>(cpu)
+        })
+        .unwrap()
+    };
+    let (plain, pt) = run(false);
+    let (folded, ft) = run(true);
+    assert!(plain.images > 0);
+    assert_eq!(plain.images, folded.images);
+    assert_eq!(plain.top1_error, folded.top1_error);
+    assert_eq!(plain.top5_error, folded.top5_error);
+    assert!((plain.loss - folded.loss).abs() <= 1e-5 * plain.loss.max(1.0));
+    assert_eq!(pt.rows.len(), ft.rows.len());
+    for (a, b) in pt.rows.iter().zip(&ft.rows) {
+        assert_eq!(a.index, b.index);
+        assert_eq!(a.predicted, b.predicted, "image {}", a.index);
+        let d = rel_diff(&a.logits, &b.logits);
+        assert!(d <= 1e-5, "image {}: relative difference {d}", a.index);
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

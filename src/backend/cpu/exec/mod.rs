@@ -30,6 +30,7 @@
 //! fused ops of `passes::fuse` run here too (`ops.rs`, `fused.rs`).
 
 pub mod error;
+mod folded;
 mod fused;
 pub mod layout;
 mod ops;
@@ -76,6 +77,18 @@ pub struct CpuExec<T: Float = f32> {
     pending: Option<StepStats>,
     /// The memory plan the buffers are laid out by.
     plan: Option<memplan::Plan>,
+    /// The per-channel gradient sums of each batchnorm (keyed by it and
+    /// its `dy`) computed in the current step, shared by its three
+    /// gradient ops.
+    bn_sums: HashMap<(NodeId, NodeId), Vec<(T, T)>>,
+    /// Bumped by every step and every write through [`CpuExec::value_mut`]:
+    /// what the folded evaluation checks its copy of the state against.
+    version: u64,
+    /// Evaluate with the batchnorms folded (`folded.rs`).
+    fold_bn: bool,
+    folded: folded::Folded<T>,
+    /// The last evaluation ran the folded executor (its logits are there).
+    eval_folded: bool,
 }
 
 fn numel(g: &Graph, n: NodeId, batch: usize) -> usize {
@@ -254,6 +267,11 @@ impl<T: Float> CpuExec<T> {
             seed,
             pending: None,
             plan: None,
+            bn_sums: HashMap::new(),
+            version: 0,
+            fold_bn: folded::fold_from_env(),
+            folded: folded::Folded::Unknown,
+            eval_folded: false,
         };
         exec.relayout(1)?;
         for n in exec.layout.persistent.clone() {
@@ -401,7 +419,10 @@ impl<T: Float> CpuExec<T> {
         }
     }
 
+    /// `n`'s value, to write (a parameter written here reaches the folded
+    /// evaluation).
     pub fn value_mut(&mut self, n: NodeId) -> &mut [T] {
+        self.version = self.version.wrapping_add(1);
         match self.loc(n) {
             Ok(l) => layout::view_mut(&mut self.arenas, l),
             Err(_) => &mut [],
@@ -475,7 +496,9 @@ impl<T: Float> CpuExec<T> {
             self.fill_nan();
         }
         self.batch = n;
-        self.value_mut(self.image).copy_from_slice(images);
+        // Not through `value_mut`: an input is not state.
+        let at = self.loc(self.image)?;
+        layout::view_mut(&mut self.arenas, at).copy_from_slice(images);
         self.labels.clear();
         self.labels.extend_from_slice(labels);
         Ok(())
@@ -491,6 +514,9 @@ impl<T: Float> CpuExec<T> {
         step: u64,
     ) -> Result<StepStats, ExecError> {
         self.load(images, labels)?;
+        self.version = self.version.wrapping_add(1);
+        self.eval_folded = false;
+        self.bn_sums.clear();
         self.done.iter_mut().for_each(|d| *d = false);
         let order = std::mem::take(&mut self.order);
         let r = order
@@ -502,8 +528,17 @@ impl<T: Float> CpuExec<T> {
     }
 
     /// The forward pass only, dropout off (evaluation). Returns the stats
-    /// and leaves the logits readable through [`CpuExec::logits`].
+    /// and leaves the logits readable through [`CpuExec::logits`]. A
+    /// network with batchnorms that fold runs folded (`folded.rs`).
     pub fn eval_batch(&mut self, images: &[T], labels: &[u32]) -> Result<StepStats, ExecError> {
+        self.eval_folded = false;
+        if self.fold_bn
+            && let Some(f) = self.folded_eval()?
+        {
+            let stats = f.eval_batch(images, labels)?;
+            self.eval_folded = true;
+            return Ok(stats);
+        }
         self.load(images, labels)?;
         let order = std::mem::take(&mut self.order);
         let r = order.iter().try_for_each(|&n| {
@@ -538,17 +573,25 @@ impl<T: Float> CpuExec<T> {
     /// Starts (or stops) timing every op; starting clears the profile.
     pub fn set_profile(&mut self, on: bool) {
         self.profile = on.then(HashMap::new);
+        if let folded::Folded::Ready(f) = &mut self.folded {
+            f.exec.set_profile(on);
+        }
     }
 
     /// Seconds and calls per op, most time first (a layer's gradients are
     /// computed by the first of its gradient ops to run, which gets the time).
     pub fn profile(&self) -> Vec<(&'static str, f64, u64)> {
-        let mut v: Vec<_> = self
-            .profile
-            .iter()
-            .flatten()
-            .map(|(k, (s, c))| (*k, *s, *c))
-            .collect();
+        let mut all: HashMap<&'static str, (f64, u64)> = HashMap::new();
+        let folded = match &self.folded {
+            folded::Folded::Ready(f) => f.exec.profile.as_ref(),
+            _ => None,
+        };
+        for (k, (s, c)) in self.profile.iter().chain(folded).flatten() {
+            let e = all.entry(k).or_insert((0.0, 0));
+            e.0 += s;
+            e.1 += c;
+        }
+        let mut v: Vec<_> = all.into_iter().map(|(k, (s, c))| (k, s, c)).collect();
         v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
         v
     }
@@ -558,7 +601,11 @@ impl<T: Float> CpuExec<T> {
         self.graph.node(self.logits).ty.numel() as usize
     }
 
+    /// The logits of the last step or evaluation.
     pub fn logits(&self) -> &[T] {
+        if let (true, folded::Folded::Ready(f)) = (self.eval_folded, &self.folded) {
+            return f.exec.logits();
+        }
         self.value(self.logits)
     }
 

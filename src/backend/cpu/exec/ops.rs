@@ -192,6 +192,15 @@ impl<T: Float> CpuExec<T> {
             } => Some(dropout(*rate)?),
             _ => None,
         };
+        // The batchnorm whose gradient sums this op reads (see `bn_sums`),
+        // with the gradient `dy` it is given.
+        let dy_at = match &op {
+            Op::BatchNormGradInput { .. } => Some(2),
+            Op::BatchNormGradGamma { .. } => Some(1),
+            Op::BatchNormGradBeta => Some(0),
+            _ => None,
+        };
+        let bn_of = dy_at.and_then(|i| Some((self.graph.node(n).forward?, *ins.get(i)?)));
         let g = &self.graph;
         let (mut w, r) = carve(&mut self.arenas, &writes, &reads).map_err(|o| {
             ExecError::Internal(format!("`{}`: buffers overlap: {o:?}", g.node(n).name))
@@ -451,19 +460,44 @@ impl<T: Float> CpuExec<T> {
                     k::batchnorm::normalise(&s, *eps, x0, gamma, beta, x(3)?, x(4)?, out);
                 }
             }
+            // The three gradients of a batchnorm reduce the same per-channel
+            // sums of its `x` and `dy`: the first of them to run computes
+            // them for the step, the others reuse them (the same values).
             Op::BatchNormGradInput { eps } => {
                 let s = bn_shape(g, ins[0], b);
                 let (x0, gamma, dy) = (x(0)?, x(1)?, x(2)?);
-                k::batchnorm::backward_input(&s, *eps, x0, gamma, side(0)?, side(1)?, dy, out);
+                let (mean, var) = (side(0)?, side(1)?);
+                let fresh = || k::batchnorm::grad_sums(&s, *eps, x0, mean, var, dy);
+                let own;
+                let sums: &[(T, T)] = match bn_of {
+                    Some(key) => self.bn_sums.entry(key).or_insert_with(fresh),
+                    None => {
+                        own = fresh();
+                        &own
+                    }
+                };
+                k::batchnorm::backward_input_from_sums(
+                    &s, *eps, x0, gamma, mean, var, dy, sums, out,
+                );
             }
             Op::BatchNormGradGamma { eps } => {
                 let s = bn_shape(g, ins[0], b);
-                k::batchnorm::grad_gamma(&s, *eps, x(0)?, side(0)?, side(1)?, x(1)?, out);
+                let (x0, dy, mean, var) = (x(0)?, x(1)?, side(0)?, side(1)?);
+                let fresh = || k::batchnorm::grad_sums(&s, *eps, x0, mean, var, dy);
+                let own;
+                let sums: &[(T, T)] = match bn_of {
+                    Some(key) => self.bn_sums.entry(key).or_insert_with(fresh),
+                    None => {
+                        own = fresh();
+                        &own
+                    }
+                };
+                k::batchnorm::grad_gamma_from_sums(sums, out);
             }
-            Op::BatchNormGradBeta => {
-                let s = bn_shape(g, ins[0], b);
-                k::batchnorm::grad_beta(&s, x(0)?, out);
-            }
+            Op::BatchNormGradBeta => match bn_of.and_then(|f| self.bn_sums.get(&f)) {
+                Some(sums) => k::batchnorm::grad_beta_from_sums(sums, out),
+                None => k::batchnorm::grad_beta(&bn_shape(g, ins[0], b), x(0)?, out),
+            },
             Op::RunningUpdate { momentum } => {
                 let s = bn_shape(g, ins[2], b);
                 let [running_var] = rest else {

@@ -148,7 +148,13 @@ fn fused_activations_equal_unfused_bit_for_bit() {
     }
     // The first conv's input gradient is not needed, and none of the
     // unfused activations is left but the dropout after the tanh.
-    for op in ["= tanh(", "= sigmoid(", "= leaky_relu(", "tanh_grad(%", "= relu("] {
+    for op in [
+        "= tanh(",
+        "= sigmoid(",
+        "= leaky_relu(",
+        "tanh_grad(%",
+        "= relu(",
+    ] {
         assert!(!text.contains(op), "{op} left in\n{text}");
     }
     assert!(text.contains("slope=0.2") && text.contains("= dropout("));
@@ -179,7 +185,10 @@ fn a_negative_slope_is_not_fused() {
     netc::ir::verify::verify(&g).unwrap();
     assert_eq!(report.fired["conv+act"], 3, "{report}");
     let text = print(&g, PrintOptions { spans: false });
-    assert!(text.contains("= leaky_relu(") && text.contains("slope=-0.5"), "{text}");
+    assert!(
+        text.contains("= leaky_relu(") && text.contains("slope=-0.5"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -456,7 +456,9 @@ fn verifier_rejects_wrong_relations() {
         matches!(e, VerifyError::WrongKind { node, relation: Relation::Mask, .. } if node == chain),
         "{e}"
     );
-    let db = f.find_op(|o| matches!(o, Op::ConvReluGradBias { .. })).unwrap();
+    let db = f
+        .find_op(|o| matches!(o, Op::ConvReluGradBias { .. }))
+        .unwrap();
     let Device::Tower(t) = f.node(db).device else {
         panic!("a gradient on no tower")
     };

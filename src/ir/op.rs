@@ -801,9 +801,12 @@ impl Op {
             Op::ConvRelu { act, .. } => {
                 act.pick(["conv_relu", "conv_tanh", "conv_sigmoid", "conv_leaky_relu"])
             }
-            Op::DenseRelu { act, .. } => {
-                act.pick(["dense_relu", "dense_tanh", "dense_sigmoid", "dense_leaky_relu"])
-            }
+            Op::DenseRelu { act, .. } => act.pick([
+                "dense_relu",
+                "dense_tanh",
+                "dense_sigmoid",
+                "dense_leaky_relu",
+            ]),
             Op::DenseReluDropout { .. } => "dense_relu_dropout",
             Op::LrnMaxPool { .. } => "lrn_maxpool",
             Op::ConvReluGradInput { act, .. } => act.pick([

@@ -219,7 +219,9 @@ fn relation(op: &Op, f: &Op) -> Option<(Role, Result<(), &'static str>)> {
         }
         Op::DenseReluGradInput { dropout, .. }
         | Op::DenseReluGradWeight { dropout, .. }
-        | Op::DenseReluGradBias { dropout, .. } => (part?, ok(dense_relu(*dropout), want_dense_relu)),
+        | Op::DenseReluGradBias { dropout, .. } => {
+            (part?, ok(dense_relu(*dropout), want_dense_relu))
+        }
         Op::SoftmaxXentGrad { .. } => (
             Role::Dx,
             ok(matches!(f, Op::SoftmaxXent), "a `softmax_xent`"),

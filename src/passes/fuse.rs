@@ -331,8 +331,8 @@ fn conv_relu(
     else {
         return Ok(None);
     };
-    let Some((r, act)) = sole_user(g, c, &[])
-        .and_then(|r| Some((r, fusable_act(g, r, enabled.relu, enabled.act)?)))
+    let Some((r, act)) =
+        sole_user(g, c, &[]).and_then(|r| Some((r, fusable_act(g, r, enabled.relu, enabled.act)?)))
     else {
         return Ok(None);
     };
@@ -414,8 +414,8 @@ fn dense_relu(
         return Ok(None);
     };
     let relu_on = enabled.dropout || enabled.plain;
-    let Some((r, act)) = sole_user(g, d, &[])
-        .and_then(|r| Some((r, fusable_act(g, r, relu_on, enabled.act)?)))
+    let Some((r, act)) =
+        sole_user(g, d, &[]).and_then(|r| Some((r, fusable_act(g, r, relu_on, enabled.act)?)))
     else {
         return Ok(None);
     };
@@ -487,15 +487,9 @@ fn dense_relu(
             };
             rebuild(g, dx, op, &[dy, ins[1], d])?;
         }
-        let op = Op::DenseReluGradWeight {
-            dropout: rate,
-            act,
-        };
+        let op = Op::DenseReluGradWeight { dropout: rate, act };
         rebuild(g, dw, op, &[ins[0], dy, d])?;
-        let op = Op::DenseReluGradBias {
-            dropout: rate,
-            act,
-        };
+        let op = Op::DenseReluGradBias { dropout: rate, act };
         rebuild(g, db, op, &[dy, d])?;
         for n in [rg, pg].into_iter().flatten() {
             g.g.remove_node(n);

@@ -547,7 +547,11 @@ impl<T: Float> CpuExec<T> {
         let b = self.batch;
         // Any fused activation: the gradients read the output `y`.
         let fused = fnode.op.fused_act();
-        let act = if fused.is_some() { Act::Relu } else { Act::None };
+        let act = if fused.is_some() {
+            Act::Relu
+        } else {
+            Act::None
+        };
         let mut writes = vec![self.loc(dw_n)?];
         writes.extend(dx_n.map(|d| self.loc(d)).transpose()?);
         writes.extend(db_n.map(|d| self.loc(d)).transpose()?);

@@ -352,6 +352,21 @@ impl Diagnose for LowerError {
                 vec![primary(*span, reason.clone())],
                 "`min_lr` is where the cosine ends: at least 0 and below `sgd.lr`".into(),
             ),
+            LayerMult { span, reason, .. } => (
+                "N0158",
+                vec![primary(*span, reason.clone())],
+                "`lr_mult` and `decay_mult` take a number ≥ 0 (every parameter of the layer) or a list `[weight, bias]` of them".into(),
+            ),
+            LayerMultLength { span, want, .. } => (
+                "N0159",
+                vec![primary(*span, format!("expected {want}"))],
+                "list one multiplier per parameter, the weight's first and the bias's second (a `conv` with `bias: false` has only a weight), or give one number for all".into(),
+            ),
+            LayerMultNoParams { span, .. } => (
+                "N0160",
+                vec![primary(*span, "no parameters to scale")],
+                "only `conv`, `dense` and `batchnorm` layers take `lr_mult` and `decay_mult`".into(),
+            ),
         };
         help(
             Diagnostic::error()

@@ -310,6 +310,18 @@ network new_layers {
 }
 ";
 
+/// The fused dense activations `NEW_LAYERS` lacks.
+const DENSE_ACTS: &str = "
+network dense_acts {
+  input image: [2, 9, 9]
+  input label: class(3)
+  f1 = dense(image, units: 8) -> sigmoid
+  f2 = dense(f1, units: 6) -> leaky_relu(slope: 0.3)
+  out = dense(f2, units: 3)
+  loss = softmax_xent(out, label)
+}
+";
+
 #[test]
 fn nvrtc_compiles_every_kernel() {
     if !cuda::nvrtc::available() {
@@ -324,7 +336,9 @@ fn nvrtc_compiles_every_kernel() {
         "networks/alexnet-fmnist.net",
         "networks/alexnet.net",
         "networks/lenet5.net",
+        "networks/allconv-fmnist.net",
         NEW_LAYERS,
+        DENSE_ACTS,
     ] {
         for fused in [false, true] {
             let p = if net.starts_with("networks/") {
@@ -340,8 +354,10 @@ fn nvrtc_compiles_every_kernel() {
             };
             let net = if net.starts_with("networks/") {
                 net
-            } else {
+            } else if net == NEW_LAYERS {
                 "new_layers"
+            } else {
+                "dense_acts"
             };
             for arch in ["sm_80", "sm_90"] {
                 let ptx = cuda::nvrtc::compile(&p.source, arch)

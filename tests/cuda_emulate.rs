@@ -807,3 +807,85 @@ fn new_layers_training_step_matches_cpu_exec() {
     eprintln!("in place: {in_place:?}");
     step_matches("new-layers-fused", NEW_LAYERS, true, 20);
 }
+
+/// The fused activations `NEW_LAYERS` lacks (`dense_sigmoid`,
+/// `dense_leaky_relu`, and a `conv_leaky_relu` of slope 0) and LeNet-5
+/// (`conv_tanh`, `dense_tanh`), each a whole fused step against
+/// `CpuExec` running the same fused graph; the kernels that apply each
+/// activation in the GEMM epilogue and its derivative in the backward run.
+const FUSED_ACTS: &str = "
+network fused_acts {
+  input image: [2, 9, 9]
+  input label: class(3)
+  c1 = conv(image, filters: 4, size: 3, pad: 1) -> leaky_relu(slope: 0) -> maxpool(size: 3, stride: 2)
+  c2 = conv(c1, filters: 4, size: 3, pad: 1) -> sigmoid
+  f1 = dense(c2, units: 8) -> sigmoid
+  f2 = dense(f1, units: 6) -> leaky_relu(slope: 0.3)
+  out = dense(f2, units: 3)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: xavier  bias: 0.1 } }
+";
+
+#[test]
+fn fused_activation_steps_match_cpu_exec() {
+    if !have_gxx() {
+        eprintln!("skipped: no g++ to compile the emulated CUDA");
+        return;
+    }
+    let lenet = std::fs::read_to_string("networks/lenet5.net").unwrap();
+    for (tag, src, kernels) in [
+        (
+            "fused-acts",
+            FUSED_ACTS,
+            &[
+                "bias_leaky_relu_epilogue",
+                "bias_sigmoid_epilogue",
+                "to_channel_major_leaky_relu",
+                "to_channel_major_sigmoid",
+                "sigmoid_grad",
+                "leaky_relu_grad",
+            ][..],
+        ),
+        (
+            "lenet5",
+            lenet.as_str(),
+            &["bias_tanh_epilogue", "to_channel_major_tanh", "tanh_grad"][..],
+        ),
+        (
+            "new-layers",
+            NEW_LAYERS,
+            &[
+                "bias_tanh_epilogue",
+                "bias_sigmoid_epilogue",
+                "bias_leaky_relu_epilogue",
+                "to_channel_major_sigmoid",
+            ][..],
+        ),
+    ] {
+        let c = netc::frontend::compile(src).unwrap_or_else(|d| panic!("{tag}: {}", d.message));
+        let mut g = c.module.graph.clone();
+        netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd).unwrap();
+        let report = netc::passes::fuse::fuse(&mut g).unwrap();
+        assert!(report.fired["conv+act"] > 0, "{tag}: {report}");
+        let p = netc::backend::cuda::generate(&g, 4).unwrap();
+        for stem in kernels {
+            assert!(
+                p.kernels
+                    .iter()
+                    .any(|k| k.name.rsplit_once('_').is_some_and(|(s, _)| s == *stem)),
+                "{tag}: no {stem} kernel"
+            );
+        }
+        // No unfused activation kernel is left in the forward pass.
+        for stem in ["tanh", "sigmoid", "leaky_relu"] {
+            assert!(
+                !p.kernels
+                    .iter()
+                    .any(|k| k.name.rsplit_once('_').is_some_and(|(s, _)| s == stem)),
+                "{tag}: an unfused {stem}"
+            );
+        }
+        step_matches(&format!("{tag}-fused"), src, true, 10);
+    }
+}

@@ -19,7 +19,7 @@ mod emu;
 
 use emu::*;
 use netc::backend::cpu::kernels::{self as k, Act};
-use netc::backend::cuda::generate::kernels::{Epilogue, Kernel, LrnPool, spec};
+use netc::backend::cuda::generate::kernels::{Epilogue, Kernel, LrnPool, Mask, spec};
 use netc::backend::cuda::generate::render::{PRELUDE, Source, Spec};
 use netc::backend::cuda::program::Gemm;
 use netc::rng;
@@ -154,7 +154,7 @@ fn conv_relu_and_its_gradients() {
                 n: s.n,
                 f: s.f,
                 p,
-                relu: true,
+                mask: Mask::Relu,
             },
             Kernel::BiasGrad {
                 n: 1,

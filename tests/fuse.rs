@@ -1,7 +1,8 @@
 //! The fusion pass: on every network in `networks/` the fused training
 //! step verifies and its IR text (before and after) is snapshot-tested;
 //! fused execution equals unfused execution (f64 values and gradients on
-//! small nets, the f32 loss curve of `alexnet-fmnist.net`).
+//! small nets, LeNet-5 and the all-convolutional net, bit for bit; the f32
+//! loss curve of `alexnet-fmnist.net`).
 
 mod common;
 
@@ -21,11 +22,12 @@ fn every_network_fuses_and_verifies() {
         let report = fuse(&mut g).unwrap();
         netc::ir::verify::verify(&g).unwrap();
         insta::assert_snapshot!("fused_ir", format!("; {report}\n{}", print(&g, opts)));
-        // The AlexNets have every pattern; LeNet-5 and the all-convolutional
-        // net (tanh, leaky ReLU, average pooling) have none of them.
-        let alexnet = path
+        // The AlexNets have every ReLU pattern; LeNet-5 conv → tanh and
+        // dense → tanh, the all-convolutional net conv → leaky ReLU.
+        let file = path
             .file_name()
-            .is_some_and(|f| f.to_string_lossy().starts_with("alexnet"));
+            .map_or(String::new(), |f| f.to_string_lossy().into_owned());
+        let alexnet = file.starts_with("alexnet");
         for r in ["conv+relu", "dense+relu+dropout", "lrn+maxpool"] {
             assert!(
                 report.fired[r] > 0 || !alexnet,
@@ -33,7 +35,17 @@ fn every_network_fuses_and_verifies() {
                 path.display()
             );
         }
-        assert!(g.node_count_hint() < before || !alexnet);
+        let acts = match file.as_str() {
+            "lenet5.net" => [2, 2],
+            "allconv-fmnist.net" => [3, 0],
+            _ => [0, 0],
+        };
+        assert_eq!(
+            [report.fired["conv+act"], report.fired["dense+act"]],
+            acts,
+            "{file}: {report}"
+        );
+        assert!(g.node_count_hint() < before || !(alexnet || acts[0] > 0));
         // A second run finds nothing left to fuse.
         let again = fuse(&mut g).unwrap();
         assert!(again.fired.values().all(|n| *n == 0), "{again}");
@@ -88,6 +100,96 @@ network dense_relu {
 }
 train { init { weight: he  bias: 0.1 } }
 ";
+
+/// Every activation fused after a conv and after a dense layer: tanh,
+/// sigmoid, leaky ReLU (and one of slope 0, whose gradient is ReLU's
+/// mask), a dense → tanh → dropout whose dropout stays unfused, and a
+/// dense → ReLU for company.
+const ACTS: &str = "
+network acts {
+  input image: [2, 9, 9]
+  input label: class(3)
+  c1 = conv(image, filters: 4, size: 3, pad: 1) -> sigmoid
+  c2 = conv(c1, filters: 4, size: 3, pad: 1) -> tanh -> maxpool(size: 3, stride: 2)
+  c3 = conv(c2, filters: 5, size: 3, pad: 1) -> leaky_relu(slope: 0.2)
+  c4 = conv(c3, filters: 4, size: 1) -> leaky_relu(slope: 0)
+  f1 = dense(c4, units: 10) -> sigmoid
+  f2 = dense(f1, units: 9) -> leaky_relu(slope: 0.05)
+  f3 = dense(f2, units: 8) -> tanh -> dropout(rate: 0.3)
+  f4 = dense(f3, units: 7) -> relu
+  out = dense(f4, units: 3)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: xavier  bias: 0.1 } }
+";
+
+#[test]
+fn fused_activations_equal_unfused_bit_for_bit() {
+    let (g, report) = common::fused_graph(ACTS);
+    assert_eq!(report.fired["conv+act"], 4, "{report}");
+    assert_eq!(report.fired["dense+act"], 3, "{report}");
+    assert_eq!(report.fired["dense+relu"], 1, "{report}");
+    assert_eq!(report.fired["dense+relu+dropout"], 0, "{report}");
+    let text = print(&g, PrintOptions { spans: false });
+    for op in [
+        "conv_sigmoid(",
+        "conv_tanh(",
+        "conv_leaky_relu(",
+        "dense_sigmoid(",
+        "dense_leaky_relu(",
+        "dense_tanh(",
+        "dense_relu(",
+        "conv_tanh_grad_input(",
+        "conv_sigmoid_grad_weight(",
+        "conv_leaky_relu_grad_bias(",
+        "dense_tanh_grad_weight(",
+    ] {
+        assert!(text.contains(op), "no {op} in\n{text}");
+    }
+    // The first conv's input gradient is not needed, and none of the
+    // unfused activations is left but the dropout after the tanh.
+    for op in [
+        "= tanh(",
+        "= sigmoid(",
+        "= leaky_relu(",
+        "tanh_grad(%",
+        "= relu(",
+    ] {
+        assert!(!text.contains(op), "{op} left in\n{text}");
+    }
+    assert!(text.contains("slope=0.2") && text.contains("= dropout("));
+    same_step(ACTS);
+    for net in ["networks/lenet5.net", "networks/allconv-fmnist.net"] {
+        same_step(&std::fs::read_to_string(net).unwrap());
+    }
+}
+
+/// A negative slope (which lowering refuses) cannot be fused: `y > 0`
+/// would not tell `x > 0`. Built by editing the IR.
+#[test]
+fn a_negative_slope_is_not_fused() {
+    let src = ACTS.replace("slope: 0.2", "slope: 0.5");
+    let mut g = common::training_graph(&src);
+    for n in g.node_ids().collect::<Vec<_>>() {
+        match &mut g.g[n].op {
+            netc::ir::Op::LeakyRelu { slope } | netc::ir::Op::LeakyReluGrad { slope }
+                if *slope == 0.5 =>
+            {
+                *slope = -0.5
+            }
+            _ => {}
+        }
+    }
+    netc::ir::verify::verify(&g).unwrap();
+    let report = fuse(&mut g).unwrap();
+    netc::ir::verify::verify(&g).unwrap();
+    assert_eq!(report.fired["conv+act"], 3, "{report}");
+    let text = print(&g, PrintOptions { spans: false });
+    assert!(
+        text.contains("= leaky_relu(") && text.contains("slope=-0.5"),
+        "{text}"
+    );
+}
 
 #[test]
 fn fused_step_equals_unfused_on_small_nets() {

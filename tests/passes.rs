@@ -1,6 +1,6 @@
 //! The pass pipeline: on every network in `networks/` the IR text before
 //! and after each pass of the default pipeline is snapshot-tested and
-//! verifies; the five rewrites run one by one give exactly `fuse()`'s
+//! verifies; the seven rewrites run one by one give exactly `fuse()`'s
 //! graph; a rewrite enabled alone fuses only its own pattern and computes
 //! the same step; `parse` refuses bad lists; and `netc compile --passes`
 //! reports passes, dumps IR and refuses bad input without panicking.
@@ -64,8 +64,9 @@ fn default_pipeline_snapshots_after_every_pass() {
         }
         // (`dense+relu` finds every dense → ReLU followed by a dropout, and
         // then `grad_chain` no chain left.)
-        // LeNet-5 and the all-convolutional net have no ReLU, dropout or LRN;
-        // the figure-1 net has conv → ReLU only.
+        // LeNet-5 has conv → tanh and dense → tanh, the all-convolutional
+        // net conv → leaky ReLU, neither ReLU, dropout or LRN; the figure-1
+        // net has conv → ReLU only.
         let file = path
             .file_name()
             .map_or(String::new(), |f| f.to_string_lossy().into_owned());
@@ -73,6 +74,10 @@ fn default_pipeline_snapshots_after_every_pass() {
             &["conv+relu", "dense+relu+dropout", "lrn+maxpool"]
         } else if file == "fig1-fmnist.net" {
             &["conv+relu"]
+        } else if file == "lenet5.net" {
+            &["conv+act", "dense+act"]
+        } else if file == "allconv-fmnist.net" {
+            &["conv+act"]
         } else {
             &[]
         };
@@ -84,7 +89,7 @@ fn default_pipeline_snapshots_after_every_pass() {
     });
 }
 
-/// The five rewrites as passes, one by one, give the graph `fuse` gives,
+/// The seven rewrites as passes, one by one, give the graph `fuse` gives,
 /// on training steps and on forward graphs.
 #[test]
 fn rewrites_one_by_one_equal_fuse() {
@@ -186,7 +191,7 @@ fn parse_accepts_lists_and_refuses_bad_ones() {
     );
     assert_eq!(pipeline::parse("").unwrap(), Vec::<Pass>::new());
     assert_eq!(pipeline::parse("lrn+maxpool,lrn+maxpool").unwrap().len(), 2);
-    assert_eq!(pipeline::parse(pipeline::DEFAULT).unwrap().len(), 6);
+    assert_eq!(pipeline::parse(pipeline::DEFAULT).unwrap().len(), 8);
 
     let e = pipeline::parse("autodiff,nope").unwrap_err();
     assert!(matches!(&e, PipelineError::Unknown(n) if n == "nope"));
@@ -451,7 +456,9 @@ fn verifier_rejects_wrong_relations() {
         matches!(e, VerifyError::WrongKind { node, relation: Relation::Mask, .. } if node == chain),
         "{e}"
     );
-    let db = f.find_op(|o| *o == Op::ConvReluGradBias).unwrap();
+    let db = f
+        .find_op(|o| matches!(o, Op::ConvReluGradBias { .. }))
+        .unwrap();
     let Device::Tower(t) = f.node(db).device else {
         panic!("a gradient on no tower")
     };

@@ -65,6 +65,154 @@ fn multipliers_take_the_most_specific_rule() {
     assert_eq!(sgd.multipliers_of("out", ParamRole::Bias), (3.0, 0.5));
 }
 
+/// Caffe's way: multipliers on the layers, `[weight, bias]` or one number.
+const LAYER_MULTS: &str = "network small {
+  input image: [1, 28, 28]
+  input label: class(10)
+  towers 2 {
+    conv1 = conv(image, filters: 8, size: 5, stride: 2, lr_mult: [1, 2], decay_mult: [1, 0]) -> relu
+    fc1 = dense(across(conv1), units: 32, lr_mult: 0.5) -> relu
+  }
+  out = dense(across(fc1), units: 10, decay_mult: [0.25, 3])
+  loss = softmax_xent(out, label)
+}
+train {
+  sgd { lr: 0.02, momentum: 0.9, weight_decay: 0.0005 }
+  multipliers {
+    bias { lr: 2 }
+    out { decay: 2 }
+  }
+}
+";
+
+/// The sgd_update line of parameter `name` (tower 0) in the step of `src`.
+fn update_line(src: &str, name: &str) -> String {
+    let c = frontend::check(src).unwrap_or_else(|d| panic!("{}", d.message));
+    let step =
+        netc::passes::pipeline::training_step(&c.module.graph, &c.module.train.sgd, false).unwrap();
+    let ir = print(&step, PrintOptions { spans: false });
+    let key = format!("\"{name}.update\"");
+    ir.lines()
+        .find(|l| l.contains(&key) && l.contains(" t0 "))
+        .unwrap_or_else(|| panic!("no `{name}` update in\n{ir}"))
+        .to_string()
+}
+
+#[test]
+fn layer_multipliers_multiply_the_train_rules() {
+    // conv1.bias: the layer's lr 2 × the rule's 2, decay 0.
+    let l = update_line(LAYER_MULTS, "conv1/conv.bias");
+    assert!(l.contains("lr_mult=4 decay_mult=0"), "{l}");
+    let l = update_line(LAYER_MULTS, "conv1/conv.weight");
+    assert!(!l.contains("lr_mult") && !l.contains("decay_mult"), "{l}");
+    // One number scales both of fc1's parameters.
+    let l = update_line(LAYER_MULTS, "fc1/dense.weight");
+    assert!(
+        l.contains("lr_mult=0.5") && !l.contains("decay_mult"),
+        "{l}"
+    );
+    // fc1.bias: the rule's lr 2 × the layer's 0.5 is 1, so nothing shows.
+    let l = update_line(LAYER_MULTS, "fc1/dense.bias");
+    assert!(!l.contains("lr_mult") && !l.contains("decay_mult"), "{l}");
+    // out: the rule's decay 2 × the layer's 0.25 and 3.
+    let l = update_line(LAYER_MULTS, "out/dense.weight");
+    assert!(
+        l.contains("decay_mult=0.5") && !l.contains("lr_mult"),
+        "{l}"
+    );
+    let l = update_line(LAYER_MULTS, "out/dense.bias");
+    assert!(l.contains("lr_mult=2 decay_mult=6"), "{l}");
+    // Both towers get the layer's multipliers.
+    let c = frontend::check(LAYER_MULTS).unwrap();
+    let step =
+        netc::passes::pipeline::training_step(&c.module.graph, &c.module.train.sgd, false).unwrap();
+    let ups: Vec<_> = step
+        .node_ids()
+        .map(|n| step.node(n))
+        .filter(|n| n.name == "conv1/conv.bias.update")
+        .map(|n| n.op.clone())
+        .collect();
+    assert_eq!(ups.len(), 2);
+    assert_eq!(ups[0], ups[1]);
+    // A batchnorm takes them too ([γ, β]); its running statistics have none.
+    let bn = "network bn {
+  input image: [1, 8, 8]
+  input label: class(3)
+  c = conv(image, filters: 4, size: 3) -> batchnorm(lr_mult: [3, 4], decay_mult: 0) -> relu
+  out = dense(c, units: 3)
+  loss = softmax_xent(out, label)
+}
+";
+    let l = update_line(bn, "c/batchnorm.weight");
+    assert!(l.contains("lr_mult=3 decay_mult=0"), "{l}");
+    let l = update_line(bn, "c/batchnorm.bias");
+    assert!(l.contains("lr_mult=4 decay_mult=0"), "{l}");
+}
+
+/// The update uses them: layer arguments give the weights the equivalent
+/// `multipliers` rules give, after two steps on the CPU; and a layer at
+/// `lr_mult: 0` does not move.
+#[test]
+fn layer_multipliers_reach_the_update() {
+    use netc::backend::cpu::exec::CpuExec;
+    let net = |args: &str, rules: &str| {
+        format!(
+            "network small {{
+  input image: [1, 12, 12]
+  input label: class(3)
+  conv1 = conv(image, filters: 4, size: 3{args}) -> relu
+  out = dense(conv1, units: 3)
+  loss = softmax_xent(out, label)
+}}
+train {{
+  sgd {{ lr: 0.05, momentum: 0.9, weight_decay: 0.01 }}
+  init {{ weight: xavier  bias: 0.1 }}
+  {rules}
+}}
+"
+        )
+    };
+    let run = |src: &str| {
+        let c = frontend::check(src).unwrap_or_else(|d| panic!("{}", d.message));
+        let step =
+            netc::passes::pipeline::training_step(&c.module.graph, &c.module.train.sgd, true)
+                .unwrap();
+        let mut exec = CpuExec::<f64>::new(step.clone(), 3).unwrap();
+        let images: Vec<f64> = (0..4 * 144)
+            .map(|i| ((i * 37) % 17) as f64 / 17.0)
+            .collect();
+        let labels = [0, 1, 2, 1];
+        let before: Vec<Vec<f64>> = ["conv1/conv.weight", "conv1/conv.bias"]
+            .iter()
+            .map(|n| {
+                exec.value(step.find(n, netc::ir::Device::Tower(0)).unwrap())
+                    .to_vec()
+            })
+            .collect();
+        for s in 0..2 {
+            exec.train_step(&images, &labels, 0.05, s).unwrap();
+        }
+        let after: Vec<Vec<f64>> = ["conv1/conv.weight", "conv1/conv.bias"]
+            .iter()
+            .map(|n| {
+                exec.value(step.find(n, netc::ir::Device::Tower(0)).unwrap())
+                    .to_vec()
+            })
+            .collect();
+        (before, after)
+    };
+    let (_, by_args) = run(&net(", lr_mult: [3, 2], decay_mult: [0.5, 0]", ""));
+    let (_, by_rules) = run(&net(
+        "",
+        "multipliers { conv1.weight { lr: 3, decay: 0.5 } conv1.bias { lr: 2, decay: 0 } }",
+    ));
+    let (_, plain) = run(&net("", ""));
+    assert_eq!(by_args, by_rules);
+    assert_ne!(by_args, plain);
+    let (before, after) = run(&net(", lr_mult: 0", ""));
+    assert_eq!(before, after, "lr_mult: 0 froze the layer");
+}
+
 #[test]
 fn pytorch_default_scales_by_the_weights_fan_in() {
     let c = compiled();
@@ -131,6 +279,26 @@ fn the_ir_shows_settings_only_where_they_differ() {
     for attr in ["nesterov", "lr_mult", "decay_mult", "smoothing"] {
         assert!(!ir.contains(attr), "`{attr}` in the paper's IR");
     }
+}
+
+#[test]
+fn fmt_keeps_layer_multipliers() {
+    let c = frontend::check(LAYER_MULTS).unwrap_or_else(|d| panic!("{}", d.message));
+    let once = netc::syntax::fmt::format(&c.ast, LAYER_MULTS);
+    for s in [
+        "lr_mult: [1, 2], decay_mult: [1, 0]",
+        "units: 32, lr_mult: 0.5",
+        "decay_mult: [0.25, 3]",
+    ] {
+        assert!(once.contains(s), "`{s}` lost by fmt:\n{once}");
+    }
+    let again = frontend::check(&once).unwrap_or_else(|d| panic!("{}", d.message));
+    assert_eq!(netc::syntax::fmt::format(&again.ast, &once), once);
+    assert_eq!(
+        again.module.train.sgd.param_multipliers,
+        c.module.train.sgd.param_multipliers
+    );
+    assert!(!c.module.train.sgd.param_multipliers.is_empty());
 }
 
 #[test]

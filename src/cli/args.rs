@@ -88,7 +88,8 @@ pub struct CompileArgs {
     #[arg(long)]
     pub picture: Option<PathBuf>,
     /// Graph passes to run first, in order: `autodiff`, `fuse` or one fusion rewrite
-    /// (`conv+relu`, `dense+relu+dropout`, `dense+relu`, `lrn+maxpool`, `grad_chain`).
+    /// (`conv+relu`, `dense+relu+dropout`, `dense+relu`, `lrn+maxpool`, `grad_chain`,
+    /// `conv+act`, `dense+act`).
     /// Default: none (`autodiff,fuse`, the step `netc train` runs, for `--emit memplan`).
     #[arg(long, value_name = "PASS,...")]
     pub passes: Option<String>,

@@ -109,7 +109,7 @@ fn run_passes(
                 ran.join(", ")
             },
             if d == "fuse" {
-                " (`fuse` stands for the five rewrites; name one, e.g. `grad_chain`, the last)"
+                " (`fuse` stands for the seven rewrites; name one, e.g. `dense+act`, the last)"
             } else {
                 ""
             },

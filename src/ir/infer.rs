@@ -631,7 +631,7 @@ pub fn infer(op: &Op, inputs: &[&Ty]) -> Result<Ty, ShapeError> {
             Ty::Effect
         }
         Op::ConvRelu { .. } => infer(&op.unfused_conv(), inputs)?,
-        Op::DenseRelu { units } | Op::DenseReluDropout { units, .. } => {
+        Op::DenseRelu { units, .. } | Op::DenseReluDropout { units, .. } => {
             infer(&Op::Dense { units: *units }, inputs)?
         }
         Op::LrnMaxPool {
@@ -667,7 +667,7 @@ pub fn infer(op: &Op, inputs: &[&Ty]) -> Result<Ty, ShapeError> {
             same(op, inputs[1], inputs[2])?;
             infer(&op.unfused_conv(), &inputs[..2])?
         }
-        Op::ConvReluGradBias => {
+        Op::ConvReluGradBias { .. } => {
             arity(op, inputs, 2)?;
             same(op, inputs[0], inputs[1])?;
             infer(&Op::ConvGradBias, &inputs[..1])?

@@ -28,7 +28,7 @@ use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
 pub use id::{GradPart, NodeId};
-pub use op::{FanMode, Init, InputKind, Nonlinearity, Op, ParamRole};
+pub use op::{Activation, FanMode, Init, InputKind, Nonlinearity, Op, ParamRole};
 pub use ty::Ty;
 
 use crate::span::Span;

@@ -309,6 +309,104 @@ fn is_true(v: &bool) -> bool {
     *v
 }
 
+/// The activation a fused `conv_*`/`dense_*` op applies after the layer
+/// (ReLU by default, which is the text and YAML form every ReLU network
+/// always had: the field is left out for it). Each one's derivative is a
+/// function of its output `y`, so the fused gradients read `y` as ReLU's
+/// do: tanh `1 − y²`, sigmoid `y·(1 − y)`, leaky ReLU `[y > 0]` else
+/// `slope` (which needs `slope ≥ 0`: then `y > 0` iff `x > 0`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Activation {
+    #[default]
+    Relu,
+    Tanh,
+    Sigmoid,
+    LeakyRelu {
+        slope: f64,
+    },
+}
+
+impl Activation {
+    /// Whether this is ReLU (the default, left out of the YAML form).
+    pub fn is_relu(&self) -> bool {
+        *self == Activation::Relu
+    }
+
+    /// The activation of an unfused forward op, if a fused op can apply
+    /// it: `relu`, `tanh`, `sigmoid`, and `leaky_relu` with a finite
+    /// `slope ≥ 0` (a negative slope makes `y > 0` for `x < 0`, so its
+    /// gradient could not be told from `y`).
+    pub fn of(op: &Op) -> Option<Activation> {
+        match op {
+            Op::Relu => Some(Activation::Relu),
+            Op::Tanh => Some(Activation::Tanh),
+            Op::Sigmoid => Some(Activation::Sigmoid),
+            Op::LeakyRelu { slope } if slope.is_finite() && *slope >= 0.0 => {
+                Some(Activation::LeakyRelu { slope: *slope })
+            }
+            _ => None,
+        }
+    }
+
+    /// The unfused forward op.
+    pub fn op(self) -> Op {
+        match self {
+            Activation::Relu => Op::Relu,
+            Activation::Tanh => Op::Tanh,
+            Activation::Sigmoid => Op::Sigmoid,
+            Activation::LeakyRelu { slope } => Op::LeakyRelu { slope },
+        }
+    }
+
+    /// The unfused gradient op (inputs: y, dy).
+    pub fn grad_op(self) -> Op {
+        match self {
+            Activation::Relu => Op::ReluGrad,
+            Activation::Tanh => Op::TanhGrad,
+            Activation::Sigmoid => Op::SigmoidGrad,
+            Activation::LeakyRelu { slope } => Op::LeakyReluGrad { slope },
+        }
+    }
+
+    /// The name of the op, as in `.net` source (`relu`, `tanh`, ...).
+    pub fn name(self) -> &'static str {
+        self.pick(["relu", "tanh", "sigmoid", "leaky_relu"])
+    }
+
+    /// The entry of `names` (relu, tanh, sigmoid, leaky_relu) for this one.
+    fn pick(self, names: [&'static str; 4]) -> &'static str {
+        match self {
+            Activation::Relu => names[0],
+            Activation::Tanh => names[1],
+            Activation::Sigmoid => names[2],
+            Activation::LeakyRelu { .. } => names[3],
+        }
+    }
+
+    /// The attributes the text form adds after a fused op's own (none for
+    /// ReLU, tanh and sigmoid; `slope` for leaky ReLU).
+    fn attrs(self, v: &mut Vec<(&'static str, String)>) {
+        if let Activation::LeakyRelu { slope } = self {
+            v.push(("slope", num(slope)));
+        }
+    }
+}
+
+/// `tanh`, `sigmoid`, or `{leaky_relu: slope}`.
+impl Serialize for Activation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Activation::LeakyRelu { slope } => {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("leaky_relu", slope)?;
+                m.end()
+            }
+            other => s.serialize_str(other.name()),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
@@ -535,7 +633,8 @@ pub enum Op {
 
     // ---- fused ops (added by `passes::fuse`; each is exactly the
     // composition it names, computed in fewer passes over memory) ----
-    /// `relu(conv(x, w) + b)`. Inputs as `conv`.
+    /// `act(conv(x, w) + b)` (`conv_relu`, `conv_tanh`, `conv_sigmoid`,
+    /// `conv_leaky_relu`). Inputs as `conv`.
     ConvRelu {
         filters: u64,
         size: Hw,
@@ -547,10 +646,14 @@ pub enum Op {
         groups: u64,
         #[serde(skip_serializing_if = "is_true")]
         bias: bool,
+        #[serde(skip_serializing_if = "Activation::is_relu")]
+        act: Activation,
     },
-    /// `relu(x·Wᵀ + b)`. Inputs as `dense`.
+    /// `act(x·Wᵀ + b)` (`dense_relu`, `dense_tanh`, ...). Inputs as `dense`.
     DenseRelu {
         units: u64,
+        #[serde(skip_serializing_if = "Activation::is_relu")]
+        act: Activation,
     },
     /// `dropout(relu(x·Wᵀ + b))`, the mask being that of the dropout named
     /// `of`: the node this op replaced, which is no longer in the graph, so
@@ -571,7 +674,8 @@ pub enum Op {
         pool: u64,
         stride: u64,
     },
-    /// `conv_grad_input` of a `conv_relu`: dy masked by `[y > 0]` first.
+    /// `conv_grad_input` of a fused conv: dy masked by `[y > 0]` first (or
+    /// times the derivative of `act` from y).
     /// Inputs: dy, weight, y (the `conv_relu`).
     ConvReluGradInput {
         size: Hw,
@@ -583,6 +687,8 @@ pub enum Op {
         dilation: u64,
         #[serde(skip_serializing_if = "is_one_u64")]
         groups: u64,
+        #[serde(skip_serializing_if = "Activation::is_relu")]
+        act: Activation,
     },
     /// Inputs: x, dy, y.
     ConvReluGradWeight {
@@ -593,24 +699,36 @@ pub enum Op {
         dilation: u64,
         #[serde(skip_serializing_if = "is_one_u64")]
         groups: u64,
+        #[serde(skip_serializing_if = "Activation::is_relu")]
+        act: Activation,
     },
     /// Inputs: dy, y.
-    ConvReluGradBias,
+    ConvReluGradBias {
+        #[serde(skip_serializing_if = "Activation::is_relu")]
+        act: Activation,
+    },
     /// `dense_grad_input` of a `dense_relu` (`dropout` = 0) or a
     /// `dense_relu_dropout`: dy masked by `[y > 0]` (which is the ReLU's mask
-    /// and the dropout's together) and scaled by `1/(1 − dropout)`.
+    /// and the dropout's together) and scaled by `1/(1 − dropout)`; of a
+    /// `dense_tanh` (etc., `dropout` = 0): dy times the derivative from y.
     /// Inputs: dy, weight, y.
     DenseReluGradInput {
         in_dims: Vec<u64>,
         dropout: f64,
+        #[serde(skip_serializing_if = "Activation::is_relu")]
+        act: Activation,
     },
     /// Inputs: x, dy, y.
     DenseReluGradWeight {
         dropout: f64,
+        #[serde(skip_serializing_if = "Activation::is_relu")]
+        act: Activation,
     },
     /// Inputs: dy, y.
     DenseReluGradBias {
         dropout: f64,
+        #[serde(skip_serializing_if = "Activation::is_relu")]
+        act: Activation,
     },
     /// The gradient of an `lrn_maxpool`. Inputs: x, y (the `lrn_maxpool`), dy.
     LrnMaxPoolGrad {
@@ -680,16 +798,53 @@ impl Op {
             Op::Slice { .. } => "slice",
             Op::Add => "add",
             Op::SgdUpdate { .. } => "sgd_update",
-            Op::ConvRelu { .. } => "conv_relu",
-            Op::DenseRelu { .. } => "dense_relu",
+            Op::ConvRelu { act, .. } => {
+                act.pick(["conv_relu", "conv_tanh", "conv_sigmoid", "conv_leaky_relu"])
+            }
+            Op::DenseRelu { act, .. } => act.pick([
+                "dense_relu",
+                "dense_tanh",
+                "dense_sigmoid",
+                "dense_leaky_relu",
+            ]),
             Op::DenseReluDropout { .. } => "dense_relu_dropout",
             Op::LrnMaxPool { .. } => "lrn_maxpool",
-            Op::ConvReluGradInput { .. } => "conv_relu_grad_input",
-            Op::ConvReluGradWeight { .. } => "conv_relu_grad_weight",
-            Op::ConvReluGradBias => "conv_relu_grad_bias",
-            Op::DenseReluGradInput { .. } => "dense_relu_grad_input",
-            Op::DenseReluGradWeight { .. } => "dense_relu_grad_weight",
-            Op::DenseReluGradBias { .. } => "dense_relu_grad_bias",
+            Op::ConvReluGradInput { act, .. } => act.pick([
+                "conv_relu_grad_input",
+                "conv_tanh_grad_input",
+                "conv_sigmoid_grad_input",
+                "conv_leaky_relu_grad_input",
+            ]),
+            Op::ConvReluGradWeight { act, .. } => act.pick([
+                "conv_relu_grad_weight",
+                "conv_tanh_grad_weight",
+                "conv_sigmoid_grad_weight",
+                "conv_leaky_relu_grad_weight",
+            ]),
+            Op::ConvReluGradBias { act } => act.pick([
+                "conv_relu_grad_bias",
+                "conv_tanh_grad_bias",
+                "conv_sigmoid_grad_bias",
+                "conv_leaky_relu_grad_bias",
+            ]),
+            Op::DenseReluGradInput { act, .. } => act.pick([
+                "dense_relu_grad_input",
+                "dense_tanh_grad_input",
+                "dense_sigmoid_grad_input",
+                "dense_leaky_relu_grad_input",
+            ]),
+            Op::DenseReluGradWeight { act, .. } => act.pick([
+                "dense_relu_grad_weight",
+                "dense_tanh_grad_weight",
+                "dense_sigmoid_grad_weight",
+                "dense_leaky_relu_grad_weight",
+            ]),
+            Op::DenseReluGradBias { act, .. } => act.pick([
+                "dense_relu_grad_bias",
+                "dense_tanh_grad_bias",
+                "dense_sigmoid_grad_bias",
+                "dense_leaky_relu_grad_bias",
+            ]),
             Op::LrnMaxPoolGrad { .. } => "lrn_maxpool_grad",
             Op::GradChain { .. } => "grad_chain",
         }
@@ -707,6 +862,7 @@ impl Op {
                 dilation,
                 groups,
                 bias,
+                ..
             } => Op::Conv {
                 filters,
                 size,
@@ -724,6 +880,7 @@ impl Op {
                 in_w,
                 dilation,
                 groups,
+                ..
             } => Op::ConvGradInput {
                 size,
                 stride,
@@ -739,6 +896,7 @@ impl Op {
                 pad,
                 dilation,
                 groups,
+                ..
             } => Op::ConvGradWeight {
                 size,
                 stride,
@@ -747,6 +905,24 @@ impl Op {
                 groups,
             },
             other => other,
+        }
+    }
+
+    /// The activation of a fused conv or dense layer, or of one of its
+    /// fused gradients (a `dense_relu_dropout`'s is ReLU); `None` for
+    /// every other op.
+    pub fn fused_act(&self) -> Option<Activation> {
+        match self {
+            Op::ConvRelu { act, .. }
+            | Op::DenseRelu { act, .. }
+            | Op::ConvReluGradInput { act, .. }
+            | Op::ConvReluGradWeight { act, .. }
+            | Op::ConvReluGradBias { act }
+            | Op::DenseReluGradInput { act, .. }
+            | Op::DenseReluGradWeight { act, .. }
+            | Op::DenseReluGradBias { act, .. } => Some(*act),
+            Op::DenseReluDropout { .. } => Some(Activation::Relu),
+            _ => None,
         }
     }
 
@@ -799,6 +975,7 @@ impl Op {
                 pad,
                 dilation,
                 groups,
+                ..
             } => Some((*size, *stride, *pad, *dilation, *groups)),
             _ => None,
         }
@@ -843,7 +1020,7 @@ impl Op {
             | Op::DenseReluGradWeight { .. } => Some(GradPart::Weight),
             Op::ConvGradBias
             | Op::DenseGradBias
-            | Op::ConvReluGradBias
+            | Op::ConvReluGradBias { .. }
             | Op::DenseReluGradBias { .. } => Some(GradPart::Bias),
             _ => None,
         }
@@ -873,15 +1050,6 @@ impl Op {
                 dilation,
                 groups,
                 bias,
-            }
-            | Op::ConvRelu {
-                filters,
-                size,
-                stride,
-                pad,
-                dilation,
-                groups,
-                bias,
             } => {
                 let mut v = vec![
                     ("filters", filters.to_string()),
@@ -890,6 +1058,11 @@ impl Op {
                     ("pad", pad.to_string()),
                 ];
                 conv_extra(&mut v, *dilation, *groups, *bias);
+                v
+            }
+            Op::ConvRelu { act, .. } => {
+                let mut v = self.unfused_conv().attrs_with(id);
+                act.attrs(&mut v);
                 v
             }
             Op::Lrn {
@@ -949,16 +1122,17 @@ impl Op {
                 vec![("eps", num(*eps))]
             }
             Op::RunningUpdate { momentum } => vec![("momentum", num(*momentum))],
-            Op::ConvGradInput {
-                size,
-                stride,
-                pad,
-                in_h,
-                in_w,
-                dilation,
-                groups,
+            Op::ConvReluGradInput { act, .. } | Op::ConvReluGradWeight { act, .. } => {
+                let mut v = self.unfused_conv().attrs_with(id);
+                act.attrs(&mut v);
+                v
             }
-            | Op::ConvReluGradInput {
+            Op::ConvReluGradBias { act } => {
+                let mut v = vec![];
+                act.attrs(&mut v);
+                v
+            }
+            Op::ConvGradInput {
                 size,
                 stride,
                 pad,
@@ -977,13 +1151,6 @@ impl Op {
                 v
             }
             Op::ConvGradWeight {
-                size,
-                stride,
-                pad,
-                dilation,
-                groups,
-            }
-            | Op::ConvReluGradWeight {
                 size,
                 stride,
                 pad,
@@ -1051,7 +1218,11 @@ impl Op {
                 }
                 v
             }
-            Op::DenseRelu { units } => vec![("units", units.to_string())],
+            Op::DenseRelu { units, act } => {
+                let mut v = vec![("units", units.to_string())];
+                act.attrs(&mut v);
+                v
+            }
             Op::DenseReluDropout { units, rate, of } => vec![
                 ("units", units.to_string()),
                 ("rate", num(*rate)),
@@ -1080,19 +1251,29 @@ impl Op {
                 ("pool", pool.to_string()),
                 ("stride", stride.to_string()),
             ],
-            Op::DenseReluGradInput { in_dims, dropout } => vec![
-                (
-                    "in",
-                    in_dims
-                        .iter()
-                        .map(u64::to_string)
-                        .collect::<Vec<_>>()
-                        .join("x"),
-                ),
-                ("dropout", num(*dropout)),
-            ],
-            Op::DenseReluGradWeight { dropout } | Op::DenseReluGradBias { dropout } => {
-                vec![("dropout", num(*dropout))]
+            Op::DenseReluGradInput {
+                in_dims,
+                dropout,
+                act,
+            } => {
+                let mut v = vec![
+                    (
+                        "in",
+                        in_dims
+                            .iter()
+                            .map(u64::to_string)
+                            .collect::<Vec<_>>()
+                            .join("x"),
+                    ),
+                    ("dropout", num(*dropout)),
+                ];
+                act.attrs(&mut v);
+                v
+            }
+            Op::DenseReluGradWeight { dropout, act } | Op::DenseReluGradBias { dropout, act } => {
+                let mut v = vec![("dropout", num(*dropout))];
+                act.attrs(&mut v);
+                v
             }
             Op::GradChain {
                 parts,
@@ -1118,7 +1299,6 @@ impl Op {
             | Op::Concat
             | Op::Sum
             | Op::BatchNormGradBeta
-            | Op::ConvReluGradBias
             | Op::SoftmaxXent
             | Op::ConvGradBias
             | Op::ReluGrad
@@ -1177,7 +1357,7 @@ impl Op {
                 | Op::DenseGradBias
                 | Op::ConvReluGradInput { .. }
                 | Op::ConvReluGradWeight { .. }
-                | Op::ConvReluGradBias
+                | Op::ConvReluGradBias { .. }
                 | Op::DenseReluGradInput { .. }
                 | Op::DenseReluGradWeight { .. }
                 | Op::DenseReluGradBias { .. }

@@ -30,6 +30,11 @@ pub struct Sgd {
     pub nesterov: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub multipliers: Vec<Multiplier>,
+    /// The layers' own `lr_mult` and `decay_mult` arguments, one entry per
+    /// parameter given a factor other than 1; they multiply what
+    /// `multipliers` gives (see [`Sgd::param_multipliers_of`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub param_multipliers: Vec<ParamMultiplier>,
     /// Label smoothing ε of the loss the step descends: the target of
     /// `softmax_xent_grad` is `(1 − ε)·onehot + ε/K` (written at the top
     /// of `train`, kept here because autodiff builds the step from these
@@ -54,6 +59,16 @@ pub struct Multiplier {
     pub decay: Option<f64>,
     #[serde(skip)]
     pub span: Span,
+}
+
+/// A layer argument's multipliers (`conv(…, lr_mult: [1, 2])`) for one
+/// parameter, named as its node is (`conv1/conv.bias`, the same in every
+/// tower).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ParamMultiplier {
+    pub param: String,
+    pub lr: f64,
+    pub decay: f64,
 }
 
 impl Multiplier {
@@ -89,6 +104,21 @@ impl Sgd {
             decay = m.decay.unwrap_or(decay);
         }
         (lr, decay)
+    }
+
+    /// `(lr_mult, decay_mult)` of parameter node `param` (of `role` in
+    /// `layer`): [`Sgd::multipliers_of`] times the layer's own `lr_mult`
+    /// and `decay_mult` for it. The two multiply rather than one
+    /// overriding the other: a layer argument is part of the model (as
+    /// Caffe's `param { lr_mult }`), a `multipliers` rule part of the
+    /// training recipe, and each keeps its meaning (`bias { decay: 0 }`
+    /// still leaves every bias undecayed).
+    pub fn param_multipliers_of(&self, param: &str, layer: &str, role: ParamRole) -> (f64, f64) {
+        let (lr, decay) = self.multipliers_of(layer, role);
+        match self.param_multipliers.iter().find(|m| m.param == param) {
+            Some(m) => (lr * m.lr, decay * m.decay),
+            None => (lr, decay),
+        }
     }
 }
 
@@ -155,6 +185,7 @@ impl Default for TrainConfig {
                 weight_decay: 0.0005,
                 nesterov: false,
                 multipliers: Vec::new(),
+                param_multipliers: Vec::new(),
                 label_smoothing: 0.0,
             },
             schedule: Schedule::Plateau {

@@ -7,7 +7,8 @@
 //! it is in the graph, on the same device, and of the kind the op
 //! belongs to, with the same hyperparameters (a `conv_grad_input` records
 //! a `conv` of its size, stride and pad; a `dense_relu_grad_*` a
-//! `dense_relu`, or a `dense_relu_dropout` of its rate; an `add` any
+//! `dense_relu`, or a `dense_relu_dropout` of its rate, fused gradients
+//! and their layer applying the same activation; an `add` any
 //! forward op; an `sgd_update` the weight or bias it updates, its first
 //! input); a forward node has at most one gradient in each role (its
 //! `F.dx`, each layer gradient part, its sum, each slice, its update), so
@@ -177,19 +178,22 @@ impl std::fmt::Display for Role {
 fn relation(op: &Op, f: &Op) -> Option<(Role, Result<(), &'static str>)> {
     let ok = |b: bool, want: &'static str| if b { Ok(()) } else { Err(want) };
     let conv = "a `conv` of the same size, stride, pad, dilation and groups";
-    let conv_relu = "a `conv_relu` of the same size, stride, pad, dilation and groups";
+    let conv_relu = "a fused conv of the same activation, size, stride, pad, dilation and groups";
     let geo = op.conv_geometry();
+    // A fused gradient and its forward node apply the same activation.
+    let same_act = op.fused_act() == f.fused_act();
     let conv_geo = |relu: bool| match f {
         Op::Conv { .. } if !relu => f.conv_geometry() == geo,
-        Op::ConvRelu { .. } if relu => f.conv_geometry() == geo,
+        Op::ConvRelu { .. } if relu => f.conv_geometry() == geo && same_act,
         _ => false,
     };
     let dense_relu = |dropout: f64| match f {
-        Op::DenseRelu { .. } => dropout == 0.0,
-        Op::DenseReluDropout { rate, .. } => *rate == dropout,
+        Op::DenseRelu { .. } => dropout == 0.0 && same_act,
+        Op::DenseReluDropout { rate, .. } => *rate == dropout && same_act,
         _ => false,
     };
-    let want_dense_relu = "a `dense_relu`, or a `dense_relu_dropout` of its rate";
+    let want_dense_relu =
+        "a fused dense of the same activation, or a `dense_relu_dropout` of its rate";
     let part = op.grad_part().map(Role::Part);
     Some(match op {
         Op::ConvGradInput { .. } | Op::ConvGradWeight { .. } => (part?, ok(conv_geo(false), conv)),
@@ -203,19 +207,21 @@ fn relation(op: &Op, f: &Op) -> Option<(Role, Result<(), &'static str>)> {
                 "a `conv` with a bias",
             ),
         ),
-        Op::ConvReluGradBias => (
+        Op::ConvReluGradBias { .. } => (
             part?,
             ok(
-                matches!(f, Op::ConvRelu { bias: true, .. }),
-                "a `conv_relu` with a bias",
+                matches!(f, Op::ConvRelu { bias: true, .. }) && same_act,
+                "a fused conv of the same activation with a bias",
             ),
         ),
         Op::DenseGradInput { .. } | Op::DenseGradWeight | Op::DenseGradBias => {
             (part?, ok(matches!(f, Op::Dense { .. }), "a `dense`"))
         }
         Op::DenseReluGradInput { dropout, .. }
-        | Op::DenseReluGradWeight { dropout }
-        | Op::DenseReluGradBias { dropout } => (part?, ok(dense_relu(*dropout), want_dense_relu)),
+        | Op::DenseReluGradWeight { dropout, .. }
+        | Op::DenseReluGradBias { dropout, .. } => {
+            (part?, ok(dense_relu(*dropout), want_dense_relu))
+        }
         Op::SoftmaxXentGrad { .. } => (
             Role::Dx,
             ok(matches!(f, Op::SoftmaxXent), "a `softmax_xent`"),

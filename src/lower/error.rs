@@ -156,6 +156,26 @@ pub enum LowerError {
     Warmup { span: Span, reason: String },
     #[error("invalid `min_lr`: {reason}")]
     MinLr { span: Span, reason: String },
+    #[error("invalid `{name}`: {reason}")]
+    LayerMult {
+        name: &'static str,
+        span: Span,
+        reason: String,
+    },
+    #[error("`{name}` lists {got} multipliers, one per parameter, but this `{op}` has {want}")]
+    LayerMultLength {
+        name: &'static str,
+        op: String,
+        got: usize,
+        want: usize,
+        span: Span,
+    },
+    #[error("`{name}` on `{op}`, which has no parameters")]
+    LayerMultNoParams {
+        name: String,
+        op: String,
+        span: Span,
+    },
 }
 
 impl LowerError {
@@ -191,6 +211,9 @@ impl LowerError {
             | LabelSmoothing { span, .. }
             | Warmup { span, .. }
             | MinLr { span, .. }
+            | LayerMult { span, .. }
+            | LayerMultLength { span, .. }
+            | LayerMultNoParams { span, .. }
             | Slope { span, .. }
             | SoftmaxFeeds { span, .. }
             | PoolPad { span, .. }

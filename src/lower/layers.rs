@@ -39,18 +39,97 @@ pub type Consts = HashMap<String, Number>;
 pub fn schema(op: &str) -> Option<&'static [&'static str]> {
     Some(match op {
         "conv" => &[
-            "filters", "size", "stride", "pad", "dilation", "groups", "bias",
+            "filters",
+            "size",
+            "stride",
+            "pad",
+            "dilation",
+            "groups",
+            "bias",
+            "lr_mult",
+            "decay_mult",
         ],
         "lrn" => &["size", "alpha", "beta", "k"],
         "maxpool" | "avgpool" => &["size", "stride", "pad"],
         "leaky_relu" => &["slope"],
-        "dense" => &["units"],
+        "dense" => &["units", "lr_mult", "decay_mult"],
         "dropout" => &["rate"],
-        "batchnorm" => &["momentum", "eps"],
+        "batchnorm" => &["momentum", "eps", "lr_mult", "decay_mult"],
         "relu" | "concat" | "add" | "softmax_xent" | "tanh" | "sigmoid" | "softmax" | "flatten"
         | "global_avgpool" => &[],
         _ => return None,
     })
+}
+
+/// The layer arguments that scale a layer's learning rate and weight
+/// decay, as Caffe's `param { lr_mult decay_mult }`.
+pub const MULTS: [&str; 2] = ["lr_mult", "decay_mult"];
+
+/// The layer types with trained parameters (the ones [`MULTS`] apply to).
+fn has_params(op: &str) -> bool {
+    matches!(op, "conv" | "dense" | "batchnorm")
+}
+
+/// `(lr_mult, decay_mult)` for each of the `params` trained parameters of
+/// layer `op` (weight, then bias), from its `lr_mult` and `decay_mult`
+/// arguments: a number for all of them, or a list with one number ≥ 0 per
+/// parameter; 1 where left out.
+pub fn multipliers(
+    op: &Ident,
+    items: &[(Ident, Value)],
+    consts: &Consts,
+    params: usize,
+) -> Result<Vec<(f64, f64)>, LowerError> {
+    let mut out = vec![(1.0, 1.0); params];
+    for (slot, name) in MULTS.iter().enumerate() {
+        let Some((_, v)) = items.iter().rev().find(|(k, _)| k.name == *name) else {
+            continue;
+        };
+        let bad = |span: Span, reason: String| LowerError::LayerMult { name, span, reason };
+        let number = |v: &Value| -> Result<f64, LowerError> {
+            let x = match &v.kind {
+                ValueKind::Number(n) => n.value,
+                ValueKind::Ident(id) => match consts.get(id) {
+                    Some(n) => n.value,
+                    None => {
+                        return Err(LowerError::UnknownName {
+                            name: id.clone(),
+                            span: v.span,
+                            suggestion: suggest(id, consts.keys().map(String::as_str)),
+                        });
+                    }
+                },
+                _ => return Err(bad(v.span, "expected a number".into())),
+            };
+            if !x.is_finite() || x < 0.0 {
+                return Err(bad(v.span, format!("must not be negative, got {x}")));
+            }
+            Ok(x)
+        };
+        let values = match &v.kind {
+            ValueKind::List(vs) => {
+                if vs.len() != params {
+                    return Err(LowerError::LayerMultLength {
+                        name,
+                        op: op.name.clone(),
+                        got: vs.len(),
+                        want: params,
+                        span: v.span,
+                    });
+                }
+                vs.iter().map(number).collect::<Result<Vec<_>, _>>()?
+            }
+            _ => vec![number(v)?; params],
+        };
+        for (o, x) in out.iter_mut().zip(values) {
+            if slot == 0 {
+                o.0 = x;
+            } else {
+                o.1 = x;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// How many data inputs a layer takes: (min, max).
@@ -254,6 +333,16 @@ pub fn build_op(
     consts: &Consts,
     towers: u64,
 ) -> Result<Op, LowerError> {
+    if schema(&op.name).is_some()
+        && !has_params(&op.name)
+        && let Some((k, _)) = items.iter().find(|(k, _)| MULTS.contains(&k.name.as_str()))
+    {
+        return Err(LowerError::LayerMultNoParams {
+            name: k.name.clone(),
+            op: op.name.clone(),
+            span: k.span,
+        });
+    }
     if let Some(names) = schema(&op.name)
         && let Some((k, _)) = items
             .iter()
@@ -273,6 +362,10 @@ pub fn build_op(
         known: Vec::new(),
     };
     let positive = |v: f64| (v <= 0.0).then_some("must be positive");
+    if has_params(&op.name) {
+        // Read by `multipliers`, once the layer's parameters are known.
+        a.known.extend(MULTS);
+    }
     let result = match op.name.as_str() {
         "conv" => {
             let filters = a.split("filters", towers)?;

@@ -66,6 +66,8 @@ struct Lowerer<'a> {
     params: HashMap<String, Vec<(ParamRole, NodeId)>>,
     /// γ and β of batchnorms: their init is theirs unless overridden by layer.
     bn_params: HashSet<NodeId>,
+    /// The layers' `lr_mult`/`decay_mult` arguments, per parameter.
+    param_mults: Vec<crate::ir::train::ParamMultiplier>,
 }
 
 pub fn lower(file: &File) -> Result<Module, LowerError> {
@@ -81,9 +83,10 @@ pub fn lower(file: &File) -> Result<Module, LowerError> {
         used: HashSet::new(),
         params: HashMap::new(),
         bn_params: HashSet::new(),
+        param_mults: Vec::new(),
     };
     lw.declare(net)?;
-    let (train, init) = train::lower_train(file.train.as_ref(), &lw.consts)?;
+    let (mut train, init) = train::lower_train(file.train.as_ref(), &lw.consts)?;
     if let Some(b) = &file.train {
         mark_block(b, &mut lw.used);
     }
@@ -170,6 +173,7 @@ pub fn lower(file: &File) -> Result<Module, LowerError> {
     let warnings = lw.unused(net);
     lw.graph.towers = lw.towers as u32;
     debug_assert_eq!(crate::ir::verify::verify(&lw.graph), Ok(()));
+    train.sgd.param_multipliers = lw.param_mults;
     Ok(Module {
         graph: lw.graph,
         train,
@@ -640,7 +644,16 @@ impl<'a> Lowerer<'a> {
                 let shapes = infer::param_shapes(&op, &data_ty).map_err(shape_err)?;
                 let mut inputs = srcs.clone();
                 let bn = matches!(op, Op::BatchNorm { .. });
-                for (dims, &role) in shapes.into_iter().zip(infer::param_roles(&op)) {
+                let roles = infer::param_roles(&op);
+                // (A conv with `bias: false` has a weight only.)
+                let trained = roles
+                    .iter()
+                    .zip(&shapes)
+                    .filter(|(r, _)| !r.is_running())
+                    .count();
+                let mults = layers::multipliers(&f.op, &f.named, &self.consts, trained)?;
+                let mut mults = mults.into_iter();
+                for (dims, &role) in shapes.into_iter().zip(roles) {
                     // A batchnorm starts at γ = 1, β = 0, mean 0, variance 1
                     // (`train.init` may override γ and β, never the statistics).
                     let init = match role {
@@ -664,6 +677,17 @@ impl<'a> Lowerer<'a> {
                     }
                     if !role.is_running() {
                         self.params.entry(name.clone()).or_default().push((role, p));
+                        let param = &self.graph.node(p).name;
+                        if let Some((lr, decay)) = mults.next()
+                            && (lr, decay) != (1.0, 1.0)
+                            && !self.param_mults.iter().any(|m| m.param == *param)
+                        {
+                            self.param_mults.push(crate::ir::train::ParamMultiplier {
+                                param: param.clone(),
+                                lr,
+                                decay,
+                            });
+                        }
                     }
                     inputs.push(p);
                 }

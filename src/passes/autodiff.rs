@@ -5,7 +5,7 @@
 //! loss). Guarantees: the result verifies; every parameter (weight, bias)
 //! gets one `sgd_update` fed by the gradient of the loss, and one velocity
 //! parameter initialised to 0, carrying the optimiser's settings and the
-//! parameter's multipliers (`Sgd::multipliers_of` its layer and role); a value reached by several paths (a tower
+//! parameter's multipliers (`Sgd::param_multipliers_of` it, its layer and role); a value reached by several paths (a tower
 //! output gathered by both towers) has its gradients summed by one `add`;
 //! gradient nodes run on the tower of the forward node they differentiate,
 //! so a backward cross-tower edge mirrors each forward one; every node
@@ -301,7 +301,8 @@ pub fn autodiff(g: &mut Graph, sgd: &Sgd) -> Result<(), AutodiffError> {
                     span: node.span,
                     forward: None,
                 });
-                let (lr_mult, decay_mult) = sgd.multipliers_of(&node.layer, *role);
+                let (lr_mult, decay_mult) =
+                    sgd.param_multipliers_of(&node.name, &node.layer, *role);
                 let op = Op::SgdUpdate {
                     momentum: sgd.momentum,
                     weight_decay: sgd.weight_decay,

@@ -2,14 +2,15 @@
 //! forward graph, so that layers whose ops each read and write a whole
 //! tensor run as one op. Every rewrite has a name (see [`REWRITES`]) and
 //! [`fuse`] reports how often each fired; [`fuse_with`] runs only some of
-//! them (`fuse` is `fuse_with` of all five, in one sweep), which is how
+//! them (`fuse` is `fuse_with` of all seven, in one sweep), which is how
 //! `passes::pipeline` runs each rewrite as a pass of its own.
 //!
 //! Assumes a verified graph whose backward nodes are autodiff's: each
 //! records the forward node `F` it belongs to ([`Node::forward`]); `F`'s
 //! gradient (`F.dx`) is the one of them that is not an `add` (the sum of
 //! `F`'s own gradients), a layer's are told apart by
-//! [`Op::grad_part`]; a `relu_grad` takes (relu, dy), a `dropout_grad`
+//! [`Op::grad_part`]; a `relu_grad` (`tanh_grad`, `sigmoid_grad`,
+//! `leaky_relu_grad`) takes (its forward op, dy), a `dropout_grad`
 //! takes (dy), and the gradient ops of a layer take their `dy` from one
 //! node. Names are not read.
 //!
@@ -46,6 +47,26 @@
 //! - `grad_chain`: a chain of `add` → `dropout_grad` → `relu_grad` (any two or
 //!   three; at most one of each, dropout and ReLU in either order since their
 //!   masks commute) → one `grad_chain` pass.
+//! - `conv+act`: `conv+relu` for the other activations whose derivative is
+//!   a function of the output y: `tanh(conv)` → `conv_tanh` (gradients
+//!   `conv_tanh_grad_*`, dy times `1 − y²`), `sigmoid` → `conv_sigmoid`
+//!   (`y·(1 − y)`), `leaky_relu` with `slope ≥ 0` → `conv_leaky_relu`
+//!   (`[y > 0]` else `slope`; a negative slope, which lowering refuses
+//!   anyway, is not fused: `y > 0` would not tell `x > 0`). The fused op
+//!   is the `conv_relu` family with its activation recorded
+//!   ([`Activation`]).
+//! - `dense+act`: `dense+relu` for the same activations (`dense_tanh`, ...).
+//!   A dropout after one stays a dropout: under a mask the output no
+//!   longer gives the activation's output (`y = f(x)·scale` where kept, 0
+//!   where dropped, and `f(x)` may be 0 too), so the gradient could not
+//!   be computed from `y` as for ReLU.
+//!
+//! The two activation rewrites run after `grad_chain` in [`REWRITES`] (so
+//! the rewrites of ReLU networks keep their numbers) but touch nothing
+//! `grad_chain` reads or writes (it folds only ReLU and dropout
+//! gradients, and they fold only `tanh_grad`, `sigmoid_grad` and
+//! `leaky_relu_grad`), so [`fuse_with`] runs them in its first sweep with
+//! the other layer rewrites; the graph is the same in either order.
 //!
 //! Not fused, and why: dropout after a convolution or a pooling (no network
 //! has one; the rewrite would mirror `dense+relu+dropout`); `conv+relu+maxpool`
@@ -60,15 +81,17 @@ use std::collections::BTreeMap;
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
-use crate::ir::{Graph, NodeId, Op, infer, order};
+use crate::ir::{Activation, Graph, NodeId, Op, infer, order};
 
 /// The rewrites, in the order they run.
-pub const REWRITES: [&str; 5] = [
+pub const REWRITES: [&str; 7] = [
     "conv+relu",
     "dense+relu+dropout",
     "dense+relu",
     "lrn+maxpool",
     "grad_chain",
+    "conv+act",
+    "dense+act",
 ];
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -117,6 +140,11 @@ pub fn fuse_with(g: &mut Graph, enabled: &[&str]) -> Result<FuseReport, FuseErro
     let dense = DenseRewrites {
         dropout: on("dense+relu+dropout"),
         plain: on("dense+relu"),
+        act: on("dense+act"),
+    };
+    let conv = ConvRewrites {
+        relu: on("conv+relu"),
+        act: on("conv+act"),
     };
     let mut report = FuseReport::default();
     for r in REWRITES {
@@ -128,8 +156,10 @@ pub fn fuse_with(g: &mut Graph, enabled: &[&str]) -> Result<FuseReport, FuseErro
             continue;
         }
         let fired = match g.node(n).op {
-            Op::Conv { .. } if on("conv+relu") => conv_relu(g, n)?,
-            Op::Dense { .. } if dense.dropout || dense.plain => dense_relu(g, n, dense)?,
+            Op::Conv { .. } if conv.relu || conv.act => conv_relu(g, n, conv)?,
+            Op::Dense { .. } if dense.dropout || dense.plain || dense.act => {
+                dense_relu(g, n, dense)?
+            }
             Op::Lrn { .. } if on("lrn+maxpool") => lrn_maxpool(g, n)?,
             _ => None,
         };
@@ -148,13 +178,30 @@ pub fn fuse_with(g: &mut Graph, enabled: &[&str]) -> Result<FuseReport, FuseErro
     Ok(report)
 }
 
-/// Which of the two dense rewrites are enabled.
+/// Which of the three dense rewrites are enabled.
 #[derive(Clone, Copy)]
 struct DenseRewrites {
     /// `dense+relu+dropout`.
     dropout: bool,
     /// `dense+relu`.
     plain: bool,
+    /// `dense+act`.
+    act: bool,
+}
+
+/// Which of the two conv rewrites are enabled.
+#[derive(Clone, Copy)]
+struct ConvRewrites {
+    /// `conv+relu`.
+    relu: bool,
+    /// `conv+act`.
+    act: bool,
+}
+
+/// The activation `n` applies, if it is one a fused layer can apply and
+/// the rewrite that would fuse it (ReLU's, or the others') is enabled.
+fn fusable_act(g: &Graph, n: NodeId, relu: bool, act: bool) -> Option<Activation> {
+    Activation::of(&g.node(n).op).filter(|a| if a.is_relu() { relu } else { act })
 }
 
 /// The single user of `n` apart from `except` (the gradient ops being
@@ -180,9 +227,17 @@ fn dx_of(g: &Graph, f: NodeId) -> Option<NodeId> {
 
 /// Whether gradient `n` is the unfused `relu_grad` or `dropout_grad`
 /// autodiff made (not yet folded into a `grad_chain`, which the ReLU and
-/// dropout rewrites do not unpick).
+/// dropout rewrites do not unpick), or the unfused gradient of one of the
+/// other activations.
 fn plain(g: &Graph, n: NodeId) -> bool {
-    matches!(g.node(n).op, Op::ReluGrad | Op::DropoutGrad { .. })
+    matches!(
+        g.node(n).op,
+        Op::ReluGrad
+            | Op::DropoutGrad { .. }
+            | Op::TanhGrad
+            | Op::SigmoidGrad
+            | Op::LeakyReluGrad { .. }
+    )
 }
 
 /// Moves every use of `old` to `new` (same ports), except uses by `keep`.
@@ -258,7 +313,11 @@ fn layer_grads(
     Some((dx, dw, db))
 }
 
-fn conv_relu(g: &mut Graph, c: NodeId) -> Result<Option<&'static str>, FuseError> {
+fn conv_relu(
+    g: &mut Graph,
+    c: NodeId,
+    enabled: ConvRewrites,
+) -> Result<Option<&'static str>, FuseError> {
     // A conv without a bias stays unfused (the fused gradients include one).
     let Op::Conv {
         filters,
@@ -272,11 +331,13 @@ fn conv_relu(g: &mut Graph, c: NodeId) -> Result<Option<&'static str>, FuseError
     else {
         return Ok(None);
     };
-    let Some(r) = sole_user(g, c, &[]).filter(|r| g.node(*r).op == Op::Relu) else {
+    let Some((r, act)) =
+        sole_user(g, c, &[]).and_then(|r| Some((r, fusable_act(g, r, enabled.relu, enabled.act)?)))
+    else {
         return Ok(None);
     };
     let rg = dx_of(g, r);
-    if rg.is_some_and(|rg| !plain(g, rg)) {
+    if rg.is_some_and(|rg| g.node(rg).op != act.grad_op()) {
         return Ok(None);
     }
     let grads = match rg {
@@ -303,6 +364,7 @@ fn conv_relu(g: &mut Graph, c: NodeId) -> Result<Option<&'static str>, FuseError
         dilation,
         groups,
         bias: true,
+        act,
     };
     rebuild(g, c, op, &ins)?;
     let keep: Vec<NodeId> = rg.into_iter().collect();
@@ -318,6 +380,7 @@ fn conv_relu(g: &mut Graph, c: NodeId) -> Result<Option<&'static str>, FuseError
                 in_w,
                 dilation,
                 groups,
+                act,
             };
             rebuild(g, dx, op, &[dy, ins[1], c])?;
         }
@@ -327,14 +390,19 @@ fn conv_relu(g: &mut Graph, c: NodeId) -> Result<Option<&'static str>, FuseError
             pad,
             dilation,
             groups,
+            act,
         };
         rebuild(g, dw, op, &[ins[0], dy, c])?;
-        rebuild(g, db, Op::ConvReluGradBias, &[dy, c])?;
+        rebuild(g, db, Op::ConvReluGradBias { act }, &[dy, c])?;
         g.g.remove_node(rg);
     }
     g.g.remove_node(r);
     repoint(g, r, c);
-    Ok(Some("conv+relu"))
+    Ok(Some(if act.is_relu() {
+        "conv+relu"
+    } else {
+        "conv+act"
+    }))
 }
 
 fn dense_relu(
@@ -345,21 +413,28 @@ fn dense_relu(
     let Op::Dense { units } = g.node(d).op else {
         return Ok(None);
     };
-    let Some(r) = sole_user(g, d, &[]).filter(|r| g.node(*r).op == Op::Relu) else {
+    let relu_on = enabled.dropout || enabled.plain;
+    let Some((r, act)) =
+        sole_user(g, d, &[]).and_then(|r| Some((r, fusable_act(g, r, relu_on, enabled.act)?)))
+    else {
         return Ok(None);
     };
     let rg = dx_of(g, r);
-    // Forward ops to absorb (relu, then maybe dropout) and their gradients.
-    // With `dense+relu+dropout` off, a dropout after the ReLU is left as
-    // it is (it then reads the `dense_relu`, its gradient feeds the
-    // layer's gradients); with `dense+relu` off, a ReLU without one is.
+    if rg.is_some_and(|rg| g.node(rg).op != act.grad_op()) {
+        return Ok(None);
+    }
+    // Forward ops to absorb (the activation, then maybe dropout after a
+    // ReLU) and their gradients. With `dense+relu+dropout` off, a dropout
+    // after the ReLU is left as it is (it then reads the `dense_relu`, its
+    // gradient feeds the layer's gradients); with `dense+relu` off, a ReLU
+    // without one is. A dropout after another activation always stays.
     let dropout = sole_user(g, r, &[rg])
         .and_then(|p| match g.node(p).op {
             Op::Dropout { rate } => Some((p, rate)),
             _ => None,
         })
-        .filter(|_| enabled.dropout);
-    if dropout.is_none() && !enabled.plain {
+        .filter(|_| enabled.dropout && act.is_relu());
+    if dropout.is_none() && act.is_relu() && !enabled.plain {
         return Ok(None);
     }
     let last = dropout.map_or(r, |(p, _)| p);
@@ -393,7 +468,8 @@ fn dense_relu(
             rate,
             "dense+relu+dropout",
         ),
-        None => (Op::DenseRelu { units }, 0.0, "dense+relu"),
+        None if act.is_relu() => (Op::DenseRelu { units, act }, 0.0, "dense+relu"),
+        None => (Op::DenseRelu { units, act }, 0.0, "dense+act"),
     };
     rebuild(g, d, op, &ins)?;
     // The gradient reaching the last absorbed op.
@@ -407,12 +483,14 @@ fn dense_relu(
             let op = Op::DenseReluGradInput {
                 in_dims,
                 dropout: rate,
+                act,
             };
             rebuild(g, dx, op, &[dy, ins[1], d])?;
         }
-        let op = Op::DenseReluGradWeight { dropout: rate };
+        let op = Op::DenseReluGradWeight { dropout: rate, act };
         rebuild(g, dw, op, &[ins[0], dy, d])?;
-        rebuild(g, db, Op::DenseReluGradBias { dropout: rate }, &[dy, d])?;
+        let op = Op::DenseReluGradBias { dropout: rate, act };
+        rebuild(g, db, op, &[dy, d])?;
         for n in [rg, pg].into_iter().flatten() {
             g.g.remove_node(n);
         }

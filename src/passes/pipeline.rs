@@ -4,7 +4,8 @@
 //! Passes: `autodiff` (`passes::autodiff`), and each fusion rewrite of
 //! `passes::fuse` as a pass of its own, named as in [`fuse::REWRITES`]
 //! (`conv+relu`, `dense+relu+dropout`, `dense+relu`, `lrn+maxpool`,
-//! `grad_chain`). `fuse` is shorthand for all five in that order; run one
+//! `grad_chain`, `conv+act`, `dense+act`). `fuse` is shorthand for all
+//! seven in that order; run one
 //! by one they give the graph `fuse::fuse` gives. Memory planning is an
 //! analysis, not a pass: it reads the graph a pipeline produced.
 //!

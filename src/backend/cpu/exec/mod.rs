@@ -182,7 +182,7 @@ fn layer_shape(g: &Graph, op: &Op, x: NodeId, n: usize) -> Option<LayerShape> {
                 None => LayerShape::ConvGeneral(geom),
             })
         }
-        Op::Dense { units } | Op::DenseRelu { units } | Op::DenseReluDropout { units, .. } => {
+        Op::Dense { units } | Op::DenseRelu { units, .. } | Op::DenseReluDropout { units, .. } => {
             Some(LayerShape::Dense(k::dense::DenseShape {
                 n,
                 inp: g.node(x).ty.numel() as usize,

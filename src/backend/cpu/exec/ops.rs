@@ -14,7 +14,7 @@ use super::fused::{grad_chain, lrn_maxpool_backward, lrn_maxpool_forward, relu_d
 use super::layout::{Loc, carve};
 use super::{CpuExec, ExecError, LayerShape, bn_shape, chw, layer_shape, lrn_params, pool_shape};
 use crate::backend::cpu::kernels::{self as k, Act, Float, Nchw};
-use crate::ir::{NodeId, Op};
+use crate::ir::{Activation, NodeId, Op};
 use crate::passes::memplan::Side;
 use crate::rng;
 
@@ -61,6 +61,17 @@ fn pad_pool(
         size: size as usize,
         stride: stride as usize,
         pad: pad as usize,
+    }
+}
+
+/// The activation kernel a fused layer applies after its GEMM pass (none
+/// for ReLU, which the GEMM epilogue applies).
+fn fused_pointwise(a: Activation) -> Option<k::act::Pointwise> {
+    match a {
+        Activation::Relu => None,
+        Activation::Tanh => Some(k::act::Pointwise::Tanh),
+        Activation::Sigmoid => Some(k::act::Pointwise::Sigmoid),
+        Activation::LeakyRelu { slope } => Some(k::act::Pointwise::LeakyRelu(slope)),
     }
 }
 
@@ -213,8 +224,14 @@ impl<T: Float> CpuExec<T> {
         let out: &mut [T] = out;
         if let Some(shape) = layer_shape(g, &op, ins[0], b) {
             // ReLU in the GEMM's epilogue for conv_relu and dense_relu; a
-            // dense_relu_dropout applies ReLU and its mask in one pass after.
-            let act = if matches!(op, Op::ConvRelu { .. } | Op::DenseRelu { .. }) {
+            // dense_relu_dropout applies ReLU and its mask in one pass after,
+            // a conv_tanh (etc.) its activation's kernel in place (the
+            // kernel the unfused `tanh` runs).
+            let fused = match &op {
+                Op::ConvRelu { act, .. } | Op::DenseRelu { act, .. } => Some(*act),
+                _ => None,
+            };
+            let act = if fused == Some(Activation::Relu) {
                 Act::Relu
             } else {
                 Act::None
@@ -234,6 +251,9 @@ impl<T: Float> CpuExec<T> {
             }
             if let (Op::DenseReluDropout { .. }, Some(p)) = (&op, &dparams) {
                 relu_dropout_inplace(p, out);
+            }
+            if let Some(f) = fused.and_then(fused_pointwise) {
+                k::act::forward_inplace(f, out);
             }
             return Ok(());
         }
@@ -559,15 +579,19 @@ impl<T: Float> CpuExec<T> {
         let Some(dw_n) = dw_n else { return Ok(()) };
         let dy_n = g.inputs(dw_n)[1];
         let b = self.batch;
-        let act = match &fnode.op {
-            Op::ConvRelu { .. } | Op::DenseRelu { .. } | Op::DenseReluDropout { .. } => Act::Relu,
-            _ => Act::None,
+        // Any fused activation: the gradients read the output `y`.
+        let fused = fnode.op.fused_act();
+        let act = if fused.is_some() {
+            Act::Relu
+        } else {
+            Act::None
         };
         let mut writes = vec![self.loc(dw_n)?];
         writes.extend(dx_n.map(|d| self.loc(d)).transpose()?);
         writes.extend(db_n.map(|d| self.loc(d)).transpose()?);
         let mut reads = vec![self.loc(fins[0])?, self.loc(fins[1])?, self.loc(dy_n)?];
-        // The output is read only by the fused gradients (their ReLU mask).
+        // The output is read only by the fused gradients (their ReLU mask,
+        // or the derivative of their activation).
         if act == Act::Relu {
             reads.push(self.loc(f)?);
         }
@@ -584,6 +608,13 @@ impl<T: Float> CpuExec<T> {
             for ((m, yv), gv) in self.masked.iter_mut().zip(y).zip(dy) {
                 *m = if *yv > T::ZERO { *gv * scale } else { T::ZERO };
             }
+            dy = &self.masked;
+            act = Act::None;
+        } else if let Some(f) = fused.and_then(fused_pointwise) {
+            // dy times the derivative from y, as the unfused gradient op
+            // computes it, then the plain layer gradients.
+            self.masked.resize(dy.len(), T::ZERO);
+            k::act::backward(f, y, dy, &mut self.masked);
             dy = &self.masked;
             act = Act::None;
         }

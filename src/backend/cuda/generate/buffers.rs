@@ -198,9 +198,9 @@ pub fn assign(
                 col = col.max(cols * images);
                 tmp = tmp.max(rows * images);
             }
-            Op::Dense { units } | Op::DenseRelu { units } | Op::DenseReluDropout { units, .. } => {
-                tmp = tmp.max(*units as usize * batch)
-            }
+            Op::Dense { units }
+            | Op::DenseRelu { units, .. }
+            | Op::DenseReluDropout { units, .. } => tmp = tmp.max(*units as usize * batch),
             _ => {}
         }
     }

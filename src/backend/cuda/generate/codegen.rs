@@ -156,12 +156,12 @@ impl Gen<'_> {
                 let geo = super::conv_geo::plain_conv(node)?;
                 self.conv_forward(n, geo, Epilogue::None)?
             }
-            Op::ConvRelu { .. } => {
+            Op::ConvRelu { act, .. } => {
                 let geo = super::conv_geo::plain_conv(node)?;
-                self.conv_forward(n, geo, Epilogue::Relu)?
+                self.conv_forward(n, geo, Epilogue::of(*act))?
             }
             Op::Dense { units } => self.dense_forward(n, *units, Epilogue::None)?,
-            Op::DenseRelu { units } => self.dense_forward(n, *units, Epilogue::Relu)?,
+            Op::DenseRelu { units, act } => self.dense_forward(n, *units, Epilogue::of(*act))?,
             Op::DenseReluDropout { units, rate, of } => {
                 let act = if *rate == 0.0 {
                     Epilogue::Relu
@@ -471,7 +471,7 @@ impl Gen<'_> {
             | Op::DenseGradBias
             | Op::ConvReluGradInput { .. }
             | Op::ConvReluGradWeight { .. }
-            | Op::ConvReluGradBias
+            | Op::ConvReluGradBias { .. }
             | Op::DenseReluGradInput { .. }
             | Op::DenseReluGradWeight { .. }
             | Op::DenseReluGradBias { .. } => {

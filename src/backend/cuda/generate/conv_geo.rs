@@ -32,6 +32,7 @@ pub(crate) fn plain_conv(node: &crate::ir::Node) -> Result<ConvGeo, CodegenError
             dilation: 1,
             groups: 1,
             bias: true,
+            ..
         } if size.is_square() && stride.is_square() && pad.is_square() => {
             Ok([*filters, size.h, stride.h, pad.h])
         }

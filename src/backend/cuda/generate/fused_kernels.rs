@@ -3,7 +3,11 @@
 //! executor's fused op (`backend::cpu::exec`) operation for operation:
 //! the epilogue applies bias, ReLU and the dropout mask in the CPU's order
 //! (`r = max(v + b, 0)` with NaN kept, then `r·(keep ? scale : 0)`, the mask keyed by flat
-//! output index as the `dropout` kernel); `lrn_maxpool` computes each
+//! output index as the `dropout` kernel), or bias then `tanh`, `sigmoid`
+//! or `leaky_relu` written as the unfused activation kernel writes it
+//! ([`ActFn`]); a fused layer's backward masks `dy` by `[y > 0]`, or
+//! multiplies it by the activation's derivative from `y` as the unfused
+//! gradient kernel does, in the transpose to channel-major; `lrn_maxpool` computes each
 //! element's LRN as the `lrn_fwd` kernel and pools it as `maxpool_fwd`
 //! (first maximum in window order wins); its gradient routes `dy` to the
 //! window maxima in window order (as the CPU's scatter) and applies the
@@ -14,6 +18,68 @@
 use crate::backend::cuda::generate::render::{BLOCK, Shape, Spec, f32_lit, f64_lit, ll, u64_lit};
 use crate::backend::cuda::generate::snippets::{SEED, ew, ew_in_place, inv_pow, lrn_window};
 use crate::backend::cuda::program::ParamTy::{self, *};
+use crate::ir::Activation;
+
+/// An activation with a gradient from its output, as the CPU's
+/// `kernels::act::Pointwise`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ActFn {
+    Tanh,
+    Sigmoid,
+    LeakyRelu(f64),
+}
+
+impl ActFn {
+    /// C for `f(v)`, `v` a float expression without side effects.
+    pub fn apply(self, v: &str) -> String {
+        match self {
+            ActFn::Tanh => format!("tanhf({v})"),
+            ActFn::Sigmoid => format!("1.0f / (1.0f + expf(-({v})))"),
+            ActFn::LeakyRelu(s) => format!("(({v}) > 0.0f ? ({v}) : ({v}) * {})", f32_lit(s)),
+        }
+    }
+    /// C for `g·f'(x)` from the output `y`.
+    pub fn grad(self, y: &str, g: &str) -> String {
+        match self {
+            ActFn::Tanh => format!("{g} * (1.0f - {y} * {y})"),
+            ActFn::Sigmoid => format!("{g} * ({y} * (1.0f - {y}))"),
+            ActFn::LeakyRelu(s) => format!("({y} > 0.0f ? {g} : {g} * {})", f32_lit(s)),
+        }
+    }
+}
+
+impl ActFn {
+    /// The kernel activation of a fused layer's activation (`None` for
+    /// ReLU, which has kernels of its own).
+    pub fn of_fused(a: Activation) -> Option<ActFn> {
+        match a {
+            Activation::Relu => None,
+            Activation::Tanh => Some(ActFn::Tanh),
+            Activation::Sigmoid => Some(ActFn::Sigmoid),
+            Activation::LeakyRelu { slope } => Some(ActFn::LeakyRelu(slope)),
+        }
+    }
+}
+
+/// What multiplies a layer's output gradient before its GEMMs: nothing
+/// (a plain layer), ReLU's `[y > 0]`, or another activation's derivative
+/// from its output `y`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mask {
+    None,
+    Relu,
+    Act(ActFn),
+}
+
+impl Mask {
+    /// The mask of a layer fused with `act` (`None`: a plain layer).
+    pub fn of(act: Option<Activation>) -> Mask {
+        match act {
+            None => Mask::None,
+            Some(a) => ActFn::of_fused(a).map_or(Mask::Relu, Mask::Act),
+        }
+    }
+}
 
 /// What the GEMM epilogue applies after the bias.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -26,6 +92,15 @@ pub enum Epilogue {
         rate: f64,
         stream: u64,
     },
+    /// `tanh`, `sigmoid` or `leaky_relu`.
+    Act(ActFn),
+}
+
+impl Epilogue {
+    /// The epilogue of a layer fused with `act`, without dropout.
+    pub fn of(act: Activation) -> Epilogue {
+        ActFn::of_fused(act).map_or(Epilogue::Relu, Epilogue::Act)
+    }
 }
 
 /// The shape and hyperparameters of an `lrn_maxpool`: `n` images of `c`
@@ -104,11 +179,20 @@ pub fn bias_epilogue(n: usize, f: usize, p: usize, act: Epilogue) -> Spec {
             }
             "bias_relu_dropout_epilogue"
         }
+        Epilogue::Act(a) => {
+            body.push(format!("const float v = {v};"));
+            body.push(format!("y[i] = {};", a.apply("v")));
+            match a {
+                ActFn::Tanh => "bias_tanh_epilogue",
+                ActFn::Sigmoid => "bias_sigmoid_epilogue",
+                ActFn::LeakyRelu(_) => "bias_leaky_relu_epilogue",
+            }
+        }
     };
     ew(stem, n * f * p, params, body)
 }
 
-pub fn to_channel_major(n: usize, f: usize, p: usize, relu: bool) -> Spec {
+pub fn to_channel_major(n: usize, f: usize, p: usize, mask: Mask) -> Spec {
     let head = format!(
         "const long long img = i / {}, f = (i / {}) % {f}, q = i % {};",
         ll(f * p),
@@ -116,20 +200,34 @@ pub fn to_channel_major(n: usize, f: usize, p: usize, relu: bool) -> Spec {
         ll(p)
     );
     let dst = format!("t[(f * {n} + img) * {} + q]", ll(p));
-    if relu {
-        ew(
+    let masked = vec![(InF32, "dy"), (InF32, "y"), (OutF32, "t")];
+    match mask {
+        Mask::Relu => ew(
             "to_channel_major_relu",
             n * f * p,
-            vec![(InF32, "dy"), (InF32, "y"), (OutF32, "t")],
+            masked,
             vec![head, format!("{dst} = y[i] > 0.0f ? dy[i] : 0.0f;")],
-        )
-    } else {
-        ew(
+        ),
+        Mask::Act(a) => ew(
+            match a {
+                ActFn::Tanh => "to_channel_major_tanh",
+                ActFn::Sigmoid => "to_channel_major_sigmoid",
+                ActFn::LeakyRelu(_) => "to_channel_major_leaky_relu",
+            },
+            n * f * p,
+            masked,
+            vec![
+                head,
+                "const float yv = y[i], g = dy[i];".into(),
+                format!("{dst} = {};", a.grad("yv", "g")),
+            ],
+        ),
+        Mask::None => ew(
             "to_channel_major",
             n * f * p,
             vec![(InF32, "dy"), (OutF32, "t")],
             vec![head, format!("{dst} = dy[i];")],
-        )
+        ),
     }
 }
 

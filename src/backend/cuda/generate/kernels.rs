@@ -13,7 +13,7 @@
 //! pointers offset to the chunk's first image by the caller.
 
 use crate::backend::cuda::generate::fused_kernels as fk;
-pub use crate::backend::cuda::generate::fused_kernels::{Epilogue, LrnPool};
+pub use crate::backend::cuda::generate::fused_kernels::{ActFn, Epilogue, LrnPool, Mask};
 use crate::backend::cuda::generate::render::{BLOCK, Shape, Spec, f32_lit, f64_lit, ll, u64_lit};
 use crate::backend::cuda::generate::snippets::{SEED, ew, ew_in_place, inv_pow, lrn_window};
 use crate::backend::cuda::program::ParamTy::{self, *};
@@ -103,13 +103,14 @@ pub enum Kernel {
         p: usize,
         act: Epilogue,
     },
-    /// `t[f][n][p] = dy[n][f][p]`, times `[y > 0]` if `relu` (the masked
-    /// output gradient of a `conv_relu`).
+    /// `t[f][n][p] = dy[n][f][p]`, times `[y > 0]` under `Mask::Relu` (the
+    /// masked output gradient of a `conv_relu`), or the derivative of the
+    /// activation from `y` under `Mask::Act` (a `conv_tanh`'s, ...).
     ToChannelMajor {
         n: usize,
         f: usize,
         p: usize,
-        relu: bool,
+        mask: Mask,
     },
     /// `dx = y > 0 ? dy·scale : 0`: the masked output gradient of a
     /// `dense_relu_dropout` (`scale = 1/(1 − rate)`).
@@ -209,34 +210,6 @@ pub enum Kernel {
         lr_mult: f64,
         decay_mult: f64,
     },
-}
-
-/// An activation with a gradient from its output, as the CPU's
-/// `kernels::act::Pointwise`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ActFn {
-    Tanh,
-    Sigmoid,
-    LeakyRelu(f64),
-}
-
-impl ActFn {
-    /// C for `f(v)`, `v` a float expression without side effects.
-    pub fn apply(self, v: &str) -> String {
-        match self {
-            ActFn::Tanh => format!("tanhf({v})"),
-            ActFn::Sigmoid => format!("1.0f / (1.0f + expf(-({v})))"),
-            ActFn::LeakyRelu(s) => format!("(({v}) > 0.0f ? ({v}) : ({v}) * {})", f32_lit(s)),
-        }
-    }
-    /// C for `g·f'(x)` from the output `y`.
-    pub fn grad(self, y: &str, g: &str) -> String {
-        match self {
-            ActFn::Tanh => format!("{g} * (1.0f - {y} * {y})"),
-            ActFn::Sigmoid => format!("{g} * ({y} * (1.0f - {y}))"),
-            ActFn::LeakyRelu(s) => format!("({y} > 0.0f ? {g} : {g} * {})", f32_lit(s)),
-        }
-    }
 }
 
 /// A padded pooling: `planes` planes of `h×w`, window `size` every `stride`, `pad`.
@@ -661,7 +634,7 @@ pub fn spec(k: &Kernel) -> Spec {
             ],
         ),
         Kernel::BiasEpilogue { n, f, p, act } => fk::bias_epilogue(*n, *f, *p, *act),
-        Kernel::ToChannelMajor { n, f, p, relu } => fk::to_channel_major(*n, *f, *p, *relu),
+        Kernel::ToChannelMajor { n, f, p, mask } => fk::to_channel_major(*n, *f, *p, *mask),
         Kernel::ReluGradScale { total, scale } => ew(
             "relu_grad_scale",
             *total,

@@ -1,5 +1,6 @@
-//! Convolution and dense layers, plain or fused with their ReLU (and
-//! dropout): cuBLAS GEMMs around generated kernels.
+//! Convolution and dense layers, plain or fused with their activation
+//! (ReLU, and dropout after a dense ReLU; or tanh, sigmoid, leaky ReLU):
+//! cuBLAS GEMMs around generated kernels.
 //!
 //! A convolution runs over its batch in chunks of `c` images
 //! (`Buffers::chunk`, from `crate::backend::cuda::generate::chunk`: the whole batch when it fits
@@ -20,7 +21,10 @@
 //! convolution needs anyway, a `dense_relu`'s by `[y > 0]`, a
 //! `dense_relu_dropout`'s by `[y > 0]·1/(1 − rate)` (its output is positive
 //! iff the ReLU passed it and the mask kept it, as the CPU's backward
-//! reads it). Bias, weight and input gradients then read the masked copy.
+//! reads it); under another activation, times its derivative from `y`
+//! (`1 − y²`, ...), in the transpose for a convolution, by the unfused
+//! gradient kernel for a dense layer. Bias, weight and input gradients
+//! then read the masked copy.
 //!
 //! A convolution's gradients, per chunk: its output gradient to
 //! channel-major (masked) in `scratch.tmp`, im2col of its images, the
@@ -34,9 +38,9 @@ use crate::backend::cuda::generate::CodegenError;
 use crate::backend::cuda::generate::chunk;
 use crate::backend::cuda::generate::codegen::{Gen, chw};
 use crate::backend::cuda::generate::conv_geo::{ConvGeo, plain_conv};
-use crate::backend::cuda::generate::kernels::{Epilogue, Kernel};
+use crate::backend::cuda::generate::kernels::{ActFn, Epilogue, Kernel, Mask};
 use crate::backend::cuda::program::Arg;
-use crate::ir::{NodeId, Op};
+use crate::ir::{Activation, NodeId, Op};
 
 /// Buffer `b` from element `at` on (the plain buffer at 0).
 fn at(b: usize, at: usize) -> Arg {
@@ -145,27 +149,30 @@ impl Gen<'_> {
         match &fnode.op {
             Op::Conv { .. } => {
                 let geo = plain_conv(fnode)?;
-                self.conv_grads(f, geo, false, (dx, dw, db), dy)
+                self.conv_grads(f, geo, Mask::None, (dx, dw, db), dy)
             }
-            Op::ConvRelu { .. } => {
+            Op::ConvRelu { act, .. } => {
                 let geo = plain_conv(fnode)?;
-                self.conv_grads(f, geo, true, (dx, dw, db), dy)
+                self.conv_grads(f, geo, Mask::of(Some(*act)), (dx, dw, db), dy)
             }
             Op::Dense { units } => self.dense_grads(f, *units, None, (dx, dw, db), dy),
-            Op::DenseRelu { units } => self.dense_grads(f, *units, Some(0.0), (dx, dw, db), dy),
+            Op::DenseRelu { units, act } => {
+                self.dense_grads(f, *units, Some((*act, 0.0)), (dx, dw, db), dy)
+            }
             Op::DenseReluDropout { units, rate, .. } => {
-                self.dense_grads(f, *units, Some(*rate), (dx, dw, db), dy)
+                self.dense_grads(f, *units, Some((Activation::Relu, *rate)), (dx, dw, db), dy)
             }
             _ => Ok(()),
         }
     }
 
-    /// `relu`: the layer is a `conv_relu`, so `dy` is masked by `[y > 0]`.
+    /// `mask`: for a `conv_relu`, `dy` is masked by `[y > 0]`; for a
+    /// `conv_tanh` (etc.) multiplied by the derivative from `y`.
     fn conv_grads(
         &mut self,
         f: NodeId,
         [filters, size, stride, pad]: ConvGeo,
-        relu: bool,
+        mask: Mask,
         (dx, dw, db): (Option<NodeId>, NodeId, Option<NodeId>),
         dy: NodeId,
     ) -> Result<(), CodegenError> {
@@ -180,7 +187,8 @@ impl Gen<'_> {
         let (col, tmp) = (self.bufs.col.unwrap_or(0), self.bufs.tmp.unwrap_or(0));
         let (stride, pad, ckk) = (stride as usize, pad as usize, c * k * k);
         let y = self.buf(f);
-        if !relu && let Some(db) = db {
+        let masked = mask != Mask::None;
+        if !masked && let Some(db) = db {
             let kern = Kernel::BiasGrad {
                 n: b,
                 f: nf,
@@ -197,9 +205,9 @@ impl Gen<'_> {
                 n: m,
                 f: nf,
                 p,
-                relu,
+                mask,
             };
-            if relu {
+            if masked {
                 // The masked dy, channel-major: what the bias gradient sums too.
                 let args = vec![at(dyb, ys), at(y, ys), Arg::Buf(tmp)];
                 self.launch(dw, tc, args)?;
@@ -250,13 +258,15 @@ impl Gen<'_> {
         Ok(())
     }
 
-    /// `relu`: `Some(rate)` for a `dense_relu` (0) or `dense_relu_dropout`,
-    /// whose `dy` is masked by `[y > 0]` and scaled by `1/(1 − rate)`.
+    /// `fused`: `Some((Relu, rate))` for a `dense_relu` (0) or
+    /// `dense_relu_dropout`, whose `dy` is masked by `[y > 0]` and scaled by
+    /// `1/(1 − rate)`; `Some((act, 0))` for a `dense_tanh` (etc.), whose `dy`
+    /// is multiplied by the derivative from `y`.
     fn dense_grads(
         &mut self,
         f: NodeId,
         units: u64,
-        relu: Option<f64>,
+        fused: Option<(Activation, f64)>,
         (dx, dw, db): (Option<NodeId>, NodeId, Option<NodeId>),
         dy: NodeId,
     ) -> Result<(), CodegenError> {
@@ -267,10 +277,12 @@ impl Gen<'_> {
         let inp = g.node(fins[0]).ty.numel() as usize;
         let u = units as usize;
         let mut dyb = self.buf(dy);
-        if let Some(rate) = relu {
+        if let Some((act, rate)) = fused {
             let tmp = self.bufs.tmp.unwrap_or(0);
             let total = b * u;
-            let kern = if rate == 0.0 {
+            let kern = if let Some(f) = ActFn::of_fused(act) {
+                Kernel::ActGrad { total, f }
+            } else if rate == 0.0 {
                 Kernel::ReluGrad { total }
             } else {
                 Kernel::ReluGradScale {

@@ -5,7 +5,9 @@
 //! place; in-place launches only of in-place kernels; the alias checker
 //! rejects overlapping operands), and NVRTC compiles every kernel of both
 //! for `sm_80` and `sm_90` (skipped with a message when NVRTC cannot be
-//! loaded, unless `NETC_REQUIRE_NVRTC=1`).
+//! loaded, unless `NETC_REQUIRE_NVRTC=1`); the same for the networks of
+//! `tests/nets/` (grouped, dilated, rectangular and biasless convolutions,
+//! batchnorm, residual `add`).
 
 use netc::backend::cuda::{self, CudaProgram, Layout, program::Arg, program::Step, proof::alias};
 use netc::frontend;
@@ -97,6 +99,17 @@ fn launch_lists_are_well_formed() {
     });
 }
 
+/// The networks of the conv forms and layers beyond AlexNet's (groups,
+/// dilation, rectangular and biasless convolutions, batchnorm, `add`).
+#[test]
+fn launch_lists_of_the_new_conv_forms_and_batchnorm_are_well_formed() {
+    insta::glob!("nets", "*.net", |path| {
+        for fused in [false, true] {
+            well_formed(path, fused);
+        }
+    });
+}
+
 fn well_formed(path: &std::path::Path, fused: bool) {
     let p = program(path, 8, fused);
     for st in &p.steps {
@@ -110,10 +123,14 @@ fn well_formed(path: &std::path::Path, fused: bool) {
                 let (ar, ac) = if g.transa { (g.k, g.m) } else { (g.m, g.k) };
                 let (br, bc) = if g.transb { (g.n, g.k) } else { (g.k, g.n) };
                 assert!(g.lda >= ar && g.ldb >= br && g.ldc >= g.m, "{}", g.node);
-                assert!(g.lda * (ac - 1) + ar <= p.buffers[g.a].elems, "{}", g.node);
-                assert!(g.ldb * (bc - 1) + br <= p.buffers[g.b].elems, "{}", g.node);
+                let (a, b) = (
+                    g.a_at + g.lda * (ac - 1) + ar,
+                    g.b_at + g.ldb * (bc - 1) + br,
+                );
+                assert!(a <= p.buffers[g.a].elems, "{}", g.node);
+                assert!(b <= p.buffers[g.b].elems, "{}", g.node);
                 assert!(
-                    g.ldc * (g.n - 1) + g.m <= p.buffers[g.c].elems,
+                    g.c_at + g.ldc * (g.n - 1) + g.m <= p.buffers[g.c].elems,
                     "{}",
                     g.node
                 );
@@ -337,11 +354,14 @@ fn nvrtc_compiles_every_kernel() {
         "networks/alexnet.net",
         "networks/lenet5.net",
         "networks/allconv-fmnist.net",
+        "tests/nets/residual-bn.net",
+        "networks/resnet-fmnist.net",
+        "networks/vgg-fmnist.net",
         NEW_LAYERS,
         DENSE_ACTS,
     ] {
         for fused in [false, true] {
-            let p = if net.starts_with("networks/") {
+            let p = if net.ends_with(".net") {
                 program(std::path::Path::new(net), 128, fused)
             } else {
                 let c = frontend::compile(net).unwrap_or_else(|d| panic!("{}", d.message));
@@ -352,7 +372,7 @@ fn nvrtc_compiles_every_kernel() {
                 }
                 cuda::generate(&g, 128).unwrap()
             };
-            let net = if net.starts_with("networks/") {
+            let net = if net.ends_with(".net") {
                 net
             } else if net == NEW_LAYERS {
                 "new_layers"

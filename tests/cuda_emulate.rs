@@ -889,3 +889,312 @@ fn fused_activation_steps_match_cpu_exec() {
         step_matches(&format!("{tag}-fused"), src, true, 10);
     }
 }
+
+
+/// The batchnorm kernels (statistics, normalisation with the batch's or
+/// given statistics, the three gradients, the running update) and the
+/// epilogue of a layer without a bias, against the CPU's ops, for images
+/// (`p` positions a channel, fewer and more values a channel than a
+/// block's threads) and for vectors (`p = 1`).
+#[test]
+fn batchnorm_and_no_bias_kernels_match_the_cpu_ops() {
+    use netc::backend::cuda::generate::kernels::Epilogue;
+    if !have_gxx() {
+        eprintln!("skipped: no g++ to compile the emulated CUDA");
+        return;
+    }
+    let shapes = [(3usize, 5usize, 37usize), (4, 3, 100), (300, 4, 1)];
+    let (eps, momentum) = (1e-3, 0.2);
+    let mut table = Vec::new();
+    for &(n, c, p) in &shapes {
+        table.push(Kernel::BnStats { n, c, p });
+        table.push(Kernel::BnNormalise { n, c, p, eps });
+        table.push(Kernel::BnGradInput { n, c, p, eps });
+        table.push(Kernel::BnGradGamma { n, c, p, eps });
+        table.push(Kernel::BiasGrad {
+            n,
+            f: c,
+            p,
+            acc: false,
+        });
+        table.push(Kernel::RunningUpdate {
+            c,
+            momentum,
+            m: n * p,
+        });
+    }
+    let (n, f, p) = (3usize, 4usize, 10usize);
+    for act in [Epilogue::None, Epilogue::Relu] {
+        table.push(Kernel::NoBiasEpilogue { n, f, p, act });
+    }
+    let mut src = Source::default();
+    let ones: Vec<One> = table
+        .iter()
+        .map(|kern| {
+            let s = spec(kern);
+            let idx = src.add(&s);
+            One { spec: s, idx }
+        })
+        .collect();
+    let source = format!("{PRELUDE}{}", src.text);
+    let emu = build("batchnorm-kernels", &source, &src.kernels);
+    let run = |i: usize, vals: &[Val]| {
+        let (g, b) = ones[i].spec.grid_block();
+        emu.launch(ones[i].idx, g, b, vals);
+    };
+    let tol = 1e-5;
+    for (j, &(n, c, p)) in shapes.iter().enumerate() {
+        let at = j * 6;
+        let s = k::batchnorm::BnShape { n, c, p };
+        let tag = format!("[{n}, {c}, {p}]");
+        let total = s.len();
+        // Values away from zero mean, so the two-pass variance matters.
+        let mut x: Vec<f32> = rand(40 + j as u64, total, 2.0)
+            .iter()
+            .map(|v| v + 1.5)
+            .collect();
+        let mut gamma: Vec<f32> = rand(50, c, 0.5).iter().map(|v| v + 1.0).collect();
+        let mut beta = rand(51, c, 0.5);
+        let mut dy = rand(52, total, 1.0);
+        let (mut mean, mut var) = (vec![0f32; c], vec![0f32; c]);
+        run(at, &[ptr(&mut x), ptr(&mut mean), ptr(&mut var)]);
+        let (mut wm, mut wv) = (vec![0f32; c], vec![0f32; c]);
+        k::batchnorm::batch_stats(&s, &x, &mut wm, &mut wv);
+        check(&format!("bn mean {tag}"), &mean, &wm, tol);
+        check(&format!("bn var {tag}"), &var, &wv, tol);
+        let (mut y, mut wy) = (vec![0f32; total], vec![0f32; total]);
+        run(
+            at + 1,
+            &[
+                ptr(&mut x),
+                ptr(&mut gamma),
+                ptr(&mut beta),
+                ptr(&mut wm),
+                ptr(&mut wv),
+                ptr(&mut y),
+            ],
+        );
+        k::batchnorm::normalise(&s, eps, &x, &gamma, &beta, &wm, &wv, &mut wy);
+        check(&format!("bn normalise {tag}"), &y, &wy, tol);
+        let (mut dx, mut wdx) = (vec![0f32; total], vec![0f32; total]);
+        run(
+            at + 2,
+            &[
+                ptr(&mut x),
+                ptr(&mut gamma),
+                ptr(&mut wm),
+                ptr(&mut wv),
+                ptr(&mut dy),
+                ptr(&mut dx),
+            ],
+        );
+        k::batchnorm::backward_input(&s, eps, &x, &gamma, &wm, &wv, &dy, &mut wdx);
+        check(&format!("bn grad input {tag}"), &dx, &wdx, tol);
+        let (mut dg, mut wdg) = (vec![0f32; c], vec![0f32; c]);
+        run(
+            at + 3,
+            &[
+                ptr(&mut x),
+                ptr(&mut wm),
+                ptr(&mut wv),
+                ptr(&mut dy),
+                ptr(&mut dg),
+            ],
+        );
+        k::batchnorm::grad_gamma(&s, eps, &x, &wm, &wv, &dy, &mut wdg);
+        check(&format!("bn grad gamma {tag}"), &dg, &wdg, tol);
+        let (mut db, mut wdb) = (vec![0f32; c], vec![0f32; c]);
+        run(at + 4, &[ptr(&mut dy), ptr(&mut db)]);
+        k::batchnorm::grad_beta(&s, &dy, &mut wdb);
+        check(&format!("bn grad beta {tag}"), &db, &wdb, tol);
+        let mut rm = rand(53, c, 1.0);
+        let mut rv: Vec<f32> = rand(54, c, 0.5).iter().map(|v| v + 1.0).collect();
+        let (mut wrm, mut wrv) = (rm.clone(), rv.clone());
+        run(
+            at + 5,
+            &[ptr(&mut rm), ptr(&mut rv), ptr(&mut wm), ptr(&mut wv)],
+        );
+        k::batchnorm::update_running(momentum, s.m(), &wm, &wv, &mut wrm, &mut wrv);
+        check(&format!("running mean {tag}"), &rm, &wrm, tol);
+        check(&format!("running var {tag}"), &rv, &wrv, tol);
+    }
+    // No bias: y[n][f][p] = act(tmp[f][n][p]).
+    let at = shapes.len() * 6;
+    let mut tmp = rand(55, n * f * p, 1.0);
+    for (i, relu) in [false, true].into_iter().enumerate() {
+        let mut y = vec![0f32; n * f * p];
+        run(at + i, &[ptr(&mut tmp), ptr(&mut y)]);
+        let mut want = vec![0f32; n * f * p];
+        for img in 0..n {
+            for ch in 0..f {
+                for q in 0..p {
+                    let v = tmp[(ch * n + img) * p + q];
+                    want[(img * f + ch) * p + q] = if relu { v.max(0.0) } else { v };
+                }
+            }
+        }
+        check(&format!("no-bias epilogue relu={relu}"), &y, &want, 0.0);
+    }
+    assert!(
+        src.kernels
+            .iter()
+            .any(|k| k.name.starts_with("relu_epilogue"))
+            && src.kernels.iter().any(|k| k.name.starts_with("epilogue")),
+        "the no-bias epilogues are named without `bias_`"
+    );
+}
+
+/// Every conv form beyond the plain one, in a whole training step against
+/// `CpuExec`: groups with square taps (the plain im2col, a GEMM per
+/// group), dilated and grouped without a bias, a rectangular kernel with
+/// per-axis stride and padding, a biasless 1×1 convolution; unfused,
+/// fused (`conv_relu` of each form), and in chunks of one image (grouped
+/// GEMMs at chunk offsets, accumulated weight gradients).
+const CONV_FORMS: &str = "
+network conv_forms {
+  input image: [4, 11, 11]
+  input label: class(3)
+  g = conv(image, filters: 6, size: 3, pad: 1, groups: 2) -> relu
+  d = conv(g, filters: 6, size: 3, pad: 2, dilation: 2, groups: 3, bias: false) -> relu
+  r = conv(d, filters: 5, size: [3, 5], stride: [2, 1], pad: [1, 2]) -> relu
+  nb = conv(r, filters: 4, size: 1, bias: false)
+  out = dense(nb, units: 3)
+  loss = softmax_xent(out, label)
+}
+train { init { weight: he  bias: 0.1 } }
+";
+
+#[test]
+fn conv_forms_training_steps_match_cpu_exec() {
+    use netc::backend::cuda::program::Step;
+    if !have_gxx() {
+        eprintln!("skipped: no g++ to compile the emulated CUDA");
+        return;
+    }
+    step_matches("conv-forms", CONV_FORMS, false, 20);
+    step_matches("conv-forms-fused", CONV_FORMS, true, 16);
+    let opts = netc::backend::cuda::Options {
+        conv_workspace: 1,
+        ..Default::default()
+    };
+    step_matches_opts("conv-forms-chunked", CONV_FORMS, true, 16, opts);
+    // The program does use the general kernels and grouped GEMMs.
+    let c = netc::frontend::compile(CONV_FORMS).unwrap();
+    let mut g = c.module.graph.clone();
+    netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd).unwrap();
+    let p = netc::backend::cuda::generate(&g, 4).unwrap();
+    for stem in ["im2col_general", "col2im_general", "epilogue", "im2col"] {
+        assert!(
+            p.kernels
+                .iter()
+                .any(|k| k.name.rsplit_once('_').is_some_and(|(s, _)| s == stem)),
+            "no {stem}"
+        );
+    }
+    assert!(
+        p.steps
+            .iter()
+            .any(|s| matches!(s, Step::Gemm(gm) if gm.a_at > 0 && gm.c_at > 0))
+    );
+}
+
+/// A small residual network with batchnorm (after biasless convolutions,
+/// a grouped and a dilated one, and after a dense layer) and `add`
+/// (`tests/nets/residual-bn.net`), and the ResNet and VGG networks for
+/// Fashion-MNIST: a whole training step, unfused and fused, against
+/// `CpuExec` (batch statistics, all three batchnorm gradients, the
+/// updated running statistics).
+#[test]
+fn batchnorm_training_steps_match_cpu_exec() {
+    if !have_gxx() {
+        eprintln!("skipped: no g++ to compile the emulated CUDA");
+        return;
+    }
+    for (tag, path, min) in [
+        ("residual-bn", "tests/nets/residual-bn.net", 40),
+        ("resnet-fmnist", "networks/resnet-fmnist.net", 80),
+        ("vgg-fmnist", "networks/vgg-fmnist.net", 40),
+    ] {
+        // Biases start at 0.1, not 0: the dense layer feeding a batchnorm in
+        // `residual-bn` has a bias whose gradient is zero but for rounding,
+        // and a zero bias would be updated to that noise alone.
+        let src = std::fs::read_to_string(path)
+            .unwrap()
+            .replace("bias: 0\n", "bias: 0.1\n")
+            .replace("bias: 0 }", "bias: 0.1 }");
+        step_matches(tag, &src, false, min);
+        step_matches(&format!("{tag}-fused"), &src, true, min / 2);
+    }
+}
+
+/// The evaluation program of `tests/nets/residual-bn.net` after a CPU
+/// training step (so the running statistics are no longer their initial
+/// 0 and 1) normalises with the running statistics, as
+/// `CpuExec::eval_batch` does: logits and loss to 1e-4.
+#[test]
+fn batchnorm_evaluation_matches_cpu_eval() {
+    use netc::backend::cpu::exec::CpuExec;
+    use netc::backend::cuda::generate::buffers::node_key;
+    use netc::ir::{Op, ParamRole};
+    if !have_gxx() {
+        eprintln!("skipped: no g++ to compile the emulated CUDA");
+        return;
+    }
+    let src = std::fs::read_to_string("tests/nets/residual-bn.net").unwrap();
+    for fused in [false, true] {
+        let c = netc::frontend::compile(&src).unwrap();
+        let mut g = c.module.graph.clone();
+        netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd).unwrap();
+        if fused {
+            netc::passes::fuse::fuse(&mut g).unwrap();
+        }
+        let batch = 4;
+        let p = netc::backend::cuda::generate::forward::generate(&g, batch).unwrap();
+        assert!(p.kernels.iter().all(|k| !k.name.starts_with("bn_stats")));
+        let tag = if fused { "bn-eval-fused" } else { "bn-eval" };
+        let emu = build(tag, &p.source, &p.kernels);
+        let mut cpu = CpuExec::new(g.clone(), 5).unwrap();
+        let images = rand(61, p.buffers[p.image].elems, 1.0);
+        let classes = (p.buffers[p.logits].elems / batch) as u64;
+        let labels: Vec<u32> = (0..batch as u64)
+            .map(|i| (rng::bits(9, 6, i) % classes) as u32)
+            .collect();
+        cpu.train_step(&images, &labels, 0.05, 0).unwrap();
+        let mut moved = 0;
+        let mut mem = vec![f32::NAN; (p.bytes() / 4) as usize];
+        for n in g.node_ids() {
+            let node = g.node(n);
+            if let Some(b) = p.buffer(&node_key(&g, n))
+                && node.op.is_param()
+            {
+                view_mut(&p, &mut mem, b).copy_from_slice(cpu.value(n));
+                if let Op::Param {
+                    role: ParamRole::RunningMean,
+                    ..
+                } = node.op
+                {
+                    moved += cpu.value(n).iter().filter(|v| **v != 0.0).count();
+                }
+            }
+        }
+        assert!(moved > 0, "the running means did not move");
+        let images = rand(62, p.buffers[p.image].elems, 1.0);
+        view_mut(&p, &mut mem, p.image).copy_from_slice(&images);
+        let bits: Vec<f32> = labels.iter().map(|&l| f32::from_bits(l)).collect();
+        view_mut(&p, &mut mem, p.labels).copy_from_slice(&bits);
+        run_step(&emu, &p, &mut mem, 99, 0.0, |_, _| {});
+        let want = cpu.eval_batch(&images, &labels).unwrap();
+        check(
+            &format!("{tag} logits"),
+            view(&p, &mem, p.logits),
+            cpu.logits(),
+            1e-4,
+        );
+        let loss = view(&p, &mem, p.loss)[0] as f64;
+        assert!(
+            (loss - want.loss).abs() <= 1e-4 * want.loss.abs().max(1.0),
+            "{tag}: loss {loss} against {}",
+            want.loss
+        );
+    }
+}

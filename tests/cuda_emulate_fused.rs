@@ -79,6 +79,9 @@ impl Table {
             beta: 0.0,
             c: 0,
             ldc: n,
+            a_at: 0,
+            b_at: 0,
+            c_at: 0,
             node: String::new(),
             pos: 0,
         };

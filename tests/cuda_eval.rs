@@ -32,6 +32,10 @@ fn forward_program_has_no_backward_and_compiles() {
         ("networks/alexnet.net", true),
         ("networks/alexnet.net", false),
         ("networks/alexnet-fmnist.net", true),
+        ("tests/nets/residual-bn.net", false),
+        ("tests/nets/residual-bn.net", true),
+        ("networks/resnet-fmnist.net", true),
+        ("networks/vgg-fmnist.net", true),
     ] {
         let g = training_graph(path, fused);
         let train = netc::backend::cuda::generate(&g, 8).unwrap();

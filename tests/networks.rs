@@ -1,6 +1,8 @@
 //! Every network in `networks/`: IR text and architecture table snapshots,
 //! canonical formatting, and the paper's numbers for `alexnet.net`.
 
+mod common;
+
 use netc::frontend;
 use netc::ir::{self, print::PrintOptions, table};
 
@@ -190,7 +192,6 @@ fn training_graph_snapshots() {
 /// ln 10 and falls over 60 steps of its own `train` section's learning rate.
 #[test]
 fn lenet5_trains_on_fmnist_small() {
-    use netc::backend::cpu::exec::CpuExec;
     let (c, _) = compile(std::path::Path::new("networks/lenet5.net"));
     let names: Vec<&str> = c
         .module
@@ -200,14 +201,28 @@ fn lenet5_trains_on_fmnist_small() {
         .collect();
     assert_eq!(names.iter().filter(|m| **m == "tanh").count(), 4);
     assert_eq!(names.iter().filter(|m| **m == "avgpool").count(), 2);
+    let (first, last) = trains_on_fmnist_small("networks/lenet5.net", 64, 60);
+    assert!(
+        (first - 10f64.ln()).abs() < 0.4,
+        "initial loss {first} is not near ln 10"
+    );
+    assert!(last < first - 0.5, "loss did not fall: {first} -> {last}");
+}
+
+/// Trains `path` for `steps` steps of its own `train` section's learning
+/// rate on the embedded Fashion-MNIST subset at batch `n` and returns the
+/// mean loss of the first and of the last five steps.
+fn trains_on_fmnist_small(path: &str, n: usize, steps: usize) -> (f64, f64) {
+    use netc::backend::cpu::exec::CpuExec;
+    let (c, _) = compile(std::path::Path::new(path));
     let mut g = c.module.graph.clone();
     netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd).unwrap();
     ir::verify::verify(&g).unwrap();
     let ds = netc::train::data::Dataset::embedded_fmnist().unwrap();
     let mut exec = CpuExec::<f32>::new(g, 3).unwrap();
-    let (n, per) = (64, 28 * 28);
+    let per = 28 * 28;
     let mut losses = Vec::new();
-    for s in 0..60 {
+    for s in 0..steps {
         let start = (s * n) % (ds.train.len() - n);
         let images: Vec<f32> = ds.train.images[start * per..(start + n) * per]
             .iter()
@@ -217,14 +232,96 @@ fn lenet5_trains_on_fmnist_small() {
         let st = exec
             .train_step(&images, labels, c.module.train.sgd.lr, s as u64)
             .unwrap();
-        assert!(st.loss.is_finite(), "step {s}: loss {}", st.loss);
+        assert!(st.loss.is_finite(), "{path} step {s}: loss {}", st.loss);
         losses.push(st.loss);
     }
-    let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
-    let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
+    let first = losses[..5].iter().sum::<f64>() / 5.0;
+    let last = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
+    (first, last)
+}
+
+/// The VGG-style network and the small ResNet (batchnorm, residual
+/// additions, global average pooling) learn on the embedded subset: their
+/// loss starts near ln 10 and falls over 40 steps.
+#[test]
+fn vgg_and_resnet_train_on_fmnist_small() {
+    for path in ["networks/vgg-fmnist.net", "networks/resnet-fmnist.net"] {
+        let (c, _) = compile(std::path::Path::new(path));
+        let ops: Vec<&str> = c
+            .module
+            .graph
+            .node_ids()
+            .map(|n| c.module.graph.node(n).op.mnemonic())
+            .collect();
+        assert!(ops.contains(&"batchnorm"), "{path}: no batchnorm");
+        let (first, last) = trains_on_fmnist_small(path, 32, 40);
+        assert!(
+            (first - 10f64.ln()).abs() < 0.6,
+            "{path}: initial loss {first} is not near ln 10"
+        );
+        assert!(last < first - 0.4, "{path}: loss did not fall: {first} -> {last}");
+    }
+    let (c, _) = compile(std::path::Path::new("networks/resnet-fmnist.net"));
+    let count = |m: &str| {
+        c.module
+            .graph
+            .node_ids()
+            .filter(|n| c.module.graph.node(*n).op.mnemonic() == m)
+            .count()
+    };
+    assert_eq!(count("sum"), 3, "three residual additions");
+    assert_eq!(count("global_avgpool"), 1);
+}
+
+/// CaffeNet is AlexNet on one tower with grouped convolutions: the same
+/// 60,965,224 parameters and 724,406,816 multiply-accumulates, conv2's
+/// weight `[256, 48, 5, 5]`, pooling before normalisation; and it takes
+/// training steps, starting near ln 1000.
+#[test]
+fn caffenet_is_alexnet_with_groups_and_trains() {
+    use netc::backend::cpu::exec::CpuExec;
+    let (c, _) = compile(std::path::Path::new("networks/caffenet.net"));
+    let (a, _) = compile(std::path::Path::new("networks/alexnet.net"));
+    let totals = |g: &ir::Graph| {
+        let t = table::render(g);
+        t.lines()
+            .find(|l| l.starts_with("total"))
+            .unwrap()
+            .split_whitespace()
+            .skip(1)
+            .take(2)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(totals(&c.module.graph), ["60,965,224", "724,406,816"]);
+    assert_eq!(totals(&c.module.graph), totals(&a.module.graph));
+    let g = &c.module.graph;
     assert!(
-        (first - 10f64.ln()).abs() < 0.4,
-        "initial loss {first} is not near ln 10"
+        g.node_ids().all(|n| g.node(n).device == netc::ir::Device::Tower(0)),
+        "one tower"
     );
-    assert!(last < first - 0.5, "loss did not fall: {first} -> {last}");
+    let w = g
+        .node_ids()
+        .find(|n| g.node(*n).name == "conv2/conv.weight")
+        .unwrap();
+    assert_eq!(g.node(w).ty.dims(), [256, 48, 5, 5]);
+    let order: Vec<&str> = g
+        .node_ids()
+        .filter(|n| g.node(*n).name.starts_with("conv1/"))
+        .map(|n| g.node(n).op.mnemonic())
+        .filter(|m| *m != "param")
+        .collect();
+    assert_eq!(order, ["conv", "relu", "maxpool", "lrn"]);
+    let mut t = c.module.graph.clone();
+    netc::passes::autodiff::autodiff(&mut t, &c.module.train.sgd).unwrap();
+    let mut exec = CpuExec::<f32>::new(t, 0).unwrap();
+    let (images, labels) = common::batch(&exec, 2, 1000, 7);
+    for s in 0..2 {
+        let st = exec.train_step(&images, &labels, 0.01, s).unwrap();
+        assert!(
+            (st.loss - 1000f64.ln()).abs() < 0.5,
+            "step {s}: loss {} is not near ln 1000",
+            st.loss
+        );
+    }
 }

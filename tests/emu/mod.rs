@@ -285,7 +285,15 @@ pub fn run_step(
                         .collect();
                     emu.launch(l.kernel, l.grid, l.block, &vals);
                 }
-                Step::Gemm(g) => emu.sgemm(g, ptr(g.a), ptr(g.b), ptr(g.c)),
+                // SAFETY: `alias::check` keeps each operand's extent inside its buffer.
+                Step::Gemm(g) => unsafe {
+                    emu.sgemm(
+                        g,
+                        ptr(g.a).add(g.a_at),
+                        ptr(g.b).add(g.b_at),
+                        ptr(g.c).add(g.c_at),
+                    )
+                },
                 // A mirror in the same allocation (a one-device placement).
                 // SAFETY: both lie in the allocation (`alias::check`).
                 Step::Copy { src, dst, .. } => unsafe {
@@ -338,7 +346,14 @@ pub fn record(p: &CudaProgram) -> Vec<Recorded> {
                     })
                     .collect(),
             },
-            Step::Gemm(g) => Recorded::Gemm(g.clone(), [word(p, g.a), word(p, g.b), word(p, g.c)]),
+            Step::Gemm(g) => Recorded::Gemm(
+                g.clone(),
+                [
+                    word(p, g.a) + g.a_at,
+                    word(p, g.b) + g.b_at,
+                    word(p, g.c) + g.c_at,
+                ],
+            ),
             Step::Copy { src, dst, .. } => {
                 Recorded::Copy([word(p, *src), word(p, *dst)], p.buffers[*src].elems)
             }
@@ -497,8 +512,59 @@ pub fn step_matches_opts(
     let end = p.order.len() - 1;
     let mut worst = (0f64, String::new());
     let mut compared = 0;
+    // A bias gradient sums its output gradient over the batch (and the
+    // positions): where those terms cancel (a layer feeding a batchnorm,
+    // whose input gradient sums to zero per channel) it is rounding noise,
+    // so its error is measured against the scale of what it sums.
+    let summed = |n: netc::ir::NodeId| -> f64 {
+        use netc::ir::Op;
+        let bias_grad = matches!(
+            g.node(n).op,
+            Op::ConvGradBias
+                | Op::DenseGradBias
+                | Op::ConvReluGradBias
+                | Op::DenseReluGradBias { .. }
+                | Op::BatchNormGradBeta
+        );
+        if !bias_grad {
+            return 0.0;
+        }
+        g.inputs(n)
+            .iter()
+            .filter(|&&i| matches!(g.node(i).ty, netc::ir::Ty::Act { .. }))
+            .flat_map(|&i| cpu.value(i).iter())
+            .fold(0f64, |m, v| m.max(v.abs() as f64))
+    };
+    // A velocity is measured likewise against `lr` times the scale of what
+    // its gradient sums (`v ← momentum·v − λ·lr·w − lr·g` from `v = 0`).
+    let floor = |n: netc::ir::NodeId| -> f64 {
+        use netc::ir::{Op, ParamRole};
+        if let Op::Param {
+            role: ParamRole::Velocity,
+            ..
+        } = g.node(n).op
+        {
+            return g
+                .users(n)
+                .into_iter()
+                .filter(|&u| matches!(g.node(u).op, Op::SgdUpdate { .. }))
+                .filter_map(|u| g.inputs(u).get(2).copied())
+                .map(|grad| lr * summed(grad))
+                .fold(0f64, f64::max);
+        }
+        summed(n)
+    };
     let mut compare = |mem: &[f32], b: usize, n: netc::ir::NodeId, key: &str| {
-        let e = rel_err(view(&p, mem, b), cpu.value(n));
+        let (got, want) = (view(&p, mem, b), cpu.value(n));
+        let scale = want.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+        let sum = floor(n);
+        let e = if sum > scale {
+            // The largest difference (`rel_err` of a zero scale is absolute).
+            let diff = rel_err(got, want) * if scale == 0.0 { 1.0 } else { scale };
+            diff / sum
+        } else {
+            rel_err(got, want)
+        };
         if e > worst.0 {
             worst = (e, key.to_string());
         }

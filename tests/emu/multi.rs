@@ -96,7 +96,7 @@ fn run(emu: &Emu, p: &CudaProgram, mems: &mut [Vec<f32>], i: usize) {
                 .collect();
             emu.launch(l.kernel, l.grid, l.block, &vals);
         }
-        Step::Gemm(g) => emu.sgemm(g, ptr(g.a, 0), ptr(g.b, 0), ptr(g.c, 0)),
+        Step::Gemm(g) => emu.sgemm(g, ptr(g.a, g.a_at), ptr(g.b, g.b_at), ptr(g.c, g.c_at)),
         Step::Copy { .. } => unreachable!(),
     }
 }

@@ -286,9 +286,50 @@ pub struct Gemm {
     pub beta: f32,
     pub c: usize,
     pub ldc: usize,
+    /// Element offsets into `a`, `b` and `c` (one group's weights, columns
+    /// and outputs of a grouped convolution); 0 for every other GEMM.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub a_at: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub b_at: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub c_at: usize,
     pub node: String,
     /// Position in [`CudaProgram::order`] of the node whose turn runs it.
     pub pos: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
+impl Gemm {
+    /// `(buffer, element offset, elements read or written, written)` of
+    /// `A`, `B` and `C`: the column-major extents cuBLAS touches.
+    pub fn extents(&self) -> [(usize, usize, usize, bool); 3] {
+        let span = |ld: usize, rows: usize, cols: usize| {
+            if rows == 0 || cols == 0 {
+                0
+            } else {
+                ld.saturating_mul(cols - 1).saturating_add(rows)
+            }
+        };
+        let (ar, ac) = if self.transa {
+            (self.k, self.m)
+        } else {
+            (self.m, self.k)
+        };
+        let (br, bc) = if self.transb {
+            (self.n, self.k)
+        } else {
+            (self.k, self.n)
+        };
+        [
+            (self.a, self.a_at, span(self.lda, ar, ac), false),
+            (self.b, self.b_at, span(self.ldb, br, bc), false),
+            (self.c, self.c_at, span(self.ldc, self.m, self.n), true),
+        ]
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -145,7 +145,8 @@ pub fn assign(
                 ..
             } => (DType::F32, BufKind::Velocity),
             Op::Param { .. } => (DType::F32, BufKind::Param),
-            Op::SgdUpdate { .. } => continue,
+            // Updates write their inputs in place: no buffer of their own.
+            Op::SgdUpdate { .. } | Op::RunningUpdate { .. } => continue,
             _ => (DType::F32, BufKind::Value),
         };
         let pb = plan

@@ -16,7 +16,11 @@
 //! workspace under [`Options::conv_workspace`] (`crate::backend::cuda::generate::chunk`). An `lrn_maxpool` is one kernel (a block per
 //! channel plane, the LRN output staged in shared memory; the LRN and
 //! pooling kernels in turn for planes too large for it), its gradient one
-//! elementwise kernel, a `grad_chain` one elementwise kernel. Everything
+//! elementwise kernel, a `grad_chain` one elementwise kernel. A training
+//! `batchnorm` is a per-channel statistics kernel (kept in its side
+//! buffers) and a normalising one; in an evaluation program
+//! ([`Options::forward`]) only the latter, with the running statistics;
+//! its gradients and `running_update` read the kept statistics. Everything
 //! else is one generated kernel per op from the table in
 //! [`crate::backend::cuda::generate::kernels`]. Dropout masks are keyed as on the CPU
 //! (`rng::dropout_stream` of the forward dropout's name and tower, flat
@@ -37,6 +41,7 @@ use std::collections::HashSet;
 
 use crate::backend::cuda::generate::CodegenError;
 use crate::backend::cuda::generate::buffers::{self, Buffers, Layout, Side, node_key};
+use crate::backend::cuda::generate::conv_geo::ConvGeo;
 use crate::backend::cuda::generate::kernels::{ActFn, Epilogue, Kernel, LrnPool, Pool, spec};
 use crate::backend::cuda::generate::render::{PRELUDE, Source};
 use crate::backend::cuda::program::{Arg, CudaProgram, Gemm, Launch, Step};
@@ -52,6 +57,9 @@ pub(super) struct Gen<'g> {
     steps: Vec<Step>,
     /// Position in the plan's order of the node being generated.
     pos: usize,
+    /// An evaluation program (`Options::forward`): batchnorm normalises
+    /// with the running statistics.
+    forward: bool,
 }
 
 /// `(C, H, W)` of an activation; flat activations are `(len, 1, 1)`.
@@ -117,6 +125,23 @@ impl Gen<'_> {
         ta: bool,
         b: usize,
         tb: bool,
+        shape: (usize, usize, usize),
+        beta: f32,
+    ) {
+        self.gemm_rm_at(n, (c, 0), (a, 0), ta, (b, 0), tb, shape, beta)
+    }
+
+    /// [`Self::gemm_rm`] over operands `(buffer, element offset)`: one
+    /// group of a grouped convolution.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn gemm_rm_at(
+        &mut self,
+        n: NodeId,
+        (c, c_at): (usize, usize),
+        (a, a_at): (usize, usize),
+        ta: bool,
+        (b, b_at): (usize, usize),
+        tb: bool,
         (mm, nn, kk): (usize, usize, usize),
         beta: f32,
     ) {
@@ -134,6 +159,9 @@ impl Gen<'_> {
             beta,
             c,
             ldc: nn,
+            a_at: b_at,
+            b_at: a_at,
+            c_at,
             node: node_key(self.g, n),
             pos: self.pos,
         }));
@@ -152,13 +180,14 @@ impl Gen<'_> {
         let a = |i: usize| Arg::Buf(inb[i]);
         match &node.op {
             Op::Input { .. } | Op::Param { .. } => {}
-            Op::Conv { .. } => {
-                let geo = super::conv_geo::plain_conv(node)?;
-                self.conv_forward(n, geo, Epilogue::None)?
-            }
-            Op::ConvRelu { act, .. } => {
-                let geo = super::conv_geo::plain_conv(node)?;
-                self.conv_forward(n, geo, Epilogue::of(*act))?
+            Op::Conv { .. } | Op::ConvRelu { .. } => {
+                let act = match &node.op {
+                    Op::ConvRelu { act, .. } => Epilogue::of(*act),
+                    _ => Epilogue::None,
+                };
+                if let Some(geo) = ConvGeo::of(&node.op) {
+                    self.conv_forward(n, geo, act)?
+                }
             }
             Op::Dense { units } => self.dense_forward(n, *units, Epilogue::None)?,
             Op::DenseRelu { units, act } => self.dense_forward(n, *units, Epilogue::of(*act))?,
@@ -422,15 +451,94 @@ impl Gen<'_> {
                 };
                 self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n))])?;
             }
-            Op::BatchNorm { .. }
-            | Op::BatchNormGradInput { .. }
-            | Op::BatchNormGradGamma { .. }
-            | Op::BatchNormGradBeta
-            | Op::RunningUpdate { .. } => {
-                return Err(CodegenError::Unsupported {
-                    name: node.name.clone(),
-                    what: "batch normalisation",
-                });
+            Op::BatchNorm { eps, .. } => {
+                let (c, h, w) = chw(g, ins[0]);
+                let (p, eps) = (h * w, *eps);
+                // Evaluation normalises with the running statistics;
+                // training with the batch's, kept for the backward pass.
+                let (mean, var) = if self.forward {
+                    (a(3), a(4))
+                } else {
+                    let mean = self.side(n, n, Side::BnMean)?;
+                    let var = self.side(n, n, Side::BnVar)?;
+                    let args = vec![a(0), Arg::Buf(mean), Arg::Buf(var)];
+                    self.launch(n, Kernel::BnStats { n: b, c, p }, args)?;
+                    (Arg::Buf(mean), Arg::Buf(var))
+                };
+                let kern = Kernel::BnNormalise { n: b, c, p, eps };
+                let args = vec![a(0), a(1), a(2), mean, var, Arg::Buf(self.buf(n))];
+                self.launch(n, kern, args)?;
+            }
+            Op::BatchNormGradInput { eps } => {
+                let f = self.forward_of(n)?;
+                let (c, h, w) = chw(g, ins[0]);
+                let (mean, var) = (
+                    self.side(n, f, Side::BnMean)?,
+                    self.side(n, f, Side::BnVar)?,
+                );
+                let kern = Kernel::BnGradInput {
+                    n: b,
+                    c,
+                    p: h * w,
+                    eps: *eps,
+                };
+                let args = vec![
+                    a(0),
+                    a(1),
+                    Arg::Buf(mean),
+                    Arg::Buf(var),
+                    a(2),
+                    Arg::Buf(self.buf(n)),
+                ];
+                self.launch(n, kern, args)?;
+            }
+            Op::BatchNormGradGamma { eps } => {
+                let f = self.forward_of(n)?;
+                let (c, h, w) = chw(g, ins[0]);
+                let (mean, var) = (
+                    self.side(n, f, Side::BnMean)?,
+                    self.side(n, f, Side::BnVar)?,
+                );
+                let kern = Kernel::BnGradGamma {
+                    n: b,
+                    c,
+                    p: h * w,
+                    eps: *eps,
+                };
+                let args = vec![
+                    a(0),
+                    Arg::Buf(mean),
+                    Arg::Buf(var),
+                    a(1),
+                    Arg::Buf(self.buf(n)),
+                ];
+                self.launch(n, kern, args)?;
+            }
+            Op::BatchNormGradBeta => {
+                // `Σ dy` per channel: the bias gradient's kernel.
+                let (c, h, w) = chw(g, ins[0]);
+                let kern = Kernel::BiasGrad {
+                    n: b,
+                    f: c,
+                    p: h * w,
+                    acc: false,
+                };
+                self.launch(n, kern, vec![a(0), Arg::Buf(self.buf(n))])?;
+            }
+            Op::RunningUpdate { momentum } => {
+                let f = self.forward_of(n)?;
+                let (c, h, w) = chw(g, ins[2]);
+                let (mean, var) = (
+                    self.side(n, f, Side::BnMean)?,
+                    self.side(n, f, Side::BnVar)?,
+                );
+                let kern = Kernel::RunningUpdate {
+                    c,
+                    momentum: *momentum,
+                    m: b * h * w,
+                };
+                let args = vec![a(0), a(1), Arg::Buf(mean), Arg::Buf(var)];
+                self.launch(n, kern, args)?;
             }
             Op::Add | Op::Sum => {
                 self.check_inputs(n, ins.len())?;
@@ -712,6 +820,7 @@ pub fn generate_planned(
         src: Source::default(),
         steps: Vec::new(),
         pos: 0,
+        forward: opts.forward,
     };
     let mut done = HashSet::new();
     for (pos, &n) in plan.order.iter().enumerate() {

@@ -1,44 +1,77 @@
-//! The convolution geometry the generated kernels cover: `[filters,
-//! size, stride, pad]` of a plain convolution (one group, no dilation,
-//! square, with a bias). Assumes a verified node; guarantees any other
-//! convolution is refused with [`CodegenError::Unsupported`] before code is
-//! generated for it.
+//! The convolution geometry the generated kernels cover: every form the
+//! IR has (`Op::Conv` and `Op::ConvRelu` with any activation: filters, a rectangular kernel,
+//! per-axis stride and padding, dilation, groups, with or without a bias),
+//! as the CPU's `kernels::conv_general` computes it.
+//!
+//! Assumes a verified node (channels and filters divisible by `groups`).
+//! Guarantees: [`ConvGeo::of`] gives the geometry of every convolution and
+//! of nothing else; [`ConvGeo::square`] says when the plain kernels'
+//! square, undilated taps cover it, so a plain convolution generates the
+//! same program as before the general forms existed.
 
-use super::error::CodegenError;
 use crate::ir::Op;
 
-/// Convolution geometry: `[filters, size, stride, pad]`.
-pub(crate) type ConvGeo = [u64; 4];
+/// A convolution's geometry, each axis `[h, w]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConvGeo {
+    pub filters: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub dil: usize,
+    pub groups: usize,
+    pub bias: bool,
+}
 
-/// `[filters, size, stride, pad]` of a plain convolution (one group, no
-/// dilation, square, with a bias): the geometry the generated kernels
-/// cover; any other is refused with [`CodegenError::Unsupported`].
-pub(crate) fn plain_conv(node: &crate::ir::Node) -> Result<ConvGeo, CodegenError> {
-    match &node.op {
-        Op::Conv {
-            filters,
-            size,
-            stride,
-            pad,
-            dilation: 1,
-            groups: 1,
-            bias: true,
+impl ConvGeo {
+    /// The geometry of a `conv` or `conv_relu`; `None` for any other op.
+    pub(crate) fn of(op: &Op) -> Option<ConvGeo> {
+        match op {
+            Op::Conv {
+                filters,
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+                bias,
+            }
+            | Op::ConvRelu {
+                filters,
+                size,
+                stride,
+                pad,
+                dilation,
+                groups,
+                bias,
+                ..
+            } => Some(ConvGeo {
+                filters: *filters as usize,
+                kh: size.h as usize,
+                kw: size.w as usize,
+                sh: stride.h as usize,
+                sw: stride.w as usize,
+                ph: pad.h as usize,
+                pw: pad.w as usize,
+                dil: (*dilation).max(1) as usize,
+                groups: (*groups).max(1) as usize,
+                bias: *bias,
+            }),
+            _ => None,
         }
-        | Op::ConvRelu {
-            filters,
-            size,
-            stride,
-            pad,
-            dilation: 1,
-            groups: 1,
-            bias: true,
-            ..
-        } if size.is_square() && stride.is_square() && pad.is_square() => {
-            Ok([*filters, size.h, stride.h, pad.h])
-        }
-        _ => Err(CodegenError::Unsupported {
-            name: node.name.clone(),
-            what: "grouped, dilated, rectangular or biasless convolutions",
-        }),
+    }
+
+    /// Square kernel, stride and padding and no dilation: the taps the
+    /// plain `im2col`/`col2im` kernels take (any groups, bias or not).
+    pub(crate) fn square(&self) -> bool {
+        self.kh == self.kw && self.sh == self.sw && self.ph == self.pw && self.dil == 1
+    }
+
+    /// Filters per group.
+    pub(crate) fn fg(&self) -> usize {
+        self.filters / self.groups
     }
 }

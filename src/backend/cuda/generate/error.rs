@@ -30,6 +30,4 @@ pub enum CodegenError {
     Alias(#[from] crate::backend::cuda::proof::alias::AliasError),
     #[error("{0}")]
     Forward(String),
-    #[error("`{name}`: the CUDA backend does not generate {what} yet; train it on the CPU")]
-    Unsupported { name: String, what: &'static str },
 }

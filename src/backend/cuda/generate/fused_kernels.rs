@@ -192,6 +192,19 @@ pub fn bias_epilogue(n: usize, f: usize, p: usize, act: Epilogue) -> Spec {
     ew(stem, n * f * p, params, body)
 }
 
+/// [`bias_epilogue`] of a layer without a bias (a `conv` with `bias:
+/// false`): the same kernel with the bias term and parameter left out,
+/// named without `bias_`.
+pub fn no_bias_epilogue(n: usize, f: usize, p: usize, act: Epilogue) -> Spec {
+    let mut s = bias_epilogue(n, f, p, act);
+    s.stem = s.stem.strip_prefix("bias_").unwrap_or(s.stem);
+    s.params.retain(|(_, name)| *name != "bias");
+    for line in &mut s.body {
+        *line = line.replace(" + bias[f]", "");
+    }
+    s
+}
+
 pub fn to_channel_major(n: usize, f: usize, p: usize, mask: Mask) -> Spec {
     let head = format!(
         "const long long img = i / {}, f = (i / {}) % {f}, q = i % {};",

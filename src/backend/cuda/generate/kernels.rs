@@ -163,6 +163,55 @@ pub enum Kernel {
         oh: usize,
         ow: usize,
     },
+    /// `Im2col` of any taps (rectangular, per-axis stride and padding,
+    /// dilated): `col[(c·kh+ki)·kw+kj][n·oh·ow + oy·ow + ox]`.
+    Im2colGeneral(ConvTaps),
+    /// Adjoint of `Im2colGeneral` (a gather, so no atomics).
+    Col2imGeneral(ConvTaps),
+    /// `BiasEpilogue` of a layer without a bias: `y[n][f][p] = act(tmp[f][n][p])`.
+    NoBiasEpilogue {
+        n: usize,
+        f: usize,
+        p: usize,
+        act: Epilogue,
+    },
+    /// The batch mean and biased variance of each of `c` channels over
+    /// `n` images of `p` positions, one block per channel.
+    BnStats {
+        n: usize,
+        c: usize,
+        p: usize,
+    },
+    /// `y = γ·(x − mean)/sqrt(var + eps) + β` with the statistics given
+    /// (the batch's in training, the running ones in evaluation).
+    BnNormalise {
+        n: usize,
+        c: usize,
+        p: usize,
+        eps: f64,
+    },
+    /// ∂L/∂x of a training batchnorm, one block per channel: `Σ dy` and
+    /// `Σ dy·x̂` reduced, then `dx = γ/(m·σ)·(m·dy − Σdy − x̂·Σ dy·x̂)`.
+    BnGradInput {
+        n: usize,
+        c: usize,
+        p: usize,
+        eps: f64,
+    },
+    /// `∂L/∂γ = Σ dy·x̂` per channel, one block per channel.
+    BnGradGamma {
+        n: usize,
+        c: usize,
+        p: usize,
+        eps: f64,
+    },
+    /// `r ← (1 − momentum)·r + momentum·s` for the `c` running means and
+    /// variances, in place; the batch variance over `m` values unbiased.
+    RunningUpdate {
+        c: usize,
+        momentum: f64,
+        m: usize,
+    },
     /// `tanh`, `sigmoid` or `leaky_relu`, elementwise (in place allowed).
     Act {
         total: usize,
@@ -210,6 +259,82 @@ pub enum Kernel {
         lr_mult: f64,
         decay_mult: f64,
     },
+}
+
+/// The taps of a general convolution's `im2col`/`col2im`: `n` images of
+/// `c` channels of `h × w`, a `kh × kw` kernel dilated by `dil`, strides
+/// `sh`, `sw`, padding `ph`, `pw`, output `oh × ow`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTaps {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub dil: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+/// Lines that sum `acc` over the block into `part[0]` (a `__shared__`
+/// array of `BLOCK` floats); every thread may read `part[0]` after them.
+fn block_sum(part: &str, acc: &str) -> Vec<String> {
+    vec![
+        format!("{part}[threadIdx.x] = {acc};"),
+        "__syncthreads();".into(),
+        format!("for (int s = {}; s > 0; s >>= 1) {{", BLOCK / 2),
+        format!("  if (threadIdx.x < s) {part}[threadIdx.x] += {part}[threadIdx.x + s];"),
+        "  __syncthreads();".into(),
+        "}".into(),
+    ]
+}
+
+/// The loop head over the `n·p` values of channel `ch` (block-strided),
+/// setting `at` to the value's index in the NCHW tensor.
+fn channel_loop(n: usize, c: usize, p: usize) -> [String; 2] {
+    [
+        format!(
+            "for (long long q = threadIdx.x; q < {}; q += {BLOCK}) {{",
+            ll(n * p)
+        ),
+        format!(
+            "  const long long at = ((q / {}) * {c} + ch) * {} + q % {};",
+            ll(p),
+            ll(p),
+            ll(p)
+        ),
+    ]
+}
+
+/// The per-channel sums of the batchnorm gradients: `sd = Σ dy`, `sdx =
+/// Σ dy·x̂` in `part[0]`, `part2[0]`, with `mu` and `inv = 1/sqrt(var + eps)`.
+fn bn_sums(n: usize, c: usize, p: usize, eps: f64) -> Vec<String> {
+    let [head, at] = channel_loop(n, c, p);
+    let mut b = vec![
+        format!("__shared__ float part[{BLOCK}];"),
+        format!("__shared__ float part2[{BLOCK}];"),
+        "const long long ch = blockIdx.x;".into(),
+        "const float mu = mean[ch];".into(),
+        format!(
+            "const float inv = 1.0f / sqrtf(var[ch] + {});",
+            f32_lit(eps)
+        ),
+        "float sd = 0.0f, sdx = 0.0f;".into(),
+        head,
+        at,
+        "  const float g = dy[at];".into(),
+        "  sd += g;".into(),
+        "  sdx += g * (x[at] - mu) * inv;".into(),
+        "}".into(),
+    ];
+    b.extend(block_sum("part", "sd"));
+    b.extend(block_sum("part2", "sdx"));
+    b
 }
 
 /// A padded pooling: `planes` planes of `h×w`, window `size` every `stride`, `pad`.
@@ -700,6 +825,142 @@ pub fn spec(k: &Kernel) -> Spec {
                     "  }".into(),
                     "}".into(),
                     "dx[i] = acc;".into(),
+                ],
+            )
+        }
+        Kernel::Im2colGeneral(t) => {
+            let ConvTaps { n, c, h, w, kh, kw, sh, sw, ph, pw, dil, oh, ow } = *t;
+            let np = n * oh * ow;
+            ew(
+                "im2col_general",
+                c * kh * kw * np,
+                vec![(InF32, "x"), (OutF32, "col")],
+                vec![
+                    format!("const long long row = i / {}, q = i % {};", ll(np), ll(np)),
+                    format!("const long long img = q / {}, o = q % {};", ll(oh * ow), ll(oh * ow)),
+                    format!("const long long c = row / {}, ki = (row / {kw}) % {kh}, kj = row % {kw};", kh * kw),
+                    format!("const long long iy = (o / {ow}) * {sh} + ki * {dil} - {ph}, ix = (o % {ow}) * {sw} + kj * {dil} - {pw};"),
+                    format!("col[i] = (iy >= 0 && iy < {h} && ix >= 0 && ix < {w}) ? x[((img * {c} + c) * {h} + iy) * {w} + ix] : 0.0f;"),
+                ],
+            )
+        }
+        Kernel::Col2imGeneral(t) => {
+            let ConvTaps { n, c, h, w, kh, kw, sh, sw, ph, pw, dil, oh, ow } = *t;
+            let np = n * oh * ow;
+            ew(
+                "col2im_general",
+                n * c * h * w,
+                vec![(InF32, "col"), (OutF32, "dx")],
+                vec![
+                    format!("const long long ix = i % {w}, iy = (i / {w}) % {h}, c = (i / {}) % {c}, img = i / {};", ll(h * w), ll(c * h * w)),
+                    "float acc = 0.0f;".into(),
+                    format!("for (long long ki = 0; ki < {kh}; ++ki) {{"),
+                    format!("  const long long ty = iy + {ph} - ki * {dil};"),
+                    format!("  if (ty < 0 || ty % {sh} != 0 || ty / {sh} >= {oh}) continue;"),
+                    format!("  for (long long kj = 0; kj < {kw}; ++kj) {{"),
+                    format!("    const long long tx = ix + {pw} - kj * {dil};"),
+                    format!("    if (tx < 0 || tx % {sw} != 0 || tx / {sw} >= {ow}) continue;"),
+                    format!("    acc += col[((c * {kh} + ki) * {kw} + kj) * {} + img * {} + (ty / {sh}) * {ow} + tx / {sw}];", ll(np), ll(oh * ow)),
+                    "  }".into(),
+                    "}".into(),
+                    "dx[i] = acc;".into(),
+                ],
+            )
+        }
+        Kernel::NoBiasEpilogue { n, f, p, act } => fk::no_bias_epilogue(*n, *f, *p, *act),
+        Kernel::BnStats { n, c, p } => {
+            let m = f32_lit((n * p).max(1) as f64);
+            let [head, at] = channel_loop(*n, *c, *p);
+            let mut body = vec![
+                format!("__shared__ float part[{BLOCK}];"),
+                "const long long ch = blockIdx.x;".into(),
+                "float acc = 0.0f;".into(),
+                head.clone(),
+                at.clone(),
+                "  acc += x[at];".into(),
+                "}".into(),
+            ];
+            body.extend(block_sum("part", "acc"));
+            body.extend([
+                format!("const float mu = part[0] / {m};"),
+                "__syncthreads();".into(),
+                "acc = 0.0f;".into(),
+                head,
+                at,
+                "  const float d = x[at] - mu;".into(),
+                "  acc += d * d;".into(),
+                "}".into(),
+            ]);
+            body.extend(block_sum("part", "acc"));
+            body.extend([
+                "if (threadIdx.x == 0) {".into(),
+                "  mean[ch] = mu;".into(),
+                format!("  var[ch] = part[0] / {m};"),
+                "}".into(),
+            ]);
+            Spec {
+                stem: "bn_stats",
+                params: vec![(InF32, "x"), (OutF32, "mean"), (OutF32, "var")],
+                body,
+                shape: Shape::Blocks { grid: *c as u32, block: BLOCK },
+                sync: true,
+                in_place: false,
+            }
+        }
+        Kernel::BnNormalise { n, c, p, eps } => ew(
+            "bn_normalise",
+            n * c * p,
+            vec![(InF32, "x"), (InF32, "gamma"), (InF32, "beta"), (InF32, "mean"), (InF32, "var"), (OutF32, "y")],
+            vec![
+                format!("const long long ch = (i / {}) % {c};", ll(*p)),
+                format!("const float a = gamma[ch] / sqrtf(var[ch] + {});", f32_lit(*eps)),
+                "y[i] = a * (x[i] - mean[ch]) + beta[ch];".into(),
+            ],
+        ),
+        Kernel::BnGradInput { n, c, p, eps } => {
+            let m = f32_lit((n * p) as f64);
+            let [head, at] = channel_loop(*n, *c, *p);
+            let mut body = bn_sums(*n, *c, *p, *eps);
+            body.extend([
+                "const float tsd = part[0], tsdx = part2[0];".into(),
+                format!("const float k = gamma[ch] * inv / {m};"),
+                head,
+                at,
+                "  const float xh = (x[at] - mu) * inv;".into(),
+                format!("  dx[at] = k * ({m} * dy[at] - tsd - xh * tsdx);"),
+                "}".into(),
+            ]);
+            Spec {
+                stem: "bn_grad_input",
+                params: vec![(InF32, "x"), (InF32, "gamma"), (InF32, "mean"), (InF32, "var"), (InF32, "dy"), (OutF32, "dx")],
+                body,
+                shape: Shape::Blocks { grid: *c as u32, block: BLOCK },
+                sync: true,
+                in_place: false,
+            }
+        }
+        Kernel::BnGradGamma { n, c, p, eps } => {
+            let mut body = bn_sums(*n, *c, *p, *eps);
+            body.push("if (threadIdx.x == 0) dgamma[ch] = part2[0];".into());
+            Spec {
+                stem: "bn_grad_gamma",
+                params: vec![(InF32, "x"), (InF32, "mean"), (InF32, "var"), (InF32, "dy"), (OutF32, "dgamma")],
+                body,
+                shape: Shape::Blocks { grid: *c as u32, block: BLOCK },
+                sync: true,
+                in_place: false,
+            }
+        }
+        Kernel::RunningUpdate { c, momentum, m } => {
+            let unbias = if *m > 1 { *m as f64 / (*m - 1) as f64 } else { 1.0 };
+            let (keep, mo) = (f32_lit(1.0 - momentum), f32_lit(*momentum));
+            ew(
+                "running_update",
+                *c,
+                vec![(OutF32, "rmean"), (OutF32, "rvar"), (InF32, "mean"), (InF32, "var")],
+                vec![
+                    format!("rmean[i] = {keep} * rmean[i] + {mo} * mean[i];"),
+                    format!("rvar[i] = {keep} * rvar[i] + {mo} * (var[i] * {});", f32_lit(unbias)),
                 ],
             )
         }

@@ -7,8 +7,16 @@
 //! the workspace budget), each chunk's slice of an NCHW input, output or
 //! gradient passed as a pointer offset ([`Arg::At`]).
 //!
+//! Every conv form is covered (`conv_geo`): the plain im2col/col2im for
+//! square, undilated taps (so a plain convolution generates what it always
+//! did), the general pair for rectangular or dilated ones. A convolution
+//! of `g` groups im2cols all its channels (group `j`'s rows are the `j`-th
+//! block of `C/g·kh·kw`) and runs one GEMM per group over its block of
+//! weights, rows and outputs (operands at element offsets); without a bias
+//! its epilogue adds none and it has no bias gradient.
+//!
 //! Forward, per chunk: im2col of its images into `scratch.col`, one GEMM
-//! into `scratch.tmp` (`F × c·OH·OW`) and the bias epilogue, which writes
+//! (per group) into `scratch.tmp` (`F × c·OH·OW`) and the bias epilogue, which writes
 //! the chunk's slice of the output in NCHW and applies the fused ReLU; a
 //! dense layer is one GEMM over the batch and the same epilogue (with its
 //! dropout mask, keyed by the element's index in the batch, so never
@@ -37,8 +45,8 @@
 use crate::backend::cuda::generate::CodegenError;
 use crate::backend::cuda::generate::chunk;
 use crate::backend::cuda::generate::codegen::{Gen, chw};
-use crate::backend::cuda::generate::conv_geo::{ConvGeo, plain_conv};
-use crate::backend::cuda::generate::kernels::{ActFn, Epilogue, Kernel, Mask};
+use crate::backend::cuda::generate::conv_geo::ConvGeo;
+use crate::backend::cuda::generate::kernels::{ActFn, ConvTaps, Epilogue, Kernel, Mask};
 use crate::backend::cuda::program::Arg;
 use crate::ir::{Activation, NodeId, Op};
 
@@ -47,11 +55,81 @@ fn at(b: usize, at: usize) -> Arg {
     if at == 0 { Arg::Buf(b) } else { Arg::At(b, at) }
 }
 
+/// The im2col kernel of `m` images of `(c, h, w)` into `(oh, ow)`: the
+/// plain one for square, undilated taps, the general one otherwise.
+fn im2col(
+    geo: &ConvGeo,
+    m: usize,
+    (c, h, w): (usize, usize, usize),
+    (oh, ow): (usize, usize),
+) -> Kernel {
+    if geo.square() {
+        return Kernel::Im2col {
+            n: m,
+            c,
+            h,
+            w,
+            k: geo.kh,
+            stride: geo.sh,
+            pad: geo.ph,
+            oh,
+            ow,
+        };
+    }
+    Kernel::Im2colGeneral(taps(geo, m, (c, h, w), (oh, ow)))
+}
+
+/// The col2im kernel, as [`im2col`].
+fn col2im(
+    geo: &ConvGeo,
+    m: usize,
+    (c, h, w): (usize, usize, usize),
+    (oh, ow): (usize, usize),
+) -> Kernel {
+    if geo.square() {
+        return Kernel::Col2im {
+            n: m,
+            c,
+            h,
+            w,
+            k: geo.kh,
+            stride: geo.sh,
+            pad: geo.ph,
+            oh,
+            ow,
+        };
+    }
+    Kernel::Col2imGeneral(taps(geo, m, (c, h, w), (oh, ow)))
+}
+
+fn taps(
+    geo: &ConvGeo,
+    n: usize,
+    (c, h, w): (usize, usize, usize),
+    (oh, ow): (usize, usize),
+) -> ConvTaps {
+    ConvTaps {
+        n,
+        c,
+        h,
+        w,
+        kh: geo.kh,
+        kw: geo.kw,
+        sh: geo.sh,
+        sw: geo.sw,
+        ph: geo.ph,
+        pw: geo.pw,
+        dil: geo.dil,
+        oh,
+        ow,
+    }
+}
+
 impl Gen<'_> {
     pub(super) fn conv_forward(
         &mut self,
         n: NodeId,
-        [filters, size, stride, pad]: ConvGeo,
+        geo: ConvGeo,
         act: Epilogue,
     ) -> Result<(), CodegenError> {
         let g = self.g;
@@ -59,26 +137,29 @@ impl Gen<'_> {
         let b = self.batch;
         let (c, h, w) = chw(g, ins[0]);
         let (_, oh, ow) = chw(g, n);
-        let (f, k) = (filters as usize, size as usize);
+        let (f, fg, groups) = (geo.filters, geo.fg(), geo.groups);
+        let ckk = c / groups * geo.kh * geo.kw;
         let (col, tmp) = (self.bufs.col.unwrap_or(0), self.bufs.tmp.unwrap_or(0));
         let (x, wb) = (self.buf(ins[0]), self.buf(ins[1]));
         let images = self.bufs.chunk.get(&n).copied().unwrap_or(b);
         for (first, m) in chunk::spans(b, images) {
-            let im = Kernel::Im2col {
-                n: m,
-                c,
-                h,
-                w,
-                k,
-                stride: stride as usize,
-                pad: pad as usize,
-                oh,
-                ow,
-            };
+            let im = im2col(&geo, m, (c, h, w), (oh, ow));
             self.launch(n, im, vec![at(x, first * c * h * w), Arg::Buf(col)])?;
             let np = m * oh * ow;
-            self.gemm_rm(n, tmp, wb, false, col, false, (f, np, c * k * k), 0.0);
-            self.epilogue(n, (f, oh * ow), act, (first, m))?;
+            // One GEMM per group: its filters' weights times its channels' rows of col.
+            for gi in 0..groups {
+                self.gemm_rm_at(
+                    n,
+                    (tmp, gi * fg * np),
+                    (wb, gi * fg * ckk),
+                    false,
+                    (col, gi * ckk * np),
+                    false,
+                    (fg, np, ckk),
+                    0.0,
+                );
+            }
+            self.epilogue(n, (f, oh * ow), act, (first, m), geo.bias)?;
         }
         Ok(())
     }
@@ -105,34 +186,45 @@ impl Gen<'_> {
             (u, self.batch, inp),
             0.0,
         );
-        self.epilogue(n, (u, 1), act, (0, self.batch))
+        self.epilogue(n, (u, 1), act, (0, self.batch), true)
     }
 
     /// `y = act(scratch.tmp + bias)` for `f` channels of `p` positions, of
     /// `count` images from image `first` (a dropout epilogue only over the
-    /// whole batch: its mask is keyed by the index in `y`).
+    /// whole batch: its mask is keyed by the index in `y`); without the
+    /// bias unless `bias`.
     fn epilogue(
         &mut self,
         n: NodeId,
         (f, p): (usize, usize),
         act: Epilogue,
         (first, count): (usize, usize),
+        bias: bool,
     ) -> Result<(), CodegenError> {
         let ins = self.g.inputs(n);
         let tmp = self.bufs.tmp.unwrap_or(0);
-        let mut args = vec![
-            Arg::Buf(tmp),
-            Arg::Buf(self.buf(ins[2])),
-            at(self.buf(n), first * f * p),
-        ];
+        let mut args = vec![Arg::Buf(tmp)];
+        if bias {
+            args.push(Arg::Buf(self.buf(ins[2])));
+        }
+        args.push(at(self.buf(n), first * f * p));
         if matches!(act, Epilogue::ReluDropout { .. }) {
             args.push(Arg::seed(self.bufs.scalars));
         }
-        let ep = Kernel::BiasEpilogue {
-            n: count,
-            f,
-            p,
-            act,
+        let ep = if bias {
+            Kernel::BiasEpilogue {
+                n: count,
+                f,
+                p,
+                act,
+            }
+        } else {
+            Kernel::NoBiasEpilogue {
+                n: count,
+                f,
+                p,
+                act,
+            }
         };
         self.launch(n, ep, args)
     }
@@ -147,14 +239,16 @@ impl Gen<'_> {
         let Some(dw) = dw else { return Ok(()) };
         let dy = g.inputs(dw)[1];
         match &fnode.op {
-            Op::Conv { .. } => {
-                let geo = plain_conv(fnode)?;
-                self.conv_grads(f, geo, Mask::None, (dx, dw, db), dy)
-            }
-            Op::ConvRelu { act, .. } => {
-                let geo = plain_conv(fnode)?;
-                self.conv_grads(f, geo, Mask::of(Some(*act)), (dx, dw, db), dy)
-            }
+            Op::Conv { .. } | Op::ConvRelu { .. } => match ConvGeo::of(&fnode.op) {
+                Some(geo) => {
+                    let mask = match &fnode.op {
+                        Op::ConvRelu { act, .. } => Mask::of(Some(*act)),
+                        _ => Mask::None,
+                    };
+                    self.conv_grads(f, geo, mask, (dx, dw, db), dy)
+                }
+                None => Ok(()),
+            },
             Op::Dense { units } => self.dense_grads(f, *units, None, (dx, dw, db), dy),
             Op::DenseRelu { units, act } => {
                 self.dense_grads(f, *units, Some((*act, 0.0)), (dx, dw, db), dy)
@@ -171,7 +265,7 @@ impl Gen<'_> {
     fn conv_grads(
         &mut self,
         f: NodeId,
-        [filters, size, stride, pad]: ConvGeo,
+        geo: ConvGeo,
         mask: Mask,
         (dx, dw, db): (Option<NodeId>, NodeId, Option<NodeId>),
         dy: NodeId,
@@ -183,9 +277,9 @@ impl Gen<'_> {
         let dyb = self.buf(dy);
         let (c, h, wd) = chw(g, fins[0]);
         let (_, oh, ow) = chw(g, f);
-        let (nf, k, p) = (filters as usize, size as usize, oh * ow);
+        let (nf, fg, groups, p) = (geo.filters, geo.fg(), geo.groups, oh * ow);
         let (col, tmp) = (self.bufs.col.unwrap_or(0), self.bufs.tmp.unwrap_or(0));
-        let (stride, pad, ckk) = (stride as usize, pad as usize, c * k * k);
+        let ckk = c / groups * geo.kh * geo.kw;
         let y = self.buf(f);
         let masked = mask != Mask::None;
         if !masked && let Some(db) = db {
@@ -223,35 +317,38 @@ impl Gen<'_> {
             } else {
                 self.launch(dw, tc, vec![at(dyb, ys), Arg::Buf(tmp)])?;
             }
-            let im = Kernel::Im2col {
-                n: m,
-                c,
-                h,
-                w: wd,
-                k,
-                stride,
-                pad,
-                oh,
-                ow,
-            };
+            let im = im2col(&geo, m, (c, h, wd), (oh, ow));
             self.launch(dw, im, vec![at(x, xs), Arg::Buf(col)])?;
-            // dW[F×CKK] (+)= dYᵀ[F×cP] · colᵀ
-            let shape = (nf, ckk, m * p);
-            self.gemm_rm(dw, self.buf(dw), tmp, false, col, true, shape, beta);
+            let mp = m * p;
+            // dW_g[F/g×CKK] (+)= dYᵀ_g[F/g×cP] · col_gᵀ, group by group.
+            let dwb = self.buf(dw);
+            for gi in 0..groups {
+                self.gemm_rm_at(
+                    dw,
+                    (dwb, gi * fg * ckk),
+                    (tmp, gi * fg * mp),
+                    false,
+                    (col, gi * ckk * mp),
+                    true,
+                    (fg, ckk, mp),
+                    beta,
+                );
+            }
             if let Some(dx) = dx {
-                // dcol[CKK×cP] = Wᵀ · dYᵀ, then scattered back (as a gather).
-                self.gemm_rm(dx, col, w, true, tmp, false, (ckk, m * p, nf), 0.0);
-                let c2 = Kernel::Col2im {
-                    n: m,
-                    c,
-                    h,
-                    w: wd,
-                    k,
-                    stride,
-                    pad,
-                    oh,
-                    ow,
-                };
+                // dcol_g[CKK×cP] = W_gᵀ · dYᵀ_g, then scattered back (as a gather).
+                for gi in 0..groups {
+                    self.gemm_rm_at(
+                        dx,
+                        (col, gi * ckk * mp),
+                        (w, gi * fg * ckk),
+                        true,
+                        (tmp, gi * fg * mp),
+                        false,
+                        (ckk, mp, fg),
+                        0.0,
+                    );
+                }
+                let c2 = col2im(&geo, m, (c, h, wd), (oh, ow));
                 self.launch(dx, c2, vec![Arg::Buf(col), at(self.buf(dx), xs)])?;
             }
         }

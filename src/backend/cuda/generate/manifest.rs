@@ -15,6 +15,15 @@ use std::fmt::Write;
 
 use crate::backend::cuda::program::{Arg, CudaProgram, Step};
 
+/// A GEMM operand: `b3`, or `b3+96` from an element offset.
+fn operand(b: usize, at: usize) -> String {
+    if at == 0 {
+        format!("b{b}")
+    } else {
+        format!("b{b}+{at}")
+    }
+}
+
 pub fn render(p: &CudaProgram) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -131,7 +140,7 @@ pub fn render(p: &CudaProgram) -> String {
                 let t = |b: bool| if b { 'T' } else { 'N' };
                 let _ = writeln!(
                     s,
-                    "{i:<4} @{:<4} sgemm {}{} m={} n={} k={} alpha={} A=b{} lda={} B=b{} ldb={} beta={} C=b{} ldc={}  # {}",
+                    "{i:<4} @{:<4} sgemm {}{} m={} n={} k={} alpha={} A={} lda={} B={} ldb={} beta={} C={} ldc={}  # {}",
                     g.pos,
                     t(g.transa),
                     t(g.transb),
@@ -139,12 +148,12 @@ pub fn render(p: &CudaProgram) -> String {
                     g.n,
                     g.k,
                     g.alpha,
-                    g.a,
+                    operand(g.a, g.a_at),
                     g.lda,
-                    g.b,
+                    operand(g.b, g.b_at),
                     g.ldb,
                     g.beta,
-                    g.c,
+                    operand(g.c, g.c_at),
                     g.ldc,
                     g.node
                 );

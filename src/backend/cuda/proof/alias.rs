@@ -17,6 +17,9 @@
 //!   input.
 //! - A pointer argument's element offset (one chunk of images) lies
 //!   inside its buffer; the whole buffer counts as used (conservative).
+//! - A cuBLAS GEMM's operands, from their element offsets, lie inside
+//!   their buffers (the column-major extent its sizes and leading
+//!   dimensions give).
 //! - A cuBLAS GEMM's `C` lies clear of `A` and `B` (cuBLAS does not
 //!   support overlapping operands).
 //! - Steps come in the order of their positions.
@@ -146,12 +149,25 @@ pub fn check(p: &CudaProgram) -> Result<(), AliasError> {
                 let uses = uses.into_iter().map(|(b, _, w)| (b, w)).collect();
                 (&l.node, l.pos, uses, k.in_place)
             }
-            Step::Gemm(g) => (
-                &g.node,
-                g.pos,
-                vec![(g.a, false), (g.b, false), (g.c, true)],
-                false,
-            ),
+            Step::Gemm(g) => {
+                for (b, at, len, _) in g.extents() {
+                    let elems = p.buffers.get(b).map_or(0, |d| d.elems);
+                    if at.checked_add(len).is_none_or(|end| end > elems) {
+                        return Err(err(
+                            &g.node,
+                            format!(
+                                "GEMM operand b{b} from {at} for {len} past its {elems} elements"
+                            ),
+                        ));
+                    }
+                }
+                (
+                    &g.node,
+                    g.pos,
+                    vec![(g.a, false), (g.b, false), (g.c, true)],
+                    false,
+                )
+            }
             Step::Copy {
                 src,
                 dst,

@@ -72,12 +72,12 @@ pub(super) fn gemm(
             g.n as i32,
             g.k as i32,
             &g.alpha,
-            addr(g.a) as *const f32,
+            (addr(g.a) + 4 * g.a_at as u64) as *const f32,
             g.lda as i32,
-            addr(g.b) as *const f32,
+            (addr(g.b) + 4 * g.b_at as u64) as *const f32,
             g.ldb as i32,
             &g.beta,
-            addr(g.c) as *mut f32,
+            (addr(g.c) + 4 * g.c_at as u64) as *mut f32,
             g.ldc as i32,
         )
     }

@@ -70,6 +70,7 @@ fn cases() -> Vec<Case> {
             name: "fmnist",
             shape: Shape::new(1, 28, 28),
             cfg: AugmentConfig {
+                random_crop: true,
                 crop: 28,
                 pad: 2,
                 mirror: true,
@@ -82,6 +83,7 @@ fn cases() -> Vec<Case> {
             name: "alexnet",
             shape: Shape::new(3, 24, 24),
             cfg: AugmentConfig {
+                random_crop: true,
                 crop: 19,
                 ..AugmentConfig::alexnet()
             },
@@ -90,6 +92,7 @@ fn cases() -> Vec<Case> {
             name: "channel",
             shape: Shape::new(2, 6, 5),
             cfg: AugmentConfig {
+                random_crop: true,
                 crop: 4,
                 pad: 5,
                 mirror: true,
@@ -102,6 +105,7 @@ fn cases() -> Vec<Case> {
             name: "odd",
             shape: Shape::new(1, 7, 9),
             cfg: AugmentConfig {
+                random_crop: true,
                 crop: 5,
                 pad: 1,
                 mirror: true,

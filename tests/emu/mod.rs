@@ -522,7 +522,7 @@ pub fn step_matches_opts(
             g.node(n).op,
             Op::ConvGradBias
                 | Op::DenseGradBias
-                | Op::ConvReluGradBias
+                | Op::ConvReluGradBias { .. }
                 | Op::DenseReluGradBias { .. }
                 | Op::BatchNormGradBeta
         );

@@ -890,7 +890,6 @@ fn fused_activation_steps_match_cpu_exec() {
     }
 }
 
-
 /// The batchnorm kernels (statistics, normalisation with the batch's or
 /// given statistics, the three gradients, the running update) and the
 /// epilogue of a layer without a bias, against the CPU's ops, for images

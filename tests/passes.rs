@@ -66,7 +66,10 @@ fn default_pipeline_snapshots_after_every_pass() {
         // then `grad_chain` no chain left.)
         // LeNet-5 has conv → tanh and dense → tanh, the all-convolutional
         // net conv → leaky ReLU, neither ReLU, dropout or LRN; the figure-1
-        // net has conv → ReLU only.
+        // net has conv → ReLU only. CaffeNet pools before its LRNs; in the
+        // VGG-style net and the ResNet a batchnorm stands between every
+        // conv and its ReLU, and the ResNet's residual sums feed ReLUs
+        // (`grad_chain`: the summed gradient and the ReLU's mask).
         let file = path
             .file_name()
             .map_or(String::new(), |f| f.to_string_lossy().into_owned());
@@ -78,6 +81,12 @@ fn default_pipeline_snapshots_after_every_pass() {
             &["conv+act", "dense+act"]
         } else if file == "allconv-fmnist.net" {
             &["conv+act"]
+        } else if file == "caffenet.net" {
+            &["conv+relu", "dense+relu+dropout"]
+        } else if file == "vgg-fmnist.net" {
+            &["dense+relu+dropout"]
+        } else if file == "resnet-fmnist.net" {
+            &["grad_chain"]
         } else {
             &[]
         };

@@ -55,51 +55,60 @@ fn at(b: usize, at: usize) -> Arg {
     if at == 0 { Arg::Buf(b) } else { Arg::At(b, at) }
 }
 
-/// The im2col kernel of `m` images of `(c, h, w)` into `(oh, ow)`: the
-/// plain one for square, undilated taps, the general one otherwise.
-fn im2col(
+/// The im2col kernel of `m` images of `(c, h, w)` into `(oh, ow)`, or with
+/// `back` its adjoint col2im: the plain kernels for square, undilated
+/// taps, the general ones otherwise.
+fn cols(
     geo: &ConvGeo,
     m: usize,
     (c, h, w): (usize, usize, usize),
     (oh, ow): (usize, usize),
+    back: bool,
 ) -> Kernel {
-    if geo.square() {
-        return Kernel::Im2col {
-            n: m,
+    if !geo.square() {
+        let t = taps(geo, m, (c, h, w), (oh, ow));
+        return if back {
+            Kernel::Col2imGeneral(t)
+        } else {
+            Kernel::Im2colGeneral(t)
+        };
+    }
+    let (n, k, stride, pad) = (m, geo.kh, geo.sh, geo.ph);
+    if back {
+        Kernel::Col2im {
+            n,
             c,
             h,
             w,
-            k: geo.kh,
-            stride: geo.sh,
-            pad: geo.ph,
+            k,
+            stride,
+            pad,
             oh,
             ow,
-        };
+        }
+    } else {
+        Kernel::Im2col {
+            n,
+            c,
+            h,
+            w,
+            k,
+            stride,
+            pad,
+            oh,
+            ow,
+        }
     }
-    Kernel::Im2colGeneral(taps(geo, m, (c, h, w), (oh, ow)))
 }
 
-/// The col2im kernel, as [`im2col`].
-fn col2im(
-    geo: &ConvGeo,
-    m: usize,
-    (c, h, w): (usize, usize, usize),
-    (oh, ow): (usize, usize),
-) -> Kernel {
-    if geo.square() {
-        return Kernel::Col2im {
-            n: m,
-            c,
-            h,
-            w,
-            k: geo.kh,
-            stride: geo.sh,
-            pad: geo.ph,
-            oh,
-            ow,
-        };
-    }
-    Kernel::Col2imGeneral(taps(geo, m, (c, h, w), (oh, ow)))
+/// The im2col kernel (see [`cols`]).
+fn im2col(geo: &ConvGeo, m: usize, chw: (usize, usize, usize), ohw: (usize, usize)) -> Kernel {
+    cols(geo, m, chw, ohw, false)
+}
+
+/// The col2im kernel (see [`cols`]).
+fn col2im(geo: &ConvGeo, m: usize, chw: (usize, usize, usize), ohw: (usize, usize)) -> Kernel {
+    cols(geo, m, chw, ohw, true)
 }
 
 fn taps(

@@ -346,4 +346,15 @@ mod tests {
         assert_eq!(reached(&r, 0.05), None);
         assert_eq!(reached(&r, 0.6), Some((1, 40)));
     }
+
+    /// A finished variant's `done.json` reads back as the very row: this
+    /// rate came back one ulp off without serde_json's `float_roundtrip`.
+    #[test]
+    fn a_done_row_reads_back_bit_for_bit() {
+        for x in [423.09805627495524f64, 368.2150337494804, 0.1 + 0.2, 1e-300] {
+            let t = serde_json::to_string_pretty(&x).unwrap();
+            let back: f64 = serde_json::from_str(&t).unwrap();
+            assert_eq!(back.to_bits(), x.to_bits(), "{t}");
+        }
+    }
 }

@@ -2,9 +2,12 @@
 //! writes.
 //!
 //! Assumes the forward graph of `passes::forward` built from the unfused
-//! training step (inputs, parameters, `conv`, `relu`, `lrn`, `maxpool`,
-//! `dense`, `dropout` at rate 0, `concat`, the loss), verified, and a
-//! value for every weight and bias. Any other op is refused by name.
+//! training step (inputs, parameters, the forward layers: `conv` of any
+//! form, `dense`, the activations, the poolings, `lrn`, `batchnorm`,
+//! `dropout` at rate 0, `flatten`, `concat`, `add`, `softmax`, the loss),
+//! verified, and a value for every parameter (batchnorm's running
+//! statistics too: the model is the evaluation graph). Any other op is
+//! refused by name.
 //!
 //! Towers. A layer's instances on the towers (the nodes of one name, one
 //! per tower) become one ONNX node where that is exact, and one node per
@@ -30,7 +33,8 @@
 //! Guarantees: the model has the graph's image input (`N × C × H × W`),
 //! `logits` (`N × classes`) and `probabilities` (their softmax) outputs,
 //! every weight as an initializer (named by the parameter, the towers'
-//! stacked under the name without `@tN`), and the metadata given.
+//! stacked under the name without `@tN`), and the metadata given, with
+//! `netc.towers` (the number of towers) for a network that has them.
 
 use std::collections::{HashMap, HashSet};
 
@@ -332,6 +336,8 @@ pub fn export<'w>(
     w.used.insert("logits".into());
     w.used.insert("probabilities".into());
     let mut outputs = Vec::new();
+    // The network's own `softmax` outputs, after `logits` and `probabilities`.
+    let mut outputs_extra = Vec::new();
     for (key, members) in layers(g)? {
         let first = g.node(members[0]);
         let op = first.op.clone();
@@ -344,14 +350,25 @@ pub fn export<'w>(
                 Val::Whole(image_node.name.clone())
             }
             Op::Conv { .. } | Op::Dense { .. } => layer(&mut w, &key, &members, &op)?,
-            Op::MaxPool { pad, .. } if *pad != 0 => {
-                return Err(ExportError::Unsupported {
-                    node: first.name.clone(),
-                    op: "maxpool with pad".into(),
-                });
-            }
-            Op::Relu | Op::MaxPool { .. } | Op::Lrn { .. } => {
-                per_channel(&mut w, &key, &members, &op)?
+            op if is_per_channel(op) => per_channel(&mut w, &key, &members, op)?,
+            Op::BatchNorm { .. } => batchnorm(&mut w, &key, &members, &op)?,
+            Op::Sum => sum(&mut w, &key, &members)?,
+            Op::Softmax => {
+                let [m] = members[..] else {
+                    return Err(ExportError::Unsupported {
+                        node: first.name.clone(),
+                        op: "softmax in towers".into(),
+                    });
+                };
+                let x = w.value_of(g.inputs(m)[0])?;
+                let out = w.push(
+                    "Softmax",
+                    &key,
+                    vec![x],
+                    vec![AttributeProto::int("axis", 1)],
+                );
+                outputs_extra.push(ValueInfoProto::batched(&out, first.ty.dims()));
+                continue;
             }
             // Evaluation's dropout is the identity.
             Op::Dropout { .. } => match w.reads(&members)? {
@@ -402,6 +419,7 @@ pub fn export<'w>(
     if outputs.is_empty() {
         return Err(ExportError::Io("loss"));
     }
+    outputs.extend(outputs_extra);
     let graph = GraphProto {
         node: w.nodes,
         name: g.name.clone(),
@@ -424,13 +442,26 @@ pub fn export<'w>(
         graph: Some(graph),
         metadata_props: metadata
             .iter()
-            .map(|(k, v)| StringStringEntryProto {
-                key: k.clone(),
-                value: v.clone(),
-            })
+            .cloned()
+            .chain(towers_entry(g))
+            .map(|(key, value)| StringStringEntryProto { key, value })
             .collect(),
         ..Default::default()
     })
+}
+
+/// `netc.towers`: how many towers the network has, for `netc import` to
+/// read its grouped convolutions as towers again (none without towers:
+/// then they are the convolutions' own groups).
+fn towers_entry(g: &Graph) -> Option<(String, String)> {
+    let towers = g
+        .node_ids()
+        .filter_map(|n| match g.node(n).device {
+            Device::Tower(t) => Some(t as u64 + 1),
+            Device::Shared => None,
+        })
+        .max()?;
+    (towers > 1).then(|| ("netc.towers".to_string(), towers.to_string()))
 }
 
 /// [`export`], encoded.
@@ -442,18 +473,41 @@ pub fn export_bytes<'w>(
     Ok(export(g, weight, metadata)?.encode_to_vec())
 }
 
-/// A conv or dense layer's weight and bias parameters.
-fn params_of(g: &Graph, n: NodeId) -> Result<(NodeId, NodeId), ExportError> {
+/// A conv or dense layer's weight and (unless it has none) bias parameters.
+fn params_of(g: &Graph, n: NodeId) -> Result<(NodeId, Option<NodeId>), ExportError> {
     let ins = g.inputs(n);
     let role = |i: usize, r: ParamRole| {
         ins.get(i)
             .copied()
             .filter(|&p| matches!(&g.node(p).op, Op::Param { role, .. } if *role == r))
     };
-    match (role(1, ParamRole::Weight), role(2, ParamRole::Bias)) {
-        (Some(wt), Some(b)) => Ok((wt, b)),
-        _ => Err(ExportError::Io("weight and bias of a layer")),
+    let wt = role(1, ParamRole::Weight).ok_or(ExportError::Io("weight of a layer"))?;
+    let b = role(2, ParamRole::Bias);
+    let has_bias = !matches!(&g.node(n).op, Op::Conv { bias: false, .. });
+    if b.is_some() != has_bias {
+        return Err(ExportError::Io("bias of a layer"));
     }
+    Ok((wt, b))
+}
+
+/// A batchnorm's γ, β, running mean and running variance, in that order.
+fn bn_params(g: &Graph, n: NodeId) -> Result<[NodeId; 4], ExportError> {
+    let ins = g.inputs(n);
+    let roles = [
+        ParamRole::Weight,
+        ParamRole::Bias,
+        ParamRole::RunningMean,
+        ParamRole::RunningVar,
+    ];
+    let mut out = [n; 4];
+    for (i, r) in roles.iter().enumerate() {
+        out[i] = ins
+            .get(i + 1)
+            .copied()
+            .filter(|&p| matches!(&g.node(p).op, Op::Param { role, .. } if role == r))
+            .ok_or(ExportError::Io("parameters of a batchnorm"))?;
+    }
+    Ok(out)
 }
 
 /// A `Conv` or `Gemm` over `x` with the given parameters' values stacked.
@@ -462,7 +516,7 @@ fn emit_layer(
     name: &str,
     op: &Op,
     (x, x_rank): (String, usize),
-    params: &[(NodeId, NodeId)],
+    params: &[(NodeId, Option<NodeId>)],
     group: u64,
     per_tower: bool,
 ) -> Result<String, ExportError> {
@@ -471,7 +525,9 @@ fn emit_layer(
     let mut bv: Vec<f32> = Vec::new();
     for &(wt, b) in params {
         wv.extend_from_slice(w.param(wt)?);
-        bv.extend_from_slice(w.param(b)?);
+        if let Some(b) = b {
+            bv.extend_from_slice(w.param(b)?);
+        }
     }
     let mut wdims = g.node(params[0].0).ty.dims().to_vec();
     wdims[0] *= params.len() as u64;
@@ -486,7 +542,10 @@ fn emit_layer(
         }
     };
     let wn = w.init_f32(&pname("weight"), &wdims, &wv);
-    let bn = w.init_f32(&pname("bias"), &[bv.len() as u64], &bv);
+    let mut inputs = vec![x, wn];
+    if params[0].1.is_some() {
+        inputs.push(w.init_f32(&pname("bias"), &[bv.len() as u64], &bv));
+    }
     Ok(match op {
         Op::Conv {
             size,
@@ -507,16 +566,11 @@ fn emit_layer(
             if group > 1 {
                 attrs.push(AttributeProto::int("group", group as i64));
             }
-            w.push("Conv", name, vec![x, wn, bn], attrs)
+            w.push("Conv", name, inputs, attrs)
         }
         _ => {
-            let x = w.flat(x, x_rank);
-            w.push(
-                "Gemm",
-                name,
-                vec![x, wn, bn],
-                vec![AttributeProto::int("transB", 1)],
-            )
+            inputs[0] = w.flat(inputs[0].clone(), x_rank);
+            w.push("Gemm", name, inputs, vec![AttributeProto::int("transB", 1)])
         }
     })
 }
@@ -529,19 +583,12 @@ fn layer(
     op: &Op,
 ) -> Result<Val, ExportError> {
     let g = w.g;
-    if let Op::Conv { groups, bias, .. } = op
-        && (*groups != 1 || !*bias)
-    {
-        return Err(ExportError::Unsupported {
-            node: key.into(),
-            op: if *groups != 1 {
-                "conv with groups".into()
-            } else {
-                "conv without a bias".into()
-            },
-        });
-    }
-    let params: Vec<(NodeId, NodeId)> = members
+    // A conv's own filter groups (1 for a dense layer).
+    let groups = match op {
+        Op::Conv { groups, .. } => *groups,
+        _ => 1,
+    };
+    let params: Vec<(NodeId, Option<NodeId>)> = members
         .iter()
         .map(|&m| params_of(g, m))
         .collect::<Result<_, _>>()?;
@@ -561,10 +608,12 @@ fn layer(
             op,
             (x, rank),
             &params,
-            1,
+            groups,
             false,
         )?)),
-        Reads::Same(x) => Ok(Val::Split {
+        // Towers' filters stacked over one input are one group each only
+        // without groups of their own.
+        Reads::Same(x) if groups == 1 => Ok(Val::Split {
             merged: Some(emit_layer(w, key, op, (x, rank), &params, 1, false)?),
             parts: vec![None; members.len()],
             chans,
@@ -578,7 +627,7 @@ fn layer(
                     op,
                     (x, rank),
                     &params,
-                    members.len() as u64,
+                    members.len() as u64 * groups,
                     false,
                 )?),
                 parts: vec![None; members.len()],
@@ -590,7 +639,15 @@ fn layer(
             for (&m, &p) in members.iter().zip(&params) {
                 let x = w.value_of(g.inputs(m)[0])?;
                 let name = format!("{key}@{}", g.node(m).device);
-                parts.push(Some(emit_layer(w, &name, op, (x, rank), &[p], 1, true)?));
+                parts.push(Some(emit_layer(
+                    w,
+                    &name,
+                    op,
+                    (x, rank),
+                    &[p],
+                    groups,
+                    true,
+                )?));
             }
             Ok(Val::Split {
                 merged: None,
@@ -601,8 +658,26 @@ fn layer(
     }
 }
 
-/// The ONNX node of a ReLU, max pooling or LRN on `x` (`towers` > 1: an
-/// LRN over that many towers' channels side by side, `c` each).
+/// Ops that act on each channel (or feature) alone, so that towers'
+/// channels side by side give the towers' results side by side.
+fn is_per_channel(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Relu
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::LeakyRelu { .. }
+            | Op::MaxPool { .. }
+            | Op::AvgPool { .. }
+            | Op::GlobalAvgPool
+            | Op::Flatten
+            | Op::Lrn { .. }
+    )
+}
+
+/// The ONNX node of a per-channel op on `x`, whose netc dims (without
+/// the batch) are `dims` (`towers` > 1: an LRN over that many towers'
+/// channels side by side, `dims[0]` each).
 fn emit_per_channel(
     w: &mut Writer<'_, '_>,
     name: &str,
@@ -613,18 +688,38 @@ fn emit_per_channel(
 ) -> String {
     match op {
         Op::Relu => w.push("Relu", name, vec![x], vec![]),
-        Op::MaxPool { size, stride, .. } => {
-            let (k, s) = (*size as i64, *stride as i64);
-            w.push(
-                "MaxPool",
-                name,
-                vec![x],
-                vec![
-                    AttributeProto::ints("kernel_shape", &[k, k]),
-                    AttributeProto::ints("strides", &[s, s]),
-                ],
-            )
+        Op::Tanh => w.push("Tanh", name, vec![x], vec![]),
+        Op::Sigmoid => w.push("Sigmoid", name, vec![x], vec![]),
+        Op::LeakyRelu { slope } => w.push(
+            "LeakyRelu",
+            name,
+            vec![x],
+            vec![AttributeProto::float("alpha", *slope as f32)],
+        ),
+        // netc's padding: −∞ for max pooling (ONNX's), zeros counted in
+        // the divisor for average pooling (`count_include_pad`).
+        Op::MaxPool { size, stride, pad } | Op::AvgPool { size, stride, pad } => {
+            let (k, s, p) = (*size as i64, *stride as i64, *pad as i64);
+            let mut attrs = vec![
+                AttributeProto::ints("kernel_shape", &[k, k]),
+                AttributeProto::ints("strides", &[s, s]),
+            ];
+            if p != 0 {
+                attrs.push(AttributeProto::ints("pads", &[p, p, p, p]));
+            }
+            if matches!(op, Op::AvgPool { .. }) {
+                attrs.push(AttributeProto::int("count_include_pad", 1));
+                w.push("AveragePool", name, vec![x], attrs)
+            } else {
+                w.push("MaxPool", name, vec![x], attrs)
+            }
         }
+        // netc's `[C]`: ONNX's `[N, C, 1, 1]` flattened.
+        Op::GlobalAvgPool => {
+            let p = w.push("GlobalAveragePool", name, vec![x], vec![]);
+            w.flat(p, 3)
+        }
+        Op::Flatten => w.flat(x, dims.len()),
         Op::Lrn {
             size,
             alpha,
@@ -652,11 +747,11 @@ fn emit_per_channel(
             let l = w.push("LRN", name, vec![r], attrs);
             w.push("Reshape", &format!("{name}/merge"), vec![l, ws], vec![])
         }
-        _ => unreachable!("per_channel takes relu, maxpool and lrn"),
+        _ => unreachable!("per_channel takes the ops `is_per_channel` names"),
     }
 }
 
-/// A ReLU's, max pooling's or LRN's instances.
+/// A per-channel op's instances.
 fn per_channel(
     w: &mut Writer<'_, '_>,
     key: &str,
@@ -696,6 +791,160 @@ fn per_channel(
             })
         }
     }
+}
+
+/// A `BatchNormalization` over `x` in evaluation (the running
+/// statistics), with the parameters of `sets` (one per tower whose
+/// channels `x` holds side by side) stacked.
+fn emit_bn(
+    w: &mut Writer<'_, '_>,
+    name: &str,
+    op: &Op,
+    x: String,
+    sets: &[[NodeId; 4]],
+    per_tower: bool,
+) -> Result<String, ExportError> {
+    let g = w.g;
+    let Op::BatchNorm { momentum, eps } = op else {
+        unreachable!("emit_bn takes a batchnorm")
+    };
+    let mut inputs = vec![x];
+    for (i, role) in ["weight", "bias", "running_mean", "running_var"]
+        .iter()
+        .enumerate()
+    {
+        let mut v: Vec<f32> = Vec::new();
+        for set in sets {
+            v.extend_from_slice(w.param(set[i])?);
+        }
+        let p = g.node(sets[0][i]);
+        let base = format!(
+            "{}.{role}",
+            p.name.rsplit_once('.').map_or(&*p.name, |b| b.0)
+        );
+        let pname = if per_tower {
+            format!("{base}@{}", p.device)
+        } else {
+            base
+        };
+        inputs.push(w.init_f32(&pname, &[v.len() as u64], &v));
+    }
+    // ONNX's momentum weighs the running value: netc's (PyTorch's) is 1 − it.
+    Ok(w.push(
+        "BatchNormalization",
+        name,
+        inputs,
+        vec![
+            AttributeProto::float("epsilon", *eps as f32),
+            AttributeProto::float("momentum", (1.0 - momentum) as f32),
+        ],
+    ))
+}
+
+/// A batchnorm's instances: one node over the towers' channels side by
+/// side where each tower normalises its own instance of one layer, one
+/// per tower otherwise.
+fn batchnorm(
+    w: &mut Writer<'_, '_>,
+    key: &str,
+    members: &[NodeId],
+    op: &Op,
+) -> Result<Val, ExportError> {
+    let g = w.g;
+    let sets: Vec<[NodeId; 4]> = members
+        .iter()
+        .map(|&m| bn_params(g, m))
+        .collect::<Result<_, _>>()?;
+    let chans: Vec<u64> = members.iter().map(|&m| chans(g.node(m))).collect();
+    match w.reads(members)? {
+        Reads::Same(x) if members.len() == 1 => {
+            Ok(Val::Whole(emit_bn(w, key, op, x, &sets, false)?))
+        }
+        Reads::Own(src) => {
+            let x = w.merged(&src)?;
+            Ok(Val::Split {
+                merged: Some(emit_bn(w, key, op, x, &sets, false)?),
+                parts: vec![None; members.len()],
+                chans,
+            })
+        }
+        _ => {
+            let mut parts = Vec::new();
+            for (&m, set) in members.iter().zip(&sets) {
+                let x = w.value_of(g.inputs(m)[0])?;
+                let name = format!("{key}@{}", g.node(m).device);
+                parts.push(Some(emit_bn(
+                    w,
+                    &name,
+                    op,
+                    x,
+                    std::slice::from_ref(set),
+                    true,
+                )?));
+            }
+            Ok(Val::Split {
+                merged: None,
+                parts,
+                chans,
+            })
+        }
+    }
+}
+
+/// An `add` layer's instances: one `Sum` (an `Add` of two) over the
+/// merged values where every tower adds its own instances of the same
+/// layers, one per tower otherwise.
+fn sum(w: &mut Writer<'_, '_>, key: &str, members: &[NodeId]) -> Result<Val, ExportError> {
+    let g = w.g;
+    let ins: Vec<Vec<NodeId>> = members.iter().map(|&m| g.inputs(m)).collect();
+    let chans: Vec<u64> = members.iter().map(|&m| chans(g.node(m))).collect();
+    let node = |w: &mut Writer<'_, '_>, name: &str, vals: Vec<String>| {
+        let op = if vals.len() == 2 { "Add" } else { "Sum" };
+        w.push(op, name, vals, vec![])
+    };
+    if members.len() == 1 {
+        let vals = ins[0]
+            .iter()
+            .map(|&s| w.value_of(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Val::Whole(node(w, key, vals)));
+    }
+    // Port `p` of tower `t` reads tower `t`'s instance of layer `layers[p]`.
+    let layers: Vec<String> = ins[0].iter().map(|&s| g.node(s).name.clone()).collect();
+    let own = ins.iter().enumerate().all(|(t, srcs)| {
+        srcs.len() == layers.len()
+            && srcs
+                .iter()
+                .zip(&layers)
+                .all(|(&s, l)| g.node(s).name == *l && g.node(s).device == Device::Tower(t as u32))
+    }) && layers
+        .iter()
+        .all(|l| matches!(w.vals.get(l), Some(Val::Split { chans: c, .. }) if *c == chans));
+    if own {
+        let vals = layers
+            .iter()
+            .map(|l| w.merged(l))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Val::Split {
+            merged: Some(node(w, key, vals)),
+            parts: vec![None; members.len()],
+            chans,
+        });
+    }
+    let mut parts = Vec::new();
+    for (&m, srcs) in members.iter().zip(&ins) {
+        let vals = srcs
+            .iter()
+            .map(|&s| w.value_of(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let name = format!("{key}@{}", g.node(m).device);
+        parts.push(Some(node(w, &name, vals)));
+    }
+    Ok(Val::Split {
+        merged: None,
+        parts,
+        chans,
+    })
 }
 
 /// A concatenation's instances: one `Concat` when every tower

@@ -5,25 +5,36 @@
 //! an attribute netc cannot express or an operator it does not have is an
 //! [`ImportError`] naming the operator and the node. Each ONNX operator is
 //! one entry of [`OPS`], a table from `op_type` to the function that
-//! turns its node into a netc layer (or into nothing: `Identity`,
-//! `Flatten` and `Reshape` to a vector, `Softmax` at the output).
+//! turns its node into a netc layer (or into nothing: `Identity`, a
+//! `Flatten` or `Reshape` to a vector that a dense layer reads, since it
+//! flattens its input itself, `Softmax` at the output). `Add` of two
+//! layers' outputs and `Sum` are `add`; `BatchNormalization` (evaluation
+//! mode) is `batchnorm` with the model's running statistics.
 //!
 //! Towers. A grouped `Conv` (`group` = T) and an `LRN` on channels viewed
 //! as `[N·T, C/T, H, W]` (`Reshape`, `LRN`, `Reshape`: how `netc export`
 //! writes a tower-local LRN) need their input split into T towers. The
-//! layers that must be split are found backwards from those (ReLU, max
-//! pooling, dropout pass the need to their input; a convolution or dense
+//! layers that must be split are found backwards from those (the
+//! per-channel layers, activations, poolings, batchnorm, dropout, pass the
+//! need to their input, `add` to all its inputs; a convolution or dense
 //! layer meets it by becoming a tower layer over the whole input, its
-//! filters or units divided among the towers) and forwards (ReLU, pooling
-//! and dropout of a split value are split). Split layers go in `towers T`
-//! blocks; whole layers read a split one through `across(…)`.
+//! filters or units divided among the towers) and forwards (a per-channel
+//! layer of a split value is split, an `add` of split values). Split
+//! layers go in `towers T` blocks; whole layers read a split one through
+//! `across(…)`. Where the layers around a grouped convolution cannot be
+//! split so (a cross-channel LRN before it, groups of different counts,
+//! more than [`MAX_TOWERS`]), and no LRN needs towers, no layer is split
+//! and each grouped convolution keeps its `groups`; so too in a model
+//! `netc export` wrote without `netc.towers` in its metadata (a network
+//! of one tower, whose groups are its convolutions' own).
 //!
 //! LRN. ONNX's window `i − ⌊(m−1)/2⌋ ..= i + ⌈(m−1)/2⌉` is netc's
 //! `i ± ⌊n/2⌋` for odd `m` (n = m), with alpha `alpha_onnx / m`; an even
 //! `m` is not centred, so it is refused.
 //!
 //! Guarantees: the `.net` text is in canonical form (`syntax::fmt`) and
-//! names its layers after the ONNX nodes where they are identifiers; the
+//! names its layers after the ONNX nodes where their names make
+//! identifiers (the first part of the path, else the whole path); the
 //! weights are keyed as checkpoints key them (`layer/op.weight@tN`),
 //! each tower's share of a split layer's filters or units under its tower.
 
@@ -59,19 +70,45 @@ pub struct Imported {
     pub towers: u64,
 }
 
+/// Height and width of a kernel, stride or padding.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Hw {
+    h: u64,
+    w: u64,
+}
+
+impl Hw {
+    /// As a `.net` argument: one number when square, `[h, w]` otherwise.
+    fn arg(self) -> String {
+        if self.h == self.w {
+            self.h.to_string()
+        } else {
+            format!("[{}, {}]", self.h, self.w)
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 enum Kind {
     Conv {
         filters: u64,
-        size: u64,
-        stride: u64,
-        pad: u64,
+        size: Hw,
+        stride: Hw,
+        pad: Hw,
+        dilation: u64,
+        /// ONNX's `group`: towers, or the conv's own `groups` (see [`towers`]).
         group: u64,
+        bias: bool,
     },
     Dense {
         units: u64,
     },
     Relu,
+    Tanh,
+    Sigmoid,
+    LeakyRelu {
+        slope: f64,
+    },
     Lrn {
         size: u64,
         alpha: f64,
@@ -83,11 +120,24 @@ enum Kind {
     MaxPool {
         size: u64,
         stride: u64,
+        pad: u64,
+    },
+    AvgPool {
+        size: u64,
+        stride: u64,
+        pad: u64,
+    },
+    GlobalAvgPool,
+    BatchNorm {
+        momentum: f64,
+        eps: f64,
     },
     Dropout {
         rate: f64,
     },
+    Flatten,
     Concat,
+    Sum,
 }
 
 impl Kind {
@@ -96,17 +146,34 @@ impl Kind {
             Kind::Conv { .. } => "conv",
             Kind::Dense { .. } => "dense",
             Kind::Relu => "relu",
+            Kind::Tanh => "tanh",
+            Kind::Sigmoid => "sigmoid",
+            Kind::LeakyRelu { .. } => "leaky_relu",
             Kind::Lrn { .. } => "lrn",
             Kind::MaxPool { .. } => "maxpool",
+            Kind::AvgPool { .. } => "avgpool",
+            Kind::GlobalAvgPool => "global_avgpool",
+            Kind::BatchNorm { .. } => "batchnorm",
             Kind::Dropout { .. } => "dropout",
+            Kind::Flatten => "flatten",
             Kind::Concat => "concat",
+            Kind::Sum => "add",
         }
     }
     /// Acts on each channel alone: a split input gives a split output.
     fn per_channel(&self) -> bool {
         matches!(
             self,
-            Kind::Relu | Kind::MaxPool { .. } | Kind::Dropout { .. }
+            Kind::Relu
+                | Kind::Tanh
+                | Kind::Sigmoid
+                | Kind::LeakyRelu { .. }
+                | Kind::MaxPool { .. }
+                | Kind::AvgPool { .. }
+                | Kind::GlobalAvgPool
+                | Kind::BatchNorm { .. }
+                | Kind::Dropout { .. }
+                | Kind::Flatten
         )
     }
 }
@@ -128,6 +195,8 @@ struct Layer {
     dims: Vec<u64>,
     weight: Option<(Vec<u64>, Vec<f32>)>,
     bias: Option<Vec<f32>>,
+    /// A batchnorm's running mean and variance.
+    stats: Option<(Vec<f32>, Vec<f32>)>,
     /// A `MatMul` whose bias an `Add` may still supply.
     open_bias: bool,
 }
@@ -153,9 +222,16 @@ const OPS: &[(&str, Handler)] = &[
     ("Gemm", gemm),
     ("MatMul", matmul),
     ("Add", add),
+    ("Sum", sum),
     ("Relu", relu),
+    ("Tanh", tanh),
+    ("Sigmoid", sigmoid),
+    ("LeakyRelu", leaky_relu),
     ("LRN", lrn),
     ("MaxPool", maxpool),
+    ("AveragePool", avgpool),
+    ("GlobalAveragePool", global_avgpool),
+    ("BatchNormalization", batchnorm),
     ("Dropout", dropout),
     ("Identity", identity),
     ("Flatten", flatten),
@@ -181,6 +257,13 @@ fn float_attr(n: &NodeProto, name: &str, default: f32) -> f32 {
 /// (`0.1f32` is `0.1`, not `0.10000000149011612`).
 fn short(x: f32) -> f64 {
     format!("{x}").parse().unwrap_or(x as f64)
+}
+
+/// A value computed from f32 attributes, to the 7 significant digits an
+/// f32 holds: so that what netc exported (`alpha·m`, `1 − momentum`) comes
+/// back as the number it was written as (1e-4, 0.1), not 1.00000005e-4.
+fn f32_digits(x: f64) -> f64 {
+    format!("{x:.6e}").parse().unwrap_or(x)
 }
 
 fn ints_attr(n: &NodeProto, name: &str) -> Option<Vec<i64>> {
@@ -304,6 +387,7 @@ impl Ctx {
             dims,
             weight: None,
             bias: None,
+            stats: None,
             open_bias: false,
         }
     }
@@ -320,8 +404,17 @@ fn plain(n: &NodeProto, s: Src) -> Result<Src, ImportError> {
     }
 }
 
-/// Square kernel, equal strides and pads, no dilation: what netc expresses.
-fn window(n: &NodeProto, what: &str) -> Result<(u64, u64, u64), ImportError> {
+/// A kernel's window: size, stride and padding by axis, and dilation.
+struct Window {
+    size: Hw,
+    stride: Hw,
+    pad: Hw,
+    dilation: u64,
+}
+
+/// Kernel, strides, the same padding before and after on each axis, and
+/// one dilation for both axes: what netc's `conv` expresses.
+fn window(n: &NodeProto) -> Result<Window, ImportError> {
     if let Some(a) = attr(n, "auto_pad") {
         let s = String::from_utf8_lossy(&a.s);
         if s != "NOTSET" && s != "VALID" && !s.is_empty() {
@@ -329,41 +422,96 @@ fn window(n: &NodeProto, what: &str) -> Result<(u64, u64, u64), ImportError> {
         }
     }
     let k = ints_attr(n, "kernel_shape").ok_or_else(|| bad(n, "has no kernel_shape"))?;
-    if k.len() != 2 || k[0] != k[1] || k[0] <= 0 {
-        return Err(bad(
-            n,
-            format!("{what} kernel {k:?} is not square (netc's {what} `size` is one number)"),
-        ));
+    if k.len() != 2 || k.iter().any(|&v| v <= 0) {
+        return Err(bad(n, format!("kernel {k:?} is not a 2-d kernel")));
     }
     let s = ints_attr(n, "strides").unwrap_or(vec![1, 1]);
-    if s.len() != 2 || s[0] != s[1] || s[0] <= 0 {
+    if s.len() != 2 || s.iter().any(|&v| v <= 0) {
         return Err(bad(
             n,
-            format!("strides {s:?} differ (netc's `stride` is one number)"),
+            format!("strides {s:?} are not two positive numbers"),
         ));
     }
     let p = ints_attr(n, "pads").unwrap_or(vec![0; 4]);
-    if p.len() != 4 || p.iter().any(|&x| x != p[0]) || p[0] < 0 {
+    if p.len() != 4 || p[0] != p[2] || p[1] != p[3] || p.iter().any(|&x| x < 0) {
         return Err(bad(
             n,
-            format!("pads {p:?} differ (netc's `pad` is one number on every side)"),
+            format!("pads {p:?} differ before and after (netc pads each side of an axis alike)"),
         ));
     }
-    if let Some(d) = ints_attr(n, "dilations")
-        && d.iter().any(|&x| x != 1)
-    {
-        return Err(bad(n, format!("dilations {d:?} are not 1")));
+    let d = ints_attr(n, "dilations").unwrap_or(vec![1, 1]);
+    if d.len() != 2 || d[0] != d[1] || d[0] <= 0 {
+        return Err(bad(
+            n,
+            format!("dilations {d:?} differ (netc's `dilation` is one number)"),
+        ));
     }
-    Ok((k[0] as u64, s[0] as u64, p[0] as u64))
+    let hw = |v: &[i64]| Hw {
+        h: v[0] as u64,
+        w: v[1] as u64,
+    };
+    Ok(Window {
+        size: hw(&k),
+        stride: hw(&s),
+        pad: hw(&p),
+        dilation: d[0] as u64,
+    })
 }
 
-fn out_side(h: u64, k: u64, s: u64, p: u64) -> Option<u64> {
-    (h + 2 * p).checked_sub(k).map(|v| v / s + 1)
+/// A pooling window: square, equal strides and pads (netc's pooling
+/// `size`, `stride` and `pad` are one number each), and its output dims.
+fn pool_window(
+    c: &Ctx,
+    n: &NodeProto,
+    x: Src,
+    what: &str,
+) -> Result<(u64, u64, u64, Vec<u64>), ImportError> {
+    let w = window(n)?;
+    if w.size.h != w.size.w {
+        return Err(bad(
+            n,
+            format!(
+                "{what} kernel {:?} is not square (netc's {what} `size` is one number)",
+                [w.size.h, w.size.w]
+            ),
+        ));
+    }
+    if w.stride.h != w.stride.w || w.pad.h != w.pad.w || w.dilation != 1 {
+        return Err(bad(
+            n,
+            format!("{what} strides, pads or dilations differ by axis (netc's are one number)"),
+        ));
+    }
+    if int_attr(n, "ceil_mode", 0) != 0 {
+        return Err(bad(n, "ceil_mode is not 0"));
+    }
+    if n.output.len() > 1 {
+        return Err(bad(n, "has an Indices output"));
+    }
+    let (size, stride, pad) = (w.size.h, w.stride.h, w.pad.h);
+    let d = c.dims(x);
+    if d.len() != 3 {
+        return Err(bad(n, "needs a C×H×W input"));
+    }
+    let (Some(h), Some(wd)) = (
+        out_side(d[1], size, stride, pad, 1),
+        out_side(d[2], size, stride, pad, 1),
+    ) else {
+        return Err(bad(n, format!("a {size}×{size} window does not fit {d:?}")));
+    };
+    Ok((size, stride, pad, vec![d[0], h, wd]))
+}
+
+fn out_side(h: u64, k: u64, s: u64, p: u64, dilation: u64) -> Option<u64> {
+    let span = dilation.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
+    h.checked_add(p.checked_mul(2)?)?
+        .checked_sub(span)
+        .map(|v| v / s + 1)
 }
 
 fn conv(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let x = plain(n, c.src(n, 0)?)?;
-    let (size, stride, pad) = window(n, "conv")?;
+    let win = window(n)?;
     let group = int_attr(n, "group", 1).max(1) as u64;
     let (wd, wv) = c
         .konst(n, 1)?
@@ -375,8 +523,8 @@ fn conv(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     }
     let (f, cin) = (wd[0] as u64, wd[1] as u64);
     if cin * group != xd[0]
-        || wd[2] as u64 != size
-        || wd[3] as u64 != size
+        || wd[2] as u64 != win.size.h
+        || wd[3] as u64 != win.size.w
         || !f.is_multiple_of(group)
     {
         return Err(bad(
@@ -386,33 +534,35 @@ fn conv(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     }
     let bias = match c.konst(n, 2)? {
         Some((bd, bv)) if bd.iter().product::<i64>() as u64 == f => {
-            bv.iter().map(|&v| v as f32).collect()
+            Some(bv.iter().map(|&v| v as f32).collect())
         }
         Some((bd, _)) => return Err(bad(n, format!("bias {bd:?} does not fit {f} filters"))),
-        None => vec![0.0; f as usize],
+        None => None,
     };
     let (Some(h), Some(w)) = (
-        out_side(xd[1], size, stride, pad),
-        out_side(xd[2], size, stride, pad),
+        out_side(xd[1], win.size.h, win.stride.h, win.pad.h, win.dilation),
+        out_side(xd[2], win.size.w, win.stride.w, win.pad.w, win.dilation),
     ) else {
         return Err(bad(
             n,
-            format!("a {size}×{size} kernel does not fit {xd:?}"),
+            format!("a {}×{} kernel does not fit {xd:?}", win.size.h, win.size.w),
         ));
     };
     let kind = Kind::Conv {
         filters: f,
-        size,
-        stride,
-        pad,
+        size: win.size,
+        stride: win.stride,
+        pad: win.pad,
+        dilation: win.dilation,
         group,
+        bias: bias.is_some(),
     };
     let mut l = c.layer(n, kind, vec![x], vec![f, h, w]);
     l.weight = Some((
         wd.iter().map(|&d| d as u64).collect(),
         wv.iter().map(|&v| v as f32).collect(),
     ));
-    l.bias = Some(bias);
+    l.bias = bias;
     c.push(n, l)
 }
 
@@ -425,6 +575,11 @@ fn dense(
     units: u64,
     bias: Option<Vec<f32>>,
 ) -> Result<(), ImportError> {
+    // netc's dense layer flattens its input itself.
+    let x = match x {
+        Src::Layer(i) if c.layers[i].kind == Kind::Flatten => c.layers[i].inputs[0],
+        x => x,
+    };
     let inp: u64 = c.dims(x).iter().product();
     if w.len() as u64 != units * inp {
         return Err(bad(
@@ -497,9 +652,16 @@ fn matmul(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     dense(c, n, x, w, units as u64, None)
 }
 
-/// `Add` of a constant vector to a `MatMul`'s output: that layer's bias.
+/// `Add` of a constant vector to a `MatMul`'s output: that layer's bias;
+/// of two computed values: an `add` layer (as `Sum`).
 fn add(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let (a, b) = (n.input.first(), n.input.get(1));
+    if n.input.len() == 2
+        && a.is_some_and(|a| c.values.contains_key(a))
+        && b.is_some_and(|b| c.values.contains_key(b))
+    {
+        return sum(c, n);
+    }
     let (layer, k) = match (
         a.and_then(|a| c.values.get(a)),
         b.and_then(|b| c.consts.get(b)),
@@ -512,7 +674,7 @@ fn add(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
             (Some(&Src::Layer(i)), Some(k)) => (i, k.clone()),
             _ => {
                 return Err(ImportError::Unsupported {
-                    op: "Add (other than a MatMul's bias)".into(),
+                    op: "Add (other than a MatMul's bias or of two layers' outputs)".into(),
                     node: n.name.clone(),
                 });
             }
@@ -522,7 +684,7 @@ fn add(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let units = l.dims[0] as usize;
     if !l.open_bias || k.1.len() != units {
         return Err(ImportError::Unsupported {
-            op: "Add (other than a MatMul's bias)".into(),
+            op: "Add (other than a MatMul's bias or of two layers' outputs)".into(),
             node: n.name.clone(),
         });
     }
@@ -531,10 +693,103 @@ fn add(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     c.out(n, Src::Layer(layer))
 }
 
-fn relu(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+/// The elementwise sum of two or more layers' outputs of one shape.
+fn sum(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    if n.input.len() < 2 {
+        return Err(bad(n, "adds fewer than two values"));
+    }
+    let ins: Vec<Src> = (0..n.input.len())
+        .map(|i| c.src(n, i).and_then(|s| plain(n, s)))
+        .collect::<Result<_, _>>()?;
+    let d = c.dims(ins[0]);
+    if let Some(o) = ins.iter().map(|&s| c.dims(s)).find(|o| *o != d) {
+        return Err(bad(
+            n,
+            format!(
+                "adds values of shapes {d:?} and {o:?} (netc's `add` takes one shape, no broadcasting)"
+            ),
+        ));
+    }
+    let l = c.layer(n, Kind::Sum, ins, d);
+    c.push(n, l)
+}
+
+/// A layer of `kind` with its input's shape (an activation).
+fn elementwise(c: &mut Ctx, n: &NodeProto, kind: Kind) -> Result<(), ImportError> {
     let x = plain(n, c.src(n, 0)?)?;
     let d = c.dims(x);
-    let l = c.layer(n, Kind::Relu, vec![x], d);
+    let l = c.layer(n, kind, vec![x], d);
+    c.push(n, l)
+}
+
+fn relu(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    elementwise(c, n, Kind::Relu)
+}
+
+fn tanh(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    elementwise(c, n, Kind::Tanh)
+}
+
+fn sigmoid(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    elementwise(c, n, Kind::Sigmoid)
+}
+
+fn leaky_relu(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let slope = short(float_attr(n, "alpha", 0.01));
+    if slope.is_nan() || slope < 0.0 {
+        return Err(bad(
+            n,
+            format!("alpha {slope} is negative (netc's leaky_relu slope is ≥ 0)"),
+        ));
+    }
+    elementwise(c, n, Kind::LeakyRelu { slope })
+}
+
+/// Batch normalisation in evaluation: the running statistics are
+/// initializers, kept as the batchnorm's running mean and variance.
+fn batchnorm(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let x = plain(n, c.src(n, 0)?)?;
+    if int_attr(n, "training_mode", 0) != 0 || n.output.len() > 1 {
+        return Err(bad(
+            n,
+            "is in training mode (netc imports evaluation models)",
+        ));
+    }
+    let d = c.dims(x);
+    let ch = d[0] as usize;
+    let mut v: Vec<Vec<f32>> = Vec::new();
+    for (i, what) in ["scale", "B", "input_mean", "input_var"].iter().enumerate() {
+        let (_, k) = c
+            .konst(n, i + 1)?
+            .cloned()
+            .ok_or_else(|| bad(n, format!("has no {what}")))?;
+        if k.len() != ch {
+            return Err(bad(
+                n,
+                format!("{what} has {} values for {ch} channels", k.len()),
+            ));
+        }
+        if i == 3 && k.iter().any(|&x| x < 0.0) {
+            return Err(bad(n, "input_var has a negative variance"));
+        }
+        v.push(k.iter().map(|&x| x as f32).collect());
+    }
+    let eps = short(float_attr(n, "epsilon", 1e-5));
+    if eps.is_nan() || eps <= 0.0 {
+        return Err(bad(n, format!("epsilon {eps} is not positive")));
+    }
+    // ONNX's momentum weighs the running value; netc's (PyTorch's) the batch's.
+    let m = float_attr(n, "momentum", 0.9);
+    if !(0.0..1.0).contains(&m) {
+        return Err(bad(n, format!("momentum {m} is not in [0, 1)")));
+    }
+    let momentum = f32_digits(1.0 - m as f64);
+    let mut l = c.layer(n, Kind::BatchNorm { momentum, eps }, vec![x], d);
+    let var = v.pop().unwrap_or_default();
+    let mean = v.pop().unwrap_or_default();
+    l.bias = v.pop();
+    l.weight = v.pop().map(|g| (vec![ch as u64], g));
+    l.stats = Some((mean, var));
     c.push(n, l)
 }
 
@@ -547,11 +802,7 @@ fn lrn(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
             format!("size {m}: an even ONNX window is not centred on its channel, and netc's is"),
         ));
     }
-    // Divided in f32 and read back at its shortest, so that an alpha netc
-    // exported (`a·m` in f32) comes back as the `a` it was written as.
-    let alpha: f64 = format!("{}", float_attr(n, "alpha", 1e-4) / m as f32)
-        .parse()
-        .unwrap_or(0.0);
+    let alpha = f32_digits(float_attr(n, "alpha", 1e-4) as f64 / m as f64);
     let (beta, k) = (
         short(float_attr(n, "beta", 0.75)),
         short(float_attr(n, "bias", 1.0)),
@@ -587,24 +838,39 @@ fn lrn(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
 
 fn maxpool(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let x = plain(n, c.src(n, 0)?)?;
-    let (size, stride, pad) = window(n, "maxpool")?;
-    if pad != 0 {
-        return Err(bad(n, "pads are not 0 (netc's maxpool has no padding)"));
+    let (size, stride, pad, d) = pool_window(c, n, x, "maxpool")?;
+    if pad >= size {
+        return Err(bad(
+            n,
+            format!("pads {pad} are not below the kernel {size}"),
+        ));
     }
-    if int_attr(n, "ceil_mode", 0) != 0 {
-        return Err(bad(n, "ceil_mode is not 0"));
+    let l = c.layer(n, Kind::MaxPool { size, stride, pad }, vec![x], d);
+    c.push(n, l)
+}
+
+fn avgpool(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let x = plain(n, c.src(n, 0)?)?;
+    let (size, stride, pad, d) = pool_window(c, n, x, "avgpool")?;
+    if pad != 0 && int_attr(n, "count_include_pad", 0) == 0 {
+        return Err(bad(
+            n,
+            "count_include_pad is 0 with pads (netc's avgpool counts padding in the divisor)",
+        ));
     }
-    if n.output.len() > 1 {
-        return Err(bad(n, "has an Indices output"));
-    }
+    let l = c.layer(n, Kind::AvgPool { size, stride, pad }, vec![x], d);
+    c.push(n, l)
+}
+
+/// `[N, C, H, W]` to `[N, C, 1, 1]`; netc's `[C]` (a following `Flatten`
+/// or `Reshape` to a vector is then nothing).
+fn global_avgpool(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let x = plain(n, c.src(n, 0)?)?;
     let d = c.dims(x);
-    let (Some(h), Some(w)) = (
-        out_side(d[1], size, stride, 0),
-        out_side(d[2], size, stride, 0),
-    ) else {
-        return Err(bad(n, format!("a {size}×{size} window does not fit {d:?}")));
-    };
-    let l = c.layer(n, Kind::MaxPool { size, stride }, vec![x], vec![d[0], h, w]);
+    if d.len() != 3 {
+        return Err(bad(n, "needs a C×H×W input"));
+    }
+    let l = c.layer(n, Kind::GlobalAvgPool, vec![x], vec![d[0]]);
     c.push(n, l)
 }
 
@@ -633,13 +899,23 @@ fn identity(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     c.out(n, x)
 }
 
-/// To a vector (`[N, C·H·W]`): netc's dense layer flattens its input itself.
+/// To a vector (`[N, C·H·W]`): a `flatten` layer (which a dense layer
+/// reading it skips: it flattens its input itself).
 fn flatten(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let x = plain(n, c.src(n, 0)?)?;
     if int_attr(n, "axis", 1) != 1 {
         return Err(bad(n, "axis is not 1"));
     }
-    c.out(n, x)
+    to_vector(c, n, x)
+}
+
+fn to_vector(c: &mut Ctx, n: &NodeProto, x: Src) -> Result<(), ImportError> {
+    let d = c.dims(x);
+    if d.len() == 1 {
+        return c.out(n, x);
+    }
+    let l = c.layer(n, Kind::Flatten, vec![x], vec![d.iter().product()]);
+    c.push(n, l)
 }
 
 /// To a vector (as [`flatten`]), or a tower-local LRN's views.
@@ -661,7 +937,8 @@ fn reshape(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     if shape.len() == 2 && batch_dim(shape[0]) && (shape[1] == -1 || shape[1] as u64 == numel)
         || shape.len() == 2 && shape[0] > 0 && shape[1] == -1
     {
-        return c.out(n, plain(n, x)?);
+        let x = plain(n, x)?;
+        return to_vector(c, n, x);
     }
     // [-1, C/T, H, W] of a C×H×W value: its T towers' channels apart.
     if shape.len() == 4
@@ -772,6 +1049,39 @@ fn ident_of(name: &str) -> Option<String> {
     (ok && !RESERVED.contains(&head)).then(|| head.to_string())
 }
 
+/// A netc identifier from a whole ONNX node path, its parts joined by `_`
+/// without a last part that names the operator: `block1/conv2` (a second
+/// layer netc exported from one binding) is `block1_conv2`, PyTorch's
+/// `/layer1/conv1/Conv` is `layer1_conv1` and `/features/features.0/Conv`
+/// is `features_0`.
+fn path_ident(name: &str) -> Option<String> {
+    let mut parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.len() > 1
+        && parts
+            .last()
+            .is_some_and(|p| p.starts_with(|c: char| c.is_ascii_uppercase()))
+    {
+        parts.pop();
+    }
+    // PyTorch repeats a module's parent: `features/features.0` is `features_0`.
+    let mut kept: Vec<&str> = Vec::new();
+    for p in parts {
+        if kept
+            .last()
+            .is_some_and(|q| p.strip_prefix(q).is_some_and(|r| r.starts_with('.')))
+        {
+            kept.pop();
+        }
+        kept.push(p);
+    }
+    let joined: String = kept
+        .join("_")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    ident_of(&joined)
+}
+
 /// Reads `bytes` (an ONNX model) as a `.net` file and weights.
 pub fn import(bytes: &[u8], origin: &str) -> Result<Imported, ImportError> {
     let model = ModelProto::decode(bytes).map_err(|e| ImportError::Malformed(e.to_string()))?;
@@ -880,13 +1190,74 @@ pub fn import(bytes: &[u8], origin: &str) -> Result<Imported, ImportError> {
         .iter()
         .map(|e| (e.key.as_str(), e.value.as_str()))
         .collect();
-    write_net(&c, logits, &graph.name, &input.name, &meta, origin)
+    // A model netc wrote says whether its groups are towers; another's
+    // grouped convolutions are towers where they can be.
+    let towers_hint = (model.producer_name == "netc").then(|| {
+        meta.get("netc.towers")
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(1)
+    });
+    write_net(
+        &c,
+        logits,
+        &graph.name,
+        &input.name,
+        &meta,
+        origin,
+        towers_hint,
+    )
 }
 
-/// Which layers are split into towers, and into how many.
-fn towers(c: &Ctx, logits: usize) -> Result<(u64, Vec<bool>), ImportError> {
-    let mut t = 1;
-    for l in &c.layers {
+/// The most towers a grouped convolution is read as; more groups than
+/// this are the convolution's own `groups` (a depthwise layer is not a
+/// network drawn in 32 columns).
+const MAX_TOWERS: u64 = 8;
+
+/// Which layers are split into towers, and into how many: `(1, none)`
+/// when no layer is grouped. Grouped convolutions (and LRNs on channels
+/// viewed as towers) are read as towers where the layers around them can
+/// be split consistently; where they cannot, and no LRN needs towers, the
+/// convolutions keep their groups as `groups` and nothing is split.
+fn towers(
+    c: &Ctx,
+    logits: usize,
+    live: &[bool],
+    hint: Option<u64>,
+) -> Result<(u64, Vec<bool>), ImportError> {
+    let n = c.layers.len();
+    let lrn_towers = c
+        .layers
+        .iter()
+        .any(|l| matches!(l.kind, Kind::Lrn { towers, .. } if towers > 1));
+    if hint == Some(1) && !lrn_towers {
+        return Ok((1, vec![false; n]));
+    }
+    match split_towers(c, logits, live, hint.filter(|&t| t > 1)) {
+        Ok(r) => Ok(r),
+        Err(_) if !lrn_towers => Ok((1, vec![false; n])),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`towers`] for `forced` towers (those a model netc wrote records), or
+/// as many as the grouped layers say.
+fn split_towers(
+    c: &Ctx,
+    logits: usize,
+    live: &[bool],
+    forced: Option<u64>,
+) -> Result<(u64, Vec<bool>), ImportError> {
+    let mut t = forced.unwrap_or(1);
+    for (l, _) in c.layers.iter().zip(live).filter(|(_, live)| **live) {
+        if let Some(t) = forced {
+            // A tower's own groups are a multiple of the towers'.
+            if matches!(l.kind, Kind::Conv { group, .. } if group > 1 && !group.is_multiple_of(t)) {
+                return Err(ImportError::Graph(format!(
+                    "groups a convolution in a number that is not a multiple of its {t} towers"
+                )));
+            }
+            continue;
+        }
         let g = match l.kind {
             Kind::Conv { group, .. } => group,
             Kind::Lrn { towers, .. } => towers,
@@ -907,11 +1278,16 @@ fn towers(c: &Ctx, logits: usize) -> Result<(u64, Vec<bool>), ImportError> {
     if t == 1 {
         return Ok((1, split));
     }
+    if t > MAX_TOWERS {
+        return Err(ImportError::Graph(format!(
+            "groups a layer in {t}, more than {MAX_TOWERS} towers"
+        )));
+    }
     for (i, l) in c.layers.iter().enumerate() {
         if matches!(l.kind, Kind::Conv { group, .. } if group > 1)
             || matches!(l.kind, Kind::Lrn { towers, .. } if towers > 1)
         {
-            need[i] = true;
+            need[i] = live[i];
         }
     }
     let what = |i: usize| format!("`{}` ({})", c.layers[i].onnx_name, c.layers[i].kind.op());
@@ -920,7 +1296,8 @@ fn towers(c: &Ctx, logits: usize) -> Result<(u64, Vec<bool>), ImportError> {
             continue;
         }
         let l = &c.layers[i];
-        let needs_input = match l.kind {
+        // Which inputs must be split too.
+        let needs_inputs = match l.kind {
             Kind::Conv { group, filters, .. } => {
                 if group == 1 && !filters.is_multiple_of(t) {
                     return Err(ImportError::Graph(format!(
@@ -928,7 +1305,7 @@ fn towers(c: &Ctx, logits: usize) -> Result<(u64, Vec<bool>), ImportError> {
                         what(i)
                     )));
                 }
-                group > 1
+                if group > 1 { 1 } else { 0 }
             }
             Kind::Dense { units } => {
                 if !units.is_multiple_of(t) {
@@ -937,10 +1314,11 @@ fn towers(c: &Ctx, logits: usize) -> Result<(u64, Vec<bool>), ImportError> {
                         what(i)
                     )));
                 }
-                false
+                0
             }
-            Kind::Lrn { towers, .. } => towers > 1,
-            ref k if k.per_channel() => true,
+            Kind::Lrn { towers, .. } => usize::from(towers > 1),
+            Kind::Sum => l.inputs.len(),
+            ref k if k.per_channel() => 1,
             _ => {
                 return Err(ImportError::Graph(format!(
                     "needs {} split into {t} towers, which netc cannot express",
@@ -948,9 +1326,9 @@ fn towers(c: &Ctx, logits: usize) -> Result<(u64, Vec<bool>), ImportError> {
                 )));
             }
         };
-        if needs_input {
-            match l.inputs[0] {
-                Src::Layer(j) => need[j] = true,
+        for s in &l.inputs[..needs_inputs] {
+            match s {
+                Src::Layer(j) => need[*j] = true,
                 _ => {
                     return Err(ImportError::Graph(format!(
                         "splits its input image into {t} groups at {}; netc's towers each read the whole image",
@@ -962,13 +1340,42 @@ fn towers(c: &Ctx, logits: usize) -> Result<(u64, Vec<bool>), ImportError> {
     }
     for i in 0..n {
         let l = &c.layers[i];
-        let from_split = matches!(l.inputs.first(), Some(Src::Layer(j)) if split[*j]);
-        split[i] = need[i] || (l.kind.per_channel() && from_split);
+        let is_split = |s: &Src| matches!(s, Src::Layer(j) if split[*j]);
+        let from_split = l.inputs.first().is_some_and(is_split);
+        let all_split = l.inputs.iter().all(is_split);
+        split[i] = live[i]
+            && (need[i]
+                || (l.kind.per_channel() && from_split)
+                || (l.kind == Kind::Sum && all_split));
+        if l.kind == Kind::Sum && split[i] && !all_split {
+            return Err(ImportError::Graph(format!(
+                "adds a value in towers to one that is not at {}",
+                what(i)
+            )));
+        }
     }
     if split[logits] {
         return Err(ImportError::Graph("computes its logits in towers".into()));
     }
     Ok((t, split))
+}
+
+/// The layers the logits depend on (a `flatten` a dense layer skipped,
+/// or a branch to an output other than the logits, is not).
+fn live_layers(c: &Ctx, logits: usize) -> Vec<bool> {
+    let mut live = vec![false; c.layers.len()];
+    let mut stack = vec![logits];
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut live[i], true) {
+            continue;
+        }
+        for s in &c.layers[i].inputs {
+            if let Src::Layer(j) | Src::TowerView(j, _) = s {
+                stack.push(*j);
+            }
+        }
+    }
+    live
 }
 
 /// The `.net` text and weights of the layers `c` read.
@@ -979,12 +1386,14 @@ fn write_net(
     input_name: &str,
     meta: &HashMap<&str, &str>,
     origin: &str,
+    towers_hint: Option<u64>,
 ) -> Result<Imported, ImportError> {
-    let (t, split) = towers(c, logits)?;
+    let live = live_layers(c, logits);
+    let (t, split) = towers(c, logits, &live, towers_hint)?;
     let n = c.layers.len();
     // Consumers of each layer, to chain single-use layers into one binding.
     let mut users = vec![Vec::new(); n];
-    for (i, l) in c.layers.iter().enumerate() {
+    for (i, l) in c.layers.iter().enumerate().filter(|(i, _)| live[*i]) {
         for s in &l.inputs {
             if let Src::Layer(j) = s {
                 users[*j].push(i);
@@ -996,7 +1405,7 @@ fn write_net(
     // chain starts at a conv, dense or concat... or any layer.
     let mut binding = vec![usize::MAX; n];
     let mut chains: Vec<Vec<usize>> = Vec::new();
-    for i in 0..n {
+    for i in (0..n).filter(|&i| live[i]) {
         let l = &c.layers[i];
         let cont = match l.inputs.as_slice() {
             [Src::Layer(j)] => {
@@ -1004,7 +1413,7 @@ fn write_net(
                     && split[*j] == split[i]
                     && !matches!(
                         l.kind,
-                        Kind::Conv { .. } | Kind::Dense { .. } | Kind::Concat
+                        Kind::Conv { .. } | Kind::Dense { .. } | Kind::Concat | Kind::Sum
                     )
                     && *j != logits
                     && binding[*j] != usize::MAX
@@ -1039,7 +1448,9 @@ fn write_net(
             Kind::Dense { .. } => "fc",
             ref k => k.op(),
         };
-        let mut name = ident_of(&l.onnx_name).filter(|s| !used.contains(s));
+        let mut name = ident_of(&l.onnx_name)
+            .filter(|s| !used.contains(s))
+            .or_else(|| path_ident(&l.onnx_name).filter(|s| !used.contains(s)));
         while name.is_none() {
             let k = counts.entry(kind).or_insert(0);
             *k += 1;
@@ -1061,6 +1472,7 @@ fn write_net(
             // conv, dense, concat, a cross-tower LRN), reads a split
             // layer's towers side by side.
             let whole_reader = !(l.kind.per_channel()
+                || l.kind == Kind::Sum
                 || matches!(l.kind, Kind::Conv { group, .. } if group > 1)
                 || matches!(l.kind, Kind::Lrn { towers, .. } if towers > 1));
             for s in &l.inputs {
@@ -1079,15 +1491,28 @@ fn write_net(
                 size,
                 stride,
                 pad,
-                ..
+                dilation,
+                group,
+                bias,
             } => {
                 args.push(format!("filters: {filters}"));
-                args.push(format!("size: {size}"));
-                if *stride != 1 {
-                    args.push(format!("stride: {stride}"));
+                args.push(format!("size: {}", size.arg()));
+                if *stride != (Hw { h: 1, w: 1 }) {
+                    args.push(format!("stride: {}", stride.arg()));
                 }
-                if *pad != 0 {
-                    args.push(format!("pad: {pad}"));
+                if *pad != (Hw { h: 0, w: 0 }) {
+                    args.push(format!("pad: {}", pad.arg()));
+                }
+                if *dilation != 1 {
+                    args.push(format!("dilation: {dilation}"));
+                }
+                // Groups the towers do not take.
+                let own = if split[i] { group / t } else { *group };
+                if own > 1 {
+                    args.push(format!("groups: {own}"));
+                }
+                if !*bias {
+                    args.push("bias: false".into());
                 }
             }
             Kind::Dense { units } => args.push(format!("units: {units}")),
@@ -1103,12 +1528,26 @@ fn write_net(
                 args.push(format!("beta: {}", num(*beta)));
                 args.push(format!("k: {}", num(*k)));
             }
-            Kind::MaxPool { size, stride } => {
+            Kind::MaxPool { size, stride, pad } | Kind::AvgPool { size, stride, pad } => {
                 args.push(format!("size: {size}"));
                 args.push(format!("stride: {stride}"));
+                if *pad != 0 {
+                    args.push(format!("pad: {pad}"));
+                }
+            }
+            Kind::LeakyRelu { slope } => args.push(format!("slope: {}", num(*slope))),
+            Kind::BatchNorm { momentum, eps } => {
+                args.push(format!("momentum: {}", num(*momentum)));
+                args.push(format!("eps: {}", num(*eps)));
             }
             Kind::Dropout { rate } => args.push(format!("rate: {}", num(*rate))),
-            Kind::Relu | Kind::Concat => {}
+            Kind::Relu
+            | Kind::Tanh
+            | Kind::Sigmoid
+            | Kind::GlobalAvgPool
+            | Kind::Flatten
+            | Kind::Concat
+            | Kind::Sum => {}
         }
         if args.is_empty() {
             l.kind.op().to_string()
@@ -1159,27 +1598,44 @@ fn write_net(
     text.push_str(&train_section(meta));
     let file = crate::syntax::parse(&text).map_err(|e| ImportError::Compile(e.to_string()))?;
     let source = crate::syntax::fmt::format(&file, &text);
-    // Weights: `binding/op.weight@tN`, a split layer's filters or units
-    // divided among the towers in order.
+    // Parameters: `binding/opK.role@tN` (`K` from the second layer of one
+    // op in a binding, as netc names them), a split layer's filters,
+    // units or channels divided among the towers in order.
     let mut weights = HashMap::new();
     for (b, chain) in chains.iter().enumerate() {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
         for &i in chain {
             let l = &c.layers[i];
-            let (Some((wd, wv)), Some(bv)) = (&l.weight, &l.bias) else {
+            let op = l.kind.op();
+            let k = seen.entry(op).or_insert(0);
+            *k += 1;
+            let inst = if *k == 1 {
+                op.to_string()
+            } else {
+                format!("{op}{k}")
+            };
+            let Some((wd, wv)) = &l.weight else {
                 continue;
             };
-            let op = l.kind.op();
+            let mut tensors: Vec<(&str, &[f32])> = vec![("weight", wv)];
+            if let Some(bv) = &l.bias {
+                tensors.push(("bias", bv));
+            }
+            if let Some((mean, var)) = &l.stats {
+                tensors.push(("running_mean", mean));
+                tensors.push(("running_var", var));
+            }
             let parts = if split[i] { t } else { 1 };
             let rows = wd[0] / parts;
-            let per_row: u64 = wd[1..].iter().product();
-            for p in 0..parts {
-                let key = |role: &str| format!("{}/{op}.{role}@t{p}", names[b]);
-                let (r0, r1) = ((p * rows) as usize, ((p + 1) * rows) as usize);
-                weights.insert(
-                    key("weight"),
-                    wv[r0 * per_row as usize..r1 * per_row as usize].to_vec(),
-                );
-                weights.insert(key("bias"), bv[r0..r1].to_vec());
+            for (role, v) in tensors {
+                let per_row = v.len() / wd[0] as usize;
+                for p in 0..parts {
+                    let (r0, r1) = ((p * rows) as usize, ((p + 1) * rows) as usize);
+                    weights.insert(
+                        format!("{}/{inst}.{role}@t{p}", names[b]),
+                        v[r0 * per_row..r1 * per_row].to_vec(),
+                    );
+                }
             }
         }
     }

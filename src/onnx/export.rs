@@ -250,6 +250,34 @@ impl<'w> Writer<'_, 'w> {
         f
     }
 
+    /// One ONNX node per tower: `emit(w, name, t, xs)` for member `t`,
+    /// named `key@tN`, with `xs` the values of its inputs that are not
+    /// parameters (its tower's parts).
+    fn per_tower(
+        &mut self,
+        key: &str,
+        members: &[NodeId],
+        mut emit: impl FnMut(&mut Self, &str, usize, Vec<String>) -> Result<String, ExportError>,
+    ) -> Result<Val, ExportError> {
+        let g = self.g;
+        let mut parts = Vec::new();
+        for (t, &m) in members.iter().enumerate() {
+            let xs = g
+                .inputs(m)
+                .into_iter()
+                .filter(|&s| !g.node(s).op.is_param())
+                .map(|s| self.value_of(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let name = format!("{key}@{}", g.node(m).device);
+            parts.push(Some(emit(self, &name, t, xs)?));
+        }
+        Ok(Val::Split {
+            merged: None,
+            parts,
+            chans: members.iter().map(|&m| chans(g.node(m))).collect(),
+        })
+    }
+
     /// How the instances of a layer read their first input: `Same(v)` if
     /// every instance reads one value alike, `Own(layer)` if instance `t`
     /// reads tower `t`'s instance of `layer`, `Mixed` otherwise.
@@ -634,27 +662,17 @@ fn layer(
                 chans,
             })
         }
-        _ => {
-            let mut parts = Vec::new();
-            for (&m, &p) in members.iter().zip(&params) {
-                let x = w.value_of(g.inputs(m)[0])?;
-                let name = format!("{key}@{}", g.node(m).device);
-                parts.push(Some(emit_layer(
-                    w,
-                    &name,
-                    op,
-                    (x, rank),
-                    &[p],
-                    groups,
-                    true,
-                )?));
-            }
-            Ok(Val::Split {
-                merged: None,
-                parts,
-                chans,
-            })
-        }
+        _ => w.per_tower(key, members, |w, name, t, mut xs| {
+            emit_layer(
+                w,
+                name,
+                op,
+                (xs.remove(0), rank),
+                &params[t..=t],
+                groups,
+                true,
+            )
+        }),
     }
 }
 
@@ -777,19 +795,10 @@ fn per_channel(
                 chans,
             })
         }
-        _ => {
-            let mut parts = Vec::new();
-            for &m in members {
-                let x = w.value_of(g.inputs(m)[0])?;
-                let name = format!("{key}@{}", g.node(m).device);
-                parts.push(Some(emit_per_channel(w, &name, op, x, 1, &in_dims(m))));
-            }
-            Ok(Val::Split {
-                merged: None,
-                parts,
-                chans,
-            })
-        }
+        _ => w.per_tower(key, members, |w, name, t, mut xs| {
+            let dims = in_dims(members[t]);
+            Ok(emit_per_channel(w, name, op, xs.remove(0), 1, &dims))
+        }),
     }
 }
 
@@ -868,26 +877,9 @@ fn batchnorm(
                 chans,
             })
         }
-        _ => {
-            let mut parts = Vec::new();
-            for (&m, set) in members.iter().zip(&sets) {
-                let x = w.value_of(g.inputs(m)[0])?;
-                let name = format!("{key}@{}", g.node(m).device);
-                parts.push(Some(emit_bn(
-                    w,
-                    &name,
-                    op,
-                    x,
-                    std::slice::from_ref(set),
-                    true,
-                )?));
-            }
-            Ok(Val::Split {
-                merged: None,
-                parts,
-                chans,
-            })
-        }
+        _ => w.per_tower(key, members, |w, name, t, mut xs| {
+            emit_bn(w, name, op, xs.remove(0), &sets[t..=t], true)
+        }),
     }
 }
 
@@ -931,20 +923,7 @@ fn sum(w: &mut Writer<'_, '_>, key: &str, members: &[NodeId]) -> Result<Val, Exp
             chans,
         });
     }
-    let mut parts = Vec::new();
-    for (&m, srcs) in members.iter().zip(&ins) {
-        let vals = srcs
-            .iter()
-            .map(|&s| w.value_of(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        let name = format!("{key}@{}", g.node(m).device);
-        parts.push(Some(node(w, &name, vals)));
-    }
-    Ok(Val::Split {
-        merged: None,
-        parts,
-        chans,
-    })
+    w.per_tower(key, members, |w, name, _, xs| Ok(node(w, name, xs)))
 }
 
 /// A concatenation's instances: one `Concat` when every tower
@@ -972,24 +951,8 @@ fn concat(w: &mut Writer<'_, '_>, key: &str, members: &[NodeId]) -> Result<Val, 
         let v = w.push("Concat", key, vals, vec![AttributeProto::int("axis", 1)]);
         return Ok(Val::Whole(v));
     }
-    let mut parts = Vec::new();
-    for (&m, srcs) in members.iter().zip(&ins) {
-        let vals = srcs
-            .iter()
-            .map(|&s| w.value_of(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        let name = format!("{key}@{}", g.node(m).device);
-        parts.push(Some(w.push(
-            "Concat",
-            &name,
-            vals,
-            vec![AttributeProto::int("axis", 1)],
-        )));
-    }
-    Ok(Val::Split {
-        merged: None,
-        parts,
-        chans: members.iter().map(|&m| chans(g.node(m))).collect(),
+    w.per_tower(key, members, |w, name, _, xs| {
+        Ok(w.push("Concat", name, xs, vec![AttributeProto::int("axis", 1)]))
     })
 }
 

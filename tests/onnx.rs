@@ -131,6 +131,21 @@ fn rel_diff(a: &[f32], b: &[f32], classes: usize) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// `netc import MODEL` into `dir`: the new `.net` file and its checkpoint.
+fn import(model: &Path, dir: &Path) -> (PathBuf, PathBuf) {
+    let net = dir.join("imported.net");
+    let ck = dir.join("imported.safetensors");
+    netc(&[
+        "import",
+        model.to_str().unwrap(),
+        "-o",
+        net.to_str().unwrap(),
+        "--weights-out",
+        ck.to_str().unwrap(),
+    ]);
+    (net, ck)
+}
+
 /// `netc import` of `model`; the new network must compile to the same
 /// parameter count and MACs as `original` (when given) and give the same
 /// logits on `images`. Returns the imported network and its weights.
@@ -142,16 +157,7 @@ fn round_trip(
     want: &[f32],
     classes: usize,
 ) -> (netc::lower::Module, weights::Weights) {
-    let net = dir.join("imported.net");
-    let ck = dir.join("imported.safetensors");
-    netc(&[
-        "import",
-        model.to_str().unwrap(),
-        "-o",
-        net.to_str().unwrap(),
-        "--weights-out",
-        ck.to_str().unwrap(),
-    ]);
+    let (net, ck) = import(model, dir);
     netc(&["check", net.to_str().unwrap()]);
     let text = std::fs::read_to_string(&net).unwrap();
     eprintln!("{}:\n{text}", net.display());
@@ -389,16 +395,7 @@ fn a_model_netc_did_not_write_imports_and_matches_onnxruntime() {
         let model = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/onnx")
             .join(file);
-        let net = dir.join("imported.net");
-        let ck = dir.join("imported.safetensors");
-        netc(&[
-            "import",
-            model.to_str().unwrap(),
-            "-o",
-            net.to_str().unwrap(),
-            "--weights-out",
-            ck.to_str().unwrap(),
-        ]);
+        let (net, ck) = import(&model, &dir);
         let text = std::fs::read_to_string(&net).unwrap();
         eprintln!("{text}");
         for w in want {

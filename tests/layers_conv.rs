@@ -436,3 +436,116 @@ fn netc_eval_gives_the_same_figures_folded_and_unfolded() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A random network of `conv`/`dense` layers, each followed by zero to
+/// three batchnorms (as a chain or as separate bindings), biases on or off.
+fn random_bn_chain(seed: u64) -> String {
+    let mut r = netc::rng::Rng::new(seed, 7);
+    let mut pick = |n: u64| (r.next_u64() % n) as usize;
+    let mut lines = Vec::new();
+    let mut prev = "image".to_string();
+    let mut spatial = true;
+    let layers = 1 + pick(3);
+    for i in 0..layers {
+        let bias = if pick(2) == 0 { "true" } else { "false" };
+        let layer = if spatial && (i + 1 < layers || pick(2) == 0) {
+            format!(
+                "conv({prev}, filters: {}, size: 3, pad: 1, bias: {bias})",
+                2 + pick(4)
+            )
+        } else {
+            spatial = false;
+            format!("dense({prev}, units: {})", 3 + pick(6))
+        };
+        let bns = pick(4);
+        let name = format!("l{i}");
+        if pick(2) == 0 {
+            let mut text = format!("  {name} = {layer}");
+            for _ in 0..bns {
+                text.push_str(&format!(" -> batchnorm(eps: 1e-{})", 3 + pick(3)));
+            }
+            lines.push(text);
+            prev = name;
+        } else {
+            lines.push(format!("  {name} = {layer}"));
+            prev = name.clone();
+            for k in 0..bns {
+                let b = format!("{name}_bn{k}");
+                lines.push(format!("  {b} = batchnorm({prev})"));
+                prev = b;
+            }
+        }
+        if pick(3) != 0 {
+            let a = format!("{prev}_act");
+            lines.push(format!("  {a} = relu({prev})"));
+            prev = a;
+        }
+    }
+    format!(
+        "network chain {{\n  input image: [2, 6, 6]\n  input label: class(4)\n{}\n  \
+         out = dense({prev}, units: 4)\n  loss = softmax_xent(out, label)\n}}\n\n\
+         train {{\n  batch: 8\n  epochs: 1\n  sgd {{ lr: 0.05, momentum: 0.9 }}\n}}\n",
+        lines.join("\n")
+    )
+}
+
+/// Evaluation with the batchnorms folded equals the unfolded evaluation on
+/// random chains (two or three batchnorms in a row after one layer, with
+/// and without its bias), with every batchnorm's γ, β and running
+/// statistics set to random values so that each of them matters.
+#[test]
+fn folding_equals_the_unfolded_evaluation_on_random_batchnorm_chains() {
+    use netc::backend::cpu::exec::{CpuExec, Layout};
+    use netc::backend::step::Step;
+    let mut chains = 0;
+    for seed in 0..60u64 {
+        let src = random_bn_chain(seed);
+        let c = frontend::compile(&src)
+            .unwrap_or_else(|d| panic!("{}\n{src}", netc::diag::render("net", &src, &[d])));
+        let m = &c.module;
+        let g = netc::train::run::training_graph(m, &m.train, true).unwrap();
+        let mut exec = CpuExec::<f32>::with_memory(g, seed, Layout::Planned).unwrap();
+        let (n, per) = (8, exec.image_len());
+        let images: Vec<f32> = (0..n * per)
+            .map(|i| netc::rng::normal(seed, 1, i as u64) as f32)
+            .collect();
+        let labels: Vec<u32> = (0..n as u32).map(|i| i % 4).collect();
+        exec.train_step(&images, &labels, 0.05, 0).unwrap();
+        let state: Vec<(String, usize)> = Step::state(&mut exec)
+            .unwrap()
+            .into_iter()
+            .map(|(key, _, v)| (key, v.len()))
+            .collect();
+        let mut k = 0u64;
+        for (key, len) in state {
+            if !key.contains("batchnorm") && !key.contains("_bn") {
+                continue;
+            }
+            k += 1;
+            let v: Vec<f32> = (0..len)
+                .map(|i| {
+                    let z = netc::rng::normal(seed + 1000, k, i as u64) as f32;
+                    if key.contains("var") { 0.2 + z * z } else { z }
+                })
+                .collect();
+            Step::set_state(&mut exec, &key, &v).unwrap();
+        }
+        exec.set_fold_bn(false);
+        exec.eval_batch(&images, &labels).unwrap();
+        let want = exec.logits().to_vec();
+        exec.set_fold_bn(true);
+        let folds = exec.evaluates_folded().unwrap();
+        exec.eval_batch(&images, &labels)
+            .unwrap_or_else(|e| panic!("{e}\n{src}"));
+        let got = exec.logits().to_vec();
+        let d = rel_diff(&want, &got);
+        assert!(d <= 1e-4, "seed {seed}: relative difference {d}\n{src}");
+        if folds && src.matches("batchnorm").count() > 1 {
+            chains += 1;
+        }
+    }
+    assert!(
+        chains >= 10,
+        "only {chains} networks folded two batchnorms or more"
+    );
+}

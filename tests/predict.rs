@@ -504,3 +504,55 @@ fn image_folder_ten_crops_agree_and_rows_name_their_files() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `netc eval` takes any number of images, whatever the training batch:
+/// a data set whose training split is smaller than the batch evaluates
+/// (it used to be refused as a run that would take no step), and
+/// `--batch` (images per forward pass) gives the same figures.
+#[test]
+fn eval_takes_any_number_of_images_in_batches_of_its_choice() {
+    use netc::train::data::idx::write_idx;
+    let net = "networks/lenet5.net";
+    let src = std::fs::read_to_string(net).unwrap();
+    let c = frontend::compile(&src).unwrap_or_else(|_| panic!("compiles"));
+    let dir = tmp("eval-batch");
+    let opts = TrainOptions {
+        data: Some(PathBuf::from("data/fmnist-small")),
+        epochs: Some(1),
+        seed: Some(5),
+        max_steps: Some(2),
+        out_dir: dir.clone(),
+        quiet: true,
+        ..Default::default()
+    };
+    train(&c.module, &opts).unwrap();
+    let ck = dir.join("checkpoint.safetensors");
+    // 20 training and 45 test images: both fewer than lenet5's batch of 64.
+    let tiny = dir.join("tiny");
+    std::fs::create_dir_all(&tiny).unwrap();
+    let pixels = |n: usize| -> Vec<u8> { (0..n * 784).map(|i| (i * 131 % 251) as u8).collect() };
+    let labels = |n: usize| -> Vec<u8> { (0..n).map(|i| (i * 7 % 10) as u8).collect() };
+    for (split, n) in [("train", 20), ("t10k", 45)] {
+        let img = tiny.join(format!("{split}-images-idx3-ubyte.gz"));
+        write_idx(&img, 0x0803, &[n, 28, 28], &pixels(n), true).unwrap();
+        let lab = tiny.join(format!("{split}-labels-idx1-ubyte.gz"));
+        write_idx(&lab, 0x0801, &[n], &labels(n), true).unwrap();
+    }
+    let (ck, tiny) = (ck.to_str().unwrap(), tiny.to_str().unwrap());
+    let (ok, whole, err) = run(&["eval", net, "--weights", ck, "--data", tiny]);
+    assert!(ok, "{err}");
+    assert!(whole.starts_with("45 images: top-1 error"), "{whole}");
+    for b in ["1", "7", "45", "1000"] {
+        let (ok, out, err) = run(&["eval", net, "--weights", ck, "--data", tiny, "--batch", b]);
+        assert!(ok, "--batch {b}: {err}");
+        // The errors exactly; the loss to the rounding of another summation order.
+        let (head, loss) = out.trim().rsplit_once("loss ").unwrap();
+        let (whead, wloss) = whole.trim().rsplit_once("loss ").unwrap();
+        assert_eq!(head, whead, "--batch {b}");
+        let (l, w): (f64, f64) = (loss.parse().unwrap(), wloss.parse().unwrap());
+        assert!((l - w).abs() <= 2e-4, "--batch {b}: loss {l} against {w}");
+    }
+    let (ok, _, err) = run(&["eval", net, "--weights", ck, "--data", tiny, "--batch", "0"]);
+    assert!(!ok && err.contains("--batch"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

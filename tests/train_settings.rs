@@ -443,3 +443,101 @@ fn a_run_with_every_setting_resumes_bit_for_bit() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// Which parameters each form of `multipliers` rule reaches, as the README
+/// says: a kind (`weight`, `bias`) reaches a batchnorm's γ and β too; a
+/// binding every trained parameter of its layers, its batchnorm's γ and β
+/// included; `BINDING.weight` the weights of the binding's layers (the
+/// conv's weight and the batchnorm's γ).
+#[test]
+fn multiplier_rules_reach_the_parameters_the_readme_names() {
+    let net = |rules: &str| {
+        format!(
+            "network small {{
+  input image: [1, 12, 12]
+  input label: class(3)
+  stem = conv(image, filters: 4, size: 3, bias: false) -> batchnorm -> relu
+  out = dense(stem, units: 3)
+  loss = softmax_xent(out, label)
+}}
+train {{
+  sgd {{ lr: 0.05, momentum: 0.9, weight_decay: 0.01 }}
+  multipliers {{ {rules} }}
+}}
+"
+        )
+    };
+    let lr_zero = |src: &str, name: &str| update_line(src, name).contains("lr_mult=0");
+    let decay_zero = |src: &str, name: &str| update_line(src, name).contains("decay_mult=0");
+    let (conv, gamma, beta) = (
+        "stem/conv.weight",
+        "stem/batchnorm.weight",
+        "stem/batchnorm.bias",
+    );
+    let binding = net("stem { lr: 0 }");
+    for p in [conv, gamma, beta] {
+        assert!(lr_zero(&binding, p), "`stem` misses {p}");
+    }
+    assert!(!lr_zero(&binding, "out/dense.weight"));
+    let kind = net("bias { decay: 0 }");
+    assert!(decay_zero(&kind, beta));
+    assert!(decay_zero(&kind, "out/dense.bias"));
+    assert!(!decay_zero(&kind, gamma) && !decay_zero(&kind, conv));
+    let weights = net("stem.weight { lr: 0 }");
+    assert!(lr_zero(&weights, conv) && lr_zero(&weights, gamma));
+    assert!(!lr_zero(&weights, beta));
+}
+
+/// `he` and `xavier` are scaled by a weight's fans, as their long
+/// spellings are: a bias cannot take either (N0151), by default or by
+/// layer; a form without arguments may drop its parentheses
+/// (`schedule: cosine` is `cosine()`).
+#[test]
+fn short_and_long_spellings_follow_one_rule() {
+    let with = |train: &str| {
+        format!(
+            "network small {{
+  input image: [1, 12, 12]
+  input label: class(3)
+  fc = dense(image, units: 3)
+  loss = softmax_xent(fc, label)
+}}
+train {{
+  {train}
+}}
+"
+        )
+    };
+    for init in [
+        "bias: he",
+        "bias: xavier",
+        "fc.bias: he",
+        "bias: xavier_uniform",
+        "bias: kaiming_normal",
+    ] {
+        let src = with(&format!("init {{ {init} }}"));
+        let d = frontend::check(&src)
+            .err()
+            .unwrap_or_else(|| panic!("`{init}` accepted"));
+        assert_eq!(d.code.as_deref(), Some("N0151"), "{init}: {}", d.message);
+    }
+    assert!(frontend::check(&with("init { weight: he  bias: 0 }")).is_ok());
+    let schedule = |s: &str| {
+        frontend::check(&with(&format!("schedule: {s}")))
+            .unwrap_or_else(|d| panic!("`{s}`: {}", d.message))
+            .module
+            .train
+            .schedule
+    };
+    assert_eq!(schedule("cosine"), schedule("cosine()"));
+    assert_eq!(
+        schedule("cosine"),
+        Schedule::Cosine {
+            warmup: 0.0,
+            min_lr: 0.0
+        }
+    );
+    assert_eq!(schedule("step"), schedule("step()"));
+    assert_eq!(schedule("plateau"), schedule("plateau()"));
+    assert_eq!(schedule("fixed"), Schedule::Fixed);
+}

@@ -53,6 +53,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
         interrupt: Some(interrupt),
         no_fuse: a.no_fuse,
         layout: backend.layout(),
+        evaluate_only: false,
     };
     train_with(&c.module, &opts, |cpu, cfg, aug| {
         open::open(&backend, cpu, cfg.batch as usize, aug)
@@ -73,6 +74,8 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode, String> {
     open::probe(&backend).map_err(|e| format!("error: {e}"))?;
     let opts = TrainOptions {
         data: a.data,
+        batch: a.batch,
+        evaluate_only: true,
         ..Default::default()
     };
     let make = |cpu, cfg: &TrainConfig, aug: &_| open::open(&backend, cpu, cfg.batch as usize, aug);

@@ -218,7 +218,9 @@ impl Init {
     pub fn needs_fans(&self) -> bool {
         matches!(
             self,
-            Init::KaimingUniform { .. }
+            Init::He
+                | Init::Xavier
+                | Init::KaimingUniform { .. }
                 | Init::KaimingNormal { .. }
                 | Init::XavierUniform { .. }
                 | Init::XavierNormal { .. }

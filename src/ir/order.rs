@@ -3,48 +3,59 @@
 //! first. The same graph always yields the same order, whatever the
 //! insertion history, so the text form and snapshots are stable.
 //! Returns `Err(node)` with a node on a cycle if the graph is cyclic.
+//!
+//! Cost: one sort of the nodes by their key, then a heap of their ranks:
+//! O((V + E) log V), with no key built twice.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use petgraph::Direction;
 
 use super::{Graph, NodeId};
 
 pub fn topo(g: &Graph) -> Result<Vec<NodeId>, NodeId> {
-    let key = |n: NodeId| {
-        let node = g.node(n);
-        (node.span.start, node.name.clone(), node.device, n.index())
-    };
-    let mut indeg: HashMap<NodeId, usize> = HashMap::new();
-    let mut ready = BTreeSet::new();
-    for n in g.node_ids() {
+    let mut ids: Vec<NodeId> = g.node_ids().collect();
+    ids.sort_unstable_by(|&a, &b| {
+        let (x, y) = (g.node(a), g.node(b));
+        (x.span.start, x.name.as_str(), x.device, a.index()).cmp(&(
+            y.span.start,
+            y.name.as_str(),
+            y.device,
+            b.index(),
+        ))
+    });
+    let bound = petgraph::visit::NodeIndexable::node_bound(&g.g);
+    let mut rank = vec![usize::MAX; bound];
+    for (r, n) in ids.iter().enumerate() {
+        rank[n.index()] = r;
+    }
+    let mut indeg = vec![0usize; bound];
+    let mut ready = BinaryHeap::new();
+    for (r, &n) in ids.iter().enumerate() {
         let d = g.g.neighbors_directed(n, Direction::Incoming).count();
-        indeg.insert(n, d);
+        indeg[n.index()] = d;
         if d == 0 {
-            ready.insert((key(n), n));
+            ready.push(Reverse(r));
         }
     }
-    let mut out = Vec::with_capacity(indeg.len());
-    while let Some(first) = ready.iter().next().cloned() {
-        ready.remove(&first);
-        let n = first.1;
+    let mut out = Vec::with_capacity(ids.len());
+    while let Some(Reverse(r)) = ready.pop() {
+        let n = ids[r];
         out.push(n);
-        for e in g.g.edges_directed(n, Direction::Outgoing) {
-            use petgraph::visit::EdgeRef;
-            let t = e.target();
-            if let Some(d) = indeg.get_mut(&t) {
-                *d -= 1;
-                if *d == 0 {
-                    ready.insert((key(t), t));
-                }
+        for t in g.g.neighbors_directed(n, Direction::Outgoing) {
+            let d = &mut indeg[t.index()];
+            *d -= 1;
+            if *d == 0 {
+                ready.push(Reverse(rank[t.index()]));
             }
         }
     }
-    if out.len() != indeg.len() {
-        let stuck = indeg
+    if out.len() != ids.len() {
+        let stuck = ids
             .iter()
-            .filter(|(_, d)| **d > 0)
-            .map(|(n, _)| *n)
+            .copied()
+            .filter(|n| indeg[n.index()] > 0)
             .min()
             .unwrap_or_else(|| NodeId::new(0));
         return Err(stuck);

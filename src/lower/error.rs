@@ -133,7 +133,7 @@ pub enum LowerError {
         span: Span,
         reason: String,
     },
-    #[error("`{init}` needs a weight's fan-in and fan-out; a bias has neither")]
+    #[error("`{init}` is scaled by a weight's fans; a bias has none")]
     FanlessInit { init: String, span: Span },
     #[error("`nesterov: true` needs a momentum above 0")]
     NesterovMomentum { span: Span },

@@ -427,9 +427,16 @@ impl Cx<'_> {
                 Some(_) => Err(wrong(s, v.span, "whole numbers for epochs and counts")),
             }
         };
-        match &v.kind {
-            ValueKind::Ident(id) if id == "fixed" => Ok(Schedule::Fixed),
-            ValueKind::Call(n, args) if n.name == "step" => {
+        // A form without arguments may drop its parentheses (`cosine` is
+        // `cosine()`), and `fixed()` is `fixed`.
+        let (form, args): (&str, &[CallArg]) = match &v.kind {
+            ValueKind::Ident(id) => (id.as_str(), &[]),
+            ValueKind::Call(n, args) => (n.name.as_str(), args.as_slice()),
+            _ => return Err(wrong(s, v.span, EXPECTED)),
+        };
+        match form {
+            "fixed" if args.is_empty() => Ok(Schedule::Fixed),
+            "step" => {
                 let a = self.call_args(s, args, &["every", "factor"], v.span)?;
                 let every = whole(a[0], 30, 1.0)?;
                 let factor = a[1].unwrap_or(0.1);
@@ -438,7 +445,7 @@ impl Cx<'_> {
                 }
                 Ok(Schedule::Step { every, factor })
             }
-            ValueKind::Call(n, args) if n.name == "cosine" => {
+            "cosine" => {
                 let a = self.call_args(s, args, &["warmup", "min_lr"], v.span)?;
                 let warmup = a[0].unwrap_or(0.0);
                 if warmup < 0.0 {
@@ -456,7 +463,7 @@ impl Cx<'_> {
                 }
                 Ok(Schedule::Cosine { warmup, min_lr })
             }
-            ValueKind::Call(n, args) if n.name == "plateau" => {
+            "plateau" => {
                 let a = self.call_args(s, args, &["factor", "patience", "drops"], v.span)?;
                 let factor = a[0].unwrap_or(0.1);
                 if !factor_ok(factor) {

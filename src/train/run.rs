@@ -66,6 +66,10 @@ pub struct TrainOptions {
     pub stop_after: Option<u64>,
     /// Set (by a Ctrl-C handler) to checkpoint and stop at the next step.
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// Evaluation only (`netc eval`): `batch` is the number of images per
+    /// forward pass, and what only training needs (a training split at
+    /// least one batch large, a step to take) is not asked of the data.
+    pub evaluate_only: bool,
 }
 
 /// The learning rate of `epoch` (0-based) under a step or fixed schedule;
@@ -262,7 +266,9 @@ fn setup<E: Step, X: Into<TrainError>>(
     // so is a run that would take no step.
     crate::passes::trainable::check(&module.graph, &module.train, Default::default())
         .map_err(|e| TrainError::Config(e.to_string()))?;
-    super::no_step::check_counts(&cfg, opts.max_steps).map_err(TrainError::Config)?;
+    if !opts.evaluate_only {
+        super::no_step::check_counts(&cfg, opts.max_steps).map_err(TrainError::Config)?;
+    }
     let ds = data::sources::open(opts.data.as_deref(), cfg.data.rescale)?;
     say(&format!("data: {}", ds.description));
     let aug = augmenter(&cfg, ds.shape(), &ds.stats, cfg.seed)?;
@@ -304,8 +310,10 @@ fn setup<E: Step, X: Into<TrainError>>(
     let cfgerr = |e: data::augment::ConfigError| TrainError::Config(e.to_string());
     let train_images = ds.train.len();
     let train = Loader::from_source(ds.train, aug.clone(), lcfg).map_err(cfgerr)?;
-    super::no_step::check_batches(cfg.batch, train_images, train.len())
-        .map_err(TrainError::Config)?;
+    if !opts.evaluate_only {
+        super::no_step::check_batches(cfg.batch, train_images, train.len())
+            .map_err(TrainError::Config)?;
+    }
     let mut ecfg = LoaderConfig::eval(cfg.batch as usize);
     ecfg.workers = workers;
     if cfg.data.test == TestCrop::TenCrop {

@@ -166,6 +166,7 @@ pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, 
             interrupt: Some(interrupt.clone()),
             no_fuse: false,
             layout: Default::default(),
+            evaluate_only: false,
         };
         let reports = match train(&compiled.module, &opts).map_err(|e| verr(e.to_string()))? {
             Outcome::Finished(r) => r,

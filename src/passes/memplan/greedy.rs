@@ -3,8 +3,10 @@
 //! by the topological key of `ir::order::topo`). Assumes an acyclic graph;
 //! guarantees a permutation of its nodes that runs every node after its
 //! inputs and every `sgd_update` after the other readers of its state.
+//! Cost: O((V + E) log V) (see [`greedy_order`]).
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use petgraph::Direction;
 
@@ -22,6 +24,13 @@ pub(super) fn key(g: &Graph, n: NodeId) -> Key {
 
 /// A list schedule that runs, among ready nodes, the one that frees the
 /// most bytes net of what it allocates; ties by the topological key.
+///
+/// A ready node frees an input's bytes when it is that input's last
+/// reader not yet run. Each score is kept in an ordered set and changes
+/// only when some input of the node drops to one reader left, which
+/// happens once per value: O((V + E) log V) in all, however many readers
+/// one value has (before, every ready node was rescored at every step,
+/// cubic in the number of layers that read one input).
 pub(super) fn greedy_order(g: &Graph, batch: u64) -> Result<Vec<NodeId>, MemplanError> {
     let ids: Vec<NodeId> = g.node_ids().collect();
     let mut preds: HashMap<NodeId, HashSet<NodeId>> = HashMap::new();
@@ -35,10 +44,15 @@ pub(super) fn greedy_order(g: &Graph, batch: u64) -> Result<Vec<NodeId>, Memplan
         preds.insert(n, p);
     }
     let mut indeg: HashMap<NodeId, usize> = preds.iter().map(|(n, p)| (*n, p.len())).collect();
-    // Readers not yet run, per value.
-    let mut pending: HashMap<NodeId, usize> = ids
+    // Distinct readers not yet run, per value.
+    let mut unrun: HashMap<NodeId, usize> = ids
         .iter()
-        .map(|&n| (n, g.g.edges_directed(n, Direction::Outgoing).count()))
+        .map(|&n| {
+            let mut r: Vec<NodeId> = g.g.neighbors_directed(n, Direction::Outgoing).collect();
+            r.sort_unstable();
+            r.dedup();
+            (n, r.len())
+        })
         .collect();
     let mut bytes: HashMap<NodeId, i128> = HashMap::new();
     for &n in &ids {
@@ -47,43 +61,65 @@ pub(super) fn greedy_order(g: &Graph, batch: u64) -> Result<Vec<NodeId>, Memplan
         let b = if freeable { out_bytes(g, n, batch)? } else { 0 };
         bytes.insert(n, b as i128);
     }
-    let mut ready: Vec<NodeId> = ids.iter().copied().filter(|n| indeg[n] == 0).collect();
-    let mut out = Vec::with_capacity(ids.len());
-    while !ready.is_empty() {
-        let mut best: Option<(i128, std::cmp::Reverse<Key>, usize)> = None;
-        for (i, &n) in ready.iter().enumerate() {
-            let mut freed: i128 = 0;
-            let mut seen = HashSet::new();
-            for s in g.inputs(n) {
-                if seen.insert(s) {
-                    let uses = g.users(s).iter().filter(|&&u| u == n).count();
-                    if pending.get(&s).copied().unwrap_or(0) == uses {
-                        freed += bytes.get(&s).copied().unwrap_or(0);
-                    }
-                }
-            }
-            let score = freed - bytes.get(&n).copied().unwrap_or(0);
-            let cand = (score, std::cmp::Reverse(key(g, n)), i);
-            if best
-                .as_ref()
-                .is_none_or(|b| (cand.0, &cand.1) > (b.0, &b.1))
-            {
-                best = Some(cand);
-            }
+    let distinct_inputs = |n: NodeId| {
+        let mut v = g.inputs(n);
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let mut run: HashSet<NodeId> = HashSet::new();
+    // The ready nodes by (score, reverse key): the last is the next to run.
+    let mut ready: BTreeSet<(i128, Reverse<Key>, NodeId)> = BTreeSet::new();
+    let mut score_of: HashMap<NodeId, (i128, Key)> = HashMap::new();
+    let make_ready = |n: NodeId,
+                      unrun: &HashMap<NodeId, usize>,
+                      ready: &mut BTreeSet<(i128, Reverse<Key>, NodeId)>,
+                      score_of: &mut HashMap<NodeId, (i128, Key)>| {
+        let freed: i128 = distinct_inputs(n)
+            .into_iter()
+            .filter(|s| unrun.get(s).copied() == Some(1))
+            .map(|s| bytes.get(&s).copied().unwrap_or(0))
+            .sum();
+        let score = freed - bytes.get(&n).copied().unwrap_or(0);
+        let k = key(g, n);
+        ready.insert((score, Reverse(k.clone()), n));
+        score_of.insert(n, (score, k));
+    };
+    for &n in &ids {
+        if indeg[&n] == 0 {
+            make_ready(n, &unrun, &mut ready, &mut score_of);
         }
-        let Some((_, _, i)) = best else { break };
-        let n = ready.swap_remove(i);
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    while let Some((_, _, n)) = ready.pop_last() {
+        score_of.remove(&n);
         out.push(n);
-        for s in g.inputs(n) {
-            if let Some(p) = pending.get_mut(&s) {
-                *p = p.saturating_sub(1);
+        run.insert(n);
+        for s in distinct_inputs(n) {
+            let Some(left) = unrun.get_mut(&s) else {
+                continue;
+            };
+            *left = left.saturating_sub(1);
+            if *left != 1 {
+                continue;
+            }
+            // `s`'s last reader now frees it: if it is ready, its score rises.
+            let last =
+                g.g.neighbors_directed(s, Direction::Outgoing)
+                    .find(|t| !run.contains(t));
+            if let Some(r) = last
+                && let Some((score, k)) = score_of.get_mut(&r)
+            {
+                ready.remove(&(*score, Reverse(k.clone()), r));
+                *score += bytes.get(&s).copied().unwrap_or(0);
+                ready.insert((*score, Reverse(k.clone()), r));
             }
         }
         for &t in succs.get(&n).map(Vec::as_slice).unwrap_or(&[]) {
             if let Some(d) = indeg.get_mut(&t) {
                 *d -= 1;
                 if *d == 0 {
-                    ready.push(t);
+                    make_ready(t, &unrun, &mut ready, &mut score_of);
                 }
             }
         }

@@ -245,7 +245,13 @@ pub fn plan_with_order(
     let mut arenas = Vec::new();
     for (device, ids) in &by_dev {
         let mut best: Option<(HashMap<usize, u64>, u64)> = None;
-        for fit in [Fit::SizeDesc, Fit::AreaDesc, Fit::FirstUse] {
+        // Past the sweep's threshold the fits give one placement: try one.
+        let fits: &[Fit] = if ids.len() > place::SWEEP_ABOVE {
+            &[Fit::FirstUse]
+        } else {
+            &[Fit::SizeDesc, Fit::AreaDesc, Fit::FirstUse]
+        };
+        for &fit in fits {
             let (o, top) = place(&slots, ids, fit);
             if best.as_ref().is_none_or(|b| top < b.1) {
                 best = Some((o, top));

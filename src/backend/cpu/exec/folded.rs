@@ -22,7 +22,7 @@
 //! turned off ([`CpuExec::set_fold_bn`], or `NETC_FOLD_BN=0` in the
 //! environment when the executor is built).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::{CpuExec, ExecError};
 use crate::backend::cpu::kernels::Float;
@@ -151,13 +151,19 @@ impl<T: Float> CpuExec<T> {
             dst.copy_from_slice(src);
         }
         let wide = |n: NodeId| -> Vec<f64> { self.value(n).iter().map(|v| v.to_f64()).collect() };
+        // Folds into one layer compose (`conv -> batchnorm -> batchnorm`):
+        // each starts from the layer's values as the folds before it left
+        // them, in the order `fold_batchnorm` made them (the graph's).
+        let mut folded: HashMap<NodeId, (Vec<f64>, Vec<f64>)> = HashMap::new();
         for d in &f.folds {
-            let mut w = wide(d.weight);
-            let mut b = if d.new_bias {
-                vec![0.0; f.exec.value(d.bias).len()]
-            } else {
-                wide(d.bias)
-            };
+            let (mut w, mut b) = folded.remove(&d.layer).unwrap_or_else(|| {
+                let b = if added.contains(&d.bias) {
+                    vec![0.0; f.exec.value(d.bias).len()]
+                } else {
+                    wide(d.bias)
+                };
+                (wide(d.weight), b)
+            });
             let (gamma, beta, mean, var) = (wide(d.gamma), wide(d.beta), wide(d.mean), wide(d.var));
             let f_ = b.len();
             if [&gamma, &beta, &mean, &var].iter().any(|v| v.len() != f_)
@@ -169,6 +175,12 @@ impl<T: Float> CpuExec<T> {
                 )));
             }
             d.apply(&mut w, &mut b, &gamma, &beta, &mean, &var);
+            folded.insert(d.layer, (w, b));
+        }
+        for d in &f.folds {
+            let Some((w, b)) = folded.remove(&d.layer) else {
+                continue;
+            };
             for (o, v) in f.exec.value_mut(d.weight).iter_mut().zip(&w) {
                 *o = T::from_f64(*v);
             }

@@ -7,6 +7,7 @@ pub mod ablate;
 pub mod backend;
 pub mod diag;
 pub mod frontend;
+pub mod fsio;
 pub mod ir;
 pub mod lower;
 pub mod onnx;

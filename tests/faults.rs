@@ -682,3 +682,647 @@ fn memplan_says_where_its_picture_went() {
     assert!(d.join("plans").join("memplan.svg").is_file() && plan.is_file());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+// ---------------------------------------------------------------------
+// Outputs: one writer at a time, files replaced whole, metrics that agree
+// with their checkpoint.
+
+/// Every file under `dir` (recursively, lock files aside), by path
+/// relative to `dir`.
+fn tree_bytes(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(
+        root: &std::path::Path,
+        dir: &std::path::Path,
+        out: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    ) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else if !p.to_string_lossy().ends_with(".lock") {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The ENOSPC shim (tests/enospc/enospc.c) built with the system's C
+/// compiler; `None`, saying why, where there is none (an error under CI).
+fn enospc_shim() -> Option<PathBuf> {
+    static SHIM: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    SHIM.get_or_init(|| {
+        let so = std::env::temp_dir().join(format!("netc-enospc-{}.so", std::process::id()));
+        for cc in ["cc", "gcc", "clang"] {
+            let built = Command::new(cc)
+                .args(["-shared", "-fPIC", "-O1", "-o"])
+                .arg(&so)
+                .arg("tests/enospc/enospc.c")
+                .arg("-ldl")
+                .status();
+            if built.is_ok_and(|s| s.success()) {
+                return Some(so);
+            }
+        }
+        let why = "no C compiler (cc, gcc, clang) built tests/enospc/enospc.c";
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("skipping the full-disk checks: {why}");
+        None
+    })
+    .clone()
+}
+
+/// `netc args` with every write to a file whose name contains `pattern`
+/// failing with ENOSPC.
+fn netc_full(shim: &std::path::Path, pattern: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(args)
+        .env("LD_PRELOAD", shim)
+        .env("NETC_ENOSPC", pattern)
+        .output()
+        .unwrap()
+}
+
+/// For each pattern, `args` run on a full disk for the files whose names
+/// contain it: the command fails (exit 1, "No space left"), every file
+/// under `dir` it found there is byte-identical afterwards, and no
+/// temporary file is left.
+fn full_disk_keeps(
+    shim: &std::path::Path,
+    dir: &std::path::Path,
+    patterns: &[&str],
+    args: &[&str],
+) {
+    let before = tree_bytes(dir);
+    assert!(!before.is_empty(), "{args:?}: nothing to keep in {dir:?}");
+    for pat in patterns {
+        let o = netc_full(shim, pat, args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{pat} {args:?}: {e}");
+        assert!(e.contains("No space left"), "{pat} {args:?}: {e}");
+        let after = tree_bytes(dir);
+        for (name, bytes) in &before {
+            assert!(
+                after.get(name) == Some(bytes),
+                "{pat} {args:?}: a full disk changed or removed `{name}`"
+            );
+        }
+        let tmp: Vec<&String> = after.keys().filter(|n| n.ends_with(".tmp")).collect();
+        assert!(tmp.is_empty(), "{pat} {args:?}: left {tmp:?}");
+    }
+}
+
+/// A few small PNG images in `SRC/{train,val}/{a,b}/`, and with `bad` an
+/// undecodable one (for `--skip-bad` and its list).
+fn image_tree(dir: &std::path::Path, bad: bool) -> PathBuf {
+    let src = dir.join("src");
+    for split in ["train", "val"] {
+        for (k, class) in ["a", "b"].iter().enumerate() {
+            let c = src.join(split).join(class);
+            std::fs::create_dir_all(&c).unwrap();
+            for i in 0..3u8 {
+                image::RgbImage::from_pixel(20, 16, image::Rgb([40 * i, 90 * k as u8, 7]))
+                    .save(c.join(format!("{i}.png")))
+                    .unwrap();
+            }
+        }
+    }
+    if bad {
+        std::fs::write(src.join("train/a/broken.png"), b"\x89PNG\r\n\x1a\nnope").unwrap();
+    }
+    src
+}
+
+fn sweep_spec(dir: &std::path::Path, max_steps: u64) -> PathBuf {
+    let spec = dir.join("sweep.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "network: networks/alexnet-fmnist.net
+out: {}
+train:
+  epochs: 1
+  max_steps: {max_steps}
+  batch: 16
+  seed: 3
+  data: data/fmnist-small
+variants:
+  - name: base
+  - name: nolrn
+    changes: [\"no-lrn\"]
+",
+            dir.join("sweep").display()
+        ),
+    )
+    .unwrap();
+    spec
+}
+
+/// A full disk on each file of each command leaves every earlier file
+/// byte-identical and no temporary file (`sweep` wrote its tables, plots,
+/// `.net` files and `done.json` in place: the earlier table was left at 0
+/// bytes; `train` replaced its checkpoint before its metrics).
+#[test]
+fn a_full_disk_on_any_output_leaves_every_earlier_file_as_it_was() {
+    let Some(shim) = enospc_shim() else { return };
+    let d = tmp("enospc");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    // train
+    let out = d.join("train");
+    let r = short_run(&out, "2");
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let train = [
+        "train",
+        "networks/alexnet-fmnist.net",
+        "--data",
+        "data/fmnist-small",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "2",
+        "--batch",
+        "16",
+        "--seed",
+        "5",
+        "--out",
+        &s(&out),
+    ];
+    // Another seed: every file the rerun would write differs from the
+    // earlier one.
+    full_disk_keeps(
+        &shim,
+        &out,
+        &[
+            "checkpoint.safetensors",
+            "metrics.jsonl",
+            "learning-curves.svg",
+        ],
+        &train,
+    );
+    // prepare, with a skipped file and its list
+    let src = image_tree(&d, true);
+    let ds = d.join("data").join("ds.netcdata");
+    std::fs::create_dir_all(ds.parent().unwrap()).unwrap();
+    let prepare = [
+        "prepare",
+        &s(&src),
+        "-o",
+        &s(&ds),
+        "--size",
+        "12",
+        "--skip-bad",
+    ];
+    let o = netc(&[
+        "prepare",
+        &s(&src),
+        "-o",
+        &s(&ds),
+        "--size",
+        "8",
+        "--skip-bad",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(d.join("data/ds.netcdata.skipped.txt").is_file());
+    full_disk_keeps(
+        &shim,
+        &d.join("data"),
+        &["ds.netcdata", "skipped.txt"],
+        &prepare,
+    );
+    // sweep: the same spec again rewrites the `.net` files and the tables;
+    // another `max_steps` retrains, writing `done.json`.
+    let spec = sweep_spec(&d, 1);
+    let o = netc(&["sweep", &s(&spec)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let sweep = d.join("sweep");
+    full_disk_keeps(
+        &shim,
+        &sweep,
+        &[
+            "results.md",
+            "results.csv",
+            "curves.svg",
+            "base.net",
+            "nolrn.net",
+        ],
+        &["sweep", &s(&spec)],
+    );
+    let before = tree_bytes(&sweep);
+    let spec2 = sweep_spec(&d, 2);
+    let o = netc_full(&shim, "done.json", &["sweep", &s(&spec2)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let after = tree_bytes(&sweep);
+    for name in ["results.md", "results.csv", "curves.svg", "base/done.json"] {
+        assert!(after[name] == before[name], "a full disk changed `{name}`");
+    }
+    // compile, kernels, export, import, ablate, eval --predictions
+    let files = d.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let ck = s(&out.join("checkpoint.safetensors"));
+    let f = |n: &str| s(&files.join(n));
+    let (ir, plan, svg, png, onnx, imported, weights, variants, preds) = (
+        f("ir.txt"),
+        f("plan.txt"),
+        f("plan.svg"),
+        f("k.png"),
+        f("m.onnx"),
+        f("imported.net"),
+        f("imported.safetensors"),
+        f("variants"),
+        f("preds.csv"),
+    );
+    let net = "networks/alexnet-fmnist.net";
+    let commands: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["compile", net, "--emit", "ir", "-o", &ir],
+            vec!["ir.txt"],
+        ),
+        (
+            vec![
+                "compile",
+                net,
+                "--emit",
+                "memplan",
+                "-o",
+                &plan,
+                "--picture",
+                &svg,
+            ],
+            vec!["plan.txt", "plan.svg"],
+        ),
+        (
+            vec!["kernels", net, "--weights", &ck, "-o", &png],
+            vec!["k.png"],
+        ),
+        (
+            vec!["export", net, "--weights", &ck, "-o", &onnx],
+            vec!["m.onnx"],
+        ),
+        (
+            vec!["import", &onnx, "-o", &imported, "--weights-out", &weights],
+            vec!["imported.net", "imported.safetensors"],
+        ),
+        (
+            vec!["ablate", net, "--no-lrn", "-o", &variants],
+            vec![".net"],
+        ),
+        (
+            vec![
+                "eval",
+                net,
+                "--weights",
+                &ck,
+                "--data",
+                "data/fmnist-small",
+                "--predictions",
+                &preds,
+            ],
+            vec!["preds.csv"],
+        ),
+    ];
+    for (args, _) in &commands {
+        let o = netc(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    }
+    for (args, patterns) in &commands {
+        full_disk_keeps(&shim, &files, patterns, args);
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `netc train` into `out` for `steps` steps of one epoch, with `seed`,
+/// started (not waited for).
+fn spawn_train(out: &std::path::Path, steps: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args([
+            "train",
+            "networks/alexnet-fmnist.net",
+            "--data",
+            "data/fmnist-small",
+            "--epochs",
+            "1",
+            "--max-steps",
+            steps,
+            "--batch",
+            "16",
+            "--out",
+        ])
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (up to a minute) until `lock` names a process.
+fn wait_for_lock(lock: &std::path::Path) -> u32 {
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(pid) = std::fs::read_to_string(lock)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(t.elapsed().as_secs() < 60, "no lock appeared at {lock:?}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Two runs of `train`, `prepare` or `sweep` into one output: the second is
+/// refused at once, naming the first's process id, and the first's files
+/// (and an earlier run's) come out whole. Two trains shared a temporary
+/// name (the loser failed with "No such file or directory"); two prepares
+/// into one `-o` left a corrupt dataset that `--info` called fine.
+#[test]
+fn a_second_writer_of_an_output_is_refused_naming_the_first() {
+    let d = tmp("lock");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    // train: a real second process while the first runs.
+    let out = d.join("train");
+    let r = short_run(&out, "1");
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let mut first = spawn_train(&out, "30");
+    let pid = wait_for_lock(&out.join(".netc.lock"));
+    assert_eq!(pid, first.id());
+    let t = std::time::Instant::now();
+    let o = short_run(&out, "1");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains(&format!("is being written by another netc run (pid {pid})")),
+        "{e}"
+    );
+    assert!(t.elapsed().as_secs() < 20, "not refused at once");
+    let status = first.wait().unwrap();
+    assert!(status.success(), "the first run failed");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 1, "{metrics}");
+    assert!(metrics.contains("\"steps\":30}"), "{metrics}");
+    assert!(!out.join(".netc.lock").exists(), "the lock file stayed");
+    netc::train::run::load_weights(&out.join("checkpoint.safetensors")).unwrap();
+    // The same for a sweep folder.
+    let spec = sweep_spec(&d, 1);
+    let o = netc(&["sweep", &s(&spec)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let sweep = d.join("sweep");
+    let before = tree_bytes(&sweep);
+    let spec2 = sweep_spec(&d, 20);
+    let mut first = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(["sweep", &s(&spec2)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = wait_for_lock(&sweep.join(".netc.lock"));
+    let o = netc(&["sweep", &s(&spec)]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains(&format!("(pid {pid})")), "{e}");
+    assert!(first.wait().unwrap().success());
+    let after = tree_bytes(&sweep);
+    assert!(after["results.md"] != before["results.md"]);
+    assert!(String::from_utf8_lossy(&after["base/done.json"]).contains("\"trained_from\""));
+    // prepare: the lock held (as a running prepare holds it) refuses a
+    // second run at once and leaves the earlier dataset as it was.
+    let src = image_tree(&d, false);
+    let ds = d.join("ds.netcdata");
+    let o = netc(&["prepare", &s(&src), "-o", &s(&ds), "--size", "8"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let earlier = std::fs::read(&ds).unwrap();
+    let held = netc::fsio::OutputLock::file(&ds).unwrap();
+    let o = netc(&["prepare", &s(&src), "-o", &s(&ds), "--size", "12"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains(&format!("(pid {})", std::process::id())), "{e}");
+    assert_eq!(std::fs::read(&ds).unwrap(), earlier);
+    drop(held);
+    // Two prepares with different settings at once: each finishes or is
+    // refused, and what is left is a whole dataset.
+    for _ in 0..4 {
+        let kids: Vec<_> = ["8", "12"]
+            .iter()
+            .map(|size| {
+                Command::new(env!("CARGO_BIN_EXE_netc"))
+                    .args(["prepare", &s(&src), "-o", &s(&ds), "--size", size])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for k in kids {
+            let k = k.wait_with_output().unwrap();
+            let e = stderr(&k);
+            assert!(
+                k.status.success() || e.contains("is being written by another netc run"),
+                "{e}"
+            );
+        }
+        let p = netc::train::data::prepared::Prepared::open(&ds).unwrap();
+        assert_eq!(p.len(), 12);
+        let mut buf = Vec::new();
+        for i in 0..p.len() {
+            let px = p.image(i, &mut buf).unwrap().len();
+            assert_eq!(px, p.shape().len(), "record {i}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `metrics.jsonl`'s lines as JSON, without the speed (which differs
+/// between runs).
+fn metrics_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("images_per_s");
+            v
+        })
+        .collect()
+}
+
+/// `train` for `epochs` epochs of 2 steps with `seed` into `out`, with
+/// `extra` arguments, on a full disk for `full` when given.
+fn train_run(
+    out: &std::path::Path,
+    seed: &str,
+    epochs: &str,
+    extra: &[&str],
+    full: Option<&str>,
+) -> Output {
+    let o = out.to_str().unwrap();
+    let mut args = vec![
+        "train",
+        "networks/alexnet-fmnist.net",
+        "--data",
+        "data/fmnist-small",
+        "--epochs",
+        epochs,
+        "--max-steps",
+        "2",
+        "--batch",
+        "16",
+        "--seed",
+        seed,
+        "--out",
+        o,
+    ];
+    args.extend_from_slice(extra);
+    match (full, enospc_shim()) {
+        (Some(pat), Some(shim)) => netc_full(&shim, pat, &args),
+        _ => netc(&args),
+    }
+}
+
+/// The checkpoint and the metrics never disagree: a run whose metrics
+/// could not be written after an epoch replaced its checkpoint anyway, and
+/// the resumed run then lacked that epoch's line for good; a run into the
+/// folder of an earlier, different run, resumed after such a failure,
+/// reported the earlier run's epoch as its own.
+#[test]
+fn metrics_always_agree_with_the_checkpoint_and_belong_to_the_run() {
+    if enospc_shim().is_none() {
+        return;
+    }
+    let d = tmp("metrics");
+    let whole = d.join("whole");
+    let r = train_run(&whole, "2", "2", &[], None);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let want = metrics_lines(&whole);
+    assert_eq!(want.len(), 2);
+    assert!(
+        want.iter()
+            .all(|l| l["run"] == want[0]["run"] && l["run"].is_string())
+    );
+    // One epoch, then a resume whose metrics cannot be written, then the
+    // same resume on a disk with room.
+    let out = d.join("resumed");
+    let ck = out.join("checkpoint.safetensors");
+    let ck = ck.to_str().unwrap();
+    let r = train_run(&out, "2", "2", &["--stop-after", "2"], None);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    assert_eq!(metrics_lines(&out).len(), 1);
+    let r = train_run(&out, "2", "2", &["--resume", ck], Some("metrics.jsonl"));
+    assert_eq!(r.status.code(), Some(1), "{}", stderr(&r));
+    assert_eq!(metrics_lines(&out).len(), 1);
+    let r = train_run(&out, "2", "2", &["--resume", ck], None);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    assert_eq!(metrics_lines(&out), want);
+    // An earlier run (seed 1) in the folder; this run (seed 2) fails to
+    // write its metrics after its first epoch, then is continued.
+    let out = d.join("shared");
+    let r = train_run(&out, "1", "1", &[], None);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let earlier = tree_bytes(&out);
+    let r = train_run(&out, "2", "2", &[], Some("metrics.jsonl"));
+    assert_eq!(r.status.code(), Some(1), "{}", stderr(&r));
+    let now = tree_bytes(&out);
+    assert_eq!(
+        now["checkpoint.safetensors"] == earlier["checkpoint.safetensors"],
+        now["metrics.jsonl"] == earlier["metrics.jsonl"],
+        "the checkpoint and the metrics disagree"
+    );
+    let ck = out.join("checkpoint.safetensors");
+    let r = train_run(&out, "2", "2", &["--resume", ck.to_str().unwrap()], None);
+    if r.status.code() != Some(0) {
+        // The checkpoint is still the earlier run's: it is refused, and
+        // the run starts afresh.
+        assert!(stderr(&r).contains("seed 1"), "{}", stderr(&r));
+        let r = train_run(&out, "2", "2", &[], None);
+        assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    }
+    assert_eq!(metrics_lines(&out), want);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Rerunning a sweep after changing its settings retrains the variants
+/// (it said "not retrained" and kept the old figures beside the new
+/// `.net`), and says which; unchanged, they are reused.
+#[test]
+fn a_sweep_retrains_the_variants_whose_network_or_settings_changed() {
+    let d = tmp("sweep-again");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let o = netc(&["sweep", &s(&sweep_spec(&d, 1))]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let steps = |v: &str| metrics_lines(&d.join("sweep").join(v))[0]["steps"].clone();
+    assert_eq!(steps("base"), 1);
+    let o = netc(&["sweep", &s(&sweep_spec(&d, 2))]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains("base: retrained") && e.contains("nolrn: retrained"),
+        "{e}"
+    );
+    assert!(
+        e.contains("retrained (network or settings changed since they finished): base, nolrn"),
+        "{e}"
+    );
+    assert_eq!((steps("base"), steps("nolrn")), (2.into(), 2.into()));
+    let results = std::fs::read(d.join("sweep/results.md")).unwrap();
+    let o = netc(&["sweep", &s(&sweep_spec(&d, 2))]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains("base: finished earlier") && !e.contains(": retrained"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(d.join("sweep/results.md")).unwrap(), results);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `prepare -o` never replaces a file that is not a netc dataset (it
+/// overwrote it), and a run stopped just before its final rename keeps the
+/// earlier dataset's list of skipped files (it had deleted it).
+#[test]
+fn prepare_replaces_only_its_own_dataset_and_keeps_it_whole() {
+    let d = tmp("prepare-own");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let src = image_tree(&d, true);
+    let precious = d.join("notes.txt");
+    std::fs::write(&precious, "not a dataset").unwrap();
+    for target in [&precious, &d] {
+        let o = netc(&["prepare", &s(&src), "-o", &s(target), "--size", "8"]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        assert!(e.contains("is not a netc dataset"), "{e}");
+    }
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "not a dataset");
+    let Some(shim) = enospc_shim() else { return };
+    let ds = d.join("ds.netcdata");
+    let o = netc(&[
+        "prepare",
+        &s(&src),
+        "-o",
+        &s(&ds),
+        "--size",
+        "8",
+        "--skip-bad",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let list = d.join("ds.netcdata.skipped.txt");
+    let (data, skipped) = (std::fs::read(&ds).unwrap(), std::fs::read(&list).unwrap());
+    std::fs::remove_file(src.join("train/a/broken.png")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(["prepare", &s(&src), "-o", &s(&ds), "--size", "8"])
+        .env("LD_PRELOAD", &shim)
+        .env("NETC_FAIL_RENAME", "ds.netcdata")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&ds).unwrap(), data);
+    assert_eq!(
+        std::fs::read(&list).ok(),
+        Some(skipped),
+        "the list was lost"
+    );
+    let o = netc(&["prepare", &s(&src), "-o", &s(&ds), "--size", "8"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!list.exists(), "a stale list of skipped files stayed");
+    let _ = std::fs::remove_dir_all(&d);
+}

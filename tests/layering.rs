@@ -560,6 +560,9 @@ fn layers_import_only_downwards() {
             ],
         ),
         ("src/train", &["src/cli", "src/main.rs"]),
+        // The atomic writes and output locks every command uses sit at the
+        // bottom: they import nothing of the crate.
+        ("src/fsio.rs", &["src/"]),
         (
             "src/onnx",
             &[

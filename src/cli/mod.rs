@@ -64,11 +64,11 @@ pub(crate) fn write_out(output: Option<&Path>, text: &str) -> Result<(), String>
     }
 }
 
-/// Writes via a temporary file and a rename (`train::outputs::write_atomic`),
+/// Writes via a temporary file and a rename (`fsio::write_atomic`),
 /// so a crash or a full disk never leaves a half-written file in place of a
 /// good one, nor a temporary file behind.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    netc::train::outputs::write_atomic(path, bytes)
+    netc::fsio::write_atomic(path, bytes)
         .map_err(|e| format!("error: cannot write `{}`: {e}", path.display()))
 }
 

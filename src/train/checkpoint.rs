@@ -16,7 +16,6 @@
 //! weight is an error naming the file (and the tensor).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -94,6 +93,29 @@ pub fn save(
     preparation: Option<&Preparation>,
     tensors: &[(String, Vec<usize>, &[f32])],
 ) -> Result<(), CheckpointError> {
+    let data = encode(path, network, fingerprint, progress, preparation, tensors)?;
+    let werr = |source| CheckpointError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(werr)?;
+    crate::fsio::write_atomic(path, &data).map_err(werr)
+}
+
+/// The bytes [`save`] writes to `path` (named in its errors), for a caller
+/// that writes them together with other files (`fsio::Staged`).
+pub fn encode(
+    path: &Path,
+    network: &str,
+    fingerprint: &str,
+    progress: &Progress,
+    preparation: Option<&Preparation>,
+    tensors: &[(String, Vec<usize>, &[f32])],
+) -> Result<Vec<u8>, CheckpointError> {
     let werr = |source| CheckpointError::Write {
         path: path.to_path_buf(),
         source,
@@ -131,29 +153,8 @@ pub fn save(
     let header =
         serde_json::to_string(&header).map_err(|e| werr(std::io::Error::other(e.to_string())))?;
     let meta = HashMap::from([(META_KEY.to_string(), header)]);
-    let data = safetensors::serialize(views, Some(meta))
-        .map_err(|e| werr(std::io::Error::other(e.to_string())))?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(werr)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map_or("checkpoint".into(), |n| n.to_string_lossy())
-    ));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&data)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(werr)
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| werr(std::io::Error::other(e.to_string())))
 }
 
 /// The one metadata entry of a checkpoint.

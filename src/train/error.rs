@@ -44,6 +44,8 @@ pub enum TrainError {
         loss: Option<f64>,
         kept: &'static str,
     },
+    #[error(transparent)]
+    Lock(#[from] crate::fsio::LockError),
     #[error("cannot write `{path}`: {source}")]
     Io {
         path: PathBuf,

@@ -17,7 +17,7 @@
 //!   top-1 error `eval` prints whenever no row has a tie (a trained
 //!   network's logits practically never do).
 //! - **Atomic.** The file is written whole through a temporary file and a
-//!   rename (`outputs::write_atomic`): a failed write leaves any earlier
+//!   rename (`fsio::write_atomic`): a failed write leaves any earlier
 //!   file as it was.
 //!
 //! CSV: a header `index,source,label,label_name,predicted,predicted_name,`
@@ -193,7 +193,7 @@ impl Table {
         } else {
             self.csv().into_bytes()
         };
-        super::outputs::write_atomic(path, &bytes).map_err(|source| TrainError::Io {
+        crate::fsio::write_atomic(path, &bytes).map_err(|source| TrainError::Io {
             path: path.to_path_buf(),
             source,
         })

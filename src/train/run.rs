@@ -19,6 +19,9 @@
 //! non-finite value, and leaves the last good checkpoint in place (an
 //! executor that does not check its parameters after every step, see
 //! [`Step::state_finite`], has them checked before each checkpoint).
+//! One run at a time writes into `--out` (`fsio::OutputLock`, held for
+//! the run's life); its checkpoint, metrics and plot are replaced together
+//! (`outputs::publish`), and a resume keeps only its own run's metrics.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -392,9 +395,18 @@ pub fn evaluate_each<E: Step + ?Sized>(
     })
 }
 
-/// Writes the executor's state, unless a value in it is not finite (then
-/// the last good checkpoint stays and the run stops).
-fn save_checkpoint<E: Step>(s: &mut Setup<E>, path: &Path, p: &Progress) -> Result<(), TrainError> {
+/// Commits the run's files (`outputs::publish`): the executor's state as
+/// the checkpoint, with the metrics and plot of `reports`, unless a value
+/// in the state is not finite (then the last good checkpoint stays and the
+/// run stops).
+fn commit<E: Step>(
+    s: &mut Setup<E>,
+    paths: &super::outputs::Paths,
+    run: &str,
+    p: &Progress,
+    reports: &[EpochReport],
+    kept_lines: &[String],
+) -> Result<(), TrainError> {
     let tensors = s.exec.state()?;
     if tensors.iter().any(|t| t.2.iter().any(|v| !v.is_finite())) {
         drop(tensors);
@@ -406,7 +418,16 @@ fn save_checkpoint<E: Step>(s: &mut Setup<E>, path: &Path, p: &Progress) -> Resu
             kept: kept(s.saved),
         });
     }
-    checkpoint::save(path, &s.network, &s.fingerprint, p, Some(&s.prep), &tensors)?;
+    let bytes = checkpoint::encode(
+        paths.checkpoint,
+        &s.network,
+        &s.fingerprint,
+        p,
+        Some(&s.prep),
+        &tensors,
+    )?;
+    drop(tensors);
+    super::outputs::publish(paths, &s.network, run, reports, kept_lines, Some(&bytes))?;
     s.saved = true;
     Ok(())
 }
@@ -483,8 +504,22 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             eprintln!("{s}");
         }
     };
-    let mut s = setup(module, opts, &say, make)?;
+    // One run at a time writes into `--out`, for the run's whole life.
+    let created = !opts.out_dir.exists();
     std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
+    let lock = crate::fsio::OutputLock::folder(&opts.out_dir)?;
+    let mut s = match setup(module, opts, &say, make) {
+        Ok(s) => s,
+        Err(e) => {
+            drop(lock);
+            if created {
+                let _ = std::fs::remove_dir(&opts.out_dir);
+            }
+            return Err(e);
+        }
+    };
+    let _lock = lock;
+    let run_id = super::outputs::run_identity(&s.fingerprint, &s.cfg, opts.max_steps);
     let ckpt = opts.out_dir.join("checkpoint.safetensors");
     let metrics_path = opts.out_dir.join("metrics.jsonl");
     let plot_path = opts.out_dir.join("learning-curves.svg");
@@ -496,8 +531,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
         ..Default::default()
     };
     let mut reports: Vec<EpochReport> = Vec::new();
-    // The resumed epochs' metrics lines, kept verbatim (a parsed and
-    // re-printed float need not be the same text).
+    // The resumed epochs' metrics lines, this run's own, kept verbatim.
     let mut kept_lines: Vec<String> = Vec::new();
     if let Some(from) = &opts.resume {
         p = restore(&mut s.exec, from, &s.network, &s.fingerprint)?;
@@ -513,16 +547,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
                 p.batch_size, s.cfg.batch, p.batch_size
             )));
         }
-        if let Ok(text) = std::fs::read_to_string(&metrics_path) {
-            for l in text.lines() {
-                if let Ok(r) = serde_json::from_str::<EpochReport>(l)
-                    && r.epoch <= p.epoch
-                {
-                    reports.push(r);
-                    kept_lines.push(l.to_string());
-                }
-            }
-        }
+        (reports, kept_lines) = super::outputs::read_own(&metrics_path, &run_id, p.epoch);
         say(&format!(
             "resuming from {} at epoch {}, batch {}",
             from.display(),
@@ -531,9 +556,11 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
         ));
     }
     // Nothing in `--out` is replaced before this run has files of its own
-    // (an epoch or a checkpoint), each atomically (`outputs`).
-    let publish = |reports: &[EpochReport], network: &str| {
-        super::outputs::publish(&metrics_path, &plot_path, network, reports, &kept_lines)
+    // (an epoch or a checkpoint), all together (`outputs`).
+    let paths = super::outputs::Paths {
+        metrics: &metrics_path,
+        plot: &plot_path,
+        checkpoint: &ckpt,
     };
     let mut plateau = Plateau::restore(&p);
     if p.epoch >= s.cfg.epochs {
@@ -588,8 +615,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             if stop {
                 bar.finish_and_clear();
                 plateau.record(&mut p);
-                save_checkpoint(&mut s, &ckpt, &p)?;
-                publish(&reports, &s.network)?;
+                commit(&mut s, &paths, &run_id, &p, &reports, &kept_lines)?;
                 say(&format!(
                     "stopped at step {}; checkpoint written to {}",
                     p.step,
@@ -660,8 +686,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
                 .is_some_and(|k| k > 0 && p.step.is_multiple_of(k))
             {
                 plateau.record(&mut p);
-                save_checkpoint(&mut s, &ckpt, &p)?;
-                publish(&reports, &s.network)?;
+                commit(&mut s, &paths, &run_id, &p, &reports, &kept_lines)?;
             }
         }
         drop(iter);
@@ -724,8 +749,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             ..Progress::default()
         };
         plateau.record(&mut p);
-        save_checkpoint(&mut s, &ckpt, &p)?;
-        publish(&reports, &s.network)?;
+        commit(&mut s, &paths, &run_id, &p, &reports, &kept_lines)?;
     }
     let _ = batch;
     say(&format!(

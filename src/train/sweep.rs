@@ -2,9 +2,16 @@
 //! trains each with the same seed, data and schedule, and writes a
 //! comparison table (`results.md`, `results.csv`) and the learning curves
 //! of all variants (`curves.svg`). Each variant runs in its own folder; a
-//! finished variant (`done.json`) is not retrained, and an interrupted one
-//! resumes from its checkpoint, so an interrupted sweep continues where it
-//! stopped.
+//! finished variant (`done.json`) is not retrained when its network text
+//! and the sweep's training settings are the ones it finished with (its
+//! `done.json` records their fingerprint), and is retrained otherwise (the
+//! run says which variants were, and why); an interrupted one resumes from
+//! its checkpoint, so an interrupted sweep continues where it stopped.
+//!
+//! Guarantees: one sweep at a time writes into the spec's `out` (a lock,
+//! `fsio::OutputLock`); every file is replaced atomically (`fsio`), and the
+//! tables and plots together, so a failure (a full disk) leaves the earlier
+//! sweep's files as they were.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,6 +40,26 @@ pub enum SweepError {
     },
     #[error("interrupted; run the same command again to continue")]
     Interrupted,
+    #[error(transparent)]
+    Lock(#[from] crate::fsio::LockError),
+}
+
+/// What a finished variant's `done.json` holds: its row, and the
+/// fingerprint of what it was trained from ([`identity`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Done {
+    /// Absent in a `done.json` written before it was recorded: such a
+    /// variant is retrained.
+    #[serde(default)]
+    trained_from: String,
+    #[serde(flatten)]
+    row: Row,
+}
+
+/// The fingerprint of a variant's network text and the sweep's training
+/// settings: a finished variant is reused only while it is the same.
+fn identity(text: &str, train: &spec::TrainOverrides) -> String {
+    crate::train::checkpoint::fingerprint(&format!("{text}\n{train:?}"))
 }
 
 /// One row of the comparison.
@@ -96,6 +123,8 @@ pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, 
         source,
     })?;
     std::fs::create_dir_all(&sp.out).map_err(io(&sp.out))?;
+    let _lock = crate::fsio::OutputLock::folder(&sp.out)?;
+    let mut retrained: Vec<String> = Vec::new();
     let interrupt = Arc::new(AtomicBool::new(false));
     let flag = interrupt.clone();
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
@@ -117,15 +146,21 @@ pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, 
                 .map_err(|e| verr(e.to_string()))?
         };
         let net_path = sp.out.join(format!("{}.net", v.name));
-        std::fs::write(&net_path, &text).map_err(io(&net_path))?;
+        crate::fsio::write_atomic(&net_path, text.as_bytes()).map_err(io(&net_path))?;
         let compiled = crate::frontend::compile(&text)
             .map_err(|d| verr(crate::diag::render("variant", &text, &[d])))?;
         let dir = sp.out.join(&v.name);
         let done = dir.join("done.json");
-        if let Ok(t) = std::fs::read_to_string(&done)
-            && let Ok(row) = serde_json::from_str::<Row>(&t)
-        {
-            eprintln!("{}: finished earlier, not retrained", v.name);
+        let from = identity(&text, &sp.train);
+        let earlier = std::fs::read_to_string(&done)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Done>(&t).ok());
+        let stale = earlier.as_ref().is_some_and(|d| d.trained_from != from);
+        if let Some(Done { row, .. }) = earlier.filter(|_| !stale) {
+            eprintln!(
+                "{}: finished earlier with this network and these settings, not retrained",
+                v.name
+            );
             let metrics = read_metrics(&dir);
             let mut row = row;
             if let Some(t) = sp.target_train_error {
@@ -143,6 +178,13 @@ pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, 
             continue;
         }
         let ckpt = dir.join("checkpoint.safetensors");
+        if stale {
+            eprintln!(
+                "{}: retrained: its network or the training settings changed since it finished",
+                v.name
+            );
+            retrained.push(v.name.clone());
+        }
         eprintln!(
             "== {} ({})",
             v.name,
@@ -160,7 +202,8 @@ pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, 
             max_steps: sp.train.max_steps,
             out_dir: dir.clone(),
             quiet: false,
-            resume: ckpt.exists().then_some(ckpt.clone()),
+            // A stale variant's checkpoint is of what it was before.
+            resume: (!stale && ckpt.exists()).then_some(ckpt.clone()),
             checkpoint_every: Some(50),
             stop_after: None,
             interrupt: Some(interrupt.clone()),
@@ -205,20 +248,35 @@ pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, 
             epochs_to_target: hit.map(|h| h.0),
             steps_to_target: hit.map(|h| h.1),
         };
-        let json = serde_json::to_string_pretty(&row).map_err(|e| verr(e.to_string()))?;
-        std::fs::write(&done, json).map_err(io(&done))?;
+        let json = serde_json::to_string_pretty(&Done {
+            trained_from: from,
+            row: row.clone(),
+        })
+        .map_err(|e| verr(e.to_string()))?;
+        crate::fsio::write_atomic(&done, json.as_bytes()).map_err(io(&done))?;
         curves.push((v.name.clone(), reports));
         rows.push(row);
     }
-    write_tables(&sp.out, &rows, sp.target_train_error)?;
+    // The tables and plots are replaced together.
+    let mut staged = crate::fsio::Staged::new();
+    let mut stage = |p: PathBuf, bytes: &[u8]| staged.stage(&p, bytes).map_err(io(&p));
+    let (md, csv) = tables(&rows, sp.target_train_error);
+    stage(sp.out.join("results.md"), md.as_bytes())?;
+    stage(sp.out.join("results.csv"), csv.as_bytes())?;
     let title = format!("sweep of {}", sp.network.display());
     let svg = crate::train::plot::compare(&title, &curves);
     let p = sp.out.join("curves.svg");
-    std::fs::write(&p, svg).map_err(io(&p))?;
+    stage(p.clone(), svg.as_bytes())?;
     if let Some(t) = sp.target_train_error {
         let svg = crate::train::plot::train_error(&title, &curves, t);
-        let p = sp.out.join("train-error.svg");
-        std::fs::write(&p, svg).map_err(io(&p))?;
+        stage(sp.out.join("train-error.svg"), svg.as_bytes())?;
+    }
+    staged.commit().map_err(io(&sp.out))?;
+    if !retrained.is_empty() {
+        eprintln!(
+            "retrained (network or settings changed since they finished): {}",
+            retrained.join(", ")
+        );
     }
     eprintln!(
         "results: {}  {}  {}",
@@ -239,7 +297,8 @@ fn read_metrics(dir: &Path) -> Vec<EpochReport> {
         .unwrap_or_default()
 }
 
-fn write_tables(out: &Path, rows: &[Row], target: Option<f64>) -> Result<(), SweepError> {
+/// `results.md` and `results.csv`.
+fn tables(rows: &[Row], target: Option<f64>) -> (String, String) {
     let pct = |e: Option<f64>| e.map_or("-".to_string(), |e| format!("{:.2}%", 100.0 * e));
     let mut md = String::from(
         "| variant | changes | epochs | final train loss | train top-1 error | test loss | top-1 error | top-5 error |",
@@ -310,11 +369,7 @@ fn write_tables(out: &Path, rows: &[Row], target: Option<f64>) -> Result<(), Swe
             r.memory
         );
     }
-    let p = out.join("results.md");
-    std::fs::write(&p, md).map_err(io(&p))?;
-    let p = out.join("results.csv");
-    std::fs::write(&p, csv).map_err(io(&p))?;
-    Ok(())
+    (md, csv)
 }
 
 #[cfg(test)]

@@ -175,7 +175,7 @@ pub fn write_idx(
     } else {
         raw
     };
-    std::fs::write(path, bytes).map_err(|e| DataError::io(path, e))
+    crate::fsio::write_atomic(path, &bytes).map_err(|e| DataError::io(path, e))
 }
 
 #[cfg(test)]

@@ -26,6 +26,10 @@
 //!   files to the last commit and continues: the result is byte-identical
 //!   to an uninterrupted run. Only a finished run replaces `OUT` (an atomic
 //!   rename), so a failed run leaves an earlier dataset intact.
+//! - **One writer.** A run holds `OUT.lock` (`fsio::OutputLock`) for its
+//!   whole life; a second run into the same `OUT` is refused at once,
+//!   naming the holder's process id. An existing `OUT` that is not a netc
+//!   dataset (no `NETCDATA` magic) is never replaced: the run is refused.
 //! - **Bad files.** An undecodable file, or a JPEG cut short (no end-of-
 //!   image marker in its last 4 KiB), stops the run with its path, unless
 //!   `skip_bad`: then it is left out and listed, with the reason, in
@@ -359,12 +363,7 @@ fn beside(out: &Path, suffix: &str) -> PathBuf {
 
 /// Writes `bytes` to `path` through a temporary file, fsynced, renamed.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PreparedError> {
-    let tmp = beside(path, ".tmp");
-    let io = |e| PreparedError::io(&tmp, e);
-    let mut f = File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| PreparedError::io(path, e))
+    crate::fsio::write_atomic(path, bytes).map_err(|e| PreparedError::io(path, e))
 }
 
 /// Reads a source file and prepares its pixels (see the module
@@ -505,6 +504,8 @@ pub fn prepare(opts: &PrepareOptions) -> Result<PrepareReport, PreparedError> {
     if !(1..=100).contains(&opts.quality) {
         return Err(source_err(&opts.src, "--quality must be in 1..=100"));
     }
+    let _lock = crate::fsio::OutputLock::file(&opts.out)?;
+    refuse_foreign(&opts.out)?;
     let (jobs, classes) = plan(opts)?;
     let shape = Shape::new(3, opts.size as usize, opts.size as usize);
     let fp = fingerprint(opts, &jobs, &classes);
@@ -606,6 +607,28 @@ pub fn prepare(opts: &PrepareOptions) -> Result<PrepareReport, PreparedError> {
     finish(opts, &jobs, classes, part, prog, shape, resumed_at)
 }
 
+/// Refuses an `out` that exists and is not a netc dataset (a folder, or a
+/// file without the `NETCDATA` magic).
+fn refuse_foreign(out: &Path) -> Result<(), PreparedError> {
+    let mut magic = [0u8; 8];
+    let ours = match File::open(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(PreparedError::io(out, e)),
+        Ok(mut f) => {
+            f.metadata().is_ok_and(|m| m.is_file())
+                && f.read_exact(&mut magic).is_ok()
+                && &magic == prepared::MAGIC
+        }
+    };
+    if ours {
+        Ok(())
+    } else {
+        Err(PreparedError::NotOurs {
+            path: out.to_path_buf(),
+        })
+    }
+}
+
 /// Appends the sections after the records, writes the header, and moves
 /// the file into place.
 fn finish(
@@ -705,16 +728,24 @@ fn finish(
             )
         })
         .collect();
+    // The list is written first, but replaces (or removes) the earlier
+    // dataset's only once the dataset itself is in place.
     let list = beside(&opts.out, ".skipped.txt");
+    let mut staged = crate::fsio::Staged::new();
+    if !skipped.is_empty() {
+        let text: String = skipped.iter().map(|(p, r)| format!("{p}\t{r}\n")).collect();
+        staged
+            .stage(&list, text.as_bytes())
+            .map_err(|e| PreparedError::io(&list, e))?;
+    }
+    std::fs::rename(&part.data_path, &opts.out).map_err(|e| PreparedError::io(&opts.out, e))?;
     if skipped.is_empty() {
         if list.exists() {
             std::fs::remove_file(&list).map_err(|e| PreparedError::io(&list, e))?;
         }
     } else {
-        let text: String = skipped.iter().map(|(p, r)| format!("{p}\t{r}\n")).collect();
-        write_atomic(&list, text.as_bytes())?;
+        staged.commit().map_err(|e| PreparedError::io(&list, e))?;
     }
-    std::fs::rename(&part.data_path, &opts.out).map_err(|e| PreparedError::io(&opts.out, e))?;
     let _ = std::fs::remove_file(&part.index_path);
     let _ = std::fs::remove_file(&part.progress_path);
     Ok(PrepareReport {

@@ -135,6 +135,12 @@ pub enum PreparedError {
         found: u32,
         wanted: u64,
     },
+    #[error(
+        "{path}: exists and is not a netc dataset; `netc prepare` replaces only a dataset it wrote: move it away or choose another `-o`"
+    )]
+    NotOurs { path: PathBuf },
+    #[error(transparent)]
+    Lock(#[from] crate::fsio::LockError),
 }
 
 impl PreparedError {

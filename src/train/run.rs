@@ -304,8 +304,12 @@ fn setup<E: Step, X: Into<TrainError>>(
     let cfgerr = |e: data::augment::ConfigError| TrainError::Config(e.to_string());
     let train_images = ds.train.len();
     let train = Loader::from_source(ds.train, aug.clone(), lcfg).map_err(cfgerr)?;
-    super::no_step::check_batches(cfg.batch, train_images, train.len())
-        .map_err(TrainError::Config)?;
+    super::no_step::check_batches(cfg.batch, train_images, train.len()).map_err(|e| {
+        TrainError::Config(match &opts.data {
+            Some(d) if train_images == 0 => format!("{}: {e}", d.display()),
+            _ => e,
+        })
+    })?;
     let mut ecfg = LoaderConfig::eval(cfg.batch as usize);
     ecfg.workers = workers;
     if cfg.data.test == TestCrop::TenCrop {
@@ -477,6 +481,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
     };
     let mut s = setup(module, opts, &say, make)?;
     std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
+    super::no_step::check_writable(&opts.out_dir).map_err(TrainError::Config)?;
     let ckpt = opts.out_dir.join("checkpoint.safetensors");
     let metrics_path = opts.out_dir.join("metrics.jsonl");
     let plot_path = opts.out_dir.join("learning-curves.svg");

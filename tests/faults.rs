@@ -723,7 +723,8 @@ fn png_header(w: u32, h: u32) -> Vec<u8> {
 /// in the error: `prepare --size 100000` (it aborted allocating
 /// 240,000,000,000 bytes), an image whose header claims 100000×100000
 /// pixels, a dataset whose stored side is 100000 (checksum intact), and a
-/// batch of a trillion images. Each exits 1, not 134.
+/// batch of a trillion images for `train`, `bench` and `compile --target
+/// cuda`. Each exits 1, not 134 (nor runs out of memory).
 #[test]
 fn sizes_a_user_gives_are_bounded_with_the_figure() {
     let d = tmp("bounds");
@@ -776,7 +777,43 @@ fn sizes_a_user_gives_are_bounded_with_the_figure() {
     ]);
     let e = stderr(&r);
     assert_eq!(r.status.code(), Some(1), "{e}");
-    assert!(e.contains("1000000000000") || e.contains(" bytes ("), "{e}");
+    assert!(e.contains("batch of 1000000000000"), "{e}");
+    // `bench` allocates its synthetic batch: refused with the figure (it
+    // aborted allocating 3,136,000,000,000,000 bytes).
+    let r = netc(&[
+        "bench",
+        "networks/alexnet-fmnist.net",
+        "--batch",
+        "1000000000000",
+        "--steps",
+        "1",
+    ]);
+    let e = stderr(&r);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("a batch of 1000000000000 images needs ") && e.contains("available"),
+        "{e}"
+    );
+    // CUDA code for a step no GPU could hold: refused with its size (it
+    // generated launches until the machine ran out of memory).
+    let t = std::time::Instant::now();
+    let r = netc(&[
+        "compile",
+        "networks/alexnet-fmnist.net",
+        "--target",
+        "cuda",
+        "--batch",
+        "1000000000000",
+        "-o",
+        d.join("cu").to_str().unwrap(),
+    ]);
+    let e = stderr(&r);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("the step at batch 1000000000000 needs ") && e.contains("1 TiB"),
+        "{e}"
+    );
+    assert!(t.elapsed().as_secs() < 20, "{:?}", t.elapsed());
     let _ = std::fs::remove_dir_all(&d);
 }
 

@@ -80,6 +80,8 @@ fn strip_preparation(from: &Path, to: &Path) {
         .unwrap()
         .remove("preparation/mean_image")
         .unwrap();
+    // Checkpoints of that time had no header checksum either.
+    h.remove("header_crc32").unwrap();
     let views: Vec<(String, TensorView)> = st
         .tensors()
         .into_iter()

@@ -146,6 +146,9 @@ pub(crate) fn cuda_step(c: &Compiled, fuse: bool) -> Result<ir::Graph, String> {
         .map_err(|e| format!("error: {e}"))
 }
 
+/// The most GPU memory a generated step may need (no GPU holds more).
+const MAX_STEP_BYTES: u64 = 1 << 40;
+
 /// `netc compile --target cuda`: the training step (fused unless `fuse`
 /// is false) as CUDA C, its launch list, and PTX when NVRTC can be loaded.
 fn compile_cuda(
@@ -159,6 +162,16 @@ fn compile_cuda(
     let dir = dir.ok_or("error: `--target cuda` needs `-o DIR` (the output directory)")?;
     let batch = batch.unwrap_or(c.module.train.batch) as usize;
     let g = cuda_step(c, fuse)?;
+    // The launch list grows with the batch: a batch whose step no GPU
+    // could hold is refused, with its size, before anything is generated.
+    let plan = netc::passes::memplan::plan(&g, batch as u64)
+        .map_err(|e| format!("error: cannot plan the memory of this graph: {e}"))?;
+    if plan.planned() > MAX_STEP_BYTES {
+        return Err(format!(
+            "error: the step at batch {batch} needs {} bytes of GPU memory, more than the {MAX_STEP_BYTES} (1 TiB) netc generates code for; give a smaller `--batch`",
+            plan.planned()
+        ));
+    }
     let mut prog = cuda::generate(&g, batch).map_err(|e| format!("error: {e}"))?;
     if let Some(gpus) = gpus {
         let at = split::Placement::towers(&prog, gpus.len()).map_err(|e| format!("error: {e}"))?;

@@ -55,6 +55,13 @@ pub fn train_steps(
         .unwrap_or(1);
     let mut exec = CpuExec::with_memory(g, 0, memory)?;
     let per = exec.image_len();
+    // The batch's images and labels, refused with their size before they
+    // are allocated when the machine cannot hold them.
+    let bytes = (batch as u64)
+        .saturating_mul(per as u64 + 1)
+        .saturating_mul(4);
+    crate::backend::cpu::memory::check_fits(&format!("a batch of {batch} images"), bytes)
+        .map_err(ExecError::from)?;
     let images: Vec<f32> = (0..batch * per)
         .map(|i| rng::normal(1, 2, i as u64) as f32)
         .collect();

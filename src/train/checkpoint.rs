@@ -7,13 +7,20 @@
 //! is the same bytes for the same run) holding the network, its
 //! fingerprint, the progress, the input preparation and class names
 //! ([`Preparation`], whose mean image is the tensor
-//! `preparation/mean_image`) and a CRC-32 of every tensor's bytes.
+//! `preparation/mean_image`), a CRC-32 of every tensor's bytes, and, as
+//! its first field, `header_crc32`: a CRC-32 of the whole safetensors
+//! header (its length, its JSON text and padding) except those 8 hex
+//! digits themselves. So every byte of the file is covered: the header by
+//! `header_crc32`, each tensor by its own CRC, and safetensors itself
+//! requires the tensors to tile the data exactly.
 //! A checkpoint written without a preparation (before netc stored one)
-//! loads with `preparation: None`.
-//! Reading checks the network fingerprint, every tensor's name, dtype,
-//! size and checksum, and that every value is finite; a truncated or
-//! corrupt file, flipped bytes inside a tensor, or a NaN or infinite
-//! weight is an error naming the file (and the tensor).
+//! loads with `preparation: None`; one written before `header_crc32`
+//! existed loads with its tensors checked but its header unchecked.
+//! Reading checks the header's checksum, the network fingerprint, every
+//! tensor's name, dtype, size and checksum, and that every value is
+//! finite; a truncated or corrupt file, a flipped byte anywhere (an edited
+//! progress entry included), or a NaN or infinite weight is an error
+//! naming the file (and the tensor).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -140,6 +147,7 @@ pub fn encode(
         views.push((name.clone(), view));
     }
     let header = Header {
+        header_crc32: Some(CRC_PLACEHOLDER.to_string()),
         network: network.to_string(),
         fingerprint: fingerprint.to_string(),
         progress: progress.clone(),
@@ -153,16 +161,59 @@ pub fn encode(
     let header =
         serde_json::to_string(&header).map_err(|e| werr(std::io::Error::other(e.to_string())))?;
     let meta = HashMap::from([(META_KEY.to_string(), header)]);
-    safetensors::serialize(views, Some(meta))
-        .map_err(|e| werr(std::io::Error::other(e.to_string())))
+    let mut data = safetensors::serialize(views, Some(meta))
+        .map_err(|e| werr(std::io::Error::other(e.to_string())))?;
+    stamp_header_crc(&mut data).map_err(|e| werr(std::io::Error::other(e)))?;
+    Ok(data)
 }
 
 /// The one metadata entry of a checkpoint.
 const META_KEY: &str = "netc";
 
+/// What the raw header starts with when it carries `header_crc32`: the one
+/// metadata entry comes first, and `header_crc32` is its first field.
+const CRC_PREFIX: &[u8] = br#"{"__metadata__":{"netc":"{\"header_crc32\":\""#;
+/// The value `header_crc32` holds while the checksum is computed.
+const CRC_PLACEHOLDER: &str = "00000000";
+
+/// Where the 8 hex digits of `header_crc32` lie in a checkpoint's bytes and
+/// where its header ends; `None` if the header does not start with
+/// [`CRC_PREFIX`] (or is cut short).
+fn crc_digits(data: &[u8]) -> Option<(usize, usize)> {
+    let n = u64::from_le_bytes(data.get(..8)?.try_into().ok()?);
+    let end = usize::try_from(n).ok()?.checked_add(8)?;
+    let at = 8 + CRC_PREFIX.len();
+    (end <= data.len() && at + 8 <= end && &data[8..at] == CRC_PREFIX).then_some((at, end))
+}
+
+/// CRC-32 of the header bytes `data[..end]` but the digits at `at..at + 8`.
+fn header_crc(data: &[u8], at: usize, end: usize) -> String {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&data[..at]);
+    h.update(&data[at + 8..end]);
+    format!("{:08x}", h.finalize())
+}
+
+/// Writes the header's checksum over [`CRC_PLACEHOLDER`] in serialised bytes.
+fn stamp_header_crc(data: &mut [u8]) -> Result<(), String> {
+    let (at, end) = crc_digits(data)
+        .ok_or("the serialised header does not start with the `header_crc32` entry")?;
+    let crc = header_crc(data, at, end);
+    data[at..at + 8].copy_from_slice(crc.as_bytes());
+    Ok(())
+}
+
 /// What that entry holds (fields in a fixed order, the checksums sorted).
+/// Unknown fields are refused, so that no damaged field name passes for a
+/// field of an older checkpoint.
 #[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Header {
+    /// The header's own checksum, as 8 lowercase hex digits (see the
+    /// module documentation); absent in checkpoints written before it was
+    /// stored. Must stay the first field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    header_crc32: Option<String>,
     network: String,
     fingerprint: String,
     progress: Progress,
@@ -191,17 +242,37 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         path: path.to_path_buf(),
         source,
     })?;
+    from_bytes(path, &bytes)
+}
+
+/// [`load`] of the bytes `bytes` read from `path`.
+fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     let corrupt = |reason: String| CheckpointError::Corrupt {
         path: path.to_path_buf(),
         reason,
     };
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    // The header's checksum first: nothing in it is trusted before.
+    let crc_at = crc_digits(bytes);
+    if let Some((at, end)) = crc_at
+        && bytes[at..at + 8] != *header_crc(bytes, at, end).as_bytes()
+    {
+        return Err(corrupt(
+            "the header does not match its checksum (its bytes changed after it was written)"
+                .into(),
+        ));
+    }
+    let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(e.to_string()))?;
     let meta = meta.metadata().clone().unwrap_or_default();
     let (network, fingerprint, progress, mut preparation, crc32) = match meta.get(META_KEY) {
         Some(header) => {
             let h: Header = serde_json::from_str(header)
                 .map_err(|e| corrupt(format!("bad `{META_KEY}` entry: {e}")))?;
+            if h.header_crc32.is_some() != crc_at.is_some() {
+                return Err(corrupt(
+                    "the header's checksum is not where netc writes it".into(),
+                ));
+            }
             (
                 h.network,
                 h.fingerprint,
@@ -476,11 +547,9 @@ mod tests {
         let header =
             meta.metadata().as_ref().unwrap()[META_KEY].replace("\"width\":2", "\"width\":3");
         let meta = HashMap::from([(META_KEY.to_string(), header)]);
-        std::fs::write(
-            &path,
-            safetensors::serialize(st.tensors(), Some(meta)).unwrap(),
-        )
-        .unwrap();
+        let mut edited = safetensors::serialize(st.tensors(), Some(meta)).unwrap();
+        stamp_header_crc(&mut edited).unwrap();
+        std::fs::write(&path, edited).unwrap();
         let e = load(&path).err().unwrap().to_string();
         assert!(
             e.contains("c.safetensors") && e.contains("mean image holds 12 values, not the 18"),
@@ -491,6 +560,100 @@ mod tests {
         assert!(load(&path).unwrap().preparation.is_none());
         let e = Preparation::load(&path).err().unwrap();
         assert!(matches!(e, CheckpointError::NoPreparation { .. }), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A checkpoint with a preparation and two tensors, as `save` writes it.
+    fn sample_bytes(dir: &Path) -> (PathBuf, Vec<u8>) {
+        let path = dir.join("c.safetensors");
+        let (w, b) = (vec![0.5f32, -1.5, 2.0], vec![0.25f32]);
+        let prep = Preparation {
+            version: crate::train::preparation::VERSION,
+            classes: vec!["cat".into(), "dog".into()],
+            source: "image_folder".into(),
+            channels: 1,
+            height: 1,
+            width: 2,
+            rescale: None,
+            crop: 1,
+            pad: 0,
+            mean: true,
+            scale: 1.0 / 255.0,
+            test: crate::train::preparation::TestCrops::Center,
+            random_crop: false,
+            mirror: false,
+            lighting: 0.0,
+            channel_mean: vec![100.0],
+            channel_std: vec![50.0],
+            pca: None,
+            mean_image: vec![3.0, 4.0],
+        };
+        let p = Progress {
+            epoch: 1,
+            batch: 4,
+            step: 4,
+            seed: 3,
+            batch_size: 32,
+            plateau_lr: 0.01,
+            ..Default::default()
+        };
+        let t: Vec<(String, Vec<usize>, &[f32])> =
+            vec![("b@t0".into(), vec![1], &b), ("w@t0".into(), vec![3], &w)];
+        save(&path, "net", "abc", &p, Some(&prep), &t).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        (path, bytes)
+    }
+
+    /// Every byte of the header (its length, JSON text and padding),
+    /// flipped one at a time in three ways: every one is refused on
+    /// loading, none accepted. The step edited from 4 to 5 is refused too.
+    #[test]
+    fn every_byte_of_the_header_is_covered_by_its_checksum() {
+        let dir = std::env::temp_dir().join(format!("netc-ckpt-flip-{}", std::process::id()));
+        let (path, good) = sample_bytes(&dir);
+        assert!(from_bytes(&path, &good).is_ok());
+        let end = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+        assert!(end > 200 && end < good.len(), "{end}");
+        let mut accepted = Vec::new();
+        for i in 0..end {
+            for flip in [0x01u8, 0x20, 0xff] {
+                let mut bad = good.clone();
+                bad[i] ^= flip;
+                if from_bytes(&path, &bad).is_ok() {
+                    accepted.push((i, flip));
+                }
+            }
+        }
+        assert!(accepted.is_empty(), "accepted flips: {accepted:?}");
+        // An edited progress entry, the same length: refused, naming the file.
+        let step = br#"\"step\":4,"#;
+        let at = good.windows(step.len()).position(|w| w == step).unwrap();
+        let mut edited = good.clone();
+        edited[at + step.len() - 2] = b'5';
+        let e = from_bytes(&path, &edited).err().unwrap().to_string();
+        assert!(
+            e.contains("c.safetensors") && e.contains("does not match its checksum"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A checkpoint written before `header_crc32` (the one `netc` entry
+    /// without it) still loads.
+    #[test]
+    fn a_checkpoint_without_the_header_checksum_still_loads() {
+        let dir = std::env::temp_dir().join(format!("netc-ckpt-old-{}", std::process::id()));
+        let (path, good) = sample_bytes(&dir);
+        let st = SafeTensors::deserialize(&good).unwrap();
+        let (_, meta) = SafeTensors::read_metadata(&good).unwrap();
+        let mut h: serde_json::Value =
+            serde_json::from_str(&meta.metadata().as_ref().unwrap()[META_KEY]).unwrap();
+        h.as_object_mut().unwrap().remove("header_crc32");
+        let meta = HashMap::from([(META_KEY.to_string(), h.to_string())]);
+        let old = safetensors::serialize(st.tensors(), Some(meta)).unwrap();
+        let c = from_bytes(&path, &old).unwrap();
+        assert_eq!(c.progress.step, 4);
+        assert_eq!(c.tensors["w@t0"].1, vec![0.5, -1.5, 2.0]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

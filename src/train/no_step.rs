@@ -1,10 +1,12 @@
 //! Runs that would take no training step are refused before they start:
 //! `--max-steps 0`, `--epochs 0` (or fewer epochs than a cosine schedule's
 //! warm-up), and a batch larger than the training set
-//! (the loader drops the last partial batch, so no batch is left). Also
+//! (the loader drops the last partial batch, so no batch is left), or an
+//! empty training set (an error of its own, not a batch too large). Also
 //! the data's class count against the network's: more classes than the
 //! label input takes is an error, fewer a warning (some classes are never
-//! trained).
+//! trained). And an output folder that cannot be written (a read-only file
+//! system): refused before the first step, not at the first checkpoint.
 //!
 //! Assumes the settings after command-line overrides. Guarantees: when
 //! these return `Ok`, every epoch takes at least one step. The errors are
@@ -35,6 +37,12 @@ pub fn check_counts(cfg: &TrainConfig, max_steps: Option<u64>) -> Result<(), Str
 
 /// Refuses a training split that gives no whole batch.
 pub fn check_batches(batch: u64, images: usize, batches: usize) -> Result<(), String> {
+    if images == 0 {
+        return Err(
+            "the training set holds no images, so no step would run; prepare the data again with readable images"
+                .into(),
+        );
+    }
     if batches == 0 {
         return Err(format!(
             "the batch of {batch} is larger than the training set ({images} image{}), so no step would run; use `--batch {}` or less",
@@ -43,6 +51,21 @@ pub fn check_batches(batch: u64, images: usize, batches: usize) -> Result<(), St
         ));
     }
     Ok(())
+}
+
+/// Refuses an output folder that a file cannot be written into, by
+/// writing and removing a small file in it.
+pub fn check_writable(dir: &std::path::Path) -> Result<(), String> {
+    let probe = dir.join(format!(".netc-write-check-{}", std::process::id()));
+    let written = std::fs::File::create_new(&probe)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"netc"));
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(|e| {
+        format!(
+            "{}: cannot write into the output folder ({e}); nothing was trained, as the run could not save its checkpoint",
+            dir.display()
+        )
+    })
 }
 
 /// Compares the data's `classes` with the network's label input: an error
@@ -98,5 +121,12 @@ mod tests {
             "{e}"
         );
         assert!(check_batches(128, 2000, 15).is_ok());
+        // An empty training set is not a batch too large (it said "use
+        // `--batch 1` or less" with a batch of 1).
+        let e = check_batches(1, 0, 0).unwrap_err();
+        assert!(
+            e.contains("holds no images") && !e.contains("--batch"),
+            "{e}"
+        );
     }
 }

@@ -314,8 +314,12 @@ fn setup<E: Step, X: Into<TrainError>>(
     let train_images = ds.train.len();
     let train = Loader::from_source(ds.train, aug.clone(), lcfg).map_err(cfgerr)?;
     if !opts.evaluate_only {
-        super::no_step::check_batches(cfg.batch, train_images, train.len())
-            .map_err(TrainError::Config)?;
+        super::no_step::check_batches(cfg.batch, train_images, train.len()).map_err(|e| {
+            TrainError::Config(match &opts.data {
+                Some(d) if train_images == 0 => format!("{}: {e}", d.display()),
+                _ => e,
+            })
+        })?;
     }
     let mut ecfg = LoaderConfig::eval(cfg.batch as usize);
     ecfg.workers = workers;
@@ -507,6 +511,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
     // One run at a time writes into `--out`, for the run's whole life.
     let created = !opts.out_dir.exists();
     std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
+    super::no_step::check_writable(&opts.out_dir).map_err(TrainError::Config)?;
     let lock = crate::fsio::OutputLock::folder(&opts.out_dir)?;
     let mut s = match setup(module, opts, &say, make) {
         Ok(s) => s,

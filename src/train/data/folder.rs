@@ -6,14 +6,21 @@
 //! starting with `.`) and files without a `.jpg`, `.jpeg` or `.png`
 //! extension (any case) are ignored; files inside a class are taken in
 //! sorted name order, so the result does not depend on directory order or on
-//! thread count (decoding runs in parallel on the rayon pool).
+//! thread count (decoding runs in parallel on the rayon pool). A symbolic
+//! link with an image extension that leads nowhere (dangling, or a loop)
+//! is listed like a file, so that reading it fails naming it (`netc
+//! prepare --skip-bad` skips and lists it) instead of leaving it out
+//! unseen. An image whose header gives more than [`MAX_PIXELS`] pixels is
+//! refused, with its dimensions, before it is decoded.
 //!
 //! Guarantees: every image comes out `3 × size × size` `u8` CHW, prepared as
-//! the paper did: rescaled so that the **shorter** side is `size` (Catmull-Rom
-//! filter, which also low-passes when shrinking; [`super::resize`]), then the central
-//! `size × size` square is kept. (The square is cut from the source first and
-//! then resized, which is the same operation up to at most half a source
-//! pixel of centring and saves resizing pixels that would be discarded.)
+//! the paper did: the whole image rescaled so that the **shorter** side is
+//! `size` and the longer keeps the aspect ratio (Catmull-Rom filter, which
+//! also low-passes when shrinking; [`super::resize`]), then the central
+//! `size × size` square is kept. (Cutting the square first and resizing
+//! it alone would be cheaper, but its edge pixels would see clamped edges
+//! instead of their neighbours, 0.17 levels apart on average; the paper,
+//! and the README, rescale first.)
 //! Grayscale (and any other colour type) is converted to RGB, a grayscale
 //! image giving three identical channels; alpha is dropped. An undecodable
 //! file, an empty class folder, or a root without class folders is a
@@ -57,6 +64,39 @@ fn sorted_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBu
     Ok(out)
 }
 
+/// A symbolic link whose target cannot be reached (dangling or looping).
+pub fn leads_nowhere(path: &Path) -> bool {
+    path.symlink_metadata().is_ok_and(|m| m.is_symlink()) && path.metadata().is_err()
+}
+
+/// The most pixels an image file may have: 2^27, an 11585 × 11585 image
+/// (its RGB pixels take 384 MiB; the image library's own limit, 512 MiB
+/// of decoded pixels, still applies).
+pub const MAX_PIXELS: u64 = 1 << 27;
+
+/// Decodes the JPEG or PNG `bytes` (by their content), refusing before
+/// decoding an image of more than [`MAX_PIXELS`] pixels, with its size.
+pub fn decode_bytes(bytes: &[u8]) -> Result<image::DynamicImage, String> {
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| format!("cannot read: {e}"))
+    };
+    let (w, h) = reader()?
+        .into_dimensions()
+        .map_err(|e| format!("cannot decode image: {e}"))?;
+    let pixels = w as u64 * h as u64;
+    if pixels > MAX_PIXELS {
+        return Err(format!(
+            "its header says {w}x{h} pixels ({pixels} pixels, {} MiB as RGB), above the {MAX_PIXELS} an image may have",
+            (3 * pixels) >> 20
+        ));
+    }
+    reader()?
+        .decode()
+        .map_err(|e| format!("cannot decode image: {e}"))
+}
+
 /// Image files with their class ids.
 pub type LabelledFiles = Vec<(PathBuf, u32)>;
 
@@ -72,7 +112,9 @@ pub fn list_image_folder(root: &Path) -> Result<(Vec<String>, LabelledFiles), Da
     let mut names = Vec::with_capacity(class_dirs.len());
     let mut files = Vec::new();
     for (id, dir) in class_dirs.iter().enumerate() {
-        let imgs = sorted_entries(dir, |p| p.is_file() && is_image_file(p))?;
+        let imgs = sorted_entries(dir, |p| {
+            is_image_file(p) && (p.is_file() || leads_nowhere(p))
+        })?;
         if imgs.is_empty() {
             return Err(DataError::EmptyClass { path: dir.clone() });
         }
@@ -118,20 +160,15 @@ pub fn load_image(path: &Path, size: usize) -> Result<Vec<u8>, DataError> {
 /// refusing a JPEG cut short and an image with a zero side; every error
 /// names the file.
 pub fn decode_image(path: &Path) -> Result<image::DynamicImage, DataError> {
-    let decode = |source| DataError::Decode {
-        path: path.to_path_buf(),
-        source,
-    };
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     check_complete(&bytes).map_err(|reason| DataError::TruncatedImage {
         path: path.to_path_buf(),
         reason,
     })?;
-    let img = image::ImageReader::new(std::io::Cursor::new(&bytes))
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
-        .decode()
-        .map_err(decode)?;
+    let img = decode_bytes(&bytes).map_err(|reason| DataError::Image {
+        path: path.to_path_buf(),
+        reason,
+    })?;
     if img.width() == 0 || img.height() == 0 {
         return Err(DataError::BadDims {
             path: path.to_path_buf(),
@@ -146,14 +183,25 @@ pub fn decode_image(path: &Path) -> Result<image::DynamicImage, DataError> {
 /// Both image sides and `size` must be non-zero ([`load_image`] checks).
 pub fn prepare(rgb: &image::RgbImage, size: usize) -> Vec<u8> {
     let (w, h) = rgb.dimensions();
-    let side = w.min(h);
-    let (x0, y0) = ((w - side) / 2, (h - side) / 2);
-    let square = imageops::crop_imm(rgb, x0, y0, side, side);
-    let out = if side as usize == size {
-        square.to_image()
-    } else {
-        super::resize::catmull_rom(rgb, (x0, y0, side), size as u32)
+    let s = size as u32;
+    // The shorter side becomes `size`, the longer keeps the aspect ratio
+    // (rounded to the nearest pixel, and never below `size`).
+    let scaled = |long: u32, short: u32| {
+        ((long as u64 * s as u64 + short as u64 / 2) / short as u64).max(s as u64) as u32
     };
+    let (nw, nh) = if w <= h {
+        (s, scaled(h, w))
+    } else {
+        (scaled(w, h), s)
+    };
+    let resized;
+    let img = if (nw, nh) == (w, h) {
+        rgb
+    } else {
+        resized = super::resize::catmull_rom(rgb, nw, nh);
+        &resized
+    };
+    let out = imageops::crop_imm(img, (nw - s) / 2, (nh - s) / 2, s, s).to_image();
     let plane = size * size;
     let mut chw = vec![0u8; 3 * plane];
     for (i, px) in out.pixels().enumerate() {
@@ -267,10 +315,14 @@ mod tests {
         );
     }
 
+    /// The whole image is rescaled, then the central square kept (as the
+    /// paper and the README say; the square was cut first, so its edge
+    /// pixels never saw their neighbours outside it).
     #[test]
     fn prepare_scales_short_side_and_centres() {
         // 40×20 image: left quarter red, middle half green, right quarter
-        // blue. Short side to 10 then central 10×10 keeps only the green.
+        // blue. Short side to 10 then central 10×10 is the green half,
+        // its edge columns filtered with the red and blue beside it.
         let img = image::RgbImage::from_fn(40, 20, |x, _| match x {
             0..10 => image::Rgb([255, 0, 0]),
             10..30 => image::Rgb([0, 255, 0]),
@@ -278,9 +330,21 @@ mod tests {
         });
         let out = prepare(&img, 10);
         assert_eq!(out.len(), 300);
-        assert!(out[..100].iter().all(|&v| v == 0), "no red");
-        assert!(out[100..200].iter().all(|&v| v == 255), "all green");
-        assert!(out[200..].iter().all(|&v| v == 0), "no blue");
+        let (r, g, b) = (&out[..100], &out[100..200], &out[200..]);
+        for row in 0..10 {
+            let at = |c: usize| row * 10 + c;
+            for c in 2..8 {
+                assert_eq!((r[at(c)], g[at(c)], b[at(c)]), (0, 255, 0), "{row} {c}");
+            }
+            assert!(
+                r[at(0)] > 5 && b[at(0)] == 0,
+                "{row}: red beside the left edge"
+            );
+            assert!(
+                b[at(9)] > 5 && r[at(9)] == 0,
+                "{row}: blue beside the right edge"
+            );
+        }
         // Tall image, no resize needed: the central rows are kept.
         let img = image::RgbImage::from_fn(4, 8, |x, y| image::Rgb([y as u8, x as u8, 7]));
         let out = prepare(&img, 4);

@@ -104,6 +104,9 @@ pub enum DataError {
     },
     #[error("{path}: {reason}")]
     TruncatedImage { path: PathBuf, reason: String },
+    /// An image file that cannot be read, decoded, or is too large.
+    #[error("{path}: {reason}")]
+    Image { path: PathBuf, reason: String },
     #[error(
         "`data.rescale: {rescale}` cannot apply to Fashion-MNIST: its IDX images are used at their own 28×28; remove it, or train on an image folder or a prepared dataset"
     )]

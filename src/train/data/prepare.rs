@@ -7,8 +7,8 @@
 //! [`super::folder`] lists them. Guarantees:
 //!
 //! - **Pixels.** Every image is prepared exactly as the in-memory folder
-//!   loader prepares it ([`super::folder::prepare`]: shorter side to
-//!   `size`, central square), so a raw record equals, byte for byte, what
+//!   loader prepares it ([`super::folder::prepare`]: shorter side
+//!   rescaled to `size`, then the central square), so a raw record equals, byte for byte, what
 //!   `--data FOLDER` holds in memory; JPEG records hold those pixels
 //!   re-encoded at `quality`. The statistics (mean image, RGB covariance)
 //!   are summed, exactly in integers, over the prepared training pixels
@@ -16,7 +16,9 @@
 //! - **Streaming.** Images are decoded and encoded on every core (the
 //!   rayon pool) a chunk at a time and written in source order, so memory
 //!   holds one chunk of images whatever the number of images (plus a few
-//!   dozen bytes per image for its path and index entry).
+//!   dozen bytes per image for its path and index entry); a chunk's
+//!   images take at most 256 MiB, and `size` is at most
+//!   [`prepared::MAX_SIZE`], so no `--size` allocates more than that.
 //! - **Resumable.** The output grows in `OUT.partial` (records),
 //!   `OUT.partial-index` (index entries) and `OUT.partial-progress` (what
 //!   is committed: counts, lengths, the statistics' sums, the skipped
@@ -33,7 +35,8 @@
 //! - **Bad files.** An undecodable file, or a JPEG cut short (no end-of-
 //!   image marker in its last 4 KiB), stops the run with its path, unless
 //!   `skip_bad`: then it is left out and listed, with the reason, in
-//!   `OUT.skipped.txt`.
+//!   `OUT.skipped.txt`. A run that leaves no training image (every one
+//!   skipped) is an error, and writes no dataset.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -243,7 +246,7 @@ impl Fnv {
 /// Bumped whenever the code that makes a record's bytes changes (decoder,
 /// resize, encoder), so that a rebuilt netc never resumes a run that an
 /// older build began.
-const PIXELS_REVISION: u32 = 3;
+const PIXELS_REVISION: u32 = 4;
 
 /// The fingerprint of a run: every setting that changes the output, and
 /// every source file's relative path, label, split and size.
@@ -372,13 +375,17 @@ fn load(path: &Path, size: u32) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|e| format!("cannot read: {e}"))?;
+        .map_err(|e| {
+            if folder::leads_nowhere(path) {
+                format!(
+                    "cannot read: a symbolic link that leads nowhere (dangling or looping): {e}"
+                )
+            } else {
+                format!("cannot read: {e}")
+            }
+        })?;
     folder::check_complete(&bytes)?;
-    let img = image::ImageReader::new(std::io::Cursor::new(&bytes))
-        .with_guessed_format()
-        .map_err(|e| format!("cannot read: {e}"))?
-        .decode()
-        .map_err(|e| format!("cannot decode image: {e}"))?;
+    let img = folder::decode_bytes(&bytes)?;
     if img.width() == 0 || img.height() == 0 {
         return Err("the image is empty".into());
     }
@@ -496,10 +503,25 @@ fn process(job: &Job, opts: &PrepareOptions, shape: Shape) -> Done {
     }
 }
 
+/// The most bytes a chunk of prepared images may take in memory.
+const CHUNK_BYTES: usize = 256 << 20;
+
 /// Runs `netc prepare` (see the module documentation).
 pub fn prepare(opts: &PrepareOptions) -> Result<PrepareReport, PreparedError> {
     if opts.size == 0 {
         return Err(source_err(&opts.src, "--size must be positive"));
+    }
+    if opts.size > prepared::MAX_SIZE {
+        let px = 3 * opts.size as u64 * opts.size as u64;
+        return Err(source_err(
+            &opts.src,
+            format!(
+                "--size {0} makes every image 3x{0}x{0} = {px} bytes, and their statistics {1} bytes; the largest --size is {2}",
+                opts.size,
+                8 * px,
+                prepared::MAX_SIZE
+            ),
+        ));
     }
     if !(1..=100).contains(&opts.quality) {
         return Err(source_err(&opts.src, "--quality must be in 1..=100"));
@@ -524,7 +546,10 @@ pub fn prepare(opts: &PrepareOptions) -> Result<PrepareReport, PreparedError> {
     );
     bar.set_position(prog.next_job);
     bar.reset_eta();
-    let chunk = 16 * rayon::current_num_threads().max(1);
+    // A chunk's images (pixels, and a record each) take at most CHUNK_BYTES.
+    let per_image = 2 * shape.len();
+    let chunk =
+        (16 * rayon::current_num_threads().max(1)).clamp(1, (CHUNK_BYTES / per_image).max(1));
     let mut last_commit = (Instant::now(), prog.next_job);
     let mut next = prog.next_job as usize;
     while next < jobs.len() {
@@ -651,6 +676,23 @@ fn finish(
         return Err(source_err(
             &part.data_path,
             "the partial files disagree with their progress record; delete them and rerun",
+        ));
+    }
+    if prog.train_records == 0 {
+        let list = beside(&opts.out, ".skipped.txt");
+        let text: String = prog
+            .skipped
+            .iter()
+            .map(|(j, r)| format!("{}\t{r}\n", jobs[*j as usize].path.display()))
+            .collect();
+        write_atomic(&list, text.as_bytes())?;
+        return Err(source_err(
+            &opts.src,
+            format!(
+                "no training image could be prepared: all {} were skipped as unreadable (listed in {}); an empty dataset is not written",
+                jobs.iter().filter(|j| !j.val).count(),
+                list.display()
+            ),
         ));
     }
     let dp = part.data_path.clone();

@@ -15,13 +15,21 @@
 //!   | meta | JSON: class names, source root, preparation settings, skipped-file count |
 //!   | stats | the training images' integer sums ([`super::pca`]): count, per-pixel sums, per-channel sums and sums of squares, RGB cross products |
 //!
-//! - **Checks.** Opening checks the header's magic, version and CRC, that
-//!   every section lies inside the file, and the CRC of the index, meta and
-//!   stats sections; a record's CRC is checked every time it is read, and a
-//!   mismatch names the file, the record's index and its source path.
+//! - **Checks.** Every byte of the file is covered by a checksum or is a
+//!   zero byte of padding that is checked. Opening checks the header's
+//!   magic, version and CRC (it covers all 4096 header bytes), that the
+//!   image dimensions are those `netc prepare` writes (3 channels, a side
+//!   of at most [`MAX_SIZE`]), that the records and the sections follow
+//!   one another exactly as they are written (each at the next multiple
+//!   of 64, the last section ending the file), that the padding between
+//!   sections is zeros, and the CRC of every section (index, path table,
+//!   paths, meta, stats). A record's CRC, and that the padding after it is
+//!   zeros, is checked every time it is read, and a mismatch names the
+//!   file, the record's index and its source path.
 //! - **Cost.** Opening reads the header, the meta and the stats (their size
-//!   does not depend on the number of images) and checks the index; a
-//!   record, its label and its path are then found in O(1).
+//!   does not depend on the number of images) and checks the index and the
+//!   path table (a CRC over a few dozen bytes per image); a record, its
+//!   label and its path are then found in O(1).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +48,9 @@ pub const HEADER_LEN: usize = 4096;
 pub const RECORD_ALIGN: u64 = 64;
 /// Bytes per index entry.
 pub const INDEX_ENTRY: usize = 24;
+/// The largest image side a dataset may hold (`netc prepare --size`): a
+/// 4096-pixel square is 48 MiB of pixels, and its statistics 384 MiB.
+pub const MAX_SIZE: u32 = 4096;
 
 /// How records are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -78,6 +89,14 @@ pub(crate) enum Section {
 }
 
 pub(crate) const SECTIONS: usize = 5;
+/// The sections in header-table (and file) order.
+const SECTION_ORDER: [Section; SECTIONS] = [
+    Section::Index,
+    Section::PathOffsets,
+    Section::Paths,
+    Section::Meta,
+    Section::Stats,
+];
 const TABLE_AT: usize = 48;
 const TABLE_ENTRY: usize = 24;
 
@@ -92,6 +111,10 @@ pub enum PreparedError {
     },
     #[error("{path}: not a prepared dataset (no `NETCDATA` header); make one with `netc prepare`")]
     NotPrepared { path: PathBuf },
+    #[error(
+        "{path}: a folder, not a prepared dataset; give the file `netc prepare SRC -o FILE` wrote"
+    )]
+    Folder { path: PathBuf },
     #[error(
         "{path}: incomplete prepared dataset (the header was never written); rerun `netc prepare` to finish it"
     )]
@@ -249,11 +272,17 @@ impl Header {
                 )));
             }
         }
+        let (channels, size) = (u16::from_le_bytes([h[18], h[19]]), u32_at(h, 20));
+        if channels != 3 || size == 0 || size > MAX_SIZE {
+            return Err(corrupt(format!(
+                "{channels} channels of {size}x{size} pixels; prepared datasets hold 3 channels of at most {MAX_SIZE}x{MAX_SIZE}"
+            )));
+        }
         Ok(Header {
             format,
             quality: h[17],
-            channels: u16::from_le_bytes([h[18], h[19]]),
-            size: u32_at(h, 20),
+            channels,
+            size,
             train: u64_at(h, 24),
             val: u64_at(h, 32),
             classes: u32_at(h, 40),
@@ -347,6 +376,11 @@ impl Prepared {
     /// Opens and checks the file at `path` (see the module documentation).
     pub fn open(path: impl AsRef<Path>) -> Result<Prepared, PreparedError> {
         let path = path.as_ref();
+        if path.is_dir() {
+            return Err(PreparedError::Folder {
+                path: path.to_path_buf(),
+            });
+        }
         let file = std::fs::File::open(path).map_err(|e| PreparedError::io(path, e))?;
         // SAFETY: the map is read-only and every access is bounds-checked
         // against its length; a file truncated by another process while
@@ -375,11 +409,39 @@ impl Prepared {
                 format!("{} bytes for {n} records", index.len()),
             ));
         }
-        let offsets = section(Section::PathOffsets, false)?;
-        if offsets.len() as u64 != (n + 1) * 8 {
+        let offsets = section(Section::PathOffsets, true)?;
+        if offsets.len() as u64 != n.saturating_add(1).saturating_mul(8) {
             return Err(corrupt(
                 "path table",
                 format!("{} bytes for {n} records", offsets.len()),
+            ));
+        }
+        section(Section::Paths, true)?;
+        // The sections follow the records and one another at multiples of
+        // 64, with zeros between them, and the last one ends the file.
+        let mut at = header.sections[Section::Index as usize].0;
+        for (i, &(off, len, _)) in header.sections.iter().enumerate() {
+            if i > 0 && off != at.next_multiple_of(RECORD_ALIGN) {
+                return Err(corrupt(
+                    section_name(SECTION_ORDER[i]),
+                    format!(
+                        "starts at byte {off}, not {}",
+                        at.next_multiple_of(RECORD_ALIGN)
+                    ),
+                ));
+            }
+            if map[at as usize..off as usize].iter().any(|&b| b != 0) {
+                return Err(corrupt(
+                    section_name(SECTION_ORDER[i]),
+                    "the padding before it is not zeros".into(),
+                ));
+            }
+            at = off + len;
+        }
+        if at != map.len() as u64 {
+            return Err(corrupt(
+                "stats",
+                format!("ends at byte {at} of a {}-byte file", map.len()),
             ));
         }
         let meta: Meta = serde_json::from_slice(section(Section::Meta, true)?)
@@ -408,6 +470,9 @@ impl Prepared {
         };
         // Every entry must point inside the records region with a label in
         // range: checked once here (a few ns per record), so reads need not.
+        // Each record starts where the one before ends, at the next multiple
+        // of 64, so that nothing but checked padding lies between them.
+        let mut next = HEADER_LEN as u64;
         for i in 0..n as usize {
             let e = ds.entry(i);
             let end = e.offset.saturating_add(e.len as u64);
@@ -420,6 +485,13 @@ impl Prepared {
                     ),
                 ));
             }
+            if e.offset != next {
+                return Err(corrupt(
+                    "index",
+                    format!("record {i} starts at byte {}, not {next}", e.offset),
+                ));
+            }
+            next = end.next_multiple_of(RECORD_ALIGN);
             if e.label >= header.classes {
                 return Err(corrupt(
                     "index",
@@ -435,6 +507,12 @@ impl Prepared {
                     format!("raw record {i} holds {} bytes, not {}", e.len, shape.len()),
                 ));
             }
+        }
+        if next != records_end {
+            return Err(corrupt(
+                "index",
+                format!("the records end at byte {next}, the index starts at {records_end}"),
+            ));
         }
         Ok(ds)
     }
@@ -503,11 +581,14 @@ impl Prepared {
         String::from_utf8_lossy(&self.map[(blob + a) as usize..(blob + b) as usize]).into_owned()
     }
 
-    /// The stored bytes of record `i`, their checksum verified.
+    /// The stored bytes of record `i`, their checksum verified (and that
+    /// the padding after them is zeros).
     pub fn record(&self, i: usize) -> Result<&[u8], PreparedError> {
         let e = self.entry(i);
-        let bytes = &self.map[e.offset as usize..(e.offset + e.len as u64) as usize];
-        if crc32fast::hash(bytes) != e.crc {
+        let end = e.offset + e.len as u64;
+        let bytes = &self.map[e.offset as usize..end as usize];
+        let pad = &self.map[end as usize..end.next_multiple_of(RECORD_ALIGN) as usize];
+        if crc32fast::hash(bytes) != e.crc || pad.iter().any(|&b| b != 0) {
             return Err(PreparedError::Checksum {
                 path: self.path.clone(),
                 index: i,

@@ -150,6 +150,19 @@ pub fn open_with_budget(
             s.kind = "image_folder";
             Ok(s)
         }
+        // A file that is no prepared dataset (empty, too short, or other
+        // bytes), or nothing at all: an error naming it, whatever the
+        // network's data section asks.
+        Some(p) if p.is_file() => Err(boxed(PreparedError::NotPrepared {
+            path: p.to_path_buf(),
+        })),
+        Some(p) if !p.exists() => Err(DataError::io(
+            p,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file or folder (`--data` takes a prepared dataset, an image folder or a Fashion-MNIST folder)",
+            ),
+        )),
         _ => {
             if let Some(rescale) = rescale {
                 return Err(DataError::RescaleIdx { rescale });

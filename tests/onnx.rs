@@ -23,6 +23,8 @@ use std::process::Command;
 
 use netc::train::weights;
 
+#[path = "onnx/forms.rs"]
+mod forms;
 #[path = "onnx/hostile.rs"]
 mod hostile;
 

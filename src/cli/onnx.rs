@@ -149,8 +149,12 @@ pub fn import(a: ImportArgs) -> Result<ExitCode, String> {
     let origin = model
         .file_name()
         .map_or(name.clone(), |f| f.to_string_lossy().to_string());
-    let imported =
-        netc::onnx::import::import(&bytes, &origin).map_err(|e| format!("error: `{name}`: {e}"))?;
+    let folder = model
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let imported = netc::onnx::import::import_from(&bytes, &origin, Some(folder))
+        .map_err(|e| format!("error: `{name}`: {e}"))?;
     // The network must be one `netc check` accepts before anything is written.
     let c = netc::frontend::check(&imported.source).map_err(|d| {
         format!(

@@ -279,6 +279,22 @@ struct Ctx {
     image_dims: Vec<u64>,
     /// The value `Softmax` turned into probabilities: its input.
     softmax_of: HashMap<String, String>,
+    /// Integers computed from shapes (`Shape`, `Gather`, `Unsqueeze`,
+    /// `Concat` of them): `None` is the batch size.
+    ints: HashMap<String, Ints>,
+    /// The batch size where the input fixes it.
+    batch: Option<u64>,
+    /// The ONNX operator set the model imports.
+    opset: i64,
+    /// The model's folder, where its external data lies.
+    dir: Option<std::path::PathBuf>,
+}
+
+/// A shape-derived integer vector (or scalar); `None` is the batch size.
+#[derive(Clone, Debug)]
+struct Ints {
+    v: Vec<Option<i64>>,
+    scalar: bool,
 }
 
 /// One entry of the operator table.
@@ -307,6 +323,12 @@ const OPS: &[(&str, Handler)] = &[
     ("Concat", concat),
     ("Softmax", softmax),
     ("Constant", constant),
+    ("ReduceMean", reduce_mean),
+    ("Shape", shape),
+    ("Gather", gather),
+    ("Unsqueeze", unsqueeze),
+    ("Squeeze", squeeze),
+    ("Clip", clip),
 ];
 
 fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
@@ -374,17 +396,79 @@ fn unsupported(op: &str, n: &NodeProto) -> ImportError {
     }
 }
 
+/// The bytes of a tensor stored in a file in `dir` (its external data).
+fn external_data(t: &TensorProto, dir: &std::path::Path, want: u64) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::path::Component;
+    let name = shown(&t.name);
+    let entry = |key: &str| {
+        t.external_data
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.value.as_str())
+    };
+    let location = entry("location")
+        .ok_or_else(|| format!("tensor `{name}` has external data without a location"))?;
+    let file = shown(location);
+    let rel = std::path::Path::new(location);
+    if location.is_empty()
+        || !rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "tensor `{name}`: external data file `{file}` is not a path inside the model's folder"
+        ));
+    }
+    let number = |key: &str| -> Result<Option<u64>, String> {
+        entry(key)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    format!(
+                        "tensor `{name}`: external data {key} `{}` is not a number",
+                        shown(v)
+                    )
+                })
+            })
+            .transpose()
+    };
+    let (offset, length) = (number("offset")?.unwrap_or(0), number("length")?);
+    let cannot = |e: std::io::Error| format!("tensor `{name}`: cannot read `{file}`: {e}");
+    let path = dir.join(rel);
+    let (inside, base) = (
+        path.canonicalize().map_err(cannot)?,
+        dir.canonicalize().map_err(cannot)?,
+    );
+    if !inside.starts_with(&base) {
+        return Err(format!(
+            "tensor `{name}`: external data file `{file}` lies outside the model's folder"
+        ));
+    }
+    let mut f = std::fs::File::open(&inside).map_err(cannot)?;
+    let size = f.metadata().map_err(cannot)?.len();
+    let length = length.unwrap_or(want);
+    if length != want {
+        return Err(format!(
+            "tensor `{name}`: external data of {length} bytes in `{file}` for {want} bytes of values"
+        ));
+    }
+    if offset.checked_add(length).is_none_or(|end| end > size) {
+        return Err(format!(
+            "tensor `{name}`: bytes {offset}..+{length} lie outside `{file}` ({size} bytes)"
+        ));
+    }
+    let mut bytes = vec![0u8; length as usize];
+    f.seek(SeekFrom::Start(offset)).map_err(cannot)?;
+    f.read_exact(&mut bytes).map_err(cannot)?;
+    Ok(bytes)
+}
+
 /// A tensor's dims and values as f64 (float, double, int32 and int64
 /// tensors), checked: dims non-negative with a product that fits
 /// [`MAX_ELEMENTS`], exactly that many values (a `raw_data` of exactly
 /// that many bytes), all finite.
-fn tensor_values(t: &TensorProto) -> Result<Const, String> {
+fn tensor_values(t: &TensorProto, dir: Option<&std::path::Path>) -> Result<Const, String> {
     let name = shown(&t.name);
-    if t.data_location == 1 || !t.external_data.is_empty() {
-        return Err(format!(
-            "tensor `{name}` is stored in an external file, which netc does not read"
-        ));
-    }
     let mut n: u64 = 1;
     for &d in &t.dims {
         n = u64::try_from(d)
@@ -404,7 +488,6 @@ fn tensor_values(t: &TensorProto) -> Result<Const, String> {
             list(&t.dims)
         ));
     }
-    let raw = &t.raw_data;
     let size = match t.data_type {
         proto::FLOAT | 6 => 4,
         proto::INT64 | 11 => 8,
@@ -414,6 +497,23 @@ fn tensor_values(t: &TensorProto) -> Result<Const, String> {
                 dtype_name(d)
             ));
         }
+    };
+    let external;
+    let raw: &[u8] = if t.data_location == 1 || !t.external_data.is_empty() {
+        let Some(dir) = dir else {
+            return Err(format!(
+                "tensor `{name}` is stored in an external file, which netc reads only beside a model file"
+            ));
+        };
+        if !t.raw_data.is_empty() {
+            return Err(format!(
+                "tensor `{name}` has both raw_data and external data"
+            ));
+        }
+        external = external_data(t, dir, n * size)?;
+        &external
+    } else {
+        &t.raw_data
     };
     let typed_len = match t.data_type {
         proto::FLOAT => t.float_data.len(),
@@ -555,6 +655,41 @@ impl Ctx {
             ));
         }
         Ok(Some(k.values.iter().map(|&v| v as i64).collect()))
+    }
+
+    /// Input `i` as integers: computed from a shape, or an INT64 constant.
+    fn ints_in(&self, n: &NodeProto, i: usize) -> Result<Ints, ImportError> {
+        if let Some(k) = n.input.get(i).and_then(|s| self.ints.get(s)) {
+            return Ok(k.clone());
+        }
+        let name = n.input.get(i).map_or("", String::as_str);
+        if self.values.contains_key(name) {
+            return Err(bad(
+                n,
+                format!(
+                    "input `{}` is a layer's output; netc folds {} only of shapes and constants",
+                    shown(name),
+                    shown(&n.op_type)
+                ),
+            ));
+        }
+        let v = self
+            .int64s(n, i, "input")?
+            .ok_or_else(|| bad(n, format!("has no input {i}")))?;
+        let scalar = self.konst(n, i)?.is_some_and(|k| k.dims.is_empty());
+        Ok(Ints {
+            v: v.into_iter().map(Some).collect(),
+            scalar,
+        })
+    }
+
+    fn ints_out(&mut self, n: &NodeProto, k: Ints) -> Result<(), ImportError> {
+        let name = n.output.first().ok_or_else(|| bad(n, "has no output"))?;
+        if k.v.len() > 64 {
+            return Err(bad(n, "computes more than 64 integers"));
+        }
+        self.ints.insert(name.clone(), k);
+        Ok(())
     }
 
     fn dims(&self, s: Src) -> Vec<u64> {
@@ -724,9 +859,6 @@ fn pool_window(
             format!("{what} strides, pads or dilations differ by axis (netc's are one number)"),
         ));
     }
-    if int_attr(n, "ceil_mode", 0)? != 0 {
-        return Err(bad(n, "ceil_mode is not 0"));
-    }
     if n.output.len() > 1 {
         return Err(bad(n, "has an Indices output"));
     }
@@ -734,6 +866,21 @@ fn pool_window(
     let d = c.dims(x);
     if d.len() != 3 {
         return Err(bad(n, "needs a C×H×W input"));
+    }
+    // Ceil mode is floor mode where every window ends on the input's edge.
+    if int_attr(n, "ceil_mode", 0)? != 0
+        && d[1..].iter().any(|&s| {
+            (s + 2 * pad)
+                .checked_sub(size)
+                .is_none_or(|r| !r.is_multiple_of(stride))
+        })
+    {
+        return Err(bad(
+            n,
+            format!(
+                "ceil_mode 1 gives {what} of {d:?} a larger output than netc's (which rounds down); netc reads ceil_mode 1 only where both agree"
+            ),
+        ));
     }
     let (Some(h), Some(wd)) = (
         out_side(d[1], size, stride, pad, 1),
@@ -1159,6 +1306,9 @@ fn dropout(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
 }
 
 fn identity(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    if let Some(k) = n.input.first().and_then(|i| c.ints.get(i)).cloned() {
+        return c.ints_out(n, k);
+    }
     if let Some(k) = n.input.first().and_then(|i| c.consts.get(i)).cloned() {
         let o = n.output.first().ok_or_else(|| bad(n, "has no output"))?;
         c.consts.insert(o.clone(), k);
@@ -1190,16 +1340,33 @@ fn to_vector(c: &mut Ctx, n: &NodeProto, x: Src) -> Result<(), ImportError> {
 /// To a vector (as [`flatten`]), or a tower-local LRN's views.
 fn reshape(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let x = c.src(n, 0)?;
-    let shape = c
-        .int64s(n, 1, "shape")?
-        .ok_or_else(|| bad(n, "has no shape"))?;
+    let shape = match n.input.get(1).and_then(|s| c.ints.get(s)) {
+        // A computed shape: the batch copied (0) where it stands first.
+        Some(k) => {
+            k.v.iter()
+                .enumerate()
+                .map(|(i, v)| match (i, v) {
+                    (_, Some(v)) => Ok(*v),
+                    (0, None) => Ok(0),
+                    _ => Err(bad(
+                        n,
+                        "computes a shape with the batch size past its first axis",
+                    )),
+                })
+                .collect::<Result<Vec<i64>, _>>()?
+        }
+        None => c
+            .int64s(n, 1, "shape")?
+            .ok_or_else(|| bad(n, "has no shape"))?,
+    };
     let base = match x {
         Src::TowerView(i, _) => Src::Layer(i),
         s => s,
     };
     let d = c.dims(base);
     let numel: u64 = d.iter().product();
-    let batch_dim = |v: i64| v == -1 || v == 0;
+    let batch = c.batch;
+    let batch_dim = |v: i64| v == -1 || v == 0 || batch.is_some_and(|b| v as u64 == b && v > 0);
     // [N, C·H·W]: a flatten.
     if shape.len() == 2 && batch_dim(shape[0]) && (shape[1] == -1 || shape[1] as u64 == numel)
         || shape.len() == 2 && shape[0] > 0 && shape[1] == -1
@@ -1250,6 +1417,18 @@ fn reshape(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
 }
 
 fn concat(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    // Of integers (shapes): folded.
+    if !n.input.is_empty() && n.input.iter().all(|i| !c.values.contains_key(i)) {
+        let mut v = Vec::new();
+        for i in 0..n.input.len() {
+            let k = c.ints_in(n, i)?;
+            if k.scalar {
+                return Err(bad(n, "concatenates a scalar"));
+            }
+            v.extend(k.v);
+        }
+        return c.ints_out(n, Ints { v, scalar: false });
+    }
     let ins: Vec<Src> = (0..n.input.len())
         .map(|i| c.src(n, i).and_then(|s| plain(n, s)))
         .collect::<Result<_, _>>()?;
@@ -1300,13 +1479,161 @@ fn softmax(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
 }
 
 fn constant(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let o = n.output.first().ok_or_else(|| bad(n, "has no output"))?;
+    let simple = |dims: Vec<i64>, values: Vec<f64>, dtype: i32| Const {
+        dims,
+        values,
+        dtype,
+    };
+    let k = if let Some(a) = typed(n, "value_ints", proto::attr_type::INTS, "integers")? {
+        Some(simple(
+            vec![a.ints.len() as i64],
+            a.ints.iter().map(|&v| v as f64).collect(),
+            proto::INT64,
+        ))
+    } else if let Some(a) = typed(n, "value_int", proto::attr_type::INT, "an integer")? {
+        Some(simple(vec![], vec![a.i as f64], proto::INT64))
+    } else if let Some(a) = typed(n, "value_floats", proto::attr_type::FLOATS, "floats")? {
+        Some(simple(
+            vec![a.floats.len() as i64],
+            a.floats.iter().map(|&v| v as f64).collect(),
+            proto::FLOAT,
+        ))
+    } else {
+        typed(n, "value_float", proto::attr_type::FLOAT, "a float")?
+            .map(|a| simple(vec![], vec![a.f as f64], proto::FLOAT))
+    };
+    if let Some(k) = k {
+        if k.values.len() as u64 > MAX_ELEMENTS || k.values.iter().any(|v| !v.is_finite()) {
+            return Err(bad(n, "holds too many or non-finite values"));
+        }
+        c.consts.insert(o.clone(), k);
+        return Ok(());
+    }
     let t = attr(n, "value")
         .and_then(|a| a.t.as_ref())
         .ok_or_else(|| bad(n, "has no tensor `value`"))?;
-    let k = tensor_values(t).map_err(|e| bad(n, e))?;
-    let o = n.output.first().ok_or_else(|| bad(n, "has no output"))?;
+    let k = tensor_values(t, None).map_err(|e| bad(n, e))?;
     c.consts.insert(o.clone(), k);
     Ok(())
+}
+
+/// The mean over H and W (axes 2 and 3, as an attribute or, from opset
+/// 18, an input): a global average pool, with `keepdims` or without.
+fn reduce_mean(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let x = plain(n, c.src(n, 0)?)?;
+    let axes = if c.opset >= 18 {
+        c.int64s(n, 1, "axes")?
+    } else {
+        ints_attr(n, "axes")?
+    };
+    let mut axes: Vec<i64> = axes
+        .unwrap_or_default()
+        .iter()
+        .map(|&a| if a < 0 { a + 4 } else { a })
+        .collect();
+    axes.sort_unstable();
+    let d = c.dims(x);
+    if d.len() != 3 || axes != [2, 3] {
+        return Err(bad(
+            n,
+            format!(
+                "axes {} of a {d:?} value: netc reads a mean over H and W (axes 2 and 3) of N×C×H×W, a global average pool",
+                list(&axes)
+            ),
+        ));
+    }
+    let l = c.layer(n, Kind::GlobalAvgPool, vec![x], vec![d[0]]);
+    c.push(n, l)
+}
+
+/// A computed value's shape: its batch size (unknown) and its dims.
+fn shape(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let x = plain(n, c.src(n, 0)?)?;
+    let mut v: Vec<Option<i64>> = vec![c.batch.map(|b| b as i64)];
+    v.extend(c.dims(x).iter().map(|&d| Some(d as i64)));
+    let len = v.len() as i64;
+    let at = |a: i64| (if a < 0 { a + len } else { a }).clamp(0, len) as usize;
+    let (s, e) = (at(int_attr(n, "start", 0)?), at(int_attr(n, "end", len)?));
+    let v = if s < e { v[s..e].to_vec() } else { Vec::new() };
+    c.ints_out(n, Ints { v, scalar: false })
+}
+
+/// Entries of a shape (axis 0).
+fn gather(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let data = c.ints_in(n, 0)?;
+    let idx = c.ints_in(n, 1)?;
+    if int_attr(n, "axis", 0)? != 0 || data.scalar {
+        return Err(bad(n, "gathers other than from a vector's axis 0"));
+    }
+    let len = data.v.len() as i64;
+    let mut v = Vec::new();
+    for i in &idx.v {
+        let i = i.ok_or_else(|| bad(n, "gathers at the batch size"))?;
+        let j = if i < 0 { i + len } else { i };
+        if !(0..len).contains(&j) {
+            return Err(bad(n, format!("index {i} is outside {len} values")));
+        }
+        v.push(data.v[j as usize]);
+    }
+    c.ints_out(
+        n,
+        Ints {
+            v,
+            scalar: idx.scalar,
+        },
+    )
+}
+
+/// The axes of an `Unsqueeze` or `Squeeze`: an attribute, or from opset
+/// 13 an input.
+fn axes_of(c: &Ctx, n: &NodeProto) -> Result<Vec<i64>, ImportError> {
+    Ok(if c.opset >= 13 {
+        c.int64s(n, 1, "axes")?
+    } else {
+        ints_attr(n, "axes")?
+    }
+    .unwrap_or_default())
+}
+
+/// A scalar as a one-entry vector.
+fn unsqueeze(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let k = c.ints_in(n, 0)?;
+    let axes = axes_of(c, n)?;
+    if !k.scalar || !(axes == [0] || axes == [-1]) {
+        return Err(bad(n, "unsqueezes other than a scalar into a vector"));
+    }
+    c.ints_out(n, Ints { scalar: false, ..k })
+}
+
+/// A one-entry vector as a scalar.
+fn squeeze(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let k = c.ints_in(n, 0)?;
+    let axes = axes_of(c, n)?;
+    if k.scalar || k.v.len() != 1 || !(axes.is_empty() || axes == [0] || axes == [-1]) {
+        return Err(bad(n, "squeezes other than a one-entry vector"));
+    }
+    c.ints_out(n, Ints { scalar: true, ..k })
+}
+
+/// Refused: netc has `relu` but no clipped activation (ReLU6 included).
+fn clip(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let bound = |i: usize, name: &str| -> Result<Option<f64>, ImportError> {
+        Ok(match c.konst(n, i)? {
+            Some(k) if k.values.len() == 1 => Some(k.values[0]),
+            Some(_) => None,
+            None => attr(n, name).map(|a| a.f as f64),
+        })
+    };
+    let (lo, hi) = (bound(1, "min")?, bound(2, "max")?);
+    Err(if lo == Some(0.0) && hi == Some(6.0) {
+        bad(
+            n,
+            "is ReLU6 (Clip to [0, 6]), which netc does not have (its activations: relu, leaky_relu, tanh, sigmoid)",
+        )
+    } else {
+        unsupported("Clip", n)
+    })
 }
 
 /// A netc identifier from an ONNX name (`conv1/conv` -> `conv1`), if it is one.
@@ -1359,8 +1686,21 @@ fn path_ident(name: &str) -> Option<String> {
     ident_of(&joined)
 }
 
-/// Reads `bytes` (an ONNX model) as a `.net` file and weights.
+/// Reads `bytes` (an ONNX model) as a `.net` file and weights; a model
+/// whose weights are in external files is refused (see [`import_from`]).
 pub fn import(bytes: &[u8], origin: &str) -> Result<Imported, ImportError> {
+    import_from(bytes, origin, None)
+}
+
+/// [`import`] of a model in the folder `dir`, whose tensors may lie in
+/// files there (ONNX external data: `location`, `offset`, `length`). A
+/// location that leaves the folder (absolute, `..`, a link out of it) is
+/// refused, and so is a range past the file's end.
+pub fn import_from(
+    bytes: &[u8],
+    origin: &str,
+    dir: Option<&std::path::Path>,
+) -> Result<Imported, ImportError> {
     let model = ModelProto::decode(bytes).map_err(|e| ImportError::Malformed(e.to_string()))?;
     let graph = model
         .graph
@@ -1402,6 +1742,10 @@ pub fn import(bytes: &[u8], origin: &str) -> Result<Imported, ImportError> {
         layers: Vec::new(),
         image_dims: Vec::new(),
         softmax_of: HashMap::new(),
+        ints: HashMap::new(),
+        batch: None,
+        opset,
+        dir: dir.map(|d| d.to_path_buf()),
     };
     // Every value is defined once: by an initializer (which the graph's
     // inputs may list again), a graph input or one node's output.
@@ -1421,7 +1765,7 @@ pub fn import(bytes: &[u8], origin: &str) -> Result<Imported, ImportError> {
         if !defined.insert(&t.name) {
             return Err(twice(&t.name));
         }
-        let v = tensor_values(t).map_err(ImportError::Graph)?;
+        let v = tensor_values(t, c.dir.as_deref()).map_err(ImportError::Graph)?;
         c.consts.insert(t.name.clone(), v);
     }
     let mut listed: std::collections::HashSet<&str> = std::collections::HashSet::new();
@@ -1477,6 +1821,7 @@ pub fn import(bytes: &[u8], origin: &str) -> Result<Imported, ImportError> {
         )));
     }
     c.image_dims = dims[1..].iter().map(|&d| d as u64).collect();
+    c.batch = (dims[0] > 0).then_some(dims[0] as u64);
     c.values.insert(input.name.clone(), Src::Image);
     for n in &graph.node {
         if !n.domain.is_empty() && n.domain != "ai.onnx" {

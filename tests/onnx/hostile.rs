@@ -17,7 +17,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::process::Command;
 
-use netc::onnx::import::import;
+use netc::onnx::import::{import, import_from};
 use netc::onnx::proto::{
     AttributeProto, ModelProto, NodeProto, StringStringEntryProto, TensorProto, attr_type,
 };
@@ -204,7 +204,7 @@ fn structured(m: &mut ModelProto, r: &mut Rng) -> &'static str {
                 StringStringEntryProto {
                     key: "offset".into(),
                     value: r
-                        .pick(&["0", "-1", "99999999999999999999", "x"])
+                        .pick(&["0", "16", "4000", "-1", "99999999999999999999", "x"])
                         .to_string(),
                 },
             ];
@@ -322,25 +322,39 @@ thread_local! {
     static QUIET: Cell<bool> = const { Cell::new(false) };
 }
 
+/// A folder with a 4 KiB `w.bin`, the mutated models' folder (so their
+/// external-data locations are looked up in it).
+fn model_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("netc-onnx-mutated-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("w.bin"), vec![0x3fu8; 4096]).unwrap();
+        d
+    })
+}
+
 /// Imports `bytes` and, where that succeeds, checks the network (as
 /// `netc import` does before it writes); `Err(message)` on a panic.
 fn import_no_panic(bytes: &[u8]) -> Result<bool, String> {
     QUIET.with(|q| q.set(true));
-    let r = catch_unwind(AssertUnwindSafe(|| match import(bytes, "mutated.onnx") {
-        Ok(m) => {
-            if let Ok(c) = netc::frontend::check(&m.source) {
-                let _ = netc::ir::cost::total(&c.module.graph);
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        match import_from(bytes, "mutated.onnx", Some(model_dir())) {
+            Ok(m) => {
+                if let Ok(c) = netc::frontend::check(&m.source) {
+                    let _ = netc::ir::cost::total(&c.module.graph);
+                }
+                true
             }
-            true
-        }
-        Err(e) => {
-            let text = e.to_string();
-            assert!(
-                text.chars().count() <= 1200 && !text.contains('\n'),
-                "unbounded error: {}…",
-                text.chars().take(300).collect::<String>()
-            );
-            false
+            Err(e) => {
+                let text = e.to_string();
+                assert!(
+                    text.chars().count() <= 1200 && !text.contains('\n'),
+                    "unbounded error: {}…",
+                    text.chars().take(300).collect::<String>()
+                );
+                false
+            }
         }
     }));
     QUIET.with(|q| q.set(false));
@@ -434,6 +448,7 @@ fn thousands_of_mutated_models_never_panic() {
     // The mutations reach the checks: most kinds are refused somewhere.
     let refused: usize = tally.values().map(|t| t.1).sum();
     assert!(refused > corpus.len() * PER_MODEL / 3, "{tally:?}");
+    let _ = std::fs::remove_dir_all(model_dir());
 }
 
 /// The alexnet-small model edited by `f`, imported: its error's text.

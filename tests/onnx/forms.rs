@@ -351,3 +351,39 @@ fn external_data_outside_the_folder_or_the_file_is_refused() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Every form at once, in a model `tests/onnx/make_dynamo_forms.py` builds
+/// with onnx's helper API (opset 18, a dynamic batch, the weights in
+/// `dynamo-forms.onnx.data`): `netc import` reads it and its logits are
+/// onnxruntime's.
+#[test]
+fn a_model_in_the_dynamo_forms_with_external_weights_matches_onnxruntime() {
+    let Some(py) = super::python() else { return };
+    let dir = super::tmp("dynamo-forms");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx/make_dynamo_forms.py");
+    let out = std::process::Command::new(&py)
+        .arg(&script)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let model = dir.join("dynamo-forms.onnx");
+    assert!(dir.join("dynamo-forms.onnx.data").exists());
+    let (net, ck) = super::import(&model, &dir);
+    let text = std::fs::read_to_string(&net).unwrap();
+    for want in ["maxpool(size: 3, stride: 2)", "global_avgpool", "dense("] {
+        assert!(text.contains(want), "no `{want}` in\n{text}");
+    }
+    let m = super::module(&net);
+    let w = netc::train::weights::load(&m, &ck).unwrap();
+    let images = super::synthetic(16, 3 * 15 * 15, 5);
+    let logits = netc::train::weights::logits(&m, &w, &images, 16).unwrap();
+    let worst = super::check(&py, &model, &images, &logits, &dir);
+    eprintln!("dynamo forms: worst relative error {worst:.3e}");
+    assert!(worst <= 1e-4, "{worst}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

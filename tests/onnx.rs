@@ -23,6 +23,11 @@ use std::process::Command;
 
 use netc::train::weights;
 
+#[path = "onnx/forms.rs"]
+mod forms;
+#[path = "onnx/hostile.rs"]
+mod hostile;
+
 const NETC: &str = env!("CARGO_BIN_EXE_netc");
 
 /// The Python that has onnx and onnxruntime, or `None` (skip) with the reason printed.

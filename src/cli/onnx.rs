@@ -1,6 +1,7 @@
 //! `netc export` (a network and its weights as an ONNX model) and
 //! `netc import` (an ONNX model as a `.net` file and a checkpoint).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use netc::onnx::export;
@@ -51,7 +52,59 @@ pub fn export(a: ExportArgs) -> Result<ExitCode, String> {
 /// The largest model `netc import` reads (it is read whole).
 const MAX_MODEL: u64 = 2 << 30;
 
+/// Where `p` is written: its folder, resolved, and its file name.
+fn resolved(p: &Path) -> Result<PathBuf, String> {
+    let cannot = |why: String| format!("error: cannot write `{}`: {why}", p.display());
+    let file = p
+        .file_name()
+        .ok_or_else(|| cannot("it names no file".into()))?;
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = dir.canonicalize().map_err(|e| cannot(e.to_string()))?;
+    let full = dir.join(file);
+    if full.is_dir() {
+        return Err(cannot("it is a folder".into()));
+    }
+    Ok(full)
+}
+
+/// An output written to a temporary file beside it first, renamed into
+/// place once every output is written (removed when dropped before).
+struct Staged {
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl Staged {
+    /// Creates the temporary file: the proof that `dest` can be written.
+    fn new(dest: &Path, shown: &Path) -> Result<Staged, String> {
+        let name = dest
+            .file_name()
+            .map_or("out".into(), |n| n.to_string_lossy());
+        let tmp = dest.with_file_name(format!(".{name}.import-{}.tmp", std::process::id()));
+        std::fs::File::create(&tmp)
+            .map_err(|e| format!("error: cannot write `{}`: {e}", shown.display()))?;
+        Ok(Staged {
+            tmp,
+            dest: dest.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
 /// `netc import`.
+///
+/// Writes nothing unless the model imports, its network checks, and both
+/// outputs (the `.net` file and the checkpoint) are distinct files, not
+/// the model, that can be written; then both are written beside their
+/// places and renamed into them.
 pub fn import(a: ImportArgs) -> Result<ExitCode, String> {
     use std::io::Read;
     let ImportArgs {
@@ -60,6 +113,26 @@ pub fn import(a: ImportArgs) -> Result<ExitCode, String> {
         weights_out,
     } = a;
     let name = model.display().to_string();
+    let net_path = resolved(&output)?;
+    let ck_path = weights_out.as_deref().map(resolved).transpose()?;
+    let model_path = model.canonicalize().ok();
+    if ck_path.as_ref() == Some(&net_path) {
+        return Err(format!(
+            "error: `-o` and `--weights-out` name the same file `{}`; the network and its checkpoint need two",
+            output.display()
+        ));
+    }
+    for (p, shown) in [(Some(&net_path), &output)]
+        .into_iter()
+        .chain(weights_out.as_ref().map(|w| (ck_path.as_ref(), w)))
+    {
+        if p.is_some() && p == model_path.as_ref() {
+            return Err(format!(
+                "error: `{}` is the model being imported; write elsewhere",
+                shown.display()
+            ));
+        }
+    }
     let cannot = |e: std::io::Error| format!("error: cannot read `{name}`: {e}");
     let mut bytes = Vec::new();
     std::fs::File::open(&model)
@@ -76,8 +149,12 @@ pub fn import(a: ImportArgs) -> Result<ExitCode, String> {
     let origin = model
         .file_name()
         .map_or(name.clone(), |f| f.to_string_lossy().to_string());
-    let imported =
-        netc::onnx::import::import(&bytes, &origin).map_err(|e| format!("error: `{name}`: {e}"))?;
+    let folder = model
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let imported = netc::onnx::import::import_from(&bytes, &origin, Some(folder))
+        .map_err(|e| format!("error: `{name}`: {e}"))?;
     // The network must be one `netc check` accepts before anything is written.
     let c = netc::frontend::check(&imported.source).map_err(|d| {
         format!(
@@ -85,10 +162,29 @@ pub fn import(a: ImportArgs) -> Result<ExitCode, String> {
             netc::diag::render(&output.display().to_string(), &imported.source, &[d])
         )
     })?;
-    if let Some(w) = &weights_out {
-        weights::save(&c.module, &imported.weights, w).map_err(|e| format!("error: {e}"))?;
+    let net = Staged::new(&net_path, &output)?;
+    let ck = match (&ck_path, &weights_out) {
+        (Some(p), Some(w)) => Some(Staged::new(p, w)?),
+        _ => None,
+    };
+    if let Some(ck) = &ck {
+        weights::save(&c.module, &imported.weights, &ck.tmp).map_err(|e| format!("error: {e}"))?;
     }
-    write_atomic(&output, imported.source.as_bytes())?;
+    write_atomic(&net.tmp, imported.source.as_bytes())?;
+    let rename = |s: &Staged, shown: &Path| {
+        std::fs::rename(&s.tmp, &s.dest)
+            .map_err(|e| format!("error: cannot write `{}`: {e}", shown.display()))
+    };
+    if let (Some(ck), Some(w)) = (&ck, &weights_out) {
+        rename(ck, w)?;
+    }
+    if let Err(e) = rename(&net, &output) {
+        // No checkpoint without its network.
+        if let Some(ck) = &ck {
+            let _ = std::fs::remove_file(&ck.dest);
+        }
+        return Err(e);
+    }
     let cost = netc::ir::cost::total(&c.module.graph);
     eprintln!(
         "{name}: wrote {}{} ({} parameters, {} MACs per image{})",

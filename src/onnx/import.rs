@@ -201,8 +201,76 @@ struct Layer {
     open_bias: bool,
 }
 
-/// An initializer's or constant's dims and values.
-type Const = (Vec<i64>, Vec<f64>);
+/// An initializer's or constant's dims, values and ONNX element type.
+#[derive(Clone, Debug)]
+struct Const {
+    dims: Vec<i64>,
+    values: Vec<f64>,
+    dtype: i32,
+}
+
+/// The most elements one tensor, or one image's value, may hold.
+const MAX_ELEMENTS: u64 = 1 << 31;
+
+/// The largest kernel, stride, padding or dilation netc reads.
+const MAX_WINDOW: i64 = 1 << 16;
+
+/// Longest a name from the model is shown in a message.
+const MAX_SHOWN: usize = 80;
+
+/// A name from the model as a message shows it: control and
+/// direction-changing characters escaped, at most [`MAX_SHOWN`]
+/// characters, an ellipsis where it was cut.
+pub fn shown(s: &str) -> String {
+    let mut out = String::new();
+    for (k, ch) in s.chars().enumerate() {
+        if k == MAX_SHOWN {
+            out.push('…');
+            break;
+        }
+        let hidden = ch.is_control()
+            || matches!(ch, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
+        if hidden {
+            out.extend(ch.escape_unicode());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// A list (dims, pads, a shape) as a message shows it: the first few
+/// entries and how many there are in all.
+fn list<T: std::fmt::Debug>(v: &[T]) -> String {
+    const SHOW: usize = 8;
+    if v.len() <= SHOW {
+        return format!("{v:?}");
+    }
+    let head: Vec<String> = v[..SHOW].iter().map(|x| format!("{x:?}")).collect();
+    format!("[{}, … ({} in all)]", head.join(", "), v.len())
+}
+
+/// An ONNX element type's name.
+fn dtype_name(d: i32) -> String {
+    let name = match d {
+        1 => "FLOAT",
+        2 => "UINT8",
+        3 => "INT8",
+        4 => "UINT16",
+        5 => "INT16",
+        6 => "INT32",
+        7 => "INT64",
+        8 => "STRING",
+        9 => "BOOL",
+        10 => "FLOAT16",
+        11 => "DOUBLE",
+        12 => "UINT32",
+        13 => "UINT64",
+        16 => "BFLOAT16",
+        _ => return format!("type {d}"),
+    };
+    name.into()
+}
 
 struct Ctx {
     consts: HashMap<String, Const>,
@@ -211,6 +279,22 @@ struct Ctx {
     image_dims: Vec<u64>,
     /// The value `Softmax` turned into probabilities: its input.
     softmax_of: HashMap<String, String>,
+    /// Integers computed from shapes (`Shape`, `Gather`, `Unsqueeze`,
+    /// `Concat` of them): `None` is the batch size.
+    ints: HashMap<String, Ints>,
+    /// The batch size where the input fixes it.
+    batch: Option<u64>,
+    /// The ONNX operator set the model imports.
+    opset: i64,
+    /// The model's folder, where its external data lies.
+    dir: Option<std::path::PathBuf>,
+}
+
+/// A shape-derived integer vector (or scalar); `None` is the batch size.
+#[derive(Clone, Debug)]
+struct Ints {
+    v: Vec<Option<i64>>,
+    scalar: bool,
 }
 
 /// One entry of the operator table.
@@ -239,18 +323,43 @@ const OPS: &[(&str, Handler)] = &[
     ("Concat", concat),
     ("Softmax", softmax),
     ("Constant", constant),
+    ("ReduceMean", reduce_mean),
+    ("Shape", shape),
+    ("Gather", gather),
+    ("Unsqueeze", unsqueeze),
+    ("Squeeze", squeeze),
+    ("Clip", clip),
 ];
 
 fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
     n.attribute.iter().find(|a| a.name == name)
 }
 
-fn int_attr(n: &NodeProto, name: &str, default: i64) -> i64 {
-    attr(n, name).map_or(default, |a| a.i)
+/// The attribute `name` where it has the type `ty` (an error where it has another).
+fn typed<'a>(
+    n: &'a NodeProto,
+    name: &str,
+    ty: i32,
+    what: &str,
+) -> Result<Option<&'a AttributeProto>, ImportError> {
+    match attr(n, name) {
+        Some(a) if a.r#type != ty => Err(bad(
+            n,
+            format!(
+                "attribute `{name}` is not {what} (attribute type {})",
+                a.r#type
+            ),
+        )),
+        a => Ok(a),
+    }
 }
 
-fn float_attr(n: &NodeProto, name: &str, default: f32) -> f32 {
-    attr(n, name).map_or(default, |a| a.f)
+fn int_attr(n: &NodeProto, name: &str, default: i64) -> Result<i64, ImportError> {
+    Ok(typed(n, name, proto::attr_type::INT, "an integer")?.map_or(default, |a| a.i))
+}
+
+fn float_attr(n: &NodeProto, name: &str, default: f32) -> Result<f32, ImportError> {
+    Ok(typed(n, name, proto::attr_type::FLOAT, "a float")?.map_or(default, |a| a.f))
 }
 
 /// An f32 attribute as the f64 its shortest decimal form reads as
@@ -266,28 +375,165 @@ fn f32_digits(x: f64) -> f64 {
     format!("{x:.6e}").parse().unwrap_or(x)
 }
 
-fn ints_attr(n: &NodeProto, name: &str) -> Option<Vec<i64>> {
-    attr(n, name).map(|a| a.ints.clone())
+fn ints_attr(n: &NodeProto, name: &str) -> Result<Option<Vec<i64>>, ImportError> {
+    Ok(typed(n, name, proto::attr_type::INTS, "a list of integers")?.map(|a| a.ints.clone()))
 }
 
+/// An error of node `n` (its operator and name shown bounded).
 fn bad(n: &NodeProto, reason: impl Into<String>) -> ImportError {
     ImportError::Attribute {
-        op: n.op_type.clone(),
-        node: n.name.clone(),
+        op: shown(&n.op_type),
+        node: shown(&n.name),
         reason: reason.into(),
     }
 }
 
-/// A tensor's dims and values as f64 (float, double, int32 and int64 tensors).
-fn tensor_values(t: &TensorProto) -> Result<(Vec<i64>, Vec<f64>), String> {
-    if t.data_location == 1 || !t.external_data.is_empty() {
+/// Node `n`'s operator (or `op`, a description of it) has no netc layer.
+fn unsupported(op: &str, n: &NodeProto) -> ImportError {
+    ImportError::Unsupported {
+        op: shown(op),
+        node: shown(&n.name),
+    }
+}
+
+/// The bytes of a tensor stored in a file in `dir` (its external data).
+fn external_data(t: &TensorProto, dir: &std::path::Path, want: u64) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::path::Component;
+    let name = shown(&t.name);
+    let entry = |key: &str| {
+        t.external_data
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.value.as_str())
+    };
+    let location = entry("location")
+        .ok_or_else(|| format!("tensor `{name}` has external data without a location"))?;
+    let file = shown(location);
+    let rel = std::path::Path::new(location);
+    if location.is_empty()
+        || !rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(format!(
-            "tensor `{}` is stored in an external file, which netc does not read",
-            t.name
+            "tensor `{name}`: external data file `{file}` is not a path inside the model's folder"
         ));
     }
-    let n: i64 = t.dims.iter().product();
-    let raw = &t.raw_data;
+    let number = |key: &str| -> Result<Option<u64>, String> {
+        entry(key)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    format!(
+                        "tensor `{name}`: external data {key} `{}` is not a number",
+                        shown(v)
+                    )
+                })
+            })
+            .transpose()
+    };
+    let (offset, length) = (number("offset")?.unwrap_or(0), number("length")?);
+    let cannot = |e: std::io::Error| format!("tensor `{name}`: cannot read `{file}`: {e}");
+    let path = dir.join(rel);
+    let (inside, base) = (
+        path.canonicalize().map_err(cannot)?,
+        dir.canonicalize().map_err(cannot)?,
+    );
+    if !inside.starts_with(&base) {
+        return Err(format!(
+            "tensor `{name}`: external data file `{file}` lies outside the model's folder"
+        ));
+    }
+    let mut f = std::fs::File::open(&inside).map_err(cannot)?;
+    let size = f.metadata().map_err(cannot)?.len();
+    let length = length.unwrap_or(want);
+    if length != want {
+        return Err(format!(
+            "tensor `{name}`: external data of {length} bytes in `{file}` for {want} bytes of values"
+        ));
+    }
+    if offset.checked_add(length).is_none_or(|end| end > size) {
+        return Err(format!(
+            "tensor `{name}`: bytes {offset}..+{length} lie outside `{file}` ({size} bytes)"
+        ));
+    }
+    let mut bytes = vec![0u8; length as usize];
+    f.seek(SeekFrom::Start(offset)).map_err(cannot)?;
+    f.read_exact(&mut bytes).map_err(cannot)?;
+    Ok(bytes)
+}
+
+/// A tensor's dims and values as f64 (float, double, int32 and int64
+/// tensors), checked: dims non-negative with a product that fits
+/// [`MAX_ELEMENTS`], exactly that many values (a `raw_data` of exactly
+/// that many bytes), all finite.
+fn tensor_values(t: &TensorProto, dir: Option<&std::path::Path>) -> Result<Const, String> {
+    let name = shown(&t.name);
+    let mut n: u64 = 1;
+    for &d in &t.dims {
+        n = u64::try_from(d)
+            .ok()
+            .and_then(|d| n.checked_mul(d))
+            .filter(|&n| n <= MAX_ELEMENTS)
+            .ok_or_else(|| {
+                format!(
+                    "tensor `{name}` has dims {} (negative, or more than {MAX_ELEMENTS} values)",
+                    list(&t.dims)
+                )
+            })?;
+    }
+    if t.dims.iter().any(|&d| d as u64 > MAX_ELEMENTS) {
+        return Err(format!(
+            "tensor `{name}` has a dimension above {MAX_ELEMENTS} in {}",
+            list(&t.dims)
+        ));
+    }
+    let size = match t.data_type {
+        proto::FLOAT | 6 => 4,
+        proto::INT64 | 11 => 8,
+        d => {
+            return Err(format!(
+                "tensor `{name}` has data type {}, not a number type netc reads",
+                dtype_name(d)
+            ));
+        }
+    };
+    let external;
+    let raw: &[u8] = if t.data_location == 1 || !t.external_data.is_empty() {
+        let Some(dir) = dir else {
+            return Err(format!(
+                "tensor `{name}` is stored in an external file, which netc reads only beside a model file"
+            ));
+        };
+        if !t.raw_data.is_empty() {
+            return Err(format!(
+                "tensor `{name}` has both raw_data and external data"
+            ));
+        }
+        external = external_data(t, dir, n * size)?;
+        &external
+    } else {
+        &t.raw_data
+    };
+    let typed_len = match t.data_type {
+        proto::FLOAT => t.float_data.len(),
+        6 => t.int32_data.len(),
+        proto::INT64 => t.int64_data.len(),
+        _ => t.double_data.len(),
+    };
+    if !raw.is_empty() && typed_len != 0 {
+        return Err(format!(
+            "tensor `{name}` has both raw_data and typed values"
+        ));
+    }
+    if !raw.is_empty() && raw.len() as u64 != n * size {
+        return Err(format!(
+            "tensor `{name}` has {} bytes of raw_data for dims {} ({} values of {size} bytes)",
+            raw.len(),
+            list(&t.dims),
+            n
+        ));
+    }
     let v: Vec<f64> = match t.data_type {
         proto::FLOAT if !raw.is_empty() => raw
             .chunks_exact(4)
@@ -304,30 +550,27 @@ fn tensor_values(t: &TensorProto) -> Result<(Vec<i64>, Vec<f64>), String> {
             .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
             .collect(),
         6 => t.int32_data.iter().map(|&x| x as f64).collect(),
-        11 if !raw.is_empty() => raw
+        _ if !raw.is_empty() => raw
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
             .collect(),
-        11 => t.double_data.clone(),
-        d => {
-            return Err(format!(
-                "tensor `{}` has data type {d}, not a number type netc reads",
-                t.name
-            ));
-        }
+        _ => t.double_data.clone(),
     };
-    if t.dims.iter().any(|&d| d < 0) || v.len() as i64 != n {
+    if v.len() as u64 != n {
         return Err(format!(
-            "tensor `{}` holds {} values for dims {:?}",
-            t.name,
+            "tensor `{name}` holds {} values for dims {}",
             v.len(),
-            t.dims
+            list(&t.dims)
         ));
     }
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(format!("tensor `{}` holds {} at index {i}", t.name, v[i]));
+        return Err(format!("tensor `{name}` holds {} at index {i}", v[i]));
     }
-    Ok((t.dims.clone(), v))
+    Ok(Const {
+        dims: t.dims.clone(),
+        values: v,
+        dtype: t.data_type,
+    })
 }
 
 impl Ctx {
@@ -340,7 +583,7 @@ impl Ctx {
         self.values
             .get(name)
             .copied()
-            .ok_or_else(|| bad(n, format!("input `{name}` is not a value netc computes (a weight where a layer's input belongs, or produced by no node)")))
+            .ok_or_else(|| bad(n, format!("input `{}` is not a value netc computes (a weight where a layer's input belongs, or produced by no node)", shown(name))))
     }
 
     fn konst(&self, n: &NodeProto, i: usize) -> Result<Option<&Const>, ImportError> {
@@ -349,10 +592,104 @@ impl Ctx {
             Some(name) => self.consts.get(name).map(Some).ok_or_else(|| {
                 bad(
                     n,
-                    format!("input `{name}` must be an initializer or a constant"),
+                    format!(
+                        "input `{}` must be an initializer or a constant",
+                        shown(name)
+                    ),
                 )
             }),
         }
+    }
+
+    /// Input `i` as float weights (`what`): dims and values, `None` where
+    /// the input is left out. A FLOAT tensor without an empty dimension.
+    #[allow(clippy::type_complexity)]
+    fn weights(
+        &self,
+        n: &NodeProto,
+        i: usize,
+        what: &str,
+    ) -> Result<Option<(Vec<u64>, Vec<f64>)>, ImportError> {
+        let Some(k) = self.konst(n, i)? else {
+            return Ok(None);
+        };
+        if k.dtype != proto::FLOAT {
+            return Err(bad(
+                n,
+                format!(
+                    "{what} `{}` has data type {}; netc reads FLOAT weights",
+                    shown(&n.input[i]),
+                    dtype_name(k.dtype)
+                ),
+            ));
+        }
+        if k.dims.contains(&0) {
+            return Err(bad(
+                n,
+                format!(
+                    "{what} `{}` is empty (dims {})",
+                    shown(&n.input[i]),
+                    list(&k.dims)
+                ),
+            ));
+        }
+        Ok(Some((
+            k.dims.iter().map(|&d| d as u64).collect(),
+            k.values.clone(),
+        )))
+    }
+
+    /// Input `i` as INT64 values (`what`), `None` where it is left out.
+    fn int64s(&self, n: &NodeProto, i: usize, what: &str) -> Result<Option<Vec<i64>>, ImportError> {
+        let Some(k) = self.konst(n, i)? else {
+            return Ok(None);
+        };
+        if k.dtype != proto::INT64 {
+            return Err(bad(
+                n,
+                format!(
+                    "{what} `{}` has data type {}, not INT64",
+                    shown(&n.input[i]),
+                    dtype_name(k.dtype)
+                ),
+            ));
+        }
+        Ok(Some(k.values.iter().map(|&v| v as i64).collect()))
+    }
+
+    /// Input `i` as integers: computed from a shape, or an INT64 constant.
+    fn ints_in(&self, n: &NodeProto, i: usize) -> Result<Ints, ImportError> {
+        if let Some(k) = n.input.get(i).and_then(|s| self.ints.get(s)) {
+            return Ok(k.clone());
+        }
+        let name = n.input.get(i).map_or("", String::as_str);
+        if self.values.contains_key(name) {
+            return Err(bad(
+                n,
+                format!(
+                    "input `{}` is a layer's output; netc folds {} only of shapes and constants",
+                    shown(name),
+                    shown(&n.op_type)
+                ),
+            ));
+        }
+        let v = self
+            .int64s(n, i, "input")?
+            .ok_or_else(|| bad(n, format!("has no input {i}")))?;
+        let scalar = self.konst(n, i)?.is_some_and(|k| k.dims.is_empty());
+        Ok(Ints {
+            v: v.into_iter().map(Some).collect(),
+            scalar,
+        })
+    }
+
+    fn ints_out(&mut self, n: &NodeProto, k: Ints) -> Result<(), ImportError> {
+        let name = n.output.first().ok_or_else(|| bad(n, "has no output"))?;
+        if k.v.len() > 64 {
+            return Err(bad(n, "computes more than 64 integers"));
+        }
+        self.ints.insert(name.clone(), k);
+        Ok(())
     }
 
     fn dims(&self, s: Src) -> Vec<u64> {
@@ -361,7 +698,9 @@ impl Ctx {
             Src::Layer(i) => self.layers[i].dims.clone(),
             Src::TowerView(i, t) => {
                 let mut d = self.layers[i].dims.clone();
-                d[0] /= t;
+                if let Some(c) = d.first_mut() {
+                    *c /= t.max(1);
+                }
                 d
             }
         }
@@ -374,6 +713,20 @@ impl Ctx {
     }
 
     fn push(&mut self, n: &NodeProto, layer: Layer) -> Result<(), ImportError> {
+        let size = layer
+            .dims
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .filter(|&s| s <= MAX_ELEMENTS);
+        if layer.dims.is_empty() || layer.dims.contains(&0) || size.is_none() {
+            return Err(bad(
+                n,
+                format!(
+                    "its output {} is empty or holds more than {MAX_ELEMENTS} values",
+                    list(&layer.dims)
+                ),
+            ));
+        }
         self.layers.push(layer);
         let i = self.layers.len() - 1;
         self.out(n, Src::Layer(i))
@@ -418,32 +771,56 @@ fn window(n: &NodeProto) -> Result<Window, ImportError> {
     if let Some(a) = attr(n, "auto_pad") {
         let s = String::from_utf8_lossy(&a.s);
         if s != "NOTSET" && s != "VALID" && !s.is_empty() {
-            return Err(bad(n, format!("auto_pad {s} is not supported; give pads")));
+            return Err(bad(
+                n,
+                format!("auto_pad {} is not supported; give pads", shown(&s)),
+            ));
         }
     }
-    let k = ints_attr(n, "kernel_shape").ok_or_else(|| bad(n, "has no kernel_shape"))?;
-    if k.len() != 2 || k.iter().any(|&v| v <= 0) {
-        return Err(bad(n, format!("kernel {k:?} is not a 2-d kernel")));
+    let k = ints_attr(n, "kernel_shape")?.ok_or_else(|| bad(n, "has no kernel_shape"))?;
+    for (what, v) in [
+        ("kernel_shape", Some(&k)),
+        ("strides", ints_attr(n, "strides")?.as_ref()),
+        ("pads", ints_attr(n, "pads")?.as_ref()),
+        ("dilations", ints_attr(n, "dilations")?.as_ref()),
+    ] {
+        if let Some(v) = v
+            && (v.len() > 4 || v.iter().any(|&x| !(0..=MAX_WINDOW).contains(&x)))
+        {
+            return Err(bad(
+                n,
+                format!("{what} {} are not 2-d values in 0..={MAX_WINDOW}", list(v)),
+            ));
+        }
     }
-    let s = ints_attr(n, "strides").unwrap_or(vec![1, 1]);
+    if k.len() != 2 || k.iter().any(|&v| v <= 0) {
+        return Err(bad(n, format!("kernel {} is not a 2-d kernel", list(&k))));
+    }
+    let s = ints_attr(n, "strides")?.unwrap_or(vec![1, 1]);
     if s.len() != 2 || s.iter().any(|&v| v <= 0) {
         return Err(bad(
             n,
-            format!("strides {s:?} are not two positive numbers"),
+            format!("strides {} are not two positive numbers", list(&s)),
         ));
     }
-    let p = ints_attr(n, "pads").unwrap_or(vec![0; 4]);
+    let p = ints_attr(n, "pads")?.unwrap_or(vec![0; 4]);
     if p.len() != 4 || p[0] != p[2] || p[1] != p[3] || p.iter().any(|&x| x < 0) {
         return Err(bad(
             n,
-            format!("pads {p:?} differ before and after (netc pads each side of an axis alike)"),
+            format!(
+                "pads {} differ before and after (netc pads each side of an axis alike)",
+                list(&p)
+            ),
         ));
     }
-    let d = ints_attr(n, "dilations").unwrap_or(vec![1, 1]);
+    let d = ints_attr(n, "dilations")?.unwrap_or(vec![1, 1]);
     if d.len() != 2 || d[0] != d[1] || d[0] <= 0 {
         return Err(bad(
             n,
-            format!("dilations {d:?} differ (netc's `dilation` is one number)"),
+            format!(
+                "dilations {} differ (netc's `dilation` is one number)",
+                list(&d)
+            ),
         ));
     }
     let hw = |v: &[i64]| Hw {
@@ -482,9 +859,6 @@ fn pool_window(
             format!("{what} strides, pads or dilations differ by axis (netc's are one number)"),
         ));
     }
-    if int_attr(n, "ceil_mode", 0) != 0 {
-        return Err(bad(n, "ceil_mode is not 0"));
-    }
     if n.output.len() > 1 {
         return Err(bad(n, "has an Indices output"));
     }
@@ -492,6 +866,21 @@ fn pool_window(
     let d = c.dims(x);
     if d.len() != 3 {
         return Err(bad(n, "needs a C×H×W input"));
+    }
+    // Ceil mode is floor mode where every window ends on the input's edge.
+    if int_attr(n, "ceil_mode", 0)? != 0
+        && d[1..].iter().any(|&s| {
+            (s + 2 * pad)
+                .checked_sub(size)
+                .is_none_or(|r| !r.is_multiple_of(stride))
+        })
+    {
+        return Err(bad(
+            n,
+            format!(
+                "ceil_mode 1 gives {what} of {d:?} a larger output than netc's (which rounds down); netc reads ceil_mode 1 only where both agree"
+            ),
+        ));
     }
     let (Some(h), Some(wd)) = (
         out_side(d[1], size, stride, pad, 1),
@@ -512,31 +901,42 @@ fn out_side(h: u64, k: u64, s: u64, p: u64, dilation: u64) -> Option<u64> {
 fn conv(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let x = plain(n, c.src(n, 0)?)?;
     let win = window(n)?;
-    let group = int_attr(n, "group", 1).max(1) as u64;
+    let group = int_attr(n, "group", 1)?;
+    if group < 1 {
+        return Err(bad(n, format!("group {group} is not a positive number")));
+    }
+    let group = group as u64;
     let (wd, wv) = c
-        .konst(n, 1)?
-        .cloned()
+        .weights(n, 1, "weight")?
         .ok_or_else(|| bad(n, "has no weight"))?;
     let xd = c.dims(x);
     if xd.len() != 3 || wd.len() != 4 {
         return Err(bad(n, "needs a C×H×W input and a 4-d weight"));
     }
-    let (f, cin) = (wd[0] as u64, wd[1] as u64);
-    if cin * group != xd[0]
-        || wd[2] as u64 != win.size.h
-        || wd[3] as u64 != win.size.w
+    let (f, cin) = (wd[0], wd[1]);
+    if cin.checked_mul(group) != Some(xd[0])
+        || wd[2] != win.size.h
+        || wd[3] != win.size.w
         || !f.is_multiple_of(group)
     {
         return Err(bad(
             n,
-            format!("weight {wd:?} does not fit a {group}-group convolution of {xd:?}"),
+            format!(
+                "weight {} does not fit a {group}-group convolution of {xd:?} (group must divide the input channels and the filters)",
+                list(&wd)
+            ),
         ));
     }
-    let bias = match c.konst(n, 2)? {
-        Some((bd, bv)) if bd.iter().product::<i64>() as u64 == f => {
+    let bias = match c.weights(n, 2, "bias")? {
+        Some((bd, bv)) if bv.len() as u64 == f && bd.len() == 1 => {
             Some(bv.iter().map(|&v| v as f32).collect())
         }
-        Some((bd, _)) => return Err(bad(n, format!("bias {bd:?} does not fit {f} filters"))),
+        Some((bd, _)) => {
+            return Err(bad(
+                n,
+                format!("bias {} does not fit {f} filters", list(&bd)),
+            ));
+        }
         None => None,
     };
     let (Some(h), Some(w)) = (
@@ -558,10 +958,7 @@ fn conv(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
         bias: bias.is_some(),
     };
     let mut l = c.layer(n, kind, vec![x], vec![f, h, w]);
-    l.weight = Some((
-        wd.iter().map(|&d| d as u64).collect(),
-        wv.iter().map(|&v| v as f32).collect(),
-    ));
+    l.weight = Some((wd, wv.iter().map(|&v| v as f32).collect()));
     l.bias = bias;
     c.push(n, l)
 }
@@ -581,7 +978,7 @@ fn dense(
         x => x,
     };
     let inp: u64 = c.dims(x).iter().product();
-    if w.len() as u64 != units * inp {
+    if units.checked_mul(inp) != Some(w.len() as u64) {
         return Err(bad(
             n,
             format!("a {units}-unit weight does not fit {inp} inputs"),
@@ -596,21 +993,30 @@ fn dense(
 
 fn gemm(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let x = plain(n, c.src(n, 0)?)?;
-    if int_attr(n, "transA", 0) != 0 {
+    if int_attr(n, "transA", 0)? != 0 {
         return Err(bad(n, "transA is not 0"));
     }
-    let (alpha, beta) = (float_attr(n, "alpha", 1.0), float_attr(n, "beta", 1.0));
-    let (wd, wv) = c.konst(n, 1)?.cloned().ok_or_else(|| bad(n, "has no B"))?;
-    if wd.len() != 2 {
-        return Err(bad(n, format!("B {wd:?} is not a matrix")));
+    let (alpha, beta) = (float_attr(n, "alpha", 1.0)?, float_attr(n, "beta", 1.0)?);
+    if !alpha.is_finite() || !beta.is_finite() {
+        return Err(bad(
+            n,
+            format!("alpha {alpha} or beta {beta} is not finite"),
+        ));
     }
-    let trans = int_attr(n, "transB", 0) != 0;
+    let (wd, wv) = c.weights(n, 1, "B")?.ok_or_else(|| bad(n, "has no B"))?;
+    if wd.len() != 2 {
+        return Err(bad(n, format!("B {} is not a matrix", list(&wd))));
+    }
+    let trans = int_attr(n, "transB", 0)? != 0;
     let (units, inp) = if trans {
         (wd[0], wd[1])
     } else {
         (wd[1], wd[0])
     };
     let (units, inp) = (units as usize, inp as usize);
+    if units.checked_mul(inp) != Some(wv.len()) {
+        return Err(bad(n, format!("B {} does not hold its values", list(&wd))));
+    }
     let mut w = vec![0f32; units * inp];
     for u in 0..units {
         for i in 0..inp {
@@ -622,11 +1028,16 @@ fn gemm(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
             w[u * inp + i] = (alpha as f64 * v) as f32;
         }
     }
-    let bias = match c.konst(n, 2)? {
-        Some((_, bv)) if bv.len() == units => {
+    let bias = match c.weights(n, 2, "C")? {
+        Some((bd, bv)) if bv.len() == units && bd.len() <= 2 => {
             Some(bv.iter().map(|&v| (beta as f64 * v) as f32).collect())
         }
-        Some((bd, _)) => return Err(bad(n, format!("C {bd:?} does not fit {units} units"))),
+        Some((bd, _)) => {
+            return Err(bad(
+                n,
+                format!("C {} does not fit {units} units", list(&bd)),
+            ));
+        }
         None => None,
     };
     let bias = Some(bias.unwrap_or_else(|| vec![0.0; units]));
@@ -636,13 +1047,18 @@ fn gemm(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
 fn matmul(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let x = plain(n, c.src(n, 0)?)?;
     let (wd, wv) = c
-        .konst(n, 1)?
-        .cloned()
+        .weights(n, 1, "weight")?
         .ok_or_else(|| bad(n, "has no weight"))?;
     if wd.len() != 2 {
-        return Err(bad(n, format!("weight {wd:?} is not a matrix")));
+        return Err(bad(n, format!("weight {} is not a matrix", list(&wd))));
     }
     let (inp, units) = (wd[0] as usize, wd[1] as usize);
+    if units.checked_mul(inp) != Some(wv.len()) {
+        return Err(bad(
+            n,
+            format!("weight {} does not hold its values", list(&wd)),
+        ));
+    }
     let mut w = vec![0f32; units * inp];
     for u in 0..units {
         for i in 0..inp {
@@ -655,40 +1071,35 @@ fn matmul(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
 /// `Add` of a constant vector to a `MatMul`'s output: that layer's bias;
 /// of two computed values: an `add` layer (as `Sum`).
 fn add(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
-    let (a, b) = (n.input.first(), n.input.get(1));
-    if n.input.len() == 2
-        && a.is_some_and(|a| c.values.contains_key(a))
-        && b.is_some_and(|b| c.values.contains_key(b))
-    {
+    if n.input.len() != 2 {
+        return Err(bad(n, format!("has {} inputs, not 2", n.input.len())));
+    }
+    let computed = |i: usize| c.values.contains_key(&n.input[i]);
+    if computed(0) && computed(1) {
         return sum(c, n);
     }
-    let (layer, k) = match (
-        a.and_then(|a| c.values.get(a)),
-        b.and_then(|b| c.consts.get(b)),
-    ) {
-        (Some(&Src::Layer(i)), Some(k)) => (i, k.clone()),
-        _ => match (
-            b.and_then(|b| c.values.get(b)),
-            a.and_then(|a| c.consts.get(a)),
-        ) {
-            (Some(&Src::Layer(i)), Some(k)) => (i, k.clone()),
-            _ => {
-                return Err(ImportError::Unsupported {
-                    op: "Add (other than a MatMul's bias or of two layers' outputs)".into(),
-                    node: n.name.clone(),
-                });
-            }
-        },
+    let other = || {
+        unsupported(
+            "Add (other than a MatMul's bias or of two layers' outputs)",
+            n,
+        )
     };
-    let l = &mut c.layers[layer];
-    let units = l.dims[0] as usize;
-    if !l.open_bias || k.1.len() != units {
-        return Err(ImportError::Unsupported {
-            op: "Add (other than a MatMul's bias or of two layers' outputs)".into(),
-            node: n.name.clone(),
-        });
+    // The computed side and the constant side.
+    let (layer, k) = match (c.values.get(&n.input[0]), c.values.get(&n.input[1])) {
+        (Some(&Src::Layer(i)), None) => (i, 1),
+        (None, Some(&Src::Layer(i))) => (i, 0),
+        _ => return Err(other()),
+    };
+    if !c.consts.contains_key(&n.input[k]) {
+        return Err(other());
     }
-    l.bias = Some(k.1.iter().map(|&v| v as f32).collect());
+    let (_, bv) = c.weights(n, k, "bias")?.ok_or_else(other)?;
+    let l = &mut c.layers[layer];
+    let units = l.dims.first().copied().unwrap_or(0) as usize;
+    if !l.open_bias || bv.len() != units {
+        return Err(other());
+    }
+    l.bias = Some(bv.iter().map(|&v| v as f32).collect());
     l.open_bias = false;
     c.out(n, Src::Layer(layer))
 }
@@ -735,7 +1146,7 @@ fn sigmoid(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
 }
 
 fn leaky_relu(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
-    let slope = short(float_attr(n, "alpha", 0.01));
+    let slope = short(float_attr(n, "alpha", 0.01)?);
     if slope.is_nan() || slope < 0.0 {
         return Err(bad(
             n,
@@ -749,19 +1160,18 @@ fn leaky_relu(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
 /// initializers, kept as the batchnorm's running mean and variance.
 fn batchnorm(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let x = plain(n, c.src(n, 0)?)?;
-    if int_attr(n, "training_mode", 0) != 0 || n.output.len() > 1 {
+    if int_attr(n, "training_mode", 0)? != 0 || n.output.len() > 1 {
         return Err(bad(
             n,
             "is in training mode (netc imports evaluation models)",
         ));
     }
     let d = c.dims(x);
-    let ch = d[0] as usize;
+    let ch = d.first().copied().unwrap_or(0) as usize;
     let mut v: Vec<Vec<f32>> = Vec::new();
     for (i, what) in ["scale", "B", "input_mean", "input_var"].iter().enumerate() {
         let (_, k) = c
-            .konst(n, i + 1)?
-            .cloned()
+            .weights(n, i + 1, what)?
             .ok_or_else(|| bad(n, format!("has no {what}")))?;
         if k.len() != ch {
             return Err(bad(
@@ -774,12 +1184,12 @@ fn batchnorm(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
         }
         v.push(k.iter().map(|&x| x as f32).collect());
     }
-    let eps = short(float_attr(n, "epsilon", 1e-5));
+    let eps = short(float_attr(n, "epsilon", 1e-5)?);
     if eps.is_nan() || eps <= 0.0 {
         return Err(bad(n, format!("epsilon {eps} is not positive")));
     }
     // ONNX's momentum weighs the running value; netc's (PyTorch's) the batch's.
-    let m = float_attr(n, "momentum", 0.9);
+    let m = float_attr(n, "momentum", 0.9)?;
     if !(0.0..1.0).contains(&m) {
         return Err(bad(n, format!("momentum {m} is not in [0, 1)")));
     }
@@ -795,17 +1205,17 @@ fn batchnorm(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
 
 fn lrn(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let x = c.src(n, 0)?;
-    let m = int_attr(n, "size", 0);
+    let m = int_attr(n, "size", 0)?;
     if m <= 0 || m % 2 == 0 {
         return Err(bad(
             n,
             format!("size {m}: an even ONNX window is not centred on its channel, and netc's is"),
         ));
     }
-    let alpha = f32_digits(float_attr(n, "alpha", 1e-4) as f64 / m as f64);
+    let alpha = f32_digits(float_attr(n, "alpha", 1e-4)? as f64 / m as f64);
     let (beta, k) = (
-        short(float_attr(n, "beta", 0.75)),
-        short(float_attr(n, "bias", 1.0)),
+        short(float_attr(n, "beta", 0.75)?),
+        short(float_attr(n, "bias", 1.0)?),
     );
     let (x, towers) = match x {
         Src::TowerView(i, t) => (Src::Layer(i), t),
@@ -852,7 +1262,7 @@ fn maxpool(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
 fn avgpool(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let x = plain(n, c.src(n, 0)?)?;
     let (size, stride, pad, d) = pool_window(c, n, x, "avgpool")?;
-    if pad != 0 && int_attr(n, "count_include_pad", 0) == 0 {
+    if pad != 0 && int_attr(n, "count_include_pad", 0)? == 0 {
         return Err(bad(
             n,
             "count_include_pad is 0 with pads (netc's avgpool counts padding in the divisor)",
@@ -877,9 +1287,15 @@ fn global_avgpool(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
 fn dropout(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let x = plain(n, c.src(n, 0)?)?;
     let rate = match c.konst(n, 1)? {
-        Some((_, v)) if v.len() == 1 => v[0],
+        Some(k) if k.dtype != proto::FLOAT && k.dtype != 11 => {
+            return Err(bad(
+                n,
+                format!("ratio has data type {}, not a float", dtype_name(k.dtype)),
+            ));
+        }
+        Some(k) if k.values.len() == 1 => k.values[0],
         Some(_) => return Err(bad(n, "ratio is not one number")),
-        None => short(float_attr(n, "ratio", 0.5)),
+        None => short(float_attr(n, "ratio", 0.5)?),
     };
     if !(0.0..1.0).contains(&rate) {
         return Err(bad(n, format!("ratio {rate} is not in [0, 1)")));
@@ -890,6 +1306,9 @@ fn dropout(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
 }
 
 fn identity(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    if let Some(k) = n.input.first().and_then(|i| c.ints.get(i)).cloned() {
+        return c.ints_out(n, k);
+    }
     if let Some(k) = n.input.first().and_then(|i| c.consts.get(i)).cloned() {
         let o = n.output.first().ok_or_else(|| bad(n, "has no output"))?;
         c.consts.insert(o.clone(), k);
@@ -903,7 +1322,7 @@ fn identity(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
 /// reading it skips: it flattens its input itself).
 fn flatten(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let x = plain(n, c.src(n, 0)?)?;
-    if int_attr(n, "axis", 1) != 1 {
+    if int_attr(n, "axis", 1)? != 1 {
         return Err(bad(n, "axis is not 1"));
     }
     to_vector(c, n, x)
@@ -921,18 +1340,33 @@ fn to_vector(c: &mut Ctx, n: &NodeProto, x: Src) -> Result<(), ImportError> {
 /// To a vector (as [`flatten`]), or a tower-local LRN's views.
 fn reshape(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let x = c.src(n, 0)?;
-    let (_, shape) = c
-        .konst(n, 1)?
-        .cloned()
-        .ok_or_else(|| bad(n, "has no shape"))?;
-    let shape: Vec<i64> = shape.iter().map(|&v| v as i64).collect();
+    let shape = match n.input.get(1).and_then(|s| c.ints.get(s)) {
+        // A computed shape: the batch copied (0) where it stands first.
+        Some(k) => {
+            k.v.iter()
+                .enumerate()
+                .map(|(i, v)| match (i, v) {
+                    (_, Some(v)) => Ok(*v),
+                    (0, None) => Ok(0),
+                    _ => Err(bad(
+                        n,
+                        "computes a shape with the batch size past its first axis",
+                    )),
+                })
+                .collect::<Result<Vec<i64>, _>>()?
+        }
+        None => c
+            .int64s(n, 1, "shape")?
+            .ok_or_else(|| bad(n, "has no shape"))?,
+    };
     let base = match x {
         Src::TowerView(i, _) => Src::Layer(i),
         s => s,
     };
     let d = c.dims(base);
     let numel: u64 = d.iter().product();
-    let batch_dim = |v: i64| v == -1 || v == 0;
+    let batch = c.batch;
+    let batch_dim = |v: i64| v == -1 || v == 0 || batch.is_some_and(|b| v as u64 == b && v > 0);
     // [N, C·H·W]: a flatten.
     if shape.len() == 2 && batch_dim(shape[0]) && (shape[1] == -1 || shape[1] as u64 == numel)
         || shape.len() == 2 && shape[0] > 0 && shape[1] == -1
@@ -975,16 +1409,34 @@ fn reshape(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     }
     Err(bad(
         n,
-        format!("shape {shape:?} of a {d:?} value is neither a flatten nor a tower view"),
+        format!(
+            "shape {} of a {d:?} value is neither a flatten nor a tower view",
+            list(&shape)
+        ),
     ))
 }
 
 fn concat(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    // Of integers (shapes): folded.
+    if !n.input.is_empty() && n.input.iter().all(|i| !c.values.contains_key(i)) {
+        let mut v = Vec::new();
+        for i in 0..n.input.len() {
+            let k = c.ints_in(n, i)?;
+            if k.scalar {
+                return Err(bad(n, "concatenates a scalar"));
+            }
+            v.extend(k.v);
+        }
+        return c.ints_out(n, Ints { v, scalar: false });
+    }
     let ins: Vec<Src> = (0..n.input.len())
         .map(|i| c.src(n, i).and_then(|s| plain(n, s)))
         .collect::<Result<_, _>>()?;
+    if ins.is_empty() {
+        return Err(bad(n, "has no inputs"));
+    }
     let dims: Vec<Vec<u64>> = ins.iter().map(|&s| c.dims(s)).collect();
-    let axis = int_attr(n, "axis", 1);
+    let axis = int_attr(n, "axis", 1)?;
     if axis != 1 && axis != -(dims[0].len() as i64 + 1) {
         return Err(bad(
             n,
@@ -993,22 +1445,25 @@ fn concat(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     }
     if dims
         .iter()
-        .any(|d| d.len() != dims[0].len() || d[1..] != dims[0][1..])
+        .any(|d| d.len() != dims[0].len() || d.len() < 2 || d[1..] != dims[0][1..])
     {
         return Err(bad(
             n,
-            format!("inputs {dims:?} differ beyond the channels"),
+            format!("inputs {} differ beyond the channels", list(&dims)),
         ));
     }
     let mut out = dims[0].clone();
-    out[0] = dims.iter().map(|d| d[0]).sum();
+    out[0] = dims
+        .iter()
+        .try_fold(0u64, |a, d| a.checked_add(d[0]))
+        .ok_or_else(|| bad(n, "has too many channels"))?;
     let l = c.layer(n, Kind::Concat, ins, out);
     c.push(n, l)
 }
 
 fn softmax(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let x = plain(n, c.src(n, 0)?)?;
-    let axis = int_attr(n, "axis", -1);
+    let axis = int_attr(n, "axis", -1)?;
     if c.dims(x).len() != 1 || !(axis == 1 || axis == -1) {
         return Err(bad(
             n,
@@ -1024,19 +1479,168 @@ fn softmax(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
 }
 
 fn constant(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let o = n.output.first().ok_or_else(|| bad(n, "has no output"))?;
+    let simple = |dims: Vec<i64>, values: Vec<f64>, dtype: i32| Const {
+        dims,
+        values,
+        dtype,
+    };
+    let k = if let Some(a) = typed(n, "value_ints", proto::attr_type::INTS, "integers")? {
+        Some(simple(
+            vec![a.ints.len() as i64],
+            a.ints.iter().map(|&v| v as f64).collect(),
+            proto::INT64,
+        ))
+    } else if let Some(a) = typed(n, "value_int", proto::attr_type::INT, "an integer")? {
+        Some(simple(vec![], vec![a.i as f64], proto::INT64))
+    } else if let Some(a) = typed(n, "value_floats", proto::attr_type::FLOATS, "floats")? {
+        Some(simple(
+            vec![a.floats.len() as i64],
+            a.floats.iter().map(|&v| v as f64).collect(),
+            proto::FLOAT,
+        ))
+    } else {
+        typed(n, "value_float", proto::attr_type::FLOAT, "a float")?
+            .map(|a| simple(vec![], vec![a.f as f64], proto::FLOAT))
+    };
+    if let Some(k) = k {
+        if k.values.len() as u64 > MAX_ELEMENTS || k.values.iter().any(|v| !v.is_finite()) {
+            return Err(bad(n, "holds too many or non-finite values"));
+        }
+        c.consts.insert(o.clone(), k);
+        return Ok(());
+    }
     let t = attr(n, "value")
         .and_then(|a| a.t.as_ref())
         .ok_or_else(|| bad(n, "has no tensor `value`"))?;
-    let k = tensor_values(t).map_err(|e| bad(n, e))?;
-    let o = n.output.first().ok_or_else(|| bad(n, "has no output"))?;
+    let k = tensor_values(t, None).map_err(|e| bad(n, e))?;
     c.consts.insert(o.clone(), k);
     Ok(())
+}
+
+/// The mean over H and W (axes 2 and 3, as an attribute or, from opset
+/// 18, an input): a global average pool, with `keepdims` or without.
+fn reduce_mean(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let x = plain(n, c.src(n, 0)?)?;
+    let axes = if c.opset >= 18 {
+        c.int64s(n, 1, "axes")?
+    } else {
+        ints_attr(n, "axes")?
+    };
+    let mut axes: Vec<i64> = axes
+        .unwrap_or_default()
+        .iter()
+        .map(|&a| if a < 0 { a + 4 } else { a })
+        .collect();
+    axes.sort_unstable();
+    let d = c.dims(x);
+    if d.len() != 3 || axes != [2, 3] {
+        return Err(bad(
+            n,
+            format!(
+                "axes {} of a {d:?} value: netc reads a mean over H and W (axes 2 and 3) of N×C×H×W, a global average pool",
+                list(&axes)
+            ),
+        ));
+    }
+    let l = c.layer(n, Kind::GlobalAvgPool, vec![x], vec![d[0]]);
+    c.push(n, l)
+}
+
+/// A computed value's shape: its batch size (unknown) and its dims.
+fn shape(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let x = plain(n, c.src(n, 0)?)?;
+    let mut v: Vec<Option<i64>> = vec![c.batch.map(|b| b as i64)];
+    v.extend(c.dims(x).iter().map(|&d| Some(d as i64)));
+    let len = v.len() as i64;
+    let at = |a: i64| (if a < 0 { a + len } else { a }).clamp(0, len) as usize;
+    let (s, e) = (at(int_attr(n, "start", 0)?), at(int_attr(n, "end", len)?));
+    let v = if s < e { v[s..e].to_vec() } else { Vec::new() };
+    c.ints_out(n, Ints { v, scalar: false })
+}
+
+/// Entries of a shape (axis 0).
+fn gather(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let data = c.ints_in(n, 0)?;
+    let idx = c.ints_in(n, 1)?;
+    if int_attr(n, "axis", 0)? != 0 || data.scalar {
+        return Err(bad(n, "gathers other than from a vector's axis 0"));
+    }
+    let len = data.v.len() as i64;
+    let mut v = Vec::new();
+    for i in &idx.v {
+        let i = i.ok_or_else(|| bad(n, "gathers at the batch size"))?;
+        let j = if i < 0 { i + len } else { i };
+        if !(0..len).contains(&j) {
+            return Err(bad(n, format!("index {i} is outside {len} values")));
+        }
+        v.push(data.v[j as usize]);
+    }
+    c.ints_out(
+        n,
+        Ints {
+            v,
+            scalar: idx.scalar,
+        },
+    )
+}
+
+/// The axes of an `Unsqueeze` or `Squeeze`: an attribute, or from opset
+/// 13 an input.
+fn axes_of(c: &Ctx, n: &NodeProto) -> Result<Vec<i64>, ImportError> {
+    Ok(if c.opset >= 13 {
+        c.int64s(n, 1, "axes")?
+    } else {
+        ints_attr(n, "axes")?
+    }
+    .unwrap_or_default())
+}
+
+/// A scalar as a one-entry vector.
+fn unsqueeze(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let k = c.ints_in(n, 0)?;
+    let axes = axes_of(c, n)?;
+    if !k.scalar || !(axes == [0] || axes == [-1]) {
+        return Err(bad(n, "unsqueezes other than a scalar into a vector"));
+    }
+    c.ints_out(n, Ints { scalar: false, ..k })
+}
+
+/// A one-entry vector as a scalar.
+fn squeeze(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let k = c.ints_in(n, 0)?;
+    let axes = axes_of(c, n)?;
+    if k.scalar || k.v.len() != 1 || !(axes.is_empty() || axes == [0] || axes == [-1]) {
+        return Err(bad(n, "squeezes other than a one-entry vector"));
+    }
+    c.ints_out(n, Ints { scalar: true, ..k })
+}
+
+/// Refused: netc has `relu` but no clipped activation (ReLU6 included).
+fn clip(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let bound = |i: usize, name: &str| -> Result<Option<f64>, ImportError> {
+        Ok(match c.konst(n, i)? {
+            Some(k) if k.values.len() == 1 => Some(k.values[0]),
+            Some(_) => None,
+            None => attr(n, name).map(|a| a.f as f64),
+        })
+    };
+    let (lo, hi) = (bound(1, "min")?, bound(2, "max")?);
+    Err(if lo == Some(0.0) && hi == Some(6.0) {
+        bad(
+            n,
+            "is ReLU6 (Clip to [0, 6]), which netc does not have (its activations: relu, leaky_relu, tanh, sigmoid)",
+        )
+    } else {
+        unsupported("Clip", n)
+    })
 }
 
 /// A netc identifier from an ONNX name (`conv1/conv` -> `conv1`), if it is one.
 fn ident_of(name: &str) -> Option<String> {
     let head = name.split('/').next()?;
     let ok = !head.is_empty()
+        && head.len() <= 64
         && head
             .chars()
             .next()
@@ -1082,8 +1686,21 @@ fn path_ident(name: &str) -> Option<String> {
     ident_of(&joined)
 }
 
-/// Reads `bytes` (an ONNX model) as a `.net` file and weights.
+/// Reads `bytes` (an ONNX model) as a `.net` file and weights; a model
+/// whose weights are in external files is refused (see [`import_from`]).
 pub fn import(bytes: &[u8], origin: &str) -> Result<Imported, ImportError> {
+    import_from(bytes, origin, None)
+}
+
+/// [`import`] of a model in the folder `dir`, whose tensors may lie in
+/// files there (ONNX external data: `location`, `offset`, `length`). A
+/// location that leaves the folder (absolute, `..`, a link out of it) is
+/// refused, and so is a range past the file's end.
+pub fn import_from(
+    bytes: &[u8],
+    origin: &str,
+    dir: Option<&std::path::Path>,
+) -> Result<Imported, ImportError> {
     let model = ModelProto::decode(bytes).map_err(|e| ImportError::Malformed(e.to_string()))?;
     let graph = model
         .graph
@@ -1102,7 +1719,21 @@ pub fn import(bytes: &[u8], origin: &str) -> Result<Imported, ImportError> {
     {
         return Err(ImportError::Graph(format!(
             "uses operators of domain `{}`",
-            o.domain
+            shown(&o.domain)
+        )));
+    }
+    let opset = model
+        .opset_import
+        .iter()
+        .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .max()
+        .ok_or_else(|| {
+            ImportError::Malformed("it has no opset_import for the ONNX operators".into())
+        })?;
+    if opset < 1 {
+        return Err(ImportError::Malformed(format!(
+            "its opset_import names ONNX operator set {opset}"
         )));
     }
     let mut c = Ctx {
@@ -1111,10 +1742,38 @@ pub fn import(bytes: &[u8], origin: &str) -> Result<Imported, ImportError> {
         layers: Vec::new(),
         image_dims: Vec::new(),
         softmax_of: HashMap::new(),
+        ints: HashMap::new(),
+        batch: None,
+        opset,
+        dir: dir.map(|d| d.to_path_buf()),
     };
+    // Every value is defined once: by an initializer (which the graph's
+    // inputs may list again), a graph input or one node's output.
+    let twice = |name: &str| {
+        ImportError::Graph(format!(
+            "defines the value `{}` more than once",
+            shown(name)
+        ))
+    };
+    let mut defined: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for t in &graph.initializer {
-        let v = tensor_values(t).map_err(ImportError::Graph)?;
+        if t.name.is_empty() {
+            return Err(ImportError::Graph(
+                "has an initializer without a name".into(),
+            ));
+        }
+        if !defined.insert(&t.name) {
+            return Err(twice(&t.name));
+        }
+        let v = tensor_values(t, c.dir.as_deref()).map_err(ImportError::Graph)?;
         c.consts.insert(t.name.clone(), v);
+    }
+    let mut listed: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for i in &graph.input {
+        if !listed.insert(&i.name) {
+            return Err(twice(&i.name));
+        }
+        defined.insert(&i.name);
     }
     let inputs: Vec<_> = graph
         .input
@@ -1127,10 +1786,17 @@ pub fn import(bytes: &[u8], origin: &str) -> Result<Imported, ImportError> {
             inputs.len()
         )));
     };
-    let dims: Vec<i64> = input
-        .r#type
-        .as_ref()
-        .and_then(|t| t.tensor_type.as_ref())
+    let tensor_type = input.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
+    if let Some(t) = tensor_type
+        && t.elem_type != proto::FLOAT
+    {
+        return Err(ImportError::Graph(format!(
+            "input `{}` has element type {}; netc takes FLOAT images",
+            shown(&input.name),
+            dtype_name(t.elem_type)
+        )));
+    }
+    let dims: Vec<i64> = tensor_type
         .and_then(|t| t.shape.as_ref())
         .map(|s| {
             s.dim
@@ -1142,27 +1808,41 @@ pub fn import(bytes: &[u8], origin: &str) -> Result<Imported, ImportError> {
                 .collect()
         })
         .unwrap_or_default();
-    if dims.len() != 4 || dims[1..].iter().any(|&d| d <= 0) {
+    let per_image = dims
+        .iter()
+        .skip(1)
+        .try_fold(1i64, |a, &d| a.checked_mul(d))
+        .filter(|&s| s <= MAX_ELEMENTS as i64);
+    if dims.len() != 4 || dims[1..].iter().any(|&d| d <= 0) || per_image.is_none() {
         return Err(ImportError::Graph(format!(
-            "input `{}` has shape {dims:?}; netc takes N×C×H×W images with C, H and W fixed",
-            input.name
+            "input `{}` has shape {}; netc takes N×C×H×W images with C, H and W fixed",
+            shown(&input.name),
+            list(&dims)
         )));
     }
     c.image_dims = dims[1..].iter().map(|&d| d as u64).collect();
+    c.batch = (dims[0] > 0).then_some(dims[0] as u64);
     c.values.insert(input.name.clone(), Src::Image);
     for n in &graph.node {
         if !n.domain.is_empty() && n.domain != "ai.onnx" {
-            return Err(ImportError::Unsupported {
-                op: format!("{}.{}", n.domain, n.op_type),
-                node: n.name.clone(),
-            });
+            return Err(unsupported(&format!("{}.{}", n.domain, n.op_type), n));
         }
         let Some((_, h)) = OPS.iter().find(|(op, _)| *op == n.op_type) else {
-            return Err(ImportError::Unsupported {
-                op: n.op_type.clone(),
-                node: n.name.clone(),
-            });
+            return Err(unsupported(&n.op_type, n));
         };
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            if !defined.insert(o) {
+                return Err(twice(o));
+            }
+        }
+        for (k, a) in n.attribute.iter().enumerate() {
+            if n.attribute[..k].iter().any(|b| b.name == a.name) {
+                return Err(bad(
+                    n,
+                    format!("has the attribute `{}` twice", shown(&a.name)),
+                ));
+            }
+        }
         h(&mut c, n)?;
     }
     // The logits: the output named `logits`, else the first, through a softmax.
@@ -1181,7 +1861,7 @@ pub fn import(bytes: &[u8], origin: &str) -> Result<Imported, ImportError> {
         _ => {
             return Err(ImportError::Graph(format!(
                 "output `{}` is not a vector of class scores computed by a layer",
-                out.name
+                shown(&out.name)
             )));
         }
     };
@@ -1290,7 +1970,13 @@ fn split_towers(
             need[i] = live[i];
         }
     }
-    let what = |i: usize| format!("`{}` ({})", c.layers[i].onnx_name, c.layers[i].kind.op());
+    let what = |i: usize| {
+        format!(
+            "`{}` ({})",
+            shown(&c.layers[i].onnx_name),
+            c.layers[i].kind.op()
+        )
+    };
     for i in (0..n).rev() {
         if !need[i] {
             continue;
@@ -1559,7 +2245,10 @@ fn write_net(
     let d = &c.image_dims;
     let net_name = ident_of(graph_name).unwrap_or_else(|| "imported".into());
     let mut text = String::new();
-    text.push_str(&format!("// Imported from the ONNX model `{origin}`.\n"));
+    text.push_str(&format!(
+        "// Imported from the ONNX model `{}`.\n",
+        shown(origin)
+    ));
     text.push_str(&format!("network {net_name} {{\n"));
     text.push_str(&format!(
         "  input {input_ident}: [{}]\n  input label: class({classes})\n",
@@ -1670,8 +2359,9 @@ fn train_section(meta: &HashMap<&str, &str>) -> String {
     }
     let ok = s.iter().all(|l| {
         l.split(": ").nth(1).is_some_and(|v| {
-            v.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-e+".contains(c))
+            v.len() <= 32
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-e+".contains(c))
         })
     });
     if s.is_empty() || !ok {

@@ -835,89 +835,6 @@ fn a_full_disk_on_any_output_leaves_every_earlier_file_as_it_was() {
     let r = short_run(&out, "2");
     assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
     let train = [
-/// `dir/train/<class>/i.png` for classes `a` and `b`: `n` small PNGs each.
-fn tiny_tree(dir: &std::path::Path, n: usize) -> PathBuf {
-    let root = dir.join("src");
-    for (k, class) in ["a", "b"].iter().enumerate() {
-        let c = root.join("train").join(class);
-        std::fs::create_dir_all(&c).unwrap();
-        for i in 0..n {
-            let v = (40 * k + 10 * i) as u8;
-            image::RgbImage::from_pixel(12, 10, image::Rgb([v, 255 - v, 90]))
-                .save(c.join(format!("{i}.png")))
-                .unwrap();
-        }
-    }
-    root
-}
-
-/// A PNG whose header says `w × h` pixels (valid chunks, but no pixels).
-fn png_header(w: u32, h: u32) -> Vec<u8> {
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend_from_slice(&13u32.to_be_bytes());
-    png.extend_from_slice(&ihdr);
-    png.extend_from_slice(&crc32fast::hash(&ihdr).to_be_bytes());
-    let idat = b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01";
-    png.extend_from_slice(&8u32.to_be_bytes());
-    png.extend_from_slice(idat);
-    png.extend_from_slice(&crc32fast::hash(idat).to_be_bytes());
-    png.extend_from_slice(&[0, 0, 0, 0]);
-    png.extend_from_slice(b"IEND");
-    png.extend_from_slice(&crc32fast::hash(b"IEND").to_be_bytes());
-    png
-}
-
-/// Every size a user gives is bounded before it allocates, with the figure
-/// in the error: `prepare --size 100000` (it aborted allocating
-/// 240,000,000,000 bytes), an image whose header claims 100000×100000
-/// pixels, a dataset whose stored side is 100000 (checksum intact), and a
-/// batch of a trillion images for `train`, `bench` and `compile --target
-/// cuda`. Each exits 1, not 134 (nor runs out of memory).
-#[test]
-fn sizes_a_user_gives_are_bounded_with_the_figure() {
-    let d = tmp("bounds");
-    let src = tiny_tree(&d, 2);
-    let ds = d.join("ds.netc");
-    let (s, o) = (src.to_str().unwrap(), ds.to_str().unwrap());
-    let r = netc(&["prepare", s, "-o", o, "--size", "100000"]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(1), "{e}");
-    assert!(
-        e.contains("--size 100000") && e.contains("30000000000 bytes") && e.contains("4096"),
-        "{e}"
-    );
-    // A prepared dataset whose header says 100000 pixels, its CRC redone.
-    let r = netc(&["prepare", s, "-o", o, "--size", "8", "--format", "raw"]);
-    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
-    let mut bytes = std::fs::read(&ds).unwrap();
-    bytes[20..24].copy_from_slice(&100_000u32.to_le_bytes());
-    let crc = crc32fast::hash(&bytes[..4092]);
-    bytes[4092..4096].copy_from_slice(&crc.to_le_bytes());
-    let big = d.join("big.netc");
-    std::fs::write(&big, &bytes).unwrap();
-    let r = netc(&["prepare", "--info", big.to_str().unwrap()]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(1), "{e}");
-    assert!(
-        e.contains("big.netc") && e.contains("100000x100000") && e.contains("4096"),
-        "{e}"
-    );
-    // An image whose header claims 100000 × 100000 pixels.
-    std::fs::write(src.join("train/a/huge.png"), png_header(100_000, 100_000)).unwrap();
-    let r = netc(&["prepare", s, "-o", o, "--size", "8"]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(1), "{e}");
-    assert!(
-        e.contains("huge.png") && e.contains("100000x100000") && e.contains("pixels"),
-        "{e}"
-    );
-    // A batch of a trillion images.
-    let out = d.join("out");
-    let r = netc(&[
         "train",
         "networks/alexnet-fmnist.net",
         "--data",
@@ -1241,127 +1158,6 @@ fn train_run(
 ) -> Output {
     let o = out.to_str().unwrap();
     let mut args = vec![
-        "--batch",
-        "1000000000000",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(1), "{e}");
-    assert!(e.contains("batch of 1000000000000"), "{e}");
-    // `bench` allocates its synthetic batch: refused with the figure (it
-    // aborted allocating 3,136,000,000,000,000 bytes).
-    let r = netc(&[
-        "bench",
-        "networks/alexnet-fmnist.net",
-        "--batch",
-        "1000000000000",
-        "--steps",
-        "1",
-    ]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(1), "{e}");
-    assert!(
-        e.contains("a batch of 1000000000000 images needs ") && e.contains("available"),
-        "{e}"
-    );
-    // CUDA code for a step no GPU could hold: refused with its size (it
-    // generated launches until the machine ran out of memory).
-    let t = std::time::Instant::now();
-    let r = netc(&[
-        "compile",
-        "networks/alexnet-fmnist.net",
-        "--target",
-        "cuda",
-        "--batch",
-        "1000000000000",
-        "-o",
-        d.join("cu").to_str().unwrap(),
-    ]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(1), "{e}");
-    assert!(
-        e.contains("the step at batch 1000000000000 needs ") && e.contains("1 TiB"),
-        "{e}"
-    );
-    assert!(t.elapsed().as_secs() < 20, "{:?}", t.elapsed());
-    let _ = std::fs::remove_dir_all(&d);
-}
-
-/// Messages that named nothing, or the wrong cause: `--data` an empty,
-/// short or foreign file on a network with `data.rescale` (it blamed
-/// Fashion-MNIST); `prepare --info` a folder (it said "No such device");
-/// `--skip-bad` with every image bad (it wrote an empty dataset and exited
-/// 0); dangling and looping symbolic links (left out unseen); an output
-/// folder that cannot be written (a whole epoch was trained first).
-#[test]
-fn messages_name_the_file_and_the_cause() {
-    let d = tmp("messages");
-    let out = d.join("out");
-    for (name, bytes) in [
-        ("empty.netc", &b""[..]),
-        ("short.netc", &b"NETC"[..]),
-        ("other.netc", &b"neither a dataset nor anything else"[..]),
-    ] {
-        let f = d.join(name);
-        std::fs::write(&f, bytes).unwrap();
-        let r = netc(&[
-            "train",
-            "networks/alexnet.net",
-            "--data",
-            f.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        let e = stderr(&r);
-        assert_eq!(r.status.code(), Some(1), "{name}: {e}");
-        assert!(
-            e.contains(name) && e.contains("not a prepared dataset") && !e.contains("Fashion"),
-            "{name}: {e}"
-        );
-    }
-    let r = netc(&["prepare", "--info", d.to_str().unwrap()]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(1), "{e}");
-    assert!(e.contains("a folder, not a prepared dataset"), "{e}");
-    // Every image bad: an error, and no dataset.
-    let src = tiny_tree(&d, 1);
-    for class in ["a", "b"] {
-        std::fs::write(src.join(format!("train/{class}/0.png")), b"not a png").unwrap();
-    }
-    let ds = d.join("ds.netc");
-    let (s, o) = (src.to_str().unwrap(), ds.to_str().unwrap());
-    let r = netc(&["prepare", s, "-o", o, "--skip-bad"]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(1), "{e}");
-    assert!(e.contains("no training image could be prepared"), "{e}");
-    assert!(!ds.exists());
-    // Dangling and looping links: listed with the skipped files.
-    let src = tiny_tree(&d.join("links"), 2);
-    let a = src.join("train/a");
-    std::os::unix::fs::symlink(d.join("gone.png"), a.join("dangling.png")).unwrap();
-    std::os::unix::fs::symlink(a.join("loop.png"), a.join("loop.png")).unwrap();
-    let s = src.to_str().unwrap();
-    let r = netc(&["prepare", s, "-o", o, "--skip-bad", "--size", "8"]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(0), "{e}");
-    let list = std::fs::read_to_string(d.join("ds.netc.skipped.txt")).unwrap();
-    assert!(
-        list.contains("dangling.png")
-            && list.contains("loop.png")
-            && list.contains("leads nowhere"),
-        "{list}"
-    );
-    let r = netc(&["prepare", s, "-o", o, "--size", "8"]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(1), "{e}");
-    assert!(
-        e.contains("dangling.png") && e.contains("leads nowhere"),
-        "{e}"
-    );
-    // An output folder that exists but cannot be written: refused before
-    // the first step (it trained an epoch, then failed to checkpoint).
-    let r = netc(&[
         "train",
         "networks/alexnet-fmnist.net",
         "--data",
@@ -1528,6 +1324,221 @@ fn prepare_replaces_only_its_own_dataset_and_keeps_it_whole() {
     let o = netc(&["prepare", &s(&src), "-o", &s(&ds), "--size", "8"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(!list.exists(), "a stale list of skipped files stayed");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `dir/train/<class>/i.png` for classes `a` and `b`: `n` small PNGs each.
+fn tiny_tree(dir: &std::path::Path, n: usize) -> PathBuf {
+    let root = dir.join("src");
+    for (k, class) in ["a", "b"].iter().enumerate() {
+        let c = root.join("train").join(class);
+        std::fs::create_dir_all(&c).unwrap();
+        for i in 0..n {
+            let v = (40 * k + 10 * i) as u8;
+            image::RgbImage::from_pixel(12, 10, image::Rgb([v, 255 - v, 90]))
+                .save(c.join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    root
+}
+
+/// A PNG whose header says `w × h` pixels (valid chunks, but no pixels).
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32fast::hash(&ihdr).to_be_bytes());
+    let idat = b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01";
+    png.extend_from_slice(&8u32.to_be_bytes());
+    png.extend_from_slice(idat);
+    png.extend_from_slice(&crc32fast::hash(idat).to_be_bytes());
+    png.extend_from_slice(&[0, 0, 0, 0]);
+    png.extend_from_slice(b"IEND");
+    png.extend_from_slice(&crc32fast::hash(b"IEND").to_be_bytes());
+    png
+}
+
+/// Every size a user gives is bounded before it allocates, with the figure
+/// in the error: `prepare --size 100000` (it aborted allocating
+/// 240,000,000,000 bytes), an image whose header claims 100000×100000
+/// pixels, a dataset whose stored side is 100000 (checksum intact), and a
+/// batch of a trillion images for `train`, `bench` and `compile --target
+/// cuda`. Each exits 1, not 134 (nor runs out of memory).
+#[test]
+fn sizes_a_user_gives_are_bounded_with_the_figure() {
+    let d = tmp("bounds");
+    let src = tiny_tree(&d, 2);
+    let ds = d.join("ds.netc");
+    let (s, o) = (src.to_str().unwrap(), ds.to_str().unwrap());
+    let r = netc(&["prepare", s, "-o", o, "--size", "100000"]);
+    let e = stderr(&r);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("--size 100000") && e.contains("30000000000 bytes") && e.contains("4096"),
+        "{e}"
+    );
+    // A prepared dataset whose header says 100000 pixels, its CRC redone.
+    let r = netc(&["prepare", s, "-o", o, "--size", "8", "--format", "raw"]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let mut bytes = std::fs::read(&ds).unwrap();
+    bytes[20..24].copy_from_slice(&100_000u32.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..4092]);
+    bytes[4092..4096].copy_from_slice(&crc.to_le_bytes());
+    let big = d.join("big.netc");
+    std::fs::write(&big, &bytes).unwrap();
+    let r = netc(&["prepare", "--info", big.to_str().unwrap()]);
+    let e = stderr(&r);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("big.netc") && e.contains("100000x100000") && e.contains("4096"),
+        "{e}"
+    );
+    // An image whose header claims 100000 × 100000 pixels.
+    std::fs::write(src.join("train/a/huge.png"), png_header(100_000, 100_000)).unwrap();
+    let r = netc(&["prepare", s, "-o", o, "--size", "8"]);
+    let e = stderr(&r);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("huge.png") && e.contains("100000x100000") && e.contains("pixels"),
+        "{e}"
+    );
+    // A batch of a trillion images.
+    let out = d.join("out");
+    let r = netc(&[
+        "train",
+        "networks/alexnet-fmnist.net",
+        "--data",
+        "data/fmnist-small",
+        "--batch",
+        "1000000000000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let e = stderr(&r);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(e.contains("batch of 1000000000000"), "{e}");
+    // `bench` allocates its synthetic batch: refused with the figure (it
+    // aborted allocating 3,136,000,000,000,000 bytes).
+    let r = netc(&[
+        "bench",
+        "networks/alexnet-fmnist.net",
+        "--batch",
+        "1000000000000",
+        "--steps",
+        "1",
+    ]);
+    let e = stderr(&r);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("a batch of 1000000000000 images needs ") && e.contains("available"),
+        "{e}"
+    );
+    // CUDA code for a step no GPU could hold: refused with its size (it
+    // generated launches until the machine ran out of memory).
+    let t = std::time::Instant::now();
+    let r = netc(&[
+        "compile",
+        "networks/alexnet-fmnist.net",
+        "--target",
+        "cuda",
+        "--batch",
+        "1000000000000",
+        "-o",
+        d.join("cu").to_str().unwrap(),
+    ]);
+    let e = stderr(&r);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("the step at batch 1000000000000 needs ") && e.contains("1 TiB"),
+        "{e}"
+    );
+    assert!(t.elapsed().as_secs() < 20, "{:?}", t.elapsed());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Messages that named nothing, or the wrong cause: `--data` an empty,
+/// short or foreign file on a network with `data.rescale` (it blamed
+/// Fashion-MNIST); `prepare --info` a folder (it said "No such device");
+/// `--skip-bad` with every image bad (it wrote an empty dataset and exited
+/// 0); dangling and looping symbolic links (left out unseen); an output
+/// folder that cannot be written (a whole epoch was trained first).
+#[test]
+fn messages_name_the_file_and_the_cause() {
+    let d = tmp("messages");
+    let out = d.join("out");
+    for (name, bytes) in [
+        ("empty.netc", &b""[..]),
+        ("short.netc", &b"NETC"[..]),
+        ("other.netc", &b"neither a dataset nor anything else"[..]),
+    ] {
+        let f = d.join(name);
+        std::fs::write(&f, bytes).unwrap();
+        let r = netc(&[
+            "train",
+            "networks/alexnet.net",
+            "--data",
+            f.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let e = stderr(&r);
+        assert_eq!(r.status.code(), Some(1), "{name}: {e}");
+        assert!(
+            e.contains(name) && e.contains("not a prepared dataset") && !e.contains("Fashion"),
+            "{name}: {e}"
+        );
+    }
+    let r = netc(&["prepare", "--info", d.to_str().unwrap()]);
+    let e = stderr(&r);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(e.contains("a folder, not a prepared dataset"), "{e}");
+    // Every image bad: an error, and no dataset.
+    let src = tiny_tree(&d, 1);
+    for class in ["a", "b"] {
+        std::fs::write(src.join(format!("train/{class}/0.png")), b"not a png").unwrap();
+    }
+    let ds = d.join("ds.netc");
+    let (s, o) = (src.to_str().unwrap(), ds.to_str().unwrap());
+    let r = netc(&["prepare", s, "-o", o, "--skip-bad"]);
+    let e = stderr(&r);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(e.contains("no training image could be prepared"), "{e}");
+    assert!(!ds.exists());
+    // Dangling and looping links: listed with the skipped files.
+    let src = tiny_tree(&d.join("links"), 2);
+    let a = src.join("train/a");
+    std::os::unix::fs::symlink(d.join("gone.png"), a.join("dangling.png")).unwrap();
+    std::os::unix::fs::symlink(a.join("loop.png"), a.join("loop.png")).unwrap();
+    let s = src.to_str().unwrap();
+    let r = netc(&["prepare", s, "-o", o, "--skip-bad", "--size", "8"]);
+    let e = stderr(&r);
+    assert_eq!(r.status.code(), Some(0), "{e}");
+    let list = std::fs::read_to_string(d.join("ds.netc.skipped.txt")).unwrap();
+    assert!(
+        list.contains("dangling.png")
+            && list.contains("loop.png")
+            && list.contains("leads nowhere"),
+        "{list}"
+    );
+    let r = netc(&["prepare", s, "-o", o, "--size", "8"]);
+    let e = stderr(&r);
+    assert_eq!(r.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("dangling.png") && e.contains("leads nowhere"),
+        "{e}"
+    );
+    // An output folder that exists but cannot be written: refused before
+    // the first step (it trained an epoch, then failed to checkpoint).
+    let r = netc(&[
+        "train",
+        "networks/alexnet-fmnist.net",
+        "--data",
+        "data/fmnist-small",
         "--out",
         "/sys",
     ]);

@@ -1469,7 +1469,7 @@ fn sizes_a_user_gives_are_bounded_with_the_figure() {
 /// folder that cannot be written (a whole epoch was trained first).
 #[test]
 fn messages_name_the_file_and_the_cause() {
-    let d = tmp("messages");
+    let d = tmp("messages-cause");
     let out = d.join("out");
     for (name, bytes) in [
         ("empty.netc", &b""[..]),

@@ -18,6 +18,9 @@
 //! role `running_mean`/`running_var`: state, not trained) feed only that
 //! batchnorm (ports 3 and 4) and its one `running_update` (ports 0 and 1,
 //! the batchnorm itself at port 2, recorded as its forward node).
+//!
+//! Cost: a topological order (cycles) and one look at each node and edge,
+//! with the node's shape inferred again: O((V + E) log V).
 
 use std::collections::{HashMap, HashSet};
 

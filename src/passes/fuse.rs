@@ -75,6 +75,9 @@
 //! `add` into a layer's gradients (the sum is read by three gradient kernels,
 //! so summing once is the cheaper pass); `slice` (a copy the consumer's
 //! kernels would need strided access to avoid).
+//!
+//! Cost: two walks in topological order, each rewrite looking only at a
+//! node's neighbours: O((V + E) log V).
 
 use std::collections::BTreeMap;
 

@@ -4,6 +4,8 @@
 //! line marks the device's lower bound. The title gives the plan's three
 //! numbers. Hovering a rectangle shows the buffer (an SVG `<title>`).
 //! Pure: the same plan always gives the same text.
+//!
+//! Cost: one rectangle per buffer, O(B log B) with the sort.
 
 use std::fmt::Write;
 

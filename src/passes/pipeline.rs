@@ -21,6 +21,9 @@
 //! first pass that fails or leaves a graph that does not verify, with an
 //! error naming that pass; it refuses `autodiff` on a graph that is not a
 //! forward graph. Nothing here panics on bad input.
+//!
+//! Cost: the passes' own (each near-linear, stated in its file) plus one
+//! `verify` after each, O((V + E) log V).
 
 use std::time::{Duration, Instant};
 

@@ -10,6 +10,9 @@
 //! fusion pipeline, and also the unfused step) build and verify; and the
 //! memory plan of each step exists at the `train` section's batch. Nothing
 //! here depends on the machine, so the answer is the same everywhere.
+//!
+//! Cost: that of the passes it runs and of the memory plan, each near-linear
+//! (stated in its own file); a 100,000-layer network checks in seconds.
 
 use crate::ir::train::TrainConfig;
 use crate::ir::{Graph, InputKind, NodeId, Op};

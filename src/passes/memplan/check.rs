@@ -1,5 +1,10 @@
 //! The checker: proves a plan sound for a graph, re-deriving every
 //! lifetime from the graph and the plan's order (see [`check`]).
+//!
+//! Cost: O((V + E) log V) to re-derive the lifetimes, then a sweep that
+//! compares each buffer with those live at its first use: O(B·L) for B
+//! buffers of which at most L are live at once (run by `compile --emit
+//! memplan` and the tests, never by `check` or `train`).
 
 use std::collections::{HashMap, HashSet};
 

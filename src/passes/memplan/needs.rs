@@ -2,6 +2,8 @@
 //! buffer (outputs and side buffers) with the lifetime its uses require,
 //! its size, and which inputs an op may overwrite in place. Shared by the
 //! planner and the checker, so both derive lifetimes the same way.
+//!
+//! Cost: one look at each node and edge of the order: O((V + E) log V).
 
 use std::collections::{HashMap, HashSet};
 

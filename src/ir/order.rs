@@ -62,3 +62,43 @@ pub fn topo(g: &Graph) -> Result<Vec<NodeId>, NodeId> {
     }
     Ok(out)
 }
+
+/// A node on a cycle (the one [`topo`] would name), or `None` for an
+/// acyclic graph: Kahn's algorithm without the ordering of ready nodes,
+/// O(V + E), for callers that need only the answer (`verify`).
+pub fn find_cycle(g: &Graph) -> Option<NodeId> {
+    let bound = petgraph::visit::NodeIndexable::node_bound(&g.g);
+    let mut indeg = vec![0usize; bound];
+    let mut ready = Vec::new();
+    let mut total = 0;
+    for n in g.node_ids() {
+        total += 1;
+        let d = g.g.neighbors_directed(n, Direction::Incoming).count();
+        indeg[n.index()] = d;
+        if d == 0 {
+            ready.push(n);
+        }
+    }
+    let mut seen = 0;
+    while let Some(n) = ready.pop() {
+        seen += 1;
+        for t in g.g.neighbors_directed(n, Direction::Outgoing) {
+            let d = &mut indeg[t.index()];
+            *d -= 1;
+            if *d == 0 {
+                ready.push(t);
+            }
+        }
+    }
+    if seen == total {
+        return None;
+    }
+    // The nodes left are those no order can place, whatever the order of
+    // ready nodes: the same set, and so the same smallest id, as `topo`'s.
+    Some(
+        g.node_ids()
+            .filter(|n| indeg[n.index()] > 0)
+            .min()
+            .unwrap_or_else(|| NodeId::new(0)),
+    )
+}

@@ -29,11 +29,12 @@ pub struct EpochReport {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Results {
     /// One line of text per epoch, then where the files are.
-    #[default]
     Text,
     /// One JSON object per line: each epoch's report, then the outcome.
     Json,
-    /// Nothing.
+    /// Nothing (the default for a caller of the library, which has the
+    /// [`Outcome`]).
+    #[default]
     Off,
 }
 

@@ -203,7 +203,7 @@ pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, 
             steps: None,
             out_dir: dir.clone(),
             quiet: false,
-            results: Default::default(),
+            results: crate::train::report::Results::Text,
             // A stale variant's checkpoint is of what it was before.
             resume: (!stale && ckpt.exists()).then_some(ckpt.clone()),
             checkpoint_every: Some(50),

@@ -514,3 +514,46 @@ fn every_command_is_in_help() {
         assert!(train.contains(flag), "{flag} missing:\n{train}");
     }
 }
+
+/// `netc sweep … > log` keeps each variant's header and epoch lines and
+/// where the results are (they went to stderr).
+#[test]
+fn a_sweep_prints_its_results_on_stdout() {
+    let d = fresh("sweep");
+    let spec = d.join("s.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "network: {}\nout: {}\ntrain: {{ epochs: 1, max_steps: 2, batch: 16, seed: 1 }}\nvariants:\n  - name: base\n",
+            root("networks/fig1-fmnist.net"),
+            d.join("out").display()
+        ),
+    )
+    .unwrap();
+    let o = netc_in(
+        None,
+        &[
+            "sweep",
+            spec.to_str().unwrap(),
+            "--data",
+            "data/fmnist-small",
+        ],
+    );
+    let (so, se) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{se}");
+    let lines: Vec<&str> = so.lines().collect();
+    assert!(
+        lines.first().is_some_and(|l| l.starts_with("== base")),
+        "{so}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("epoch   1")), "{so}");
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("results: ")),
+        "{so}"
+    );
+    assert!(
+        !se.contains("epoch   1") && !se.contains("results: "),
+        "{se}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

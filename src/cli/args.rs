@@ -139,7 +139,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "STEPS_PER_EPOCH")]
     pub max_steps: Option<u64>,
     /// Steps in all: the run stops after this many, the epoch in progress
-    /// ending there with its evaluation and checkpoint.
+    /// ending there with its evaluation and checkpoint (a `--resume`
+    /// without `--steps` goes on to the run's epochs).
     #[arg(long)]
     pub steps: Option<u64>,
     /// Where metrics, the learning-curve plot and the checkpoint are

@@ -557,3 +557,81 @@ fn a_sweep_prints_its_results_on_stdout() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A checkpoint written before netc recorded a run's settings still
+/// resumes: the resume says the file's and command line's epochs,
+/// `--max-steps` and `--data` are used; its seed and batch are still taken
+/// from it (given none, the file's 128 would have been refused).
+#[test]
+fn a_checkpoint_without_settings_resumes_and_says_so() {
+    let d = fresh("legacy");
+    let run = d.join("run");
+    let data = root("data/fmnist-small");
+    let o = netc_in(
+        None,
+        &[
+            "train",
+            "networks/alexnet-fmnist.net",
+            "--data",
+            &data,
+            "--batch",
+            "16",
+            "--seed",
+            "9",
+            "--stop-after",
+            "0",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let ck = run.join("checkpoint.safetensors");
+    let old = netc::train::checkpoint::load(&ck).unwrap();
+    assert!(
+        old.progress.settings.is_some(),
+        "a new checkpoint records them"
+    );
+    let mut progress = old.progress.clone();
+    progress.settings = None;
+    let tensors: Vec<(String, Vec<usize>, &[f32])> = old
+        .tensors
+        .iter()
+        .map(|(k, (shape, v))| (k.clone(), shape.clone(), v.as_slice()))
+        .collect();
+    netc::train::checkpoint::save(
+        &ck,
+        &old.network,
+        &old.fingerprint,
+        &progress,
+        old.preparation.as_ref(),
+        &tensors,
+    )
+    .unwrap();
+    let o = netc_in(
+        None,
+        &[
+            "train",
+            "networks/alexnet-fmnist.net",
+            "--data",
+            &data,
+            "--resume",
+            ck.to_str().unwrap(),
+            "--stop-after",
+            "1",
+        ],
+    );
+    let (so, se) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{se}");
+    assert!(
+        se.contains("the checkpoint does not record its epochs"),
+        "{se}"
+    );
+    assert!(so.contains("stopped at step 1"), "{so}");
+    let p = netc::train::checkpoint::load(&ck).unwrap().progress;
+    assert_eq!((p.seed, p.batch_size, p.step), (9, 16, 1));
+    assert!(
+        p.settings
+            .is_some_and(|s| s.epochs == 12 && s.max_steps.is_none())
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -635,3 +635,54 @@ fn a_checkpoint_without_settings_resumes_and_says_so() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A resume whose recorded data is gone says so at once, naming the path
+/// and where it came from.
+#[test]
+fn a_resume_whose_recorded_data_is_gone_says_so() {
+    let d = fresh("gone");
+    let data = d.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for e in std::fs::read_dir("data/fmnist-small").unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), data.join(e.file_name())).unwrap();
+    }
+    let run = d.join("run");
+    let o = netc_in(
+        None,
+        &[
+            "train",
+            "networks/alexnet-fmnist.net",
+            "--data",
+            data.to_str().unwrap(),
+            "--batch",
+            "16",
+            "--stop-after",
+            "0",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    std::fs::remove_dir_all(&data).unwrap();
+    let ck = run.join("checkpoint.safetensors");
+    let o = netc_in(
+        None,
+        &[
+            "train",
+            "networks/alexnet-fmnist.net",
+            "--resume",
+            ck.to_str().unwrap(),
+        ],
+    );
+    let se = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{se}");
+    assert!(
+        se.contains(&format!(
+            "--data {}: no such file or folder",
+            data.display()
+        )) && se.contains("the data the checkpoint records"),
+        "{se}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -557,7 +557,11 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
     let resolved = resolve(opts, resumed.as_ref().map(|r| &r.1.progress));
     let opts = &resolved;
     if let Some(d) = opts.data.as_ref().filter(|_| given.data.is_none()) {
-        data::sources::check_path(d)?;
+        data::sources::check_path(d).map_err(|e| {
+            TrainError::Config(format!(
+                "{e} (the data the checkpoint records; give `--data` for another)"
+            ))
+        })?;
     }
     if let Some(m) = given.max_steps
         && given.epochs.is_none()

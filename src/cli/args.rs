@@ -51,7 +51,6 @@ pub enum Cmd {
 
     /// On a machine with a GPU: one training step on the GPU against the CPU
     /// executor, then GPU training throughput on synthetic data.
-    #[command(hide = true)]
     CudaCheck(CudaCheckArgs),
 
     /// Rewrite a file in canonical form.
@@ -126,7 +125,7 @@ pub struct TrainArgs {
     /// the Fashion-MNIST IDX files.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Override `train.epochs`.
+    /// Override `train.epochs` (with `--resume`: the checkpoint's run's).
     #[arg(long)]
     pub epochs: Option<u64>,
     /// Override `train.batch`.
@@ -135,21 +134,39 @@ pub struct TrainArgs {
     /// Override `train.seed`.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Stop each epoch after this many steps.
-    #[arg(long)]
+    /// Steps per epoch at most, in every epoch: each epoch still ends with
+    /// a full evaluation and a checkpoint (for a total, `--steps`).
+    #[arg(long, value_name = "STEPS_PER_EPOCH")]
     pub max_steps: Option<u64>,
-    /// Where metrics, the learning-curve plot and the checkpoint are written.
-    #[arg(long, default_value = "out")]
-    pub out: PathBuf,
-    /// Continue exactly where this checkpoint stopped.
+    /// Steps in all: the run stops after this many, the epoch in progress
+    /// ending there with its evaluation and checkpoint (a `--resume`
+    /// without `--steps` goes on to the run's epochs).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Where metrics, the learning-curve plot and the checkpoint are
+    /// written (default: `out`, or with `--resume` the checkpoint's folder).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue exactly where this checkpoint stopped, in its folder, with
+    /// the seed, batch, epochs, `--max-steps` and `--data` it records
+    /// (each unless given).
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Also checkpoint every this many steps (always at the end of an epoch).
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
-    /// Checkpoint and stop after this many steps in total.
+    /// Checkpoint and stop after this many steps in total, mid-epoch, to
+    /// be continued with `--resume` (no evaluation).
     #[arg(long)]
     pub stop_after: Option<u64>,
+    /// Print only the results on standard output (each epoch's line, then
+    /// where the files are): no progress bar or notes on standard error.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the results as JSON, one object per line: each epoch's
+    /// report (as in `metrics.jsonl`), then the outcome.
+    #[arg(long)]
+    pub json: bool,
     /// Where the training step runs: `cpu`, or `cuda` (GPU 0; data,
     /// augmentation, evaluation and checkpoints stay on the host).
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]

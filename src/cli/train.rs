@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use netc::backend::config::{BackendConfig, BackendFlags, BackendKind};
 use netc::backend::open;
 use netc::ir::train::TrainConfig;
-use netc::train::run::{TrainOptions, eval_predictions_with, eval_weights_with, train_with};
+use netc::train::run::{
+    Results, TrainOptions, eval_predictions_with, eval_weights_with, train_with,
+};
 
 use super::args::{Backend, EvalArgs, TrainArgs};
 use super::{gpu_list, load};
@@ -45,8 +47,17 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
         batch: a.batch,
         seed: a.seed,
         max_steps: a.max_steps,
-        out_dir: a.out,
-        quiet: false,
+        steps: a.steps,
+        // With `--resume` and no `--out`: the checkpoint's own folder.
+        out_dir: a.out.unwrap_or_else(|| match &a.resume {
+            Some(r) => r
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map_or_else(|| ".".into(), Into::into),
+            None => "out".into(),
+        }),
+        quiet: a.quiet,
+        results: if a.json { Results::Json } else { Results::Text },
         resume: a.resume,
         checkpoint_every: a.checkpoint_every,
         stop_after: a.stop_after,

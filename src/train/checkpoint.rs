@@ -82,6 +82,22 @@ pub struct Progress {
     /// correctly (top-1); 0 in a checkpoint written before it was recorded.
     #[serde(default)]
     pub top1_seen: u64,
+    /// The settings a resume takes unless told otherwise; `None` in a
+    /// checkpoint written before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<RunSettings>,
+}
+
+/// What a run was started with beyond the network file and the seed and
+/// batch (which [`Progress`] holds): `netc train --resume` continues with
+/// them unless the command line gives others.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunSettings {
+    pub epochs: u64,
+    /// `--max-steps`: steps per epoch at most.
+    pub max_steps: Option<u64>,
+    /// `--data`, made absolute; `None`: the default data.
+    pub data: Option<String>,
 }
 
 /// A fingerprint of the training graph: checkpoints only load into the

@@ -23,6 +23,21 @@ pub struct EpochReport {
     pub steps: u64,
 }
 
+/// What a training run prints on standard output (its results: each
+/// epoch's line and the outcome); progress and diagnostics go to standard
+/// error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Results {
+    /// One line of text per epoch, then where the files are.
+    Text,
+    /// One JSON object per line: each epoch's report, then the outcome.
+    Json,
+    /// Nothing (the default for a caller of the library, which has the
+    /// [`Outcome`]).
+    #[default]
+    Off,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     Finished(Vec<EpochReport>),

@@ -22,6 +22,10 @@
 //! One run at a time writes into `--out` (`fsio::OutputLock`, held for
 //! the run's life); its checkpoint, metrics and plot are replaced together
 //! (`outputs::publish`), and a resume keeps only its own run's metrics.
+//! The results (each epoch's line, the outcome) go to standard output as
+//! [`Results`] says, progress and notes to standard error; a resume takes
+//! the settings its checkpoint records where the options give none, and
+//! its network and the data path's kind are checked before data is loaded.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,7 +39,7 @@ use crate::backend::step::{Batch, Feed, Step};
 use crate::ir::train::{Schedule, TestCrop, TrainConfig};
 use crate::ir::{Graph, print};
 use crate::lower::Module;
-use crate::train::checkpoint::{self, CheckpointError, Progress};
+use crate::train::checkpoint::{self, Checkpoint, CheckpointError, Progress, RunSettings};
 use crate::train::data;
 use crate::train::data::augment::{AugmentConfig, Augmenter, MeanMode, Mode};
 use crate::train::data::loader::{Loader, LoaderConfig};
@@ -43,7 +47,7 @@ use crate::train::data::pca::Stats;
 pub use crate::train::error::TrainError;
 use crate::train::predictions::{self, Row, Table};
 use crate::train::preparation::Preparation;
-pub use crate::train::report::{EpochReport, EvalReport, Outcome};
+pub use crate::train::report::{EpochReport, EvalReport, Outcome, Results};
 
 #[derive(Clone, Debug, Default)]
 pub struct TrainOptions {
@@ -51,17 +55,26 @@ pub struct TrainOptions {
     pub epochs: Option<u64>,
     pub batch: Option<u64>,
     pub seed: Option<u64>,
-    /// Stop each epoch after this many steps (quick runs and tests).
+    /// Stop each epoch after this many steps (quick runs and tests); every
+    /// epoch still ends with a full evaluation and a checkpoint.
     pub max_steps: Option<u64>,
+    /// Stop after this many steps in all: the epoch in progress ends there,
+    /// with its evaluation and checkpoint, and so does the run.
+    pub steps: Option<u64>,
     /// Metrics, plot and checkpoint go here.
     pub out_dir: PathBuf,
+    /// No progress bar and no diagnostics on standard error (errors are
+    /// returned, results printed as `results` says).
     pub quiet: bool,
+    /// What goes to standard output: each epoch's line and the outcome.
+    pub results: Results,
     /// Skip the fusion pass (fusion is on by default).
     pub no_fuse: bool,
     /// How the CPU executor lays out the step's buffers (the memory plan
     /// by default; `Separate`: every buffer apart).
     pub layout: Layout,
-    /// Continue from this checkpoint.
+    /// Continue from this checkpoint, with the seed, batch, epochs,
+    /// `max_steps` and data it records where these options are `None`.
     pub resume: Option<PathBuf>,
     /// Also checkpoint every this many steps (always at the end of an epoch).
     pub checkpoint_every: Option<u64>,
@@ -258,9 +271,12 @@ struct Setup<E> {
 }
 
 /// Builds the run's CPU executor and turns it into the step executor with `make`.
+/// A checkpoint `ck` (read from its path) must be of the network: that is
+/// checked before any data is loaded.
 fn setup<E: Step, X: Into<TrainError>>(
     module: &Module,
     opts: &TrainOptions,
+    ck: Option<(&Path, &Checkpoint)>,
     say: &dyn Fn(&str),
     make: impl FnOnce(CpuExec, &TrainConfig, &AugmentPlan) -> Result<E, X>,
 ) -> Result<Setup<E>, TrainError> {
@@ -271,15 +287,23 @@ fn setup<E: Step, X: Into<TrainError>>(
         .map_err(|e| TrainError::Config(e.to_string()))?;
     if !opts.evaluate_only {
         super::no_step::check_counts(&cfg, opts.max_steps).map_err(TrainError::Config)?;
+        if opts.steps == Some(0) {
+            return Err(TrainError::Config(
+                "`--steps 0` would take no training step; give 1 or more".into(),
+            ));
+        }
+    }
+    let graph = training_graph(module, &cfg, !opts.no_fuse)?;
+    let fingerprint = checkpoint::fingerprint(&print::print_for_fingerprint(&graph));
+    let network = graph.name.clone();
+    if let Some((path, ck)) = ck {
+        ck.expect(path, &network, &fingerprint)?;
     }
     let ds = data::sources::open(opts.data.as_deref(), cfg.data.rescale)?;
     say(&format!("data: {}", ds.description));
     let aug = augmenter(&cfg, ds.shape(), &ds.stats, cfg.seed)?;
     let prep = Preparation::of_run(&cfg.data, &ds, &aug);
     let out = aug.out_shape();
-    let graph = training_graph(module, &cfg, !opts.no_fuse)?;
-    let fingerprint = checkpoint::fingerprint(&print::print_for_fingerprint(&graph));
-    let network = graph.name.clone();
     let exec = CpuExec::with_memory(graph, cfg.seed, opts.layout)?;
     if exec.image_len() != out.len() {
         // The input's shape as C×H×W, as the data's is given.
@@ -436,19 +460,6 @@ fn commit<E: Step>(
     Ok(())
 }
 
-/// Loads every parameter of `path` into `exec`, checking names and sizes.
-fn restore<E: Step>(
-    exec: &mut E,
-    path: &Path,
-    network: &str,
-    fingerprint: &str,
-) -> Result<Progress, TrainError> {
-    let ck = checkpoint::load(path)?;
-    ck.expect(path, network, fingerprint)?;
-    restore_loaded(exec, &ck, path)?;
-    Ok(ck.progress)
-}
-
 /// Loads every parameter of the checkpoint `ck`, read from `path`, into
 /// `exec`, checking names and sizes (not the fingerprint).
 pub(crate) fn restore_loaded<E: Step>(
@@ -488,6 +499,35 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     }
 }
 
+/// `opts` with what a resumed checkpoint's progress `p` records in place
+/// of the options not given: its seed and batch, and (where it records
+/// them) its epochs, `max_steps` and data.
+fn resolve(opts: &TrainOptions, p: Option<&Progress>) -> TrainOptions {
+    let mut o = opts.clone();
+    let Some(p) = p else { return o };
+    o.seed = o.seed.or(Some(p.seed));
+    if p.batch_size != 0 {
+        o.batch = o.batch.or(Some(p.batch_size));
+    }
+    if let Some(st) = &p.settings {
+        o.epochs = o.epochs.or(Some(st.epochs));
+        o.max_steps = o.max_steps.or(st.max_steps);
+        if o.data.is_none() {
+            o.data = st.data.as_ref().map(PathBuf::from);
+        }
+    }
+    o
+}
+
+/// Prints one line of results on standard output (a closed pipe is not
+/// an error of the run).
+fn result_line(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
 /// Trains `module` on the CPU executor; see the module comment for what is
 /// guaranteed.
 pub fn train(module: &Module, opts: &TrainOptions) -> Result<Outcome, TrainError> {
@@ -508,12 +548,44 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             eprintln!("{s}");
         }
     };
+    // The cheap checks first: the data path's kind, then the checkpoint
+    // (read once; its network is checked before any data is loaded).
+    if let Some(d) = &opts.data {
+        data::sources::check_path(d)?;
+    }
+    let resumed = match &opts.resume {
+        Some(from) => Some((from.as_path(), checkpoint::load(from)?)),
+        None => None,
+    };
+    let given = opts;
+    let resolved = resolve(opts, resumed.as_ref().map(|r| &r.1.progress));
+    let opts = &resolved;
+    if let Some(d) = opts.data.as_ref().filter(|_| given.data.is_none()) {
+        data::sources::check_path(d).map_err(|e| {
+            TrainError::Config(format!(
+                "{e} (the data the checkpoint records; give `--data` for another)"
+            ))
+        })?;
+    }
+    if let Some(m) = given.max_steps
+        && given.epochs.is_none()
+        && given.steps.is_none()
+        && resumed.is_none()
+    {
+        let epochs = effective_config(module, opts).epochs;
+        if epochs > 1 {
+            say(&format!(
+                "note: `--max-steps {m}` limits each of the file's {epochs} epochs, and every epoch ends with a full evaluation and a checkpoint; `--steps {m}` stops after {m} steps in all, `--epochs` sets the epochs"
+            ));
+        }
+    }
     // One run at a time writes into `--out`, for the run's whole life.
     let created = !opts.out_dir.exists();
     std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
     super::no_step::check_writable(&opts.out_dir).map_err(TrainError::Config)?;
     let lock = crate::fsio::OutputLock::folder(&opts.out_dir)?;
-    let mut s = match setup(module, opts, &say, make) {
+    let ck = resumed.as_ref().map(|(from, ck)| (*from, ck));
+    let mut s = match setup(module, opts, ck, &say, make) {
         Ok(s) => s,
         Err(e) => {
             drop(lock);
@@ -538,8 +610,10 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
     let mut reports: Vec<EpochReport> = Vec::new();
     // The resumed epochs' metrics lines, this run's own, kept verbatim.
     let mut kept_lines: Vec<String> = Vec::new();
-    if let Some(from) = &opts.resume {
-        p = restore(&mut s.exec, from, &s.network, &s.fingerprint)?;
+    if let Some((from, ck)) = resumed {
+        restore_loaded(&mut s.exec, &ck, from)?;
+        p = ck.progress;
+        let recorded = p.settings.is_some();
         if p.seed != s.cfg.seed {
             return Err(TrainError::Config(format!(
                 "the checkpoint was trained with seed {}, not {}; resume with `--seed {}`",
@@ -554,12 +628,39 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
         }
         (reports, kept_lines) = super::outputs::read_own(&metrics_path, &run_id, p.epoch);
         say(&format!(
-            "resuming from {} at epoch {}, batch {}",
+            "resuming from {} at epoch {}, batch {}: {}; writing to {}",
             from.display(),
             p.epoch + 1,
-            p.batch
+            p.batch,
+            if recorded {
+                format!(
+                    "{} epochs, {}, data {} (the checkpoint's, where not given)",
+                    s.cfg.epochs,
+                    opts.max_steps
+                        .map_or("every step of each epoch".into(), |m| format!(
+                            "at most {m} steps per epoch"
+                        )),
+                    opts.data
+                        .as_ref()
+                        .map_or("the default".into(), |d| d.display().to_string())
+                )
+            } else {
+                "the checkpoint does not record its epochs, `--max-steps` or `--data`, so the file's and the command line's are used".into()
+            },
+            opts.out_dir.display()
         ));
     }
+    // What a later resume continues with unless told otherwise.
+    p.settings = Some(RunSettings {
+        epochs: s.cfg.epochs,
+        max_steps: opts.max_steps,
+        data: opts.data.as_ref().map(|d| {
+            std::path::absolute(d)
+                .unwrap_or_else(|_| d.clone())
+                .to_string_lossy()
+                .into_owned()
+        }),
+    });
     // Nothing in `--out` is replaced before this run has files of its own
     // (an epoch or a checkpoint), all together (`outputs`).
     let paths = super::outputs::Paths {
@@ -568,20 +669,28 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
         checkpoint: &ckpt,
     };
     let mut plateau = Plateau::restore(&p);
-    if p.epoch >= s.cfg.epochs {
+    let total_reached = |step: u64| opts.steps.is_some_and(|k| step >= k);
+    if p.epoch >= s.cfg.epochs || (total_reached(p.step) && p.batch == 0) {
         // A finished run resumed: nothing is trained or written.
-        say(&format!(
-            "the run had already finished its {} epoch{}; nothing to train",
-            s.cfg.epochs,
-            if s.cfg.epochs == 1 { "" } else { "s" }
-        ));
+        say(&if p.epoch >= s.cfg.epochs {
+            format!(
+                "the run had already finished its {} epoch{}; nothing to train",
+                s.cfg.epochs,
+                if s.cfg.epochs == 1 { "" } else { "s" }
+            )
+        } else {
+            format!(
+                "the run had already taken {} steps, not fewer than `--steps`; nothing to train",
+                p.step
+            )
+        });
         return Ok(Outcome::Finished(reports));
     }
     let steps_per_epoch = opts
         .max_steps
         .map_or(s.train.len() as u64, |m| m.min(s.train.len() as u64));
     let batch = s.cfg.batch;
-    while p.epoch < s.cfg.epochs {
+    while p.epoch < s.cfg.epochs && !(total_reached(p.step) && p.batch == 0) {
         let epoch = p.epoch;
         let lr = scheduled_lr(&s.cfg, epoch, plateau.lr);
         // What the epoch reports: the rate of its last step.
@@ -621,15 +730,29 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
                 bar.finish_and_clear();
                 plateau.record(&mut p);
                 commit(&mut s, &paths, &run_id, &p, &reports, &kept_lines)?;
-                say(&format!(
-                    "stopped at step {}; checkpoint written to {}",
-                    p.step,
-                    ckpt.display()
-                ));
+                match opts.results {
+                    Results::Text => result_line(&format!(
+                        "stopped at step {}; checkpoint written to {}",
+                        p.step,
+                        ckpt.display()
+                    )),
+                    Results::Json => result_line(
+                        &serde_json::json!({
+                            "stopped_at_step": p.step,
+                            "checkpoint": ckpt.display().to_string(),
+                        })
+                        .to_string(),
+                    ),
+                    Results::Off => {}
+                }
                 return Ok(Outcome::Stopped {
                     step: p.step,
                     checkpoint: ckpt,
                 });
+            }
+            // `steps`: the epoch (and the run) ends here.
+            if total_reached(p.step) {
+                break;
             }
             let Some(cur) = next.take() else { break };
             let lr = match s.cfg.schedule {
@@ -726,7 +849,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             steps: p.step,
         };
         plateau.observe(&s.cfg, r.top1_error);
-        say(&format!(
+        let line = format!(
             "epoch {:>3}  lr {:.2e}  train loss {:.4}  train top-1 error {:.2}%  test loss {:.4}  top-1 error {:.2}%  top-5 error {:.2}%  {:.0} img/s  waited {:.1} ms for data",
             r.epoch,
             r.lr,
@@ -737,7 +860,12 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             100.0 * r.top5_error,
             r.images_per_s,
             (wait.waited + wait.warmup).as_secs_f64() * 1e3
-        ));
+        );
+        match opts.results {
+            Results::Text => result_line(&line),
+            Results::Json => result_line(&serde_json::to_string(&r).unwrap_or_default()),
+            Results::Off => {}
+        }
         reports.push(r);
         if let Some(w) = s.train.wait_stats().summary() {
             say(&w);
@@ -751,18 +879,32 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             batch_size: p.batch_size,
             loss_sum: 0.0,
             seen: 0,
+            settings: p.settings.take(),
             ..Progress::default()
         };
         plateau.record(&mut p);
         commit(&mut s, &paths, &run_id, &p, &reports, &kept_lines)?;
     }
     let _ = batch;
-    say(&format!(
-        "metrics: {}  curves: {}  weights: {}",
-        metrics_path.display(),
-        plot_path.display(),
-        ckpt.display()
-    ));
+    match opts.results {
+        Results::Text => result_line(&format!(
+            "metrics: {}  curves: {}  weights: {}",
+            metrics_path.display(),
+            plot_path.display(),
+            ckpt.display()
+        )),
+        Results::Json => result_line(
+            &serde_json::json!({
+                "epochs": reports.len(),
+                "steps": p.step,
+                "metrics": metrics_path.display().to_string(),
+                "curves": plot_path.display().to_string(),
+                "weights": ckpt.display().to_string(),
+            })
+            .to_string(),
+        ),
+        Results::Off => {}
+    }
     Ok(Outcome::Finished(reports))
 }
 
@@ -789,8 +931,13 @@ pub fn eval_weights_with<E: Step, X: Into<TrainError>>(
             eprintln!("{s}");
         }
     };
-    let mut s = setup(module, opts, &say, make)?;
-    restore(&mut s.exec, weights, &s.network, &s.fingerprint)?;
+    if let Some(d) = &opts.data {
+        data::sources::check_path(d)?;
+    }
+    let ck = checkpoint::load(weights)?;
+    let mut s = setup(module, opts, Some((weights, &ck)), &say, make)?;
+    restore_loaded(&mut s.exec, &ck, weights)?;
+    drop(ck);
     evaluate(&mut s.exec, &s.test)
 }
 
@@ -809,9 +956,11 @@ pub fn eval_predictions_with<E: Step, X: Into<TrainError>>(
             eprintln!("{s}");
         }
     };
-    let mut s = setup(module, opts, &say, make)?;
+    if let Some(d) = &opts.data {
+        data::sources::check_path(d)?;
+    }
     let ck = checkpoint::load(weights)?;
-    ck.expect(weights, &s.network, &s.fingerprint)?;
+    let mut s = setup(module, opts, Some((weights, &ck)), &say, make)?;
     if let Some(p) = &ck.preparation
         && p.classes != s.prep.classes
     {

@@ -185,7 +185,7 @@ pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, 
             );
             retrained.push(v.name.clone());
         }
-        eprintln!(
+        println!(
             "== {} ({})",
             v.name,
             if changes.is_empty() {
@@ -200,8 +200,10 @@ pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, 
             batch: sp.train.batch,
             seed: sp.train.seed,
             max_steps: sp.train.max_steps,
+            steps: None,
             out_dir: dir.clone(),
             quiet: false,
+            results: crate::train::report::Results::Text,
             // A stale variant's checkpoint is of what it was before.
             resume: (!stale && ckpt.exists()).then_some(ckpt.clone()),
             checkpoint_every: Some(50),
@@ -278,7 +280,7 @@ pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, 
             retrained.join(", ")
         );
     }
-    eprintln!(
+    println!(
         "results: {}  {}  {}",
         sp.out.join("results.md").display(),
         sp.out.join("results.csv").display(),

@@ -117,6 +117,11 @@ pub enum DataError {
     NoClasses { path: PathBuf },
     #[error(transparent)]
     Prepared(Box<prepared::PreparedError>),
+    /// `--data` names nothing, or a file that is not a prepared dataset.
+    #[error(
+        "--data {path}: {what}; it takes a prepared dataset (`netc prepare`), a folder of images or a folder holding the Fashion-MNIST IDX files"
+    )]
+    NotData { path: PathBuf, what: &'static str },
     #[error(
         "{path}: {images} images need {mib} MiB decoded, above the {budget_mib} MiB an image folder may take in memory; \
          prepare it once with `netc prepare {path} -o DATASET` and train with `--data DATASET`"

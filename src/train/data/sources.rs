@@ -54,6 +54,23 @@ pub fn is_prepared(path: &Path) -> bool {
         && (&magic == super::prepared::MAGIC || magic == [0u8; 8])
 }
 
+/// Refuses at once a `--data` that names nothing, or a file that is not a
+/// prepared dataset (so it is never read as a Fashion-MNIST folder); cheap,
+/// for a run to check before anything expensive.
+pub fn check_path(data: &Path) -> Result<(), DataError> {
+    let what = if !data.exists() {
+        "no such file or folder"
+    } else if data.is_dir() || is_prepared(data) {
+        return Ok(());
+    } else {
+        "a file that is not a prepared dataset"
+    };
+    Err(DataError::NotData {
+        path: data.to_path_buf(),
+        what,
+    })
+}
+
 /// Opens the data `data` names (see the module documentation), prepared
 /// at `rescale` pixels (256 if `None`), with the default folder budget.
 pub fn open(data: Option<&Path>, rescale: Option<u64>) -> Result<Sources, DataError> {
@@ -67,6 +84,9 @@ pub fn open_with_budget(
     budget: u64,
 ) -> Result<Sources, DataError> {
     let boxed = |e: PreparedError| DataError::Prepared(Box::new(e));
+    if let Some(p) = data {
+        check_path(p)?;
+    }
     match data {
         Some(p) if is_prepared(p) => {
             let file = Arc::new(Prepared::open(p).map_err(boxed)?);

@@ -487,3 +487,23 @@ fn import_refuses_bad_models_with_a_clear_error() {
     assert!(e.contains("not an ONNX model"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The metadata says what the input is: grey for one channel, RGB for
+/// three (it said RGB for Fashion-MNIST's grey images).
+#[test]
+fn the_preparation_metadata_names_grey_or_rgb() {
+    use netc::onnx::export::preparation;
+    let layout = |file: &str| {
+        let src = std::fs::read_to_string(file).unwrap();
+        let c = netc::frontend::compile(&src).unwrap_or_else(|d| panic!("{}", d.message));
+        let g = &c.module.graph;
+        let (image, ..) = g.training_io().unwrap();
+        preparation(&c.module.train.data, g.node(image).ty.dims())
+            .into_iter()
+            .find(|(k, _)| k == "netc.prep.layout")
+            .unwrap()
+            .1
+    };
+    assert_eq!(layout("networks/lenet5.net"), "NCHW, grey, pixels 0..255");
+    assert_eq!(layout("networks/alexnet.net"), "NCHW, RGB, pixels 0..255");
+}

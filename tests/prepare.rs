@@ -637,3 +637,69 @@ fn recycled_batch_buffers_give_the_same_batches() {
     assert_eq!(got, want);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A single folder of classes without `--val-fraction` gives a dataset
+/// with no validation images: `prepare` says so on stderr, with the flag
+/// that keeps some (it used to write 0 validation images silently).
+#[test]
+fn a_dataset_without_validation_images_is_said_to_be_one() {
+    let Some(sample) = sample() else { return };
+    let d = tmp("noval");
+    let src = d.join("single");
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(&sample)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    classes.sort();
+    // Each class's photos four times over, so that a fraction can split them.
+    for class in classes.iter().take(2) {
+        let dst = src.join(class.file_name().unwrap());
+        std::fs::create_dir_all(&dst).unwrap();
+        for f in std::fs::read_dir(class).unwrap() {
+            let f = f.unwrap().path();
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            for k in 0..4 {
+                std::os::unix::fs::symlink(&f, dst.join(format!("{k}-{name}"))).unwrap();
+            }
+        }
+    }
+    let bin = env!("CARGO_BIN_EXE_netc");
+    let run = |out: &str, extra: &[&str]| {
+        let o = std::process::Command::new(bin)
+            .args(["prepare", src.to_str().unwrap(), "-o"])
+            .arg(d.join(out))
+            .args(["--size", "16"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (out, err) = run("a.netc", &[]);
+    assert!(out.contains(" / 0 val"), "{out}");
+    assert!(
+        err.contains("no validation images") && err.contains("--val-fraction"),
+        "{err}"
+    );
+    let (out, err) = run("b.netc", &["--val-fraction", "0.5"]);
+    assert!(!out.contains(" / 0 val"), "{out}");
+    assert!(!err.contains("no validation images"), "{err}");
+    // A fraction that takes every image is refused for what it is.
+    let o = std::process::Command::new(bin)
+        .args(["prepare", src.to_str().unwrap(), "-o"])
+        .arg(d.join("c.netc"))
+        .args(["--size", "16", "--val-fraction", "0.99"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("every image went to validation") && !e.contains("unreadable"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

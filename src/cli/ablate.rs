@@ -78,14 +78,14 @@ pub fn run(a: AblateArgs) -> Result<ExitCode, String> {
             .map_err(|e| format!("error: {e}"))
     };
     let base_mem = mem(&parent.module)?;
-    println!(
-        "{:<28} {:>14} {:>16} {:>22} {:>10}",
-        "variant",
-        "params",
-        "MACs",
+    // Every row first, so that each column is as wide as its widest cell.
+    let mut rows: Vec<[String; 5]> = vec![[
+        "variant".into(),
+        "params".into(),
+        "MACs".into(),
         format!("memory (batch {batch})"),
-        "file"
-    );
+        "file".into(),
+    ]];
     for (name, changes) in variants {
         let text = netc::ablate::apply(&file.display().to_string(), &src, &changes)
             .map_err(|e| format!("error: {name}: {e}"))?;
@@ -96,8 +96,7 @@ pub fn run(a: AblateArgs) -> Result<ExitCode, String> {
         write_atomic(&path, text.as_bytes())?;
         let delta = |a: u64, b: u64| format!("{:+}", a as i128 - b as i128);
         let m = mem(&c.module)?;
-        println!(
-            "{:<28} {:>14} {:>16} {:>22} {}",
+        rows.push([
             name,
             delta(t.params, base.params),
             delta(t.macs, base.macs),
@@ -105,9 +104,10 @@ pub fn run(a: AblateArgs) -> Result<ExitCode, String> {
                 "{:+.1} MiB",
                 (m as f64 - base_mem as f64) / (1u64 << 20) as f64
             ),
-            path.display()
-        );
+            path.display().to_string(),
+        ]);
     }
+    print!("{}", table(&rows));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -116,6 +116,32 @@ pub fn sweep(a: SweepArgs) -> Result<ExitCode, String> {
     netc::train::sweep::run_with_data(&a.spec, a.data.as_deref())
         .map_err(|e| format!("error: {e}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rows` as aligned text: the first column (names) and the last (paths)
+/// to the left, the figures between them to the right, each column as wide
+/// as its widest cell.
+fn table(rows: &[[String; 5]]) -> String {
+    let width = |k: usize| rows.iter().map(|r| r[k].chars().count()).max().unwrap_or(0);
+    let w: Vec<usize> = (0..5).map(width).collect();
+    let mut out = String::new();
+    for r in rows {
+        let line = format!(
+            "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3],
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// A layer's stage text as part of a file name: `leaky_relu(slope: 0.1)`
@@ -130,4 +156,45 @@ fn file_safe(stage: &str) -> String {
         }
     }
     out.trim_end_matches('-').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    /// A long variant name widens its column instead of pushing its row's
+    /// figures out of line (a 40-character name misaligned the table).
+    #[test]
+    fn the_table_stays_aligned_with_long_names() {
+        let row = |cells: [&str; 5]| cells.map(String::from);
+        let rows = vec![
+            row(["variant", "params", "MACs", "memory (batch 128)", "file"]),
+            row(["no-lrn", "+0", "-7", "-12.0 MiB", "out/a-no-lrn.net"]),
+            row([
+                "conv1.activation-leaky_relu-slope-0-1",
+                "+1234",
+                "-56789",
+                "+3.5 MiB",
+                "out/a-long.net",
+            ]),
+        ];
+        let text = table(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        // Each right-aligned figure ends at the same column on every line.
+        for cell in 1..4 {
+            let ends: Vec<usize> = lines
+                .iter()
+                .zip(&rows)
+                .map(|(l, r)| l.find(r[cell].as_str()).unwrap() + r[cell].len())
+                .collect();
+            assert!(ends.windows(2).all(|p| p[0] == p[1]), "{text}");
+        }
+        let starts: Vec<usize> = lines
+            .iter()
+            .zip(&rows)
+            .map(|(l, r)| l.rfind(r[4].as_str()).unwrap())
+            .collect();
+        assert!(starts.windows(2).all(|p| p[0] == p[1]), "{text}");
+    }
 }

@@ -245,9 +245,10 @@ pub struct EvalArgs {
     /// class, every logit) here: CSV, or NumPy when the name ends in `.npy`.
     #[arg(long, value_name = "OUT")]
     pub predictions: Option<PathBuf>,
-    /// Images per forward pass (default: the network's training batch);
-    /// any number of test images is evaluated, the last pass taking the
-    /// rest. Smaller batches need less memory; the figures are the same.
+    /// Images per forward pass (default: the network's training batch,
+    /// halved while its step would need more than 1 GiB); any number of
+    /// test images is evaluated, the last pass taking the rest. Smaller
+    /// batches need less memory; the figures are the same.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub batch: Option<u64>,
 }

@@ -73,6 +73,22 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The memory `eval` gives its step when no `--batch` is given.
+const EVAL_BUDGET: u64 = 1 << 30;
+
+/// Images per forward pass when `eval` is given no `--batch`: the
+/// training batch, halved while the step built for it would plan more
+/// than [`EVAL_BUDGET`] bytes (the paper's AlexNet at 128 plans several
+/// GB). The figures do not depend on it but for float rounding.
+fn eval_batch(module: &netc::lower::Module) -> u64 {
+    netc::passes::pipeline::batch_within(
+        &module.graph,
+        &module.train.sgd,
+        module.train.batch,
+        EVAL_BUDGET,
+    )
+}
+
 /// `netc eval`.
 pub fn eval(a: EvalArgs) -> Result<ExitCode, String> {
     let (c, _) = load(&a.file)?;
@@ -85,7 +101,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode, String> {
     open::probe(&backend).map_err(|e| format!("error: {e}"))?;
     let opts = TrainOptions {
         data: a.data,
-        batch: a.batch,
+        batch: Some(a.batch.unwrap_or_else(|| eval_batch(&c.module))),
         evaluate_only: true,
         ..Default::default()
     };

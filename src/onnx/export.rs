@@ -956,6 +956,18 @@ fn concat(w: &mut Writer<'_, '_>, key: &str, members: &[NodeId]) -> Result<Val, 
     })
 }
 
+/// `netc.prep.layout`: the channels the input's first dimension gives
+/// (one is grey, three are RGB, as `netc prepare` and the IDX reader give
+/// them).
+fn layout(channels: Option<u64>) -> String {
+    match channels {
+        Some(1) => "NCHW, grey, pixels 0..255".into(),
+        Some(3) => "NCHW, RGB, pixels 0..255".into(),
+        Some(c) => format!("NCHW, {c} channels, pixels 0..255"),
+        None => "NCHW, pixels 0..255".into(),
+    }
+}
+
 /// The input preparation of the `.net` file's `train { data { … } }`
 /// section as metadata entries (`netc.prep.*`): what a caller does to an
 /// image before the model sees it. The one place that says what the
@@ -970,7 +982,10 @@ pub fn preparation(data: &DataPrep, input_dims: &[u64]) -> Vec<(String, String)>
                 .collect::<Vec<_>>()
                 .join("x"),
         ),
-        ("netc.prep.layout".into(), "NCHW, RGB, pixels 0..255".into()),
+        (
+            "netc.prep.layout".into(),
+            layout(input_dims.first().copied()),
+        ),
     ];
     if let Some(r) = data.rescale {
         v.push(("netc.prep.rescale".into(), r.to_string()));

@@ -247,3 +247,48 @@ pub fn training_step_bytes(forward: &Graph, sgd: &Sgd, batch: u64) -> Result<u64
     let p = crate::passes::memplan::plan(&g, batch).map_err(|e| e.to_string())?;
     Ok(p.planned())
 }
+
+/// The largest of `batch`, `batch/2`, `batch/4`, … (rounded up; 1 at
+/// least) whose training step plans at most `budget` bytes: how many
+/// images `netc eval` puts through one pass when not told. The step is
+/// built once; only the plan is made again for each batch.
+pub fn batch_within(forward: &Graph, sgd: &Sgd, batch: u64, budget: u64) -> u64 {
+    let Ok(g) = training_step(forward, sgd, true) else {
+        return batch.max(1);
+    };
+    let mut b = batch.max(1);
+    while b > 1 {
+        match crate::passes::memplan::plan(&g, b) {
+            Ok(p) if p.planned() > budget => b = b.div_ceil(2),
+            _ => break,
+        }
+    }
+    b
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    fn module(src: &str) -> crate::lower::Module {
+        crate::frontend::compile(src).unwrap().module
+    }
+
+    #[test]
+    fn the_batch_within_a_budget_halves_until_the_step_fits() {
+        let m = module(include_str!("../../networks/alexnet.net"));
+        let (g, sgd) = (&m.graph, &m.train.sgd);
+        let full = training_step_bytes(g, sgd, 128).unwrap();
+        assert!(full > 1 << 30, "{full}");
+        let b = batch_within(g, sgd, 128, 1 << 30);
+        assert!((1..128).contains(&b), "{b}");
+        assert!(training_step_bytes(g, sgd, b).unwrap() <= 1 << 30 || b == 1);
+        assert!(training_step_bytes(g, sgd, b * 2).unwrap() > 1 << 30);
+        // A step that fits keeps its batch.
+        let small = module(include_str!("../../networks/lenet5.net"));
+        assert_eq!(
+            batch_within(&small.graph, &small.train.sgd, 64, 1 << 30),
+            64
+        );
+    }
+}

@@ -678,6 +678,13 @@ fn finish(
             "the partial files disagree with their progress record; delete them and rerun",
         ));
     }
+    let train_jobs = jobs.iter().filter(|j| !j.val).count();
+    if train_jobs == 0 {
+        return Err(source_err(
+            &opts.src,
+            "no training image: every image went to validation (a --val-fraction that takes each class whole, or an empty train/ folder); an empty dataset is not written",
+        ));
+    }
     if prog.train_records == 0 {
         let list = beside(&opts.out, ".skipped.txt");
         let text: String = prog
@@ -690,7 +697,7 @@ fn finish(
             &opts.src,
             format!(
                 "no training image could be prepared: all {} were skipped as unreadable (listed in {}); an empty dataset is not written",
-                jobs.iter().filter(|j| !j.val).count(),
+                train_jobs,
                 list.display()
             ),
         ));
@@ -829,6 +836,15 @@ pub fn run(opts: &PrepareOptions) -> Result<String, PreparedError> {
     }
     text.push('\n');
     text.push_str(&info(&opts.out)?);
+    if r.val == 0 && opts.progress {
+        // Said, not refused: a training set alone is a dataset, but a
+        // run on it has nothing to evaluate on.
+        eprintln!(
+            "note: `{}` has no validation images: `{}` has no val/ folder and no --val-fraction was given; `--val-fraction 0.1` keeps a tenth of each class for validation",
+            opts.out.display(),
+            opts.src.display()
+        );
+    }
     Ok(text)
 }
 

@@ -169,22 +169,29 @@ fn a_run_that_would_take_no_step_is_refused() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// Trains `networks/alexnet-fmnist.net` for one epoch of `steps` steps into `out`.
-fn short_run(out: &std::path::Path, steps: &str) -> Output {
-    netc(&[
+/// `netc train networks/alexnet-fmnist.net` on the embedded subset, batch
+/// 16, for `epochs` epochs of `steps` steps into `out`: the short run the
+/// tests below start from (they add what they vary).
+fn train_args<'a>(out: &'a str, epochs: &'a str, steps: &'a str) -> Vec<&'a str> {
+    vec![
         "train",
         "networks/alexnet-fmnist.net",
         "--data",
         "data/fmnist-small",
         "--epochs",
-        "1",
+        epochs,
         "--max-steps",
         steps,
         "--batch",
         "16",
         "--out",
-        out.to_str().unwrap(),
-    ])
+        out,
+    ]
+}
+
+/// Trains `networks/alexnet-fmnist.net` for one epoch of `steps` steps into `out`.
+fn short_run(out: &std::path::Path, steps: &str) -> Output {
+    netc(&train_args(out.to_str().unwrap(), "1", steps))
 }
 
 /// Two identical runs write the same checkpoint bytes (the header's keys
@@ -834,22 +841,9 @@ fn a_full_disk_on_any_output_leaves_every_earlier_file_as_it_was() {
     let out = d.join("train");
     let r = short_run(&out, "2");
     assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
-    let train = [
-        "train",
-        "networks/alexnet-fmnist.net",
-        "--data",
-        "data/fmnist-small",
-        "--epochs",
-        "1",
-        "--max-steps",
-        "2",
-        "--batch",
-        "16",
-        "--seed",
-        "5",
-        "--out",
-        &s(&out),
-    ];
+    let out_s = s(&out);
+    let mut train = train_args(&out_s, "1", "2");
+    train.extend_from_slice(&["--seed", "5"]);
     // Another seed: every file the rerun would write differs from the
     // earlier one.
     full_disk_keeps(
@@ -997,20 +991,7 @@ fn a_full_disk_on_any_output_leaves_every_earlier_file_as_it_was() {
 /// started (not waited for).
 fn spawn_train(out: &std::path::Path, steps: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_netc"))
-        .args([
-            "train",
-            "networks/alexnet-fmnist.net",
-            "--data",
-            "data/fmnist-small",
-            "--epochs",
-            "1",
-            "--max-steps",
-            steps,
-            "--batch",
-            "16",
-            "--out",
-        ])
-        .arg(out)
+        .args(train_args(out.to_str().unwrap(), "1", steps))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -1156,23 +1137,8 @@ fn train_run(
     extra: &[&str],
     full: Option<&str>,
 ) -> Output {
-    let o = out.to_str().unwrap();
-    let mut args = vec![
-        "train",
-        "networks/alexnet-fmnist.net",
-        "--data",
-        "data/fmnist-small",
-        "--epochs",
-        epochs,
-        "--max-steps",
-        "2",
-        "--batch",
-        "16",
-        "--seed",
-        seed,
-        "--out",
-        o,
-    ];
+    let mut args = train_args(out.to_str().unwrap(), epochs, "2");
+    args.extend_from_slice(&["--seed", seed]);
     args.extend_from_slice(extra);
     match (full, enospc_shim()) {
         (Some(pat), Some(shim)) => netc_full(&shim, pat, &args),

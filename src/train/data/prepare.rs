@@ -219,6 +219,13 @@ fn plan(opts: &PrepareOptions) -> Result<(Vec<Job>, Vec<String>), PreparedError>
             }
         }
     }
+    // Refused before any image is decoded: nothing would be left to train on.
+    if jobs.is_empty() && !val_jobs.is_empty() {
+        return Err(source_err(
+            src,
+            "no training image: every image went to validation (a --val-fraction that takes each class whole, or an empty train/ folder); an empty dataset is not written",
+        ));
+    }
     jobs.extend(val_jobs);
     Ok((jobs, classes))
 }
@@ -679,12 +686,6 @@ fn finish(
         ));
     }
     let train_jobs = jobs.iter().filter(|j| !j.val).count();
-    if train_jobs == 0 {
-        return Err(source_err(
-            &opts.src,
-            "no training image: every image went to validation (a --val-fraction that takes each class whole, or an empty train/ folder); an empty dataset is not written",
-        ));
-    }
     if prog.train_records == 0 {
         let list = beside(&opts.out, ".skipped.txt");
         let text: String = prog

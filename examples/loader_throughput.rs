@@ -13,8 +13,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use netc::train::data::prepared::{Prepared, PreparedSplit};
-use netc::train::data::{AugmentConfig, Augmenter, ImageSource, Loader, LoaderConfig, Mode};
+use netc::data::prepared::{Prepared, PreparedSplit};
+use netc::data::{AugmentConfig, Augmenter, ImageSource, Loader, LoaderConfig, Mode};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

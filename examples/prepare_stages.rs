@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use netc::train::data::{Shape, folder, jpeg};
+use netc::data::{Shape, folder, jpeg};
 
 fn main() {
     let files: Vec<String> = std::env::args().skip(1).collect();

@@ -32,9 +32,9 @@ use netc::backend::cuda::generate::render::Source;
 use netc::backend::cuda::step::run::CudaStep;
 use netc::backend::cuda::{self};
 use netc::backend::step::Step;
+use netc::data::{AugmentConfig, Augmenter, MeanMode, Params, Shape, Split, Stats};
+use netc::data::{Loader, LoaderConfig};
 use netc::rng::Rng;
-use netc::train::data::{AugmentConfig, Augmenter, MeanMode, Params, Shape, Split, Stats};
-use netc::train::data::{Loader, LoaderConfig};
 use netc::train::run::{TrainOptions, effective_config, training_graph};
 
 /// `n` random images of `shape`, with correlated channels so the PCA of

@@ -137,7 +137,7 @@ fn finished(o: Outcome) -> Vec<EpochReport> {
 
 /// Runs `steps` training steps on real batches through the trait.
 fn step_losses(exec: &mut dyn Step, steps: usize) -> Vec<f64> {
-    let ds = netc::train::data::Dataset::embedded_fmnist().unwrap();
+    let ds = netc::data::Dataset::embedded_fmnist().unwrap();
     let (n, per) = (BATCH as usize, exec.image_len());
     (0..steps)
         .map(|s| {

@@ -611,12 +611,10 @@ fn messages_say_what_is_wrong() {
     }
     let cut = folder.join("b").join("cut.JPEG");
     std::fs::write(&cut, &bytes[..2000]).unwrap();
-    let e = netc::train::data::folder::load_image(&cut, 64).unwrap_err();
+    let e = netc::data::folder::load_image(&cut, 64).unwrap_err();
     assert!(e.to_string().contains("cut.JPEG"), "{e}");
     assert!(e.to_string().contains("truncated JPEG"), "{e}");
-    assert!(
-        netc::train::data::folder::load_image(&folder.join("a").join("whole.JPEG"), 64).is_ok()
-    );
+    assert!(netc::data::folder::load_image(&folder.join("a").join("whole.JPEG"), 64).is_ok());
     // Training on that folder names the file; without the cut one, it runs
     // and says that it evaluates on its own images (no train/ and val/).
     let tiny = net(
@@ -1103,7 +1101,7 @@ fn a_second_writer_of_an_output_is_refused_naming_the_first() {
                 "{e}"
             );
         }
-        let p = netc::train::data::prepared::Prepared::open(&ds).unwrap();
+        let p = netc::data::prepared::Prepared::open(&ds).unwrap();
         assert_eq!(p.len(), 12);
         let mut buf = Vec::new();
         for i in 0..p.len() {

@@ -7,9 +7,9 @@
 mod common;
 
 use netc::backend::cpu::exec::CpuExec;
+use netc::data::Dataset;
 use netc::ir::print::{PrintOptions, print};
 use netc::passes::fuse::fuse;
-use netc::train::data::Dataset;
 
 #[test]
 fn every_network_fuses_and_verifies() {

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use netc::train::kernels::{GAP, TOWER_GAP};
+use netc::picture::kernels::{GAP, TOWER_GAP};
 
 fn netc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_netc"))
@@ -126,7 +126,7 @@ fn train(file: &Path, data: &Path, out: &Path, extra: &[&str]) -> PathBuf {
 
 /// One tower's kernels `[F, C, K, K]` as the checkpoint holds them.
 fn weights(ckpt: &Path, key: &str) -> (Vec<usize>, Vec<f32>) {
-    let c = netc::train::checkpoint::load(ckpt).unwrap();
+    let c = netc::model::checkpoint::load(ckpt).unwrap();
     c.tensors[key].clone()
 }
 

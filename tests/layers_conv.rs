@@ -397,7 +397,7 @@ fn a_network_without_batchnorm_evaluates_unfolded() {
 #[test]
 fn netc_eval_gives_the_same_figures_folded_and_unfolded() {
     use netc::backend::cpu::exec::CpuExec;
-    use netc::train::error::TrainError;
+    use netc::model::error::TrainError;
     use netc::train::run::eval_predictions_with;
     let src = std::fs::read_to_string(NET).unwrap();
     let c = compile(&src);

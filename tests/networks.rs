@@ -220,7 +220,7 @@ fn trains_on_fmnist_small(path: &str, n: usize, steps: usize) -> (f64, f64) {
     let mut g = c.module.graph.clone();
     netc::passes::autodiff::autodiff(&mut g, &c.module.train.sgd).unwrap();
     ir::verify::verify(&g).unwrap();
-    let ds = netc::train::data::Dataset::embedded_fmnist().unwrap();
+    let ds = netc::data::Dataset::embedded_fmnist().unwrap();
     let mut exec = CpuExec::<f32>::new(g, 3).unwrap();
     let per = 28 * 28;
     let mut losses = Vec::new();

@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use netc::train::weights;
+use netc::model::weights;
 
 #[path = "onnx/forms.rs"]
 mod forms;

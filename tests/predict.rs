@@ -9,11 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use netc::data::Dataset;
 use netc::frontend;
-use netc::train::data::Dataset;
-use netc::train::predict::Predictor;
-use netc::train::predictions::Table;
-use netc::train::preparation::Preparation;
+use netc::model::predict::Predictor;
+use netc::model::predictions::Table;
+use netc::model::preparation::Preparation;
 use netc::train::run::{EvalReport, TrainOptions, eval_predictions_with, eval_weights, train};
 
 fn tmp(name: &str) -> PathBuf {
@@ -121,7 +121,7 @@ fn fashion_mnist_predict_agrees_with_eval_predictions() {
     assert_eq!(prep.mean_image.len(), 784);
     assert!(prep.mean && prep.pca.is_none());
     let ds = Dataset::embedded_fmnist().unwrap();
-    let st = netc::train::data::Stats::compute(&ds.train);
+    let st = netc::data::Stats::compute(&ds.train);
     assert_eq!(prep.mean_image, st.mean_image, "the training mean, exactly");
 
     // eval --predictions, in the library: the table's error is eval's.
@@ -317,7 +317,7 @@ fn fashion_mnist_predict_agrees_with_eval_predictions() {
     // the same figures; predict says what is missing, or takes `--data`.
     let old = dir.join("old.safetensors");
     strip_preparation(&ck, &old);
-    let ckpt = netc::train::checkpoint::load(&old).unwrap();
+    let ckpt = netc::model::checkpoint::load(&old).unwrap();
     assert!(ckpt.preparation.is_none());
     let (old_report, old_table) = eval_rows(m, &old, &data);
     assert_eq!(old_report, report);
@@ -439,7 +439,7 @@ fn image_folder_ten_crops_agree_and_rows_name_their_files() {
         for (a, b) in p.logits.iter().zip(&r.logits) {
             assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
         }
-        let want = netc::train::ten_crop::probabilities(&r.logits, 3);
+        let want = netc::model::ten_crop::probabilities(&r.logits, 3);
         for (a, b) in p.probabilities.iter().zip(&want) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
@@ -513,7 +513,7 @@ fn image_folder_ten_crops_agree_and_rows_name_their_files() {
 /// `--batch` (images per forward pass) gives the same figures.
 #[test]
 fn eval_takes_any_number_of_images_in_batches_of_its_choice() {
-    use netc::train::data::idx::write_idx;
+    use netc::data::idx::write_idx;
     let net = "networks/lenet5.net";
     let src = std::fs::read_to_string(net).unwrap();
     let c = frontend::compile(&src).unwrap_or_else(|_| panic!("compiles"));

@@ -14,9 +14,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netc::train::data::prepare::{PrepareOptions, prepare};
-use netc::train::data::prepared::{Format, Prepared, PreparedError, PreparedSplit};
-use netc::train::data::{
+use netc::data::prepare::{PrepareOptions, prepare};
+use netc::data::prepared::{Format, Prepared, PreparedError, PreparedSplit};
+use netc::data::{
     AugmentConfig, Augmenter, Batch, DataError, Dataset, ImageSource, Loader, LoaderConfig, Stats,
     sources,
 };

@@ -3,9 +3,9 @@
 //! seed whatever the thread count, and dropout is off at evaluation.
 
 use netc::backend::cpu::exec::CpuExec;
+use netc::data::Dataset;
 use netc::frontend;
 use netc::passes::autodiff::autodiff;
-use netc::train::data::Dataset;
 
 fn step_losses(threads: usize, seed: u64, steps: usize) -> Vec<f64> {
     let src = std::fs::read_to_string("networks/alexnet-fmnist.net").unwrap();
@@ -245,7 +245,7 @@ fn steps_count_in_all_and_max_steps_says_it_is_per_epoch() {
         })
         .collect();
     assert_eq!(steps, [2, 3], "{metrics}");
-    let p = netc::train::checkpoint::load(&out.join("checkpoint.safetensors"))
+    let p = netc::model::checkpoint::load(&out.join("checkpoint.safetensors"))
         .unwrap()
         .progress;
     assert_eq!((p.epoch, p.batch, p.step), (2, 0, 3));
@@ -368,7 +368,7 @@ fn resume_continues_in_its_folder_with_its_settings() {
         [2, 4],
         "2 epochs of 2 steps, not the file's 12 of all\n{metrics}"
     );
-    let p = netc::train::checkpoint::load(&ck).unwrap().progress;
+    let p = netc::model::checkpoint::load(&ck).unwrap().progress;
     assert_eq!((p.epoch, p.step, p.seed, p.batch_size), (2, 4, 5, 16));
     // Told otherwise, it does otherwise: one more epoch.
     let o = netc_in(
@@ -383,7 +383,7 @@ fn resume_continues_in_its_folder_with_its_settings() {
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let p = netc::train::checkpoint::load(&ck).unwrap().progress;
+    let p = netc::model::checkpoint::load(&ck).unwrap().progress;
     assert_eq!((p.epoch, p.step), (3, 6));
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -586,7 +586,7 @@ fn a_checkpoint_without_settings_resumes_and_says_so() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let ck = run.join("checkpoint.safetensors");
-    let old = netc::train::checkpoint::load(&ck).unwrap();
+    let old = netc::model::checkpoint::load(&ck).unwrap();
     assert!(
         old.progress.settings.is_some(),
         "a new checkpoint records them"
@@ -598,7 +598,7 @@ fn a_checkpoint_without_settings_resumes_and_says_so() {
         .iter()
         .map(|(k, (shape, v))| (k.clone(), shape.clone(), v.as_slice()))
         .collect();
-    netc::train::checkpoint::save(
+    netc::model::checkpoint::save(
         &ck,
         &old.network,
         &old.fingerprint,
@@ -627,7 +627,7 @@ fn a_checkpoint_without_settings_resumes_and_says_so() {
         "{se}"
     );
     assert!(so.contains("stopped at step 1"), "{so}");
-    let p = netc::train::checkpoint::load(&ck).unwrap().progress;
+    let p = netc::model::checkpoint::load(&ck).unwrap().progress;
     assert_eq!((p.seed, p.batch_size, p.step), (9, 16, 1));
     assert!(
         p.settings

@@ -1,7 +1,7 @@
 //! Plain input types a backend takes from whoever feeds it: batches before
 //! augmentation, the host's per-crop draws, and what a device needs to
 //! augment them itself. Data only: how batches are loaded, shuffled and
-//! drawn is the training side's business (`train::data`).
+//! drawn is the training side's business (`data`).
 
 /// The random choices for one crop of one image in one epoch.
 #[derive(Clone, Copy, Debug, PartialEq)]

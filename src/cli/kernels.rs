@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use netc::train::kernels::{self, Style};
+use netc::picture::kernels::{self, Style};
 
 use super::args::KernelsArgs;
 use super::{load, write_atomic};

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use netc::model::weights;
 use netc::onnx::export;
-use netc::train::weights;
 
 use super::args::{ExportArgs, ImportArgs};
 use super::{load, write_atomic};

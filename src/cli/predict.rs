@@ -1,9 +1,9 @@
 //! `netc predict`: the top classes of image files, by name, from a
-//! checkpoint (`train::predict`).
+//! checkpoint (`model::predict`).
 
 use std::process::ExitCode;
 
-use netc::train::predict::Predictor;
+use netc::model::predict::Predictor;
 
 use super::args::PredictArgs;
 use super::load;

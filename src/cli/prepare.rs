@@ -1,9 +1,9 @@
 //! `netc prepare`: an image tree read once into one memory-mapped dataset
-//! file (`train::data::prepare`), or with `--info` what such a file holds.
+//! file (`data::prepare`), or with `--info` what such a file holds.
 
 use std::process::ExitCode;
 
-use netc::train::data::{prepare, prepared::Format};
+use netc::data::{prepare, prepared::Format};
 
 use super::args::{PrepareArgs, RecordFormat};
 

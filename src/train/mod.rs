@@ -1,32 +1,23 @@
-//! Training support. Assumes a backend that consumes f32 NCHW batches;
-//! guarantees that everything here is deterministic given a seed.
+//! Training: the loop, its schedules, its outputs, and sweeps of variants.
+//! Assumes a backend that consumes f32 NCHW batches; guarantees that
+//! everything here is deterministic given a seed.
 //!
-//! - [`data`]: datasets (Fashion-MNIST IDX files, image folders), the paper's
-//!   preprocessing and augmentation, and a prefetching batch loader.
 //! - [`run`]: the training loop, generic over the backends' step interface
 //!   (`backend::step::Step`); it never names a backend other than the CPU
 //!   reference, whose executor it builds and hands to the backend chosen
-//!   by the caller.
-//! - [`preparation`]: what a checkpoint stores to classify images without
-//!   the data (class names, input preparation, colour statistics);
-//!   [`predict`] classifies image files with it; [`predictions`] writes
-//!   `eval --predictions` tables.
-//! - [`weights`]: a network's weights outside a run (read from and written
-//!   to checkpoints, logits on given images), for `netc export` and `import`.
+//!   by the caller. Evaluation of a checkpoint (`netc eval`) runs here too.
+//! - [`outputs`]: a run's files (checkpoint, metrics, learning curves),
+//!   published together; [`report`]: what a run reports.
+//! - [`sweep`]: train every variant of an ablation and compare them.
+//! - [`bench`]: timed training steps on synthetic data (`netc bench`).
+//!
+//! The data it trains on is [`crate::data`]'s; what a trained network is
+//! and does (checkpoints, weights, prediction) is [`crate::model`]'s; its
+//! pictures are [`crate::picture`]'s.
 
 pub mod bench;
-pub mod checkpoint;
-pub mod data;
-pub mod error;
-pub mod kernels;
 pub mod no_step;
 pub mod outputs;
-pub mod plot;
-pub mod predict;
-pub mod predictions;
-pub mod preparation;
 pub mod report;
 pub mod run;
 pub mod sweep;
-pub mod ten_crop;
-pub mod weights;

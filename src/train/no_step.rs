@@ -73,7 +73,7 @@ pub fn check_writable(dir: &std::path::Path) -> Result<(), String> {
 pub fn check_classes(
     exec: &crate::backend::cpu::exec::CpuExec,
     classes: usize,
-) -> Result<Option<String>, super::error::TrainError> {
+) -> Result<Option<String>, crate::model::error::TrainError> {
     let g = exec.graph();
     let Ok((_, label, _, _)) = g.training_io() else {
         return Ok(None);
@@ -84,7 +84,7 @@ pub fn check_classes(
     let name = &g.node(label).name;
     let (have, want) = (classes as u64, want);
     if have > want {
-        return Err(super::error::TrainError::Config(format!(
+        return Err(crate::model::error::TrainError::Config(format!(
             "the data has {have} classes but the network's `{name}` input takes {want}"
         )));
     }

@@ -19,9 +19,9 @@
 
 use std::path::Path;
 
-use super::error::TrainError;
 use super::report::EpochReport;
 use crate::ir::train::TrainConfig;
+use crate::model::error::TrainError;
 
 /// The identity of a run: a fingerprint of its training graph's
 /// fingerprint, its settings (seed, batch, schedule, data section; the
@@ -31,7 +31,7 @@ pub fn run_identity(graph_fingerprint: &str, cfg: &TrainConfig, max_steps: Optio
     let mut cfg = cfg.clone();
     cfg.epochs = 0;
     let settings = serde_json::to_string(&cfg).unwrap_or_else(|e| e.to_string());
-    super::checkpoint::fingerprint(&format!(
+    crate::model::checkpoint::fingerprint(&format!(
         "{graph_fingerprint}\n{settings}\nmax_steps {max_steps:?}"
     ))
 }
@@ -123,7 +123,7 @@ pub fn publish(
     staged
         .stage(
             paths.plot,
-            super::plot::learning_curves(network, reports).as_bytes(),
+            crate::picture::curves::learning_curves(network, reports).as_bytes(),
         )
         .map_err(io(paths.plot))?;
     if let Some(bytes) = checkpoint {

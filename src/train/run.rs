@@ -36,17 +36,18 @@ use crate::backend::cpu::exec::CpuExec;
 use crate::backend::input::AugmentPlan;
 use crate::backend::layout::Layout;
 use crate::backend::step::{Batch, Feed, Step};
+use crate::data;
+use crate::data::augment::Mode;
+use crate::data::loader::{Loader, LoaderConfig};
+use crate::ir::print;
 use crate::ir::train::{Schedule, TestCrop, TrainConfig};
-use crate::ir::{Graph, print};
 use crate::lower::Module;
-use crate::train::checkpoint::{self, Checkpoint, CheckpointError, Progress, RunSettings};
-use crate::train::data;
-use crate::train::data::augment::{AugmentConfig, Augmenter, MeanMode, Mode};
-use crate::train::data::loader::{Loader, LoaderConfig};
-use crate::train::data::pca::Stats;
-pub use crate::train::error::TrainError;
-use crate::train::predictions::{self, Row, Table};
-use crate::train::preparation::Preparation;
+pub use crate::model::build::training_graph;
+use crate::model::build::{augmenter, restore_loaded};
+use crate::model::checkpoint::{self, Checkpoint, Progress, RunSettings};
+pub use crate::model::error::TrainError;
+use crate::model::predictions::{self, Row, Table};
+use crate::model::preparation::Preparation;
 pub use crate::train::report::{EpochReport, EvalReport, Outcome, Results};
 
 #[derive(Clone, Debug, Default)]
@@ -211,39 +212,6 @@ pub fn effective_config(module: &Module, opts: &TrainOptions) -> TrainConfig {
     cfg
 }
 
-/// The whole training step as IR: forward, backward, update; fused
-/// unless `fuse` is false.
-pub fn training_graph(module: &Module, cfg: &TrainConfig, fuse: bool) -> Result<Graph, TrainError> {
-    Ok(crate::passes::pipeline::training_step(
-        &module.graph,
-        &cfg.sgd,
-        fuse,
-    )?)
-}
-
-pub(crate) fn augmenter(
-    cfg: &TrainConfig,
-    shape: data::Shape,
-    stats: &Stats,
-    seed: u64,
-) -> Result<Augmenter, TrainError> {
-    let d = &cfg.data;
-    let aug = AugmentConfig {
-        random_crop: d.random_crop,
-        crop: d.crop.map_or(shape.h, |c| c as usize),
-        pad: d.pad as usize,
-        mirror: d.mirror,
-        lighting_sigma: d.lighting as f32,
-        mean: if d.mean {
-            MeanMode::Pixel
-        } else {
-            MeanMode::None
-        },
-        scale: d.scale as f32,
-    };
-    Augmenter::new(aug, stats, seed).map_err(|e| TrainError::Config(e.to_string()))
-}
-
 // The data a run uses, whatever `--data` names (a prepared dataset, an
 // image folder, Fashion-MNIST), is opened by `data::sources::open`.
 
@@ -404,7 +372,7 @@ pub fn evaluate_each<E: Step + ?Sized>(
                 label,
                 &logits[10 * i * k..10 * (i + 1) * k],
             );
-            let s = super::ten_crop::score(&logits[10 * i * k..10 * (i + 1) * k], k, label);
+            let s = crate::model::ten_crop::score(&logits[10 * i * k..10 * (i + 1) * k], k, label);
             loss += s.loss;
             t1 += usize::from(s.top1);
             t5 += usize::from(s.top5);
@@ -457,38 +425,6 @@ fn commit<E: Step>(
     drop(tensors);
     super::outputs::publish(paths, &s.network, run, reports, kept_lines, Some(&bytes))?;
     s.saved = true;
-    Ok(())
-}
-
-/// Loads every parameter of the checkpoint `ck`, read from `path`, into
-/// `exec`, checking names and sizes (not the fingerprint).
-pub(crate) fn restore_loaded<E: Step>(
-    exec: &mut E,
-    ck: &checkpoint::Checkpoint,
-    path: &Path,
-) -> Result<(), TrainError> {
-    let want: Vec<(String, usize)> = exec
-        .state()?
-        .into_iter()
-        .map(|(name, _, v)| (name, v.len()))
-        .collect();
-    for (name, len) in want {
-        let Some((_, values)) = ck.tensors.get(&name) else {
-            return Err(CheckpointError::Corrupt {
-                path: path.to_path_buf(),
-                reason: format!("no tensor `{name}`"),
-            }
-            .into());
-        };
-        if len != values.len() {
-            return Err(CheckpointError::Corrupt {
-                path: path.to_path_buf(),
-                reason: format!("`{name}` has {} values, expected {len}", values.len()),
-            }
-            .into());
-        }
-        exec.set_state(&name, values)?;
-    }
     Ok(())
 }
 
@@ -942,7 +878,7 @@ pub fn eval_weights_with<E: Step, X: Into<TrainError>>(
 }
 
 /// [`eval_weights_with`], also returning one row per test image (see
-/// `train::predictions`): its index, source file (or index), label,
+/// `model::predictions`): its index, source file (or index), label,
 /// predicted class and logits. A checkpoint that stores class names must
 /// name the data's classes.
 pub fn eval_predictions_with<E: Step, X: Into<TrainError>>(
@@ -1027,15 +963,15 @@ pub fn load_weights(path: &Path) -> Result<Vec<(String, Vec<f32>)>, TrainError> 
 /// One step's batch as the loop fetched it: host-augmented from the
 /// loader's iterator, or raw for an executor that augments on its device.
 enum Fetched {
-    Host(crate::train::data::Batch),
-    Raw(crate::train::data::RawBatch),
+    Host(crate::data::Batch),
+    Raw(crate::data::RawBatch),
 }
 
 impl Fetched {
     /// Batch `index` of `epoch`: the iterator's next one, or (without an
     /// iterator) the raw batch at that index; `None` past the end.
     fn get(
-        iter: &mut Option<crate::train::data::EpochIter>,
+        iter: &mut Option<crate::data::EpochIter>,
         train: &Loader,
         epoch: u64,
         index: usize,

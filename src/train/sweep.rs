@@ -59,7 +59,7 @@ struct Done {
 /// The fingerprint of a variant's network text and the sweep's training
 /// settings: a finished variant is reused only while it is the same.
 fn identity(text: &str, train: &spec::TrainOverrides) -> String {
-    crate::train::checkpoint::fingerprint(&format!("{text}\n{train:?}"))
+    crate::model::checkpoint::fingerprint(&format!("{text}\n{train:?}"))
 }
 
 /// One row of the comparison.
@@ -266,11 +266,11 @@ pub fn run_with_data(spec_path: &Path, data: Option<&Path>) -> Result<Vec<Row>, 
     stage(sp.out.join("results.md"), md.as_bytes())?;
     stage(sp.out.join("results.csv"), csv.as_bytes())?;
     let title = format!("sweep of {}", sp.network.display());
-    let svg = crate::train::plot::compare(&title, &curves);
+    let svg = crate::picture::curves::compare(&title, &curves);
     let p = sp.out.join("curves.svg");
     stage(p.clone(), svg.as_bytes())?;
     if let Some(t) = sp.target_train_error {
-        let svg = crate::train::plot::train_error(&title, &curves, t);
+        let svg = crate::picture::curves::train_error(&title, &curves, t);
         stage(sp.out.join("train-error.svg"), svg.as_bytes())?;
     }
     staged.commit().map_err(io(&sp.out))?;

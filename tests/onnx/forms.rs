@@ -379,9 +379,9 @@ fn a_model_in_the_dynamo_forms_with_external_weights_matches_onnxruntime() {
         assert!(text.contains(want), "no `{want}` in\n{text}");
     }
     let m = super::module(&net);
-    let w = netc::train::weights::load(&m, &ck).unwrap();
+    let w = netc::model::weights::load(&m, &ck).unwrap();
     let images = super::synthetic(16, 3 * 15 * 15, 5);
-    let logits = netc::train::weights::logits(&m, &w, &images, 16).unwrap();
+    let logits = netc::model::weights::logits(&m, &w, &images, 16).unwrap();
     let worst = super::check(&py, &model, &images, &logits, &dir);
     eprintln!("dynamo forms: worst relative error {worst:.3e}");
     assert!(worst <= 1e-4, "{worst}");

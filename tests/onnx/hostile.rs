@@ -36,7 +36,7 @@ fn foreign(file: &str) -> Vec<u8> {
 fn exported(net: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(net);
     let module = netc::frontend::check_file(&path).unwrap().0.module;
-    let values = netc::train::weights::initial(&module);
+    let values = netc::model::weights::initial(&module);
     let step =
         netc::passes::pipeline::training_step(&module.graph, &module.train.sgd, false).unwrap();
     let fwd = netc::passes::forward::forward_graph(&step).unwrap();

@@ -1,6 +1,6 @@
 //! Augmentation on the device: the CUDA C kernel that turns a batch of raw
 //! `u8` CHW images into the `f32` crops the step's `image` buffer expects,
-//! computing exactly what `train::data::Augmenter::crop_into` computes on
+//! computing exactly what `data::Augmenter::crop_into` computes on
 //! the host:
 //!
 //! ```text

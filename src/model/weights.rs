@@ -18,8 +18,8 @@ use crate::backend::params;
 use crate::backend::step::Step;
 use crate::ir::{Op, ParamRole, print};
 use crate::lower::Module;
-use crate::train::checkpoint::{self, CheckpointError, Progress};
-use crate::train::error::TrainError;
+use crate::model::checkpoint::{self, CheckpointError, Progress};
+use crate::model::error::TrainError;
 
 /// Weight and bias values by checkpoint key.
 pub type Weights = HashMap<String, Vec<f32>>;
@@ -27,7 +27,7 @@ pub type Weights = HashMap<String, Vec<f32>>;
 /// The training step a checkpoint of `module` is written for (fused, as
 /// `netc train` runs it) and its fingerprint.
 fn fingerprint(module: &Module) -> Result<(crate::ir::Graph, String), TrainError> {
-    let g = super::run::training_graph(module, &module.train, true)?;
+    let g = super::build::training_graph(module, &module.train, true)?;
     let fp = checkpoint::fingerprint(&print::print_for_fingerprint(&g));
     Ok((g, fp))
 }
@@ -144,7 +144,7 @@ pub fn logits(
     images: &[f32],
     batch: usize,
 ) -> Result<Vec<f32>, TrainError> {
-    let step = super::run::training_graph(module, &module.train, true)?;
+    let step = super::build::training_graph(module, &module.train, true)?;
     let fwd = crate::passes::forward::forward_graph(&step)
         .map_err(|e| TrainError::Config(e.to_string()))?;
     let mut exec: CpuExec = CpuExec::new(fwd, module.train.seed)?;
@@ -174,10 +174,10 @@ pub fn test_images(
     data: Option<&Path>,
     count: usize,
 ) -> Result<(Vec<f32>, Vec<u32>), TrainError> {
-    use crate::train::data::loader::{Loader, LoaderConfig};
+    use crate::data::loader::{Loader, LoaderConfig};
     let cfg = &module.train;
-    let ds = crate::train::data::sources::open(data, cfg.data.rescale)?;
-    let aug = super::run::augmenter(cfg, ds.shape(), &ds.stats, cfg.seed)?;
+    let ds = crate::data::sources::open(data, cfg.data.rescale)?;
+    let aug = super::build::augmenter(cfg, ds.shape(), &ds.stats, cfg.seed)?;
     let test = Loader::from_source(ds.test, aug, LoaderConfig::eval(count.max(1)))
         .map_err(|e| TrainError::Config(e.to_string()))?;
     let batch = test.epoch(0, 0).next();

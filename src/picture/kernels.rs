@@ -27,9 +27,9 @@ use std::path::Path;
 use crate::backend::params::key_of;
 use crate::ir::{Device, Graph, NodeId, Op, ParamRole, order, print};
 use crate::lower::Module;
-use crate::train::checkpoint::{self, CheckpointError};
-use crate::train::error::TrainError;
-use crate::train::run;
+use crate::model::build;
+use crate::model::checkpoint::{self, CheckpointError};
+use crate::model::error::TrainError;
 
 /// Kernels to a row when each kernel is one tile (the paper's figure has 16).
 pub const COLUMNS: usize = 16;
@@ -195,10 +195,10 @@ pub fn load(module: &Module, layer: Option<&str>, path: &Path) -> Result<Kernels
     let ck = checkpoint::load(path)?;
     // Whether the run fused its step or not (`--no-fuse`), the
     // checkpoint carries that step's fingerprint.
-    let cfg = run::effective_config(module, &Default::default());
+    let cfg = module.train.clone();
     let mut mismatch = None;
     for fuse in [true, false] {
-        let g = run::training_graph(module, &cfg, fuse)?;
+        let g = build::training_graph(module, &cfg, fuse)?;
         let fp = checkpoint::fingerprint(&print::print_for_fingerprint(&g));
         match ck.expect(path, &g.name, &fp) {
             Ok(()) => {

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::train::preparation::{MEAN_TENSOR, Preparation};
+use crate::model::preparation::{MEAN_TENSOR, Preparation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -506,12 +506,12 @@ mod tests {
 
     #[test]
     fn the_preparation_round_trips_and_its_mean_image_is_checked() {
-        use crate::train::preparation::{PcaStats, TestCrops};
+        use crate::model::preparation::{PcaStats, TestCrops};
         let dir = std::env::temp_dir().join(format!("netc-ckpt-prep-{}", std::process::id()));
         let path = dir.join("c.safetensors");
         let w = vec![0.5f32, 1.5];
         let prep = Preparation {
-            version: crate::train::preparation::VERSION,
+            version: crate::model::preparation::VERSION,
             classes: vec!["cat".into(), "dog".into()],
             source: "image_folder".into(),
             channels: 3,
@@ -584,7 +584,7 @@ mod tests {
         let path = dir.join("c.safetensors");
         let (w, b) = (vec![0.5f32, -1.5, 2.0], vec![0.25f32]);
         let prep = Preparation {
-            version: crate::train::preparation::VERSION,
+            version: crate::model::preparation::VERSION,
             classes: vec!["cat".into(), "dog".into()],
             source: "image_folder".into(),
             channels: 1,
@@ -595,7 +595,7 @@ mod tests {
             pad: 0,
             mean: true,
             scale: 1.0 / 255.0,
-            test: crate::train::preparation::TestCrops::Center,
+            test: crate::model::preparation::TestCrops::Center,
             random_crop: false,
             mirror: false,
             lighting: 0.0,

@@ -18,10 +18,10 @@
 
 use std::path::Path;
 
+use crate::data::augment::{AugmentConfig, Augmenter, ConfigError, MeanMode};
+use crate::data::sources::Sources;
+use crate::data::{DataError, Pca, Shape, folder};
 use crate::ir::train::{DataPrep, TestCrop};
-use crate::train::data::augment::{AugmentConfig, Augmenter, ConfigError, MeanMode};
-use crate::train::data::sources::Sources;
-use crate::train::data::{DataError, Pca, Shape, folder};
 
 /// The tensor holding the mean image, `[C, H, W]` (0..255 units).
 pub const MEAN_TENSOR: &str = "preparation/mean_image";

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use crate::backend::cpu::exec::ExecError;
 use crate::backend::error::BackendError;
+use crate::data::DataError;
+use crate::model::checkpoint::CheckpointError;
 use crate::passes::autodiff::AutodiffError;
-use crate::train::checkpoint::CheckpointError;
-use crate::train::data::DataError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {

@@ -175,7 +175,7 @@ impl Augmenter {
     /// An augmenter for images of `shape` that subtracts exactly `mean`
     /// (`shape.len()` values, 0..255 units) and lights with `pca`: how a
     /// checkpoint's stored preparation is replayed without the training
-    /// data (`train::preparation`). `cfg.mean` is not consulted.
+    /// data (`model::preparation`). `cfg.mean` is not consulted.
     pub fn from_mean(
         cfg: AugmentConfig,
         shape: Shape,

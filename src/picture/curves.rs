@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::report::EpochReport;
+use crate::train::report::EpochReport;
 
 const W: f64 = 460.0;
 const H: f64 = 300.0;

@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::cpu::exec::CpuExec;
 use crate::backend::step::Step;
+use crate::data::augment::Augmenter;
 use crate::lower::Module;
-use crate::train::checkpoint::{self, CheckpointError};
-use crate::train::data::augment::Augmenter;
-use crate::train::error::TrainError;
-use crate::train::preparation::{Preparation, TestCrops};
+use crate::model::checkpoint::{self, CheckpointError};
+use crate::model::error::TrainError;
+use crate::model::preparation::{Preparation, TestCrops};
 
 /// One class of a prediction.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -67,14 +67,14 @@ impl Predictor {
         crate::passes::trainable::check(&module.graph, &module.train, Default::default())
             .map_err(|e| TrainError::Config(e.to_string()))?;
         let ck = checkpoint::load(weights)?;
-        let graph = super::run::training_graph(module, &cfg, true)?;
+        let graph = super::build::training_graph(module, &cfg, true)?;
         let fingerprint = checkpoint::fingerprint(&crate::ir::print::print_for_fingerprint(&graph));
         ck.expect(weights, &graph.name, &fingerprint)?;
         let prep = match (&ck.preparation, data) {
             (Some(p), _) => p.clone(),
             (None, Some(data)) => {
-                let ds = crate::train::data::sources::open(Some(data), cfg.data.rescale)?;
-                let aug = super::run::augmenter(&cfg, ds.shape(), &ds.stats, cfg.seed)?;
+                let ds = crate::data::sources::open(Some(data), cfg.data.rescale)?;
+                let aug = super::build::augmenter(&cfg, ds.shape(), &ds.stats, cfg.seed)?;
                 Preparation::of_run(&cfg.data, &ds, &aug)
             }
             (None, None) => {
@@ -99,7 +99,7 @@ impl Predictor {
                 Step::image_len(&exec)
             )));
         }
-        super::run::restore_loaded(&mut exec, &ck, weights)?;
+        super::build::restore_loaded(&mut exec, &ck, weights)?;
         let classes = exec.logits_width();
         Ok(Predictor {
             exec,

@@ -57,8 +57,8 @@ about `--seconds` (default 3) at the eager peer's warm-up speed, at least
 2; `--steps` fixes it. The full default run over the 8 networks took 22
 minutes (1,343 s) on the 2-core development machine shared with other
 builds, about 8 of them torch.compile compiling (9 to 99 s a network,
-less when Inductor's on-disk cache already holds the kernels); `--quick`
-on one small network takes under a minute.
+less when Inductor's on-disk cache already holds the kernels); `--quick
+networks/lenet5.net` took 20 to 45 s with that cache warm, 3 minutes cold.
 """
 
 import argparse

@@ -10,6 +10,7 @@ pub mod frontend;
 pub mod fsio;
 pub mod ir;
 pub mod lower;
+pub mod npy;
 pub mod onnx;
 pub mod passes;
 pub mod rng;

@@ -147,11 +147,19 @@ mod tests {
                 .unwrap_err()
                 .contains("magic")
         );
-        let ints = String::from_utf8_lossy(&good).replace("<f4", "<i4");
-        assert!(read_f32(ints.as_bytes()).unwrap_err().contains("'<i4'"));
-        let fortran = String::from_utf8_lossy(&good).replace("False", "True ");
+        let edited = |from: &[u8], to: &[u8]| {
+            let mut b = good.clone();
+            let at = b.windows(from.len()).position(|w| w == from).unwrap();
+            b[at..at + from.len()].copy_from_slice(to);
+            b
+        };
         assert!(
-            read_f32(fortran.as_bytes())
+            read_f32(&edited(b"<f4", b"<i4"))
+                .unwrap_err()
+                .contains("'<i4'")
+        );
+        assert!(
+            read_f32(&edited(b"False", b"True "))
                 .unwrap_err()
                 .contains("Fortran")
         );

@@ -2414,6 +2414,23 @@ pub fn import_from(
     }
     let logits = match c.values.get(&name) {
         Some(&Src::Layer(i)) if c.layers[i].dims.len() == 1 => i,
+        // A feature map (C×H×W): its C·H·W values, in ONNX's order, are
+        // the network's scores (a `flatten` layer; `netc run` gives them).
+        Some(&Src::Layer(i)) if c.layers[i].dims.len() == 3 => {
+            let d = c.layers[i].dims.clone();
+            let node = NodeProto {
+                name: "output_flatten".into(),
+                ..Default::default()
+            };
+            let l = c.layer(
+                &node,
+                Kind::Flatten,
+                vec![Src::Layer(i)],
+                vec![d.iter().product()],
+            );
+            c.layers.push(l);
+            c.layers.len() - 1
+        }
         _ => {
             return Err(ImportError::Graph(format!(
                 "output `{}` is not a vector of class scores computed by a layer",

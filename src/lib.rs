@@ -14,6 +14,7 @@ pub mod fsio;
 pub mod ir;
 pub mod lower;
 pub mod model;
+pub mod npy;
 pub mod onnx;
 pub mod passes;
 pub mod picture;

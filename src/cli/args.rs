@@ -36,6 +36,11 @@ pub enum Cmd {
 
     /// Classify image files with a trained checkpoint: the top classes by name.
     Predict(PredictArgs),
+
+    /// The forward pass on tensors in a .npy file (N×C×H×W float32, no image
+    /// preparation): the logits, as a .npy file.
+    Run(RunArgs),
+
     /// Draw a convolution layer's learned kernels from a checkpoint as a PNG
     /// (the paper's figure 3: one block per tower).
     Kernels(KernelsArgs),
@@ -281,6 +286,27 @@ pub struct PredictArgs {
     /// the data it was trained on, to compute it from.
     #[arg(long)]
     pub data: Option<PathBuf>,
+}
+
+/// `netc run`'s arguments.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The .net file.
+    pub file: PathBuf,
+    /// A checkpoint of the network (`netc train`, `netc import --weights-out`).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// The input tensors: a NumPy .npy file of float32 (or float64), shape
+    /// N×C×H×W of the network's input (or one C×H×W tensor), C order.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// The .npy file to write: the logits, N×classes float32 (classes for
+    /// one C×H×W input).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Tensors per forward pass (default: the network's training batch).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub batch: Option<u64>,
 }
 
 /// `netc kernels`'s arguments.

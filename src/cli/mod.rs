@@ -18,6 +18,7 @@ pub mod kernels;
 pub mod onnx;
 pub mod predict;
 pub mod prepare;
+pub mod run;
 pub mod train;
 
 use args::{Cli, Cmd};
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Prepare(a) => prepare::run(a),
         Cmd::Eval(a) => train::eval(a),
         Cmd::Predict(a) => predict::run(a),
+        Cmd::Run(a) => run::run(a),
         Cmd::Kernels(a) => kernels::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Ablate(a) => ablate::run(a),

@@ -32,6 +32,21 @@
 //! `i ± ⌊n/2⌋` for odd `m` (n = m), with alpha `alpha_onnx / m`; an even
 //! `m` is not centred, so it is refused.
 //!
+//! Folding. A node whose inputs are all constants or shapes is evaluated
+//! at import ([`fold`]: `Cast`, `Slice`, `Unsqueeze`, `Squeeze`,
+//! `ConstantOfShape`, `Constant`, `Gather`, `Concat`, `Reshape`,
+//! `Transpose`, arithmetic, `Equal`), the batch of a dynamic batch axis a
+//! symbol; an `If` whose condition folds is the branch it takes.
+//!
+//! PyTorch's LRN. `local_response_norm` exports as `x·x`, an unsqueeze to
+//! `[N, 1, C, H, W]`, a zero `Pad` along C, an `AveragePool` of
+//! `[size, 1, 1]`, a squeeze back, `·alpha`, `+k`, `^beta` and `x /` that:
+//! the chain is followed value by value ([`LrnPart`]) and becomes one
+//! `lrn` with netc's alpha `alpha_torch / size` (the average divides the
+//! sum by `size`); a node that breaks the chain (an even, uncentred
+//! window, a non-scalar alpha, another numerator) is refused with what
+//! broke it.
+//!
 //! Guarantees: the `.net` text is in canonical form (`syntax::fmt`) and
 //! names its layers after the ONNX nodes where their names make
 //! identifiers (the first part of the path, else the whole path); the
@@ -42,6 +57,7 @@ use std::collections::HashMap;
 
 use prost::Message;
 
+use super::fold;
 use super::proto::{self, AttributeProto, ModelProto, NodeProto, TensorProto};
 
 #[derive(Debug, thiserror::Error)]
@@ -288,6 +304,8 @@ struct Ctx {
     opset: i64,
     /// The model's folder, where its external data lies.
     dir: Option<std::path::PathBuf>,
+    /// Values on the way through PyTorch's decomposed LocalResponseNorm.
+    lrn: HashMap<String, LrnPart>,
 }
 
 /// A shape-derived integer vector (or scalar); `None` is the batch size.
@@ -325,9 +343,21 @@ const OPS: &[(&str, Handler)] = &[
     ("Constant", constant),
     ("ReduceMean", reduce_mean),
     ("Shape", shape),
-    ("Gather", gather),
-    ("Unsqueeze", unsqueeze),
-    ("Squeeze", squeeze),
+    ("Gather", fold_only),
+    ("Unsqueeze", fold_only),
+    ("Squeeze", fold_only),
+    ("Cast", fold_only),
+    ("Slice", fold_only),
+    ("ConstantOfShape", fold_only),
+    ("Transpose", fold_only),
+    ("Sub", fold_only),
+    ("Neg", fold_only),
+    ("Sqrt", fold_only),
+    ("Equal", fold_only),
+    ("Mul", mul),
+    ("Pow", pow),
+    ("Div", div),
+    ("Pad", fold_only),
     ("Clip", clip),
 ];
 
@@ -644,7 +674,7 @@ impl Ctx {
         let Some(k) = self.konst(n, i)? else {
             return Ok(None);
         };
-        if k.dtype != proto::INT64 {
+        if k.dtype != proto::INT64 && k.dtype != 6 {
             return Err(bad(
                 n,
                 format!(
@@ -1559,63 +1589,6 @@ fn shape(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     c.ints_out(n, Ints { v, scalar: false })
 }
 
-/// Entries of a shape (axis 0).
-fn gather(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
-    let data = c.ints_in(n, 0)?;
-    let idx = c.ints_in(n, 1)?;
-    if int_attr(n, "axis", 0)? != 0 || data.scalar {
-        return Err(bad(n, "gathers other than from a vector's axis 0"));
-    }
-    let len = data.v.len() as i64;
-    let mut v = Vec::new();
-    for i in &idx.v {
-        let i = i.ok_or_else(|| bad(n, "gathers at the batch size"))?;
-        let j = if i < 0 { i + len } else { i };
-        if !(0..len).contains(&j) {
-            return Err(bad(n, format!("index {i} is outside {len} values")));
-        }
-        v.push(data.v[j as usize]);
-    }
-    c.ints_out(
-        n,
-        Ints {
-            v,
-            scalar: idx.scalar,
-        },
-    )
-}
-
-/// The axes of an `Unsqueeze` or `Squeeze`: an attribute, or from opset
-/// 13 an input.
-fn axes_of(c: &Ctx, n: &NodeProto) -> Result<Vec<i64>, ImportError> {
-    Ok(if c.opset >= 13 {
-        c.int64s(n, 1, "axes")?
-    } else {
-        ints_attr(n, "axes")?
-    }
-    .unwrap_or_default())
-}
-
-/// A scalar as a one-entry vector.
-fn unsqueeze(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
-    let k = c.ints_in(n, 0)?;
-    let axes = axes_of(c, n)?;
-    if !k.scalar || !(axes == [0] || axes == [-1]) {
-        return Err(bad(n, "unsqueezes other than a scalar into a vector"));
-    }
-    c.ints_out(n, Ints { scalar: false, ..k })
-}
-
-/// A one-entry vector as a scalar.
-fn squeeze(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
-    let k = c.ints_in(n, 0)?;
-    let axes = axes_of(c, n)?;
-    if k.scalar || k.v.len() != 1 || !(axes.is_empty() || axes == [0] || axes == [-1]) {
-        return Err(bad(n, "squeezes other than a one-entry vector"));
-    }
-    c.ints_out(n, Ints { scalar: true, ..k })
-}
-
 /// Refused: netc has `relu` but no clipped activation (ReLU6 included).
 fn clip(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     let bound = |i: usize, name: &str| -> Result<Option<f64>, ImportError> {
@@ -1634,6 +1607,613 @@ fn clip(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
     } else {
         unsupported("Clip", n)
     })
+}
+
+/// The value `name` is defined a second time.
+fn twice(name: &str) -> ImportError {
+    ImportError::Graph(format!(
+        "defines the value `{}` more than once",
+        shown(name)
+    ))
+}
+
+/// The deepest `If` inside `If` netc reads.
+const MAX_NESTING: usize = 4;
+
+/// One node: folded where its inputs are constants or shapes, a step of a
+/// decomposed LRN where it reads one, an `If` whose condition folded as
+/// the branch it takes, else its entry of [`OPS`].
+fn run_node<'a>(
+    c: &mut Ctx,
+    n: &'a NodeProto,
+    defined: &mut std::collections::HashSet<&'a str>,
+    depth: usize,
+) -> Result<(), ImportError> {
+    if !n.domain.is_empty() && n.domain != "ai.onnx" {
+        return Err(unsupported(&format!("{}.{}", n.domain, n.op_type), n));
+    }
+    let handler = OPS.iter().find(|(op, _)| *op == n.op_type).map(|o| o.1);
+    if handler.is_none() && n.op_type != "If" {
+        return Err(unsupported(&n.op_type, n));
+    }
+    for o in n.output.iter().filter(|o| !o.is_empty()) {
+        if !defined.insert(o) {
+            return Err(twice(o));
+        }
+    }
+    for (k, a) in n.attribute.iter().enumerate() {
+        if n.attribute[..k].iter().any(|b| b.name == a.name) {
+            return Err(bad(
+                n,
+                format!("has the attribute `{}` twice", shown(&a.name)),
+            ));
+        }
+    }
+    if n.op_type == "If" {
+        return if_node(c, n, defined, depth);
+    }
+    if n.input.iter().any(|i| c.lrn.contains_key(i)) {
+        return lrn_step(c, n);
+    }
+    let folds = n.op_type != "Constant"
+        && fold::FOLDABLE.contains(&n.op_type.as_str())
+        && n.input.iter().any(|i| !i.is_empty())
+        && n.input
+            .iter()
+            .all(|i| i.is_empty() || c.consts.contains_key(i) || c.ints.contains_key(i));
+    if folds {
+        return fold_node(c, n);
+    }
+    match handler {
+        Some(h) => h(c, n),
+        None => Err(unsupported(&n.op_type, n)),
+    }
+}
+
+/// A constant or shape-derived value as a folded tensor.
+fn folded(c: &Ctx, name: &str) -> Option<fold::Tensor> {
+    if let Some(k) = c.consts.get(name) {
+        return Some(fold::Tensor {
+            dims: k.dims.iter().map(|&d| d as usize).collect(),
+            v: k.values.iter().map(|&x| fold::Sym::N(x)).collect(),
+            dtype: k.dtype,
+        });
+    }
+    c.ints.get(name).map(|k| fold::Tensor {
+        dims: if k.scalar { vec![] } else { vec![k.v.len()] },
+        v: k.v
+            .iter()
+            .map(|x| x.map_or(fold::Sym::Batch, |x| fold::Sym::N(x as f64)))
+            .collect(),
+        dtype: proto::INT64,
+    })
+}
+
+/// Stores a folded value as node `n`'s output: a constant, or (holding
+/// the batch size) shape-derived integers.
+fn store(c: &mut Ctx, n: &NodeProto, t: fold::Tensor) -> Result<(), ImportError> {
+    let o = n.output.first().ok_or_else(|| bad(n, "has no output"))?;
+    if t.has_batch() {
+        if t.dims.len() > 1 {
+            return Err(bad(
+                n,
+                "computes a tensor of more than one axis from the batch size",
+            ));
+        }
+        let v =
+            t.v.iter()
+                .map(|s| match s {
+                    fold::Sym::N(x) => Some(*x as i64),
+                    fold::Sym::Batch => None,
+                })
+                .collect();
+        return c.ints_out(
+            n,
+            Ints {
+                v,
+                scalar: t.dims.is_empty(),
+            },
+        );
+    }
+    c.consts.insert(
+        o.clone(),
+        Const {
+            dims: t.dims.iter().map(|&d| d as i64).collect(),
+            values: t
+                .v
+                .iter()
+                .map(|s| match s {
+                    fold::Sym::N(x) => *x,
+                    fold::Sym::Batch => 0.0,
+                })
+                .collect(),
+            dtype: t.dtype,
+        },
+    );
+    Ok(())
+}
+
+/// Evaluates node `n`, whose inputs are all constants or shapes.
+fn fold_node(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let ins: Vec<Option<fold::Tensor>> = n
+        .input
+        .iter()
+        .map(|i| if i.is_empty() { None } else { folded(c, i) })
+        .collect();
+    let ints = |name: &str| ints_attr(n, name).map_err(|e| e.to_string());
+    let int = |name: &str, d: i64| int_attr(n, name, d).map_err(|e| e.to_string());
+    let tensor = |name: &str| -> Result<Option<fold::Tensor>, String> {
+        let Some(a) = attr(n, name) else {
+            return Ok(None);
+        };
+        let t =
+            a.t.as_ref()
+                .ok_or_else(|| format!("attribute `{}` is not a tensor", shown(name)))?;
+        let k = tensor_values(t, None)?;
+        Ok(Some(fold::Tensor {
+            dims: k.dims.iter().map(|&d| d as usize).collect(),
+            v: k.values.into_iter().map(fold::Sym::N).collect(),
+            dtype: k.dtype,
+        }))
+    };
+    let t = fold::eval(n, &ins, c.opset, &ints, &int, &tensor).map_err(|e| bad(n, e))?;
+    store(c, n, t)
+}
+
+/// Refused where an input is a layer's output: netc folds the operator
+/// only of constants and shapes.
+fn fold_only(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let layer = n
+        .input
+        .iter()
+        .find(|i| c.values.contains_key(*i))
+        .map_or(String::new(), |i| shown(i));
+    Err(bad(
+        n,
+        format!(
+            "reads `{layer}`, a layer's output: netc computes {} only of constants and shapes, at import (it has no such layer)",
+            shown(&n.op_type)
+        ),
+    ))
+}
+
+/// `value` gets the meaning of `from` (a branch's output as the `If`'s).
+fn alias(c: &mut Ctx, n: &NodeProto, from: &str, to: &str) -> Result<(), ImportError> {
+    if let Some(&s) = c.values.get(from) {
+        c.values.insert(to.into(), s);
+    } else if let Some(k) = c.consts.get(from).cloned() {
+        c.consts.insert(to.into(), k);
+    } else if let Some(k) = c.ints.get(from).cloned() {
+        c.ints.insert(to.into(), k);
+    } else if let Some(p) = c.lrn.get(from).cloned() {
+        c.lrn.insert(to.into(), p);
+    } else {
+        return Err(bad(
+            n,
+            format!("its branch output `{}` is computed by no node", shown(from)),
+        ));
+    }
+    Ok(())
+}
+
+/// An `If` whose condition folds to a constant: the branch it takes, read
+/// as if its nodes stood in the graph (PyTorch's exporter tests shapes
+/// that are known at export).
+fn if_node<'a>(
+    c: &mut Ctx,
+    n: &'a NodeProto,
+    defined: &mut std::collections::HashSet<&'a str>,
+    depth: usize,
+) -> Result<(), ImportError> {
+    if depth >= MAX_NESTING {
+        return Err(bad(n, format!("nests If more than {MAX_NESTING} deep")));
+    }
+    let cond = n
+        .input
+        .first()
+        .and_then(|i| folded(c, i))
+        .ok_or_else(|| {
+            bad(
+                n,
+                "its condition is computed from layers' values; netc reads an If only where the condition is known at import",
+            )
+        })?;
+    let cond = match cond.v.as_slice() {
+        [fold::Sym::N(x)] => *x != 0.0,
+        _ => return Err(bad(n, "its condition is not one known value")),
+    };
+    let which = if cond { "then_branch" } else { "else_branch" };
+    let g = typed(n, which, 5, "a graph")?
+        .and_then(|a| a.g.as_deref())
+        .ok_or_else(|| bad(n, format!("has no {which}")))?;
+    for t in &g.initializer {
+        if t.name.is_empty() || !defined.insert(&t.name) {
+            return Err(twice(&t.name));
+        }
+        let v = tensor_values(t, c.dir.as_deref()).map_err(ImportError::Graph)?;
+        c.consts.insert(t.name.clone(), v);
+    }
+    for m in &g.node {
+        run_node(c, m, defined, depth + 1)?;
+    }
+    if g.output.len() != n.output.len() {
+        return Err(bad(
+            n,
+            format!(
+                "its {which} has {} outputs for {}",
+                g.output.len(),
+                n.output.len()
+            ),
+        ));
+    }
+    for (o, to) in g.output.iter().zip(&n.output) {
+        alias(c, n, &o.name, to)?;
+    }
+    Ok(())
+}
+
+/// A value on the way through PyTorch's `local_response_norm(x)`:
+/// `x·x` (or `x^2`), unsqueezed to `[N, 1, C, H, W]`, padded along C,
+/// averaged over `size` channels (`AveragePool` of `[size, 1, 1]`),
+/// squeezed back, `·alpha`, `+k`, `^beta`, and `x` divided by that.
+#[derive(Clone, Debug)]
+struct LrnPart {
+    /// The normalised value `x`.
+    x: Src,
+    /// How far the chain has come.
+    stage: LrnStage,
+    /// `x`'s dims `[C, H, W]`.
+    dims: Vec<u64>,
+    /// Channels padded before and after.
+    pad: (u64, u64),
+    size: u64,
+    alpha: f64,
+    k: f64,
+    beta: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+enum LrnStage {
+    Square,
+    Unsqueezed,
+    Padded,
+    Pooled,
+    Mean,
+    Scaled,
+    Shifted,
+    Powered,
+}
+
+impl LrnPart {
+    /// Its dims without the batch (5-D stages with their axis of 1).
+    fn dims(&self) -> Vec<u64> {
+        let mut d = self.dims.clone();
+        if (LrnStage::Unsqueezed..=LrnStage::Pooled).contains(&self.stage) {
+            if self.stage == LrnStage::Padded {
+                d[0] += self.pad.0 + self.pad.1;
+            }
+            d.insert(0, 1);
+        }
+        d
+    }
+}
+
+/// What the chain is, for refusals.
+const LRN_CHAIN: &str = "PyTorch's decomposed LocalResponseNorm (x·x, unsqueeze, pad along channels, AveragePool over [size, 1, 1], squeeze, ·alpha, +k, ^beta, x / that), which netc reads as `lrn` only whole";
+
+/// A scalar constant input `i` of `n`, if it is one.
+fn scalar_in(c: &Ctx, n: &NodeProto, i: usize) -> Option<f64> {
+    let k = c.consts.get(n.input.get(i)?)?;
+    (k.values.len() == 1 && (k.dtype == proto::FLOAT || k.dtype == 11 || k.dtype == 7))
+        .then(|| k.values[0])
+}
+
+/// `x·x` (or `x^2`) of a layer's C×H×W output: the start of an LRN.
+fn lrn_start(c: &mut Ctx, n: &NodeProto, x: Src) -> Result<(), ImportError> {
+    let dims = c.dims(x);
+    if dims.len() != 3 {
+        return Err(bad(
+            n,
+            format!(
+                "squares a {dims:?} value; netc reads a square only as the start of {LRN_CHAIN}, of C×H×W"
+            ),
+        ));
+    }
+    let o = n.output.first().ok_or_else(|| bad(n, "has no output"))?;
+    c.lrn.insert(
+        o.clone(),
+        LrnPart {
+            x,
+            stage: LrnStage::Square,
+            dims,
+            pad: (0, 0),
+            size: 0,
+            alpha: 1.0,
+            k: 0.0,
+            beta: 1.0,
+        },
+    );
+    Ok(())
+}
+
+fn mul(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    if n.input.len() == 2 && n.input[0] == n.input[1] {
+        let x = plain(n, c.src(n, 0)?)?;
+        return lrn_start(c, n, x);
+    }
+    Err(bad(
+        n,
+        format!("multiplies a layer's output; netc reads Mul only as a step of {LRN_CHAIN}"),
+    ))
+}
+
+fn pow(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    if scalar_in(c, n, 1) == Some(2.0) {
+        let x = plain(n, c.src(n, 0)?)?;
+        return lrn_start(c, n, x);
+    }
+    Err(bad(
+        n,
+        format!("raises a layer's output to a power; netc reads Pow only as a step of {LRN_CHAIN}"),
+    ))
+}
+
+fn div(_: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    Err(bad(
+        n,
+        format!("divides a layer's output; netc reads Div only as the last step of {LRN_CHAIN}"),
+    ))
+}
+
+/// A shape (as `Reshape` reads it) with the batch as `None` where it
+/// stands first: `-1`, `0` or the fixed batch size there are the batch.
+fn shape_in(c: &Ctx, n: &NodeProto) -> Result<Vec<Option<i64>>, ImportError> {
+    let mut v: Vec<Option<i64>> = match n.input.get(1).and_then(|s| c.ints.get(s)) {
+        Some(k) => k.v.clone(),
+        None => c
+            .int64s(n, 1, "shape")?
+            .ok_or_else(|| bad(n, "has no shape"))?
+            .into_iter()
+            .map(Some)
+            .collect(),
+    };
+    if let Some(f) = v.first_mut()
+        && f.is_none_or(|b| b == -1 || b == 0 || c.batch.is_some_and(|n| b as u64 == n))
+    {
+        *f = None;
+    }
+    if v.iter().skip(1).any(|x| x.is_none()) {
+        return Err(bad(
+            n,
+            "computes a shape with the batch size past its first axis",
+        ));
+    }
+    Ok(v)
+}
+
+/// Whether `shape` (batch first) reshapes a value of `dims` (without
+/// the batch) to `want` (without the batch).
+fn reshapes_to(shape: &[Option<i64>], dims: &[u64], want: &[u64]) -> bool {
+    if shape.len() != want.len() + 1 || shape[0].is_some() {
+        return false;
+    }
+    let rest: Vec<i64> = shape[1..].iter().map(|x| x.unwrap_or(0)).collect();
+    let total: u64 = dims.iter().product();
+    let as_usize: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+    fold::reshaped(&[total as usize], &rest, true)
+        .or_else(|_| fold::reshaped(&as_usize, &rest, false))
+        .is_ok_and(|d| d.iter().map(|&x| x as u64).eq(want.iter().copied()))
+}
+
+/// Node `n` reads a value of the LRN chain: its next step, or a refusal
+/// that says where the chain broke.
+fn lrn_step(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
+    let at = n
+        .input
+        .iter()
+        .position(|i| c.lrn.contains_key(i))
+        .unwrap_or(0);
+    let mut p = c.lrn[&n.input[at]].clone();
+    let broken = |why: String| {
+        bad(
+            n,
+            format!(
+                "reads `{}`, a step of {LRN_CHAIN}; here {why}",
+                shown(&n.input[at])
+            ),
+        )
+    };
+    let op = n.op_type.as_str();
+    let (c_, h, w) = (p.dims[0], p.dims[1], p.dims[2]);
+    use LrnStage::*;
+    match (op, p.stage) {
+        ("Shape", _) => {
+            let mut v: Vec<Option<i64>> = vec![c.batch.map(|b| b as i64)];
+            v.extend(p.dims().iter().map(|&d| Some(d as i64)));
+            let len = v.len() as i64;
+            let at = |a: i64| (if a < 0 { a + len } else { a }).clamp(0, len) as usize;
+            let (s, e) = (at(int_attr(n, "start", 0)?), at(int_attr(n, "end", len)?));
+            let v = if s < e { v[s..e].to_vec() } else { Vec::new() };
+            return c.ints_out(n, Ints { v, scalar: false });
+        }
+        ("Identity", _) => {}
+        ("Reshape", Square) => {
+            if !reshapes_to(&shape_in(c, n)?, &p.dims, &[1, c_, h, w]) {
+                return Err(broken("the reshape is not to [N, 1, C, H, W]".into()));
+            }
+            p.stage = Unsqueezed;
+        }
+        ("Unsqueeze", Square) => {
+            let axes = if c.opset >= 13 {
+                c.int64s(n, 1, "axes")?
+            } else {
+                ints_attr(n, "axes")?
+            };
+            if axes.as_deref() != Some(&[1]) && axes.as_deref() != Some(&[-4]) {
+                return Err(broken("the unsqueeze is not at axis 1".into()));
+            }
+            p.stage = Unsqueezed;
+        }
+        ("Pad", Unsqueezed) => {
+            let pads = if c.opset >= 11 {
+                c.int64s(n, 1, "pads")?
+            } else {
+                ints_attr(n, "pads")?
+            }
+            .unwrap_or_default();
+            let mode = attr(n, "mode").map_or(b"constant".to_vec(), |a| a.s.clone());
+            let value = if c.opset >= 11 {
+                match n.input.get(2).filter(|s| !s.is_empty()) {
+                    Some(_) => scalar_in(c, n, 2),
+                    None => Some(0.0),
+                }
+            } else {
+                Some(float_attr(n, "value", 0.0)? as f64)
+            };
+            if n.input.get(3).is_some_and(|s| !s.is_empty()) {
+                return Err(broken("the pad names its axes".into()));
+            }
+            let only_c = pads.len() == 10
+                && pads
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &v)| v >= 0 && (i % 5 == 2 || v == 0));
+            if mode != b"constant" || value != Some(0.0) || !only_c {
+                return Err(broken(format!(
+                    "the pad is not with zeros along the channels only (pads {})",
+                    list(&pads)
+                )));
+            }
+            p.pad = (pads[2] as u64, pads[7] as u64);
+            p.stage = Padded;
+        }
+        ("AveragePool", Unsqueezed | Padded) => {
+            let k = ints_attr(n, "kernel_shape")?.unwrap_or_default();
+            let s = ints_attr(n, "strides")?.unwrap_or(vec![1, 1, 1]);
+            let pads = ints_attr(n, "pads")?.unwrap_or(vec![0; 6]);
+            let d = ints_attr(n, "dilations")?.unwrap_or(vec![1, 1, 1]);
+            if k.len() != 3 || k[1..] != [1, 1] || k[0] < 1 || k[0] > MAX_WINDOW {
+                return Err(broken(format!(
+                    "the average pool's kernel {} is not [size, 1, 1]",
+                    list(&k)
+                )));
+            }
+            if s != [1, 1, 1] || d != [1, 1, 1] || pads.len() != 6 {
+                return Err(broken("the average pool has strides or dilations".into()));
+            }
+            if pads
+                .iter()
+                .enumerate()
+                .any(|(i, &v)| v < 0 || (i % 3 != 0 && v != 0))
+            {
+                return Err(broken(format!("the average pool pads {}", list(&pads))));
+            }
+            if (pads[0] != 0 || pads[3] != 0) && int_attr(n, "count_include_pad", 0)? == 0 {
+                return Err(broken(
+                    "the average pool pads without counting the padding (count_include_pad 0), so it is not a sum over size channels divided by size".into(),
+                ));
+            }
+            if attr(n, "auto_pad").is_some_and(|a| !a.s.is_empty() && a.s != b"NOTSET") {
+                return Err(broken("the average pool has auto_pad".into()));
+            }
+            p.pad.0 += pads[0] as u64;
+            p.pad.1 += pads[3] as u64;
+            let size = k[0] as u64;
+            if p.pad.0 + p.pad.1 + 1 != size {
+                return Err(broken(format!(
+                    "{size} channels are averaged with {} padded before and {} after, so the output does not keep C",
+                    p.pad.0, p.pad.1
+                )));
+            }
+            if p.pad.0 != p.pad.1 {
+                return Err(broken(format!(
+                    "the window of {size} channels is {} before a channel and {} after: not centred (an even size), and netc's lrn sums i ± ⌊n/2⌋",
+                    p.pad.0, p.pad.1
+                )));
+            }
+            if n.output.len() > 1 {
+                return Err(broken("the average pool has a second output".into()));
+            }
+            p.size = size;
+            p.stage = Pooled;
+        }
+        ("Squeeze", Pooled) => {
+            let axes = if c.opset >= 13 {
+                c.int64s(n, 1, "axes")?
+            } else {
+                ints_attr(n, "axes")?
+            };
+            if axes.as_deref() != Some(&[1]) && axes.as_deref() != Some(&[-4]) {
+                return Err(broken("the squeeze is not of axis 1".into()));
+            }
+            p.stage = Mean;
+        }
+        ("Reshape", Pooled | Mean) => {
+            if !reshapes_to(&shape_in(c, n)?, &p.dims(), &p.dims) {
+                return Err(broken("the reshape is not back to [N, C, H, W]".into()));
+            }
+            p.stage = Mean;
+        }
+        ("Mul", Mean) => match scalar_in(c, n, 1 - at) {
+            Some(a) if a > 0.0 => {
+                p.alpha = a;
+                p.stage = Scaled;
+            }
+            _ => {
+                return Err(broken(
+                    "the mean is multiplied by other than a positive scalar alpha".into(),
+                ));
+            }
+        },
+        ("Add", Mean | Scaled) => match scalar_in(c, n, 1 - at) {
+            Some(k) if k > 0.0 => {
+                p.k = k;
+                p.stage = Shifted;
+            }
+            _ => {
+                return Err(broken(
+                    "the scaled mean is added to other than a positive scalar k".into(),
+                ));
+            }
+        },
+        ("Pow", Shifted) if at == 0 => match scalar_in(c, n, 1) {
+            Some(b) if b > 0.0 => {
+                p.beta = b;
+                p.stage = Powered;
+            }
+            _ => {
+                return Err(broken(
+                    "the power is other than a positive scalar beta".into(),
+                ));
+            }
+        },
+        ("Div", Powered) if at == 1 => {
+            let x = c.src(n, 0)?;
+            if x != p.x {
+                return Err(broken(
+                    "a value other than the one squared is divided by the denominator".into(),
+                ));
+            }
+            let kind = Kind::Lrn {
+                size: p.size,
+                alpha: f32_digits(short(p.alpha as f32) / p.size as f64),
+                beta: short(p.beta as f32),
+                k: short(p.k as f32),
+                towers: 1,
+            };
+            let l = c.layer(n, kind, vec![x], p.dims.clone());
+            return c.push(n, l);
+        }
+        _ => {
+            return Err(broken(format!(
+                "{op} does not continue it after {:?}",
+                p.stage
+            )));
+        }
+    }
+    let o = n.output.first().ok_or_else(|| bad(n, "has no output"))?;
+    c.lrn.insert(o.clone(), p);
+    Ok(())
 }
 
 /// A netc identifier from an ONNX name (`conv1/conv` -> `conv1`), if it is one.
@@ -1746,15 +2326,10 @@ pub fn import_from(
         batch: None,
         opset,
         dir: dir.map(|d| d.to_path_buf()),
+        lrn: HashMap::new(),
     };
     // Every value is defined once: by an initializer (which the graph's
     // inputs may list again), a graph input or one node's output.
-    let twice = |name: &str| {
-        ImportError::Graph(format!(
-            "defines the value `{}` more than once",
-            shown(name)
-        ))
-    };
     let mut defined: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for t in &graph.initializer {
         if t.name.is_empty() {
@@ -1824,26 +2399,7 @@ pub fn import_from(
     c.batch = (dims[0] > 0).then_some(dims[0] as u64);
     c.values.insert(input.name.clone(), Src::Image);
     for n in &graph.node {
-        if !n.domain.is_empty() && n.domain != "ai.onnx" {
-            return Err(unsupported(&format!("{}.{}", n.domain, n.op_type), n));
-        }
-        let Some((_, h)) = OPS.iter().find(|(op, _)| *op == n.op_type) else {
-            return Err(unsupported(&n.op_type, n));
-        };
-        for o in n.output.iter().filter(|o| !o.is_empty()) {
-            if !defined.insert(o) {
-                return Err(twice(o));
-            }
-        }
-        for (k, a) in n.attribute.iter().enumerate() {
-            if n.attribute[..k].iter().any(|b| b.name == a.name) {
-                return Err(bad(
-                    n,
-                    format!("has the attribute `{}` twice", shown(&a.name)),
-                ));
-            }
-        }
-        h(&mut c, n)?;
+        run_node(&mut c, n, &mut defined, 0)?;
     }
     // The logits: the output named `logits`, else the first, through a softmax.
     let out = graph
@@ -1858,6 +2414,23 @@ pub fn import_from(
     }
     let logits = match c.values.get(&name) {
         Some(&Src::Layer(i)) if c.layers[i].dims.len() == 1 => i,
+        // A feature map (C×H×W): its C·H·W values, in ONNX's order, are
+        // the network's scores (a `flatten` layer; `netc run` gives them).
+        Some(&Src::Layer(i)) if c.layers[i].dims.len() == 3 => {
+            let d = c.layers[i].dims.clone();
+            let node = NodeProto {
+                name: "output_flatten".into(),
+                ..Default::default()
+            };
+            let l = c.layer(
+                &node,
+                Kind::Flatten,
+                vec![Src::Layer(i)],
+                vec![d.iter().product()],
+            );
+            c.layers.push(l);
+            c.layers.len() - 1
+        }
         _ => {
             return Err(ImportError::Graph(format!(
                 "output `{}` is not a vector of class scores computed by a layer",

@@ -7,5 +7,6 @@
 //! or the CLI, which hand it weights and write its files.
 
 pub mod export;
+pub mod fold;
 pub mod import;
 pub mod proto;

@@ -7,7 +7,11 @@
 //! global average pool, axes as an attribute or, from opset 18, an
 //! input); the `Shape`/`Gather`/`Unsqueeze`/`Concat` arithmetic of a
 //! dynamic batch's flatten; `ceil_mode` 1 where it rounds as floor mode;
-//! `Clip(0, 6)` refused by name.
+//! `Clip(0, 6)` refused by name. Constant folding of the operators the
+//! exporters compute shapes and pads with, the batch a symbol; PyTorch's
+//! decomposed `LocalResponseNorm` (made node for node by
+//! `make_lrn_forms.py`, and by PyTorch itself through
+//! `make_torch_lrn.py` where it is installed) as `lrn`.
 
 use std::path::Path;
 
@@ -386,4 +390,246 @@ fn a_model_in_the_dynamo_forms_with_external_weights_matches_onnxruntime() {
     eprintln!("dynamo forms: worst relative error {worst:.3e}");
     assert!(worst <= 1e-4, "{worst}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs a generator script of `tests/onnx` into `dir`; `None` where it
+/// exits 3 (PyTorch missing).
+fn generate(py: &str, script: &str, dir: &Path) -> Option<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/onnx")
+        .join(script);
+    let out = std::process::Command::new(py)
+        .arg(&script)
+        .arg(dir)
+        .output()
+        .unwrap();
+    if out.status.code() == Some(3) {
+        return None;
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `netc import` of `model` (in `dir`): the `.net` text holds `want`,
+/// and its logits on 8 synthetic N×3×`side`×`side` images are
+/// onnxruntime's on the same file.
+fn imports_and_matches(py: &str, model: &Path, dir: &Path, side: usize, want: &[&str]) {
+    let (net, ck) = super::import(model, dir);
+    let text = std::fs::read_to_string(&net).unwrap();
+    for w in want {
+        assert!(text.contains(w), "no `{w}` in\n{text}");
+    }
+    let m = super::module(&net);
+    let w = netc::model::weights::load(&m, &ck).unwrap();
+    let images = super::synthetic(8, 3 * side * side, 11);
+    let logits = netc::model::weights::logits(&m, &w, &images, 8).unwrap();
+    let worst = super::check(py, model, &images, &logits, dir);
+    eprintln!("{}: worst relative error {worst:.3e}", model.display());
+    assert!(worst <= 1e-5, "{}: {worst}", model.display());
+}
+
+/// PyTorch's `nn.LocalResponseNorm` as its exporters write it (built node
+/// for node by `make_lrn_forms.py`): the TorchScript exporter's form
+/// (its pads computed by ConstantOfShape/Concat/Reshape/Slice/Transpose/
+/// Cast, an If on the shape) and the dynamo exporter's, both with a
+/// dynamic batch, come in as one `lrn` with PyTorch's alpha divided by the
+/// size, and their logits are onnxruntime's; the dynamo form's flatten
+/// shape, computed with Slice, Cast, Mul, Div, Add, Sub, Squeeze,
+/// Unsqueeze and ConstantOfShape of the batch symbol, folds. An even size
+/// (a window not centred on its channel) is refused with that reason.
+#[test]
+fn decomposed_local_response_norm_is_lrn_and_matches_onnxruntime() {
+    let Some(py) = super::python() else { return };
+    let dir = super::tmp("lrn-forms");
+    generate(&py, "make_lrn_forms.py", &dir).unwrap();
+    let lrn = "lrn(size: 5, alpha: 2e-5, beta: 0.75, k: 2)";
+    for f in ["lrn-torchscript.onnx", "lrn-dynamo.onnx"] {
+        imports_and_matches(&py, &dir.join(f), &dir, 16, &[lrn, "dense(c1, units: 10)"]);
+    }
+    let bytes = std::fs::read(dir.join("lrn-even.onnx")).unwrap();
+    let e = import(&bytes, "lrn-even.onnx").err().unwrap().to_string();
+    assert!(
+        e.contains("LocalResponseNorm") && e.contains("not centred") && !e.contains("`Mul`"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same network exported by PyTorch itself (TorchScript exporter at
+/// opsets 11 and 17, the default exporter), where the Python has PyTorch:
+/// each is one `lrn` and matches onnxruntime. Without PyTorch it says so
+/// (CI installs onnx and onnxruntime only; the hand-built forms above are
+/// its check).
+#[test]
+fn local_response_norm_exported_by_pytorch_matches_onnxruntime() {
+    let Some(py) = super::python() else { return };
+    let dir = super::tmp("torch-lrn");
+    let Some(out) = generate(&py, "make_torch_lrn.py", &dir) else {
+        eprintln!("skipping PyTorch's own export: `{py}` cannot import torch");
+        return;
+    };
+    let mut n = 0;
+    for f in [
+        "torch-lrn-ts11.onnx",
+        "torch-lrn-ts17.onnx",
+        "torch-lrn-dynamo.onnx",
+    ] {
+        if !out.contains(f) {
+            eprintln!("{f} not written:\n{out}");
+            continue;
+        }
+        imports_and_matches(
+            &py,
+            &dir.join(f),
+            &dir,
+            32,
+            &["lrn(size: 5, alpha: 2e-5, beta: 0.75, k: 2)"],
+        );
+        n += 1;
+    }
+    assert!(n >= 2, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The folding itself, operator by operator, on values that name the
+/// batch as a symbol.
+#[test]
+fn constant_folding_evaluates_the_exporters_operators() {
+    use netc::onnx::fold::{Sym, Tensor, eval};
+    let node = |op: &str, attrs: Vec<AttributeProto>| NodeProto {
+        op_type: op.into(),
+        attribute: attrs,
+        ..Default::default()
+    };
+    let ints = |d: &[usize], v: &[i64]| {
+        Some(Tensor {
+            dims: d.to_vec(),
+            v: v.iter().map(|&x| Sym::N(x as f64)).collect(),
+            dtype: 7,
+        })
+    };
+    let run = |n: &NodeProto, ins: &[Option<Tensor>]| {
+        let a = |name: &str| {
+            Ok(n.attribute
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| a.ints.clone()))
+        };
+        let i = |name: &str, d: i64| {
+            Ok(n.attribute
+                .iter()
+                .find(|a| a.name == name)
+                .map_or(d, |a| a.i))
+        };
+        let t = |_: &str| Ok(None);
+        eval(n, ins, 18, &a, &i, &t)
+    };
+    let nums = |t: &Tensor| -> Vec<f64> {
+        t.v.iter()
+            .map(|s| match s {
+                Sym::N(x) => *x,
+                Sym::Batch => f64::NAN,
+            })
+            .collect()
+    };
+    // Slice with a negative step and the int64 minimum as its end (what
+    // the TorchScript exporter writes to reverse the pads).
+    let x = ints(&[3, 2], &[1, 2, 3, 4, 5, 6]);
+    let r = run(
+        &node("Slice", vec![]),
+        &[
+            x.clone(),
+            ints(&[1], &[-1]),
+            ints(&[1], &[-9223372036854775807]),
+            ints(&[1], &[0]),
+            ints(&[1], &[-1]),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        (r.dims.clone(), nums(&r)),
+        (vec![3, 2], vec![5., 6., 3., 4., 1., 2.])
+    );
+    // Transpose, Reshape with -1, Cast to float and back (truncating).
+    let r = run(
+        &node("Transpose", vec![AttributeProto::ints("perm", &[1, 0])]),
+        std::slice::from_ref(&x),
+    )
+    .unwrap();
+    assert_eq!(nums(&r), vec![1., 3., 5., 2., 4., 6.]);
+    let r = run(&node("Reshape", vec![]), &[x.clone(), ints(&[1], &[-1])]).unwrap();
+    assert_eq!(r.dims, vec![6]);
+    let half = Some(Tensor {
+        dims: vec![],
+        v: vec![Sym::N(2.5)],
+        dtype: 1,
+    });
+    let r = run(
+        &node("Cast", vec![AttributeProto::int("to", 7)]),
+        std::slice::from_ref(&half),
+    )
+    .unwrap();
+    assert_eq!((nums(&r), r.dtype), (vec![2.0], 7));
+    // Arithmetic broadcasts; the batch survives N·1 and N + 0 only.
+    let with_batch = Some(Tensor {
+        dims: vec![2],
+        v: vec![Sym::Batch, Sym::N(4.0)],
+        dtype: 7,
+    });
+    let r = run(&node("Mul", vec![]), &[with_batch.clone(), ints(&[], &[1])]).unwrap();
+    assert_eq!(r.v, vec![Sym::Batch, Sym::N(4.0)]);
+    let r = run(
+        &node("Add", vec![]),
+        &[with_batch.clone(), ints(&[2], &[0, 3])],
+    )
+    .unwrap();
+    assert_eq!(r.v, vec![Sym::Batch, Sym::N(7.0)]);
+    let e = run(&node("Mul", vec![]), &[with_batch.clone(), ints(&[], &[2])]).unwrap_err();
+    assert!(e.contains("batch size"), "{e}");
+    let r = run(
+        &node("Div", vec![]),
+        &[ints(&[2], &[7, -7]), ints(&[], &[2])],
+    )
+    .unwrap();
+    assert_eq!(nums(&r), vec![3.0, -3.0]);
+    assert!(run(&node("Div", vec![]), &[ints(&[1], &[7]), ints(&[], &[0])]).is_err());
+    // Unsqueeze, Squeeze, Gather, Concat, Equal.
+    let r = run(
+        &node("Unsqueeze", vec![]),
+        &[ints(&[], &[5]), ints(&[1], &[0])],
+    )
+    .unwrap();
+    assert_eq!(r.dims, vec![1]);
+    let r = run(&node("Squeeze", vec![]), &[ints(&[1, 1], &[5]), None]).unwrap();
+    assert_eq!(r.dims, Vec::<usize>::new());
+    assert!(run(&node("Squeeze", vec![]), &[x.clone(), ints(&[1], &[0])]).is_err());
+    let r = run(
+        &node("Gather", vec![AttributeProto::int("axis", 1)]),
+        &[x.clone(), ints(&[1], &[-1])],
+    )
+    .unwrap();
+    assert_eq!((r.dims.clone(), nums(&r)), (vec![3, 1], vec![2., 4., 6.]));
+    assert!(run(&node("Gather", vec![]), &[x.clone(), ints(&[], &[3])]).is_err());
+    let r = run(
+        &node("Concat", vec![AttributeProto::int("axis", 0)]),
+        &[with_batch.clone(), ints(&[1], &[9])],
+    )
+    .unwrap();
+    assert_eq!(r.v, vec![Sym::Batch, Sym::N(4.0), Sym::N(9.0)]);
+    let r = run(
+        &node("Equal", vec![]),
+        &[ints(&[2], &[1, 2]), ints(&[], &[2])],
+    )
+    .unwrap();
+    assert_eq!(nums(&r), vec![0.0, 1.0]);
+    // A fold that would make too large a tensor is refused, not allocated.
+    let r = run(
+        &node("ConstantOfShape", vec![]),
+        &[ints(&[2], &[1 << 20, 1 << 20])],
+    );
+    assert!(r.is_err());
 }

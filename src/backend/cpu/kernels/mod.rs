@@ -30,6 +30,7 @@ pub mod relu;
 pub mod sgd;
 pub mod softmax;
 pub mod softmax_xent;
+pub mod winograd;
 
 #[cfg(test)]
 pub(crate) mod gradcheck;

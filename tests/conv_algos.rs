@@ -30,12 +30,15 @@ network algos {
 train { init { weight: he  bias: 0.1 } }
 ";
 
+/// Losses then logits, and each parameter's name, value and gradient.
+type Run = (Vec<f64>, Vec<(String, Vec<f64>, Vec<f64>)>);
+
 fn step_values<T: Float>(
     src: &str,
     policy: Policy,
     n: usize,
     steps: u64,
-) -> (Vec<f64>, Vec<(String, Vec<f64>, Vec<f64>)>) {
+) -> Run {
     let (g, _) = common::fused_graph(src);
     let pg = common::param_grads(&g);
     let mut e = CpuExec::<T>::new(g, 3).unwrap();
@@ -65,11 +68,7 @@ fn max_rel(a: &[f64], b: &[f64]) -> f64 {
     if m == 0.0 { d } else { d / m }
 }
 
-fn compare(
-    a: &(Vec<f64>, Vec<(String, Vec<f64>, Vec<f64>)>),
-    b: &(Vec<f64>, Vec<(String, Vec<f64>, Vec<f64>)>),
-    tol: f64,
-) {
+fn compare(a: &Run, b: &Run, tol: f64) {
     let e = max_rel(&a.0, &b.0);
     assert!(e < tol, "losses and logits: {e}");
     for (pa, pb) in a.1.iter().zip(&b.1) {
@@ -137,7 +136,7 @@ fn winograd_steps_are_deterministic_across_threads() {
             .install(|| step_values::<f32>(&src, Policy::Winograd, 9, 2))
     };
     let (a, b) = (run(1), run(2));
-    let bits = |v: &(Vec<f64>, Vec<(String, Vec<f64>, Vec<f64>)>)| {
+    let bits = |v: &Run| {
         let mut all: Vec<u64> = v.0.iter().map(|x| x.to_bits()).collect();
         for p in &v.1 {
             all.extend(p.1.iter().chain(&p.2).map(|x| x.to_bits()));

@@ -33,12 +33,7 @@ train { init { weight: he  bias: 0.1 } }
 /// Losses then logits, and each parameter's name, value and gradient.
 type Run = (Vec<f64>, Vec<(String, Vec<f64>, Vec<f64>)>);
 
-fn step_values<T: Float>(
-    src: &str,
-    policy: Policy,
-    n: usize,
-    steps: u64,
-) -> Run {
+fn step_values<T: Float>(src: &str, policy: Policy, n: usize, steps: u64) -> Run {
     let (g, _) = common::fused_graph(src);
     let pg = common::param_grads(&g);
     let mut e = CpuExec::<T>::new(g, 3).unwrap();

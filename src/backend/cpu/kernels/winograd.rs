@@ -28,7 +28,7 @@ use rayon::prelude::*;
 
 use super::conv::{ConvShape, conv2d_backward};
 use super::gemm::{Par, gemm};
-use super::{Act, Float, relu1, scratch, sum_lanes};
+use super::{Act, Float, relu1, scratch, slots, sum_lanes, tasks_per_slot};
 
 /// Whether the shape is one this kernel computes: 3×3, stride 1, padding
 /// at most 2 (the input gradient is a convolution padded by `2 − pad`).
@@ -41,12 +41,12 @@ fn tiles(s: &ConvShape) -> (usize, usize) {
     (s.oh().div_ceil(2), s.ow().div_ceil(2))
 }
 
-/// Images per task: about `16384 / (C + F)` tiles (so that a task's
-/// transformed inputs and products stay near the L2 cache), 1 to 16
-/// images. A function of the shape only.
+/// Images per task: about `8192 / (C + F)` tiles (so that a task's
+/// transformed inputs and products, `16·(C + F)` per tile, stay within
+/// the L2 cache), 1 to 16 images. A function of the shape only.
 fn images_per_task(s: &ConvShape) -> usize {
     let (th, tw) = tiles(s);
-    let target = (16384 / (s.c + s.f).max(1)).clamp(64, 1024);
+    let target = (8192 / (s.c + s.f).max(1)).clamp(32, 1024);
     target.div_ceil((th * tw).max(1)).clamp(1, 16)
 }
 
@@ -60,7 +60,7 @@ fn per_task(s: &ConvShape) -> usize {
 
 /// Elements of scratch [`forward`] uses.
 pub fn forward_scratch_len(s: &ConvShape) -> usize {
-    16 * s.f * s.c + s.n.div_ceil(images_per_task(s)) * per_task(s)
+    16 * s.f * s.c + slots(s.n.div_ceil(images_per_task(s))) * per_task(s)
 }
 
 /// The convolution whose forward pass is the input gradient of `s`: the
@@ -182,21 +182,18 @@ pub fn backward_data_in<T: Float>(s: &ConvShape, w: &[T], dz: &[T], dx: &mut [T]
 
 /// Per-task scratch of [`backward_weight`]: transformed inputs
 /// `[16][C][P]`, transformed output gradients `[16][F][P]`, the padded
-/// input plane, the padded output-gradient plane, the transforms' rows,
-/// and the task's partial sums `[16][F][C]`.
+/// input plane, the padded output-gradient plane and the transforms' rows
+/// (each task also keeps its partial sums `[16][F][C]` apart).
 fn per_task_weight(s: &ConvShape) -> usize {
     let (th, tw) = tiles(s);
     let p = images_per_task(s) * th * tw;
-    16 * (s.c + s.f) * p
-        + (2 * th + 2) * (2 * tw + 2)
-        + 4 * th * tw
-        + 12 * (tw + 1)
-        + 16 * s.f * s.c
+    16 * (s.c + s.f) * p + (2 * th + 2) * (2 * tw + 2) + 4 * th * tw + 12 * (tw + 1)
 }
 
 /// Elements of scratch [`backward_weight`] uses.
 pub fn backward_weight_scratch_len(s: &ConvShape) -> usize {
-    s.n.div_ceil(images_per_task(s)) * per_task_weight(s)
+    let tasks = s.n.div_ceil(images_per_task(s));
+    slots(tasks) * per_task_weight(s) + tasks * 16 * s.f * s.c
 }
 
 /// Weight gradient by Winograd F(3×3, 2×2), the transpose of the forward
@@ -228,81 +225,101 @@ pub fn backward_weight_in<T: Float>(s: &ConvShape, x: &[T], dz: &[T], dw: &mut [
     debug_assert_eq!(x.len(), s.input().len());
     debug_assert_eq!(dz.len(), s.output().len());
     debug_assert_eq!(dw.len(), s.w_len());
-    let (c, f, h, w, pad) = (s.c, s.f, s.h, s.w, s.pad);
+    let (c, f) = (s.c, s.f);
     if s.n == 0 {
         dw.fill(T::ZERO);
         return;
     }
-    let (oh, ow) = (s.oh(), s.ow());
-    let (th, tw) = tiles(s);
-    let tt = th * tw;
     let ipt = images_per_task(s);
     let per = per_task_weight(s);
-    let pmax = ipt * tt;
-    let plane_len = (2 * th + 2) * (2 * tw + 2);
-    let zplane_len = 4 * tt;
-    let rows_len = 12 * (tw + 1);
-    let in_img = c * h * w;
-    let out_img = f * oh * ow;
+    let in_img = c * s.h * s.w;
+    let out_img = f * s.oh() * s.ow();
     let tasks = s.n.div_ceil(ipt);
     let part_len = 16 * f * c;
-    let part_off = 16 * (c + f) * pmax + plane_len + zplane_len + rows_len;
-    let scr = &mut scr[..tasks * per];
-    scr.par_chunks_mut(per)
-        .zip(x.par_chunks(ipt * in_img))
-        .zip(dz.par_chunks(ipt * out_img))
-        .for_each(|((scr, xc), zc)| {
-            let b = xc.len() / in_img;
-            let p = b * tt;
-            let (v, rest) = scr.split_at_mut(16 * c * pmax);
-            let (z, rest) = rest.split_at_mut(16 * f * pmax);
-            let (plane, rest) = rest.split_at_mut(plane_len);
-            let (zplane, rest) = rest.split_at_mut(zplane_len);
-            let (rows, part) = rest.split_at_mut(rows_len);
-            let v = &mut v[..16 * c * p];
-            let z = &mut z[..16 * f * p];
-            plane.fill(T::ZERO);
-            zplane.fill(T::ZERO);
-            for (i, (xi, zi)) in xc
-                .chunks_exact(in_img)
-                .zip(zc.chunks_exact(out_img))
-                .enumerate()
+    let pst = tasks_per_slot(tasks);
+    let (work, parts) = scr.split_at_mut(tasks.div_ceil(pst) * per);
+    let parts = &mut parts[..tasks * part_len];
+    work.par_chunks_mut(per)
+        .zip(x.par_chunks(pst * ipt * in_img))
+        .zip(dz.par_chunks(pst * ipt * out_img))
+        .zip(parts.par_chunks_mut(pst * part_len))
+        .for_each(|(((scr, xs), zs), ps)| {
+            for ((xc, zc), part) in xs
+                .chunks(ipt * in_img)
+                .zip(zs.chunks(ipt * out_img))
+                .zip(ps.chunks_mut(part_len))
             {
-                for (ci, xp) in xi.chunks_exact(h * w).enumerate() {
-                    copy_split(xp, w, pad, tw + 1, plane);
-                    input_transform(plane, th, tw, v, c * p, ci * p + i * tt, rows);
-                }
-                for (fi, zp) in zi.chunks_exact(oh * ow).enumerate() {
-                    copy_split(zp, ow, 0, tw, zplane);
-                    grad_transform(zplane, th, tw, z, f * p, fi * p + i * tt, rows);
-                }
-            }
-            for e in 0..16 {
-                gemm(
-                    f,
-                    c,
-                    p,
-                    T::ZERO,
-                    &mut part[e * f * c..(e + 1) * f * c],
-                    T::ONE,
-                    &z[e * f * p..(e + 1) * f * p],
-                    false,
-                    &v[e * c * p..(e + 1) * c * p],
-                    true,
-                    Par::Seq,
-                );
+                weight_task(s, scr, xc, zc, part);
             }
         });
     // Sum the partials in task order (into the first task's), then
     // dW = Gᵀ M G.
-    let (first, others) = scr.split_at_mut(per);
-    let acc = &mut first[part_off..part_off + part_len];
-    for t in 0..tasks - 1 {
-        let o = t * per + part_off;
-        for (a, v) in acc.iter_mut().zip(&others[o..o + part_len]) {
+    let (acc, others) = parts.split_at_mut(part_len);
+    for o in others.chunks_exact(part_len) {
+        for (a, v) in acc.iter_mut().zip(o) {
             *a += *v;
         }
     }
+    let acc: &[T] = acc;
+    output_transform_weights(f, c, acc, dw);
+}
+
+/// One task of [`backward_weight_in`]: its images' transforms and the
+/// partial sums `part = [16][F][C]`.
+fn weight_task<T: Float>(s: &ConvShape, scr: &mut [T], xc: &[T], zc: &[T], part: &mut [T]) {
+    let (c, f, h, w, pad) = (s.c, s.f, s.h, s.w, s.pad);
+    let (oh, ow) = (s.oh(), s.ow());
+    let (th, tw) = tiles(s);
+    let tt = th * tw;
+    let pmax = images_per_task(s) * tt;
+    let plane_len = (2 * th + 2) * (2 * tw + 2);
+    let zplane_len = 4 * tt;
+    let in_img = c * h * w;
+    let out_img = f * oh * ow;
+    let b = xc.len() / in_img;
+    let p = b * tt;
+    let (v, rest) = scr.split_at_mut(16 * c * pmax);
+    let (z, rest) = rest.split_at_mut(16 * f * pmax);
+    let (plane, rest) = rest.split_at_mut(plane_len);
+    let (zplane, rows) = rest.split_at_mut(zplane_len);
+    let v = &mut v[..16 * c * p];
+    let z = &mut z[..16 * f * p];
+    plane.fill(T::ZERO);
+    zplane.fill(T::ZERO);
+    for (i, (xi, zi)) in xc
+        .chunks_exact(in_img)
+        .zip(zc.chunks_exact(out_img))
+        .enumerate()
+    {
+        for (ci, xp) in xi.chunks_exact(h * w).enumerate() {
+            copy_split(xp, w, pad, tw + 1, plane);
+            input_transform(plane, th, tw, v, c * p, ci * p + i * tt, rows);
+        }
+        for (fi, zp) in zi.chunks_exact(oh * ow).enumerate() {
+            copy_split(zp, ow, 0, tw, zplane);
+            grad_transform(zplane, th, tw, z, f * p, fi * p + i * tt, rows);
+        }
+    }
+    for e in 0..16 {
+        gemm(
+            f,
+            c,
+            p,
+            T::ZERO,
+            &mut part[e * f * c..(e + 1) * f * c],
+            T::ONE,
+            &z[e * f * p..(e + 1) * f * p],
+            false,
+            &v[e * c * p..(e + 1) * c * p],
+            true,
+            Par::Seq,
+        );
+    }
+}
+
+/// `dW = Gᵀ M G` for every filter and channel of the summed products
+/// `acc = [16][F][C]`.
+fn output_transform_weights<T: Float>(f: usize, c: usize, acc: &[T], dw: &mut [T]) {
     let half = T::from_f64(0.5);
     let gt = |m: [T; 4]| -> [T; 3] {
         [
@@ -406,46 +423,49 @@ fn run<T: Float>(
     let in_img = c * h * w;
     let out_img = f * oh * ow;
     let tasks = s.n.div_ceil(ipt);
-    scr[..tasks * per]
+    let pst = tasks_per_slot(tasks);
+    scr[..tasks.div_ceil(pst) * per]
         .par_chunks_mut(per)
-        .zip(x.par_chunks(ipt * in_img))
-        .zip(y.par_chunks_mut(ipt * out_img))
-        .for_each(|((scr, xc), yc)| {
-            let b = xc.len() / in_img;
-            let p = b * tt;
-            let (v, rest) = scr.split_at_mut(16 * c * pmax);
-            let (m, rest) = rest.split_at_mut(16 * f * pmax);
-            let (plane, rows) = rest.split_at_mut(plane_len);
-            let v = &mut v[..16 * c * p];
-            let m = &mut m[..16 * f * p];
-            // The border of the padded plane is the same for every channel.
-            plane.fill(T::ZERO);
-            for (i, xi) in xc.chunks_exact(in_img).enumerate() {
-                for (ci, xp) in xi.chunks_exact(h * w).enumerate() {
-                    copy_split(xp, w, pad, tw + 1, plane);
-                    input_transform(plane, th, tw, v, c * p, ci * p + i * tt, rows);
+        .zip(x.par_chunks(pst * ipt * in_img))
+        .zip(y.par_chunks_mut(pst * ipt * out_img))
+        .for_each(|((scr, xs), ys)| {
+            for (xc, yc) in xs.chunks(ipt * in_img).zip(ys.chunks_mut(ipt * out_img)) {
+                let b = xc.len() / in_img;
+                let p = b * tt;
+                let (v, rest) = scr.split_at_mut(16 * c * pmax);
+                let (m, rest) = rest.split_at_mut(16 * f * pmax);
+                let (plane, rows) = rest.split_at_mut(plane_len);
+                let v = &mut v[..16 * c * p];
+                let m = &mut m[..16 * f * p];
+                // The border of the padded plane is the same for every channel.
+                plane.fill(T::ZERO);
+                for (i, xi) in xc.chunks_exact(in_img).enumerate() {
+                    for (ci, xp) in xi.chunks_exact(h * w).enumerate() {
+                        copy_split(xp, w, pad, tw + 1, plane);
+                        input_transform(plane, th, tw, v, c * p, ci * p + i * tt, rows);
+                    }
                 }
-            }
-            for e in 0..16 {
-                gemm(
-                    f,
-                    p,
-                    c,
-                    T::ZERO,
-                    &mut m[e * f * p..(e + 1) * f * p],
-                    T::ONE,
-                    &u[e * f * c..(e + 1) * f * c],
-                    false,
-                    &v[e * c * p..(e + 1) * c * p],
-                    false,
-                    Par::Seq,
-                );
-            }
-            for (i, yi) in yc.chunks_exact_mut(out_img).enumerate() {
-                for (fi, yp) in yi.chunks_exact_mut(oh * ow).enumerate() {
-                    let bv = bias.map_or(T::ZERO, |b| b[fi]);
-                    let geo = (th, tw, oh, ow);
-                    output_transform(m, f * p, fi * p + i * tt, geo, bv, act, yp, rows);
+                for e in 0..16 {
+                    gemm(
+                        f,
+                        p,
+                        c,
+                        T::ZERO,
+                        &mut m[e * f * p..(e + 1) * f * p],
+                        T::ONE,
+                        &u[e * f * c..(e + 1) * f * c],
+                        false,
+                        &v[e * c * p..(e + 1) * c * p],
+                        false,
+                        Par::Seq,
+                    );
+                }
+                for (i, yi) in yc.chunks_exact_mut(out_img).enumerate() {
+                    for (fi, yp) in yi.chunks_exact_mut(oh * ow).enumerate() {
+                        let bv = bias.map_or(T::ZERO, |b| b[fi]);
+                        let geo = (th, tw, oh, ow);
+                        output_transform(m, f * p, fi * p + i * tt, geo, bv, act, yp, rows);
+                    }
                 }
             }
         });

@@ -9,8 +9,11 @@
 //! `memplan_svg`) is an analysis: it plans the memory of the graph a
 //! pipeline produced and does not change it. `trainable` decides, without
 //! data, whether `train` can run a network (what `netc check` enforces).
+//! `conv_algo` is an analysis too: it chooses each convolution's
+//! algorithm per direction by a cost model.
 
 pub mod autodiff;
+pub mod conv_algo;
 pub mod fold_bn;
 pub mod forward;
 pub mod fuse;

@@ -105,6 +105,7 @@ impl<T: Float> CpuExec<T> {
         let mut exec = CpuExec::with_memory(fwd, self.seed, self.memory)?;
         exec.fold_bn = false;
         exec.folded = Folded::Nothing;
+        exec.set_conv_policy(self.conv_policy);
         if self.profile.is_some() {
             exec.set_profile(true);
         }

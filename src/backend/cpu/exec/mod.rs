@@ -41,6 +41,7 @@ use self::layout::{Arenas, Loc};
 use super::kernels::{self as k, Float};
 use crate::backend::params;
 use crate::ir::{Graph, NodeId, Op, ParamRole, Ty, order};
+use crate::passes::conv_algo;
 use crate::passes::memplan::{self, Side};
 
 pub use self::error::ExecError;
@@ -89,6 +90,10 @@ pub struct CpuExec<T: Float = f32> {
     folded: folded::Folded<T>,
     /// The last evaluation ran the folded executor (its logits are there).
     eval_folded: bool,
+    /// The algorithms of each convolution (`passes::conv_algo`), chosen
+    /// under `conv_policy`.
+    conv_algos: HashMap<NodeId, conv_algo::ConvAlgos>,
+    conv_policy: conv_algo::Policy,
 }
 
 fn numel(g: &Graph, n: NodeId, batch: usize) -> usize {
@@ -202,6 +207,22 @@ fn chw(g: &Graph, n: NodeId) -> (usize, usize, usize) {
 
 pub use crate::backend::params::init_param;
 
+/// A `'static` copy of `s`, made once per distinct string (the profile's
+/// keys: a few per network).
+fn intern(s: String) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static KEYS: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut keys = KEYS.lock().unwrap_or_else(|e| e.into_inner());
+    let keys = keys.get_or_insert_with(HashSet::new);
+    if let Some(k) = keys.get(s.as_str()) {
+        return k;
+    }
+    let k: &'static str = Box::leak(s.into_boxed_str());
+    keys.insert(k);
+    k
+}
+
 impl<T: Float> CpuExec<T> {
     /// Prepares a graph (forward only, or a whole training step) with every
     /// buffer in its own allocation ([`Layout::Separate`]) and initialises
@@ -245,6 +266,8 @@ impl<T: Float> CpuExec<T> {
                 fwd_of.insert(n, f);
             }
         }
+        let conv_policy = conv_algo::Policy::from_env();
+        let conv_algos = conv_algo::choose(&graph, conv_policy);
         let mut exec = CpuExec {
             graph,
             memory,
@@ -272,6 +295,8 @@ impl<T: Float> CpuExec<T> {
             fold_bn: folded::fold_from_env(),
             folded: folded::Folded::Unknown,
             eval_folded: false,
+            conv_algos,
+            conv_policy,
         };
         exec.relayout(1)?;
         for n in exec.layout.persistent.clone() {
@@ -561,13 +586,59 @@ impl<T: Float> CpuExec<T> {
         let t = std::time::Instant::now();
         let r = self.run(n, training, lr, step);
         let secs = t.elapsed().as_secs_f64();
-        let op = self.graph.node(n).op.mnemonic();
+        let op = self.profile_key(n);
         if let Some(p) = &mut self.profile {
             let e = p.entry(op).or_insert((0.0, 0));
             e.0 += secs;
             e.1 += 1;
         }
         r
+    }
+
+    /// Chooses the convolutions' algorithms under `policy` (by default
+    /// `conv_algo::Policy::from_env()`, the cost model unless
+    /// `NETC_CONV_ALGO` says otherwise), for this executor and its folded
+    /// evaluation.
+    pub fn set_conv_policy(&mut self, policy: conv_algo::Policy) {
+        self.conv_policy = policy;
+        self.conv_algos = conv_algo::choose(&self.graph, policy);
+        if let folded::Folded::Ready(f) = &mut self.folded {
+            f.exec.set_conv_policy(policy);
+        }
+    }
+
+    /// The algorithms chosen for each convolution, by node name, in the
+    /// graph's order.
+    pub fn conv_algos(&self) -> Vec<(String, conv_algo::ConvAlgos)> {
+        order::topo(&self.graph)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|n| Some((self.graph.node(n).name.clone(), *self.conv_algos.get(&n)?)))
+            .collect()
+    }
+
+    /// The profile's name of node `n`: its op, and for a convolution or
+    /// its gradients the algorithms it runs.
+    fn profile_key(&self, n: NodeId) -> &'static str {
+        let op = self.graph.node(n).op.mnemonic();
+        let f = if self.forward[n.index()] {
+            Some(n)
+        } else {
+            self.fwd_of.get(&n).copied()
+        };
+        let Some(a) = f.and_then(|f| self.conv_algos.get(&f)) else {
+            return op;
+        };
+        let key = if self.forward[n.index()] {
+            format!("{op} [{}]", a.forward.name())
+        } else {
+            format!(
+                "{op} [dx {}, dw {}]",
+                a.input_grad.name(),
+                a.weight_grad.name()
+            )
+        };
+        intern(key)
     }
 
     /// Starts (or stops) timing every op; starting clears the profile.

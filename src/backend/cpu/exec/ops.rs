@@ -15,6 +15,7 @@ use super::layout::{Loc, carve};
 use super::{CpuExec, ExecError, LayerShape, bn_shape, chw, layer_shape, lrn_params, pool_shape};
 use crate::backend::cpu::kernels::{self as k, Act, Float, Nchw};
 use crate::ir::{Activation, NodeId, Op};
+use crate::passes::conv_algo::Algo;
 use crate::passes::memplan::Side;
 use crate::rng;
 
@@ -212,6 +213,10 @@ impl<T: Float> CpuExec<T> {
             _ => None,
         };
         let bn_of = dy_at.and_then(|i| Some((self.graph.node(n).forward?, *ins.get(i)?)));
+        let wino_fwd = self
+            .conv_algos
+            .get(&n)
+            .is_some_and(|a| a.forward == Algo::Winograd);
         let g = &self.graph;
         let (mut w, r) = carve(&mut self.arenas, &writes, &reads).map_err(|o| {
             ExecError::Internal(format!("`{}`: buffers overlap: {o:?}", g.node(n).name))
@@ -239,6 +244,9 @@ impl<T: Float> CpuExec<T> {
             // A conv with `bias: false` has two inputs.
             let bias = if ins.len() > 2 { Some(x(2)?) } else { None };
             match shape {
+                LayerShape::Conv(s) if wino_fwd => {
+                    k::winograd::forward(&s, x(0)?, x(1)?, bias, act, out, &mut self.scratch)
+                }
                 LayerShape::Conv(s) => {
                     k::conv::conv2d_forward(&s, x(0)?, x(1)?, bias, act, out, &mut self.scratch)
                 }
@@ -601,6 +609,9 @@ impl<T: Float> CpuExec<T> {
         let (x, wt, mut dy) = (input(&r, 0)?, input(&r, 1)?, input(&r, 2)?);
         let y = if act == Act::Relu { input(&r, 3)? } else { dy };
         let mut act = act;
+        let algos = self.conv_algos.get(&f).copied();
+        let wino_dx = algos.is_some_and(|a| a.input_grad == Algo::Winograd) && dx_n.is_some();
+        let wino_dw = algos.is_some_and(|a| a.weight_grad == Algo::Winograd);
         if let Op::DenseReluDropout { rate, .. } = &fnode.op {
             // [y > 0] is the ReLU's mask and the dropout's together.
             let scale = T::from_f64(1.0 / (1.0 - rate));
@@ -615,6 +626,13 @@ impl<T: Float> CpuExec<T> {
             // computes it, then the plain layer gradients.
             self.masked.resize(dy.len(), T::ZERO);
             k::act::backward(f, y, dy, &mut self.masked);
+            dy = &self.masked;
+            act = Act::None;
+        } else if (wino_dx || wino_dw) && act == Act::Relu {
+            // The Winograd kernels take the output gradient with the ReLU
+            // already undone.
+            self.masked.resize(dy.len(), T::ZERO);
+            k::relu_mask(y, dy, &mut self.masked);
             dy = &self.masked;
             act = Act::None;
         }
@@ -632,6 +650,18 @@ impl<T: Float> CpuExec<T> {
             None
         };
         match layer_shape(g, &fnode.op, fins[0], b) {
+            Some(LayerShape::Conv(s)) if wino_dx || wino_dw => k::winograd::backward(
+                &s,
+                wino_dx,
+                wino_dw,
+                x,
+                wt,
+                dy,
+                dx,
+                dw,
+                db,
+                &mut self.scratch,
+            ),
             Some(LayerShape::Conv(s)) => {
                 k::conv::conv2d_backward(&s, act, x, wt, y, dy, dx, dw, db, &mut self.scratch)
             }

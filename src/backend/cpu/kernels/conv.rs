@@ -8,7 +8,10 @@
 //! images with im2col into one `[C·K·K × B·OH·OW]` matrix; the backward pass
 //! uses the transposed "im2row" layout `[B·OH·OW × C·K·K]` so both of its
 //! GEMMs read row-major operands. Each task runs single-threaded GEMMs; tasks
-//! run in parallel on the current rayon pool.
+//! run in parallel on the current rayon pool, dealt out in contiguous runs
+//! whose tasks reuse one scratch area (so the lowered matrix of a task is
+//! written and read while it is still in cache); the weight and bias
+//! partials of each task are kept apart.
 //!
 //! Guarantees: all outputs (`y`, `dx`, `dw`, `db`) are OVERWRITTEN. The weight
 //! and bias gradients are reduced per task and the per-task partials are
@@ -18,7 +21,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{Par, gemm};
-use super::{Act, Float, Nchw, bias_act, relu_mask, scratch, sum_lanes};
+use super::{Act, Float, Nchw, bias_act, relu_mask, scratch, slots, sum_lanes, tasks_per_slot};
 
 /// Shape of one convolution: input `[n, c, h, w]`, `f` filters of `k×k`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,17 +81,20 @@ pub fn images_per_task(s: &ConvShape) -> usize {
 }
 
 /// Elements of scratch [`conv2d_forward`] uses (it grows the caller's buffer
-/// to this once): per task, an im2col matrix and a GEMM output.
+/// to this once): per slot of tasks (see `tasks_per_slot`), an im2col
+/// matrix and a GEMM output.
 pub fn forward_scratch_len(s: &ConvShape) -> usize {
     let ipt = images_per_task(s);
-    s.n.div_ceil(ipt) * (s.ckk() + s.f) * ipt * s.ohw()
+    slots(s.n.div_ceil(ipt)) * (s.ckk() + s.f) * ipt * s.ohw()
 }
 
-/// Elements of scratch [`conv2d_backward`] uses: per task, an im2row matrix,
-/// the masked output gradient, and partial weight and bias gradients.
+/// Elements of scratch [`conv2d_backward`] uses: per slot of tasks, an
+/// im2row matrix and the masked output gradient; per task, partial weight
+/// and bias gradients.
 pub fn backward_scratch_len(s: &ConvShape) -> usize {
     let ipt = images_per_task(s);
-    s.n.div_ceil(ipt) * ((s.ckk() + s.f) * ipt * s.ohw() + s.f * s.ckk() + s.f)
+    let tasks = s.n.div_ceil(ipt);
+    slots(tasks) * (s.ckk() + s.f) * ipt * s.ohw() + tasks * (s.f * s.ckk() + s.f)
 }
 
 /// Range of output columns `ox` whose input column `ox·stride + kj − pad` is
@@ -273,51 +279,76 @@ pub fn conv2d_forward<T: Float>(
     let tasks = s.n.div_ceil(ipt);
     let col_len = ckk * ipt * ohw;
     let per = col_len + f * ipt * ohw;
-    debug_assert_eq!(tasks * per, forward_scratch_len(s));
-    let scr = scratch(scratch_buf, tasks * per);
+    let pst = tasks_per_slot(tasks);
+    debug_assert_eq!(tasks.div_ceil(pst) * per, forward_scratch_len(s));
+    let scr = scratch(scratch_buf, tasks.div_ceil(pst) * per);
     let in_img = s.input().chw();
     let out_img = f * ohw;
+    let slot = |scr: &mut [T], xs: &[T], ys: &mut [T]| {
+        for (xc, yc) in xs.chunks(ipt * in_img).zip(ys.chunks_mut(ipt * out_img)) {
+            forward_task(s, w, bias, act, scr, xc, yc);
+        }
+    };
     scr.par_chunks_mut(per)
-        .zip(x.par_chunks(ipt * in_img))
-        .zip(y.par_chunks_mut(ipt * out_img))
-        .for_each(|((scr, xc), yc)| {
-            let b = xc.len() / in_img;
-            let l = b * ohw;
-            let (col, out) = scr.split_at_mut(col_len);
-            let col = &mut col[..ckk * l];
-            let out = &mut out[..f * l];
-            for (i, xi) in xc.chunks_exact(in_img).enumerate() {
-                im2col(s, xi, col, l, i * ohw);
-            }
-            gemm(
-                f,
-                l,
-                ckk,
-                T::ZERO,
-                out,
-                T::ONE,
-                w,
-                false,
-                col,
-                false,
-                Par::Seq,
-            );
-            for (i, yi) in yc.chunks_exact_mut(out_img).enumerate() {
-                for (fi, yrow) in yi.chunks_exact_mut(ohw).enumerate() {
-                    let src = &out[fi * l + i * ohw..fi * l + (i + 1) * ohw];
-                    let bv = bias.map_or(T::ZERO, |b| b[fi]);
-                    bias_act(src, bv, act, yrow);
-                }
-            }
-        });
+        .zip(x.par_chunks(pst * ipt * in_img))
+        .zip(y.par_chunks_mut(pst * ipt * out_img))
+        .for_each(|((scr, xs), ys)| slot(scr, xs, ys));
 }
 
-/// Per-task scratch layout for the backward pass.
+/// One task of [`conv2d_forward`]: im2col of its images, one GEMM, the
+/// bias and activation.
+#[allow(clippy::too_many_arguments)]
+fn forward_task<T: Float>(
+    s: &ConvShape,
+    w: &[T],
+    bias: Option<&[T]>,
+    act: Act,
+    scr: &mut [T],
+    xc: &[T],
+    yc: &mut [T],
+) {
+    let (ckk, ohw, f) = (s.ckk(), s.ohw(), s.f);
+    let col_len = ckk * images_per_task(s) * ohw;
+    let in_img = s.input().chw();
+    let out_img = f * ohw;
+    let b = xc.len() / in_img;
+    let l = b * ohw;
+    let (col, out) = scr.split_at_mut(col_len);
+    let col = &mut col[..ckk * l];
+    let out = &mut out[..f * l];
+    for (i, xi) in xc.chunks_exact(in_img).enumerate() {
+        im2col(s, xi, col, l, i * ohw);
+    }
+    gemm(
+        f,
+        l,
+        ckk,
+        T::ZERO,
+        out,
+        T::ONE,
+        w,
+        false,
+        col,
+        false,
+        Par::Seq,
+    );
+    for (i, yi) in yc.chunks_exact_mut(out_img).enumerate() {
+        for (fi, yrow) in yi.chunks_exact_mut(ohw).enumerate() {
+            let src = &out[fi * l + i * ohw..fi * l + (i + 1) * ohw];
+            let bv = bias.map_or(T::ZERO, |b| b[fi]);
+            bias_act(src, bv, act, yrow);
+        }
+    }
+}
+
+/// Scratch layout for the backward pass: per slot an im2row matrix and the
+/// masked output gradient (`per` in all); per task the partial weight and
+/// bias gradients (`part = dw + f`).
 struct BwdLayout {
     rows: usize,
-    dz: usize,
     dw: usize,
     per: usize,
+    part: usize,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -331,15 +362,15 @@ fn backward_task<T: Float>(
     dyc: &[T],
     dxc: Option<&mut [T]>,
     scr: &mut [T],
+    part: &mut [T],
 ) {
     let (ckk, ohw, f) = (s.ckk(), s.ohw(), s.f);
     let in_img = s.input().chw();
     let out_img = f * ohw;
     let b = xc.len() / in_img;
     let l = b * ohw;
-    let (rows, rest) = scr.split_at_mut(lay.rows);
-    let (dz, rest) = rest.split_at_mut(lay.dz);
-    let (dwp, dbp) = rest.split_at_mut(lay.dw);
+    let (rows, dz) = scr.split_at_mut(lay.rows);
+    let (dwp, dbp) = part.split_at_mut(lay.dw);
     let rows = &mut rows[..l * ckk];
     let dz = &mut dz[..f * l];
     // dz = dy (masked by y > 0 under a fused ReLU), images side by side.
@@ -442,52 +473,64 @@ pub fn conv2d_backward<T: Float>(
     let tasks = s.n.div_ceil(ipt);
     let lay = BwdLayout {
         rows: ckk * ipt * ohw,
-        dz: f * ipt * ohw,
         dw: f * ckk,
-        per: ckk * ipt * ohw + f * ipt * ohw + f * ckk + f,
+        per: ckk * ipt * ohw + f * ipt * ohw,
+        part: f * ckk + f,
     };
-    debug_assert_eq!(tasks * lay.per, backward_scratch_len(s));
-    let scr = scratch(scratch_buf, tasks * lay.per);
+    let pst = tasks_per_slot(tasks);
+    let nslots = tasks.div_ceil(pst);
+    debug_assert_eq!(nslots * lay.per + tasks * lay.part, backward_scratch_len(s));
+    let scr = scratch(scratch_buf, nslots * lay.per + tasks * lay.part);
+    let (work, parts) = scr.split_at_mut(nslots * lay.per);
     let in_img = s.input().chw();
     let out_img = f * ohw;
     let yy = if act == Act::Relu { y } else { dy };
-    let base = scr
+    let (xn, yn) = (ipt * in_img, ipt * out_img);
+    let base = work
         .par_chunks_mut(lay.per)
-        .zip(x.par_chunks(ipt * in_img))
-        .zip(yy.par_chunks(ipt * out_img))
-        .zip(dy.par_chunks(ipt * out_img));
+        .zip(parts.par_chunks_mut(pst * lay.part))
+        .zip(x.par_chunks(pst * xn))
+        .zip(yy.par_chunks(pst * yn))
+        .zip(dy.par_chunks(pst * yn));
     match dx {
         Some(dx) => {
-            base.zip(dx.par_chunks_mut(ipt * in_img))
-                .for_each(|((((scr, xc), yc), dyc), dxc)| {
-                    backward_task(s, &lay, act, w, xc, yc, dyc, Some(dxc), scr)
+            base.zip(dx.par_chunks_mut(pst * xn))
+                .for_each(|(((((scr, ps), xs), ys), dys), dxs)| {
+                    let it = xs.chunks(xn).zip(ys.chunks(yn)).zip(dys.chunks(yn));
+                    for ((((xc, yc), dyc), dxc), part) in
+                        it.zip(dxs.chunks_mut(xn)).zip(ps.chunks_mut(lay.part))
+                    {
+                        backward_task(s, &lay, act, w, xc, yc, dyc, Some(dxc), scr, part);
+                    }
                 })
         }
-        None => base.for_each(|(((scr, xc), yc), dyc)| {
-            backward_task(s, &lay, act, w, xc, yc, dyc, None, scr)
+        None => base.for_each(|((((scr, ps), xs), ys), dys)| {
+            let it = xs.chunks(xn).zip(ys.chunks(yn)).zip(dys.chunks(yn));
+            for (((xc, yc), dyc), part) in it.zip(ps.chunks_mut(lay.part)) {
+                backward_task(s, &lay, act, w, xc, yc, dyc, None, scr, part);
+            }
         }),
     }
     // Sum the per-task partials in task order.
-    let scr: &[T] = scr;
-    let dw_off = lay.rows + lay.dz;
+    let parts: &[T] = parts;
     const BLOCK: usize = 4096;
     dw.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, blk)| {
-        let start = dw_off + bi * BLOCK;
-        blk.copy_from_slice(&scr[start..start + blk.len()]);
+        let start = bi * BLOCK;
+        blk.copy_from_slice(&parts[start..start + blk.len()]);
         for t in 1..tasks {
-            let p = &scr[t * lay.per + start..t * lay.per + start + blk.len()];
+            let p = &parts[t * lay.part + start..t * lay.part + start + blk.len()];
             for (o, v) in blk.iter_mut().zip(p) {
                 *o += *v;
             }
         }
     });
     if let Some(db) = db {
-        let db_off = dw_off + lay.dw;
-        db.copy_from_slice(&scr[db_off..db_off + f]);
+        let db_off = lay.dw;
+        db.copy_from_slice(&parts[db_off..db_off + f]);
         for t in 1..tasks {
             for (o, v) in db
                 .iter_mut()
-                .zip(&scr[t * lay.per + db_off..t * lay.per + db_off + f])
+                .zip(&parts[t * lay.part + db_off..t * lay.part + db_off + f])
             {
                 *o += *v;
             }

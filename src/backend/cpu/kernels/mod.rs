@@ -12,7 +12,8 @@
 //! - Lengths are checked with `debug_assert!`.
 //! - Results are bit-identical for any rayon thread count: work is split into
 //!   pieces whose size depends only on the shapes, and reductions across pieces
-//!   are summed in piece order.
+//!   are summed in piece order. (How pieces are grouped onto threads, and so
+//!   how much scratch a kernel takes, may depend on the thread count.)
 
 pub mod act;
 pub mod avgpool;
@@ -30,6 +31,7 @@ pub mod relu;
 pub mod sgd;
 pub mod softmax;
 pub mod softmax_xent;
+pub mod winograd;
 
 #[cfg(test)]
 pub(crate) mod gradcheck;
@@ -87,6 +89,21 @@ pub(crate) fn scratch<T: Float>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
         buf.resize(len, T::ZERO);
     }
     &mut buf[..len]
+}
+
+/// Tasks per worker slot: a kernel's tasks are dealt out in contiguous
+/// runs, one run per slot (at most twice the threads), and a slot's tasks
+/// reuse one scratch area, so it stays in cache. The grouping never
+/// changes a result: each task computes its outputs (or its partial sums,
+/// kept apart and added in task order) alone.
+pub(crate) fn tasks_per_slot(tasks: usize) -> usize {
+    let slots = (2 * rayon::current_num_threads()).clamp(1, tasks.max(1));
+    tasks.div_ceil(slots)
+}
+
+/// Slots for `tasks` tasks (see [`tasks_per_slot`]).
+pub(crate) fn slots(tasks: usize) -> usize {
+    tasks.div_ceil(tasks_per_slot(tasks).max(1))
 }
 
 /// `max(v, 0)` written as a select so loops over it vectorise. NaN stays

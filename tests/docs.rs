@@ -243,3 +243,36 @@ fn headings(text: &str) -> Vec<String> {
     }
     out
 }
+
+/// The CUDA chapter's error without a driver (a `text` block, since on a
+/// machine with the driver the same command trains): compared wherever
+/// `libcuda.so` cannot be loaded, as on CI's machines.
+#[test]
+fn the_cuda_chapters_error_without_a_driver() {
+    let chapter = std::fs::read_to_string(root().join("docs/src/cuda.md")).unwrap();
+    let cmd = "$ netc train networks/alexnet-fmnist.net --backend cuda\n";
+    let start = chapter.find(cmd).expect("the example in docs/src/cuda.md") + cmd.len();
+    let expected = &chapter[start..start + chapter[start..].find("```").unwrap()];
+    // SAFETY: loading the driver library runs its initialisers, as netc does.
+    let driver = ["libcuda.so", "libcuda.so.1"]
+        .iter()
+        .any(|name| unsafe { libloading::Library::new(name) }.is_ok());
+    if driver {
+        eprintln!(
+            "NOT COMPARED: libcuda.so loads on this machine, so docs/src/cuda.md's \
+             error without a driver cannot be reproduced here"
+        );
+        return;
+    }
+    let dir = scratch("cuda-error");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(["train", "networks/alexnet-fmnist.net", "--backend", "cuda"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(printed, expected);
+}

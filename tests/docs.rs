@@ -91,6 +91,7 @@ fn which(program: &str) -> PathBuf {
 fn every_documented_command_prints_what_the_docs_show() {
     let docs = documents();
     let mut ran = 0;
+    let mut failed = Vec::new();
     for doc in &docs {
         let text = std::fs::read_to_string(doc).unwrap();
         if console_blocks(&text) == 0 {
@@ -102,18 +103,27 @@ fn every_documented_command_prints_what_the_docs_show() {
         // One test function in this binary changes the working folder, and
         // the documents run one at a time; the other tests use absolute paths.
         std::env::set_current_dir(&dir).unwrap();
-        let cases = trycmd::TestCases::new();
-        cases
-            .register_bin("netc", PathBuf::from(env!("CARGO_BIN_EXE_netc")))
-            .register_bin("python3", which("python3"))
-            .env("NO_COLOR", "1")
-            .case(doc);
-        cases.run();
-        drop(cases);
+        let outcome = std::panic::catch_unwind(|| {
+            let cases = trycmd::TestCases::new();
+            cases
+                .register_bin("netc", PathBuf::from(env!("CARGO_BIN_EXE_netc")))
+                .register_bin("python3", which("python3"))
+                .env("NO_COLOR", "1")
+                .case(doc);
+            cases.run();
+        });
         std::env::set_current_dir(root()).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+        if outcome.is_err() {
+            failed.push(doc.display().to_string());
+        }
     }
     assert!(ran >= 2, "only {ran} documents have console blocks");
+    assert!(
+        failed.is_empty(),
+        "these documents show output their commands no longer print (see above):\n{}",
+        failed.join("\n")
+    );
 }
 
 /// The README quotes the main job's recorded output
@@ -256,7 +266,7 @@ fn the_cuda_chapters_error_without_a_driver() {
     // SAFETY: loading the driver library runs its initialisers, as netc does.
     let driver = ["libcuda.so", "libcuda.so.1"]
         .iter()
-        .any(|name| unsafe { libloading::Library::new(name) }.is_ok());
+        .any(|name| unsafe { libloading::Library::new(*name) }.is_ok());
     if driver {
         eprintln!(
             "NOT COMPARED: libcuda.so loads on this machine, so docs/src/cuda.md's \

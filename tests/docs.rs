@@ -143,9 +143,10 @@ fn the_readme_quotes_the_recorded_main_job() {
         "the README's figure: {}",
         epochs[11]
     );
-    for line in recorded.lines().filter(|l| {
-        l.starts_with("epoch ") || l.starts_with("metrics: ") || l.starts_with("   ")
-    }) {
+    for line in recorded
+        .lines()
+        .filter(|l| l.starts_with("epoch ") || l.starts_with("metrics: ") || l.starts_with("   "))
+    {
         assert!(
             readme.contains(line),
             "README.md does not quote this line of docs/src/recorded/main-job.txt:\n{line}"
@@ -161,7 +162,11 @@ fn the_language_chapters_first_network_is_examples_tiny_net() {
     let tiny = std::fs::read_to_string(root().join("examples/tiny.net")).unwrap();
     let start = chapter.find("```net\n").expect("a net block") + "```net\n".len();
     let end = start + chapter[start..].find("```").unwrap();
-    assert_eq!(&chapter[start..end], tiny, "docs/src/language.md's first block");
+    assert_eq!(
+        &chapter[start..end],
+        tiny,
+        "docs/src/language.md's first block"
+    );
 }
 
 /// Links between the README and the book's chapters name files that exist,
@@ -183,13 +188,14 @@ fn links_between_the_documents_resolve() {
                 bad.push(format!("{}: {target}: no such file", doc.display()));
                 continue;
             }
-            if let Some(anchor) = anchor {
-                if file.extension().is_some_and(|x| x == "md") {
-                    let body = std::fs::read_to_string(&file).unwrap();
-                    if !headings(&body).contains(&anchor) {
-                        bad.push(format!("{}: {target}#{anchor}: no such heading", doc.display()));
-                    }
-                }
+            if let Some(anchor) = anchor
+                && file.extension().is_some_and(|x| x == "md")
+                && !headings(&std::fs::read_to_string(&file).unwrap()).contains(&anchor)
+            {
+                bad.push(format!(
+                    "{}: {target}#{anchor}: no such heading",
+                    doc.display()
+                ));
             }
         }
     }
@@ -282,7 +288,7 @@ fn the_cuda_chapters_error_without_a_driver() {
         .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let printed = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let printed =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(printed, expected);
 }

@@ -39,7 +39,7 @@ impl Diagnose for SyntaxError {
                     .with_code("N0001")
                     .with_message(self.to_string())
                     .with_labels(vec![primary(*span, format!("expected {expected}"))]),
-                "see the language reference in README.md",
+                "see the language reference in docs/src/language.md",
             ),
             SyntaxError::TooDeep { span } => help(
                 Diagnostic::error()

@@ -444,7 +444,7 @@ fn a_run_with_every_setting_resumes_bit_for_bit() {
     }
 }
 
-/// Which parameters each form of `multipliers` rule reaches, as the README
+/// Which parameters each form of `multipliers` rule reaches, as the book (docs/src/language.md)
 /// says: a kind (`weight`, `bias`) reaches a batchnorm's γ and β too; a
 /// binding every trained parameter of its layers, its batchnorm's γ and β
 /// included; `BINDING.weight` the weights of the binding's layers (the

@@ -20,7 +20,7 @@
 //! `size × size` square is kept. (Cutting the square first and resizing
 //! it alone would be cheaper, but its edge pixels would see clamped edges
 //! instead of their neighbours, 0.17 levels apart on average; the paper,
-//! and the README, rescale first.)
+//! and the book (docs/src/data.md), rescale first.)
 //! Grayscale (and any other colour type) is converted to RGB, a grayscale
 //! image giving three identical channels; alpha is dropped. An undecodable
 //! file, an empty class folder, or a root without class folders is a
@@ -316,7 +316,7 @@ mod tests {
     }
 
     /// The whole image is rescaled, then the central square kept (as the
-    /// paper and the README say; the square was cut first, so its edge
+    /// paper and the book say; the square was cut first, so its edge
     /// pixels never saw their neighbours outside it).
     #[test]
     fn prepare_scales_short_side_and_centres() {

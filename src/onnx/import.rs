@@ -893,6 +893,14 @@ fn pool_window(
         return Err(bad(n, "has an Indices output"));
     }
     let (size, stride, pad) = (w.size.h, w.stride.h, w.pad.h);
+    if pad.saturating_mul(2) > size {
+        return Err(bad(
+            n,
+            format!(
+                "pads {pad} are more than half the {size}-wide window (netc's {what} pads at most half a window)"
+            ),
+        ));
+    }
     let d = c.dims(x);
     if d.len() != 3 {
         return Err(bad(n, "needs a C×H×W input"));

@@ -306,6 +306,8 @@ struct Ctx {
     dir: Option<std::path::PathBuf>,
     /// Values on the way through PyTorch's decomposed LocalResponseNorm.
     lrn: HashMap<String, LrnPart>,
+    /// Values folded so far, all nodes together (bounded: [`MAX_FOLDED_TOTAL`]).
+    folded: usize,
 }
 
 /// A shape-derived integer vector (or scalar); `None` is the batch size.
@@ -893,6 +895,14 @@ fn pool_window(
         return Err(bad(n, "has an Indices output"));
     }
     let (size, stride, pad) = (w.size.h, w.stride.h, w.pad.h);
+    if pad.saturating_mul(2) > size {
+        return Err(bad(
+            n,
+            format!(
+                "pads {pad} are more than half the {size}-wide window (netc's {what} pads at most half a window)"
+            ),
+        ));
+    }
     let d = c.dims(x);
     if d.len() != 3 {
         return Err(bad(n, "needs a C×H×W input"));
@@ -1617,6 +1627,9 @@ fn twice(name: &str) -> ImportError {
     ))
 }
 
+/// The most values the folding computes in one import, all nodes together.
+const MAX_FOLDED_TOTAL: usize = 1 << 23;
+
 /// The deepest `If` inside `If` netc reads.
 const MAX_NESTING: usize = 4;
 
@@ -1757,6 +1770,15 @@ fn fold_node(c: &mut Ctx, n: &NodeProto) -> Result<(), ImportError> {
         }))
     };
     let t = fold::eval(n, &ins, c.opset, &ints, &int, &tensor).map_err(|e| bad(n, e))?;
+    c.folded = c.folded.saturating_add(t.v.len());
+    if c.folded > MAX_FOLDED_TOTAL {
+        return Err(bad(
+            n,
+            format!(
+                "folds more than {MAX_FOLDED_TOTAL} values in all (netc folds shapes and small constants)"
+            ),
+        ));
+    }
     store(c, n, t)
 }
 
@@ -2327,6 +2349,7 @@ pub fn import_from(
         opset,
         dir: dir.map(|d| d.to_path_buf()),
         lrn: HashMap::new(),
+        folded: 0,
     };
     // Every value is defined once: by an initializer (which the graph's
     // inputs may list again), a graph input or one node's output.

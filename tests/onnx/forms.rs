@@ -633,3 +633,30 @@ fn constant_folding_evaluates_the_exporters_operators() {
     );
     assert!(r.is_err());
 }
+
+/// Folding is bounded in all, not only per node: nine `ConstantOfShape`
+/// nodes of 2^20 values each are refused, not allocated.
+#[test]
+fn folding_many_large_constants_is_refused() {
+    let mut m = model("torch-alexnet-small.onnx");
+    let g = m.graph.as_mut().unwrap();
+    g.initializer
+        .push(TensorProto::int64s("big_shape", &[1], &[1 << 20]));
+    for i in 0..9 {
+        g.node.insert(
+            0,
+            NodeProto {
+                op_type: "ConstantOfShape".into(),
+                name: format!("big{i}"),
+                input: vec!["big_shape".into()],
+                output: vec![format!("big{i}_out")],
+                ..Default::default()
+            },
+        );
+    }
+    let e = import(&m.encode_to_vec(), "model.onnx")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("folds more than") && e.contains("big0"), "{e}");
+}

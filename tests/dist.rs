@@ -1,9 +1,9 @@
-//! Data-parallel training under `mpirun`: two ranks train the same model
-//! as one process with the same global batch and seed (same top-1 counts,
-//! losses within 1e-4 relative, weights within a stated tolerance); a
-//! checkpoint written by two ranks resumes on one process; a batch the
-//! ranks do not divide, and ranks that run different settings, are errors
-//! on every rank, not hangs.
+//! Data-parallel training under `mpirun`: two ranks, and three, train
+//! the same model as one process with the same global batch and seed (same
+//! top-1 counts, losses within 1e-4 relative, weights within a stated
+//! tolerance); a checkpoint written by two ranks resumes on one process
+//! and on three; a batch the ranks do not divide, and ranks that run
+//! different settings, are errors on every rank, not hangs.
 //!
 //! Needs the `mpi` feature and `mpirun` (Open MPI). Without either, each
 //! test says why it does not run, and fails instead when
@@ -60,15 +60,22 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-/// `netc train` on the test network and data with `extra` arguments.
+/// `netc train` on the test network and data, global batch 32, with
+/// `extra` arguments.
 fn train_args(out: &Path, extra: &[&str]) -> Vec<String> {
+    batch_args(out, 32, extra)
+}
+
+/// [`train_args`] with global batch `batch`.
+fn batch_args(out: &Path, batch: u64, extra: &[&str]) -> Vec<String> {
+    let batch = batch.to_string();
     let mut a: Vec<String> = [
         "train",
         NET,
         "--data",
         DATA,
         "--batch",
-        "32",
+        &batch,
         "--seed",
         "3",
         "--epochs",
@@ -204,6 +211,41 @@ fn two_ranks_train_the_model_one_process_trains() {
     same_weights(&one, &two, WEIGHT_TOL);
     let _ = std::fs::remove_dir_all(&one);
     let _ = std::fs::remove_dir_all(&two);
+}
+
+#[test]
+fn three_ranks_train_the_model_one_process_trains() {
+    if !ready("three_ranks_train_the_model_one_process_trains") {
+        return;
+    }
+    // Three ranks: a ring whose sums are not the same expression on every
+    // rank; the broadcast before each evaluation keeps them one model.
+    let one = tmp("one48");
+    ok(&one_process(&batch_args(&one, 48, &[])), "one process");
+    let three = tmp("three48");
+    ok(&ranks(3, &batch_args(&three, 48, &[])), "three ranks");
+    same_epochs(&metrics(&one), &metrics(&three));
+    same_weights(&one, &three, WEIGHT_TOL);
+    // Two ranks stop at step 3; three ranks resume and finish the run.
+    let part = tmp("part48");
+    ok(
+        &ranks(2, &batch_args(&part, 48, &["--stop-after", "3"])),
+        "two ranks, stopped",
+    );
+    let ck = part.join("checkpoint.safetensors");
+    let resume = [
+        "train".to_string(),
+        NET.into(),
+        "--quiet".into(),
+        "--resume".into(),
+        ck.display().to_string(),
+    ];
+    ok(&ranks(3, &resume), "three ranks, resumed");
+    same_epochs(&metrics(&one), &metrics(&part));
+    same_weights(&one, &part, WEIGHT_TOL);
+    for d in [one, three, part] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
 
 #[test]

@@ -11,7 +11,8 @@
 //! calling a method that fails: what batches a step takes is its
 //! [`Step::feed`] (a backend built to augment on its device takes raw
 //! batches, every other host-augmented ones), and there is no method a
-//! backend implements only to refuse.
+//! backend implements only to refuse (one that cannot train on several
+//! ranks keeps [`Step::set_gradient_reducer`]'s default, which says so).
 
 use super::error::BackendError;
 use super::input::RawBatch;

@@ -3,7 +3,9 @@
 //! top-1 counts, losses within 1e-4 relative, weights within a stated
 //! tolerance); a checkpoint written by two ranks resumes on one process
 //! and on three; a batch the ranks do not divide, and ranks that run
-//! different settings, are errors on every rank, not hangs.
+//! different settings, are errors on every rank, not hangs; a rank killed
+//! with `kill -9` ends the whole job non-zero within a bounded time, and
+//! the last checkpoint resumes.
 //!
 //! Needs the `mpi` feature and `mpirun` (Open MPI). Without either, each
 //! test says why it does not run, and fails instead when
@@ -317,5 +319,159 @@ fn ranks_that_run_different_settings_stop_with_an_error() {
     assert!(!o.status.success(), "ranks with different seeds trained");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("what rank 0 runs"), "{err}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The processes whose parent is `parent` (from `/proc`).
+fn children(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: the fields after the last `)`.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_rank_killed_mid_run_ends_the_job_and_the_checkpoint_resumes() {
+    if !ready("a_rank_killed_mid_run_ends_the_job_and_the_checkpoint_resumes") {
+        return;
+    }
+    let out = tmp("killed");
+    let mut args = batch_args(&out, 32, &["--checkpoint-every", "2"]);
+    let at = args.iter().position(|a| a == "--epochs").unwrap();
+    args[at + 1] = "40".into();
+    let mut c = Command::new("mpirun");
+    c.args(["--oversubscribe", "-np", "2"])
+        .arg(env!("CARGO_BIN_EXE_netc"))
+        .args(&args)
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut job = c.spawn().unwrap();
+    let ck = out.join("checkpoint.safetensors");
+    let t0 = Instant::now();
+    while !ck.exists() {
+        assert!(t0.elapsed() < LIMIT, "no checkpoint within {LIMIT:?}");
+        if job.try_wait().unwrap().is_some() {
+            let mut err = String::new();
+            use std::io::Read;
+            let _ = job.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("the job ended early: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Rank processes are mpirun's children running netc; kill one with -9.
+    let ranks_now: Vec<u32> = children(job.id())
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "netc")
+        })
+        .collect();
+    assert_eq!(ranks_now.len(), 2, "two rank processes under mpirun");
+    let killed = Command::new("kill")
+        .args(["-9", &ranks_now[1].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let t1 = Instant::now();
+    let status = loop {
+        if let Some(s) = job.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(60),
+            "the job did not end within 60 s of a rank's death"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "a job with a killed rank exited 0");
+    // The surviving rank is gone too, not left waiting in a collective.
+    let alive = |p: u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+        })
+    };
+    let t2 = Instant::now();
+    while alive(ranks_now[0]) {
+        assert!(
+            t2.elapsed() < Duration::from_secs(30),
+            "rank 0 still runs after the job ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The last checkpoint is intact, and resuming it twice (on 2 ranks)
+    // continues the same run: the same weights both times.
+    let weights = load_weights(&ck).expect("the last checkpoint loads");
+    assert!(!weights.is_empty());
+    let mut finals = Vec::new();
+    for k in 0..2 {
+        let dir = tmp(&format!("killed-resume{k}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&ck, dir.join("checkpoint.safetensors")).unwrap();
+        let resume = [
+            "train".to_string(),
+            NET.into(),
+            "--quiet".into(),
+            "--steps".into(),
+            "30".into(),
+            "--resume".into(),
+            dir.join("checkpoint.safetensors").display().to_string(),
+        ];
+        ok(&ranks(2, &resume), "resumed");
+        finals.push(load_weights(&dir.join("checkpoint.safetensors")).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    assert!(
+        finals[0] == finals[1],
+        "two resumes of one checkpoint differ"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn batchnorm_ranks_evaluate_with_rank_0s_running_statistics() {
+    if !ready("batchnorm_ranks_evaluate_with_rank_0s_running_statistics") {
+        return;
+    }
+    // Batch normalisation on 2 ranks: per-rank batch statistics in the
+    // steps; before the evaluation rank 0's running statistics go to every
+    // rank, so the sharded evaluation equals one process evaluating the
+    // checkpoint rank 0 wrote.
+    let net = "tests/nets/residual-bn.net";
+    let out = tmp("bn");
+    let mut args = train_args(&out, &[]);
+    args[1] = net.into();
+    ok(&ranks(2, &args), "two ranks, batchnorm");
+    let m = metrics(&out);
+    let last = m.last().unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_netc"));
+    c.args(["eval", net, "--data", DATA, "--batch", "16", "--weights"])
+        .arg(out.join("checkpoint.safetensors"));
+    let o = run(c);
+    ok(&o, "eval");
+    let said = String::from_utf8_lossy(&o.stdout);
+    let want = format!(
+        "top-1 error {:.2}%, top-5 error {:.2}%, loss {:.4}",
+        100.0 * last["top1_error"].as_f64().unwrap(),
+        100.0 * last["top5_error"].as_f64().unwrap(),
+        last["test_loss"].as_f64().unwrap()
+    );
+    assert!(
+        said.contains(&want),
+        "eval says {said}, training said {want}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }

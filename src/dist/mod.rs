@@ -120,8 +120,10 @@ pub fn world() -> Result<Arc<dyn Collective>, String> {
     Ok(Arc::new(Single))
 }
 
-/// An order-independent fingerprint of the run as one rank sees it, the
-/// same on every rank of a well-launched job.
+/// Checks that every rank describes its run (`what`: network fingerprint,
+/// settings, data, resume point, one item a line) as rank 0 does; a
+/// difference is an error on every rank, on those that differ naming the
+/// first line that does. Collective.
 pub fn agree(c: &dyn Collective, what: &str) -> Result<(), String> {
     if c.size() == 1 {
         return Ok(());

@@ -26,6 +26,9 @@
 //! [`Results`] says, progress and notes to standard error; a resume takes
 //! the settings its checkpoint records where the options give none, and
 //! its network and the data path's kind are checked before data is loaded.
+//! Under an MPI launcher with several processes, [`train_ranks`] runs the
+//! same training data-parallel over the ranks (see its comment and
+//! `crate::dist`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

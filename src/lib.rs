@@ -9,6 +9,7 @@ pub mod ablate;
 pub mod backend;
 pub mod data;
 pub mod diag;
+pub mod dist;
 pub mod frontend;
 pub mod fsio;
 pub mod ir;

@@ -11,7 +11,8 @@
 //! calling a method that fails: what batches a step takes is its
 //! [`Step::feed`] (a backend built to augment on its device takes raw
 //! batches, every other host-augmented ones), and there is no method a
-//! backend implements only to refuse.
+//! backend implements only to refuse (one that cannot train on several
+//! ranks keeps [`Step::set_gradient_reducer`]'s default, which says so).
 
 use super::error::BackendError;
 use super::input::RawBatch;
@@ -53,6 +54,10 @@ pub enum Batch<'a> {
 
 /// A parameter or velocity: `name@device`, dims, values.
 pub type StateTensor<'a> = (String, Vec<usize>, &'a [f32]);
+
+/// What [`Step::set_gradient_reducer`] takes: called on a gradient in
+/// place (data-parallel training sums it over the ranks and divides).
+pub type GradientReducer = Box<dyn FnMut(&mut [f32]) -> Result<(), String> + Send>;
 
 /// A training-step executor as the loop drives it.
 pub trait Step {
@@ -101,6 +106,23 @@ pub trait Step {
     /// The first layer, in execution order, holding a non-finite value.
     fn first_non_finite(&mut self) -> Result<Option<String>, BackendError>;
 
+    /// Data-parallel training: every later step calls `reduce` on each
+    /// parameter gradient once the backward pass has finished it and
+    /// before its update (in the same order on every rank), and keys its
+    /// dropout masks as the examples `example_offset..` of the global
+    /// batch. A backend that cannot split its step there says so (the
+    /// loop asks before any data is loaded).
+    fn set_gradient_reducer(
+        &mut self,
+        reduce: GradientReducer,
+        example_offset: u64,
+    ) -> Result<(), BackendError> {
+        let _ = (reduce, example_offset);
+        Err(BackendError::Unavailable(
+            "this backend does not train on several ranks yet; run the ranks on the CPU backend (`--backend cpu`)".into(),
+        ))
+    }
+
     /// One whole training step on a host-augmented batch: submit, then
     /// collect.
     fn train_step(
@@ -148,5 +170,12 @@ impl<S: Step + ?Sized> Step for Box<S> {
     }
     fn first_non_finite(&mut self) -> Result<Option<String>, BackendError> {
         (**self).first_non_finite()
+    }
+    fn set_gradient_reducer(
+        &mut self,
+        reduce: GradientReducer,
+        example_offset: u64,
+    ) -> Result<(), BackendError> {
+        (**self).set_gradient_reducer(reduce, example_offset)
     }
 }

@@ -10,7 +10,7 @@ use netc::backend::config::{BackendConfig, BackendFlags, BackendKind};
 use netc::backend::open;
 use netc::ir::train::TrainConfig;
 use netc::train::run::{
-    Results, TrainOptions, eval_predictions_with, eval_weights_with, train_with,
+    Results, TrainOptions, eval_predictions_with, eval_weights_with, train_ranks,
 };
 
 use super::args::{Backend, EvalArgs, TrainArgs};
@@ -25,6 +25,29 @@ fn kind(b: Backend) -> BackendKind {
 
 /// `netc train`.
 pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
+    // Under `mpirun`/`srun` with several processes: one data-parallel
+    // rank of the job (see `netc::dist`); otherwise one process, as ever.
+    let ranks = netc::dist::world().map_err(|e| format!("error: {e}"))?;
+    if ranks.size() == 1 {
+        return train_one(a, ranks);
+    }
+    let (rank, size) = (ranks.rank(), ranks.size());
+    match train_one(a, std::sync::Arc::clone(&ranks)) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            // The other ranks may wait in a collective: this rank's message,
+            // then the whole job ends non-zero.
+            eprintln!("{e} (rank {rank} of {size})");
+            ranks.abort(1)
+        }
+    }
+}
+
+/// `netc train` as one rank of `ranks` (the only one for one process).
+fn train_one(
+    a: TrainArgs,
+    ranks: std::sync::Arc<dyn netc::dist::Collective>,
+) -> Result<ExitCode, String> {
     let (c, _) = load(&a.file)?;
     let backend = BackendConfig::from_flags(&BackendFlags {
         backend: kind(a.backend),
@@ -66,7 +89,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
         layout: backend.layout(),
         evaluate_only: false,
     };
-    train_with(&c.module, &opts, |cpu, cfg, aug| {
+    train_ranks(&c.module, &opts, ranks, |cpu, cfg, aug| {
         open::open(&backend, cpu, cfg.batch as usize, aug)
     })
     .map_err(|e| format!("error: {e}"))?;

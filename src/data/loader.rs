@@ -46,6 +46,36 @@ use super::source::ImageSource;
 use super::{DataError, Split};
 use crate::rng::Rng;
 
+/// Which examples of each global batch a rank takes: `size` consecutive
+/// shares of `batch / size` examples, rank `r` the `r`-th.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub size: usize,
+}
+
+impl Shard {
+    /// The whole batch (one process).
+    pub const WHOLE: Shard = Shard { rank: 0, size: 1 };
+
+    /// The examples per rank of a global `batch`, or why `size` ranks
+    /// cannot share it.
+    pub fn local_batch(&self, batch: u64) -> Result<u64, String> {
+        let n = self.size as u64;
+        if n == 0 || !batch.is_multiple_of(n) {
+            return Err(format!(
+                "the global batch {batch} does not divide among {n} ranks: each rank takes batch/{n} examples of every step; give a batch that {n} divides (`--batch`) or run on a number of ranks that divides {batch}"
+            ));
+        }
+        Ok(batch / n)
+    }
+
+    /// The first example of a global batch this rank takes.
+    pub fn offset(&self, local_batch: u64) -> u64 {
+        self.rank as u64 * local_batch
+    }
+}
+
 /// Loader options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoaderConfig {
@@ -161,6 +191,9 @@ pub struct Loader {
     /// Image buffers of batches handed back ([`Loader::recycle`]), reused
     /// so that a batch does not fault in fresh memory.
     spare: Arc<Spare>,
+    /// The share of every global batch this loader gives (see
+    /// [`Loader::sharded`]); the whole batch for one process.
+    shard: Shard,
 }
 
 /// Buffers kept for reuse (the producer and the consumer each hold one).
@@ -206,6 +239,7 @@ impl Loader {
             counters: Arc::default(),
             error: Arc::default(),
             spare: Arc::default(),
+            shard: Shard::WHOLE,
         })
     }
 
@@ -248,12 +282,45 @@ impl Loader {
 
     /// Batches per epoch.
     pub fn len(&self) -> usize {
-        let (n, b) = (self.split.len(), self.cfg.batch_size);
+        let b = self.cfg.batch_size;
+        let n = if self.shard.size > 1 {
+            self.shard_len()
+        } else {
+            self.split.len()
+        };
         if self.cfg.drop_last {
             n / b
         } else {
             n.div_ceil(b)
         }
+    }
+
+    /// This loader as rank `shard.rank` of `shard.size` ranks: its
+    /// `batch_size` is a rank's share of a global batch `batch_size ·
+    /// size`, and batch `b` of an epoch holds positions
+    /// `b·B + r·n .. b·B + (r+1)·n` of the epoch's order (`B` the global
+    /// batch, `n` the share, `r` the rank); the last partial global batch
+    /// (kept without `drop_last`) is cut into shares of `n` the same way,
+    /// so a rank may have one batch fewer. The batches of all ranks
+    /// together are those of one process with batch `B`, each image
+    /// augmented as there (keyed by its index, not its position).
+    pub fn sharded(mut self, shard: Shard) -> Loader {
+        self.shard = shard;
+        self
+    }
+
+    /// Images this rank visits per epoch (see [`Loader::sharded`]).
+    fn shard_len(&self) -> usize {
+        let (n, s) = (self.cfg.batch_size, self.shard);
+        let global = n * s.size;
+        let total = self.split.len();
+        let full = total / global;
+        let tail = if self.cfg.drop_last {
+            0
+        } else {
+            (total - full * global).saturating_sub(s.rank * n).min(n)
+        };
+        full * n + tail
     }
 
     pub fn is_empty(&self) -> bool {
@@ -266,7 +333,18 @@ impl Loader {
         if self.cfg.shuffle {
             Rng::new(self.cfg.seed, epoch).shuffle(&mut order);
         }
+        if self.shard.size <= 1 {
+            return order;
+        }
+        // This rank's share of every global batch, in batch order.
+        let (n, r) = (self.cfg.batch_size, self.shard.rank);
+        let global = n * self.shard.size;
         order
+            .chunks(global)
+            .flat_map(|b| &b[(r * n).min(b.len())..((r + 1) * n).min(b.len())])
+            .copied()
+            .take(self.shard_len())
+            .collect()
     }
 
     /// Assembles batch `index` of `epoch` on the calling thread (plus the
@@ -345,6 +423,7 @@ impl Loader {
             counters: Arc::clone(&self.counters),
             error: Arc::clone(&self.error),
             spare: Arc::clone(&self.spare),
+            shard: self.shard,
         }
     }
 
@@ -589,6 +668,39 @@ mod tests {
         // Different epochs differ in order.
         assert_ne!(one.order(0), one.order(1));
         assert_eq!(one.order(1), many.order(1));
+    }
+
+    #[test]
+    fn ranks_share_each_global_batch_as_one_process_takes_it() {
+        // 100 images, global batch 16 on 2 ranks of 8 (the tail of 4 kept
+        // for evaluation, dropped for training).
+        for drop_last in [true, false] {
+            let mut whole = LoaderConfig::train(16, 5);
+            whole.drop_last = drop_last;
+            let one = fmnist_loader(whole, 100);
+            let share = LoaderConfig {
+                batch_size: 8,
+                ..whole
+            };
+            let r: Vec<Loader> = (0..2)
+                .map(|rank| fmnist_loader(share, 100).sharded(Shard { rank, size: 2 }))
+                .collect();
+            let a: Vec<Batch> = one.epoch(2, 0).collect();
+            let b: Vec<Vec<Batch>> = r.iter().map(|l| l.epoch(2, 0).collect()).collect();
+            assert_eq!(r[0].len(), one.len(), "drop_last {drop_last}");
+            for (k, g) in a.iter().enumerate() {
+                let mut idx = b[0][k].indices.clone();
+                let mut images = b[0][k].images.clone();
+                if let Some(second) = b[1].get(k) {
+                    idx.extend(&second.indices);
+                    images.extend(&second.images);
+                }
+                assert_eq!(idx, g.indices, "batch {k}");
+                assert_eq!(images, g.images, "batch {k}: augmented as one process");
+            }
+            // The partial last batch (4 images) is rank 0's alone.
+            assert_eq!(r[1].len(), 6, "drop_last {drop_last}");
+        }
     }
 
     #[test]

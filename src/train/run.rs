@@ -26,6 +26,9 @@
 //! [`Results`] says, progress and notes to standard error; a resume takes
 //! the settings its checkpoint records where the options give none, and
 //! its network and the data path's kind are checked before data is loaded.
+//! Under an MPI launcher with several processes, [`train_ranks`] runs the
+//! same training data-parallel over the ranks (see its comment and
+//! `crate::dist`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +42,7 @@ use crate::backend::step::{Batch, Feed, Step};
 use crate::data;
 use crate::data::augment::Mode;
 use crate::data::loader::{Loader, LoaderConfig};
+use crate::dist::{Collective, Shard, Single};
 use crate::ir::print;
 use crate::ir::train::{Schedule, TestCrop, TrainConfig};
 use crate::lower::Module;
@@ -246,9 +250,12 @@ fn setup<E: Step, X: Into<TrainError>>(
     opts: &TrainOptions,
     ck: Option<(&Path, &Checkpoint)>,
     say: &dyn Fn(&str),
+    shard: Shard,
     make: impl FnOnce(CpuExec, &TrainConfig, &AugmentPlan) -> Result<E, X>,
 ) -> Result<Setup<E>, TrainError> {
     let cfg = effective_config(module, opts);
+    // A rank's share of every global batch (the file's batch).
+    let local = shard.local_batch(cfg.batch).map_err(TrainError::Config)? as usize;
     // What `netc check` refuses is refused here too, before any data, and
     // so is a run that would take no step.
     crate::passes::trainable::check(&module.graph, &module.train, Default::default())
@@ -272,7 +279,11 @@ fn setup<E: Step, X: Into<TrainError>>(
     let aug = augmenter(&cfg, ds.shape(), &ds.stats, cfg.seed)?;
     let prep = Preparation::of_run(&cfg.data, &ds, &aug);
     let out = aug.out_shape();
-    let exec = CpuExec::with_memory(graph, cfg.seed, opts.layout)?;
+    let mut exec = CpuExec::with_memory(graph, cfg.seed, opts.layout)?;
+    if shard.size > 1 {
+        // A rank's buffers are laid out for its share of the batch.
+        exec.plan_at(local)?;
+    }
     if exec.image_len() != out.len() {
         // The input's shape as C×H×W, as the data's is given.
         let want = exec
@@ -295,7 +306,7 @@ fn setup<E: Step, X: Into<TrainError>>(
     }
     // Decoding and augmenting on every core (batches do not depend on it).
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut lcfg = LoaderConfig::train(cfg.batch as usize, cfg.seed);
+    let mut lcfg = LoaderConfig::train(local, cfg.seed);
     lcfg.drop_last = true;
     lcfg.workers = workers;
     // Nothing random left to draw: the central crop, as evaluation takes it.
@@ -304,7 +315,9 @@ fn setup<E: Step, X: Into<TrainError>>(
     }
     let cfgerr = |e: data::augment::ConfigError| TrainError::Config(e.to_string());
     let train_images = ds.train.len();
-    let train = Loader::from_source(ds.train, aug.clone(), lcfg).map_err(cfgerr)?;
+    let train = Loader::from_source(ds.train, aug.clone(), lcfg)
+        .map_err(cfgerr)?
+        .sharded(shard);
     if !opts.evaluate_only {
         super::no_step::check_batches(cfg.batch, train_images, train.len()).map_err(|e| {
             TrainError::Config(match &opts.data {
@@ -313,12 +326,14 @@ fn setup<E: Step, X: Into<TrainError>>(
             })
         })?;
     }
-    let mut ecfg = LoaderConfig::eval(cfg.batch as usize);
+    let mut ecfg = LoaderConfig::eval(local);
     ecfg.workers = workers;
     if cfg.data.test == TestCrop::TenCrop {
         ecfg.mode = Mode::TenCrop;
     }
-    let test = Loader::from_source(ds.test, aug, ecfg).map_err(cfgerr)?;
+    let test = Loader::from_source(ds.test, aug, ecfg)
+        .map_err(cfgerr)?
+        .sharded(shard);
     let exec = make(exec, &cfg, &train.augmenter().plan()).map_err(Into::into)?;
     Ok(Setup {
         saved: opts.resume.is_some(),
@@ -338,14 +353,69 @@ pub fn evaluate<E: Step + ?Sized>(exec: &mut E, loader: &Loader) -> Result<EvalR
     evaluate_each(exec, loader, |_, _, _| {})
 }
 
+/// [`evaluate`] on the ranks' shares of the test split (each rank's
+/// loader sharded): the top-1 and top-5 counts and the image count are
+/// summed exactly over the ranks, the loss sum in `f64`, so the figures
+/// are those of one process but for the order of the loss sum.
+pub fn evaluate_ranks<E: Step + ?Sized>(
+    exec: &mut E,
+    loader: &Loader,
+    ranks: &dyn Collective,
+) -> Result<EvalReport, TrainError> {
+    let mut sums = eval_sums(exec, loader, |_, _, _| {})?;
+    if ranks.size() > 1 {
+        let mut counts = [sums.top1, sums.top5, sums.n];
+        ranks.all_reduce_u64(&mut counts);
+        let mut loss = [sums.loss];
+        ranks.all_reduce_f64(&mut loss);
+        sums = EvalSums {
+            loss: loss[0],
+            top1: counts[0],
+            top5: counts[1],
+            n: counts[2],
+        };
+    }
+    Ok(sums.report())
+}
+
+/// An evaluation's sums: of the per-image losses, of the top-1 and top-5
+/// hits, of the images.
+#[derive(Clone, Copy, Debug, Default)]
+struct EvalSums {
+    loss: f64,
+    top1: u64,
+    top5: u64,
+    n: u64,
+}
+
+impl EvalSums {
+    fn report(&self) -> EvalReport {
+        let d = self.n.max(1) as f64;
+        EvalReport {
+            loss: self.loss / d,
+            top1_error: 1.0 - self.top1 as f64 / d,
+            top5_error: 1.0 - self.top5 as f64 / d,
+            images: self.n as usize,
+        }
+    }
+}
+
 /// [`evaluate`], handing every test image's index, label and logits
 /// (`classes` values, or ten rows of them for ten crops, in the order of
 /// `Augmenter::ten_crop_params`) to `each`, in index order.
 pub fn evaluate_each<E: Step + ?Sized>(
     exec: &mut E,
     loader: &Loader,
-    mut each: impl FnMut(usize, u32, &[f32]),
+    each: impl FnMut(usize, u32, &[f32]),
 ) -> Result<EvalReport, TrainError> {
+    Ok(eval_sums(exec, loader, each)?.report())
+}
+
+fn eval_sums<E: Step + ?Sized>(
+    exec: &mut E,
+    loader: &Loader,
+    mut each: impl FnMut(usize, u32, &[f32]),
+) -> Result<EvalSums, TrainError> {
     let ten = loader.config().mode == Mode::TenCrop;
     let (mut loss, mut t1, mut t5, mut n) = (0.0, 0usize, 0usize, 0usize);
     for batch in loader.epoch(0, 0) {
@@ -382,12 +452,11 @@ pub fn evaluate_each<E: Step + ?Sized>(
     if let Some(e) = loader.take_error() {
         return Err(e.into());
     }
-    let d = n.max(1) as f64;
-    Ok(EvalReport {
-        loss: loss / d,
-        top1_error: 1.0 - t1 as f64 / d,
-        top5_error: 1.0 - t5 as f64 / d,
-        images: n,
+    Ok(EvalSums {
+        loss,
+        top1: t1 as u64,
+        top5: t5 as u64,
+        n: n as u64,
     })
 }
 
@@ -402,7 +471,11 @@ fn commit<E: Step>(
     p: &Progress,
     reports: &[EpochReport],
     kept_lines: &[String],
+    lead: bool,
 ) -> Result<(), TrainError> {
+    if !lead {
+        return Ok(());
+    }
     let tensors = s.exec.state()?;
     if tensors.iter().any(|t| t.2.iter().any(|v| !v.is_finite())) {
         drop(tensors);
@@ -479,9 +552,48 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
     opts: &TrainOptions,
     make: impl FnOnce(CpuExec, &TrainConfig, &AugmentPlan) -> Result<E, X>,
 ) -> Result<Outcome, TrainError> {
+    train_ranks(module, opts, Arc::new(Single), make)
+}
+
+/// [`train_with`] as one of the data-parallel ranks of `ranks` (every
+/// rank calls it with the same network, options and data).
+///
+/// The `.net` file's batch stays the global batch: each of `N` ranks
+/// takes its `batch/N` examples of every global batch of the one seeded
+/// order (`Loader::sharded`; a batch that `N` does not divide is
+/// refused), each image augmented as one process augments it (keyed by
+/// its index) and its dropout masks those of its place in the global
+/// batch. After the backward pass each parameter gradient is summed over
+/// the ranks and divided by `N` before its update (the step's gradient
+/// reducer), so every rank applies the update one process would, up to
+/// the rounding of the sum. Parameters and velocities are broadcast from
+/// rank 0 at the start (fresh or resumed) and before every evaluation;
+/// batch normalisation uses each rank's own batch statistics during a
+/// step (as PyTorch's `DistributedDataParallel` does by default), and
+/// rank 0's running statistics from the end of every epoch. Before any
+/// step the ranks check that they run the same network (fingerprint),
+/// settings, data and resume point; a difference is an error on every
+/// rank. Only rank 0 prints and writes `--out`; evaluation is sharded
+/// and its counts reduced exactly ([`evaluate_ranks`]).
+pub fn train_ranks<E: Step, X: Into<TrainError>>(
+    module: &Module,
+    opts: &TrainOptions,
+    ranks: Arc<dyn Collective>,
+    make: impl FnOnce(CpuExec, &TrainConfig, &AugmentPlan) -> Result<E, X>,
+) -> Result<Outcome, TrainError> {
+    let lead = ranks.rank() == 0;
+    let shard = Shard {
+        rank: ranks.rank(),
+        size: ranks.size(),
+    };
     let say = |s: &str| {
-        if !opts.quiet {
+        if !opts.quiet && lead {
             eprintln!("{s}");
+        }
+    };
+    let result_line = |line: &str| {
+        if lead {
+            result_line(line)
         }
     };
     // The cheap checks first: the data path's kind, then the checkpoint
@@ -515,13 +627,18 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             ));
         }
     }
-    // One run at a time writes into `--out`, for the run's whole life.
-    let created = !opts.out_dir.exists();
-    std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
-    super::no_step::check_writable(&opts.out_dir).map_err(TrainError::Config)?;
-    let lock = crate::fsio::OutputLock::folder(&opts.out_dir)?;
+    // One run at a time writes into `--out`, for the run's whole life
+    // (rank 0 alone writes it).
+    let created = lead && !opts.out_dir.exists();
+    let lock = if lead {
+        std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
+        super::no_step::check_writable(&opts.out_dir).map_err(TrainError::Config)?;
+        Some(crate::fsio::OutputLock::folder(&opts.out_dir)?)
+    } else {
+        None
+    };
     let ck = resumed.as_ref().map(|(from, ck)| (*from, ck));
-    let mut s = match setup(module, opts, ck, &say, make) {
+    let mut s = match setup(module, opts, ck, &say, shard, make) {
         Ok(s) => s,
         Err(e) => {
             drop(lock);
@@ -532,6 +649,25 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
         }
     };
     let _lock = lock;
+    // Nanoseconds the steps waited on the gradient sums (this rank).
+    let comm_ns = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    if shard.size > 1 {
+        let local = s.cfg.batch / shard.size as u64;
+        let size = shard.size;
+        let r = Arc::clone(&ranks);
+        let waited = Arc::clone(&comm_ns);
+        s.exec.set_gradient_reducer(
+            Box::new(move |g: &mut [f32]| {
+                let t = Instant::now();
+                r.all_reduce_f32(g);
+                waited.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                let inv = 1.0 / size as f32;
+                g.iter_mut().for_each(|v| *v *= inv);
+                Ok(())
+            }),
+            shard.offset(local),
+        )?;
+    }
     let run_id = super::outputs::run_identity(&s.fingerprint, &s.cfg, opts.max_steps);
     let ckpt = opts.out_dir.join("checkpoint.safetensors");
     let metrics_path = opts.out_dir.join("metrics.jsonl");
@@ -586,6 +722,12 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             opts.out_dir.display()
         ));
     }
+    if shard.size > 1 {
+        // The same run on every rank, from rank 0's parameters.
+        crate::dist::agree(ranks.as_ref(), &run_description(&s, opts, &p))
+            .map_err(TrainError::Config)?;
+        broadcast_state(&mut s.exec, ranks.as_ref())?;
+    }
     // What a later resume continues with unless told otherwise.
     p.settings = Some(RunSettings {
         epochs: s.cfg.epochs,
@@ -626,6 +768,9 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
         .max_steps
         .map_or(s.train.len() as u64, |m| m.min(s.train.len() as u64));
     let batch = s.cfg.batch;
+    // Under several ranks, a stop asked of any rank (Ctrl-C) is seen by
+    // all at the same step: it travels with the step's figures.
+    let mut stop_asked = false;
     while p.epoch < s.cfg.epochs && !(total_reached(p.step) && p.batch == 0) {
         let epoch = p.epoch;
         let lr = scheduled_lr(&s.cfg, epoch, plateau.lr);
@@ -639,7 +784,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
         );
         let t0 = Instant::now();
         let timed_from = p.seen;
-        let bar = if opts.quiet {
+        let bar = if opts.quiet || !lead {
             indicatif::ProgressBar::hidden()
         } else {
             indicatif::ProgressBar::new(steps_per_epoch)
@@ -657,15 +802,21 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
         // The batch of the next step, fetched while the step before it runs.
         let mut next = Fetched::get(&mut iter, &s.train, epoch, p.batch as usize);
         while p.batch < steps_per_epoch {
-            let stop = opts.stop_after.is_some_and(|k| p.step >= k)
-                || opts
-                    .interrupt
+            let interrupted = || {
+                opts.interrupt
                     .as_ref()
-                    .is_some_and(|f| f.load(Ordering::SeqCst));
+                    .is_some_and(|f| f.load(Ordering::SeqCst))
+            };
+            let stop = opts.stop_after.is_some_and(|k| p.step >= k)
+                || if shard.size > 1 {
+                    stop_asked
+                } else {
+                    interrupted()
+                };
             if stop {
                 bar.finish_and_clear();
                 plateau.record(&mut p);
-                commit(&mut s, &paths, &run_id, &p, &reports, &kept_lines)?;
+                commit(&mut s, &paths, &run_id, &p, &reports, &kept_lines, lead)?;
                 match opts.results {
                     Results::Text => result_line(&format!(
                         "stopped at step {}; checkpoint written to {}",
@@ -706,7 +857,23 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
                     s.exec.prefetch(n.batch())?;
                 }
             }
-            let st = s.exec.collect()?;
+            let mut st = s.exec.collect()?;
+            if shard.size > 1 {
+                // The global batch's figures, and whether any rank was asked to stop.
+                let mut f = [
+                    st.loss * st.n as f64,
+                    st.n as f64,
+                    st.top1 as f64,
+                    st.top5 as f64,
+                    f64::from(u8::from(interrupted())),
+                ];
+                ranks.all_reduce_f64(&mut f);
+                st.n = f[1] as usize;
+                st.loss = f[0] / f[1].max(1.0);
+                st.top1 = f[2] as usize;
+                st.top5 = f[3] as usize;
+                stop_asked = f[4] > 0.0;
+            }
             if let Fetched::Host(b) = cur {
                 s.train.recycle(b);
             }
@@ -750,7 +917,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
                 .is_some_and(|k| k > 0 && p.step.is_multiple_of(k))
             {
                 plateau.record(&mut p);
-                commit(&mut s, &paths, &run_id, &p, &reports, &kept_lines)?;
+                commit(&mut s, &paths, &run_id, &p, &reports, &kept_lines, lead)?;
             }
         }
         drop(iter);
@@ -760,7 +927,11 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
         }
         let secs = t0.elapsed().as_secs_f64();
         let wait = s.train.wait_stats();
-        let ev = evaluate(&mut s.exec, &s.test)?;
+        if shard.size > 1 {
+            // Rank 0's running statistics (and state) on every rank.
+            broadcast_state(&mut s.exec, ranks.as_ref())?;
+        }
+        let ev = evaluate_ranks(&mut s.exec, &s.test, ranks.as_ref())?;
         if !ev.loss.is_finite() {
             let layer = s
                 .exec
@@ -806,6 +977,15 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
         if let Some(w) = s.train.wait_stats().summary() {
             say(&w);
         }
+        if shard.size > 1 {
+            let ns = comm_ns.swap(0, Ordering::Relaxed);
+            say(&format!(
+                "{} ranks: rank 0's steps waited {:.1} ms on the gradient sums ({:.1}% of the epoch's training time)",
+                shard.size,
+                ns as f64 / 1e6,
+                100.0 * ns as f64 / 1e9 / secs.max(1e-9)
+            ));
+        }
         s.train.reset_wait_stats();
         p = Progress {
             epoch: epoch + 1,
@@ -819,7 +999,7 @@ pub fn train_with<E: Step, X: Into<TrainError>>(
             ..Progress::default()
         };
         plateau.record(&mut p);
-        commit(&mut s, &paths, &run_id, &p, &reports, &kept_lines)?;
+        commit(&mut s, &paths, &run_id, &p, &reports, &kept_lines, lead)?;
     }
     let _ = batch;
     match opts.results {
@@ -871,7 +1051,7 @@ pub fn eval_weights_with<E: Step, X: Into<TrainError>>(
         data::sources::check_path(d)?;
     }
     let ck = checkpoint::load(weights)?;
-    let mut s = setup(module, opts, Some((weights, &ck)), &say, make)?;
+    let mut s = setup(module, opts, Some((weights, &ck)), &say, Shard::WHOLE, make)?;
     restore_loaded(&mut s.exec, &ck, weights)?;
     drop(ck);
     evaluate(&mut s.exec, &s.test)
@@ -896,7 +1076,7 @@ pub fn eval_predictions_with<E: Step, X: Into<TrainError>>(
         data::sources::check_path(d)?;
     }
     let ck = checkpoint::load(weights)?;
-    let mut s = setup(module, opts, Some((weights, &ck)), &say, make)?;
+    let mut s = setup(module, opts, Some((weights, &ck)), &say, Shard::WHOLE, make)?;
     if let Some(p) = &ck.preparation
         && p.classes != s.prep.classes
     {
@@ -991,4 +1171,53 @@ impl Fetched {
             Fetched::Raw(b) => Batch::Raw(b),
         }
     }
+}
+
+/// What every rank must agree on before the first step: the network
+/// (fingerprint), the settings, the data's sizes and where the run starts.
+fn run_description<E>(s: &Setup<E>, opts: &TrainOptions, p: &Progress) -> String {
+    format!(
+        "network {} {}\nseed {}, batch {}, epochs {}\nsettings {:?}\nmax steps {:?}, steps {:?}, stop after {:?}, checkpoint every {:?}\ntraining images {}, test images {}\nstarting at epoch {}, batch {}, step {}",
+        s.network,
+        s.fingerprint,
+        s.cfg.seed,
+        s.cfg.batch,
+        s.cfg.epochs,
+        s.cfg,
+        opts.max_steps,
+        opts.steps,
+        opts.stop_after,
+        opts.checkpoint_every,
+        s.train.source().len(),
+        s.test.source().len(),
+        p.epoch,
+        p.batch,
+        p.step,
+    )
+}
+
+/// Every parameter and velocity of rank 0 on every rank.
+fn broadcast_state<E: Step>(exec: &mut E, ranks: &dyn Collective) -> Result<(), TrainError> {
+    let tensors: Vec<(String, Vec<f32>)> = exec
+        .state()?
+        .into_iter()
+        .map(|(name, _, v)| (name, v.to_vec()))
+        .collect();
+    for (name, values) in tensors {
+        let mut bytes = bytemuck::cast_slice::<f32, u8>(&values).to_vec();
+        ranks.broadcast_bytes(&mut bytes);
+        if bytes.len() != values.len() * 4 {
+            return Err(TrainError::Config(format!(
+                "rank 0's `{name}` has {} values, this rank's {}",
+                bytes.len() / 4,
+                values.len()
+            )));
+        }
+        let theirs: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        exec.set_state(&name, &theirs)?;
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@
 
 use crate::backend::cpu::exec::CpuExec;
 use crate::backend::error::BackendError;
-use crate::backend::step::{Batch, Feed, StateTensor, Step, StepStats};
+use crate::backend::step::{Batch, Feed, GradientReducer, StateTensor, Step, StepStats};
 
 impl Step for CpuExec<f32> {
     fn image_len(&self) -> usize {
@@ -93,5 +93,14 @@ impl Step for CpuExec<f32> {
 
     fn first_non_finite(&mut self) -> Result<Option<String>, BackendError> {
         Ok(CpuExec::first_non_finite(self).map(str::to_string))
+    }
+
+    fn set_gradient_reducer(
+        &mut self,
+        reduce: GradientReducer,
+        example_offset: u64,
+    ) -> Result<(), BackendError> {
+        self.set_grad_hook(Some(reduce), example_offset);
+        Ok(())
     }
 }

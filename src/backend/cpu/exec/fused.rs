@@ -14,9 +14,9 @@ use super::super::kernels::{self as k, Float};
 /// Elements per parallel task of the fused elementwise passes.
 const BLOCK: usize = 1 << 13;
 
-/// `y = dropout(relu(y))` in one pass (the mask keyed by flat index, as in
-/// `kernels::dropout`; the identity dropout when not training).
-pub(super) fn relu_dropout_inplace<T: Float>(p: &k::dropout::DropoutParams, y: &mut [T]) {
+/// `y = dropout(relu(y))` in one pass (the mask keyed by flat index plus
+/// `off`, as in `kernels::dropout`; the identity dropout when not training).
+pub(super) fn relu_dropout_inplace<T: Float>(p: &k::dropout::DropoutParams, off: u64, y: &mut [T]) {
     use rayon::prelude::*;
     if !p.training || p.rate == 0.0 {
         k::relu::relu_forward_inplace(y);
@@ -24,10 +24,41 @@ pub(super) fn relu_dropout_inplace<T: Float>(p: &k::dropout::DropoutParams, y: &
     }
     let scale = T::from_f64(1.0 / (1.0 - p.rate));
     y.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, blk)| {
-        let base = (bi * BLOCK) as u64;
+        let base = off + (bi * BLOCK) as u64;
         for (j, v) in blk.iter_mut().enumerate() {
             let r = k::relu1(*v);
             *v = r * if k::dropout::keep(p.seed, p.stream, p.rate, base + j as u64) {
+                scale
+            } else {
+                T::ZERO
+            };
+        }
+    });
+}
+
+/// Dropout (forward or backward, the same map) of a rank's share of a
+/// global batch: `out = x · mask · 1/(1−rate)` with element `i`'s mask
+/// that of element `off + i` of the global tensor (`kernels::dropout` is
+/// the case `off = 0`); `x: None` works in place over `out`.
+pub(super) fn dropout_at<T: Float>(
+    p: &k::dropout::DropoutParams,
+    off: u64,
+    x: Option<&[T]>,
+    out: &mut [T],
+) {
+    use rayon::prelude::*;
+    if let Some(x) = x {
+        out.copy_from_slice(x);
+    }
+    if !p.training || p.rate == 0.0 {
+        return;
+    }
+    let scale = T::from_f64(1.0 / (1.0 - p.rate));
+    out.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, blk)| {
+        let base = off + (bi * BLOCK) as u64;
+        for (j, v) in blk.iter_mut().enumerate() {
+            // A multiply even when dropped, so NaN stays NaN (as the kernel).
+            *v *= if k::dropout::keep(p.seed, p.stream, p.rate, base + j as u64) {
                 scale
             } else {
                 T::ZERO
@@ -42,13 +73,13 @@ pub(super) fn relu_dropout_inplace<T: Float>(p: &k::dropout::DropoutParams, y: &
 pub(super) fn grad_chain<T: Float>(
     first: Option<&[T]>,
     rest: &[&[T]],
-    mask: Option<&k::dropout::DropoutParams>,
+    mask: Option<(&k::dropout::DropoutParams, u64)>,
     y: Option<&[T]>,
     out: &mut [T],
 ) {
     use rayon::prelude::*;
-    let mask = mask.filter(|p| p.training && p.rate > 0.0);
-    let scale = mask.map_or(T::ONE, |p| T::from_f64(1.0 / (1.0 - p.rate)));
+    let mask = mask.filter(|(p, _)| p.training && p.rate > 0.0);
+    let scale = mask.map_or(T::ONE, |(p, _)| T::from_f64(1.0 / (1.0 - p.rate)));
     out.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, blk)| {
         let base = bi * BLOCK;
         for (j, o) in blk.iter_mut().enumerate() {
@@ -57,8 +88,8 @@ pub(super) fn grad_chain<T: Float>(
             for p in rest {
                 s += p[i];
             }
-            if let Some(p) = mask {
-                s = if k::dropout::keep(p.seed, p.stream, p.rate, i as u64) {
+            if let Some((p, off)) = mask {
+                s = if k::dropout::keep(p.seed, p.stream, p.rate, off + i as u64) {
                     s * scale
                 } else {
                     T::ZERO

@@ -94,7 +94,18 @@ pub struct CpuExec<T: Float = f32> {
     /// under `conv_policy`.
     conv_algos: HashMap<NodeId, conv_algo::ConvAlgos>,
     conv_policy: conv_algo::Policy,
+    /// Where this executor's examples start in the global batch of a
+    /// data-parallel step: the dropout masks are keyed by the flat index
+    /// of the global batch's tensor, so the ranks draw one process's masks.
+    example_offset: u64,
+    /// Called on each parameter gradient between the backward pass and
+    /// its update (data-parallel training averages it across ranks).
+    grad_hook: Option<GradHook<T>>,
 }
+
+/// What [`CpuExec::set_grad_hook`] takes: it may change the gradient in
+/// place; an error stops the step before the update.
+pub type GradHook<T> = Box<dyn FnMut(&mut [T]) -> Result<(), String> + Send>;
 
 fn numel(g: &Graph, n: NodeId, batch: usize) -> usize {
     match &g.node(n).ty {
@@ -292,6 +303,8 @@ impl<T: Float> CpuExec<T> {
             plan: None,
             bn_sums: HashMap::new(),
             version: 0,
+            example_offset: 0,
+            grad_hook: None,
             fold_bn: folded::fold_from_env(),
             folded: folded::Folded::Unknown,
             eval_folded: false,
@@ -544,12 +557,42 @@ impl<T: Float> CpuExec<T> {
         self.bn_sums.clear();
         self.done.iter_mut().for_each(|d| *d = false);
         let order = std::mem::take(&mut self.order);
-        let r = order
-            .iter()
-            .try_for_each(|&n| self.timed(n, true, lr, step));
+        let mut hook = self.grad_hook.take();
+        let r = order.iter().try_for_each(|&n| {
+            if let Some(h) = hook.as_mut()
+                && matches!(self.graph.node(n).op, Op::SgdUpdate { .. })
+            {
+                self.hook_gradient(n, h)?;
+            }
+            self.timed(n, true, lr, step)
+        });
+        self.grad_hook = hook;
         self.order = order;
         r?;
         Ok(self.stats())
+    }
+
+    /// Runs `hook` on the gradient the update `n` reads (its third input),
+    /// which the backward pass has finished and the plan keeps until `n`.
+    fn hook_gradient(&mut self, n: NodeId, hook: &mut GradHook<T>) -> Result<(), ExecError> {
+        let g = *self
+            .graph
+            .inputs(n)
+            .get(2)
+            .ok_or_else(|| ExecError::Internal("sgd_update has no gradient input".into()))?;
+        let at = self.loc(g)?;
+        hook(layout::view_mut(&mut self.arenas, at))
+            .map_err(|e| ExecError::Internal(format!("`{}`: {e}", self.graph.node(n).name)))
+    }
+
+    /// Data-parallel training: `hook` runs on every parameter gradient
+    /// after the backward pass and before the update, in the step's order
+    /// (the same on every rank); `example_offset` is the index in the
+    /// global batch of this executor's first example (it keys the dropout
+    /// masks). `None` and 0: one process, as without a call.
+    pub fn set_grad_hook(&mut self, hook: Option<GradHook<T>>, example_offset: u64) {
+        self.grad_hook = hook;
+        self.example_offset = example_offset;
     }
 
     /// The forward pass only, dropout off (evaluation). Returns the stats

@@ -10,7 +10,9 @@
 //! reads only ranges that hold live values, so the result does not depend
 //! on where the buffers lie.
 
-use super::fused::{grad_chain, lrn_maxpool_backward, lrn_maxpool_forward, relu_dropout_inplace};
+use super::fused::{
+    dropout_at, grad_chain, lrn_maxpool_backward, lrn_maxpool_forward, relu_dropout_inplace,
+};
 use super::layout::{Loc, carve};
 use super::{CpuExec, ExecError, LayerShape, bn_shape, chw, layer_shape, lrn_params, pool_shape};
 use crate::backend::cpu::kernels::{self as k, Act, Float, Nchw};
@@ -217,6 +219,11 @@ impl<T: Float> CpuExec<T> {
             .conv_algos
             .get(&n)
             .is_some_and(|a| a.forward == Algo::Winograd);
+        // The flat index of this executor's first element of a `[N × …]`
+        // tensor of `len` values in the global batch's tensor (0 for one
+        // process): what the dropout masks are keyed by.
+        let eoff = self.example_offset;
+        let moff = |len: usize| eoff * (len / b.max(1)) as u64;
         let g = &self.graph;
         let (mut w, r) = carve(&mut self.arenas, &writes, &reads).map_err(|o| {
             ExecError::Internal(format!("`{}`: buffers overlap: {o:?}", g.node(n).name))
@@ -258,7 +265,7 @@ impl<T: Float> CpuExec<T> {
                 }
             }
             if let (Op::DenseReluDropout { .. }, Some(p)) = (&op, &dparams) {
-                relu_dropout_inplace(p, out);
+                relu_dropout_inplace(p, moff(out.len()), out);
             }
             if let Some(f) = fused.and_then(fused_pointwise) {
                 k::act::forward_inplace(f, out);
@@ -301,7 +308,8 @@ impl<T: Float> CpuExec<T> {
                 let first = r.first().copied().flatten();
                 let rest: Vec<&[T]> = (1..parts).map(x).collect::<Result<_, _>>()?;
                 let y = if *relu { Some(x(ins.len() - 1)?) } else { None };
-                grad_chain(first, &rest, dparams.as_ref(), y, out);
+                let off = moff(out.len());
+                grad_chain(first, &rest, dparams.as_ref().map(|p| (p, off)), y, out);
             }
             Op::Relu => match r[0] {
                 Some(x0) => k::relu::relu_forward(x0, out),
@@ -383,9 +391,10 @@ impl<T: Float> CpuExec<T> {
             }
             Op::Dropout { .. } | Op::DropoutGrad { .. } => {
                 let p = dparams.ok_or_else(|| ExecError::Internal("dropout".into()))?;
-                match r[0] {
-                    Some(x0) => k::dropout::dropout_forward(&p, x0, out),
-                    None => k::dropout::dropout_inplace(&p, out),
+                match (r[0], moff(out.len())) {
+                    (Some(x0), 0) => k::dropout::dropout_forward(&p, x0, out),
+                    (None, 0) => k::dropout::dropout_inplace(&p, out),
+                    (x0, off) => dropout_at(&p, off, x0, out),
                 }
             }
             Op::Concat => {

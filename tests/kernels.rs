@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use netc::picture::kernels::{GAP, TOWER_GAP};
+use netc::picture::kernels::{GAP, INK, LINE, PAPER, TOWER_GAP};
 
 fn netc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_netc"))
@@ -155,7 +155,7 @@ fn check_tiles(
     let rows = f.div_ceil(cols);
     let block = rows * (tile + GAP) - GAP;
     let width = GAP + cols * (tile + GAP);
-    let height = 2 * GAP + towers.len() * block + (towers.len() - 1) * TOWER_GAP;
+    let height = towers.len() * (TOWER_GAP + block + 2 * GAP);
     assert_eq!(
         (img.width() as usize, img.height() as usize),
         (width, height)
@@ -163,15 +163,17 @@ fn check_tiles(
     let rgb = img.to_rgb8();
     let px = |x: usize, y: usize| rgb.get_pixel(x as u32, y as u32).0;
     for (t, (_, w)) in towers.iter().enumerate() {
-        let top = GAP + t * (block + TOWER_GAP);
-        if t > 0 {
-            // The band above this block is background, across the picture.
-            for y in top - TOWER_GAP..top {
-                for x in 0..width {
-                    assert_eq!(px(x, y), [255; 3], "band at ({x}, {y})");
-                }
+        let top = TOWER_GAP + GAP + t * (block + 2 * GAP + TOWER_GAP);
+        // The band above this block is paper with the tower's name in ink.
+        let mut ink = 0;
+        for y in top - GAP - TOWER_GAP..top - GAP {
+            for x in 0..width {
+                let p = px(x, y);
+                assert!(p == PAPER || p == INK, "band at ({x}, {y}): {p:?}");
+                ink += usize::from(p == INK);
             }
         }
+        assert!(ink > 20, "tower {t}'s name: {ink} dots");
         let per = c * k * k;
         for kernel in 0..f {
             let n = normalised(&w[kernel * per..(kernel + 1) * per]);
@@ -193,8 +195,10 @@ fn check_tiles(
                 }
             }
             assert_eq!((lo, hi), (0, 255), "tower {t} kernel {kernel}");
-            // The line left of the tile is background.
-            assert_eq!(px(x0 - 1, y0), [255; 3]);
+            // The lines left of and above the tile are the line colour.
+            assert_eq!(px(x0 - 1, y0), LINE);
+            assert_eq!(px(x0 - GAP, y0), LINE);
+            assert_eq!(px(x0, y0 - 1), LINE);
         }
     }
 }
@@ -222,7 +226,7 @@ fn greyscale_kernels_of_two_towers() {
         "{said}"
     );
     let img = image::open(&png).unwrap();
-    assert_eq!(img.color(), image::ColorType::L8);
+    assert_eq!(img.color(), image::ColorType::Rgb8);
     let towers: Vec<_> = (0..2)
         .map(|t| weights(&ckpt, &format!("conv1/conv.weight@t{t}")))
         .collect();
@@ -279,8 +283,8 @@ fn colour_kernels_slices_and_errors() {
     // 20 kernels a tower: 16 to a row, two rows, the second part empty.
     check_tiles(&img, &towers, 16, 2);
     let rgb = img.to_rgb8();
-    let (x, y) = (GAP + 4 * (10 + GAP), GAP + (10 + GAP));
-    assert_eq!(rgb.get_pixel(x as u32 + 3, y as u32 + 3).0, [255; 3]);
+    let (x, y) = (GAP + 4 * (10 + GAP), TOWER_GAP + GAP + (10 + GAP));
+    assert_eq!(rgb.get_pixel(x as u32 + 3, y as u32 + 3).0, PAPER);
 
     // conv2 sees 20 channels (its own tower's): a row per kernel, a grey
     // tile per input channel, all of a kernel normalised together.
@@ -298,13 +302,13 @@ fn colour_kernels_slices_and_errors() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let img = image::open(&png).unwrap();
-    assert_eq!(img.color(), image::ColorType::L8);
-    let grey = img.to_luma8();
+    assert_eq!(img.color(), image::ColorType::Rgb8);
+    let grey = img.to_rgb8();
     let (tile, cols, rows) = (12, 20, 3);
     let block = rows * (tile + GAP) - GAP;
     assert_eq!(
         (grey.width() as usize, grey.height() as usize),
-        (GAP + cols * (tile + GAP), 2 * GAP + 2 * block + TOWER_GAP)
+        (GAP + cols * (tile + GAP), 2 * (TOWER_GAP + block + 2 * GAP))
     );
     for t in 0..2 {
         let (shape, w) = weights(&ckpt, &format!("conv2/conv.weight@t{t}"));
@@ -314,7 +318,7 @@ fn colour_kernels_slices_and_errors() {
             let mut seen = Vec::new();
             for c in 0..20 {
                 let x0 = GAP + c * (tile + GAP);
-                let y0 = GAP + t * (block + TOWER_GAP) + f * (tile + GAP);
+                let y0 = TOWER_GAP + GAP + t * (block + 2 * GAP + TOWER_GAP) + f * (tile + GAP);
                 for (ky, kx) in [(0, 0), (1, 2), (2, 1)] {
                     let p = grey
                         .get_pixel((x0 + kx * 4 + 3) as u32, (y0 + ky * 4) as u32)

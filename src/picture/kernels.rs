@@ -7,9 +7,12 @@
 //! `[F, C, KH, KW]`.
 //!
 //! Guarantees, for the picture ([`Layout`] gives every position):
-//! - one block of rows per tower, tower 0 on top, blocks apart by a band of
-//!   [`TOWER_GAP`] pixels; inside a block the tiles sit in a grid with
-//!   [`GAP`]-pixel lines between them and around the picture, all white;
+//! - one block of rows per tower, tower 0 on top, each below a white band
+//!   of [`TOWER_GAP`] pixels that names it (`tower 0`, `tower 1`, as the
+//!   IR numbers towers; `shared` for a layer outside the towers) in black;
+//!   inside a block the tiles sit in a grid, each framed by [`GAP`]-pixel
+//!   lines of [`LINE`], a blue that no grey kernel has, so the lines show
+//!   beside white and black weights alike; a row's empty slots are white;
 //! - each kernel is normalised on its own: its `C×KH×KW` values are mapped
 //!   min–max to `round(255 · (w − min) / (max − min))`, so every kernel
 //!   that is not constant reaches 0 and 255 (a constant one is drawn at
@@ -33,16 +36,20 @@ use crate::model::error::TrainError;
 
 /// Kernels to a row when each kernel is one tile (the paper's figure has 16).
 pub const COLUMNS: usize = 16;
-/// Width of the lines between tiles and around the picture, in pixels.
-pub const GAP: usize = 1;
-/// Height of the band between two towers' blocks, in pixels.
-pub const TOWER_GAP: usize = 6;
+/// Width of the lines between tiles and around them, in pixels.
+pub const GAP: usize = 2;
+/// Height of the band above each tower's block that holds its name.
+pub const TOWER_GAP: usize = 20;
 /// The default scale makes a tile about this many pixels on its longer side.
 pub const TILE_PIXELS: usize = 40;
 /// The largest picture drawn, in pixels.
 pub const MAX_PIXELS: u64 = 1 << 25;
-/// The value of the lines and bands between tiles.
-pub const BACKGROUND: u8 = 255;
+/// The colour of the lines around tiles.
+pub const LINE: [u8; 3] = [0x33, 0x66, 0xCC];
+/// The colour of the bands and of a row's empty slots.
+pub const PAPER: [u8; 3] = [255; 3];
+/// The colour of a tower's name.
+pub const INK: [u8; 3] = [0; 3];
 /// A constant kernel's value.
 pub const FLAT: u8 = 128;
 
@@ -293,10 +300,12 @@ impl Layout {
     /// The top row of tower `t`'s block.
     pub fn block_top(&self, t: usize) -> usize {
         let (_, th) = self.tile();
-        GAP + self.rows[..t]
-            .iter()
-            .map(|r| r * (th + GAP) - GAP + TOWER_GAP)
-            .sum::<usize>()
+        TOWER_GAP
+            + GAP
+            + self.rows[..t]
+                .iter()
+                .map(|r| r * (th + GAP) + GAP + TOWER_GAP)
+                .sum::<usize>()
     }
 
     /// The top-left pixel of kernel `f`'s tile in tower `t` (of its slice
@@ -320,18 +329,20 @@ impl Layout {
 }
 
 /// The picture's width and height with `cols` tiles of `tw × th` pixels
-/// to a row and `rows` rows in each tower's block (saturating: a size
-/// that overflows is too large anyway).
+/// to a row and `rows` rows in each tower's block, each block below its
+/// band (saturating: a size that overflows is too large anyway). The
+/// picture is at least as wide as the longest tower name at its smallest.
 fn size(cols: usize, rows: &[usize], tw: u64, th: u64) -> (u64, u64) {
     let g = GAP as u64;
     let width = (cols as u64)
         .saturating_mul(tw.saturating_add(g))
-        .saturating_add(g);
-    let blocks = rows.iter().fold(0u64, |h, &r| {
-        h.saturating_add((r as u64).saturating_mul(th.saturating_add(g)) - g)
+        .saturating_add(g)
+        .max(label_width(&format!("tower {}", rows.len().saturating_sub(1)), 1) as u64 + 2 * g);
+    let height = rows.iter().fold(0u64, |h, &r| {
+        h.saturating_add((r as u64).saturating_mul(th.saturating_add(g)))
+            .saturating_add(g + TOWER_GAP as u64)
     });
-    let bands = (rows.len().saturating_sub(1) * TOWER_GAP) as u64;
-    (width, blocks.saturating_add(bands).saturating_add(2 * g))
+    (width, height)
 }
 
 /// The layout of `k` at `scale` (default: tiles of about [`TILE_PIXELS`],
@@ -439,8 +450,8 @@ pub struct Picture {
 
 /// Draws `k` as `l` lays it out.
 pub fn draw(k: &Kernels, l: &Layout) -> Picture {
-    let pc = if l.style == Style::Rgb { 3 } else { 1 };
-    let mut pixels = vec![BACKGROUND; l.width * l.height * pc];
+    let pc = 3;
+    let mut pixels = PAPER.repeat(l.width * l.height);
     let per = l.channels * l.kh * l.kw;
     for (t, tower) in k.towers.iter().enumerate() {
         for f in 0..tower.shape[0] {
@@ -452,6 +463,14 @@ pub fn draw(k: &Kernels, l: &Layout) -> Picture {
                 1
             };
             for plane in 0..planes {
+                let (ox, oy) = l.origin(t, f, plane);
+                let (tw, th) = l.tile();
+                for y in oy - GAP..oy + th + GAP {
+                    for x in ox - GAP..ox + tw + GAP {
+                        let i = (y * l.width + x) * pc;
+                        pixels[i..i + pc].copy_from_slice(&LINE);
+                    }
+                }
                 for y in 0..l.kh {
                     for x in 0..l.kw {
                         let value: [u8; 3] = match l.style {
@@ -472,11 +491,112 @@ pub fn draw(k: &Kernels, l: &Layout) -> Picture {
             }
         }
     }
+    for (t, tower) in k.towers.iter().enumerate() {
+        let name = match tower.device {
+            Device::Tower(n) => format!("tower {n}"),
+            Device::Shared => "shared".to_string(),
+        };
+        // Twice the font's size where it fits, else its own size.
+        let size = if label_width(&name, 2) + 2 * GAP <= l.width {
+            2
+        } else {
+            1
+        };
+        let bottom = l.block_top(t) - GAP - (TOWER_GAP - 7 * size) / 2;
+        write_label(&mut pixels, l.width, GAP, bottom - 7 * size, &name, size);
+    }
     Picture {
         width: l.width,
         height: l.height,
         channels: pc,
         pixels,
+    }
+}
+
+/// The width of `text` in the 5×7 font at `size` pixels a dot (a dot's
+/// gap between letters).
+pub fn label_width(text: &str, size: usize) -> usize {
+    (6 * text.chars().count()).saturating_sub(1) * size
+}
+
+/// Rows of a letter of the 5×7 font, the leftmost dot the highest of five
+/// bits; the letters a tower's name needs (others are blank).
+fn glyph(c: char) -> [u8; 7] {
+    match c {
+        't' => [
+            0b01000, 0b01000, 0b11110, 0b01000, 0b01000, 0b01001, 0b00110,
+        ],
+        'o' => [0, 0, 0b01110, 0b10001, 0b10001, 0b10001, 0b01110],
+        'w' => [0, 0, 0b10001, 0b10001, 0b10101, 0b10101, 0b01010],
+        'e' => [0, 0, 0b01110, 0b10001, 0b11111, 0b10000, 0b01110],
+        'r' => [0, 0, 0b10110, 0b11001, 0b10000, 0b10000, 0b10000],
+        's' => [0, 0, 0b01111, 0b10000, 0b01110, 0b00001, 0b11110],
+        'h' => [
+            0b10000, 0b10000, 0b10110, 0b11001, 0b10001, 0b10001, 0b10001,
+        ],
+        'a' => [0, 0, 0b01110, 0b00001, 0b01111, 0b10001, 0b01111],
+        'd' => [
+            0b00001, 0b00001, 0b01101, 0b10011, 0b10001, 0b10001, 0b01111,
+        ],
+        '0' => [
+            0b01110, 0b10001, 0b10011, 0b10101, 0b11001, 0b10001, 0b01110,
+        ],
+        '1' => [
+            0b00100, 0b01100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110,
+        ],
+        '2' => [
+            0b01110, 0b10001, 0b00001, 0b00010, 0b00100, 0b01000, 0b11111,
+        ],
+        '3' => [
+            0b11111, 0b00010, 0b00100, 0b00010, 0b00001, 0b10001, 0b01110,
+        ],
+        '4' => [
+            0b00010, 0b00110, 0b01010, 0b10010, 0b11111, 0b00010, 0b00010,
+        ],
+        '5' => [
+            0b11111, 0b10000, 0b11110, 0b00001, 0b00001, 0b10001, 0b01110,
+        ],
+        '6' => [
+            0b00110, 0b01000, 0b10000, 0b11110, 0b10001, 0b10001, 0b01110,
+        ],
+        '7' => [
+            0b11111, 0b00001, 0b00010, 0b00100, 0b01000, 0b01000, 0b01000,
+        ],
+        '8' => [
+            0b01110, 0b10001, 0b10001, 0b01110, 0b10001, 0b10001, 0b01110,
+        ],
+        '9' => [
+            0b01110, 0b10001, 0b10001, 0b01111, 0b00001, 0b00010, 0b01100,
+        ],
+        _ => [0; 7],
+    }
+}
+
+/// Writes `text` in [`INK`] into an RGB picture `width` pixels wide, its
+/// top-left dot at `(x, y)`, each dot `size × size` pixels; dots beyond
+/// the picture's right edge are left out.
+fn write_label(pixels: &mut [u8], width: usize, x: usize, y: usize, text: &str, size: usize) {
+    for (n, c) in text.chars().enumerate() {
+        let g = glyph(c);
+        for (row, bits) in g.iter().enumerate() {
+            for col in 0..5 {
+                if bits & (0b10000 >> col) == 0 {
+                    continue;
+                }
+                for dy in 0..size {
+                    for dx in 0..size {
+                        let px = x + (6 * n + col) * size + dx;
+                        let py = y + row * size + dy;
+                        if px < width {
+                            let i = (py * width + px) * 3;
+                            if let Some(p) = pixels.get_mut(i..i + 3) {
+                                p.copy_from_slice(&INK);
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -532,14 +652,20 @@ mod tests {
             (Style::Rgb, 4, 16, vec![3, 3])
         );
         assert_eq!(l.width, 16 * (44 + GAP) + GAP);
-        assert_eq!(l.height, GAP + 2 * (3 * (44 + GAP) - GAP) + TOWER_GAP + GAP);
-        assert_eq!(l.origin(1, 17, 0), (GAP + 45, l.block_top(1) + 45));
-        assert_eq!(l.block_top(1), GAP + 3 * 45 - GAP + TOWER_GAP);
+        assert_eq!(l.height, 2 * (TOWER_GAP + 3 * (44 + GAP) + GAP));
+        assert_eq!(l.origin(1, 17, 0), (GAP + 46, l.block_top(1) + 46));
+        assert_eq!(l.block_top(0), TOWER_GAP + GAP);
+        assert_eq!(l.block_top(1), TOWER_GAP + 3 * 46 + GAP + TOWER_GAP + GAP);
         // Fewer kernels than a row: the row is as wide as the kernels.
         let l = layout(&kernels(1, [5, 1, 3, 2]), Some(2)).unwrap();
         assert_eq!(
             (l.style, l.cols, l.width, l.height),
-            (Style::Grey, 5, 5 * 5 + 1, 6 + 2)
+            (
+                Style::Grey,
+                5,
+                (5 * 6 + GAP).max(label_width("tower 0", 1) + 2 * GAP),
+                TOWER_GAP + 6 + 2 * GAP
+            )
         );
         // 48 input channels: a row per kernel, a tile per channel.
         let l = layout(&kernels(2, [4, 48, 5, 5]), None).unwrap();
@@ -547,7 +673,10 @@ mod tests {
             (l.style, l.cols, l.rows.clone()),
             (Style::Slices, 48, vec![4, 4])
         );
-        assert_eq!(l.origin(0, 2, 3), (GAP + 3 * 41, GAP + 2 * 41));
+        assert_eq!(
+            l.origin(0, 2, 3),
+            (GAP + 3 * (40 + GAP), TOWER_GAP + GAP + 2 * (40 + GAP))
+        );
     }
 
     #[test]
@@ -574,14 +703,31 @@ mod tests {
             let i = ((y + dy) * l.width + x + dx) * 3;
             assert_eq!(p.pixels[i..i + 3], [n[2], n[6], n[10]]);
         }
-        // The lines around a tile are background.
+        // The lines around a tile, both pixels wide, are the line colour.
         let (ox, oy) = l.origin(1, 1, 0);
-        for (x, y) in [(ox - 1, oy), (ox, oy - 1), (ox + 6, oy), (ox, oy + 6)] {
+        for (x, y) in [
+            (ox - 1, oy),
+            (ox - 2, oy),
+            (ox, oy - 1),
+            (ox + 6, oy),
+            (ox + 7, oy),
+            (ox, oy + 6),
+        ] {
             let i = (y * l.width + x) * 3;
-            assert_eq!(p.pixels[i..i + 3], [BACKGROUND; 3], "({x}, {y})");
+            assert_eq!(p.pixels[i..i + 3], LINE, "({x}, {y})");
         }
         let i = (oy * l.width + ox) * 3;
-        assert_ne!(p.pixels[i..i + 3], [BACKGROUND; 3]);
+        assert_ne!(p.pixels[i..i + 3], LINE);
+        // Each band names its tower: black dots in the band, and only there
+        // and in the weights.
+        for t in 0..2 {
+            let band = l.block_top(t) - GAP - TOWER_GAP..l.block_top(t) - GAP;
+            let ink = band
+                .flat_map(|y| (0..l.width).map(move |x| (y * l.width + x) * 3))
+                .filter(|&i| p.pixels[i..i + 3] == INK)
+                .count();
+            assert!(ink > 20, "tower {t}: {ink} dots of ink");
+        }
         let bytes = png(&p).unwrap();
         let img = image::load_from_memory(&bytes).unwrap().to_rgb8();
         assert_eq!(img.as_raw(), &p.pixels);

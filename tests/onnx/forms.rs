@@ -469,7 +469,15 @@ fn local_response_norm_exported_by_pytorch_matches_onnxruntime() {
     let Some(py) = super::python() else { return };
     let dir = super::tmp("torch-lrn");
     let Some(out) = generate(&py, "make_torch_lrn.py", &dir) else {
-        eprintln!("skipping PyTorch's own export: `{py}` cannot import torch");
+        // NETC_REQUIRE_TORCH=1 turns the skip into a failure, for a machine
+        // that is meant to have PyTorch.
+        assert!(
+            std::env::var_os("NETC_REQUIRE_TORCH").is_none(),
+            "NETC_REQUIRE_TORCH is set but `{py}` cannot import torch"
+        );
+        eprintln!(
+            "skipping PyTorch's own export: `{py}` cannot import torch (NETC_REQUIRE_TORCH=1 fails instead)"
+        );
         return;
     };
     let mut n = 0;

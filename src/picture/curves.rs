@@ -142,23 +142,28 @@ struct Series<'a> {
 /// The plot area of a panel and its axes.
 struct Panel<'a> {
     x0: f64,
-    y0: f64,
+    /// The panel's width and height, margins included.
+    size: (f64, f64),
+    /// Drawn above the plot; nothing when empty.
     title: &'a str,
     x_title: &'a str,
     /// The x range, and whether x counts epochs (the axis starts at 1).
     x_range: (f64, f64),
     /// Values are fractions drawn as percentages, capped at 100%.
     percent: bool,
+    /// A value drawn across as a dashed black line (the axis reaches it).
+    target: Option<f64>,
 }
 
 impl Panel<'_> {
     /// Draws the panel (frame, grid, ticks, titles, series) into `s`.
     fn draw(&self, s: &mut String, series: &[Series], first_style: usize) {
-        let (px0, px1) = (self.x0 + LEFT, self.x0 + W - RIGHT);
-        let (py0, py1) = (self.y0 + TOP, self.y0 + H - BOTTOM);
+        let (px0, px1) = (self.x0 + LEFT, self.x0 + self.size.0 - RIGHT);
+        let (py0, py1) = (TOP, self.size.1 - BOTTOM);
         let ymax = series
             .iter()
             .flat_map(|r| r.points.iter().map(|p| p.1))
+            .chain(self.target)
             .filter(|v| v.is_finite())
             .fold(0.0f64, f64::max);
         let (top, yticks) = value_axis(ymax, self.percent.then_some(1.0));
@@ -167,13 +172,15 @@ impl Panel<'_> {
         let hi = if hi > lo { hi } else { lo + 1.0 };
         let px = |x: f64| px0 + (px1 - px0) * (x - lo) / (hi - lo);
         let py = |y: f64| py1 - (py1 - py0) * (y / top).clamp(0.0, 1.0);
-        let _ = write!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle">{}</text>"#,
-            (px0 + px1) / 2.0,
-            py0 - 10.0,
-            escape(self.title)
-        );
+        if !self.title.is_empty() {
+            let _ = write!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle">{}</text>"#,
+                (px0 + px1) / 2.0,
+                py0 - 10.0,
+                escape(self.title)
+            );
+        }
         for &v in &yticks {
             let _ = write!(
                 s,
@@ -203,6 +210,13 @@ impl Panel<'_> {
             py1 + 32.0,
             escape(self.x_title)
         );
+        if let Some(t) = self.target {
+            let _ = write!(
+                s,
+                r#"<line x1="{px0:.1}" x2="{px1:.1}" y1="{0:.1}" y2="{0:.1}" stroke="black" stroke-dasharray="5,4"/>"#,
+                py(t)
+            );
+        }
         for (k, r) in series.iter().enumerate() {
             let (colour, dash) = style(first_style + k);
             let pts: Vec<String> = r
@@ -296,11 +310,12 @@ pub fn learning_curves(network: &str, reports: &[EpochReport]) -> String {
             .collect();
         Panel {
             x0,
-            y0: 0.0,
+            size: (W, H),
             title,
             x_title: "epoch",
             x_range: epochs,
             percent,
+            target: None,
         }
         .draw(&mut s, &series, 2 * p);
         let mut x = x0 + LEFT;
@@ -361,11 +376,12 @@ pub fn compare(title: &str, runs: &[(String, Vec<EpochReport>)]) -> String {
     {
         Panel {
             x0: p as f64 * W,
-            y0: 0.0,
+            size: (W, H),
             title: panel_title,
             x_title: "epoch",
             x_range: (1.0, epochs as f64),
             percent,
+            target: None,
         }
         .draw(&mut s, &series(f), 0);
     }
@@ -403,15 +419,16 @@ pub fn train_error(title: &str, runs: &[(String, Vec<EpochReport>)], target: f64
         .fold(1.0f64, f64::max);
     let mut s = String::new();
     open(&mut s, w, h, &format!("{title}: training top-1 error"));
-    // The target is drawn as a series of its own (two points), so the
-    // axis reaches it.
-    let mut all = series;
-    all.push(Series {
-        name: "target",
-        points: vec![(0.0, target), (xmax, target)],
-    });
-    let wide = PanelWide { w: 2.0 * W, h };
-    wide.draw(&mut s, &all, xmax, target);
+    Panel {
+        x0: 0.0,
+        size: (2.0 * W, h),
+        title: "",
+        x_title: "training steps",
+        x_range: (0.0, xmax),
+        percent: true,
+        target: Some(target),
+    }
+    .draw(&mut s, &series, 0);
     legend_column(&mut s, legend_x, TOP + 8.0, &names);
     let y = TOP + 8.0 + ROW * names.len() as f64;
     let _ = write!(
@@ -424,83 +441,6 @@ pub fn train_error(title: &str, runs: &[(String, Vec<EpochReport>)], target: f64
     );
     s.push_str("</svg>\n");
     s
-}
-
-/// The single wide panel of [`train_error`].
-struct PanelWide {
-    w: f64,
-    h: f64,
-}
-
-impl PanelWide {
-    fn draw(&self, s: &mut String, all: &[Series], xmax: f64, target: f64) {
-        let (px0, px1) = (LEFT, self.w - RIGHT);
-        let (py0, py1) = (TOP, self.h - BOTTOM);
-        let ymax = all
-            .iter()
-            .flat_map(|r| r.points.iter().map(|p| p.1))
-            .filter(|v| v.is_finite())
-            .fold(0.0f64, f64::max);
-        let (top, yticks) = value_axis(ymax, Some(1.0));
-        let ystep = yticks.get(1).copied().unwrap_or(top);
-        let px = |x: f64| px0 + (px1 - px0) * x / xmax.max(1.0);
-        let py = |y: f64| py1 - (py1 - py0) * (y / top).clamp(0.0, 1.0);
-        for &v in &yticks {
-            let _ = write!(
-                s,
-                r##"<line x1="{px0:.1}" x2="{px1:.1}" y1="{0:.1}" y2="{0:.1}" stroke="#e4e4e4"/><text x="{1:.1}" y="{2:.1}" font-size="10" text-anchor="end">{3}</text>"##,
-                py(v),
-                px0 - 5.0,
-                py(v) + 3.5,
-                label(v, ystep, true)
-            );
-        }
-        let xticks = count_ticks(0.0, xmax);
-        for v in xticks {
-            let _ = write!(
-                s,
-                r##"<line x1="{0:.1}" x2="{0:.1}" y1="{py1:.1}" y2="{1:.1}" stroke="grey"/><text x="{0:.1}" y="{2:.1}" font-size="10" text-anchor="middle">{3}</text>"##,
-                px(v),
-                py1 + 4.0,
-                py1 + 15.0,
-                label(v, 1.0, false)
-            );
-        }
-        let _ = write!(
-            s,
-            r#"<rect x="{px0:.1}" y="{py0:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="grey"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">training steps</text>"#,
-            px1 - px0,
-            py1 - py0,
-            (px0 + px1) / 2.0,
-            py1 + 32.0,
-        );
-        // The target: a dashed black line across, named in the legend.
-        let _ = write!(
-            s,
-            r#"<line x1="{px0:.1}" x2="{px1:.1}" y1="{0:.1}" y2="{0:.1}" stroke="black" stroke-dasharray="5,4"/>"#,
-            py(target)
-        );
-        for (k, r) in all.iter().enumerate().take(all.len() - 1) {
-            let (colour, dash) = style(k);
-            let pts: Vec<String> = r
-                .points
-                .iter()
-                .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-                .collect();
-            let _ = write!(
-                s,
-                r#"<polyline fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}" points="{}"/>"#,
-                pts.join(" ")
-            );
-            if pts.len() <= 40 {
-                for p in &pts {
-                    if let Some((x, y)) = p.split_once(',') {
-                        let _ = write!(s, r#"<circle cx="{x}" cy="{y}" r="2.5" fill="{colour}"/>"#);
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
